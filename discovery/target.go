@@ -1,0 +1,76 @@
+// Package discovery holds the plain data types that every discovery source emits:
+// the targets a host offers and the containers it had to skip. Sources live in
+// sub-packages (docker, gossip); the agent merges what they report.
+package discovery
+
+import "time"
+
+// Target is one host:port that receives traffic for one or more groups, as
+// discovered on its owner node. It is a value: sources build a fresh one on change.
+type Target struct {
+	// ID is "<node>/<container-id-12>/<container-port>", unique across the fleet.
+	ID string
+	// Node is the name of the node that owns (discovered) the target.
+	Node string
+	// Groups the target joins (berth.group, comma-separated), sorted, no duplicates.
+	Groups []string
+	// Address is "ip:port" where the balancer connects.
+	Address string
+	// LocalOnly is true when the port is published on a loopback address, so only
+	// the owner node can reach it.
+	LocalOnly bool
+	// Weight is the relative weight (berth.weight), 1 by default, 0 for no new traffic.
+	Weight int
+	// ContainerID is the full Docker container ID; ContainerName without the leading "/".
+	ContainerID   string
+	ContainerName string
+	// Created is when the container was created; the newest container's labels win
+	// when containers of one group disagree on group settings.
+	Created time.Time
+	// Draining is set from the container's kill event on: no new requests.
+	Draining bool
+	// DockerHealth is the container's HEALTHCHECK status: "" (none), "starting",
+	// "healthy" or "unhealthy". Only "" and "healthy" receive traffic.
+	DockerHealth string
+	// Settings are the group policies declared by the container's labels.
+	Settings GroupSettings
+	// Rules are the routing rules declared by the container's labels; they forward
+	// to the target's first group.
+	Rules []Rule
+}
+
+// Serving reports whether the target may receive new requests.
+func (t Target) Serving() bool {
+	return !t.Draining && t.Weight > 0 && (t.DockerHealth == "" || t.DockerHealth == "healthy")
+}
+
+// GroupSettings are group policies declared by labels. A nil field was not set.
+type GroupSettings struct {
+	DeregistrationDelay *time.Duration
+	Algorithm           string
+	HealthPath          string
+}
+
+// Rule is a routing rule declared by labels (berth.rule.*).
+type Rule struct {
+	Listener string
+	Priority int
+	Hosts    []string
+	Paths    []string
+	Group    string
+}
+
+// Skipped is a container that carries the group label but cannot be registered.
+type Skipped struct {
+	ContainerID   string
+	ContainerName string
+	// Reason says what is wrong and what to do, e.g. "several published ports
+	// (8080, 9090) and no berth.port label: set berth.port to the one to use".
+	Reason string
+}
+
+// State is everything one source knows at one moment.
+type State struct {
+	Targets []Target
+	Skipped []Skipped
+}
