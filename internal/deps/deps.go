@@ -1,4 +1,4 @@
-package main
+package deps
 import (
  _ "github.com/docker/docker/client"
  _ "github.com/docker/docker/api/types/events"
@@ -12,4 +12,4 @@ import (
  _ "github.com/prometheus/client_golang/prometheus/promhttp"
  _ "golang.org/x/tools/txtar"
 )
-func main(){}
+

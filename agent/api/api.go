@@ -1,0 +1,81 @@
+// Package api holds the JSON documents of the admin API (/api/v1/...). The agent
+// serves them and the CLI reads them; both sides share these types so they cannot drift.
+package api
+
+import "time"
+
+// Status is GET /api/v1/status: the node, its listeners and a summary.
+type Status struct {
+	Node      string     `json:"node"`
+	Version   string     `json:"version"`
+	Started   time.Time  `json:"started"`
+	Docker    Docker     `json:"docker"`
+	Listeners []Listener `json:"listeners"`
+	Groups    []Group    `json:"groups"`
+	Skipped   []Skipped  `json:"skipped"`
+}
+
+// Docker is the state of the connection to the Docker engine.
+type Docker struct {
+	Connected bool      `json:"connected"`
+	LastSync  time.Time `json:"last_sync"`
+	Error     string    `json:"error,omitempty"`
+}
+
+// Listener is one port the balancer serves.
+type Listener struct {
+	Name     string `json:"name"`
+	Protocol string `json:"protocol"`
+	Address  string `json:"address"`
+	Rules    []Rule `json:"rules"`
+	Default  string `json:"default"`
+}
+
+// Rule is a compiled routing rule, for display.
+type Rule struct {
+	Priority int      `json:"priority"`
+	Hosts    []string `json:"hosts,omitempty"`
+	Paths    []string `json:"paths,omitempty"`
+	Action   string   `json:"action"`
+	Source   string   `json:"source"`
+}
+
+// Group is GET /api/v1/groups: one target group and its target counts by state.
+type Group struct {
+	Name                string         `json:"name"`
+	Algorithm           string         `json:"algorithm"`
+	DeregistrationDelay string         `json:"deregistration_delay"`
+	Targets             int            `json:"targets"`
+	States              map[string]int `json:"states"`
+	InFlight            int64          `json:"in_flight"`
+	Requests            uint64         `json:"requests"`
+}
+
+// Target is GET /api/v1/targets: one target in one group.
+type Target struct {
+	ID        string `json:"id"`
+	Group     string `json:"group"`
+	Node      string `json:"node"`
+	Address   string `json:"address"`
+	LocalOnly bool   `json:"local_only"`
+	// State is healthy, draining or unhealthy (Docker HEALTHCHECK starting or
+	// unhealthy), or unused (weight 0).
+	State     string `json:"state"`
+	Container string `json:"container,omitempty"`
+	Source    string `json:"source"`
+	InFlight  int64  `json:"in_flight"`
+	Requests  uint64 `json:"requests"`
+	Failures  uint64 `json:"failures"`
+}
+
+// Skipped is a labelled container that could not be registered, with the reason.
+type Skipped struct {
+	Container string `json:"container"`
+	Name      string `json:"name"`
+	Reason    string `json:"reason"`
+}
+
+// Error is the body of every non-2xx admin API answer.
+type Error struct {
+	Error string `json:"error"`
+}
