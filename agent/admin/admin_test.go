@@ -1,0 +1,228 @@
+package admin
+
+import (
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/berth-lb/berth/agent/api"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+type fakeSource struct {
+	status  api.Status
+	groups  []api.Group
+	targets []api.Target
+}
+
+func (f fakeSource) Status() api.Status    { return f.status }
+func (f fakeSource) Groups() []api.Group   { return f.groups }
+func (f fakeSource) Targets() []api.Target { return f.targets }
+
+var started = time.Date(2025, 3, 1, 10, 0, 0, 0, time.UTC)
+
+func exampleSource() fakeSource {
+	users := api.Group{Name: "users", Algorithm: "round_robin", DeregistrationDelay: "30s", Targets: 1, States: map[string]int{"healthy": 1}, Requests: 7}
+	web := api.Group{Name: "web", Algorithm: "least_outstanding_requests", DeregistrationDelay: "5m0s", Targets: 2, States: map[string]int{"healthy": 1, "draining": 1}, InFlight: 3, Requests: 42}
+	return fakeSource{
+		status: api.Status{
+			Node:    "host-a",
+			Version: "v1.0.0",
+			Started: started,
+			Docker:  api.Docker{Connected: true, LastSync: started.Add(time.Minute)},
+			Listeners: []api.Listener{
+				{Name: "web", Protocol: "http", Address: ":80", Default: "fixed-response 404"},
+			},
+			Groups: []api.Group{web, users},
+			Skipped: []api.Skipped{
+				{Container: "bbbbbbbbbbbb", Name: "worker", Reason: "no published port"},
+				{Container: "aaaaaaaaaaaa", Name: "api", Reason: "several published ports and no berth.port"},
+			},
+		},
+		groups: []api.Group{web, users},
+		targets: []api.Target{
+			{ID: "host-a/222222222222/8080", Group: "web", Node: "host-a", Address: "10.0.0.5:32769", State: "draining", Source: "docker"},
+			{ID: "host-a/111111111111/8080", Group: "web", Node: "host-a", Address: "10.0.0.5:32768", State: "healthy", Source: "docker"},
+			{ID: "host-b/333333333333/9000", Group: "users", Node: "host-b", Address: "127.0.0.1:32770", LocalOnly: true, State: "healthy", Source: "gossip"},
+		},
+	}
+}
+
+func TestHandler(t *testing.T) {
+	src := exampleSource()
+	sortedTargets := []api.Target{src.targets[2], src.targets[1], src.targets[0]}
+	sortedStatus := src.status
+	sortedStatus.Listeners = []api.Listener{{Name: "web", Protocol: "http", Address: ":80", Rules: []api.Rule{}, Default: "fixed-response 404"}}
+	sortedStatus.Groups = []api.Group{src.groups[1], src.groups[0]}
+	sortedStatus.Skipped = []api.Skipped{src.status.Skipped[1], src.status.Skipped[0]}
+
+	tests := []struct {
+		name        string
+		method      string
+		target      string
+		wantCode    int
+		wantType    string
+		wantAllow   string
+		wantBody    string // exact body, when set
+		wantJSON    any    // decoded and compared with the body, when set
+		decodedType any    // pointer to a zero value of the document type
+	}{
+		{name: "healthz", method: "GET", target: "/healthz", wantCode: 200, wantType: "text/plain; charset=utf-8", wantBody: "ok\n"},
+		// The recorder keeps the body that a real server drops for HEAD.
+		{name: "healthz head", method: "HEAD", target: "/healthz", wantCode: 200, wantType: "text/plain; charset=utf-8", wantBody: "ok\n"},
+		{name: "status", method: "GET", target: "/api/v1/status", wantCode: 200, wantType: "application/json", wantJSON: sortedStatus, decodedType: &api.Status{}},
+		{name: "groups sorted by name", method: "GET", target: "/api/v1/groups", wantCode: 200, wantType: "application/json", wantJSON: []api.Group{src.groups[1], src.groups[0]}, decodedType: &[]api.Group{}},
+		{name: "targets sorted by group then id", method: "GET", target: "/api/v1/targets", wantCode: 200, wantType: "application/json", wantJSON: sortedTargets, decodedType: &[]api.Target{}},
+		{name: "targets of one group", method: "GET", target: "/api/v1/targets?group=web", wantCode: 200, wantType: "application/json", wantJSON: []api.Target{src.targets[1], src.targets[0]}, decodedType: &[]api.Target{}},
+		{name: "empty group filter lists every target", method: "GET", target: "/api/v1/targets?group=", wantCode: 200, wantType: "application/json", wantJSON: sortedTargets, decodedType: &[]api.Target{}},
+		{
+			name: "unknown group", method: "GET", target: "/api/v1/targets?group=nope", wantCode: 404, wantType: "application/json",
+			wantBody: "{\n  \"error\": \"admin: no target group \\\"nope\\\"; known groups: users, web\"\n}\n",
+		},
+		{
+			name: "unknown path", method: "GET", target: "/api/v1/nodes", wantCode: 404, wantType: "application/json",
+			wantBody: "{\n  \"error\": \"admin: no endpoint /api/v1/nodes; see docs/api.md for the list\"\n}\n",
+		},
+		{
+			name: "trailing slash is another path", method: "GET", target: "/api/v1/status/", wantCode: 404, wantType: "application/json",
+			wantBody: "{\n  \"error\": \"admin: no endpoint /api/v1/status/; see docs/api.md for the list\"\n}\n",
+		},
+		{
+			name: "post on targets", method: "POST", target: "/api/v1/targets", wantCode: 405, wantType: "application/json", wantAllow: "GET, HEAD",
+			wantBody: "{\n  \"error\": \"admin: method POST not allowed on /api/v1/targets; use GET\"\n}\n",
+		},
+		{
+			name: "delete on metrics", method: "DELETE", target: "/metrics", wantCode: 405, wantType: "application/json", wantAllow: "GET, HEAD",
+			wantBody: "{\n  \"error\": \"admin: method DELETE not allowed on /metrics; use GET\"\n}\n",
+		},
+	}
+	handler := Handler(src, prometheus.NewRegistry())
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			rec := httptest.NewRecorder()
+			handler.ServeHTTP(rec, httptest.NewRequest(tt.method, tt.target, nil))
+			if rec.Code != tt.wantCode {
+				t.Errorf("code = %d, want %d; body %q", rec.Code, tt.wantCode, rec.Body)
+			}
+			if got := rec.Header().Get("Content-Type"); got != tt.wantType {
+				t.Errorf("Content-Type = %q, want %q", got, tt.wantType)
+			}
+			if got := rec.Header().Get("Allow"); got != tt.wantAllow {
+				t.Errorf("Allow = %q, want %q", got, tt.wantAllow)
+			}
+			if tt.wantJSON == nil {
+				if got := rec.Body.String(); got != tt.wantBody {
+					t.Errorf("body = %q, want %q", got, tt.wantBody)
+				}
+				return
+			}
+			if !strings.HasPrefix(rec.Body.String(), "{\n  \"") && !strings.HasPrefix(rec.Body.String(), "[\n  {\n    \"") {
+				t.Errorf("body is not indented JSON: %q", rec.Body)
+			}
+			if err := json.Unmarshal(rec.Body.Bytes(), tt.decodedType); err != nil {
+				t.Fatalf("decode %q: %v", rec.Body, err)
+			}
+			if got := reflect.ValueOf(tt.decodedType).Elem().Interface(); !reflect.DeepEqual(got, tt.wantJSON) {
+				t.Errorf("document =\n%#v\nwant\n%#v", got, tt.wantJSON)
+			}
+		})
+	}
+}
+
+// Scripts index the answers: a Source with nothing to report must still give arrays and
+// objects, never null.
+func TestHandlerEmptySourceAnswersEmptyLists(t *testing.T) {
+	src := fakeSource{status: api.Status{Node: "host-a", Listeners: []api.Listener{{Name: "web"}}}, groups: []api.Group{{Name: "web"}}}
+	tests := []struct {
+		target string
+		want   []string
+	}{
+		{"/api/v1/status", []string{`"rules": []`, `"groups": []`, `"skipped": []`}},
+		{"/api/v1/groups", []string{`"states": {}`}},
+		{"/api/v1/targets", []string{"[]\n"}},
+		{"/api/v1/targets?group=web", []string{"[]\n"}},
+	}
+	handler := Handler(src, prometheus.NewRegistry())
+	for _, tt := range tests {
+		t.Run(tt.target, func(t *testing.T) {
+			rec := httptest.NewRecorder()
+			handler.ServeHTTP(rec, httptest.NewRequest("GET", tt.target, nil))
+			if rec.Code != http.StatusOK {
+				t.Fatalf("code = %d, want 200; body %q", rec.Code, rec.Body)
+			}
+			for _, want := range tt.want {
+				if !strings.Contains(rec.Body.String(), want) {
+					t.Errorf("body %q does not contain %q", rec.Body, want)
+				}
+			}
+		})
+	}
+}
+
+func TestHandlerUnknownGroupWhenNoGroupIsKnown(t *testing.T) {
+	rec := httptest.NewRecorder()
+	Handler(fakeSource{}, prometheus.NewRegistry()).ServeHTTP(rec, httptest.NewRequest("GET", "/api/v1/targets?group=web", nil))
+	want := "{\n  \"error\": \"admin: no target group \\\"web\\\"; this agent knows no group yet\"\n}\n"
+	if rec.Code != http.StatusNotFound || rec.Body.String() != want {
+		t.Errorf("got %d %q, want 404 %q", rec.Code, rec.Body, want)
+	}
+}
+
+// The Source may hand out slices it shares with other requests: sorting must not reorder them.
+func TestHandlerDoesNotModifyTheSourceSlices(t *testing.T) {
+	src := exampleSource()
+	before := exampleSource()
+	handler := Handler(src, prometheus.NewRegistry())
+	for _, target := range []string{"/api/v1/status", "/api/v1/groups", "/api/v1/targets"} {
+		handler.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest("GET", target, nil))
+	}
+	if !reflect.DeepEqual(src, before) {
+		t.Errorf("source changed by the handler:\n%#v\nwant\n%#v", src, before)
+	}
+}
+
+func TestHandlerMetrics(t *testing.T) {
+	registry := prometheus.NewRegistry()
+	requests := prometheus.NewCounter(prometheus.CounterOpts{Name: "berth_test_requests_total", Help: "Requests seen by the test."})
+	registry.MustRegister(requests)
+	requests.Add(3)
+
+	server := httptest.NewServer(Handler(fakeSource{}, registry))
+	defer server.Close()
+	resp, err := http.Get(server.URL + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("code = %d, want 200; body %q", resp.StatusCode, body)
+	}
+	if want := "berth_test_requests_total 3\n"; !strings.Contains(string(body), want) {
+		t.Errorf("metrics %q do not contain %q", body, want)
+	}
+}
+
+func TestHandlerUnencodableDocumentAnswers500(t *testing.T) {
+	src := fakeSource{status: api.Status{Started: time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC)}}
+	rec := httptest.NewRecorder()
+	Handler(src, prometheus.NewRegistry()).ServeHTTP(rec, httptest.NewRequest("GET", "/api/v1/status", nil))
+	if rec.Code != http.StatusInternalServerError {
+		t.Fatalf("code = %d, want 500; body %q", rec.Code, rec.Body)
+	}
+	var answer api.Error
+	if err := json.Unmarshal(rec.Body.Bytes(), &answer); err != nil {
+		t.Fatalf("decode %q: %v", rec.Body, err)
+	}
+	if !strings.HasPrefix(answer.Error, "admin: encode answer: ") {
+		t.Errorf("error = %q, want the admin: encode answer: prefix", answer.Error)
+	}
+}
