@@ -1,0 +1,310 @@
+package docker
+
+import (
+	"fmt"
+	"regexp"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/berth-lb/berth/discovery"
+)
+
+// DefaultLabelPrefix is the label prefix used when Options.LabelPrefix is empty.
+const DefaultLabelPrefix = "berth"
+
+// DefaultRuleListener is the listener a label rule joins when P.rule.listener is not set.
+const DefaultRuleListener = "web"
+
+// Label value limits. They mirror the ALB limits where one exists.
+const (
+	maxWeight              = 999
+	maxDeregistrationDelay = 3600 * time.Second
+	minRulePriority        = 1
+	maxRulePriority        = 50000
+	maxPatternLength       = 128
+)
+
+// algorithms are the values P.algorithm accepts.
+var algorithms = []string{"round_robin", "least_outstanding_requests", "weighted_random"}
+
+var (
+	groupNamePattern = regexp.MustCompile(`^[a-zA-Z0-9._-]{1,64}$`)
+	// listener names follow the same shape as group names: they appear in IDs,
+	// metrics and the config file.
+	listenerNamePattern = groupNamePattern
+	hostPatternPattern  = regexp.MustCompile(`^[a-z0-9.*?-]+$`)
+)
+
+// Spec is what a container's labels ask for.
+type Spec struct {
+	// Groups in label order, without duplicates; the first one receives the rule.
+	Groups []string
+	// Port is the container port chosen with P.port, "" when not set.
+	Port int
+	// Weight is P.weight, 1 when not set.
+	Weight int
+	// Settings are the group policies (P.deregistration-delay, P.algorithm, P.health.path).
+	Settings discovery.GroupSettings
+	// Rule is the rule declared with P.rule.*, nil when neither host nor path is set.
+	Rule *discovery.Rule
+	// Ignored are the labels under the prefix that this version does not implement,
+	// sorted. They are reported, not rejected, so newer labels do not break older agents.
+	Ignored []string
+}
+
+// LabelError is one label whose value is not valid.
+type LabelError struct {
+	// Label is the full label key, e.g. "berth.weight".
+	Label string
+	// Value is the value found.
+	Value string
+	// Want says what is expected instead.
+	Want string
+}
+
+// Error reads like `label berth.weight="x": want an integer from 0 to 999`.
+func (e *LabelError) Error() string {
+	return fmt.Sprintf("label %s=%q: %s", e.Label, e.Value, e.Want)
+}
+
+// LabelErrors are all the bad labels of one container, in label-name order.
+type LabelErrors []*LabelError
+
+// Error joins every label error, so a user fixes all of them in one go.
+func (errs LabelErrors) Error() string {
+	return "docker: " + errs.reason()
+}
+
+// Unwrap lets errors.As find each *LabelError.
+func (errs LabelErrors) Unwrap() []error {
+	out := make([]error, len(errs))
+	for i, e := range errs {
+		out[i] = e
+	}
+	return out
+}
+
+// reason is the text shown in a Skipped entry: the errors without the component prefix.
+func (errs LabelErrors) reason() string {
+	parts := make([]string, len(errs))
+	for i, e := range errs {
+		parts[i] = e.Error()
+	}
+	return strings.Join(parts, "; ")
+}
+
+// labelParser collects the labels under one prefix and the errors found while reading them.
+type labelParser struct {
+	prefix string
+	labels map[string]string
+	used   map[string]bool
+	errs   LabelErrors
+}
+
+func (p *labelParser) key(name string) string { return p.prefix + "." + name }
+
+// lookup returns the value of P.name and marks it as understood.
+func (p *labelParser) lookup(name string) (string, bool) {
+	key := p.key(name)
+	value, ok := p.labels[key]
+	if ok {
+		p.used[key] = true
+	}
+	return value, ok
+}
+
+func (p *labelParser) fail(name, value, want string) {
+	p.errs = append(p.errs, &LabelError{Label: p.key(name), Value: value, Want: want})
+}
+
+// ParseLabels reads the labels under prefix ("berth" when empty). A container without
+// P.group returns a zero Spec and a nil error: it is not meant for berth. A bad value
+// returns LabelErrors naming every bad label, its value and what is expected.
+func ParseLabels(prefix string, labels map[string]string) (Spec, error) {
+	if prefix == "" {
+		prefix = DefaultLabelPrefix
+	}
+	p := &labelParser{prefix: prefix, labels: labels, used: map[string]bool{}}
+	rawGroups, ok := p.lookup("group")
+	if !ok {
+		return Spec{}, nil
+	}
+	spec := Spec{
+		Groups: p.groups(rawGroups),
+		Port:   p.port(),
+		Weight: p.weight(),
+		Settings: discovery.GroupSettings{
+			DeregistrationDelay: p.deregistrationDelay(),
+			Algorithm:           p.algorithm(),
+			HealthPath:          p.healthPath(),
+		},
+	}
+	spec.Rule = p.rule(spec.Groups)
+	for key := range labels {
+		if strings.HasPrefix(key, prefix+".") && !p.used[key] {
+			spec.Ignored = append(spec.Ignored, key)
+		}
+	}
+	sort.Strings(spec.Ignored)
+	if len(p.errs) > 0 {
+		sort.SliceStable(p.errs, func(i, j int) bool { return p.errs[i].Label < p.errs[j].Label })
+		return Spec{}, p.errs
+	}
+	return spec, nil
+}
+
+func (p *labelParser) groups(raw string) []string {
+	var groups []string
+	for _, name := range strings.Split(raw, ",") {
+		name = strings.TrimSpace(name)
+		if !groupNamePattern.MatchString(name) {
+			p.fail("group", raw, "want comma-separated group names of 1 to 64 characters from a-z A-Z 0-9 . _ - (e.g. "+p.key("group")+"=web,api)")
+			return nil
+		}
+		if !slices.Contains(groups, name) {
+			groups = append(groups, name)
+		}
+	}
+	return groups
+}
+
+func (p *labelParser) port() int {
+	raw, ok := p.lookup("port")
+	if !ok {
+		return 0
+	}
+	number, proto, hasProto := strings.Cut(strings.TrimSpace(raw), "/")
+	port, err := strconv.Atoi(number)
+	if err != nil || port < 1 || port > 65535 || (hasProto && proto != "tcp") {
+		p.fail("port", raw, "want the container port to route to, 1 to 65535, optionally with /tcp (e.g. "+p.key("port")+"=8080)")
+		return 0
+	}
+	return port
+}
+
+func (p *labelParser) weight() int {
+	raw, ok := p.lookup("weight")
+	if !ok {
+		return 1
+	}
+	weight, err := strconv.Atoi(strings.TrimSpace(raw))
+	if err != nil || weight < 0 || weight > maxWeight {
+		p.fail("weight", raw, fmt.Sprintf("want an integer from 0 to %d (0: no new traffic; default 1)", maxWeight))
+		return 0
+	}
+	return weight
+}
+
+func (p *labelParser) deregistrationDelay() *time.Duration {
+	raw, ok := p.lookup("deregistration-delay")
+	if !ok {
+		return nil
+	}
+	delay, err := time.ParseDuration(strings.TrimSpace(raw))
+	if err != nil || delay < 0 || delay > maxDeregistrationDelay {
+		p.fail("deregistration-delay", raw, "want a duration from 0s to 3600s (e.g. 30s, 5m)")
+		return nil
+	}
+	return &delay
+}
+
+func (p *labelParser) algorithm() string {
+	raw, ok := p.lookup("algorithm")
+	if !ok {
+		return ""
+	}
+	algorithm := strings.TrimSpace(raw)
+	if !slices.Contains(algorithms, algorithm) {
+		p.fail("algorithm", raw, "want one of "+strings.Join(algorithms, ", "))
+		return ""
+	}
+	return algorithm
+}
+
+func (p *labelParser) healthPath() string {
+	raw, ok := p.lookup("health.path")
+	if !ok {
+		return ""
+	}
+	path := strings.TrimSpace(raw)
+	if !validPath(path) {
+		p.fail("health.path", raw, "want a path starting with / (e.g. /health)")
+		return ""
+	}
+	return path
+}
+
+// rule reads P.rule.*. Priority and listener alone declare nothing, so they are an
+// error: the user most likely forgot the host or path.
+func (p *labelParser) rule(groups []string) *discovery.Rule {
+	rawHosts, hasHosts := p.lookup("rule.host")
+	rawPaths, hasPaths := p.lookup("rule.path")
+	rawPriority, hasPriority := p.lookup("rule.priority")
+	rawListener, hasListener := p.lookup("rule.listener")
+	if !hasHosts && !hasPaths {
+		if hasPriority {
+			p.fail("rule.priority", rawPriority, "want "+p.key("rule.host")+" or "+p.key("rule.path")+" beside it: a rule needs a condition")
+		}
+		if hasListener {
+			p.fail("rule.listener", rawListener, "want "+p.key("rule.host")+" or "+p.key("rule.path")+" beside it: a rule needs a condition")
+		}
+		return nil
+	}
+	rule := &discovery.Rule{Listener: DefaultRuleListener}
+	if len(groups) > 0 {
+		rule.Group = groups[0]
+	}
+	if hasHosts {
+		rule.Hosts = p.patterns("rule.host", rawHosts, validHostPattern, "want comma-separated host names, * and ? allowed, up to 128 characters each (e.g. api.example.com,*.example.org)", strings.ToLower)
+	}
+	if hasPaths {
+		rule.Paths = p.patterns("rule.path", rawPaths, validPath, "want comma-separated paths starting with /, * and ? allowed, up to 128 characters each (e.g. /api/*,/health)", nil)
+	}
+	if !hasPriority {
+		p.fail("rule.priority", "", fmt.Sprintf("want an integer from %d to %d: a rule needs a priority (lowest is evaluated first)", minRulePriority, maxRulePriority))
+	} else if priority, err := strconv.Atoi(strings.TrimSpace(rawPriority)); err != nil || priority < minRulePriority || priority > maxRulePriority {
+		p.fail("rule.priority", rawPriority, fmt.Sprintf("want an integer from %d to %d (lowest is evaluated first)", minRulePriority, maxRulePriority))
+	} else {
+		rule.Priority = priority
+	}
+	if hasListener {
+		listener := strings.TrimSpace(rawListener)
+		if !listenerNamePattern.MatchString(listener) {
+			p.fail("rule.listener", rawListener, "want a listener name of 1 to 64 characters from a-z A-Z 0-9 . _ - (default "+DefaultRuleListener+")")
+		} else {
+			rule.Listener = listener
+		}
+	}
+	return rule
+}
+
+// patterns splits a comma-separated list; normalize (may be nil) runs before validation.
+func (p *labelParser) patterns(name, raw string, valid func(string) bool, want string, normalize func(string) string) []string {
+	var out []string
+	for _, pattern := range strings.Split(raw, ",") {
+		pattern = strings.TrimSpace(pattern)
+		if normalize != nil {
+			pattern = normalize(pattern)
+		}
+		if !valid(pattern) {
+			p.fail(name, raw, want)
+			return nil
+		}
+		if !slices.Contains(out, pattern) {
+			out = append(out, pattern)
+		}
+	}
+	return out
+}
+
+func validHostPattern(host string) bool {
+	return len(host) <= maxPatternLength && hostPatternPattern.MatchString(host)
+}
+
+func validPath(path string) bool {
+	return strings.HasPrefix(path, "/") && len(path) <= maxPatternLength &&
+		!strings.ContainsFunc(path, func(r rune) bool { return r <= ' ' || r == 0x7f })
+}

@@ -1,0 +1,245 @@
+package docker
+
+import (
+	"fmt"
+	"net"
+	"net/netip"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/berth-lb/berth/discovery"
+	"github.com/docker/docker/api/types/container"
+	"github.com/docker/go-connections/nat"
+)
+
+// containerInfo is the part of a container inspection that discovery needs.
+type containerInfo struct {
+	ID      string
+	Name    string
+	Created time.Time
+	// StartedAt tells one run of a container from the next, so a restart whose
+	// die event was missed still clears the draining mark of the previous run.
+	StartedAt string
+	// Running is false for containers that are restarting, exited, dead or gone.
+	Running    bool
+	Health     string
+	StopSignal string
+	Labels     map[string]string
+	Ports      nat.PortMap
+}
+
+// infoFromInspect keeps what discovery needs; every pointer of the response may be nil.
+func infoFromInspect(c container.InspectResponse) containerInfo {
+	var info containerInfo
+	if c.ContainerJSONBase != nil {
+		info.ID = c.ID
+		info.Name = strings.TrimPrefix(c.Name, "/")
+		info.Created, _ = time.Parse(time.RFC3339Nano, c.Created)
+		if s := c.State; s != nil {
+			info.StartedAt = s.StartedAt
+			info.Running = s.Running && !s.Restarting && !s.Dead
+			if s.Health != nil {
+				info.Health = dockerHealth(s.Health.Status)
+			}
+		}
+	}
+	if c.Config != nil {
+		info.Labels = c.Config.Labels
+		info.StopSignal = c.Config.StopSignal
+	}
+	if c.NetworkSettings != nil {
+		info.Ports = c.NetworkSettings.Ports
+	}
+	return info
+}
+
+// dockerHealth maps Docker's health status to Target.DockerHealth: "none" means
+// the healthcheck is disabled, which serves like no healthcheck at all.
+func dockerHealth(status string) string {
+	if status == container.NoHealthcheck {
+		return ""
+	}
+	return status
+}
+
+// targetConfig is what turns a container into targets besides the container itself.
+type targetConfig struct {
+	Node        string
+	Advertise   string
+	LabelPrefix string
+}
+
+// binding is the published address chosen for one container port.
+type binding struct {
+	ContainerPort int
+	Address       string
+	LocalOnly     bool
+}
+
+// buildTarget turns a running container into its target, or into a skip reason.
+// ok is false when the container does not carry the group label and is no concern of berth.
+func buildTarget(cfg targetConfig, info containerInfo) (target discovery.Target, skipReason string, ok bool) {
+	spec, err := ParseLabels(cfg.LabelPrefix, info.Labels)
+	if err != nil {
+		if labelErrs, isLabelErrs := err.(LabelErrors); isLabelErrs {
+			return discovery.Target{}, labelErrs.reason(), true
+		}
+		return discovery.Target{}, err.Error(), true
+	}
+	if spec.Groups == nil {
+		return discovery.Target{}, "", false
+	}
+	chosen, reason := selectBinding(info.Ports, spec.Port, cfg.Advertise, cfg.LabelPrefix)
+	if reason != "" {
+		return discovery.Target{}, reason, true
+	}
+	groups := append([]string(nil), spec.Groups...)
+	sort.Strings(groups)
+	return discovery.Target{
+		ID:            fmt.Sprintf("%s/%s/%d", cfg.Node, shortID(info.ID), chosen.ContainerPort),
+		Node:          cfg.Node,
+		Groups:        groups,
+		Address:       chosen.Address,
+		LocalOnly:     chosen.LocalOnly,
+		Weight:        spec.Weight,
+		ContainerID:   info.ID,
+		ContainerName: info.Name,
+		Created:       info.Created,
+		DockerHealth:  info.Health,
+		Settings:      spec.Settings,
+		Rules:         ruleList(spec.Rule),
+	}, "", true
+}
+
+func ruleList(rule *discovery.Rule) []discovery.Rule {
+	if rule == nil {
+		return nil
+	}
+	return []discovery.Rule{*rule}
+}
+
+func shortID(id string) string {
+	if len(id) > 12 {
+		return id[:12]
+	}
+	return id
+}
+
+// selectBinding picks the published TCP port to route to (wantPort, or the only one
+// published) and its host address. reason is non-empty when there is none to pick.
+func selectBinding(ports nat.PortMap, wantPort int, advertise, prefix string) (binding, string) {
+	if prefix == "" {
+		prefix = DefaultLabelPrefix
+	}
+	published := publishedTCPPorts(ports)
+	var containerPort int
+	switch {
+	case wantPort != 0:
+		if _, ok := published[wantPort]; !ok {
+			return binding{}, fmt.Sprintf("%s.port=%d but container port %d/tcp is not published (published: %s): publish it with a dynamic host port (docker run -p %d, compose ports: [\"%d\"]) or set %s.port to a published port",
+				prefix, wantPort, wantPort, portList(published), wantPort, wantPort, prefix)
+		}
+		containerPort = wantPort
+	case len(published) == 0:
+		return binding{}, "no published TCP port: publish the container port with a dynamic host port (docker run -p 8080, compose ports: [\"8080\"])"
+	case len(published) > 1:
+		return binding{}, fmt.Sprintf("several published ports (%s) and no %s.port label: set %s.port to the container port to route to",
+			portList(published), prefix, prefix)
+	default:
+		for port := range published {
+			containerPort = port
+		}
+	}
+	host := preferredBinding(published[containerPort])
+	hostPort, err := strconv.Atoi(host.HostPort)
+	if err != nil || hostPort < 1 || hostPort > 65535 {
+		return binding{}, fmt.Sprintf("container port %d/tcp is published on host port %q, which is not a port number", containerPort, host.HostPort)
+	}
+	ip := host.HostIP
+	if isWildcard(ip) {
+		if advertise == "" {
+			return binding{}, fmt.Sprintf("container port %d/tcp is published on all interfaces and no advertise address is set: set node.advertise, or publish the port on a specific address", containerPort)
+		}
+		ip = advertise
+	}
+	addr, err := netip.ParseAddr(ip)
+	return binding{
+		ContainerPort: containerPort,
+		Address:       net.JoinHostPort(ip, strconv.Itoa(hostPort)),
+		LocalOnly:     err == nil && addr.IsLoopback(),
+	}, ""
+}
+
+// publishedTCPPorts maps each TCP container port with at least one host binding to its bindings.
+func publishedTCPPorts(ports nat.PortMap) map[int][]nat.PortBinding {
+	published := map[int][]nat.PortBinding{}
+	for port, bindings := range ports {
+		if port.Proto() != "tcp" {
+			continue
+		}
+		number := port.Int()
+		for _, b := range bindings {
+			if b.HostPort != "" {
+				published[number] = append(published[number], b)
+			}
+		}
+	}
+	return published
+}
+
+func portList(published map[int][]nat.PortBinding) string {
+	if len(published) == 0 {
+		return "none"
+	}
+	numbers := make([]int, 0, len(published))
+	for port := range published {
+		numbers = append(numbers, port)
+	}
+	sort.Ints(numbers)
+	names := make([]string, len(numbers))
+	for i, port := range numbers {
+		names[i] = strconv.Itoa(port) + "/tcp"
+	}
+	return strings.Join(names, ", ")
+}
+
+// preferredBinding prefers IPv4 over IPv6 (Docker publishes "-p 8080" on both), then
+// an address other nodes can reach over a loopback one, then Docker's order.
+func preferredBinding(bindings []nat.PortBinding) nat.PortBinding {
+	rank := func(b nat.PortBinding) int {
+		r := 0
+		if !isIPv4(b.HostIP) {
+			r += 2
+		}
+		if addr, err := netip.ParseAddr(b.HostIP); err == nil && addr.IsLoopback() {
+			r++
+		}
+		return r
+	}
+	best := bindings[0]
+	for _, b := range bindings[1:] {
+		if rank(b) < rank(best) {
+			best = b
+		}
+	}
+	return best
+}
+
+// isIPv4 counts "" as IPv4: Docker reports an IPv4 wildcard with an empty HostIP.
+func isIPv4(ip string) bool {
+	if ip == "" {
+		return true
+	}
+	addr, err := netip.ParseAddr(ip)
+	return err == nil && addr.Unmap().Is4()
+}
+
+func isWildcard(ip string) bool {
+	if ip == "" {
+		return true
+	}
+	addr, err := netip.ParseAddr(ip)
+	return err == nil && addr.IsUnspecified()
+}
