@@ -1,10 +1,343 @@
 package main
 
 import (
+	"cmp"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"slices"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/berth-lb/berth/agent/api"
+	"github.com/spf13/pflag"
 )
 
-// Placeholder: the admin-API helper replaces this file.
-func runStatus(args []string, stdout, stderr io.Writer) error  { return errors.New("todo") }
-func runTargets(args []string, stdout, stderr io.Writer) error { return errors.New("todo") }
+// defaultAdminAddress is where `berth agent` serves its admin API unless told otherwise.
+const defaultAdminAddress = "127.0.0.1:9900"
+
+// now is the clock that uptimes and "ago"s are computed from; tests fix it so the
+// golden files do not depend on when they run.
+var now = time.Now
+
+// adminOptions are the flags shared by every command that reads the admin API.
+type adminOptions struct {
+	address string
+	output  string
+	timeout time.Duration
+}
+
+// newAdminFlagSet returns the flag set of a command that reads the admin API, with
+// --admin, --output and --timeout defined; --help prints usageLine and the flags to stdout.
+func newAdminFlagSet(command, usageLine string, stdout io.Writer) (*pflag.FlagSet, *adminOptions) {
+	options := &adminOptions{}
+	flags := pflag.NewFlagSet(command, pflag.ContinueOnError)
+	// Errors are returned and printed once by main; only --help writes.
+	flags.SetOutput(io.Discard)
+	flags.Usage = func() {
+		fmt.Fprintf(stdout, "usage: %s\n\nflags:\n%s", usageLine, flags.FlagUsages())
+	}
+	defaultAddress := defaultAdminAddress
+	if env := os.Getenv("BERTH_ADMIN"); env != "" {
+		defaultAddress = env
+	}
+	flags.StringVar(&options.address, "admin", defaultAddress, "admin API of the agent, host:port or http(s)://host:port (env BERTH_ADMIN)")
+	flags.StringVarP(&options.output, "output", "o", "table", "output format: table or json (the API's own JSON, stable for scripts)")
+	flags.DurationVar(&options.timeout, "timeout", 5*time.Second, "how long to wait for the agent's answer")
+	return flags, options
+}
+
+// parseAdminFlags parses args and checks the shared flags. It reports help == true when
+// --help was asked for and the usage is printed: the command has nothing more to do.
+func parseAdminFlags(flags *pflag.FlagSet, options *adminOptions, args []string) (help bool, err error) {
+	if err := flags.Parse(args); err != nil {
+		if errors.Is(err, pflag.ErrHelp) {
+			return true, nil
+		}
+		return false, fmt.Errorf("%w; run 'berth %s --help' for the flags", err, flags.Name())
+	}
+	if flags.NArg() > 0 {
+		return false, fmt.Errorf("unexpected argument %q; run 'berth %s --help' for the flags", flags.Arg(0), flags.Name())
+	}
+	if options.output != "table" && options.output != "json" {
+		return false, fmt.Errorf("invalid --output %q: want table or json", options.output)
+	}
+	if options.timeout <= 0 {
+		return false, fmt.Errorf("invalid --timeout %s: want a positive duration such as 5s", options.timeout)
+	}
+	return false, nil
+}
+
+// adminClient reads the admin API of one agent.
+type adminClient struct {
+	address string // as the user gave it, for messages
+	baseURL string
+	timeout time.Duration
+	http    *http.Client
+}
+
+func newAdminClient(options *adminOptions) (*adminClient, error) {
+	baseURL, err := adminBaseURL(options.address)
+	if err != nil {
+		return nil, err
+	}
+	return &adminClient{
+		address: options.address,
+		baseURL: baseURL,
+		timeout: options.timeout,
+		http:    &http.Client{Timeout: options.timeout},
+	}, nil
+}
+
+// adminBaseURL turns "host:port" or "http(s)://host:port[/prefix]" into the URL the API
+// paths are appended to. An empty host means this host, as it does for a listen address.
+func adminBaseURL(address string) (string, error) {
+	invalid := fmt.Errorf("invalid admin address %q: want host:port or http://host:port (set with --admin or BERTH_ADMIN)", address)
+	if strings.Contains(address, "://") {
+		parsed, err := url.Parse(address)
+		if err != nil || (parsed.Scheme != "http" && parsed.Scheme != "https") || parsed.Host == "" {
+			return "", invalid
+		}
+		return parsed.Scheme + "://" + parsed.Host + strings.TrimRight(parsed.Path, "/"), nil
+	}
+	host, port, err := net.SplitHostPort(address)
+	if err != nil || port == "" {
+		return "", invalid
+	}
+	if host == "" {
+		host = "127.0.0.1"
+	}
+	return "http://" + net.JoinHostPort(host, port), nil
+}
+
+// get answers the body of a 2xx answer to GET path, and turns everything else into an
+// error that says what to do.
+func (c *adminClient) get(path string, query url.Values) ([]byte, error) {
+	target := c.baseURL + path
+	if len(query) > 0 {
+		target += "?" + query.Encode()
+	}
+	resp, err := c.http.Get(target)
+	if err != nil {
+		cause := err
+		var urlErr *url.Error
+		if errors.As(err, &urlErr) {
+			cause = urlErr.Err
+			if urlErr.Timeout() {
+				cause = fmt.Errorf("no answer within %s (raise --timeout if the agent is busy)", c.timeout)
+			}
+		}
+		return nil, fmt.Errorf("cannot reach the agent at %s: %w; is `berth agent` running? set --admin or BERTH_ADMIN", c.address, cause)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return nil, fmt.Errorf("read the answer of the agent at %s: %w", c.address, err)
+	}
+	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+		var answer api.Error
+		if json.Unmarshal(body, &answer) != nil || answer.Error == "" {
+			return nil, fmt.Errorf("the agent at %s answered %s without a berth API error; is --admin pointing at a berth agent?", c.address, resp.Status)
+		}
+		return nil, fmt.Errorf("the agent answered %s: %s", resp.Status, answer.Error)
+	}
+	if !json.Valid(body) {
+		return nil, fmt.Errorf("the answer of %s to %s is not JSON; is --admin pointing at a berth agent?", c.address, path)
+	}
+	return body, nil
+}
+
+// decode reads a JSON document already checked by get.
+func (c *adminClient) decode(path string, body []byte, document any) error {
+	if err := json.Unmarshal(body, document); err != nil {
+		return fmt.Errorf("the answer of %s to %s is not a berth API document (%w); are the CLI and the agent the same version?", c.address, path, err)
+	}
+	return nil
+}
+
+func runStatus(args []string, stdout, _ io.Writer) error {
+	flags, options := newAdminFlagSet("status", "berth status [--admin ADDR] [--output table|json] [--timeout DURATION]", stdout)
+	if help, err := parseAdminFlags(flags, options, args); help || err != nil {
+		return err
+	}
+	client, err := newAdminClient(options)
+	if err != nil {
+		return err
+	}
+	const path = "/api/v1/status"
+	body, err := client.get(path, nil)
+	if err != nil {
+		return err
+	}
+	if options.output == "json" {
+		_, err := stdout.Write(body)
+		return err
+	}
+	var status api.Status
+	if err := client.decode(path, body, &status); err != nil {
+		return err
+	}
+	return writeStatus(stdout, status, now())
+}
+
+func runTargets(args []string, stdout, _ io.Writer) error {
+	flags, options := newAdminFlagSet("targets", "berth targets [--group GROUP] [--admin ADDR] [--output table|json] [--timeout DURATION]", stdout)
+	group := flags.StringP("group", "g", "", "list only the targets of this group")
+	if help, err := parseAdminFlags(flags, options, args); help || err != nil {
+		return err
+	}
+	client, err := newAdminClient(options)
+	if err != nil {
+		return err
+	}
+	const path = "/api/v1/targets"
+	var query url.Values
+	if *group != "" {
+		query = url.Values{"group": {*group}}
+	}
+	body, err := client.get(path, query)
+	if err != nil {
+		return err
+	}
+	if options.output == "json" {
+		_, err := stdout.Write(body)
+		return err
+	}
+	var targets []api.Target
+	if err := client.decode(path, body, &targets); err != nil {
+		return err
+	}
+	return writeTargets(stdout, targets)
+}
+
+func writeStatus(w io.Writer, status api.Status, at time.Time) error {
+	summary := newTable(w)
+	fmt.Fprintf(summary, "node:\t%s\n", status.Node)
+	fmt.Fprintf(summary, "version:\t%s\n", status.Version)
+	fmt.Fprintf(summary, "uptime:\t%s\n", formatUptime(status.Started, at))
+	fmt.Fprintf(summary, "docker:\t%s\n", formatDocker(status.Docker, at))
+	if err := summary.Flush(); err != nil {
+		return err
+	}
+
+	fmt.Fprintln(w)
+	if len(status.Listeners) == 0 {
+		fmt.Fprintln(w, "no listeners")
+	} else {
+		listeners := newTable(w)
+		fmt.Fprintln(listeners, "LISTENER\tPROTOCOL\tADDRESS\tRULES\tDEFAULT")
+		for _, l := range status.Listeners {
+			fmt.Fprintf(listeners, "%s\t%s\t%s\t%d\t%s\n", l.Name, l.Protocol, l.Address, len(l.Rules), orDash(l.Default))
+		}
+		if err := listeners.Flush(); err != nil {
+			return err
+		}
+	}
+
+	fmt.Fprintln(w)
+	if len(status.Groups) == 0 {
+		fmt.Fprintln(w, "no target groups")
+	} else {
+		groups := slices.Clone(status.Groups)
+		slices.SortFunc(groups, func(a, b api.Group) int { return cmp.Compare(a.Name, b.Name) })
+		table := newTable(w)
+		fmt.Fprintln(table, "GROUP\tTARGETS\tHEALTHY\tDRAINING\tUNHEALTHY\tIN-FLIGHT\tREQUESTS\tALGORITHM")
+		for _, g := range groups {
+			fmt.Fprintf(table, "%s\t%d\t%d\t%d\t%d\t%d\t%d\t%s\n", g.Name, g.Targets,
+				g.States["healthy"], g.States["draining"], g.States["unhealthy"], g.InFlight, g.Requests, orDash(g.Algorithm))
+		}
+		if err := table.Flush(); err != nil {
+			return err
+		}
+	}
+
+	if len(status.Skipped) > 0 {
+		fmt.Fprintln(w)
+		skipped := newTable(w)
+		fmt.Fprintln(skipped, "SKIPPED\tNAME\tREASON")
+		for _, s := range status.Skipped {
+			fmt.Fprintf(skipped, "%s\t%s\t%s\n", shortID(s.Container), orDash(s.Name), s.Reason)
+		}
+		if err := skipped.Flush(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func writeTargets(w io.Writer, targets []api.Target) error {
+	if len(targets) == 0 {
+		_, err := fmt.Fprintln(w, "no targets")
+		return err
+	}
+	sorted := slices.Clone(targets)
+	slices.SortFunc(sorted, func(a, b api.Target) int {
+		return cmp.Or(cmp.Compare(a.Group, b.Group), cmp.Compare(a.ID, b.ID))
+	})
+	table := newTable(w)
+	fmt.Fprintln(table, "GROUP\tTARGET\tADDRESS\tSTATE\tCONTAINER\tIN-FLIGHT\tREQUESTS\tFAILURES")
+	for _, t := range sorted {
+		address := t.Address
+		if t.LocalOnly {
+			address += " (local)"
+		}
+		fmt.Fprintf(table, "%s\t%s\t%s\t%s\t%s\t%d\t%d\t%d\n", t.Group, t.ID, address, t.State, orDash(t.Container), t.InFlight, t.Requests, t.Failures)
+	}
+	return table.Flush()
+}
+
+func newTable(w io.Writer) *tabwriter.Writer {
+	return tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+}
+
+func formatUptime(started, at time.Time) string {
+	if started.IsZero() {
+		return "unknown"
+	}
+	return fmt.Sprintf("%s (since %s)", formatDuration(at.Sub(started)), started.UTC().Format(time.RFC3339))
+}
+
+func formatDocker(docker api.Docker, at time.Time) string {
+	lastSync := "never synced"
+	if !docker.LastSync.IsZero() {
+		lastSync = "last sync " + formatDuration(at.Sub(docker.LastSync)) + " ago"
+	}
+	if docker.Connected {
+		return "connected, " + lastSync
+	}
+	if docker.Error != "" {
+		return fmt.Sprintf("disconnected (%s), %s", docker.Error, lastSync)
+	}
+	return "disconnected, " + lastSync
+}
+
+// formatDuration rounds to the second and counts days, which time.Duration.String does not.
+func formatDuration(d time.Duration) string {
+	d = max(d, 0).Round(time.Second)
+	const day = 24 * time.Hour
+	if d < day {
+		return d.String()
+	}
+	return fmt.Sprintf("%dd%s", d/day, (d % day).String())
+}
+
+// shortID shortens a container ID the way the docker CLI shows it.
+func shortID(id string) string {
+	if len(id) > 12 {
+		return id[:12]
+	}
+	return orDash(id)
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
