@@ -1,0 +1,80 @@
+# berth: build, test and demo. `make help` lists the targets.
+
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := build
+
+GO ?= go
+GIT_VERSION := $(shell git describe --always --dirty 2>/dev/null || echo dev)
+# Static binaries: the images are FROM scratch and must run without a libc.
+GO_BUILD := CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w -X main.version=$(GIT_VERSION)"
+
+# The legacy builder builds FROM scratch images without contacting a registry.
+export DOCKER_BUILDKIT := 0
+
+DEMO := scripts/compose.sh -f examples/demo/compose.yaml -p berth-demo
+ADMIN_URL := http://127.0.0.1:9900
+DEMO_WAIT_SECONDS := 60
+
+.PHONY: help build test image run stop bench clean
+
+help:
+	@echo "make build   static binaries bin/berth and bin/example-app"
+	@echo "make test    go vet and every test, with the race detector and a Docker daemon"
+	@echo "make image   images berth:dev and berth-example-app:v1/:v2 (FROM scratch)"
+	@echo "make run     the demo: one agent and three web replicas on 127.0.0.1:8000"
+	@echo "make stop    remove the demo"
+	@echo "make bench   benchmarks (scripts/bench.sh)"
+	@echo "make clean   remove bin/ and the images"
+
+build:
+	$(GO_BUILD) -o bin/berth ./cmd/berth
+	$(GO_BUILD) -o bin/example-app ./examples/app
+
+# -p 2: the machines that run this have two cores, and the integration tests
+# share one Docker daemon.
+test:
+	$(GO) mod download
+	scripts/ensure-docker.sh
+	$(GO) vet ./...
+	CGO_ENABLED=1 $(GO) test -race -count=1 -p 2 -timeout 12m ./...
+
+# Both images are built from bin/ alone, which holds only the static binaries.
+# v1 and v2 of the example app are the same binary: the demo passes VERSION in
+# the environment, and two tags let a rollout from v1 to v2 be shown.
+image: build
+	scripts/ensure-docker.sh
+	docker build --quiet --label org.opencontainers.image.version=$(GIT_VERSION) \
+		-f deploy/Dockerfile -t berth:dev bin
+	docker build --quiet -f examples/app/Dockerfile \
+		-t berth-example-app:v1 -t berth-example-app:v2 bin
+
+run: image
+	$(DEMO) up -d --scale web=3
+	@echo "waiting for the agent's admin API on $(ADMIN_URL)/healthz"
+	@for _ in $$(seq $$(( $(DEMO_WAIT_SECONDS) * 5 ))); do \
+		if curl -fsS -o /dev/null --max-time 1 $(ADMIN_URL)/healthz; then \
+			echo; \
+			echo "berth is up with three web replicas."; \
+			echo "try:    curl http://127.0.0.1:8000/   (repeat to see the replicas take turns)"; \
+			echo "status: bin/berth status   (or inside the agent's container:"; \
+			echo "        docker exec \$$(docker ps -q -f label=com.docker.compose.project=berth-demo -f label=com.docker.compose.service=berth) /berth status)"; \
+			echo "stop:   make stop"; \
+			exit 0; \
+		fi; \
+		sleep 0.2; \
+	done; \
+	echo "the agent did not answer on $(ADMIN_URL)/healthz within $(DEMO_WAIT_SECONDS)s; its log:" >&2; \
+	$(DEMO) logs --tail 30 berth >&2; \
+	exit 1
+
+stop:
+	$(DEMO) down -v --remove-orphans
+
+bench:
+	scripts/bench.sh
+
+clean:
+	rm -rf bin
+	@images="$$(docker image ls --format '{{.Repository}}:{{.Tag}}' | grep -E '^(berth:dev|berth-example-app:.*)$$' || true)"; \
+	if [ -n "$$images" ]; then docker image rm $$images; fi
