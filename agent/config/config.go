@@ -1,0 +1,477 @@
+// Package config loads the agent's configuration: a YAML file, BERTH_* environment
+// variables and command-line flags layered with viper's precedence
+// (flags > env > file > defaults), checked so that every problem is reported with
+// the key path it belongs to. docs/config.md is the reference for every key.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"reflect"
+	"strings"
+	"time"
+
+	"github.com/go-viper/mapstructure/v2"
+	"github.com/spf13/pflag"
+	"github.com/spf13/viper"
+)
+
+// Config is the agent's whole configuration after defaults, env and flags are applied.
+type Config struct {
+	Node      Node                `mapstructure:"node"`
+	Docker    Docker              `mapstructure:"docker"`
+	Cluster   Cluster             `mapstructure:"cluster"`
+	Admin     Admin               `mapstructure:"admin"`
+	Listeners []Listener          `mapstructure:"listeners"`
+	Groups    map[string]Group    `mapstructure:"groups"`
+	Static    map[string][]string `mapstructure:"static"`
+}
+
+// Node identifies this host in the fleet.
+type Node struct {
+	// Name is the node part of every target ID; default: the hostname.
+	Name string `mapstructure:"name"`
+	// Advertise is the IP other hosts use to reach this host's targets; default: the
+	// address of the interface of the default route.
+	Advertise string `mapstructure:"advertise"`
+}
+
+// Docker is how the agent reaches the local Docker engine.
+type Docker struct {
+	Host        string        `mapstructure:"host"`
+	LabelPrefix string        `mapstructure:"label-prefix"`
+	Resync      time.Duration `mapstructure:"resync"`
+	// Enabled is false on hosts without Docker (static targets only).
+	Enabled bool `mapstructure:"enabled"`
+}
+
+// Cluster is the gossip membership; reserved for the fleet work, parsed and checked only.
+type Cluster struct {
+	Bind          string   `mapstructure:"bind"`
+	Join          []string `mapstructure:"join"`
+	SecretKeyFile string   `mapstructure:"secret-key-file"`
+	Label         string   `mapstructure:"label"`
+}
+
+// Admin is the admin API listener.
+type Admin struct {
+	Listen string `mapstructure:"listen"`
+	// TokenFile is reserved for authenticated admin calls; parsed only.
+	TokenFile string `mapstructure:"token-file"`
+}
+
+// Listener is one port the balancer serves.
+type Listener struct {
+	Name     string `mapstructure:"name"`
+	Protocol string `mapstructure:"protocol"`
+	// Address is host:port to listen on. Load sets it to ":<port>" when only Port is
+	// given, so the balancer needs to read Address alone.
+	Address     string        `mapstructure:"address"`
+	Port        int           `mapstructure:"port"`
+	IdleTimeout time.Duration `mapstructure:"idle-timeout"`
+	Rules       []Rule        `mapstructure:"rules"`
+	// Default is the action when no rule matches; nil answers 404.
+	Default *Action `mapstructure:"default"`
+}
+
+// Rule routes the requests that match all its conditions; within a condition any
+// value matches.
+type Rule struct {
+	Priority int `mapstructure:"priority"`
+	// Host holds host patterns (case-insensitive, lower-cased by Load; * and ?).
+	Host []string `mapstructure:"host"`
+	// Path holds path patterns (case-sensitive, start with "/"; * and ?).
+	Path   []string `mapstructure:"path"`
+	Action `mapstructure:",squash"`
+}
+
+// Action is what a rule or a listener's default does: exactly one field is set.
+type Action struct {
+	// Forward names the target group to send the request to.
+	Forward       string         `mapstructure:"forward"`
+	FixedResponse *FixedResponse `mapstructure:"fixed-response"`
+}
+
+// FixedResponse answers the request from the balancer itself.
+type FixedResponse struct {
+	Status      int    `mapstructure:"status"`
+	ContentType string `mapstructure:"content-type"`
+	Body        string `mapstructure:"body"`
+}
+
+// Group holds the policies of one target group.
+type Group struct {
+	DeregistrationDelay time.Duration `mapstructure:"deregistration-delay"`
+	Algorithm           string        `mapstructure:"algorithm"`
+	ConnectTimeout      time.Duration `mapstructure:"connect-timeout"`
+	ResponseTimeout     time.Duration `mapstructure:"response-timeout"`
+	// Health is parsed and checked here; the health-check work uses it.
+	Health Health `mapstructure:"health"`
+}
+
+// Health is a group's HTTP health check, with the meaning and ranges of an ALB target group.
+type Health struct {
+	Path string `mapstructure:"path"`
+	// Port is the port to check; 0 means the target's own (traffic) port.
+	Port      int           `mapstructure:"port"`
+	Interval  time.Duration `mapstructure:"interval"`
+	Timeout   time.Duration `mapstructure:"timeout"`
+	Healthy   int           `mapstructure:"healthy"`
+	Unhealthy int           `mapstructure:"unhealthy"`
+	// Matcher lists the passing status codes: "200", "200,202", "200-299".
+	Matcher string `mapstructure:"matcher"`
+}
+
+// DefaultHealth is the health check of a group that does not configure one (ALB defaults).
+func DefaultHealth() Health {
+	return Health{Path: "/", Interval: 30 * time.Second, Timeout: 5 * time.Second, Healthy: 5, Unhealthy: 2, Matcher: "200"}
+}
+
+// DefaultGroup is the policy of a group the file does not configure, e.g. one known
+// only from container labels or static targets.
+func DefaultGroup() Group {
+	return Group{
+		DeregistrationDelay: 300 * time.Second,
+		Algorithm:           AlgorithmRoundRobin,
+		ConnectTimeout:      10 * time.Second,
+		ResponseTimeout:     60 * time.Second,
+		Health:              DefaultHealth(),
+	}
+}
+
+// Values the balancer supports today; the others of the design are refused by Validate.
+const (
+	ProtocolHTTP        = "http"
+	AlgorithmRoundRobin = "round_robin"
+	defaultIdleTimeout  = 60 * time.Second
+	defaultContentType  = "text/plain"
+)
+
+// keyDelimiter separates viper's key levels. It is not "." so that group names such as
+// "api.v1" stay one key instead of being split into nested maps.
+const keyDelimiter = "::"
+
+// setting is one scalar key that env and flags can override.
+type setting struct {
+	path  string // dotted key path, as in docs and error messages
+	usage string // flag help; empty when the key has no flag
+}
+
+// overridable lists every key that BERTH_* env can set; the others live in lists or
+// maps keyed by user names, which env cannot address.
+var overridable = []setting{
+	{"node.name", "node name, the node part of every target ID (default: the hostname)"},
+	{"node.advertise", "IP other hosts use to reach this host's targets (default: the address of the default route's interface)"},
+	{"docker.host", "Docker engine address (default unix:///var/run/docker.sock)"},
+	{"docker.label-prefix", "prefix of the container labels berth reads (default berth)"},
+	{"docker.resync", ""},
+	{"docker.enabled", ""},
+	{"cluster.bind", ""},
+	{"cluster.join", ""},
+	{"cluster.secret-key-file", ""},
+	{"cluster.label", ""},
+	{"admin.listen", "address of the admin API (default 127.0.0.1:9900)"},
+	{"admin.token-file", ""},
+}
+
+// EnvName is the environment variable that overrides the dotted key path.
+func EnvName(path string) string {
+	return "BERTH_" + strings.ToUpper(strings.NewReplacer(".", "_", "-", "_").Replace(path))
+}
+
+// BindFlags registers the flags that override the config file: --node.name,
+// --node.advertise, --docker.host, --docker.label-prefix and --admin.listen.
+func BindFlags(fs *pflag.FlagSet) {
+	for _, s := range overridable {
+		if s.usage != "" {
+			fs.String(s.path, "", s.usage)
+		}
+	}
+}
+
+func viperKey(path string) string { return strings.ReplaceAll(path, ".", keyDelimiter) }
+
+// defaults returns the value of every overridable key when nothing sets it.
+func defaults() map[string]any {
+	name, err := os.Hostname()
+	if err != nil || name == "" {
+		name = "localhost"
+	}
+	return map[string]any{
+		"node.name":               name,
+		"node.advertise":          defaultAdvertise(),
+		"docker.host":             "unix:///var/run/docker.sock",
+		"docker.label-prefix":     "berth",
+		"docker.resync":           30 * time.Second,
+		"docker.enabled":          true,
+		"cluster.bind":            "0.0.0.0:7946",
+		"cluster.join":            []string{},
+		"cluster.secret-key-file": "",
+		"cluster.label":           "",
+		"admin.listen":            "127.0.0.1:9900",
+		"admin.token-file":        "",
+	}
+}
+
+// Load reads the file at path (none when path is ""), BERTH_* env and flags (may be
+// nil), applies defaults and validates. When the configuration is wrong the error is
+// an *Errors listing every problem.
+func Load(path string, flags *pflag.FlagSet) (*Config, error) {
+	var fileMap map[string]any
+	var file *fileInfo
+	var errs Errors
+	if path != "" {
+		data, err := os.ReadFile(path)
+		if err != nil {
+			return nil, fmt.Errorf("config: %w", err)
+		}
+		fileMap, file, errs = parseFile(data)
+	}
+
+	v := viper.NewWithOptions(viper.KeyDelimiter(keyDelimiter))
+	v.SetEnvPrefix("berth")
+	v.SetEnvKeyReplacer(strings.NewReplacer(keyDelimiter, "_", "-", "_"))
+	defs := defaults()
+	for _, s := range overridable {
+		key := viperKey(s.path)
+		v.SetDefault(key, defs[s.path])
+		if err := v.BindEnv(key); err != nil {
+			return nil, fmt.Errorf("config: bind env for %s: %w", s.path, err)
+		}
+		if flags == nil {
+			continue
+		}
+		if f := flags.Lookup(s.path); f != nil {
+			if err := v.BindPFlag(key, f); err != nil {
+				return nil, fmt.Errorf("config: bind flag --%s: %w", s.path, err)
+			}
+		}
+	}
+	if fileMap != nil {
+		if err := v.MergeConfigMap(fileMap); err != nil {
+			return nil, fmt.Errorf("config: %w", err)
+		}
+	}
+	errs = append(errs, checkOverrides(v, flags, defs)...)
+
+	var cfg Config
+	hook := viper.DecodeHook(mapstructure.ComposeDecodeHookFunc(durationHook, commaListHook))
+	if err := v.Unmarshal(&cfg, hook); err != nil {
+		// parseFile and checkOverrides already reject every ill-typed value, so this
+		// is a bug in berth rather than in the file.
+		return nil, fmt.Errorf("config: decode: %w", err)
+	}
+	applyDefaults(&cfg, file)
+	errs = append(errs, withoutEchoes(cfg.Validate(), errs)...)
+	if len(errs) > 0 {
+		errs.locate(file, flags)
+		errs.sort()
+		return nil, &errs
+	}
+	return &cfg, nil
+}
+
+// checkOverrides rejects env and flag values of the wrong type, naming the variable,
+// and puts the default back so the rest of the configuration can still be checked.
+func checkOverrides(v *viper.Viper, flags *pflag.FlagSet, defs map[string]any) Errors {
+	var errs Errors
+	for _, s := range overridable {
+		key := viperKey(s.path)
+		raw, isString := v.Get(key).(string)
+		if !isString {
+			continue
+		}
+		var err error
+		switch defs[s.path].(type) {
+		case time.Duration:
+			_, err = parseDuration(raw)
+		case bool:
+			_, err = parseBool(raw)
+		}
+		if err == nil {
+			continue
+		}
+		source := EnvName(s.path)
+		if flags != nil && flags.Changed(s.path) {
+			source = "--" + s.path
+		}
+		errs = append(errs, FieldError{Path: s.path, Message: fmt.Sprintf("%v (set by %s)", err, source)})
+		v.Set(key, defs[s.path])
+	}
+	return errs
+}
+
+// withoutEchoes drops the problems that only repeat an earlier one: a value refused
+// while parsing is left unset, and "listeners[0]: has no port" after
+// "listeners[0].port: must be a whole number" would send the reader after a ghost.
+func withoutEchoes(found, earlier Errors) Errors {
+	var kept Errors
+	for _, e := range found {
+		echo := false
+		for _, prior := range earlier {
+			rest, isChild := strings.CutPrefix(prior.Path, e.Path+".")
+			if prior.Path == e.Path || (isChild && !strings.ContainsAny(rest, ".[")) {
+				echo = true
+				break
+			}
+		}
+		if !echo {
+			kept = append(kept, e)
+		}
+	}
+	return kept
+}
+
+// applyDefaults fills the settings of list and map elements the file left out. Which
+// ones were left out comes from the file, because zero can be a chosen value
+// (deregistration-delay: 0).
+func applyDefaults(c *Config, file *fileInfo) {
+	set := func(path string) bool { return file != nil && file.has(path) }
+	for i := range c.Listeners {
+		l := &c.Listeners[i]
+		p := fmt.Sprintf("listeners[%d]", i)
+		if !set(p + ".protocol") {
+			l.Protocol = ProtocolHTTP
+		}
+		if !set(p + ".idle-timeout") {
+			l.IdleTimeout = defaultIdleTimeout
+		}
+		if l.Address == "" && l.Port != 0 {
+			l.Address = fmt.Sprintf(":%d", l.Port)
+		}
+		for j := range l.Rules {
+			r := &l.Rules[j]
+			for k, h := range r.Host {
+				r.Host[k] = strings.ToLower(h)
+			}
+			defaultAction(&r.Action, set, fmt.Sprintf("%s.rules[%d]", p, j))
+		}
+		if l.Default != nil {
+			defaultAction(l.Default, set, p+".default")
+		}
+	}
+	for name, g := range c.Groups {
+		p := "groups." + name
+		d := DefaultGroup()
+		fill := func(key string, field any, value any) {
+			if !set(p + "." + key) {
+				reflect.ValueOf(field).Elem().Set(reflect.ValueOf(value))
+			}
+		}
+		fill("deregistration-delay", &g.DeregistrationDelay, d.DeregistrationDelay)
+		fill("algorithm", &g.Algorithm, d.Algorithm)
+		fill("connect-timeout", &g.ConnectTimeout, d.ConnectTimeout)
+		fill("response-timeout", &g.ResponseTimeout, d.ResponseTimeout)
+		fill("health.path", &g.Health.Path, d.Health.Path)
+		fill("health.interval", &g.Health.Interval, d.Health.Interval)
+		fill("health.timeout", &g.Health.Timeout, d.Health.Timeout)
+		fill("health.healthy", &g.Health.Healthy, d.Health.Healthy)
+		fill("health.unhealthy", &g.Health.Unhealthy, d.Health.Unhealthy)
+		fill("health.matcher", &g.Health.Matcher, d.Health.Matcher)
+		c.Groups[name] = g
+	}
+}
+
+func defaultAction(a *Action, set func(string) bool, path string) {
+	if a.FixedResponse != nil && !set(path+".fixed-response.content-type") {
+		a.FixedResponse.ContentType = defaultContentType
+	}
+}
+
+var (
+	durationType   = reflect.TypeOf(time.Duration(0))
+	stringListType = reflect.TypeOf([]string(nil))
+)
+
+// durationHook decodes env and flag strings into durations; file values arrive
+// already converted by parseFile.
+func durationHook(from, to reflect.Type, data any) (any, error) {
+	if to != durationType || from.Kind() != reflect.String {
+		return data, nil
+	}
+	return parseDuration(data.(string))
+}
+
+// commaListHook reads a list from one env string: BERTH_CLUSTER_JOIN="10.0.0.6,10.0.0.7".
+func commaListHook(from, to reflect.Type, data any) (any, error) {
+	if to != stringListType || from.Kind() != reflect.String {
+		return data, nil
+	}
+	var list []string
+	for item := range strings.SplitSeq(data.(string), ",") {
+		if item = strings.TrimSpace(item); item != "" {
+			list = append(list, item)
+		}
+	}
+	return list, nil
+}
+
+// parseDuration reads a Go duration ("30s", "5m") or a whole number of seconds.
+func parseDuration(s string) (time.Duration, error) {
+	s = strings.TrimSpace(s)
+	var seconds int64
+	if _, err := fmt.Sscanf(s, "%d", &seconds); err == nil && fmt.Sprint(seconds) == s {
+		return time.Duration(seconds) * time.Second, nil
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil {
+		return 0, fmt.Errorf("%q is not a duration: write it like 30s, 5m or a number of seconds", s)
+	}
+	return d, nil
+}
+
+func parseBool(s string) (bool, error) {
+	switch strings.ToLower(strings.TrimSpace(s)) {
+	case "true", "yes", "on", "1":
+		return true, nil
+	case "false", "no", "off", "0":
+		return false, nil
+	}
+	return false, fmt.Errorf("%q is not a boolean: write true or false", s)
+}
+
+// FieldError is one problem in the configuration.
+type FieldError struct {
+	// Path is the key path, e.g. "listeners[0].rules[1].priority"; empty for a
+	// problem of the whole file such as a YAML syntax error.
+	Path    string
+	Message string
+	// Line is the line of the file the problem is on; 0 when it does not come from
+	// the file (a default, env or a flag).
+	Line int
+}
+
+// String renders the problem as "path: message (line N)".
+func (e FieldError) String() string {
+	s := e.Message
+	if e.Path != "" {
+		s = e.Path + ": " + s
+	}
+	if e.Line > 0 {
+		s += fmt.Sprintf(" (line %d)", e.Line)
+	}
+	return s
+}
+
+// Errors is every problem found in a configuration; it is the error Load returns
+// when the configuration is wrong.
+type Errors []FieldError
+
+// Error renders one problem per line.
+func (errs Errors) Error() string {
+	lines := make([]string, len(errs))
+	for i, e := range errs {
+		lines[i] = e.String()
+	}
+	return strings.Join(lines, "\n")
+}
+
+// AsErrors returns the problems carried by err when it comes from Load's validation.
+func AsErrors(err error) (Errors, bool) {
+	var errs *Errors
+	if errors.As(err, &errs) {
+		return *errs, true
+	}
+	return nil, false
+}

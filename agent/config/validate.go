@@ -1,0 +1,369 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"mime"
+	"net"
+	"net/url"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+)
+
+var (
+	listenerName = regexp.MustCompile(`^[a-z0-9-]+$`)
+	groupName    = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]*$`)
+	labelPrefix  = regexp.MustCompile(`^[a-z0-9]([a-z0-9.-]*[a-z0-9])?$`)
+	hostPattern  = regexp.MustCompile(`^[a-z0-9.*?-]+$`)
+)
+
+// notYet are values of the design that berth does not implement yet.
+var (
+	protocolsNotYet  = []string{"https", "tcp", "tls", "udp"}
+	algorithmsNotYet = []string{"least_outstanding_requests", "weighted_random"}
+)
+
+// Limits of ALB that berth keeps.
+const (
+	maxPriority    = 50000
+	maxPatternLen  = 128
+	maxBodyBytes   = 1024
+	maxDeregDelay  = 3600 * time.Second
+	minIdleTimeout = time.Second
+	maxIdleTimeout = 4000 * time.Second
+	minResync      = time.Second
+)
+
+// checkName accepts a target group name: lower-case, as the berth.group label.
+func checkName(name string) error {
+	if !groupName.MatchString(name) {
+		return fmt.Errorf("group name %q must start with a lower-case letter or digit, then use only a-z 0-9 . _ -", name)
+	}
+	return nil
+}
+
+// Validate returns every problem of c, each with its key path; nil when c is usable.
+func (c *Config) Validate() Errors {
+	var v validation
+	v.node(c.Node)
+	v.docker(c.Docker)
+	v.cluster(c.Cluster)
+	v.address("admin.listen", c.Admin.Listen, true)
+	v.listeners(c.Listeners)
+	for _, name := range sortedKeys(c.Groups) {
+		v.group("groups."+name, name, c.Groups[name])
+	}
+	for _, name := range sortedKeys(c.Static) {
+		v.static("static."+name, name, c.Static[name])
+	}
+	return v.errs
+}
+
+type validation struct{ errs Errors }
+
+func (v *validation) add(path, format string, args ...any) {
+	v.errs = append(v.errs, FieldError{Path: path, Message: fmt.Sprintf(format, args...)})
+}
+
+func (v *validation) node(n Node) {
+	if n.Name == "" {
+		v.add("node.name", "is empty: set a name that identifies this host")
+	} else if strings.ContainsAny(n.Name, "/ \t\n") {
+		v.add("node.name", "%q must not contain '/' or spaces: it is part of target IDs", n.Name)
+	}
+	ip := net.ParseIP(n.Advertise)
+	switch {
+	case ip == nil:
+		v.add("node.advertise", "%q is not an IP address: set the IP other hosts reach this host on", n.Advertise)
+	case ip.IsUnspecified():
+		v.add("node.advertise", "%s cannot be reached by other hosts: set this host's own IP", n.Advertise)
+	}
+}
+
+func (v *validation) docker(d Docker) {
+	u, err := url.Parse(d.Host)
+	if err != nil || !slices.Contains([]string{"unix", "tcp", "ssh", "npipe"}, u.Scheme) {
+		v.add("docker.host", "%q is not a Docker address: use unix:///var/run/docker.sock, tcp://HOST:PORT or ssh://USER@HOST", d.Host)
+	}
+	if !labelPrefix.MatchString(d.LabelPrefix) {
+		v.add("docker.label-prefix", "%q must use only a-z 0-9 . - and not start or end with . or -", d.LabelPrefix)
+	}
+	if d.Resync < minResync {
+		v.add("docker.resync", "%s is too short: the minimum is %s", formatDuration(d.Resync), formatDuration(minResync))
+	}
+}
+
+func (v *validation) cluster(c Cluster) {
+	v.address("cluster.bind", c.Bind, true)
+	for i, peer := range c.Join {
+		path := fmt.Sprintf("cluster.join[%d]", i)
+		host, port, err := net.SplitHostPort(peer)
+		if err != nil {
+			host, port = peer, ""
+		}
+		if host == "" || strings.ContainsAny(host, "/ ") {
+			v.add(path, "%q is not a host or host:port", peer)
+		} else if port != "" {
+			v.port(path, port, false)
+		}
+	}
+}
+
+// address checks host:port; port 0 (pick a free port) is allowed when zeroOK.
+func (v *validation) address(path, addr string, zeroOK bool) {
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		v.add(path, "%q is not host:port (write :80 or 0.0.0.0:80 to listen on every address)", addr)
+		return
+	}
+	v.port(path, port, zeroOK)
+}
+
+func (v *validation) port(path, port string, zeroOK bool) {
+	n, err := strconv.Atoi(port)
+	low := 1
+	if zeroOK {
+		low = 0
+	}
+	if err != nil || n < low || n > 65535 {
+		v.add(path, "port %q must be a number from %d to 65535", port, low)
+	}
+}
+
+func (v *validation) listeners(listeners []Listener) {
+	names := map[string]int{}
+	addresses := map[string]string{}
+	for i, l := range listeners {
+		p := fmt.Sprintf("listeners[%d]", i)
+		switch {
+		case l.Name == "":
+			v.add(p+".name", "is required: name the listener (a-z 0-9 -)")
+		case !listenerName.MatchString(l.Name):
+			v.add(p+".name", "%q must use only a-z 0-9 -", l.Name)
+		default:
+			if first, dup := names[l.Name]; dup {
+				v.add(p+".name", "%q is already the name of listeners[%d]", l.Name, first)
+			} else {
+				names[l.Name] = i
+			}
+		}
+		switch {
+		case l.Protocol == ProtocolHTTP:
+		case slices.Contains(protocolsNotYet, l.Protocol):
+			v.add(p+".protocol", "protocol %s is not supported yet; supported: http", l.Protocol)
+		default:
+			v.add(p+".protocol", "unknown protocol %q; supported: http", l.Protocol)
+		}
+		v.listenAddress(p, l, addresses)
+		if l.IdleTimeout < minIdleTimeout || l.IdleTimeout > maxIdleTimeout {
+			v.add(p+".idle-timeout", "%s is out of range: %s to %s", formatDuration(l.IdleTimeout), formatDuration(minIdleTimeout), formatDuration(maxIdleTimeout))
+		}
+		priorities := map[int]int{}
+		for j, r := range l.Rules {
+			rp := fmt.Sprintf("%s.rules[%d]", p, j)
+			v.rule(rp, r)
+			if first, dup := priorities[r.Priority]; dup && r.Priority != 0 {
+				v.add(rp+".priority", "%d is already the priority of %s.rules[%d]; priorities are unique per listener", r.Priority, p, first)
+			} else {
+				priorities[r.Priority] = j
+			}
+		}
+		if l.Default != nil {
+			v.action(p+".default", *l.Default)
+		}
+	}
+}
+
+func (v *validation) listenAddress(p string, l Listener, used map[string]string) {
+	switch {
+	case l.Address == "" && l.Port == 0:
+		v.add(p, "has no port: set port (1..65535) or address (host:port)")
+		return
+	case l.Port < 0 || l.Port > 65535:
+		v.add(p+".port", "%d must be from 1 to 65535", l.Port)
+		return
+	case l.Port != 0 && l.Address != fmt.Sprintf(":%d", l.Port):
+		v.add(p+".port", "set either port or address, not both")
+		return
+	}
+	v.address(p+".address", l.Address, true)
+	if strings.HasSuffix(l.Address, ":0") {
+		return
+	}
+	if other, dup := used[l.Address]; dup {
+		v.add(p+".address", "%s is already the address of listener %q", l.Address, other)
+	} else {
+		used[l.Address] = l.Name
+	}
+}
+
+func (v *validation) rule(p string, r Rule) {
+	if r.Priority < 1 || r.Priority > maxPriority {
+		v.add(p+".priority", "%d is out of range: set a priority from 1 to %d (lowest first)", r.Priority, maxPriority)
+	}
+	if len(r.Host) == 0 && len(r.Path) == 0 {
+		v.add(p, "has no condition: set host or path (the listener's default handles everything else)")
+	}
+	for i, h := range r.Host {
+		hp := fmt.Sprintf("%s.host[%d]", p, i)
+		switch {
+		case len(h) > maxPatternLen:
+			v.add(hp, "is longer than %d characters", maxPatternLen)
+		case !hostPattern.MatchString(strings.ToLower(h)):
+			v.add(hp, "%q is not a host pattern: use letters, digits, . - and the wildcards * ?", h)
+		}
+	}
+	for i, path := range r.Path {
+		pp := fmt.Sprintf("%s.path[%d]", p, i)
+		switch {
+		case !strings.HasPrefix(path, "/"):
+			v.add(pp, "%q must start with /", path)
+		case len(path) > maxPatternLen:
+			v.add(pp, "is longer than %d characters", maxPatternLen)
+		case strings.ContainsAny(path, " \t\n#"):
+			v.add(pp, "%q must not contain spaces or #", path)
+		}
+	}
+	v.action(p, r.Action)
+}
+
+func (v *validation) action(p string, a Action) {
+	switch {
+	case a.Forward == "" && a.FixedResponse == nil:
+		v.add(p, "has no action: set forward (a group) or fixed-response")
+	case a.Forward != "" && a.FixedResponse != nil:
+		v.add(p, "set forward or fixed-response, not both")
+	case a.Forward != "":
+		if err := checkName(a.Forward); err != nil {
+			v.add(p+".forward", "%v", err)
+		}
+	default:
+		f := a.FixedResponse
+		fp := p + ".fixed-response"
+		if f.Status < 200 || f.Status > 599 {
+			v.add(fp+".status", "%d must be an HTTP status from 200 to 599", f.Status)
+		}
+		if _, _, err := mime.ParseMediaType(f.ContentType); err != nil {
+			v.add(fp+".content-type", "%q is not a media type like text/plain or application/json", f.ContentType)
+		}
+		if len(f.Body) > maxBodyBytes {
+			v.add(fp+".body", "is %d bytes; the maximum is %d", len(f.Body), maxBodyBytes)
+		}
+	}
+}
+
+func (v *validation) group(p, name string, g Group) {
+	if err := checkName(name); err != nil {
+		v.add(p, "%v", err)
+	}
+	if g.DeregistrationDelay < 0 || g.DeregistrationDelay > maxDeregDelay {
+		v.add(p+".deregistration-delay", "%s is out of range: 0s to %s", formatDuration(g.DeregistrationDelay), formatDuration(maxDeregDelay))
+	}
+	switch {
+	case g.Algorithm == AlgorithmRoundRobin:
+	case slices.Contains(algorithmsNotYet, g.Algorithm):
+		v.add(p+".algorithm", "algorithm %s is not supported yet; supported: round_robin", g.Algorithm)
+	default:
+		v.add(p+".algorithm", "unknown algorithm %q; supported: round_robin", g.Algorithm)
+	}
+	if g.ConnectTimeout <= 0 {
+		v.add(p+".connect-timeout", "%s must be more than 0s", formatDuration(g.ConnectTimeout))
+	}
+	if g.ResponseTimeout <= 0 {
+		v.add(p+".response-timeout", "%s must be more than 0s", formatDuration(g.ResponseTimeout))
+	}
+	v.health(p+".health", g.Health)
+}
+
+func (v *validation) health(p string, h Health) {
+	if !strings.HasPrefix(h.Path, "/") {
+		v.add(p+".path", "%q must start with /", h.Path)
+	}
+	if h.Port < 0 || h.Port > 65535 {
+		v.add(p+".port", "%d must be from 1 to 65535, or 0 for the target's own port", h.Port)
+	}
+	v.durationRange(p+".interval", h.Interval, 5*time.Second, 300*time.Second)
+	v.durationRange(p+".timeout", h.Timeout, 2*time.Second, 120*time.Second)
+	if h.Timeout >= h.Interval {
+		v.add(p+".timeout", "%s must be shorter than the interval (%s)", formatDuration(h.Timeout), formatDuration(h.Interval))
+	}
+	v.intRange(p+".healthy", h.Healthy, 2, 10)
+	v.intRange(p+".unhealthy", h.Unhealthy, 2, 10)
+	if err := checkMatcher(h.Matcher); err != nil {
+		v.add(p+".matcher", "%v", err)
+	}
+}
+
+func (v *validation) durationRange(p string, d, low, high time.Duration) {
+	if d < low || d > high {
+		v.add(p, "%s is out of range: %s to %s", formatDuration(d), formatDuration(low), formatDuration(high))
+	}
+}
+
+func (v *validation) intRange(p string, n, low, high int) {
+	if n < low || n > high {
+		v.add(p, "%d is out of range: %d to %d", n, low, high)
+	}
+}
+
+// checkMatcher accepts status codes 200..499 as ALB does: "200", "200,202", "200-299".
+func checkMatcher(matcher string) error {
+	if matcher == "" {
+		return errors.New(`is empty: list passing status codes like "200", "200,202" or "200-299"`)
+	}
+	for part := range strings.SplitSeq(matcher, ",") {
+		low, high, isRange := strings.Cut(strings.TrimSpace(part), "-")
+		if !isRange {
+			high = low
+		}
+		from, errLow := strconv.Atoi(low)
+		to, errHigh := strconv.Atoi(high)
+		if errLow != nil || errHigh != nil || from < 200 || to > 499 || from > to {
+			return fmt.Errorf(`%q is not a status code or range from 200 to 499, like "200", "200,202" or "200-299"`, part)
+		}
+	}
+	return nil
+}
+
+func (v *validation) static(p, name string, targets []string) {
+	if err := checkName(name); err != nil {
+		v.add(p, "%v", err)
+	}
+	if len(targets) == 0 {
+		v.add(p, "lists no target: write [host:port, ...] or remove the group")
+	}
+	seen := map[string]int{}
+	for i, t := range targets {
+		tp := fmt.Sprintf("%s[%d]", p, i)
+		host, port, err := net.SplitHostPort(t)
+		if err != nil || host == "" {
+			v.add(tp, "%q is not host:port", t)
+			continue
+		}
+		v.port(tp, port, false)
+		if first, dup := seen[t]; dup {
+			v.add(tp, "%s is already %s[%d]", t, p, first)
+		} else {
+			seen[t] = i
+		}
+	}
+}
+
+func formatDuration(d time.Duration) string {
+	if d != 0 && d%time.Second == 0 {
+		return strconv.FormatInt(int64(d/time.Second), 10) + "s"
+	}
+	return d.String()
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
+}
