@@ -53,9 +53,9 @@ func TestMatchPriorityAndConditions(t *testing.T) {
 	}{
 		{"api.example.com", "/v1/users", 1},
 		{"api.example.com", "/v2/x", 1},
-		{"api.example.com", "/v3/x", 2},   // host matches 10 but path does not: AND
+		{"api.example.com", "/v3/x", 2},     // host matches 10 but path does not: AND
 		{"www.Example.com", "/v1/users", 2}, // case-insensitive host
-		{"example.com", "/x", 3},           // *.example.com does not match example.com
+		{"example.com", "/x", 3},            // *.example.com does not match example.com
 		{"other", "/x", 3},
 	}
 	for _, c := range cases {

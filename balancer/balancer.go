@@ -1,0 +1,420 @@
+// Package balancer is berth's data plane: listeners, rules, target groups and
+// the HTTP/1.1 proxy. The agent describes the desired routing in a Config and
+// calls Apply; the balancer compiles it into an immutable route per listener and
+// swaps it in atomically, so the request path reads routing without a lock.
+// Listeners and per-target state (in-flight counts, pooled connections,
+// counters) outlive snapshots: a change never drops a connection.
+package balancer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sort"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/berth-lb/berth/balancer/rules"
+)
+
+// Defaults for zero durations in a Config.
+const (
+	DefaultIdleTimeout     = 60 * time.Second
+	DefaultConnectTimeout  = 10 * time.Second
+	DefaultResponseTimeout = 60 * time.Second
+)
+
+// Balancer serves the listeners of the current Config.
+type Balancer struct {
+	log *slog.Logger
+
+	mu        sync.Mutex // held by writers: Apply and Shutdown
+	listeners map[string]*listener
+	targets   map[string]*targetState
+	stats     map[[2]string]*routeStats
+	closed    bool
+
+	shuttingDown atomic.Bool
+}
+
+// New returns a balancer with no listener; Apply starts them.
+func New(log *slog.Logger) *Balancer {
+	if log == nil {
+		log = slog.Default()
+	}
+	return &Balancer{
+		log:       log,
+		listeners: map[string]*listener{},
+		targets:   map[string]*targetState{},
+		stats:     map[[2]string]*routeStats{},
+	}
+}
+
+// route is the immutable routing of one listener.
+type route struct {
+	table       *rules.Table
+	actions     []action // indexed by rules.Rule.Target
+	fallback    action   // when no rule matches
+	idleTimeout time.Duration
+}
+
+type action struct {
+	group *group      // forward
+	fixed []byte      // or a complete pre-rendered response
+	stats *routeStats // counters of this listener and group
+	code  int         // status of the fixed response
+}
+
+// group is the immutable view of a target group in one snapshot.
+type group struct {
+	name            string
+	serving         []*targetState
+	connectTimeout  time.Duration
+	responseTimeout time.Duration
+	// next is the round-robin cursor. It belongs to this snapshot's group and
+	// restarts with a new snapshot, which only shifts where the rotation begins.
+	next atomic.Uint64
+}
+
+// pick returns the next serving target in round-robin order, skipping avoid
+// (the target that just failed) when another one serves; nil when none serves.
+func (g *group) pick(avoid *targetState) *targetState {
+	n := uint64(len(g.serving))
+	if n == 0 {
+		return nil
+	}
+	t := g.serving[g.next.Add(1)%n]
+	if t == avoid && n > 1 {
+		t = g.serving[g.next.Add(1)%n]
+	}
+	return t
+}
+
+// Apply validates cfg, opens listeners it adds, closes those it drops, and
+// swaps in the new routing. On error nothing changes.
+func (b *Balancer) Apply(cfg Config) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed {
+		return errors.New("balancer: apply after shutdown")
+	}
+	if err := validate(cfg); err != nil {
+		return err
+	}
+
+	groups := make(map[string]*group, len(cfg.Groups))
+	seenTargets := make(map[string]bool)
+	for _, gc := range cfg.Groups {
+		g := &group{
+			name:            gc.Name,
+			connectTimeout:  orDefault(gc.ConnectTimeout, DefaultConnectTimeout),
+			responseTimeout: orDefault(gc.ResponseTimeout, DefaultResponseTimeout),
+		}
+		for _, tc := range gc.Targets {
+			ts := b.targetState(tc)
+			seenTargets[tc.ID] = true
+			if tc.Serving {
+				g.serving = append(g.serving, ts)
+			}
+		}
+		groups[gc.Name] = g
+	}
+
+	routes := make(map[string]*route, len(cfg.Listeners))
+	for _, lc := range cfg.Listeners {
+		rt, err := b.compileRoute(lc, groups)
+		if err != nil {
+			return err
+		}
+		routes[lc.Name] = rt
+	}
+
+	opened, err := b.openListeners(cfg.Listeners)
+	if err != nil {
+		return err
+	}
+	for _, lc := range cfg.Listeners {
+		b.listeners[lc.Name].route.Store(routes[lc.Name])
+	}
+	for name, l := range b.listeners {
+		if routes[name] == nil {
+			l.close()
+			delete(b.listeners, name)
+		}
+	}
+	for _, l := range opened {
+		go l.acceptLoop()
+	}
+
+	// A target is serving when any group lists it as serving; the flag decides
+	// whether its pooled connections may be reused.
+	servingIDs := make(map[*targetState]bool)
+	for _, g := range groups {
+		for _, t := range g.serving {
+			servingIDs[t] = true
+		}
+	}
+	for id, t := range b.targets {
+		serving := servingIDs[t]
+		if was := t.serving.Swap(serving); was && !serving {
+			t.closeIdle()
+		}
+		if !seenTargets[id] {
+			t.closeIdle()
+			delete(b.targets, id)
+		}
+	}
+	return nil
+}
+
+// targetState returns the state of a target, creating it on first sight. A
+// known ID whose address changed gets a fresh state: its pool is useless.
+func (b *Balancer) targetState(tc TargetConfig) *targetState {
+	if t, ok := b.targets[tc.ID]; ok && t.address == tc.Address {
+		return t
+	} else if ok {
+		t.serving.Store(false)
+		t.closeIdle()
+	}
+	t := &targetState{id: tc.ID, address: tc.Address}
+	b.targets[tc.ID] = t
+	return t
+}
+
+func (b *Balancer) routeStats(listener, group string) *routeStats {
+	key := [2]string{listener, group}
+	s, ok := b.stats[key]
+	if !ok {
+		s = newRouteStats(listener, group)
+		b.stats[key] = s
+	}
+	return s
+}
+
+func (b *Balancer) compileRoute(lc ListenerConfig, groups map[string]*group) (*route, error) {
+	rt := &route{idleTimeout: orDefault(lc.IdleTimeout, DefaultIdleTimeout)}
+	in := make([]rules.Rule, len(lc.Rules))
+	for i, r := range lc.Rules {
+		in[i] = rules.Rule{Priority: r.Priority, Hosts: r.Hosts, Paths: r.Paths, Target: i}
+		a, err := b.compileAction(lc.Name, r.Action, groups)
+		if err != nil {
+			return nil, fmt.Errorf("balancer: listener %s: rule %d: %w", lc.Name, r.Priority, err)
+		}
+		rt.actions = append(rt.actions, a)
+	}
+	table, err := rules.Compile(in)
+	if err != nil {
+		return nil, fmt.Errorf("balancer: listener %s: %w", lc.Name, err)
+	}
+	rt.table = table
+	if rt.fallback, err = b.compileAction(lc.Name, lc.Default, groups); err != nil {
+		return nil, fmt.Errorf("balancer: listener %s: default action: %w", lc.Name, err)
+	}
+	return rt, nil
+}
+
+func (b *Balancer) compileAction(listener string, a Action, groups map[string]*group) (action, error) {
+	switch {
+	case a.Forward != "" && a.Fixed != nil:
+		return action{}, errors.New("an action either forwards or answers a fixed response, not both")
+	case a.Forward != "":
+		g, ok := groups[a.Forward]
+		if !ok {
+			return action{}, fmt.Errorf("forwards to unknown group %q", a.Forward)
+		}
+		return action{group: g, stats: b.routeStats(listener, a.Forward)}, nil
+	case a.Fixed != nil:
+		if a.Fixed.Status < 200 || a.Fixed.Status > 599 {
+			return action{}, fmt.Errorf("fixed-response status %d: use 200..599", a.Fixed.Status)
+		}
+		return action{fixed: renderFixed(a.Fixed), code: a.Fixed.Status, stats: b.routeStats(listener, "")}, nil
+	default:
+		return action{fixed: pageNotFound, code: 404, stats: b.routeStats(listener, "")}, nil
+	}
+}
+
+func validate(cfg Config) error {
+	var errs []error
+	names := map[string]bool{}
+	addrs := map[string]string{}
+	for _, l := range cfg.Listeners {
+		if l.Name == "" {
+			errs = append(errs, errors.New("balancer: a listener has no name"))
+		} else if names[l.Name] {
+			errs = append(errs, fmt.Errorf("balancer: two listeners are named %q", l.Name))
+		}
+		names[l.Name] = true
+		if other, ok := addrs[l.Address]; ok {
+			errs = append(errs, fmt.Errorf("balancer: listeners %s and %s both use address %s", other, l.Name, l.Address))
+		}
+		addrs[l.Address] = l.Name
+	}
+	groups := map[string]bool{}
+	for _, g := range cfg.Groups {
+		if groups[g.Name] {
+			errs = append(errs, fmt.Errorf("balancer: two groups are named %q", g.Name))
+		}
+		groups[g.Name] = true
+	}
+	return errors.Join(errs...)
+}
+
+func orDefault(d, def time.Duration) time.Duration {
+	if d <= 0 {
+		return def
+	}
+	return d
+}
+
+// openListeners opens a socket for every listener that is new or whose address
+// changed; it returns them unstarted. On failure it closes what it opened.
+func (b *Balancer) openListeners(cfgs []ListenerConfig) ([]*listener, error) {
+	var opened []*listener
+	for _, lc := range cfgs {
+		if l, ok := b.listeners[lc.Name]; ok && l.address == lc.Address {
+			continue
+		}
+		ln, err := net.Listen("tcp", lc.Address)
+		if err != nil {
+			for _, l := range opened {
+				l.ln.Close()
+			}
+			return nil, fmt.Errorf("balancer: listener %s: %w", lc.Name, err)
+		}
+		opened = append(opened, newListener(b, lc.Name, lc.Address, ln))
+	}
+	for _, l := range opened {
+		if old, ok := b.listeners[l.name]; ok {
+			old.close()
+		}
+		b.listeners[l.name] = l
+	}
+	return opened, nil
+}
+
+// Addr returns the bound address of a listener (useful with port 0), or "".
+func (b *Balancer) Addr(listener string) string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if l, ok := b.listeners[listener]; ok {
+		return l.ln.Addr().String()
+	}
+	return ""
+}
+
+// Targets returns the live counters of every known target, sorted by ID.
+func (b *Balancer) Targets() []TargetStats {
+	b.mu.Lock()
+	out := make([]TargetStats, 0, len(b.targets))
+	for _, t := range b.targets {
+		out = append(out, TargetStats{ID: t.id, InFlight: t.inFlight.Load(), Requests: t.requests.Load(), Failures: t.failures.Load()})
+	}
+	b.mu.Unlock()
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out
+}
+
+// InFlight returns the number of requests in flight to a target (0 if unknown).
+func (b *Balancer) InFlight(id string) int64 {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if t, ok := b.targets[id]; ok {
+		return t.inFlight.Load()
+	}
+	return 0
+}
+
+// Routes returns the request counters of every listener and group pair.
+func (b *Balancer) Routes() []RouteStats {
+	b.mu.Lock()
+	out := make([]RouteStats, 0, len(b.stats))
+	for _, s := range b.stats {
+		out = append(out, s.copy())
+	}
+	b.mu.Unlock()
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Listener != out[j].Listener {
+			return out[i].Listener < out[j].Listener
+		}
+		return out[i].Group < out[j].Group
+	})
+	return out
+}
+
+// ListenerStats are the connection counters of one listener.
+type ListenerStats struct {
+	Name              string
+	Address           string
+	ActiveConnections int64
+	TotalConnections  uint64
+	// Errors counts the balancer's own answers by reason.
+	Errors map[ErrorReason]uint64
+}
+
+// Listeners returns the counters of every listener, sorted by name.
+func (b *Balancer) Listeners() []ListenerStats {
+	b.mu.Lock()
+	out := make([]ListenerStats, 0, len(b.listeners))
+	for _, l := range b.listeners {
+		s := ListenerStats{Name: l.name, Address: l.ln.Addr().String(), ActiveConnections: l.active.Load(), TotalConnections: l.total.Load(), Errors: map[ErrorReason]uint64{}}
+		for r := ErrorReason(0); r < reasonCount; r++ {
+			s.Errors[r] = l.errors[r].Load()
+		}
+		out = append(out, s)
+	}
+	b.mu.Unlock()
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
+
+// Shutdown stops accepting, lets requests in flight finish and closes idle
+// client connections; when ctx ends first, it closes the rest and returns
+// ctx's error.
+func (b *Balancer) Shutdown(ctx context.Context) error {
+	b.mu.Lock()
+	b.closed = true
+	b.shuttingDown.Store(true)
+	ls := make([]*listener, 0, len(b.listeners))
+	for _, l := range b.listeners {
+		ls = append(ls, l)
+		l.close()
+	}
+	b.mu.Unlock()
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		open := 0
+		for _, l := range ls {
+			open += l.closeIdleConns()
+		}
+		if open == 0 {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			for _, l := range ls {
+				l.closeAllConns()
+			}
+			return fmt.Errorf("balancer: shutdown: %w", ctx.Err())
+		case <-tick.C:
+		}
+	}
+	b.mu.Lock()
+	for _, t := range b.targets {
+		t.serving.Store(false)
+		t.closeIdle()
+	}
+	b.mu.Unlock()
+	return nil
+}
+
+func portOf(addr net.Addr) string {
+	if a, ok := addr.(*net.TCPAddr); ok {
+		return strconv.Itoa(a.Port)
+	}
+	return ""
+}

@@ -1,0 +1,396 @@
+package balancer
+
+import (
+	"bufio"
+	"context"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// backend is a real HTTP server on loopback that names itself in every answer.
+func backend(t testing.TB, name string, h http.HandlerFunc) *httptest.Server {
+	t.Helper()
+	if h == nil {
+		h = func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, name) }
+	}
+	s := httptest.NewServer(h)
+	t.Cleanup(s.Close)
+	return s
+}
+
+func addrOf(s *httptest.Server) string { return strings.TrimPrefix(s.URL, "http://") }
+
+// start runs a balancer with cfg; every listener address in cfg should use port 0.
+func start(t testing.TB, cfg Config) *Balancer {
+	t.Helper()
+	b := New(nil)
+	if err := b.Apply(cfg); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		b.Shutdown(ctx)
+	})
+	return b
+}
+
+func webConfig(targets ...TargetConfig) Config {
+	return Config{
+		Listeners: []ListenerConfig{{Name: "web", Address: "127.0.0.1:0", Default: Action{Forward: "web"}}},
+		Groups:    []GroupConfig{{Name: "web", Targets: targets, ConnectTimeout: time.Second, ResponseTimeout: 5 * time.Second}},
+	}
+}
+
+func serving(id, addr string) TargetConfig { return TargetConfig{ID: id, Address: addr, Serving: true} }
+
+func get(t testing.TB, c *http.Client, url string, hdr ...string) (int, string, http.Header) {
+	t.Helper()
+	req, _ := http.NewRequest("GET", url, nil)
+	for i := 0; i+1 < len(hdr); i += 2 {
+		if hdr[i] == "Host" {
+			req.Host = hdr[i+1]
+		} else {
+			req.Header.Set(hdr[i], hdr[i+1])
+		}
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		t.Fatalf("GET %s: %v", url, err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("GET %s: body: %v", url, err)
+	}
+	return resp.StatusCode, string(body), resp.Header
+}
+
+func TestRoundRobinOverKeepAlive(t *testing.T) {
+	a, b2, c := backend(t, "a", nil), backend(t, "b", nil), backend(t, "c", nil)
+	lb := start(t, webConfig(serving("a", addrOf(a)), serving("b", addrOf(b2)), serving("c", addrOf(c))))
+	url := "http://" + lb.Addr("web") + "/"
+	counts := map[string]int{}
+	for range 30 {
+		code, body, _ := get(t, http.DefaultClient, url)
+		if code != 200 {
+			t.Fatalf("status %d", code)
+		}
+		counts[body]++
+	}
+	for _, n := range []string{"a", "b", "c"} {
+		if counts[n] != 10 {
+			t.Fatalf("round robin uneven: %v", counts)
+		}
+	}
+}
+
+func TestRulesAndDefaults(t *testing.T) {
+	api, www := backend(t, "api", nil), backend(t, "www", nil)
+	cfg := Config{
+		Listeners: []ListenerConfig{{
+			Name: "web", Address: "127.0.0.1:0",
+			Rules: []Rule{
+				{Priority: 10, Paths: []string{"/api/*"}, Action: Action{Forward: "api"}},
+				{Priority: 20, Hosts: []string{"*.example.com"}, Action: Action{Forward: "www"}},
+				{Priority: 30, Paths: []string{"/empty"}, Action: Action{Forward: "empty"}},
+				{Priority: 40, Paths: []string{"/teapot"}, Action: Action{Fixed: &FixedResponse{Status: 418, ContentType: "application/json", Body: `{"tea":true}`}}},
+			},
+		}},
+		Groups: []GroupConfig{
+			{Name: "api", Targets: []TargetConfig{serving("api", addrOf(api))}},
+			{Name: "www", Targets: []TargetConfig{serving("www", addrOf(www))}},
+			{Name: "empty"},
+		},
+	}
+	lb := start(t, cfg)
+	base := "http://" + lb.Addr("web")
+	cases := []struct {
+		path, host string
+		code       int
+		body       string
+	}{
+		{"/api/users?x=1", "", 200, "api"},
+		{"/API/users", "", 404, "404 Not Found\n"},
+		{"/", "WWW.Example.com", 200, "www"},
+		{"/", "example.com", 404, "404 Not Found\n"},
+		{"/empty", "", 503, "503 Service Unavailable\n"},
+		{"/teapot", "", 418, `{"tea":true}`},
+	}
+	for _, c := range cases {
+		var hdr []string
+		if c.host != "" {
+			hdr = []string{"Host", c.host}
+		}
+		code, body, _ := get(t, http.DefaultClient, base+c.path, hdr...)
+		if code != c.code || body != c.body {
+			t.Errorf("%s host %q: got %d %q, want %d %q", c.path, c.host, code, body, c.code, c.body)
+		}
+	}
+}
+
+func TestForwardedHeaders(t *testing.T) {
+	seen := make(chan http.Header, 1)
+	be := backend(t, "", func(w http.ResponseWriter, r *http.Request) {
+		h := r.Header.Clone()
+		h.Set("Host", r.Host)
+		seen <- h
+	})
+	lb := start(t, webConfig(serving("a", addrOf(be))))
+	get(t, http.DefaultClient, "http://"+lb.Addr("web")+"/", "X-Forwarded-For", "203.0.113.7", "X-Forwarded-Proto", "https", "Host", "shop.example", "Connection", "keep-alive, X-Secret")
+	h := <-seen
+	_, port, _ := net.SplitHostPort(lb.Addr("web"))
+	want := map[string]string{"X-Forwarded-For": "203.0.113.7, 127.0.0.1", "X-Forwarded-Proto": "http", "X-Forwarded-Port": port, "Host": "shop.example"}
+	for k, v := range want {
+		if h.Get(k) != v {
+			t.Errorf("%s = %q, want %q", k, h.Get(k), v)
+		}
+	}
+}
+
+func TestBodiesBothWays(t *testing.T) {
+	be := backend(t, "", func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		if r.URL.Query().Get("chunked") != "" {
+			w.Write(body[:len(body)/2])
+			w.(http.Flusher).Flush() // forces chunked framing
+			w.Write(body[len(body)/2:])
+			return
+		}
+		w.Write(body)
+	})
+	lb := start(t, webConfig(serving("a", addrOf(be))))
+	big := strings.Repeat("0123456789", 50_000)
+	for _, q := range []string{"", "?chunked=1"} {
+		for _, chunkedReq := range []bool{false, true} {
+			var body io.Reader = strings.NewReader(big)
+			if chunkedReq {
+				body = io.MultiReader(strings.NewReader(big)) // unknown length: chunked request
+			}
+			resp, err := http.Post("http://"+lb.Addr("web")+"/"+q, "text/plain", body)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if string(got) != big {
+				t.Fatalf("q=%q chunked request=%v: echoed %d bytes, want %d", q, chunkedReq, len(got), len(big))
+			}
+		}
+	}
+}
+
+func TestRetryOnConnectFailure(t *testing.T) {
+	be := backend(t, "alive", nil)
+	dead, _ := net.Listen("tcp", "127.0.0.1:0")
+	deadAddr := dead.Addr().String()
+	dead.Close() // connection refused from now on
+	lb := start(t, webConfig(serving("dead", deadAddr), serving("alive", addrOf(be))))
+	for range 10 {
+		if code, body, _ := get(t, http.DefaultClient, "http://"+lb.Addr("web")+"/"); code != 200 || body != "alive" {
+			t.Fatalf("got %d %q", code, body)
+		}
+	}
+	only := start(t, webConfig(serving("dead", deadAddr)))
+	if code, _, _ := get(t, http.DefaultClient, "http://"+only.Addr("web")+"/"); code != 502 {
+		t.Fatalf("only a dead target: got %d, want 502", code)
+	}
+}
+
+func TestStalePooledConnectionIsRetried(t *testing.T) {
+	be := backend(t, "ok", nil)
+	lb := start(t, webConfig(serving("a", addrOf(be))))
+	url := "http://" + lb.Addr("web") + "/"
+	for range 5 {
+		get(t, http.DefaultClient, url)
+		be.CloseClientConnections() // the pooled upstream connection is now dead
+		if code, body, _ := get(t, http.DefaultClient, url); code != 200 || body != "ok" {
+			t.Fatalf("after the target closed the pooled connection: %d %q", code, body)
+		}
+	}
+}
+
+func TestResponseTimeout(t *testing.T) {
+	be := backend(t, "", func(w http.ResponseWriter, r *http.Request) { time.Sleep(300 * time.Millisecond) })
+	cfg := webConfig(serving("a", addrOf(be)))
+	cfg.Groups[0].ResponseTimeout = 50 * time.Millisecond
+	lb := start(t, cfg)
+	if code, _, _ := get(t, http.DefaultClient, "http://"+lb.Addr("web")+"/"); code != 504 {
+		t.Fatalf("got %d, want 504", code)
+	}
+}
+
+func TestDrainingTargetFinishesInFlightAndGetsNoNewRequest(t *testing.T) {
+	release := make(chan struct{})
+	var mu sync.Mutex
+	hits := map[string]int{}
+	mk := func(name string) *httptest.Server {
+		return backend(t, name, func(w http.ResponseWriter, r *http.Request) {
+			mu.Lock()
+			hits[name]++
+			mu.Unlock()
+			if r.URL.Path == "/slow" {
+				<-release
+			}
+			io.WriteString(w, name)
+		})
+	}
+	a, b2 := mk("a"), mk("b")
+	lb := start(t, webConfig(serving("a", addrOf(a)), serving("b", addrOf(b2))))
+	url := "http://" + lb.Addr("web")
+	// Put a slow request in flight to a, wherever round robin starts.
+	slowDone := make(chan string, 2)
+	for range 2 {
+		go func() { _, body, _ := get(t, http.DefaultClient, url+"/slow"); slowDone <- body }()
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for lb.InFlight("a") == 0 && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	if lb.InFlight("a") != 1 {
+		t.Fatalf("in flight to a = %d, want 1", lb.InFlight("a"))
+	}
+	if err := lb.Apply(webConfig(TargetConfig{ID: "a", Address: addrOf(a)}, serving("b", addrOf(b2)))); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	before := hits["a"]
+	mu.Unlock()
+	for range 20 {
+		if _, body, _ := get(t, http.DefaultClient, url+"/"); body != "b" {
+			t.Fatalf("draining target a got a new request")
+		}
+	}
+	close(release)
+	got := []string{<-slowDone, <-slowDone}
+	if !(got[0] == "a" && got[1] == "b" || got[0] == "b" && got[1] == "a") {
+		t.Fatalf("in-flight requests answered %v, want a and b", got)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if hits["a"] != before {
+		t.Fatalf("a got %d new requests while draining", hits["a"]-before)
+	}
+	if lb.InFlight("a") != 0 {
+		t.Fatalf("in flight to a = %d after completion", lb.InFlight("a"))
+	}
+}
+
+// rawExchange sends raw bytes on a new connection and returns the status line.
+func rawExchange(t *testing.T, addr, raw string) string {
+	t.Helper()
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(5 * time.Second))
+	io.WriteString(conn, raw)
+	line, err := bufio.NewReader(conn).ReadString('\n')
+	if err != nil {
+		t.Fatalf("%q: %v", raw, err)
+	}
+	return strings.TrimSpace(line)
+}
+
+func TestMalformedRequests(t *testing.T) {
+	be := backend(t, "ok", nil)
+	lb := start(t, webConfig(serving("a", addrOf(be))))
+	addr := lb.Addr("web")
+	cases := []struct{ name, raw, want string }{
+		{"garbage", "HELLO\r\n\r\n", "HTTP/1.1 400 Bad Request"},
+		{"bad version", "GET / HTTP/2.0\r\nHost: a\r\n\r\n", "HTTP/1.1 400 Bad Request"},
+		{"smuggling CL+TE", "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", "HTTP/1.1 400 Bad Request"},
+		{"two lengths", "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd", "HTTP/1.1 400 Bad Request"},
+		{"space before colon", "GET / HTTP/1.1\r\nHost : a\r\n\r\n", "HTTP/1.1 400 Bad Request"},
+		{"header over 16 KiB", "GET / HTTP/1.1\r\nX-Big: " + strings.Repeat("x", 17<<10) + "\r\n\r\n", "HTTP/1.1 431 Request Header Fields Too Large"},
+		{"headers over 64 KiB", "GET / HTTP/1.1\r\n" + strings.Repeat("X-Many: "+strings.Repeat("y", 1000)+"\r\n", 70) + "\r\n", "HTTP/1.1 431 Request Header Fields Too Large"},
+		{"http/1.0", "GET / HTTP/1.0\r\n\r\n", "HTTP/1.0 200 OK"},
+	}
+	for _, c := range cases {
+		if got := rawExchange(t, addr, c.raw); got != c.want {
+			t.Errorf("%s: got %q, want %q", c.name, got, c.want)
+		}
+	}
+}
+
+func TestApplyKeepsConnectionsAndRejectsBadConfig(t *testing.T) {
+	a, b2 := backend(t, "a", nil), backend(t, "b", nil)
+	lb := start(t, webConfig(serving("a", addrOf(a))))
+	addr := lb.Addr("web")
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 1}}
+	if _, body, _ := get(t, client, "http://"+addr+"/"); body != "a" {
+		t.Fatal(body)
+	}
+	cfg := webConfig(serving("b", addrOf(b2))) // same listener address: the socket stays
+	if err := lb.Apply(cfg); err != nil {
+		t.Fatal(err)
+	}
+	if _, body, _ := get(t, client, "http://"+addr+"/"); body != "b" {
+		t.Fatalf("after apply: %q", body)
+	}
+	bad := webConfig()
+	bad.Listeners[0].Default = Action{Forward: "nope"}
+	if err := lb.Apply(bad); err == nil || !strings.Contains(err.Error(), `unknown group "nope"`) {
+		t.Fatalf("bad config: err = %v", err)
+	}
+	if _, body, _ := get(t, client, "http://"+addr+"/"); body != "b" {
+		t.Fatalf("a rejected config changed routing: %q", body)
+	}
+}
+
+func TestShutdownWaitsForInFlight(t *testing.T) {
+	be := backend(t, "", func(w http.ResponseWriter, r *http.Request) {
+		time.Sleep(200 * time.Millisecond)
+		io.WriteString(w, "done")
+	})
+	lb := New(nil)
+	if err := lb.Apply(webConfig(serving("a", addrOf(be)))); err != nil {
+		t.Fatal(err)
+	}
+	url := "http://" + lb.Addr("web") + "/"
+	result := make(chan string)
+	go func() { _, body, _ := get(t, http.DefaultClient, url); result <- body }()
+	for lb.InFlight("a") == 0 {
+		time.Sleep(time.Millisecond)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := lb.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if body := <-result; body != "done" {
+		t.Fatalf("in-flight request got %q", body)
+	}
+	if _, err := net.DialTimeout("tcp", strings.TrimPrefix(url[:len(url)-1], "http://"), time.Second); err == nil {
+		t.Fatal("listener still accepts after shutdown")
+	}
+}
+
+func BenchmarkProxyKeepAlive(b *testing.B) {
+	be := backend(b, "", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok\n") })
+	lb := start(b, webConfig(serving("a", addrOf(be))))
+	conn, err := net.Dial("tcp", lb.Addr("web"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer conn.Close()
+	br := bufio.NewReader(conn)
+	req := []byte("GET / HTTP/1.1\r\nHost: bench\r\nUser-Agent: bench\r\n\r\n")
+	b.ReportAllocs()
+	for b.Loop() {
+		conn.Write(req)
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+	}
+}

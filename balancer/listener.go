@@ -1,0 +1,110 @@
+package balancer
+
+import (
+	"bufio"
+	"errors"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// listener accepts client connections on one socket. It outlives routing
+// snapshots: Apply swaps its route, the socket and its connections stay.
+type listener struct {
+	b       *Balancer
+	name    string
+	address string
+	ln      net.Listener
+	port    []byte // for X-Forwarded-Port
+	route   atomic.Pointer[route]
+
+	active atomic.Int64
+	total  atomic.Uint64
+	errors [reasonCount]atomic.Uint64
+
+	mu    sync.Mutex
+	conns map[*clientConn]struct{}
+}
+
+func newListener(b *Balancer, name, address string, ln net.Listener) *listener {
+	return &listener{b: b, name: name, address: address, ln: ln, port: []byte(portOf(ln.Addr())), conns: map[*clientConn]struct{}{}}
+}
+
+func (l *listener) acceptLoop() {
+	var backoff time.Duration
+	for {
+		conn, err := l.ln.Accept()
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			// Out of file descriptors and the like: wait and try again, as net/http does.
+			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+			l.b.log.Warn("balancer: accept failed", "listener", l.name, "err", err, "retry_in", backoff)
+			time.Sleep(backoff)
+			continue
+		}
+		backoff = 0
+		go l.serve(conn)
+	}
+}
+
+func (l *listener) serve(conn net.Conn) {
+	if tc, ok := conn.(*net.TCPConn); ok {
+		tc.SetNoDelay(true)
+	}
+	c := &clientConn{l: l, conn: conn, clientIP: clientIP(conn.RemoteAddr())}
+	c.br = bufio.NewReaderSize(conn, connBufferSize)
+	c.bw = bufio.NewWriterSize(conn, connBufferSize)
+	c.idle.Store(true)
+	l.mu.Lock()
+	l.conns[c] = struct{}{}
+	l.mu.Unlock()
+	l.active.Add(1)
+	l.total.Add(1)
+	defer func() {
+		conn.Close()
+		l.active.Add(-1)
+		l.mu.Lock()
+		delete(l.conns, c)
+		l.mu.Unlock()
+	}()
+	c.serve()
+}
+
+func clientIP(a net.Addr) []byte {
+	if t, ok := a.(*net.TCPAddr); ok {
+		if v4 := t.IP.To4(); v4 != nil {
+			return []byte(v4.String())
+		}
+		return []byte(t.IP.String())
+	}
+	return []byte(a.String())
+}
+
+// close stops accepting; open connections go on.
+func (l *listener) close() {
+	l.ln.Close()
+}
+
+// closeIdleConns wakes every idle connection so it closes, and returns how
+// many connections are still open.
+func (l *listener) closeIdleConns() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for c := range l.conns {
+		if c.idle.Load() {
+			c.conn.SetReadDeadline(time.Now())
+		}
+	}
+	return len(l.conns)
+}
+
+func (l *listener) closeAllConns() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for c := range l.conns {
+		c.conn.Close()
+	}
+}

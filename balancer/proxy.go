@@ -1,0 +1,418 @@
+package balancer
+
+import (
+	"bufio"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"strconv"
+	"sync/atomic"
+	"time"
+	"unsafe"
+)
+
+// maxAttempts bounds how often one request is tried: the first try and at most
+// two more, each only when the target cannot have seen the request.
+const maxAttempts = 3
+
+// clientConn is one client connection and the request it is serving.
+type clientConn struct {
+	l        *listener
+	conn     net.Conn
+	br       *bufio.Reader
+	bw       *bufio.Writer
+	clientIP []byte
+	// idle is true while the connection waits for a request: shutdown may close it.
+	idle atomic.Bool
+
+	req     head
+	resp    head
+	scratch head // chunk-size and trailer lines
+}
+
+// serve handles requests until the client or the balancer ends the connection.
+func (c *clientConn) serve() {
+	for {
+		if c.l.b.shuttingDown.Load() {
+			return
+		}
+		rt := c.l.route.Load()
+		c.conn.SetReadDeadline(time.Now().Add(rt.idleTimeout))
+		// Wait for the first byte as an idle connection; a client that closes
+		// or stays silent here has nothing in flight and is closed quietly.
+		if _, err := c.br.Peek(1); err != nil {
+			return
+		}
+		c.idle.Store(false)
+		start := time.Now()
+		if err := c.req.read(c.br, false); err != nil {
+			c.rejectHead(err)
+			return
+		}
+		if !c.handle(c.l.route.Load(), start) {
+			return
+		}
+		c.idle.Store(true)
+	}
+}
+
+// rejectHead answers a request whose head could not be read, then the
+// connection closes: its framing is lost.
+func (c *clientConn) rejectHead(err error) {
+	switch {
+	case errors.Is(err, errLineTooLong) || errors.Is(err, errHeadTooLarge):
+		c.answerError(431, ReasonHeadersTooLarge, false)
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		c.answerError(408, ReasonClientTimeout, false)
+	case errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, net.ErrClosed):
+		// the client went away mid-head: nobody to answer
+	default:
+		c.answerError(400, ReasonBadRequest, false)
+	}
+}
+
+// answerError writes one of the balancer's own error pages and counts it.
+func (c *clientConn) answerError(code int, reason ErrorReason, keep bool) {
+	c.l.errors[reason].Add(1)
+	c.bw.Write(errorPage(code, keep))
+	c.bw.Flush()
+}
+
+// bstr views bytes of a head as a string without copying, for matching only:
+// the string must not outlive the head's next read.
+func bstr(b []byte) string {
+	if len(b) == 0 {
+		return ""
+	}
+	return unsafe.String(&b[0], len(b))
+}
+
+// handle routes and answers one request; it reports whether the client
+// connection may carry another one.
+func (c *clientConn) handle(rt *route, start time.Time) bool {
+	host, path := c.req.hostAndPath()
+	act := &rt.fallback
+	if i := rt.table.Match(bstr(host), bstr(path)); i >= 0 {
+		act = &rt.actions[i]
+	}
+	if act.group == nil {
+		// A fixed response: read and drop the request body so the next request
+		// on this connection starts where it should.
+		if err := c.discardRequestBody(); err != nil {
+			return false
+		}
+		c.bw.Write(act.fixed)
+		err := c.bw.Flush()
+		act.stats.observe(act.code, time.Since(start))
+		return err == nil && c.req.keepAlive()
+	}
+	if c.req.expect100 {
+		// Answer 100 Continue here and drop Expect upstream: the target might
+		// not be chosen yet when the client starts waiting.
+		c.bw.WriteString("HTTP/1.1 100 Continue\r\n\r\n")
+		if c.bw.Flush() != nil {
+			return false
+		}
+	}
+	code, keep := c.forward(act.group, rt.idleTimeout)
+	act.stats.observe(code, time.Since(start))
+	return keep
+}
+
+func (c *clientConn) discardRequestBody() error {
+	switch {
+	case c.req.chunked:
+		_, err := copyChunked(bufio.NewWriterSize(io.Discard, 16), c.br, &c.scratch, nil)
+		return err
+	case c.req.contentLength > 0:
+		_, err := c.br.Discard(int(c.req.contentLength))
+		return err
+	}
+	return nil
+}
+
+// attemptResult is how one try of a request ended.
+type attemptResult int
+
+const (
+	attemptDone      attemptResult = iota // a response went to the client
+	attemptRetryable                      // the target cannot have seen the request: try another
+	attemptFailed                         // the balancer must answer with an error (or the client is gone)
+)
+
+// forward sends the request to a target of g, retrying on another target while
+// the failed one cannot have processed it. It returns the status the client got
+// and whether the client connection stays open.
+func (c *clientConn) forward(g *group, idleTimeout time.Duration) (int, bool) {
+	var failed *targetState
+	reason := ReasonNoTarget
+	for attempt := 0; attempt < maxAttempts; attempt++ {
+		t := g.pick(failed)
+		if t == nil {
+			break
+		}
+		uc := t.get()
+		if uc == nil {
+			var err error
+			if uc, err = dialTarget(t, g.connectTimeout); err != nil {
+				t.failures.Add(1)
+				failed, reason = t, ReasonConnectFailed
+				if errors.Is(err, os.ErrDeadlineExceeded) {
+					reason = ReasonConnectTimeout
+				}
+				continue
+			}
+		}
+		t.inFlight.Add(1)
+		t.requests.Add(1)
+		res, code, keep, why := c.roundTrip(uc, g, idleTimeout)
+		t.inFlight.Add(-1)
+		switch res {
+		case attemptDone:
+			return code, keep
+		case attemptRetryable:
+			failed, reason = t, why
+			continue
+		default:
+			t.failures.Add(1)
+			if why == reasonNone {
+				return code, false // the client went away or the response broke mid-body
+			}
+			return c.failWith(why, false), false
+		}
+	}
+	// Nothing of the request body was read: the connection can carry another
+	// request only when there was none.
+	keep := c.req.keepAlive() && !c.req.chunked && c.req.contentLength <= 0
+	return c.failWith(reason, keep), keep
+}
+
+// reasonNone marks a failed attempt that needs no error page.
+const reasonNone ErrorReason = -1
+
+// failWith answers the client with the error page of reason and returns its status.
+func (c *clientConn) failWith(reason ErrorReason, keep bool) int {
+	code := 502
+	switch reason {
+	case ReasonNoTarget:
+		code = 503
+	case ReasonConnectTimeout, ReasonResponseTimeout:
+		code = 504
+	}
+	c.answerError(code, reason, keep)
+	return code
+}
+
+// roundTrip sends the request on uc and copies the response to the client.
+func (c *clientConn) roundTrip(uc *upstreamConn, g *group, idleTimeout time.Duration) (res attemptResult, code int, keepClient bool, why ErrorReason) {
+	hasBody := c.req.chunked || c.req.contentLength > 0
+	method := c.req.first[0].of(c.req.raw)
+	// A request the target cannot have acted on may go to another target: the
+	// connection was reused (the target may have closed it while idle), the
+	// request has no body to replay, the method is idempotent and not one byte
+	// of a response arrived.
+	retryable := uc.reused && !hasBody && idempotent(method)
+
+	c.writeRequestHead(uc.bw)
+	var err error
+	switch {
+	case c.req.chunked:
+		_, err = copyChunked(uc.bw, c.br, &c.scratch, nil)
+	case c.req.contentLength > 0:
+		_, err = copyN(uc.bw, c.br, c.req.contentLength, nil)
+	}
+	if err == nil {
+		err = uc.bw.Flush()
+	}
+	if err != nil {
+		uc.conn.Close()
+		if retryable {
+			return attemptRetryable, 0, false, ReasonTargetReset
+		}
+		return attemptFailed, 0, false, ReasonTargetReset
+	}
+
+	uc.conn.SetReadDeadline(time.Now().Add(g.responseTimeout))
+	for {
+		err = c.resp.read(uc.br, true)
+		if err != nil {
+			uc.conn.Close()
+			switch {
+			case errors.Is(err, os.ErrDeadlineExceeded):
+				return attemptFailed, 0, false, ReasonResponseTimeout
+			case retryable && len(c.resp.raw) == 0:
+				return attemptRetryable, 0, false, ReasonTargetReset
+			case errors.Is(err, errBadResponse) || errors.Is(err, errMalformedHead) || errors.Is(err, errBadFraming):
+				return attemptFailed, 0, false, ReasonBadResponse
+			default:
+				return attemptFailed, 0, false, ReasonTargetReset
+			}
+		}
+		if c.resp.status == 101 {
+			return c.tunnel(uc)
+		}
+		if c.resp.status >= 200 {
+			break
+		}
+		if c.resp.status != 100 { // 100 was answered already; pass 102, 103 on
+			c.bw.Write(c.resp.raw)
+		}
+	}
+
+	noBody := responseHasNoBody(method, c.resp.status)
+	framed := noBody || c.resp.chunked || c.resp.contentLength >= 0
+	keepClient = framed && c.req.keepAlive()
+	c.writeResponseHead(keepClient)
+
+	refresh := func() { uc.conn.SetReadDeadline(time.Now().Add(idleTimeout)) }
+	switch {
+	case noBody:
+	case c.resp.chunked:
+		_, err = copyChunked(c.bw, uc.br, &c.scratch, refresh)
+	case c.resp.contentLength >= 0:
+		_, err = copyN(c.bw, uc.br, c.resp.contentLength, refresh)
+	default:
+		_, err = copyUntilEOF(c.bw, uc.br, refresh)
+	}
+	if err == nil {
+		err = c.bw.Flush()
+	}
+	if err != nil || !framed || !c.resp.keepAlive() || c.req.http10 {
+		uc.conn.Close()
+	} else {
+		uc.target.put(uc)
+	}
+	if err != nil {
+		return attemptFailed, c.resp.status, false, reasonNone
+	}
+	return attemptDone, c.resp.status, keepClient, 0
+}
+
+// writeRequestHead writes the request line and headers to the target, without
+// hop-by-hop headers and with X-Forwarded-For (appended), -Proto and -Port.
+func (c *clientConn) writeRequestHead(w *bufio.Writer) {
+	h := &c.req
+	w.Write(h.raw[h.first[0].start:h.first[2].end])
+	w.WriteString("\r\n")
+	var xff []byte
+	for i := range h.headers {
+		hd := &h.headers[i]
+		switch hd.kind {
+		case hConnection, hKeepAlive, hProxyConnection, hTE, hExpect, hXForwardedProto, hXForwardedPort:
+			continue
+		case hUpgrade:
+			if !h.connUpgrade {
+				continue
+			}
+		case hXForwardedFor:
+			if xff == nil {
+				xff = hd.value.of(h.raw)
+			} else {
+				// Several X-Forwarded-For lines are one list (RFC 9110 5.3);
+				// rare, so the allocation is acceptable.
+				xff = append(append(append([]byte(nil), xff...), ", "...), hd.value.of(h.raw)...)
+			}
+			continue
+		}
+		w.Write(h.raw[hd.name.start:hd.value.end])
+		w.WriteString("\r\n")
+	}
+	w.WriteString("X-Forwarded-For: ")
+	if len(xff) > 0 {
+		w.Write(xff)
+		w.WriteString(", ")
+	}
+	w.Write(c.clientIP)
+	w.WriteString("\r\nX-Forwarded-Proto: http\r\nX-Forwarded-Port: ")
+	w.Write(c.l.port)
+	if h.connUpgrade {
+		w.WriteString("\r\nConnection: Upgrade")
+	}
+	w.WriteString("\r\n\r\n")
+}
+
+// writeResponseHead writes the status line and headers to the client without
+// hop-by-hop headers; keepClient decides the Connection header.
+func (c *clientConn) writeResponseHead(keepClient bool) {
+	h := &c.resp
+	w := c.bw
+	w.Write(h.raw[h.first[0].start:h.first[2].end])
+	w.WriteString("\r\n")
+	for i := range h.headers {
+		hd := &h.headers[i]
+		switch hd.kind {
+		case hConnection, hKeepAlive, hProxyConnection:
+			continue
+		}
+		w.Write(h.raw[hd.name.start:hd.value.end])
+		w.WriteString("\r\n")
+	}
+	switch {
+	case !keepClient:
+		w.WriteString("Connection: close\r\n")
+	case c.req.http10:
+		w.WriteString("Connection: keep-alive\r\n")
+	}
+	w.WriteString("\r\n")
+}
+
+// tunnel hands the connection over to a protocol the target switched to (a
+// WebSocket, say): bytes flow both ways until either side closes.
+func (c *clientConn) tunnel(uc *upstreamConn) (attemptResult, int, bool, ErrorReason) {
+	c.writeResponseHead(true)
+	if err := c.bw.Flush(); err != nil {
+		uc.conn.Close()
+		return attemptFailed, 101, false, reasonNone
+	}
+	c.conn.SetReadDeadline(time.Time{})
+	uc.conn.SetReadDeadline(time.Time{})
+	done := make(chan struct{})
+	go func() {
+		io.Copy(c.conn, uc.br)
+		c.conn.Close()
+		close(done)
+	}()
+	io.Copy(uc.conn, c.br)
+	uc.conn.Close()
+	<-done
+	return attemptDone, 101, false, 0
+}
+
+func copyUntilEOF(dst *bufio.Writer, src *bufio.Reader, refresh func()) (int64, error) {
+	n, err := copyN(dst, src, 1<<62, refresh)
+	if errors.Is(err, io.EOF) {
+		return n, nil
+	}
+	return n, err
+}
+
+// errorPages are the balancer's own answers, rendered once: [code][keep].
+var errorPages = map[int][2][]byte{}
+
+var pageNotFound []byte
+
+func init() {
+	for _, code := range []int{400, 404, 408, 431, 502, 503, 504} {
+		body := strconv.Itoa(code) + " " + http.StatusText(code) + "\n"
+		page := "HTTP/1.1 " + strconv.Itoa(code) + " " + http.StatusText(code) + "\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: " + strconv.Itoa(len(body)) + "\r\n"
+		errorPages[code] = [2][]byte{[]byte(page + "Connection: close\r\n\r\n" + body), []byte(page + "\r\n" + body)}
+	}
+	pageNotFound = errorPage(404, true)
+}
+
+func errorPage(code int, keep bool) []byte {
+	if keep {
+		return errorPages[code][1]
+	}
+	return errorPages[code][0]
+}
+
+func renderFixed(f *FixedResponse) []byte {
+	ct := f.ContentType
+	if ct == "" {
+		ct = "text/plain; charset=utf-8"
+	}
+	return []byte("HTTP/1.1 " + strconv.Itoa(f.Status) + " " + http.StatusText(f.Status) + "\r\nContent-Type: " + ct + "\r\nContent-Length: " + strconv.Itoa(len(f.Body)) + "\r\n\r\n" + f.Body)
+}
