@@ -61,13 +61,18 @@ type LabelError struct {
 	Label string
 	// Value is the value found.
 	Value string
+	// Missing is true when the label is required but absent; Value is then "".
+	Missing bool
 	// Want says what is expected instead.
 	Want string
 }
 
 // Error reads like `label berth.weight="x": want an integer from 0 to 999`.
 func (e *LabelError) Error() string {
-	return fmt.Sprintf("label %s=%q: %s", e.Label, e.Value, e.Want)
+	if e.Missing {
+		return fmt.Sprintf("label %s is missing: want %s", e.Label, e.Want)
+	}
+	return fmt.Sprintf("label %s=%q: want %s", e.Label, e.Value, e.Want)
 }
 
 // LabelErrors are all the bad labels of one container, in label-name order.
@@ -161,7 +166,7 @@ func (p *labelParser) groups(raw string) []string {
 	for _, name := range strings.Split(raw, ",") {
 		name = strings.TrimSpace(name)
 		if !groupNamePattern.MatchString(name) {
-			p.fail("group", raw, "want comma-separated group names of 1 to 64 characters from a-z A-Z 0-9 . _ - (e.g. "+p.key("group")+"=web,api)")
+			p.fail("group", raw, "comma-separated group names of 1 to 64 characters from a-z A-Z 0-9 . _ - (e.g. "+p.key("group")+"=web,api)")
 			return nil
 		}
 		if !slices.Contains(groups, name) {
@@ -179,7 +184,7 @@ func (p *labelParser) port() int {
 	number, proto, hasProto := strings.Cut(strings.TrimSpace(raw), "/")
 	port, err := strconv.Atoi(number)
 	if err != nil || port < 1 || port > 65535 || (hasProto && proto != "tcp") {
-		p.fail("port", raw, "want the container port to route to, 1 to 65535, optionally with /tcp (e.g. "+p.key("port")+"=8080)")
+		p.fail("port", raw, "the container port to route to, 1 to 65535, optionally with /tcp (e.g. "+p.key("port")+"=8080)")
 		return 0
 	}
 	return port
@@ -192,7 +197,7 @@ func (p *labelParser) weight() int {
 	}
 	weight, err := strconv.Atoi(strings.TrimSpace(raw))
 	if err != nil || weight < 0 || weight > maxWeight {
-		p.fail("weight", raw, fmt.Sprintf("want an integer from 0 to %d (0: no new traffic; default 1)", maxWeight))
+		p.fail("weight", raw, fmt.Sprintf("an integer from 0 to %d (0: no new traffic; default 1)", maxWeight))
 		return 0
 	}
 	return weight
@@ -205,7 +210,7 @@ func (p *labelParser) deregistrationDelay() *time.Duration {
 	}
 	delay, err := time.ParseDuration(strings.TrimSpace(raw))
 	if err != nil || delay < 0 || delay > maxDeregistrationDelay {
-		p.fail("deregistration-delay", raw, "want a duration from 0s to 3600s (e.g. 30s, 5m)")
+		p.fail("deregistration-delay", raw, "a duration from 0s to 3600s (e.g. 30s, 5m)")
 		return nil
 	}
 	return &delay
@@ -218,7 +223,7 @@ func (p *labelParser) algorithm() string {
 	}
 	algorithm := strings.TrimSpace(raw)
 	if !slices.Contains(algorithms, algorithm) {
-		p.fail("algorithm", raw, "want one of "+strings.Join(algorithms, ", "))
+		p.fail("algorithm", raw, "one of "+strings.Join(algorithms, ", "))
 		return ""
 	}
 	return algorithm
@@ -231,7 +236,7 @@ func (p *labelParser) healthPath() string {
 	}
 	path := strings.TrimSpace(raw)
 	if !validPath(path) {
-		p.fail("health.path", raw, "want a path starting with / (e.g. /health)")
+		p.fail("health.path", raw, "a path starting with / (e.g. /health)")
 		return ""
 	}
 	return path
@@ -246,10 +251,10 @@ func (p *labelParser) rule(groups []string) *discovery.Rule {
 	rawListener, hasListener := p.lookup("rule.listener")
 	if !hasHosts && !hasPaths {
 		if hasPriority {
-			p.fail("rule.priority", rawPriority, "want "+p.key("rule.host")+" or "+p.key("rule.path")+" beside it: a rule needs a condition")
+			p.fail("rule.priority", rawPriority, p.key("rule.host")+" or "+p.key("rule.path")+" beside it: a rule needs a condition")
 		}
 		if hasListener {
-			p.fail("rule.listener", rawListener, "want "+p.key("rule.host")+" or "+p.key("rule.path")+" beside it: a rule needs a condition")
+			p.fail("rule.listener", rawListener, p.key("rule.host")+" or "+p.key("rule.path")+" beside it: a rule needs a condition")
 		}
 		return nil
 	}
@@ -258,22 +263,23 @@ func (p *labelParser) rule(groups []string) *discovery.Rule {
 		rule.Group = groups[0]
 	}
 	if hasHosts {
-		rule.Hosts = p.patterns("rule.host", rawHosts, validHostPattern, "want comma-separated host names, * and ? allowed, up to 128 characters each (e.g. api.example.com,*.example.org)", strings.ToLower)
+		rule.Hosts = p.patterns("rule.host", rawHosts, validHostPattern, "comma-separated host names, * and ? allowed, up to 128 characters each (e.g. api.example.com,*.example.org)", strings.ToLower)
 	}
 	if hasPaths {
-		rule.Paths = p.patterns("rule.path", rawPaths, validPath, "want comma-separated paths starting with /, * and ? allowed, up to 128 characters each (e.g. /api/*,/health)", nil)
+		rule.Paths = p.patterns("rule.path", rawPaths, validPath, "comma-separated paths starting with /, * and ? allowed, up to 128 characters each (e.g. /api/*,/health)", nil)
 	}
 	if !hasPriority {
-		p.fail("rule.priority", "", fmt.Sprintf("want an integer from %d to %d: a rule needs a priority (lowest is evaluated first)", minRulePriority, maxRulePriority))
+		p.errs = append(p.errs, &LabelError{Label: p.key("rule.priority"), Missing: true,
+			Want: fmt.Sprintf("an integer from %d to %d beside %s or %s: a rule needs a priority (lowest is evaluated first)", minRulePriority, maxRulePriority, p.key("rule.host"), p.key("rule.path"))})
 	} else if priority, err := strconv.Atoi(strings.TrimSpace(rawPriority)); err != nil || priority < minRulePriority || priority > maxRulePriority {
-		p.fail("rule.priority", rawPriority, fmt.Sprintf("want an integer from %d to %d (lowest is evaluated first)", minRulePriority, maxRulePriority))
+		p.fail("rule.priority", rawPriority, fmt.Sprintf("an integer from %d to %d (lowest is evaluated first)", minRulePriority, maxRulePriority))
 	} else {
 		rule.Priority = priority
 	}
 	if hasListener {
 		listener := strings.TrimSpace(rawListener)
 		if !listenerNamePattern.MatchString(listener) {
-			p.fail("rule.listener", rawListener, "want a listener name of 1 to 64 characters from a-z A-Z 0-9 . _ - (default "+DefaultRuleListener+")")
+			p.fail("rule.listener", rawListener, "a listener name of 1 to 64 characters from a-z A-Z 0-9 . _ - (default "+DefaultRuleListener+")")
 		} else {
 			rule.Listener = listener
 		}

@@ -161,7 +161,10 @@ const (
 func signalNumber(signal string) (int, bool) {
 	signal = strings.ToUpper(strings.TrimSpace(signal))
 	if n, err := strconv.Atoi(signal); err == nil {
-		return n, n > 0
+		if n <= 0 {
+			return 0, false
+		}
+		return n, true
 	}
 	signal = strings.TrimPrefix(signal, "SIG")
 	if n, ok := signalNumbers[signal]; ok {

@@ -1,0 +1,114 @@
+package docker
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"golang.org/x/tools/txtar"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
+
+// TestParseLabelsGolden reads testdata/labels/*.txtar: the comment may hold
+// "prefix=NAME", the "labels" section holds key=value lines, and the "want" section
+// the rendered Spec or error.
+func TestParseLabelsGolden(t *testing.T) {
+	files, err := filepath.Glob("testdata/labels/*.txtar")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(files) == 0 {
+		t.Fatal("no golden files in testdata/labels")
+	}
+	for _, file := range files {
+		t.Run(strings.TrimSuffix(filepath.Base(file), ".txtar"), func(t *testing.T) {
+			archive, err := txtar.ParseFile(file)
+			if err != nil {
+				t.Fatal(err)
+			}
+			prefix := ""
+			for _, line := range strings.Split(string(archive.Comment), "\n") {
+				if value, ok := strings.CutPrefix(line, "prefix="); ok {
+					prefix = value
+				}
+			}
+			labels := map[string]string{}
+			wantIndex := -1
+			for i, f := range archive.Files {
+				switch f.Name {
+				case "labels":
+					for _, line := range strings.Split(strings.TrimSpace(string(f.Data)), "\n") {
+						if line == "" {
+							continue
+						}
+						key, value, ok := strings.Cut(line, "=")
+						if !ok {
+							t.Fatalf("labels line %q: want key=value", line)
+						}
+						labels[key] = value
+					}
+				case "want":
+					wantIndex = i
+				default:
+					t.Fatalf("unknown section %q: want labels and want", f.Name)
+				}
+			}
+			if wantIndex < 0 {
+				t.Fatal("no want section")
+			}
+			spec, err := ParseLabels(prefix, labels)
+			got := renderSpec(spec, err)
+			if *update {
+				archive.Files[wantIndex].Data = []byte(got)
+				if err := os.WriteFile(file, txtar.Format(archive), 0o644); err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			if want := string(archive.Files[wantIndex].Data); got != want {
+				t.Errorf("ParseLabels:\n got:\n%s\nwant:\n%s\n(run go test -run TestParseLabelsGolden -update to accept)", got, want)
+			}
+		})
+	}
+}
+
+// renderSpec is a stable text form of what ParseLabels returned.
+func renderSpec(spec Spec, err error) string {
+	var b strings.Builder
+	if err != nil {
+		var labelErrs LabelErrors
+		if !errors.As(err, &labelErrs) {
+			return fmt.Sprintf("unexpected error type %T: %v\n", err, err)
+		}
+		fmt.Fprintf(&b, "error: %v\n", err)
+		for _, e := range labelErrs {
+			fmt.Fprintf(&b, "  label=%s value=%q missing=%t\n  want %s\n", e.Label, e.Value, e.Missing, e.Want)
+		}
+		return b.String()
+	}
+	if spec.Groups == nil {
+		return "ignored: no group label\n"
+	}
+	fmt.Fprintf(&b, "groups: %s\n", strings.Join(spec.Groups, ","))
+	fmt.Fprintf(&b, "port: %d\n", spec.Port)
+	fmt.Fprintf(&b, "weight: %d\n", spec.Weight)
+	if d := spec.Settings.DeregistrationDelay; d != nil {
+		fmt.Fprintf(&b, "deregistration-delay: %s\n", *d)
+	} else {
+		b.WriteString("deregistration-delay: unset\n")
+	}
+	fmt.Fprintf(&b, "algorithm: %q\n", spec.Settings.Algorithm)
+	fmt.Fprintf(&b, "health.path: %q\n", spec.Settings.HealthPath)
+	if r := spec.Rule; r != nil {
+		fmt.Fprintf(&b, "rule: listener=%s priority=%d hosts=%q paths=%q group=%s\n", r.Listener, r.Priority, r.Hosts, r.Paths, r.Group)
+	} else {
+		b.WriteString("rule: none\n")
+	}
+	fmt.Fprintf(&b, "ignored: %q\n", spec.Ignored)
+	return b.String()
+}
