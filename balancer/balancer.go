@@ -114,13 +114,15 @@ func (b *Balancer) Apply(cfg Config) error {
 			connectTimeout:  orDefault(gc.ConnectTimeout, DefaultConnectTimeout),
 			responseTimeout: orDefault(gc.ResponseTimeout, DefaultResponseTimeout),
 		}
+		var weighted []weightedTarget
 		for _, tc := range gc.Targets {
 			ts := b.targetState(tc)
 			seenTargets[tc.ID] = true
 			if tc.Serving {
-				g.serving = append(g.serving, ts)
+				weighted = append(weighted, weightedTarget{ts, max(tc.Weight, 1)})
 			}
 		}
+		g.serving = interleave(weighted)
 		groups[gc.Name] = g
 	}
 

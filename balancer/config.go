@@ -72,6 +72,9 @@ type TargetConfig struct {
 	// Serving is false for a draining, unhealthy or zero-weight target: it keeps
 	// its in-flight requests but gets no new ones.
 	Serving bool
+	// Weight is the target's share of new requests relative to the others of
+	// its group; 0 counts as 1 (a target that must get nothing is not Serving).
+	Weight int
 }
 
 // TargetStats are the live counters of one target.

@@ -1,0 +1,317 @@
+// Package agent wires berth together: it loads the config, follows Docker,
+// compiles config and targets into the balancer's routing, serves the admin API
+// and metrics, and shuts down gracefully.
+package agent
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/spf13/pflag"
+
+	"github.com/berth-lb/berth/agent/admin"
+	"github.com/berth-lb/berth/agent/api"
+	"github.com/berth-lb/berth/agent/config"
+	"github.com/berth-lb/berth/balancer"
+	"github.com/berth-lb/berth/discovery"
+	"github.com/berth-lb/berth/discovery/docker"
+)
+
+// Options configure Run.
+type Options struct {
+	// Config is the loaded, valid configuration.
+	Config *config.Config
+	// ConfigPath is watched for changes when not empty; Flags are re-applied on reload.
+	ConfigPath string
+	Flags      *pflag.FlagSet
+	Version    string
+	Logger     *slog.Logger
+	// ShutdownTimeout bounds the wait for in-flight requests on shutdown (default 30s).
+	ShutdownTimeout time.Duration
+	// Ready, when not nil, is closed once the listeners and the admin API serve.
+	Ready chan<- struct{}
+}
+
+// firstSyncWait is how long the agent waits for Docker's first list before it
+// opens its listeners, so it does not answer 503 for targets that exist.
+const firstSyncWait = 3 * time.Second
+
+// drainPoll is how often draining targets are checked for completion.
+const drainPoll = 50 * time.Millisecond
+
+// Agent is a running agent. It implements admin.Source.
+type Agent struct {
+	opts     Options
+	log      *slog.Logger
+	lb       *balancer.Balancer
+	watcher  *docker.Watcher
+	started  time.Time
+	registry *prometheus.Registry
+	reloads  *prometheus.CounterVec
+
+	view atomic.Pointer[view]
+
+	drainMu     sync.Mutex
+	drainsSince map[string]time.Time
+}
+
+// view is what the admin API shows, replaced on every compilation.
+type view struct {
+	cfg     *config.Config
+	desired desired
+	skipped []discovery.Skipped
+}
+
+// Run runs the agent until ctx ends, then shuts down gracefully.
+func Run(ctx context.Context, opts Options) error {
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	if opts.ShutdownTimeout <= 0 {
+		opts.ShutdownTimeout = 30 * time.Second
+	}
+	a := &Agent{opts: opts, log: opts.Logger, lb: balancer.New(opts.Logger), started: time.Now(), drainsSince: map[string]time.Time{}}
+	cfg := opts.Config
+	if cfg.Docker.Enabled {
+		w, err := docker.New(docker.Options{
+			Host: cfg.Docker.Host, LabelPrefix: cfg.Docker.LabelPrefix, Node: cfg.Node.Name,
+			Advertise: cfg.Node.Advertise, Resync: cfg.Docker.Resync, Logger: opts.Logger,
+		})
+		if err != nil {
+			return fmt.Errorf("agent: %w", err)
+		}
+		a.watcher = w
+	}
+	a.registry = a.newRegistry()
+
+	adminLn, err := net.Listen("tcp", cfg.Admin.Listen)
+	if err != nil {
+		return fmt.Errorf("agent: admin listener: %w; set admin.listen to a free address", err)
+	}
+	adminSrv := &http.Server{Handler: admin.Handler(a, a.registry), ReadHeaderTimeout: 10 * time.Second}
+	go adminSrv.Serve(adminLn)
+	defer adminSrv.Close()
+
+	runCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	updates := make(chan discovery.State, 1)
+	dockerDone := make(chan error, 1)
+	if a.watcher != nil {
+		go func() { dockerDone <- a.watcher.Run(runCtx, latestOnly(updates)) }()
+	}
+	reloads := make(chan *config.Config, 1)
+	if opts.ConfigPath != "" {
+		go config.Watch(runCtx, opts.ConfigPath, opts.Flags,
+			func(c *config.Config) { replaceLatest(reloads, c) },
+			func(err error) {
+				a.reloads.WithLabelValues("failure").Inc()
+				a.log.Error("agent: config reload refused; the last good config stays in force", "err", err)
+			})
+	}
+
+	var local discovery.State
+	if a.watcher != nil {
+		select {
+		case local = <-updates:
+		case <-time.After(firstSyncWait):
+			a.log.Warn("agent: no answer from Docker yet; serving static targets until it answers", "docker", cfg.Docker.Host)
+		case <-ctx.Done():
+			return nil
+		}
+	}
+	if err := a.apply(cfg, local); err != nil {
+		return err
+	}
+	a.log.Info("agent: serving", "node", cfg.Node.Name, "admin", adminLn.Addr().String(), "listeners", len(cfg.Listeners))
+	if opts.Ready != nil {
+		close(opts.Ready)
+	}
+
+	drainTick := time.NewTicker(drainPoll)
+	defer drainTick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return a.shutdown(adminSrv)
+		case local = <-updates:
+		case next := <-reloads:
+			if err := a.apply(next, local); err != nil {
+				a.reloads.WithLabelValues("failure").Inc()
+				a.log.Error("agent: config reload refused; the last good config stays in force", "err", err)
+				continue
+			}
+			a.reloads.WithLabelValues("success").Inc()
+			a.log.Info("agent: config reloaded", "file", opts.ConfigPath)
+			cfg = next
+			continue
+		case err := <-dockerDone:
+			if err != nil {
+				return fmt.Errorf("agent: %w", err)
+			}
+			continue
+		case <-drainTick.C:
+			if len(a.view.Load().desired.draining) == 0 {
+				continue
+			}
+		}
+		if err := a.apply(cfg, local); err != nil {
+			a.log.Error("agent: routing update failed", "err", err)
+		}
+	}
+}
+
+// apply compiles and hands the result to the balancer; on success it becomes the view.
+func (a *Agent) apply(cfg *config.Config, local discovery.State) error {
+	a.trackDrains(local)
+	d := compile(cfg, local, a, time.Now())
+	if err := a.lb.Apply(d.balancer); err != nil {
+		return fmt.Errorf("agent: %w", err)
+	}
+	prev := a.view.Load()
+	seen := map[string]bool{}
+	if prev != nil {
+		for _, c := range prev.desired.conflicts {
+			seen[c] = true
+		}
+	}
+	logConflicts(a.log, seen, d.conflicts)
+	a.view.Store(&view{cfg: cfg, desired: d, skipped: local.Skipped})
+	return nil
+}
+
+// trackDrains remembers when each target started draining.
+func (a *Agent) trackDrains(local discovery.State) {
+	a.drainMu.Lock()
+	defer a.drainMu.Unlock()
+	now := time.Now()
+	current := map[string]bool{}
+	for _, t := range local.Targets {
+		if t.Draining {
+			current[t.ID] = true
+			if _, ok := a.drainsSince[t.ID]; !ok {
+				a.drainsSince[t.ID] = now
+				a.log.Info("agent: target draining", "target", t.ID, "container", t.ContainerName)
+			}
+		}
+	}
+	for id := range a.drainsSince {
+		if !current[id] {
+			delete(a.drainsSince, id)
+		}
+	}
+}
+
+func (a *Agent) drainDeadline(id string, delay time.Duration) time.Time {
+	a.drainMu.Lock()
+	defer a.drainMu.Unlock()
+	return a.drainsSince[id].Add(delay)
+}
+
+func (a *Agent) inFlight(id string) int64 { return a.lb.InFlight(id) }
+
+func (a *Agent) shutdown(adminSrv *http.Server) error {
+	a.log.Info("agent: shutting down; finishing requests in flight", "bound", a.opts.ShutdownTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), a.opts.ShutdownTimeout)
+	defer cancel()
+	err := a.lb.Shutdown(ctx)
+	adminSrv.Shutdown(ctx)
+	if err != nil {
+		return fmt.Errorf("agent: %w", err)
+	}
+	return nil
+}
+
+// latestOnly returns a channel whose every send replaces an unread value in
+// out: the agent only ever needs the newest state.
+func latestOnly(out chan discovery.State) chan<- discovery.State {
+	in := make(chan discovery.State)
+	go func() {
+		for s := range in {
+			replaceLatest(out, s)
+		}
+	}()
+	return in
+}
+
+func replaceLatest[T any](ch chan T, v T) {
+	for {
+		select {
+		case ch <- v:
+			return
+		default:
+			select {
+			case <-ch:
+			default:
+			}
+		}
+	}
+}
+
+// Status implements admin.Source.
+func (a *Agent) Status() api.Status {
+	v := a.view.Load()
+	st := api.Status{Node: v.cfg.Node.Name, Version: a.opts.Version, Started: a.started, Groups: a.Groups()}
+	if a.watcher != nil {
+		ws := a.watcher.Stats()
+		st.Docker = api.Docker{Connected: ws.Connected, LastSync: ws.LastSync, Error: ws.LastError}
+	}
+	for _, l := range v.cfg.Listeners {
+		def := "fixed-response 404"
+		if l.Default != nil {
+			def = describeAction(action(*l.Default))
+		}
+		addr := a.lb.Addr(l.Name)
+		if addr == "" {
+			addr = l.Address
+		}
+		st.Listeners = append(st.Listeners, api.Listener{Name: l.Name, Protocol: l.Protocol, Address: addr, Rules: v.desired.rules[l.Name], Default: def})
+	}
+	for _, s := range v.skipped {
+		st.Skipped = append(st.Skipped, api.Skipped{Container: s.ContainerID, Name: s.ContainerName, Reason: s.Reason})
+	}
+	return st
+}
+
+// Groups implements admin.Source.
+func (a *Agent) Groups() []api.Group {
+	v := a.view.Load()
+	targets := a.Targets()
+	out := make([]api.Group, len(v.desired.groups))
+	for i, g := range v.desired.groups {
+		for _, t := range targets {
+			if t.Group == g.Name {
+				g.InFlight += t.InFlight
+				g.Requests += t.Requests
+			}
+		}
+		out[i] = g
+	}
+	return out
+}
+
+// Targets implements admin.Source.
+func (a *Agent) Targets() []api.Target {
+	v := a.view.Load()
+	live := map[string]balancer.TargetStats{}
+	for _, s := range a.lb.Targets() {
+		live[s.ID] = s
+	}
+	out := make([]api.Target, len(v.desired.targets))
+	for i, t := range v.desired.targets {
+		s := live[t.ID]
+		t.InFlight, t.Requests, t.Failures = s.InFlight, s.Requests, s.Failures
+		out[i] = t
+	}
+	return out
+}
+
+func itoa(n int) string { return strconv.Itoa(n) }
+
