@@ -314,4 +314,3 @@ func (a *Agent) Targets() []api.Target {
 }
 
 func itoa(n int) string { return strconv.Itoa(n) }
-

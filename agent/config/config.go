@@ -305,13 +305,16 @@ func checkOverrides(v *viper.Viper, flags *pflag.FlagSet, defs map[string]any) E
 // withoutEchoes drops the problems that only repeat an earlier one: a value refused
 // while parsing is left unset, and "listeners[0]: has no port" after
 // "listeners[0].port: must be a whole number" would send the reader after a ghost.
+// An echo is on the same path, on the parent of the earlier problem, or anywhere
+// inside a value refused as a whole.
 func withoutEchoes(found, earlier Errors) Errors {
 	var kept Errors
 	for _, e := range found {
 		echo := false
 		for _, prior := range earlier {
 			rest, isChild := strings.CutPrefix(prior.Path, e.Path+".")
-			if prior.Path == e.Path || (isChild && !strings.ContainsAny(rest, ".[")) {
+			inside := prior.Path != "" && (strings.HasPrefix(e.Path, prior.Path+".") || strings.HasPrefix(e.Path, prior.Path+"["))
+			if prior.Path == e.Path || (isChild && !strings.ContainsAny(rest, ".[")) || inside {
 				echo = true
 				break
 			}

@@ -12,11 +12,12 @@ import (
 	"github.com/spf13/pflag"
 )
 
-// Watch reloads the file at path whenever its content changes and blocks until ctx
-// is done. onChange receives only a configuration that validates; a file that does
-// not (or cannot be read) goes to onError, and the caller keeps its last good
-// configuration. Watch does not call onChange for the content present when it starts:
-// the caller has loaded that already.
+// Watch loads the file at path (with env and flags, as Load), then reloads it whenever
+// its content changes, and blocks until ctx is done. onChange receives only a
+// configuration that validates; a file that does not (or cannot be read) goes to
+// onError, and the caller keeps its last good configuration. The first call, within a
+// second, is for the content found when Watch starts: a change made between the
+// caller's own Load and Watch is therefore never missed, at the cost of one repeat.
 func Watch(ctx context.Context, path string, flags *pflag.FlagSet, onChange func(*Config), onError func(error)) {
 	watch(ctx, path, flags, time.Second, onChange, onError)
 }
@@ -25,7 +26,7 @@ func Watch(ctx context.Context, path string, flags *pflag.FlagSet, onChange func
 // new file and renaming it over the old one replace the inode a watch is on, and
 // comparing content also ignores saves that change nothing.
 func watch(ctx context.Context, path string, flags *pflag.FlagSet, every time.Duration, onChange func(*Config), onError func(error)) {
-	last := fingerprint(path)
+	var last []byte
 	ticker := time.NewTicker(every)
 	defer ticker.Stop()
 	for {
