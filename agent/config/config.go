@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"os"
 	"reflect"
+	"strconv"
 	"strings"
 	"time"
 
@@ -413,8 +414,7 @@ func commaListHook(from, to reflect.Type, data any) (any, error) {
 // parseDuration reads a Go duration ("30s", "5m") or a whole number of seconds.
 func parseDuration(s string) (time.Duration, error) {
 	s = strings.TrimSpace(s)
-	var seconds int64
-	if _, err := fmt.Sscanf(s, "%d", &seconds); err == nil && fmt.Sprint(seconds) == s {
+	if seconds, err := strconv.ParseInt(s, 10, 64); err == nil {
 		return time.Duration(seconds) * time.Second, nil
 	}
 	d, err := time.ParseDuration(s)

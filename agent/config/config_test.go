@@ -341,3 +341,21 @@ func TestDefaultRouteInterface(t *testing.T) {
 		})
 	}
 }
+
+// TestDocsExample keeps the full example of docs/config.md valid.
+func TestDocsExample(t *testing.T) {
+	clearEnv(t)
+	doc, err := os.ReadFile("../../docs/config.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, example, found := strings.Cut(string(doc), "## Full example")
+	_, example, _ = strings.Cut(example, "```yaml\n")
+	example, _, closed := strings.Cut(example, "```")
+	if !found || !closed {
+		t.Fatal("docs/config.md has no full example in a yaml block")
+	}
+	if _, err := Load(writeFile(t, example), nil); err != nil {
+		t.Errorf("the documented example is invalid:\n%v", err)
+	}
+}

@@ -189,7 +189,7 @@ func (w *walker) walk(n *yaml.Node, t reflect.Type, path string) (value any, ok 
 		fields := structFields(t)
 		return w.mapping(n, path, func(key string, keyNode *yaml.Node) (reflect.Type, bool) {
 			if ft, ok := fields[key]; ok {
-				return ft.typ, true
+				return ft, true
 			}
 			for _, owner := range append([]reflect.Type{t}, squashed(t)...) {
 				if msg, ok := unsupported[owner][key]; ok {
@@ -260,12 +260,10 @@ func (w *walker) stringList(n *yaml.Node, path string) (any, bool) {
 	return list, true
 }
 
-type field struct{ typ reflect.Type }
-
 // structFields maps each key of a struct (by its mapstructure tag, with squashed
 // embedded structs flattened) to its type.
-func structFields(t reflect.Type) map[string]field {
-	fields := map[string]field{}
+func structFields(t reflect.Type) map[string]reflect.Type {
+	fields := map[string]reflect.Type{}
 	for f := range t.Fields() {
 		tag := f.Tag.Get("mapstructure")
 		if tag == ",squash" {
@@ -274,7 +272,7 @@ func structFields(t reflect.Type) map[string]field {
 			}
 			continue
 		}
-		fields[tag] = field{typ: f.Type}
+		fields[tag] = f.Type
 	}
 	return fields
 }
@@ -315,7 +313,7 @@ func describe(n *yaml.Node) string {
 
 // closest suggests the known key a typo most likely meant: edit distance at most 2,
 // or a third of the key's length for longer keys.
-func closest(key string, fields map[string]field) string {
+func closest(key string, fields map[string]reflect.Type) string {
 	best, bestDistance := "", max(2, len(key)/3)+1
 	names := make([]string, 0, len(fields))
 	for name := range fields {

@@ -8,13 +8,20 @@ import (
 	"testing"
 )
 
+func writeConfigFile(t *testing.T, path, content string) {
+	t.Helper()
+	if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func TestRunConfig(t *testing.T) {
 	t.Setenv("BERTH_ADMIN_LISTEN", "")
 	dir := t.TempDir()
 	good := filepath.Join(dir, "good.yaml")
 	bad := filepath.Join(dir, "bad.yaml")
-	os.WriteFile(good, []byte("listeners:\n  - name: web\n    port: 8080\n    default: {forward: web}\n"), 0o644)
-	os.WriteFile(bad, []byte("listners: []\nlisteners:\n  - name: web\n    protocol: tcp\n    port: 80\n    default: {forward: web}\n"), 0o644)
+	writeConfigFile(t, good, "listeners:\n  - name: web\n    port: 8080\n    default: {forward: web}\n")
+	writeConfigFile(t, bad, "listners: []\nlisteners:\n  - name: web\n    protocol: tcp\n    port: 80\n    default: {forward: web}\n")
 
 	tests := []struct {
 		name       string
@@ -50,11 +57,12 @@ func TestRunConfig(t *testing.T) {
 }
 
 func TestDispatchConfigCheckExitCodes(t *testing.T) {
+	t.Setenv("BERTH_ADMIN_LISTEN", "")
 	dir := t.TempDir()
 	good := filepath.Join(dir, "berth.yaml")
-	os.WriteFile(good, []byte("admin: {listen: 127.0.0.1:9900}\n"), 0o644)
+	writeConfigFile(t, good, "admin: {listen: 127.0.0.1:9900}\n")
 	bad := filepath.Join(dir, "bad.yaml")
-	os.WriteFile(bad, []byte("admin: {listen: nowhere}\n"), 0o644)
+	writeConfigFile(t, bad, "admin: {listen: nowhere}\n")
 	var out, errOut bytes.Buffer
 	if code := dispatch([]string{"config", "check", good}, &out, &errOut); code != 0 {
 		t.Errorf("valid file: exit %d, stderr %s", code, errOut.String())
