@@ -158,7 +158,12 @@ func (w *Watcher) Run(ctx context.Context, out chan<- discovery.State) error {
 			s.Connected = false
 			s.LastError = err.Error()
 		})
-		w.log.Warn("docker: connection lost, reconnecting", "error", err, "retry_in", backoff)
+		// One warning per outage; the retries of a daemon that stays away go to debug.
+		if established || backoff == minBackoff {
+			w.log.Warn("docker: connection lost, reconnecting", "error", err, "retry_in", backoff)
+		} else {
+			w.log.Debug("docker: still not connected", "error", err, "retry_in", backoff)
+		}
 		select {
 		case <-ctx.Done():
 			return nil
