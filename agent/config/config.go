@@ -411,10 +411,16 @@ func commaListHook(from, to reflect.Type, data any) (any, error) {
 	return list, nil
 }
 
+// maxSeconds is the longest whole number of seconds a time.Duration holds.
+const maxSeconds = int64(1<<63-1) / int64(time.Second)
+
 // parseDuration reads a Go duration ("30s", "5m") or a whole number of seconds.
 func parseDuration(s string) (time.Duration, error) {
 	s = strings.TrimSpace(s)
 	if seconds, err := strconv.ParseInt(s, 10, 64); err == nil {
+		if seconds > maxSeconds || seconds < -maxSeconds {
+			return 0, fmt.Errorf("%s seconds is too long: the maximum is %d", s, maxSeconds)
+		}
 		return time.Duration(seconds) * time.Second, nil
 	}
 	d, err := time.ParseDuration(s)
