@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"reflect"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -72,6 +73,11 @@ type view struct {
 
 // Run runs the agent until ctx ends, then shuts down gracefully.
 func Run(ctx context.Context, opts Options) error {
+	return run(ctx, opts, nil)
+}
+
+// run is Run that also hands the Agent to tests through created.
+func run(ctx context.Context, opts Options, created chan<- *Agent) error {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
@@ -91,6 +97,9 @@ func Run(ctx context.Context, opts Options) error {
 		a.watcher = w
 	}
 	a.registry = a.newRegistry()
+	if created != nil {
+		created <- a
+	}
 
 	adminLn, err := net.Listen("tcp", cfg.Admin.Listen)
 	if err != nil {
@@ -143,6 +152,9 @@ func Run(ctx context.Context, opts Options) error {
 			return a.shutdown(adminSrv)
 		case local = <-updates:
 		case next := <-reloads:
+			if reflect.DeepEqual(next, cfg) {
+				continue // config.Watch reports the file once at start, and editors save unchanged files
+			}
 			if err := a.apply(next, local); err != nil {
 				a.reloads.WithLabelValues("failure").Inc()
 				a.log.Error("agent: config reload refused; the last good config stays in force", "err", err)

@@ -209,11 +209,12 @@ func (c *clientConn) failWith(reason ErrorReason, keep bool) int {
 func (c *clientConn) roundTrip(uc *upstreamConn, g *group, idleTimeout time.Duration) (res attemptResult, code int, keepClient bool, why ErrorReason) {
 	hasBody := c.req.chunked || c.req.contentLength > 0
 	method := c.req.first[0].of(c.req.raw)
-	// A request the target cannot have acted on may go to another target: the
-	// connection was reused (the target may have closed it while idle), the
-	// request has no body to replay, the method is idempotent and not one byte
-	// of a response arrived.
-	retryable := uc.reused && !hasBody && idempotent(method)
+	// A request may go to another target when the connection ended before one
+	// byte of a response arrived, it has no body to replay and its method is
+	// idempotent (RFC 9110 9.2.2). That covers a pooled connection the target
+	// closed while idle and a target shutting down behind Docker's port proxy,
+	// which accepts the connection and then closes it.
+	retryable := !hasBody && idempotent(method)
 
 	c.writeRequestHead(uc.bw)
 	var err error

@@ -1,0 +1,295 @@
+package agent
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/client"
+
+	"github.com/berth-lb/berth/agent/config"
+	"github.com/berth-lb/berth/internal/dockertest"
+)
+
+// runningAgent is an agent started in-process by a test on loopback addresses.
+type runningAgent struct {
+	agent *Agent
+	url   string // the "web" listener
+	group string // the label prefix unique to this test
+}
+
+// freeAddr returns a loopback address with a port free right now.
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// startAgent runs an agent that reads containers labelled with a prefix unique
+// to this test, so containers of other tests or of the demo never interfere.
+func startAgent(t *testing.T) (*runningAgent, string) {
+	t.Helper()
+	suffix := make([]byte, 4)
+	rand.Read(suffix)
+	prefix := "berthtest" + hex.EncodeToString(suffix)
+	web := freeAddr(t)
+	file := filepath.Join(t.TempDir(), "berth.yaml")
+	yaml := fmt.Sprintf(`node: {name: test, advertise: 127.0.0.1}
+docker: {label-prefix: %s, resync: 5s}
+admin: {listen: %s}
+listeners:
+  - name: web
+    protocol: http
+    address: %s
+    default: {forward: web}
+groups:
+  web: {deregistration-delay: 30s}
+`, prefix, freeAddr(t), web)
+	if err := os.WriteFile(file, []byte(yaml), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := config.Load(file, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	ready := make(chan struct{})
+	done := make(chan error, 1)
+	ra := &runningAgent{url: "http://" + web, group: prefix}
+	agentCh := make(chan *Agent, 1)
+	go func() {
+		done <- run(ctx, Options{Config: cfg, ConfigPath: file, Version: "test", Ready: ready,
+			Logger: slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelInfo}))}, agentCh)
+	}()
+	select {
+	case <-ready:
+	case err := <-done:
+		t.Fatalf("agent stopped: %v", err)
+	case <-time.After(30 * time.Second):
+		t.Fatal("agent not ready within 30s")
+	}
+	ra.agent = <-agentCh
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("agent shutdown: %v", err)
+		}
+	})
+	return ra, prefix
+}
+
+type testWriter struct{ t *testing.T }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimSpace(string(p)))
+	return len(p), nil
+}
+
+func labelled(prefix string, extra ...string) map[string]string {
+	l := map[string]string{prefix + ".group": "web"}
+	for i := 0; i+1 < len(extra); i += 2 {
+		l[prefix+"."+extra[i]] = extra[i+1]
+	}
+	return l
+}
+
+// answerers returns the set of bodies (container names) seen in n requests.
+func answerers(client *http.Client, url string, n int) map[string]int {
+	seen := map[string]int{}
+	for range n {
+		resp, err := client.Get(url)
+		if err != nil {
+			continue
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode == 200 {
+			seen[strings.Fields(string(body))[0]]++
+		}
+	}
+	return seen
+}
+
+func hostname(t *testing.T, cli *client.Client, id string) string {
+	t.Helper()
+	info, err := cli.ContainerInspect(context.Background(), id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return info.Config.Hostname
+}
+
+func TestDockerEndToEnd(t *testing.T) {
+	cli := dockertest.Client(t)
+	image := dockertest.BuildImage(t, cli, "github.com/berth-lb/berth/examples/app")
+	ra, prefix := startAgent(t)
+	httpc := &http.Client{Timeout: 10 * time.Second}
+
+	var ids []string
+	for range 3 {
+		ids = append(ids, dockertest.Run(t, cli, dockertest.RunOptions{Image: image, Labels: labelled(prefix), Ports: []string{"8080/tcp"}, StopTimeout: 30}))
+	}
+	names := map[string]bool{}
+	for _, id := range ids {
+		names[hostname(t, cli, id)] = true
+	}
+	dockertest.Eventually(t, 15*time.Second, func() bool {
+		seen := answerers(httpc, ra.url+"/", 12)
+		return len(seen) == 3 && names[firstKey(seen)]
+	}, "three labelled containers do not all receive traffic")
+
+	t.Run("a container started later receives traffic", func(t *testing.T) {
+		id := dockertest.Run(t, cli, dockertest.RunOptions{Image: image, Labels: labelled(prefix), Ports: []string{"8080/tcp"}, StopTimeout: 30})
+		ids = append(ids, id)
+		fourth := hostname(t, cli, id)
+		started := time.Now()
+		dockertest.Eventually(t, 10*time.Second, func() bool { return answerers(httpc, ra.url+"/", 8)[fourth] > 0 }, "the fourth container gets no traffic")
+		t.Logf("fourth container served after %v", time.Since(started).Round(time.Millisecond))
+	})
+
+	t.Run("two published ports and no port label are skipped with the reason", func(t *testing.T) {
+		id := dockertest.Run(t, cli, dockertest.RunOptions{Image: image, Labels: labelled(prefix), Ports: []string{"8080/tcp", "9090/tcp"}})
+		dockertest.Eventually(t, 10*time.Second, func() bool {
+			for _, s := range ra.agent.Status().Skipped {
+				if s.Container == id && strings.Contains(s.Reason, "8080/tcp") && strings.Contains(s.Reason, "9090/tcp") && strings.Contains(s.Reason, prefix+".port") {
+					return true
+				}
+			}
+			return false
+		}, "the container with two ports is not reported as skipped: %+v", ra.agent.Status().Skipped)
+		for _, tg := range ra.agent.Targets() {
+			if strings.Contains(tg.ID, id[:12]) {
+				t.Fatalf("the container with two ports was registered as %s", tg.ID)
+			}
+		}
+		scrape := get(t, strings.Replace(ra.url, ra.url, "http://"+ra.agent.opts.Config.Admin.Listen, 1)+"/metrics")
+		if !strings.Contains(scrape, "berth_docker_skipped_containers 1") {
+			t.Fatalf("metric berth_docker_skipped_containers is not 1")
+		}
+	})
+
+	t.Run("docker stop under load fails no request", func(t *testing.T) {
+		victim := ids[0]
+		name := hostname(t, cli, victim)
+		load := startLoad(ra.url+"/sleep?ms=20", 200)
+		time.Sleep(time.Second) // a steady state before the stop, as in production
+		if err := cli.ContainerStop(context.Background(), victim, container.StopOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(4 * time.Second)
+		ok, failed, errs := load.stop()
+		t.Logf("load: %d ok, %d failed", ok, failed)
+		if failed != 0 || ok < 800 {
+			t.Fatalf("%d requests failed (%d ok); first errors: %v", failed, ok, errs)
+		}
+		dockertest.Eventually(t, 5*time.Second, func() bool {
+			for _, tg := range ra.agent.Targets() {
+				if tg.Container == name || strings.Contains(tg.ID, victim[:12]) {
+					return false
+				}
+			}
+			return true
+		}, "the stopped container is still a target")
+		if answerers(httpc, ra.url+"/", 12)[name] > 0 {
+			t.Fatal("the stopped container still answers")
+		}
+	})
+}
+
+func firstKey(m map[string]int) string {
+	for k := range m {
+		return k
+	}
+	return ""
+}
+
+func get(t *testing.T, url string) string {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return string(b)
+}
+
+// load sends requests at a steady rate from a Go client: half on keep-alive
+// connections, half on a new connection each.
+type load struct {
+	ok, failed atomic.Int64
+	mu         sync.Mutex
+	errs       []string
+	cancel     context.CancelFunc
+	wg         sync.WaitGroup
+}
+
+func startLoad(url string, perSecond int) *load {
+	ctx, cancel := context.WithCancel(context.Background())
+	l := &load{cancel: cancel}
+	keepAlive := &http.Client{Timeout: 10 * time.Second}
+	fresh := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+	tick := time.NewTicker(time.Second / time.Duration(perSecond))
+	l.wg.Add(1)
+	go func() {
+		defer l.wg.Done()
+		defer tick.Stop()
+		for i := 0; ; i++ {
+			select {
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+			}
+			c := keepAlive
+			if i%2 == 1 {
+				c = fresh
+			}
+			l.wg.Add(1)
+			go func() {
+				defer l.wg.Done()
+				resp, err := c.Get(url)
+				if err == nil {
+					io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+					if resp.StatusCode != 200 {
+						err = fmt.Errorf("status %d", resp.StatusCode)
+					}
+				}
+				if err != nil {
+					l.failed.Add(1)
+					l.mu.Lock()
+					if len(l.errs) < 5 {
+						l.errs = append(l.errs, err.Error())
+					}
+					l.mu.Unlock()
+					return
+				}
+				l.ok.Add(1)
+			}()
+		}
+	}()
+	return l
+}
+
+func (l *load) stop() (ok, failed int64, errs []string) {
+	l.cancel()
+	l.wg.Wait()
+	return l.ok.Load(), l.failed.Load(), l.errs
+}
