@@ -49,17 +49,33 @@ image: build
 	docker build --quiet -f examples/app/Dockerfile \
 		-t berth-example-app:v1 -t berth-example-app:v2 bin
 
+AGENT_CONTAINER_FILTER := -f label=com.docker.compose.project=berth-demo -f label=com.docker.compose.service=berth
+
 run: image
 	$(DEMO) up -d --scale web=3
 	@echo "waiting for the agent's admin API on $(ADMIN_URL)/healthz"
 	@for _ in $$(seq $$(( $(DEMO_WAIT_SECONDS) * 5 ))); do \
-		if curl -fsS -o /dev/null --max-time 1 $(ADMIN_URL)/healthz; then \
+		if curl -fs -o /dev/null --max-time 1 $(ADMIN_URL)/healthz; then \
 			echo; \
 			echo "berth is up with three web replicas."; \
 			echo "try:    curl http://127.0.0.1:8000/   (repeat to see the replicas take turns)"; \
 			echo "status: bin/berth status   (or inside the agent's container:"; \
-			echo "        docker exec \$$(docker ps -q -f label=com.docker.compose.project=berth-demo -f label=com.docker.compose.service=berth) /berth status)"; \
+			echo "        docker exec \$$(docker ps -q $(AGENT_CONTAINER_FILTER)) /berth status)"; \
 			echo "stop:   make stop"; \
+			exit 0; \
+		fi; \
+		if [ -z "$$(docker ps -q $(AGENT_CONTAINER_FILTER))" ]; then \
+			echo "the agent's container is not running; its log:" >&2; \
+			$(DEMO) logs --no-color --tail 30 berth >&2; \
+			exit 1; \
+		fi; \
+		sleep 0.2; \
+	done; \
+	echo "the agent did not answer on $(ADMIN_URL)/healthz within $(DEMO_WAIT_SECONDS)s; its log:" >&2; \
+	$(DEMO) logs --no-color --tail 30 berth >&2; \
+	exit 1
+
+stop:   make stop"; \
 			exit 0; \
 		fi; \
 		sleep 0.2; \
