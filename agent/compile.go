@@ -146,10 +146,12 @@ func groupSpecs(cfg *config.Config, targets []discovery.Target, d *desired) map[
 	newestFirst := slices.Clone(targets)
 	sort.SliceStable(newestFirst, func(i, j int) bool { return newestFirst[i].Created.After(newestFirst[j].Created) })
 	labelled := map[string]discovery.GroupSettings{}
+	disagree := map[string]bool{}
 	for _, t := range newestFirst {
 		for _, name := range t.Groups {
 			if prev, ok := labelled[name]; ok {
-				if !sameSettings(prev, t.Settings) {
+				if !sameSettings(prev, t.Settings) && !disagree[name] {
+					disagree[name] = true
 					d.conflicts = append(d.conflicts, "containers of group "+name+" disagree on group labels; the newest container's labels apply")
 				}
 				continue
