@@ -75,15 +75,6 @@ run: image
 	$(DEMO) logs --no-color --tail 30 berth >&2; \
 	exit 1
 
-stop:   make stop"; \
-			exit 0; \
-		fi; \
-		sleep 0.2; \
-	done; \
-	echo "the agent did not answer on $(ADMIN_URL)/healthz within $(DEMO_WAIT_SECONDS)s; its log:" >&2; \
-	$(DEMO) logs --tail 30 berth >&2; \
-	exit 1
-
 stop:
 	$(DEMO) down -v --remove-orphans
 
