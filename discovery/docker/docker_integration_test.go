@@ -114,12 +114,14 @@ func testStreamCut(t *testing.T, cli *client.Client, imageTag string) {
 	labels := map[string]string{prefix + ".group": "web"}
 	kept := runContainer(t, cli, imageTag, labels, "8080")
 	stoppedWhileCut := runContainer(t, cli, imageTag, labels, "8080")
+	// Still shutting down after the reconnection: only the replayed kill event can tell.
+	killedWhileCut := runContainerStopDelay(t, cli, imageTag, labels, time.Minute, "8080")
 
 	proxy := newSocketProxy(t, cli.DaemonHost())
 	// A long resync proves that recovery comes from the reconnection, not from the timer.
 	states := startWatcher(t, docker.Options{LabelPrefix: prefix, Host: "unix://" + proxy.path, Resync: time.Hour})
 	before := states.waitFor(t, "both containers as targets", 0, func(s discovery.State) bool {
-		return hasTargets(s, kept, stoppedWhileCut) && len(s.Targets) == 2
+		return hasTargets(s, kept, stoppedWhileCut, killedWhileCut) && len(s.Targets) == 3
 	})
 
 	proxy.cut()
@@ -130,11 +132,14 @@ func testStreamCut(t *testing.T, cli *client.Client, imageTag string) {
 	if err := cli.ContainerStop(ctx, stoppedWhileCut, container.StopOptions{}); err != nil {
 		t.Fatalf("stop container: %v", err)
 	}
+	if err := cli.ContainerKill(ctx, killedWhileCut, "SIGTERM"); err != nil {
+		t.Fatalf("kill container: %v", err)
+	}
 	proxy.restore()
 
-	states.waitFor(t, "exactly the kept and the new container after reconnection", before, func(s discovery.State) bool {
-		return hasTargets(s, kept, startedWhileCut) && len(s.Targets) == 2 &&
-			!s.Targets[0].Draining && !s.Targets[1].Draining
+	states.waitFor(t, "the kept and the new container serving, the killed one draining, the stopped one gone", before, func(s discovery.State) bool {
+		return hasTargets(s, kept, startedWhileCut, killedWhileCut) && len(s.Targets) == 3 &&
+			!findTarget(s, kept).Draining && !findTarget(s, startedWhileCut).Draining && findTarget(s, killedWhileCut).Draining
 	})
 	waitUntil(t, "the watcher connected again", func() bool { return states.watcher.Stats().Connected })
 	if stats := states.watcher.Stats(); stats.Reconnects < 1 || stats.LastError == "" {
@@ -225,8 +230,13 @@ func buildTestImage(t *testing.T, cli *client.Client) string {
 }
 
 // runContainer starts a container publishing each container port on 127.0.0.1 with
-// a dynamic host port; it is removed when the test ends.
+// a dynamic host port; it exits 1s after SIGTERM and is removed when the test ends.
 func runContainer(t *testing.T, cli *client.Client, imageTag string, labels map[string]string, ports ...string) string {
+	t.Helper()
+	return runContainerStopDelay(t, cli, imageTag, labels, time.Second, ports...)
+}
+
+func runContainerStopDelay(t *testing.T, cli *client.Client, imageTag string, labels map[string]string, stopDelay time.Duration, ports ...string) string {
 	t.Helper()
 	exposed := nat.PortSet{}
 	bindings := nat.PortMap{}
@@ -238,7 +248,7 @@ func runContainer(t *testing.T, cli *client.Client, imageTag string, labels map[
 	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
 	defer cancel()
 	created, err := cli.ContainerCreate(ctx,
-		&container.Config{Image: imageTag, Labels: labels, ExposedPorts: exposed, Env: []string{"STOP_DELAY=1s"}},
+		&container.Config{Image: imageTag, Labels: labels, ExposedPorts: exposed, Env: []string{"STOP_DELAY=" + stopDelay.String()}},
 		&container.HostConfig{PortBindings: bindings}, nil, nil, "")
 	if err != nil {
 		t.Fatalf("create container: %v", err)

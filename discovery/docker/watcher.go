@@ -180,9 +180,10 @@ type run struct {
 	state *hostState
 	// emitted is the last state sent, nil before the first one.
 	emitted *discovery.State
-	// since is the daemon time of the last event seen, zero before any: on
-	// reconnection the daemon replays what happened while the stream was cut, so a
-	// container killed meanwhile and still stopping is marked draining.
+	// since is the daemon time of the last event seen (before any, the local time
+	// of the first subscription): on reconnection the daemon replays what happened
+	// while the stream was cut, so a container killed meanwhile and still stopping
+	// is marked draining.
 	since time.Time
 	// sessions counts the sessions that listed successfully.
 	sessions int
@@ -202,10 +203,15 @@ func (r *run) session(ctx context.Context) (established bool, err error) {
 	if !r.since.IsZero() {
 		listOpts.Since = fmt.Sprintf("%d.%09d", r.since.Unix(), r.since.Nanosecond())
 	}
+	subscribed := time.Now()
 	// Subscribe before listing, so nothing that happens during the list is missed.
 	messages, streamErrs := w.client.Events(streamCtx, listOpts)
 	if err := r.resync(ctx); err != nil {
 		return false, err
+	}
+	if r.since.IsZero() {
+		// No event seen yet: a later reconnection replays from this session's start.
+		r.since = subscribed
 	}
 	r.sessions++
 	w.updateStats(func(s *Stats) {
