@@ -42,12 +42,17 @@ test:
 # Both images are built from bin/ alone, which holds only the static binaries.
 # v1 and v2 of the example app are the same binary: the demo passes VERSION in
 # the environment, and two tags let a rollout from v1 to v2 be shown.
+# The label lets the prune remove the images these tags pointed to before, and
+# nothing else.
+IMAGE_LABEL := org.berth-lb.make-image
+
 image: build
 	scripts/ensure-docker.sh
-	docker build --quiet --label org.opencontainers.image.version=$(GIT_VERSION) \
+	docker build --quiet --label $(IMAGE_LABEL)=berth --label org.opencontainers.image.version=$(GIT_VERSION) \
 		-f deploy/Dockerfile -t berth:dev bin
-	docker build --quiet -f examples/app/Dockerfile \
-		-t berth-example-app:v1 -t berth-example-app:v2 bin
+	docker build --quiet --label $(IMAGE_LABEL)=example-app \
+		-f examples/app/Dockerfile -t berth-example-app:v1 -t berth-example-app:v2 bin
+	docker image prune --force --filter label=$(IMAGE_LABEL) >/dev/null
 
 AGENT_CONTAINER_FILTER := -f label=com.docker.compose.project=berth-demo -f label=com.docker.compose.service=berth
 
