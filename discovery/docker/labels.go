@@ -129,6 +129,16 @@ func (p *labelParser) fail(name, value, want string) {
 // P.group returns a zero Spec and a nil error: it is not meant for berth. A bad value
 // returns LabelErrors naming every bad label, its value and what is expected.
 func ParseLabels(prefix string, labels map[string]string) (Spec, error) {
+	spec, errs := parseSpec(prefix, labels)
+	if errs != nil {
+		return Spec{}, errs
+	}
+	return spec, nil
+}
+
+// parseSpec is ParseLabels with the concrete error type, so a nil LabelErrors never
+// turns into a non-nil error interface.
+func parseSpec(prefix string, labels map[string]string) (Spec, LabelErrors) {
 	if prefix == "" {
 		prefix = DefaultLabelPrefix
 	}

@@ -81,12 +81,9 @@ type binding struct {
 // buildTarget turns a running container into its target, or into a skip reason.
 // ok is false when the container does not carry the group label and is no concern of berth.
 func buildTarget(cfg targetConfig, info containerInfo) (target discovery.Target, skipReason string, ok bool) {
-	spec, err := ParseLabels(cfg.LabelPrefix, info.Labels)
-	if err != nil {
-		if labelErrs, isLabelErrs := err.(LabelErrors); isLabelErrs {
-			return discovery.Target{}, labelErrs.reason(), true
-		}
-		return discovery.Target{}, err.Error(), true
+	spec, labelErrs := parseSpec(cfg.LabelPrefix, info.Labels)
+	if labelErrs != nil {
+		return discovery.Target{}, labelErrs.reason(), true
 	}
 	if spec.Groups == nil {
 		return discovery.Target{}, "", false
