@@ -75,7 +75,7 @@ func compile(cfg *config.Config, local discovery.State, clock drainClock, now ti
 	for _, name := range sortedKeys(specs) {
 		spec := specs[name]
 		d.balancer.Groups = append(d.balancer.Groups, balancer.GroupConfig{
-			Name: name, Targets: members[name],
+			Name: name, Targets: members[name], Algorithm: spec.Algorithm,
 			ConnectTimeout: spec.ConnectTimeout, ResponseTimeout: spec.ResponseTimeout,
 		})
 		states := map[string]int{}

@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"sort"
 	"strconv"
@@ -71,8 +72,13 @@ type action struct {
 
 // group is the immutable view of a target group in one snapshot.
 type group struct {
-	name            string
-	serving         []*targetState
+	name      string
+	algorithm string
+	// serving is the rotation: every serving target as often as its weight,
+	// spread out evenly.
+	serving []*targetState
+	// distinct holds every serving target once, for least outstanding requests.
+	distinct        []*targetState
 	connectTimeout  time.Duration
 	responseTimeout time.Duration
 	// next is the round-robin cursor. It belongs to this snapshot's group and
@@ -80,18 +86,60 @@ type group struct {
 	next atomic.Uint64
 }
 
-// pick returns the next serving target in round-robin order, skipping avoid
-// (the target that just failed) when another one serves; nil when none serves.
+// pick returns a serving target by the group's algorithm, avoiding avoid (the
+// target that just failed) when another one serves; nil when none serves.
 func (g *group) pick(avoid *targetState) *targetState {
 	n := uint64(len(g.serving))
 	if n == 0 {
 		return nil
 	}
-	t := g.serving[g.next.Add(1)%n]
-	if t == avoid && n > 1 {
+	var t *targetState
+	switch g.algorithm {
+	case AlgorithmLeastOutstanding:
+		t = g.leastOutstanding(avoid)
+	case AlgorithmWeightedRandom:
+		t = g.serving[rand.Uint64N(n)]
+		if t == avoid && n > 1 {
+			t = g.serving[(rand.Uint64N(n-1)+1+indexOf(g.serving, t))%n]
+		}
+	default:
 		t = g.serving[g.next.Add(1)%n]
 	}
+	if t == avoid && n > 1 {
+		for range n { // weights may list avoid several times in a row
+			if t = g.serving[g.next.Add(1)%n]; t != avoid {
+				break
+			}
+		}
+	}
 	return t
+}
+
+// leastOutstanding scans the targets from a rotating start, so ties spread.
+func (g *group) leastOutstanding(avoid *targetState) *targetState {
+	n := uint64(len(g.distinct))
+	start := g.next.Add(1)
+	var best *targetState
+	var bestLoad int64
+	for i := range n {
+		t := g.distinct[(start+i)%n]
+		if t == avoid && n > 1 {
+			continue
+		}
+		if load := t.inFlight.Load(); best == nil || load < bestLoad {
+			best, bestLoad = t, load
+		}
+	}
+	return best
+}
+
+func indexOf(ts []*targetState, t *targetState) uint64 {
+	for i, x := range ts {
+		if x == t {
+			return uint64(i)
+		}
+	}
+	return 0
 }
 
 // Apply validates cfg, opens listeners it adds, closes those it drops, and
@@ -111,6 +159,7 @@ func (b *Balancer) Apply(cfg Config) error {
 	for _, gc := range cfg.Groups {
 		g := &group{
 			name:            gc.Name,
+			algorithm:       gc.Algorithm,
 			connectTimeout:  orDefault(gc.ConnectTimeout, DefaultConnectTimeout),
 			responseTimeout: orDefault(gc.ResponseTimeout, DefaultResponseTimeout),
 		}
@@ -123,6 +172,9 @@ func (b *Balancer) Apply(cfg Config) error {
 			}
 		}
 		g.serving = interleave(weighted)
+		for _, w := range weighted {
+			g.distinct = append(g.distinct, w.t)
+		}
 		groups[gc.Name] = g
 	}
 
@@ -261,6 +313,11 @@ func validate(cfg Config) error {
 			errs = append(errs, fmt.Errorf("balancer: two groups are named %q", g.Name))
 		}
 		groups[g.Name] = true
+		switch g.Algorithm {
+		case "", AlgorithmRoundRobin, AlgorithmLeastOutstanding, AlgorithmWeightedRandom:
+		default:
+			errs = append(errs, fmt.Errorf("balancer: group %s: unknown algorithm %q: use %s, %s or %s", g.Name, g.Algorithm, AlgorithmRoundRobin, AlgorithmLeastOutstanding, AlgorithmWeightedRandom))
+		}
 	}
 	return errors.Join(errs...)
 }

@@ -394,3 +394,72 @@ func BenchmarkProxyKeepAlive(b *testing.B) {
 		resp.Body.Close()
 	}
 }
+
+func TestAlgorithms(t *testing.T) {
+	a, b2 := backend(t, "a", nil), backend(t, "b", nil)
+	slow := make(chan struct{})
+	c := backend(t, "c", func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/slow" {
+			<-slow
+		}
+		io.WriteString(w, "c")
+	})
+	t.Run("weighted round robin follows the weights", func(t *testing.T) {
+		cfg := webConfig(TargetConfig{ID: "a", Address: addrOf(a), Serving: true, Weight: 3}, TargetConfig{ID: "b", Address: addrOf(b2), Serving: true, Weight: 1})
+		lb := start(t, cfg)
+		counts := map[string]int{}
+		for range 40 {
+			_, body, _ := get(t, http.DefaultClient, "http://"+lb.Addr("web")+"/")
+			counts[body]++
+		}
+		if counts["a"] != 30 || counts["b"] != 10 {
+			t.Fatalf("weights 3:1 gave %v", counts)
+		}
+	})
+	t.Run("weighted random follows the weights", func(t *testing.T) {
+		cfg := webConfig(TargetConfig{ID: "a", Address: addrOf(a), Serving: true, Weight: 3}, TargetConfig{ID: "b", Address: addrOf(b2), Serving: true, Weight: 1})
+		cfg.Groups[0].Algorithm = AlgorithmWeightedRandom
+		lb := start(t, cfg)
+		counts := map[string]int{}
+		for range 400 {
+			_, body, _ := get(t, http.DefaultClient, "http://"+lb.Addr("web")+"/")
+			counts[body]++
+		}
+		// 3:1 expects 300 a; 240..360 is more than 6 standard deviations wide.
+		if counts["a"] < 240 || counts["a"] > 360 {
+			t.Fatalf("weights 3:1 over 400 requests gave %v", counts)
+		}
+	})
+	t.Run("least outstanding requests avoids the busy target", func(t *testing.T) {
+		cfg := webConfig(serving("a", addrOf(a)), serving("c", addrOf(c)))
+		cfg.Groups[0].Algorithm = AlgorithmLeastOutstanding
+		lb := start(t, cfg)
+		url := "http://" + lb.Addr("web")
+		done := make(chan struct{})
+		go func() {
+			// Until one lands on c, where it stays until slow closes.
+			for body := ""; body != "c"; {
+				_, body, _ = get(t, http.DefaultClient, url+"/slow")
+			}
+			close(done)
+		}()
+		deadline := time.Now().Add(5 * time.Second)
+		for lb.InFlight("c") == 0 && time.Now().Before(deadline) {
+			time.Sleep(time.Millisecond)
+		}
+		for range 20 {
+			if _, body, _ := get(t, http.DefaultClient, url+"/"); body != "a" {
+				t.Fatalf("a request went to the busy target c")
+			}
+		}
+		close(slow)
+		<-done
+	})
+	t.Run("unknown algorithm is refused", func(t *testing.T) {
+		cfg := webConfig()
+		cfg.Groups[0].Algorithm = "fastest"
+		if err := New(nil).Apply(cfg); err == nil || !strings.Contains(err.Error(), `unknown algorithm "fastest"`) {
+			t.Fatalf("err = %v", err)
+		}
+	})
+}

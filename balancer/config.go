@@ -56,12 +56,26 @@ type FixedResponse struct {
 type GroupConfig struct {
 	Name    string
 	Targets []TargetConfig
+	// Algorithm picks a target for each request: AlgorithmRoundRobin (the
+	// default for ""), AlgorithmLeastOutstanding or AlgorithmWeightedRandom.
+	Algorithm string
 	// ConnectTimeout bounds dialling a target (default 10s).
 	ConnectTimeout time.Duration
 	// ResponseTimeout bounds the wait for a target's response head after the
 	// request was sent (default 60s).
 	ResponseTimeout time.Duration
 }
+
+// The algorithms a group can use, with ALB's names.
+const (
+	// AlgorithmRoundRobin takes the serving targets in turn, each as often as its weight.
+	AlgorithmRoundRobin = "round_robin"
+	// AlgorithmLeastOutstanding takes the target with the fewest requests in
+	// flight from this node; ties go round robin.
+	AlgorithmLeastOutstanding = "least_outstanding_requests"
+	// AlgorithmWeightedRandom takes a target at random, in proportion to its weight.
+	AlgorithmWeightedRandom = "weighted_random"
+)
 
 // TargetConfig is one target of a group.
 type TargetConfig struct {

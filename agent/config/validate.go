@@ -22,8 +22,9 @@ var (
 
 // notYet are values of the design that berth does not implement yet.
 var (
-	protocolsNotYet  = []string{"https", "tcp", "tls", "udp"}
-	algorithmsNotYet = []string{"least_outstanding_requests", "weighted_random"}
+	protocolsNotYet = []string{"https", "tcp", "tls", "udp"}
+	// algorithms are ALB's names; the balancer implements each.
+	algorithms = []string{AlgorithmRoundRobin, "least_outstanding_requests", "weighted_random"}
 )
 
 // Limits of ALB that berth keeps.
@@ -262,12 +263,8 @@ func (v *validation) group(p, name string, g Group) {
 	if g.DeregistrationDelay < 0 || g.DeregistrationDelay > maxDeregDelay {
 		v.add(p+".deregistration-delay", "%s is out of range: 0s to %s", formatDuration(g.DeregistrationDelay), formatDuration(maxDeregDelay))
 	}
-	switch {
-	case g.Algorithm == AlgorithmRoundRobin:
-	case slices.Contains(algorithmsNotYet, g.Algorithm):
-		v.add(p+".algorithm", "algorithm %s is not supported yet; supported: round_robin", g.Algorithm)
-	default:
-		v.add(p+".algorithm", "unknown algorithm %q; supported: round_robin", g.Algorithm)
+	if !slices.Contains(algorithms, g.Algorithm) {
+		v.add(p+".algorithm", "unknown algorithm %q; use %s", g.Algorithm, strings.Join(algorithms, ", "))
 	}
 	if g.ConnectTimeout <= 0 {
 		v.add(p+".connect-timeout", "%s must be more than 0s", formatDuration(g.ConnectTimeout))
