@@ -1,7 +1,6 @@
 package balancer
 
 import (
-	"bufio"
 	"errors"
 	"net"
 	"sync"
@@ -55,8 +54,6 @@ func (l *listener) serve(conn net.Conn) {
 		tc.SetNoDelay(true)
 	}
 	c := &clientConn{l: l, conn: conn, clientIP: clientIP(conn.RemoteAddr())}
-	c.br = bufio.NewReaderSize(conn, connBufferSize)
-	c.bw = bufio.NewWriterSize(conn, connBufferSize)
 	c.idle.Store(true)
 	l.mu.Lock()
 	l.conns[c] = struct{}{}

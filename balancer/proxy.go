@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 	"unsafe"
@@ -17,11 +18,23 @@ import (
 // two more, each only when the target cannot have seen the request.
 const maxAttempts = 3
 
+// idleBufferRelease is how long a client connection may sit idle before it
+// returns its buffers to the pools: busy keep-alive connections keep theirs,
+// thousands of idle ones do not hold 8 KiB each.
+const idleBufferRelease = 250 * time.Millisecond
+
+var (
+	readerPool = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, connBufferSize) }}
+	writerPool = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, connBufferSize) }}
+)
+
 // clientConn is one client connection and the request it is serving.
 type clientConn struct {
-	l        *listener
-	conn     net.Conn
-	br       *bufio.Reader
+	l    *listener
+	conn net.Conn
+	// src is what br reads: the connection, after a byte read while idle.
+	src      prefixReader
+	br       *bufio.Reader // nil while the connection idles without buffers
 	bw       *bufio.Writer
 	clientIP []byte
 	// idle is true while the connection waits for a request: shutdown may close it.
@@ -32,17 +45,51 @@ type clientConn struct {
 	scratch head // chunk-size and trailer lines
 }
 
+// prefixReader reads one held-back byte, then from conn.
+type prefixReader struct {
+	conn    net.Conn
+	pending [1]byte
+	has     bool
+}
+
+func (p *prefixReader) Read(b []byte) (int, error) {
+	if p.has && len(b) > 0 {
+		b[0], p.has = p.pending[0], false
+		return 1, nil
+	}
+	return p.conn.Read(b)
+}
+
+func (c *clientConn) acquireBuffers() {
+	c.br = readerPool.Get().(*bufio.Reader)
+	c.br.Reset(&c.src)
+	c.bw = writerPool.Get().(*bufio.Writer)
+	c.bw.Reset(c.conn)
+}
+
+func (c *clientConn) releaseBuffers() {
+	if c.br == nil {
+		return
+	}
+	c.br.Reset(nil)
+	readerPool.Put(c.br)
+	c.bw.Reset(nil)
+	writerPool.Put(c.bw)
+	c.br, c.bw = nil, nil
+}
+
 // serve handles requests until the client or the balancer ends the connection.
 func (c *clientConn) serve() {
+	c.src.conn = c.conn
+	c.acquireBuffers()
+	defer c.releaseBuffers()
 	for {
 		if c.l.b.shuttingDown.Load() {
 			return
 		}
-		rt := c.l.route.Load()
-		c.conn.SetReadDeadline(time.Now().Add(rt.idleTimeout))
-		// Wait for the first byte as an idle connection; a client that closes
-		// or stays silent here has nothing in flight and is closed quietly.
-		if _, err := c.br.Peek(1); err != nil {
+		if err := c.awaitRequest(c.l.route.Load().idleTimeout); err != nil {
+			// A client that closes or stays silent while idle has nothing in
+			// flight: it is closed quietly.
 			return
 		}
 		c.idle.Store(false)
@@ -56,6 +103,25 @@ func (c *clientConn) serve() {
 		}
 		c.idle.Store(true)
 	}
+}
+
+// awaitRequest waits for the first byte of the next request, for at most
+// idleTimeout. Past idleBufferRelease it waits without buffers.
+func (c *clientConn) awaitRequest(idleTimeout time.Duration) error {
+	now := time.Now()
+	c.conn.SetReadDeadline(now.Add(min(idleTimeout, idleBufferRelease)))
+	_, err := c.br.Peek(1)
+	if err == nil || !errors.Is(err, os.ErrDeadlineExceeded) || idleTimeout <= idleBufferRelease || c.l.b.shuttingDown.Load() {
+		return err // shutdown wakes idle connections with an expired deadline
+	}
+	c.releaseBuffers()
+	c.conn.SetReadDeadline(now.Add(idleTimeout))
+	if _, err := c.conn.Read(c.src.pending[:]); err != nil {
+		return err
+	}
+	c.src.has = true
+	c.acquireBuffers()
+	return nil
 }
 
 // rejectHead answers a request whose head could not be read, then the

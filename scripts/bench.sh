@@ -11,6 +11,15 @@ trap 'rm -rf "$out"; [[ -n ${pids:-} ]] && kill $pids 2>/dev/null || true' EXIT
 rounds=${BENCH_ROUNDS:-3} seconds=${BENCH_SECONDS:-6}
 vs_peers=${VS_PEERS:-../shared/bench/vs-peers}
 
+# median_benchmarks FILE: one line per benchmark with the medians of ns/op, B/op, allocs/op.
+median_benchmarks() {
+  awk '/^Benchmark/ { n[$1]++; ns[$1, n[$1]] = $3; by[$1, n[$1]] = $5; al[$1, n[$1]] = $7 }
+    function med(a, k, c,   i, j, t, v) { for (i = 1; i <= c; i++) v[i] = a[k, i] + 0
+      for (i = 1; i <= c; i++) for (j = i + 1; j <= c; j++) if (v[j] < v[i]) { t = v[i]; v[i] = v[j]; v[j] = t }
+      return c % 2 ? v[(c + 1) / 2] : (v[c / 2] + v[c / 2 + 1]) / 2 }
+    END { for (k in n) printf "%-32s %12.0f ns/op %8.0f B/op %6.0f allocs/op\n", k, med(ns, k, n[k]), med(by, k, n[k]), med(al, k, n[k]) }' "$1" | sort
+}
+
 make --no-print-directory build >/dev/null
 go build -o "$out/idleconns" ./internal/bench/idleconns
 
@@ -30,6 +39,30 @@ scripts/bench-sut.sh "$listen" "127.0.0.1:$backend" >"$out/sut.log" 2>&1 &
 pids="$pids $!"
 for _ in $(seq 50); do curl -fs -o /dev/null "http://$listen/" && break; sleep 0.1; done
 "$out/idleconns" -addr "$listen" -pid "$(pgrep -f "berth-bench-${listen##*:}.yaml")" -n 10000 | tee "$out/idle.txt" >&2
+# HAProxy beside it, at 9,000 connections: it reserves two descriptors per
+# connection and the descriptor limit here (20,000) allows no more.
+hap_listen=127.0.0.1:$(freeport)
+cat > "$out/haproxy.cfg" <<CONF
+global
+  nbthread 1
+  maxconn 9500
+defaults
+  mode http
+  timeout connect 5s
+  timeout client 60s
+  timeout server 60s
+frontend fe
+  bind $hap_listen
+  default_backend be
+backend be
+  http-reuse always
+  server s1 127.0.0.1:$backend
+CONF
+haproxy -f "$out/haproxy.cfg" >"$out/haproxy.log" 2>&1 &
+hap_pid=$!
+pids="$pids $hap_pid"
+for _ in $(seq 50); do curl -fs -o /dev/null "http://$hap_listen/" && break; sleep 0.1; done
+"$out/idleconns" -addr "$hap_listen" -pid "$hap_pid" -n 9000 | tee "$out/idle-haproxy.txt" >&2
 
 {
   echo "<!-- bench:begin (written by scripts/bench.sh; do not edit by hand) -->"
@@ -39,13 +72,17 @@ for _ in $(seq 50); do curl -fs -o /dev/null "http://$listen/" && break; sleep 0
   echo '```'
   cat "$out/vs-peers.txt"
   echo '```'
-  echo "Memory with 10,000 idle keep-alive client connections:"
+  echo "Memory with idle keep-alive client connections (one request each, then idle), berth:"
   echo '```'
   cat "$out/idle.txt"
   echo '```'
-  echo "Go benchmarks (\`go test -run '^\$' -bench . -benchmem -count 5 ./balancer/...\`):"
+  echo "HAProxy, same backend and client:"
   echo '```'
-  grep -E '^(Benchmark|goos|cpu)' "$out/go.txt"
+  cat "$out/idle-haproxy.txt"
+  echo '```'
+  echo "Go benchmarks (\`go test -run '^\$' -bench . -benchmem -count 5 ./balancer/...\`), medians of 5 runs:"
+  echo '```'
+  median_benchmarks "$out/go.txt"
   echo '```'
   echo "<!-- bench:end -->"
 } > "$out/block.md"
