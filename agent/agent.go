@@ -274,6 +274,8 @@ func (a *Agent) Status() api.Status {
 	if a.watcher != nil {
 		ws := a.watcher.Stats()
 		st.Docker = api.Docker{Connected: ws.Connected, LastSync: ws.LastSync, Error: ws.LastError}
+	} else {
+		st.Docker.Disabled = true
 	}
 	for _, l := range v.cfg.Listeners {
 		def := "fixed-response 404"

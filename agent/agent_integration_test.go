@@ -28,7 +28,7 @@ import (
 type runningAgent struct {
 	agent *Agent
 	url   string // the "web" listener
-	group string // the label prefix unique to this test
+	file  string // the config file it watches
 }
 
 // freeAddr returns a loopback address with a port free right now.
@@ -50,8 +50,7 @@ func startAgent(t *testing.T) (*runningAgent, string) {
 	rand.Read(suffix)
 	prefix := "berthtest" + hex.EncodeToString(suffix)
 	web := freeAddr(t)
-	file := filepath.Join(t.TempDir(), "berth.yaml")
-	yaml := fmt.Sprintf(`node: {name: test, advertise: 127.0.0.1}
+	ra := startAgentWith(t, web, fmt.Sprintf(`node: {name: test, advertise: 127.0.0.1}
 docker: {label-prefix: %s, resync: 5s}
 admin: {listen: %s}
 listeners:
@@ -61,7 +60,15 @@ listeners:
     default: {forward: web}
 groups:
   web: {deregistration-delay: 30s}
-`, prefix, freeAddr(t), web)
+`, prefix, freeAddr(t), web))
+	return ra, prefix
+}
+
+// startAgentWith runs an agent in-process on the config text, whose "web"
+// listener is on webAddr, and stops it at the end of the test.
+func startAgentWith(t *testing.T, webAddr, yaml string) *runningAgent {
+	t.Helper()
+	file := filepath.Join(t.TempDir(), "berth.yaml")
 	if err := os.WriteFile(file, []byte(yaml), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -72,7 +79,7 @@ groups:
 	ctx, cancel := context.WithCancel(context.Background())
 	ready := make(chan struct{})
 	done := make(chan error, 1)
-	ra := &runningAgent{url: "http://" + web, group: prefix}
+	ra := &runningAgent{url: "http://" + webAddr, file: file}
 	agentCh := make(chan *Agent, 1)
 	go func() {
 		done <- run(ctx, Options{Config: cfg, ConfigPath: file, Version: "test", Ready: ready,
@@ -92,7 +99,7 @@ groups:
 			t.Errorf("agent shutdown: %v", err)
 		}
 	})
-	return ra, prefix
+	return ra
 }
 
 type testWriter struct{ t *testing.T }
@@ -182,6 +189,31 @@ func TestDockerEndToEnd(t *testing.T) {
 		scrape := get(t, strings.Replace(ra.url, ra.url, "http://"+ra.agent.opts.Config.Admin.Listen, 1)+"/metrics")
 		if !strings.Contains(scrape, "berth_docker_skipped_containers 1") {
 			t.Fatalf("metric berth_docker_skipped_containers is not 1")
+		}
+	})
+
+	t.Run("a rule declared by labels routes to its group", func(t *testing.T) {
+		labels := map[string]string{prefix + ".group": "api", prefix + ".rule.path": "/api/*", prefix + ".rule.priority": "10"}
+		id := dockertest.Run(t, cli, dockertest.RunOptions{Image: image, Labels: labels, Ports: []string{"8080/tcp"}, StopTimeout: 30})
+		api := hostname(t, cli, id)
+		// The example app answers 404 for /api/..., with its name in no body:
+		// the access shows in the target's request counter.
+		dockertest.Eventually(t, 10*time.Second, func() bool {
+			status(ra.url + "/api/users")
+			for _, tg := range ra.agent.Targets() {
+				if tg.Group == "api" && tg.Container != "" && tg.Requests > 0 {
+					return true
+				}
+			}
+			return false
+		}, "requests to /api/* do not reach the api group (container %s)", api)
+		for _, tg := range ra.agent.Targets() {
+			if tg.Group == "web" && strings.Contains(tg.ID, id[:12]) {
+				t.Fatal("the api container joined the web group")
+			}
+		}
+		if seen := answerers(httpc, ra.url+"/", 8); seen[api] > 0 {
+			t.Fatal("requests outside /api/* reached the api group")
 		}
 	})
 

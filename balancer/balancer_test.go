@@ -516,3 +516,70 @@ func TestLongIdleConnectionServesAgain(t *testing.T) {
 		t.Fatalf("%d client connections, want the one kept alive", n)
 	}
 }
+
+func TestClientTimeouts(t *testing.T) {
+	be := backend(t, "ok", nil)
+	cfg := webConfig(serving("a", addrOf(be)))
+	cfg.Listeners[0].IdleTimeout = 100 * time.Millisecond
+	lb := start(t, cfg)
+	t.Run("a silent idle connection is closed without an answer", func(t *testing.T) {
+		conn, err := net.Dial("tcp", lb.Addr("web"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		conn.SetDeadline(time.Now().Add(5 * time.Second))
+		n, err := conn.Read(make([]byte, 1))
+		if n != 0 || err != io.EOF {
+			t.Fatalf("read %d bytes, err %v; want EOF", n, err)
+		}
+	})
+	t.Run("a half-sent request gets 408", func(t *testing.T) {
+		if got := rawExchange(t, lb.Addr("web"), "GET / HTTP/1.1\r\nHost: a\r\n"); got != "HTTP/1.1 408 Request Timeout" {
+			t.Fatalf("got %q", got)
+		}
+	})
+}
+
+func TestResponseFraming(t *testing.T) {
+	be := backend(t, "", func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/nocontent":
+			w.WriteHeader(204)
+		case "/trailer":
+			w.Header().Set("Trailer", "X-Checksum")
+			io.WriteString(w, "body")
+			w.(http.Flusher).Flush()
+			w.Header().Set("X-Checksum", "abc")
+		default:
+			w.Header().Set("Content-Length", "5")
+			io.WriteString(w, "hello")
+		}
+	})
+	lb := start(t, webConfig(serving("a", addrOf(be))))
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 1}}
+	url := "http://" + lb.Addr("web")
+	for range 2 { // twice: the connection must be reusable after each
+		req, _ := http.NewRequest("HEAD", url+"/", nil)
+		resp, err := client.Do(req)
+		if err != nil || resp.ContentLength != 5 {
+			t.Fatalf("HEAD: %v, length %d", err, resp.ContentLength)
+		}
+		resp.Body.Close()
+		if code, body, _ := get(t, client, url+"/nocontent"); code != 204 || body != "" {
+			t.Fatalf("204: %d %q", code, body)
+		}
+		resp, err = client.Get(url + "/trailer")
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if string(body) != "body" || resp.Trailer.Get("X-Checksum") != "abc" {
+			t.Fatalf("trailer: body %q trailer %v", body, resp.Trailer)
+		}
+	}
+	if n := lb.Listeners()[0].TotalConnections; n != 1 {
+		t.Fatalf("%d client connections, want 1 kept alive", n)
+	}
+}

@@ -17,6 +17,8 @@ type Status struct {
 
 // Docker is the state of the connection to the Docker engine.
 type Docker struct {
+	// Disabled is true when the config turns Docker discovery off (docker.enabled: false).
+	Disabled  bool      `json:"disabled,omitempty"`
 	Connected bool      `json:"connected"`
 	LastSync  time.Time `json:"last_sync"`
 	Error     string    `json:"error,omitempty"`

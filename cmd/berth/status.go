@@ -304,6 +304,9 @@ func formatUptime(started, at time.Time) string {
 }
 
 func formatDocker(docker api.Docker, at time.Time) string {
+	if docker.Disabled {
+		return "discovery off (docker.enabled: false)"
+	}
 	lastSync := "never synced"
 	if !docker.LastSync.IsZero() {
 		lastSync = "last sync " + formatDuration(at.Sub(docker.LastSync)) + " ago"

@@ -1,0 +1,100 @@
+package agent
+
+import (
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/berth-lb/berth/internal/dockertest"
+)
+
+func status(url string) int {
+	resp, err := http.Get(url)
+	if err != nil {
+		return 0
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
+// TestConfigReload runs an agent without Docker on static targets and edits
+// its config file: a good change takes effect, a bad file and a file the
+// balancer cannot apply leave the last good config in force.
+func TestConfigReload(t *testing.T) {
+	be := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "static") }))
+	defer be.Close()
+	web, admin := freeAddr(t), freeAddr(t)
+	base := fmt.Sprintf(`node: {name: test, advertise: 127.0.0.1}
+docker: {enabled: false}
+admin: {listen: %s}
+static:
+  app: [%s]
+listeners:
+  - name: web
+    protocol: http
+    address: %s
+    default: {forward: app}
+`, admin, strings.TrimPrefix(be.URL, "http://"), web)
+	ra := startAgentWith(t, web, base)
+	if code := status(ra.url + "/teapot"); code != 200 {
+		t.Fatalf("before reload: %d", code)
+	}
+	withRule := base + `    rules:
+      - priority: 5
+        path: /teapot
+        fixed-response: {status: 418, body: short and stout}
+`
+	write := func(text string) {
+		if err := os.WriteFile(ra.file, []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(withRule)
+	dockertest.Eventually(t, 10*time.Second, func() bool { return status(ra.url+"/teapot") == 418 }, "the new rule was not applied")
+
+	failures := func() int {
+		resp, err := http.Get("http://" + admin + "/metrics")
+		if err != nil {
+			return -1
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		for _, line := range strings.Split(string(body), "\n") {
+			if rest, ok := strings.CutPrefix(line, `berth_config_reloads_total{result="failure"} `); ok {
+				n, _ := strconv.Atoi(rest)
+				return n
+			}
+		}
+		return 0
+	}
+	write(withRule + "    bogus-key: 1\n")
+	dockertest.Eventually(t, 10*time.Second, func() bool { return failures() == 1 }, "a bad file was not counted as a failed reload")
+	if code := status(ra.url + "/teapot"); code != 418 {
+		t.Fatalf("after a bad file: %d, want the last good config's 418", code)
+	}
+
+	// Valid, but the new listener's port is taken: Apply fails and nothing changes.
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	write(withRule + "  - name: other\n    protocol: http\n    address: " + taken.Addr().String() + "\n    default: {forward: app}\n")
+	dockertest.Eventually(t, 10*time.Second, func() bool { return failures() == 2 }, "a config whose port is taken was not counted as a failed reload")
+	for _, l := range ra.agent.Status().Listeners {
+		if l.Name == "other" {
+			t.Fatal("the refused config's listener is shown")
+		}
+	}
+	if code := status(ra.url + "/teapot"); code != 418 {
+		t.Fatalf("after a refused config: %d, want the last good config's 418", code)
+	}
+}
