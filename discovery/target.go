@@ -29,6 +29,9 @@ type Target struct {
 	Created time.Time
 	// Draining is set from the container's kill event on: no new requests.
 	Draining bool
+	// Unreachable is set by the fleet layer while the owner's host does not
+	// answer membership probes: no new requests until it answers again.
+	Unreachable bool
 	// DockerHealth is the container's HEALTHCHECK status: "" (none), "starting",
 	// "healthy" or "unhealthy". Only "" and "healthy" receive traffic.
 	DockerHealth string
@@ -37,11 +40,6 @@ type Target struct {
 	// Rules are the routing rules declared by the container's labels; they forward
 	// to the target's first group.
 	Rules []Rule
-}
-
-// Serving reports whether the target may receive new requests.
-func (t Target) Serving() bool {
-	return !t.Draining && t.Weight > 0 && (t.DockerHealth == "" || t.DockerHealth == "healthy")
 }
 
 // GroupSettings are group policies declared by labels. A nil field was not set.

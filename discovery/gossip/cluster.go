@@ -1,0 +1,674 @@
+// Package gossip shares every agent's targets across the fleet with
+// hashicorp/memberlist, without an external store. Each agent owns the targets
+// of its host and is their only writer; its state is versioned by an epoch (one
+// per agent start) and a sequence number (one per change). Changes travel as
+// small deltas by gossip; drains and removals also go directly to every member
+// over TCP; whole states travel in memberlist's push/pull and answer pulls when
+// a node sees a gap. Every received message is bounded, validated and, when it
+// cannot be trusted, dropped and counted.
+package gossip
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log"
+	"log/slog"
+	"net"
+	"reflect"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/memberlist"
+
+	"github.com/berth-lb/berth/discovery"
+)
+
+// Options configure a Cluster.
+type Options struct {
+	// Node is this host's name: the owner of its targets, stable across restarts.
+	Node string
+	// Bind is "ip:port" for memberlist's UDP and TCP; port 0 picks one.
+	Bind string
+	// Advertise is the IP other nodes use to reach this one; "" uses Bind's.
+	Advertise string
+	// Join lists "host:port" of nodes to join; retried in the background until one answers.
+	Join []string
+	// Keys enable encryption (AES-GCM, 16, 24 or 32 bytes each); the first encrypts,
+	// all decrypt, which allows rotation.
+	Keys [][]byte
+	// Label separates clusters sharing a network: nodes with another label are ignored.
+	Label string
+	// RejoinGrace keeps the targets of a node that left gracefully (an agent
+	// restarting while its containers run) routable this long (default 60s).
+	RejoinGrace time.Duration
+	Logger      *slog.Logger
+	// Transport replaces memberlist's network transport (tests: packet loss, partitions).
+	Transport memberlist.NodeAwareTransport
+	// Tune adjusts memberlist's config after berth's defaults (tests: faster failure detection).
+	Tune func(*memberlist.Config)
+}
+
+// Cluster is this node's membership and its view of the fleet's targets.
+type Cluster struct {
+	opts Options
+	log  *slog.Logger
+	ml   *memberlist.Memberlist
+	// mlReady is ml for callbacks memberlist may make before Create returns.
+	mlReady atomic.Pointer[memberlist.Memberlist]
+	queue   *memberlist.TransmitLimitedQueue
+	epoch   int64
+	name    string // memberlist name: node@epoch, unique per start
+
+	mu      sync.Mutex
+	table   *table
+	names   map[string]nameState // memberlist name -> owner and state
+	seq     uint64
+	own     map[string]wireTarget
+	ownHash string
+
+	changes chan struct{}
+	inbox   chan []byte
+	metaDue atomic.Bool
+	stats   stats
+	fanout  chan struct{} // bounds concurrent direct sends
+	done    chan struct{}
+	wg      sync.WaitGroup
+}
+
+type nameState struct {
+	owner string
+	epoch int64
+	state memberState
+}
+
+// Berth's memberlist settings on top of the LAN defaults: fast gossip for
+// propagation in tens of milliseconds, LAN failure detection (5-9 s).
+const (
+	gossipInterval   = 50 * time.Millisecond
+	gossipNodes      = 4
+	retransmitMult   = 4
+	pushPullInterval = 15 * time.Second
+	maxQueued        = 4096
+	fanoutParallel   = 16
+	repairInterval   = 100 * time.Millisecond
+	gapPatience      = 250 * time.Millisecond
+	pullEvery        = time.Second
+	defaultGrace     = 60 * time.Second
+	inboxSize        = 1024
+	// forgetDead is how long the state of a dead node is kept, not routed, in
+	// case it comes back (a partition that heals).
+	forgetDead = 10 * time.Minute
+)
+
+// Start creates the memberlist node, starts its background work and joins in
+// the background. An agent that cannot join yet still serves its own host.
+func Start(opts Options) (*Cluster, error) {
+	if !validName(opts.Node) {
+		return nil, fmt.Errorf("gossip: node name %q: use letters, digits, '.', '_' and '-' (node.name)", opts.Node)
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	if opts.RejoinGrace <= 0 {
+		opts.RejoinGrace = defaultGrace
+	}
+	c := &Cluster{
+		opts: opts, log: opts.Logger, epoch: time.Now().UnixNano(),
+		table: newTable(opts.Node), names: map[string]nameState{}, own: map[string]wireTarget{},
+		changes: make(chan struct{}, 1), inbox: make(chan []byte, inboxSize),
+		fanout: make(chan struct{}, fanoutParallel), done: make(chan struct{}),
+	}
+	c.name = opts.Node + "@" + strconv.FormatInt(c.epoch, 36)
+	c.stats.init()
+
+	conf := memberlist.DefaultLANConfig()
+	conf.Name = c.name
+	host, port, err := net.SplitHostPort(opts.Bind)
+	if err != nil {
+		return nil, fmt.Errorf("gossip: cluster.bind %q: %w; use ip:port", opts.Bind, err)
+	}
+	conf.BindAddr = host
+	if conf.BindPort, err = strconv.Atoi(port); err != nil {
+		return nil, fmt.Errorf("gossip: cluster.bind %q: port: %w", opts.Bind, err)
+	}
+	conf.AdvertisePort = conf.BindPort
+	if opts.Advertise != "" {
+		conf.AdvertiseAddr = opts.Advertise
+	}
+	conf.GossipInterval, conf.GossipNodes, conf.RetransmitMult = gossipInterval, gossipNodes, retransmitMult
+	conf.PushPullInterval = pushPullInterval
+	conf.Label = opts.Label
+	if len(opts.Keys) > 0 {
+		ring, err := memberlist.NewKeyring(opts.Keys, opts.Keys[0])
+		if err != nil {
+			return nil, fmt.Errorf("gossip: cluster.secret-key-file: %w", err)
+		}
+		conf.Keyring = ring
+		conf.GossipVerifyIncoming, conf.GossipVerifyOutgoing = true, true
+	}
+	conf.Delegate = delegate{c}
+	conf.Events = events{c}
+	conf.Logger = log.New(&logAdapter{log: c.log}, "", 0)
+	if opts.Transport != nil {
+		conf.Transport = opts.Transport
+	}
+	if opts.Tune != nil {
+		opts.Tune(conf)
+	}
+	c.queue = &memberlist.TransmitLimitedQueue{NumNodes: c.numMembers, RetransmitMult: conf.RetransmitMult}
+	ml, err := memberlist.Create(conf)
+	if err != nil {
+		return nil, fmt.Errorf("gossip: start memberlist on %s: %w", opts.Bind, err)
+	}
+	c.ml = ml
+	c.mlReady.Store(ml)
+	c.wg.Add(2)
+	go c.receiveLoop()
+	go c.repairLoop()
+	return c, nil
+}
+
+func (c *Cluster) numMembers() int {
+	if ml := c.mlReady.Load(); ml != nil {
+		return ml.NumMembers()
+	}
+	return 1
+}
+
+// Name is this node's memberlist name, unique per agent start.
+func (c *Cluster) Name() string { return c.name }
+
+// Addr is the address memberlist listens on.
+func (c *Cluster) Addr() string {
+	n := c.ml.LocalNode()
+	return net.JoinHostPort(n.Addr.String(), strconv.Itoa(int(n.Port)))
+}
+
+// Changes receives a value whenever the routable remote targets may have changed.
+func (c *Cluster) Changes() <-chan struct{} { return c.changes }
+
+func (c *Cluster) notify() {
+	select {
+	case c.changes <- struct{}{}:
+	default:
+	}
+}
+
+// Targets returns the remote targets this node may route to, sorted by owner and ID.
+func (c *Cluster) Targets() []discovery.Target {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.table.routable(time.Now(), c.opts.RejoinGrace)
+}
+
+// Publish makes targets this node's state: each changed target becomes one
+// versioned delta, gossiped; a drain or a removal also goes directly to every
+// member. configHash is this node's hash of its listeners and groups config.
+func (c *Cluster) Publish(targets []discovery.Target, configHash string) {
+	var deltas []*delta
+	urgent := map[*delta]bool{}
+	now := time.Now().UnixNano()
+	c.mu.Lock()
+	seen := make(map[string]bool, len(targets))
+	for _, t := range targets {
+		w := toWire(t)
+		seen[w.ID] = true
+		if cur, ok := c.own[w.ID]; ok && reflect.DeepEqual(cur, w) {
+			continue
+		}
+		c.seq++
+		d := &delta{Owner: c.opts.Node, Epoch: c.epoch, Seq: c.seq, SentAt: now, ConfigHash: configHash, Target: &w}
+		if cur, ok := c.own[w.ID]; ok && w.Draining && !cur.Draining {
+			urgent[d] = true
+		}
+		c.own[w.ID] = w
+		deltas = append(deltas, d)
+	}
+	for id := range c.own {
+		if !seen[id] {
+			c.seq++
+			d := &delta{Owner: c.opts.Node, Epoch: c.epoch, Seq: c.seq, SentAt: now, ConfigHash: configHash, Removed: id}
+			urgent[d] = true
+			delete(c.own, id)
+			deltas = append(deltas, d)
+		}
+	}
+	hashChanged := c.ownHash != configHash
+	c.ownHash = configHash
+	c.mu.Unlock()
+
+	for _, d := range deltas {
+		msg := encode(kindDelta, d)
+		if len(msg) <= maxDeltaBytes {
+			c.queue.QueueBroadcast(broadcast(msg))
+		} else {
+			urgent[d] = true // too large for a packet: direct only, pulls repair the rest
+		}
+		if urgent[d] {
+			c.sendToAll(msg)
+		}
+	}
+	if c.queue.NumQueued() > maxQueued {
+		c.queue.Prune(maxQueued)
+	}
+	if len(deltas) > 0 || hashChanged {
+		c.metaDue.Store(true)
+	}
+}
+
+// sendToAll sends msg over TCP to every other live member, a bounded number
+// at a time, without waiting.
+func (c *Cluster) sendToAll(msg []byte) {
+	for _, n := range c.ml.Members() {
+		if n.Name == c.name || n.State != memberlist.StateAlive {
+			continue
+		}
+		c.fanout <- struct{}{}
+		go func(n *memberlist.Node) {
+			defer func() { <-c.fanout }()
+			if err := c.ml.SendReliable(n, msg); err != nil {
+				c.stats.fanoutFailures.Add(1)
+				c.log.Debug("gossip: direct send failed; gossip will carry it", "to", n.Name, "err", err)
+				return
+			}
+			c.stats.fanoutSends.Add(1)
+		}(n)
+	}
+}
+
+// receiveLoop applies received messages one at a time, off memberlist's
+// packet loop, which must not block.
+func (c *Cluster) receiveLoop() {
+	defer c.wg.Done()
+	for {
+		select {
+		case <-c.done:
+			return
+		case msg := <-c.inbox:
+			if err := c.handle(msg); err != nil {
+				var de *dropError
+				if errors.As(err, &de) {
+					c.stats.drop(de.reason)
+					c.log.Debug("gossip: message dropped", "reason", de.reason, "err", de.err)
+				}
+			}
+		}
+	}
+}
+
+func (c *Cluster) handle(msg []byte) error {
+	if len(msg) == 0 {
+		return drop(dropMalformed, "empty message")
+	}
+	now := time.Now()
+	switch msg[0] {
+	case kindDelta:
+		var d delta
+		if err := decode(msg[1:], maxFullBytes, &d); err != nil {
+			return err
+		}
+		if err := d.check(); err != nil {
+			return err
+		}
+		c.mu.Lock()
+		changed, err := c.table.applyDelta(&d, now)
+		c.mu.Unlock()
+		if err != nil {
+			return err
+		}
+		if changed {
+			c.stats.observePropagation(now.Sub(time.Unix(0, d.SentAt)))
+			c.notify()
+		}
+	case kindFull:
+		var f full
+		if err := decode(msg[1:], maxFullBytes, &f); err != nil {
+			return err
+		}
+		if err := f.check(); err != nil {
+			return err
+		}
+		return c.applyFull(&f)
+	case kindPull:
+		var p pull
+		if err := decode(msg[1:], 1024, &p); err != nil {
+			return err
+		}
+		c.answerPull(p.From)
+	default:
+		return drop(dropMalformed, "unknown kind %q", msg[0])
+	}
+	return nil
+}
+
+func (c *Cluster) applyFull(f *full) error {
+	c.mu.Lock()
+	changed, err := c.table.applyFull(f)
+	c.mu.Unlock()
+	if changed {
+		c.notify()
+	}
+	return err
+}
+
+// ownFull is this node's whole state.
+func (c *Cluster) ownFull() full {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	f := full{Owner: c.opts.Node, Epoch: c.epoch, Seq: c.seq, SentAt: time.Now().UnixNano(), ConfigHash: c.ownHash, Targets: make([]wireTarget, 0, len(c.own))}
+	for _, w := range c.own {
+		f.Targets = append(f.Targets, w)
+	}
+	return f
+}
+
+func (c *Cluster) answerPull(from string) {
+	for _, n := range c.ml.Members() {
+		if n.Name == from {
+			msg := encode(kindFull, c.ownFull())
+			go func() {
+				if err := c.ml.SendReliable(n, msg); err != nil {
+					c.log.Debug("gossip: answering a pull failed", "to", from, "err", err)
+				}
+			}()
+			return
+		}
+	}
+}
+
+// repairLoop pulls the full state of owners with a gap, follows suspicion,
+// refreshes this node's meta and retries joining while alone.
+func (c *Cluster) repairLoop() {
+	defer c.wg.Done()
+	tick := time.NewTicker(repairInterval)
+	defer tick.Stop()
+	lastPull := map[string]time.Time{}
+	var nextJoin time.Time
+	joinBackoff := 500 * time.Millisecond
+	for {
+		select {
+		case <-c.done:
+			return
+		case now := <-tick.C:
+			if c.metaDue.Swap(false) {
+				if err := c.ml.UpdateNode(time.Second); err != nil {
+					c.log.Debug("gossip: meta update", "err", err)
+				}
+			}
+			c.followMembers(now, lastPull)
+			if len(c.opts.Join) > 0 && c.ml.NumMembers() <= 1 && now.After(nextJoin) {
+				if err := c.join(); err != nil {
+					nextJoin = now.Add(joinBackoff)
+					joinBackoff = min(2*joinBackoff, 10*time.Second)
+				} else {
+					joinBackoff = 500 * time.Millisecond
+				}
+			}
+		}
+	}
+}
+
+// join tries the join list once.
+func (c *Cluster) join() error {
+	n, err := c.ml.Join(c.opts.Join)
+	if n > 0 {
+		c.log.Info("gossip: joined the cluster", "contacted", n, "members", c.ml.NumMembers())
+		return nil
+	}
+	c.stats.joinFailures.Add(1)
+	if c.stats.joinFailures.Load() == 1 || c.stats.joinFailures.Load()%30 == 0 {
+		c.log.Warn("gossip: cannot join the cluster yet; serving this host's targets and retrying",
+			"join", c.opts.Join, "err", err,
+			"hint", "check cluster.join, that the other agents run, and that cluster.secret-key-file and cluster.label match")
+	}
+	if err == nil {
+		err = errors.New("gossip: no node answered")
+	}
+	return err
+}
+
+// meta is what each node publishes in memberlist's node meta (<= 512 bytes).
+type meta struct {
+	Epoch      int64  `json:"e"`
+	Seq        uint64 `json:"s"`
+	ConfigHash string `json:"ch,omitempty"`
+}
+
+func decodeMeta(b []byte) (meta, bool) {
+	var m meta
+	if len(b) == 0 || len(b) > 512 || json.Unmarshal(b, &m) != nil {
+		return meta{}, false
+	}
+	return m, true
+}
+
+// followMembers reconciles membership states and asks owners with a gap, or
+// whose meta is ahead of what arrived, for their full state.
+func (c *Cluster) followMembers(now time.Time, lastPull map[string]time.Time) {
+	members := c.ml.Members()
+	var pulls []*memberlist.Node
+	changed := false
+	c.mu.Lock()
+	for _, n := range members {
+		if n.Name == c.name {
+			continue
+		}
+		owner, epoch, ok := parseName(n.Name)
+		if !ok {
+			continue
+		}
+		ns := nameState{owner: owner, epoch: epoch, state: stateOf(n.State)}
+		if c.names[n.Name] != ns {
+			c.names[n.Name] = ns
+		}
+		m, _ := decodeMeta(n.Meta)
+		o := c.table.owner(owner)
+		if m.ConfigHash != "" && m.Epoch == o.epoch {
+			o.configHash = m.ConfigHash
+		}
+		behind := m.Epoch > o.epoch || m.Epoch == o.epoch && m.Seq > o.complete
+		gap := !o.needFullFrom.IsZero() && now.Sub(o.needFullFrom) > gapPatience
+		if n.State == memberlist.StateAlive && (behind || gap) && now.Sub(lastPull[owner]) > pullEvery {
+			lastPull[owner] = now
+			pulls = append(pulls, n)
+		}
+	}
+	for name := range c.names {
+		if !containsNode(members, name) {
+			delete(c.names, name)
+		}
+	}
+	for owner, o := range c.table.owners {
+		st := c.ownerMember(owner)
+		if st != o.member {
+			o.member, o.memberSince = st, now
+			changed = true
+		}
+		if o.member == memberDead && now.Sub(o.memberSince) > forgetDead {
+			delete(c.table.owners, owner)
+		}
+	}
+	c.mu.Unlock()
+	for _, n := range pulls {
+		c.stats.pulls.Add(1)
+		msg := encode(kindPull, pull{From: c.name})
+		go c.ml.SendReliable(n, msg)
+	}
+	if changed {
+		c.notify()
+	}
+}
+
+// ownerMember is the best state among an owner's memberlist names: a new
+// agent alive beside its old, dead start is alive.
+func (c *Cluster) ownerMember(owner string) memberState {
+	best, found := memberDead, false
+	for _, ns := range c.names {
+		if ns.owner == owner && (!found || ns.state < best) {
+			best, found = ns.state, true
+		}
+	}
+	if !found {
+		return memberDead
+	}
+	return best
+}
+
+func stateOf(s memberlist.NodeStateType) memberState {
+	switch s {
+	case memberlist.StateAlive:
+		return memberAlive
+	case memberlist.StateSuspect:
+		return memberSuspect
+	case memberlist.StateLeft:
+		return memberLeft
+	}
+	return memberDead
+}
+
+func containsNode(ns []*memberlist.Node, name string) bool {
+	for _, n := range ns {
+		if n.Name == name {
+			return true
+		}
+	}
+	return false
+}
+
+// parseName splits a memberlist name "node@epoch36".
+func parseName(name string) (owner string, epoch int64, ok bool) {
+	i := strings.LastIndexByte(name, '@')
+	if i <= 0 {
+		return "", 0, false
+	}
+	epoch, err := strconv.ParseInt(name[i+1:], 36, 64)
+	return name[:i], epoch, err == nil && validName(name[:i])
+}
+
+// Close leaves the cluster (others keep this host's targets for their rejoin
+// grace: its containers still run) and stops memberlist.
+func (c *Cluster) Close(timeout time.Duration) error {
+	err := c.ml.Leave(timeout)
+	close(c.done)
+	c.wg.Wait()
+	if serr := c.ml.Shutdown(); err == nil {
+		err = serr
+	}
+	if err != nil {
+		return fmt.Errorf("gossip: leave: %w", err)
+	}
+	return nil
+}
+
+// delegate and events are memberlist's callbacks.
+type delegate struct{ c *Cluster }
+
+func (d delegate) NodeMeta(limit int) []byte {
+	d.c.mu.Lock()
+	m := meta{Epoch: d.c.epoch, Seq: d.c.seq, ConfigHash: d.c.ownHash}
+	d.c.mu.Unlock()
+	b, _ := json.Marshal(m)
+	if len(b) > limit {
+		b, _ = json.Marshal(meta{Epoch: m.Epoch, Seq: m.Seq})
+	}
+	return b
+}
+
+func (d delegate) NotifyMsg(b []byte) {
+	msg := bytes.Clone(b)
+	select {
+	case d.c.inbox <- msg:
+	default:
+		d.c.stats.drop(dropQueueFull)
+	}
+}
+
+func (d delegate) GetBroadcasts(overhead, limit int) [][]byte {
+	return d.c.queue.GetBroadcasts(overhead, limit)
+}
+
+func (d delegate) LocalState(join bool) []byte {
+	c := d.c
+	owners := []full{c.ownFull()}
+	c.mu.Lock()
+	for _, name := range sortedOwners(c.table.owners) {
+		if o := c.table.owners[name]; o.member != memberDead && o.epochComplete() {
+			owners = append(owners, c.table.fullOf(name, o))
+		}
+	}
+	c.mu.Unlock()
+	msg := encode(kindBundle, owners)
+	c.stats.pushPullSent.Add(uint64(len(msg)))
+	return msg
+}
+
+func (d delegate) MergeRemoteState(buf []byte, join bool) {
+	c := d.c
+	c.stats.pushPullReceived.Add(uint64(len(buf)))
+	if len(buf) == 0 || buf[0] != kindBundle {
+		c.stats.drop(dropMalformed)
+		return
+	}
+	var owners []full
+	if err := decode(buf[1:], maxBundleBytes, &owners); err != nil {
+		var de *dropError
+		errors.As(err, &de)
+		c.stats.drop(de.reason)
+		return
+	}
+	if len(owners) > maxOwners {
+		c.stats.drop(dropOversized)
+		return
+	}
+	for i := range owners {
+		if err := owners[i].check(); err != nil {
+			var de *dropError
+			errors.As(err, &de)
+			c.stats.drop(de.reason)
+			continue
+		}
+		if err := c.applyFull(&owners[i]); err != nil {
+			c.stats.drop(dropStale)
+		}
+	}
+}
+
+type events struct{ c *Cluster }
+
+func (e events) NotifyJoin(n *memberlist.Node)   { e.c.metaDue.Store(true) }
+func (e events) NotifyLeave(n *memberlist.Node)  {}
+func (e events) NotifyUpdate(n *memberlist.Node) {}
+
+// broadcast is a message queued for gossip; it never invalidates another:
+// receivers need every seq, and versions make duplicates harmless.
+type broadcast []byte
+
+func (b broadcast) Invalidates(memberlist.Broadcast) bool { return false }
+func (b broadcast) Message() []byte                       { return b }
+func (b broadcast) Finished()                             {}
+
+// logAdapter turns memberlist's log lines into structured logs, and says what
+// to do about the ones a user causes.
+type logAdapter struct{ log *slog.Logger }
+
+func (l *logAdapter) Write(p []byte) (int, error) {
+	line := strings.TrimSpace(string(p))
+	switch {
+	case strings.Contains(line, "No installed keys could decrypt") || strings.Contains(line, "Encryption is configured but remote state is not encrypted") || strings.Contains(line, "decrypt"):
+		l.log.Error("gossip: a node's messages cannot be decrypted: it uses another cluster.secret-key-file, or none", "memberlist", line)
+	case strings.Contains(line, "label"):
+		l.log.Warn("gossip: a node with another cluster.label was ignored", "memberlist", line)
+	case strings.HasPrefix(line, "[ERR]"):
+		l.log.Warn("gossip: memberlist", "msg", line)
+	case strings.HasPrefix(line, "[WARN]"):
+		l.log.Info("gossip: memberlist", "msg", line)
+	default:
+		l.log.Debug("gossip: memberlist", "msg", line)
+	}
+	return len(p), nil
+}

@@ -1,0 +1,345 @@
+package gossip
+
+import (
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/memberlist"
+
+	"github.com/berth-lb/berth/discovery"
+)
+
+// fastDetection makes failure detection take about a second instead of 5-9 s,
+// so tests of dead nodes stay short. Propagation settings stay berth's own.
+func fastDetection(c *memberlist.Config) {
+	c.ProbeInterval = 200 * time.Millisecond
+	c.ProbeTimeout = 100 * time.Millisecond
+	c.SuspicionMult = 2
+	c.GossipToTheDeadTime = time.Second
+	c.TCPTimeout = time.Second
+}
+
+// partitionable wraps memberlist's network transport and drops everything
+// sent to a blocked address, both packets and streams.
+type partitionable struct {
+	*memberlist.NetTransport
+	mu      sync.Mutex
+	blocked map[string]bool
+}
+
+func (p *partitionable) isBlocked(addr string) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.blocked[addr]
+}
+
+func (p *partitionable) block(addrs []string, on bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, a := range addrs {
+		p.blocked[a] = on
+	}
+}
+
+func (p *partitionable) WriteToAddress(b []byte, addr memberlist.Address) (time.Time, error) {
+	if p.isBlocked(addr.Addr) {
+		return time.Now(), nil // lost on the way
+	}
+	return p.NetTransport.WriteToAddress(b, addr)
+}
+
+func (p *partitionable) WriteTo(b []byte, addr string) (time.Time, error) {
+	return p.WriteToAddress(b, memberlist.Address{Addr: addr})
+}
+
+func (p *partitionable) DialAddressTimeout(addr memberlist.Address, timeout time.Duration) (net.Conn, error) {
+	if p.isBlocked(addr.Addr) {
+		return nil, fmt.Errorf("partitioned from %s", addr.Addr)
+	}
+	return p.NetTransport.DialAddressTimeout(addr, timeout)
+}
+
+func (p *partitionable) DialTimeout(addr string, timeout time.Duration) (net.Conn, error) {
+	return p.DialAddressTimeout(memberlist.Address{Addr: addr}, timeout)
+}
+
+type node struct {
+	c         *Cluster
+	transport *partitionable
+	ip        string
+}
+
+type nodeOptions struct {
+	keys  [][]byte
+	label string
+}
+
+// startNode starts a cluster node named name on 127.0.0.<ip> with a free port.
+func startNode(t testing.TB, name string, ip int, join []string, o nodeOptions) *node {
+	t.Helper()
+	addr := fmt.Sprintf("127.0.0.%d", ip)
+	nt, err := memberlist.NewNetTransport(&memberlist.NetTransportConfig{BindAddrs: []string{addr}, BindPort: 0})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pt := &partitionable{NetTransport: nt, blocked: map[string]bool{}}
+	c, err := Start(Options{
+		Node: name, Bind: addr + ":0", Join: join, Keys: o.keys, Label: o.label, Transport: pt, Tune: fastDetection,
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), RejoinGrace: 2 * time.Second,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := &node{c: c, transport: pt, ip: addr}
+	t.Cleanup(func() { n.stop(false) })
+	return n
+}
+
+var stopped sync.Map
+
+// stop ends a node: gracefully (leave) or as a crash (no leave message).
+func (n *node) stop(leave bool) {
+	if _, done := stopped.LoadOrStore(n.c, true); done {
+		return
+	}
+	if leave {
+		n.c.Close(time.Second)
+		return
+	}
+	close(n.c.done)
+	n.c.wg.Wait()
+	n.c.ml.Shutdown()
+}
+
+// cluster starts size nodes, n0 on 127.0.0.10 and the others joining it.
+func cluster(t testing.TB, size int) []*node {
+	t.Helper()
+	nodes := []*node{startNode(t, "n0", 10, nil, nodeOptions{})}
+	for i := 1; i < size; i++ {
+		nodes = append(nodes, startNode(t, fmt.Sprintf("n%d", i), 10+i, []string{nodes[0].c.Addr()}, nodeOptions{}))
+	}
+	waitFor(t, 10*time.Second, func() bool {
+		for _, n := range nodes {
+			if n.c.ml.NumMembers() != size {
+				return false
+			}
+		}
+		return true
+	}, "the cluster of %d did not form", size)
+	return nodes
+}
+
+func waitFor(t testing.TB, timeout time.Duration, cond func() bool, msg string, args ...any) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf(msg, args...)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func target(owner string, n int, addr string) discovery.Target {
+	return discovery.Target{ID: fmt.Sprintf("%s/%012d/8080", owner, n), Node: owner, Groups: []string{"web"}, Address: addr, Weight: 1, ContainerName: fmt.Sprintf("web-%d", n)}
+}
+
+// find returns the target with id as node n routes it.
+func find(n *node, id string) (discovery.Target, bool) {
+	for _, t := range n.c.Targets() {
+		if t.ID == id {
+			return t, true
+		}
+	}
+	return discovery.Target{}, false
+}
+
+func TestTargetsAndDrainsReachEveryNode(t *testing.T) {
+	for _, size := range []int{3, 10} {
+		t.Run(fmt.Sprint(size, " nodes"), func(t *testing.T) {
+			nodes := cluster(t, size)
+			owner := nodes[size-1]
+			tg := target("n"+fmt.Sprint(size-1), 1, "10.0.0.9:32768")
+			owner.c.Publish([]discovery.Target{tg}, "hash-a")
+			waitFor(t, 5*time.Second, func() bool {
+				for _, n := range nodes[:size-1] {
+					if got, ok := find(n, tg.ID); !ok || got.Address != tg.Address || got.Draining {
+						return false
+					}
+				}
+				return true
+			}, "the new target did not reach every node")
+
+			tg.Draining = true
+			owner.c.Publish([]discovery.Target{tg}, "hash-a")
+			waitFor(t, 5*time.Second, func() bool {
+				for _, n := range nodes[:size-1] {
+					if got, ok := find(n, tg.ID); !ok || !got.Draining {
+						return false
+					}
+				}
+				return true
+			}, "the drain did not reach every node")
+
+			owner.c.Publish(nil, "hash-a")
+			waitFor(t, 5*time.Second, func() bool {
+				for _, n := range nodes[:size-1] {
+					if _, ok := find(n, tg.ID); ok {
+						return false
+					}
+				}
+				return true
+			}, "the removal did not reach every node")
+			for _, n := range nodes {
+				if d := n.c.Stats().Dropped; len(d) > 0 && d[dropMalformed]+d[dropForeign]+d[dropOversized] > 0 {
+					t.Errorf("%s dropped messages of a healthy cluster: %v", n.c.Name(), d)
+				}
+			}
+		})
+	}
+}
+
+func TestLocalOnlyTargetsStayHome(t *testing.T) {
+	nodes := cluster(t, 2)
+	local := target("n1", 1, "127.0.0.1:32768")
+	local.LocalOnly = true
+	shared := target("n1", 2, "10.0.0.9:32769")
+	nodes[1].c.Publish([]discovery.Target{local, shared}, "")
+	waitFor(t, 5*time.Second, func() bool { _, ok := find(nodes[0], shared.ID); return ok }, "the shared target did not arrive")
+	if _, ok := find(nodes[0], local.ID); ok {
+		t.Fatal("a local-only target is routed by another node")
+	}
+}
+
+func TestDeadNodeTargetsLeaveEveryNode(t *testing.T) {
+	nodes := cluster(t, 3)
+	tg := target("n2", 1, "10.0.0.9:32768")
+	nodes[2].c.Publish([]discovery.Target{tg}, "")
+	waitFor(t, 5*time.Second, func() bool { _, a := find(nodes[0], tg.ID); _, b := find(nodes[1], tg.ID); return a && b }, "the target did not arrive")
+	killed := time.Now()
+	nodes[2].stop(false) // no leave: a crash
+	waitFor(t, 10*time.Second, func() bool { _, a := find(nodes[0], tg.ID); _, b := find(nodes[1], tg.ID); return !a && !b }, "a dead node's target is still routed")
+	t.Logf("dead node's target gone from every survivor %v after the kill", time.Since(killed).Round(time.Millisecond))
+}
+
+func TestRestartedNodeRejoinsUnderTheSameName(t *testing.T) {
+	nodes := cluster(t, 3)
+	tg := target("n2", 1, "10.0.0.9:32768")
+	nodes[2].c.Publish([]discovery.Target{tg}, "")
+	waitFor(t, 5*time.Second, func() bool { _, ok := find(nodes[0], tg.ID); return ok }, "the target did not arrive")
+
+	// The agent restarts: leaves, and a new start of the same host comes back
+	// with its still-running container and one new one.
+	nodes[2].stop(true)
+	if _, ok := find(nodes[0], tg.ID); !ok {
+		t.Fatal("a gracefully restarting node's target left routing at once")
+	}
+	again := startNode(t, "n2", 12, []string{nodes[0].c.Addr()}, nodeOptions{})
+	tg2 := target("n2", 2, "10.0.0.9:32769")
+	again.c.Publish([]discovery.Target{tg, tg2}, "")
+	waitFor(t, 5*time.Second, func() bool {
+		_, a := find(nodes[0], tg.ID)
+		_, b := find(nodes[0], tg2.ID)
+		_, c := find(nodes[1], tg2.ID)
+		return a && b && c
+	}, "the restarted node's targets did not arrive")
+	// Past the rejoin grace the old start is gone; the new one still serves.
+	time.Sleep(2500 * time.Millisecond)
+	if _, ok := find(nodes[0], tg.ID); !ok {
+		t.Fatal("the restarted node's target vanished with its old start")
+	}
+	for _, m := range nodes[0].c.Members() {
+		if m.Node == "n2" && m.State == "alive" && m.Name != again.c.Name() {
+			t.Fatalf("two live members for host n2: %+v", nodes[0].c.Members())
+		}
+	}
+}
+
+func TestPartitionHeals(t *testing.T) {
+	nodes := cluster(t, 3)
+	// Cut n2 off from n0 and n1 both ways.
+	nodes[2].transport.block([]string{nodes[0].c.Addr(), nodes[1].c.Addr()}, true)
+	nodes[0].transport.block([]string{nodes[2].c.Addr()}, true)
+	nodes[1].transport.block([]string{nodes[2].c.Addr()}, true)
+	tg := target("n2", 1, "10.0.0.9:32768")
+	nodes[2].c.Publish([]discovery.Target{tg}, "")
+	tg0 := target("n0", 1, "10.0.0.8:32768")
+	nodes[0].c.Publish([]discovery.Target{tg0}, "")
+	time.Sleep(500 * time.Millisecond)
+	if _, ok := find(nodes[0], tg.ID); ok {
+		t.Fatal("a change crossed the partition")
+	}
+	nodes[2].transport.block([]string{nodes[0].c.Addr(), nodes[1].c.Addr()}, false)
+	nodes[0].transport.block([]string{nodes[2].c.Addr()}, false)
+	nodes[1].transport.block([]string{nodes[2].c.Addr()}, false)
+	waitFor(t, 20*time.Second, func() bool {
+		_, a := find(nodes[0], tg.ID)
+		_, b := find(nodes[1], tg.ID)
+		_, c := find(nodes[2], tg0.ID)
+		return a && b && c
+	}, "the state did not converge after the partition healed")
+}
+
+func TestUntrustedMessagesAreDropped(t *testing.T) {
+	nodes := cluster(t, 2)
+	n := nodes[0]
+	good := toWire(target("n1", 1, "10.0.0.9:32768"))
+	foreign := toWire(target("n0", 1, "10.0.0.9:32768"))
+	badAddr := good
+	badAddr.Address = "nowhere"
+	cases := []struct {
+		name   string
+		msg    []byte
+		reason string
+	}{
+		{"not json", []byte("D{{{"), dropMalformed},
+		{"unknown kind", []byte("Z{}"), dropMalformed},
+		{"empty", nil, dropMalformed},
+		{"no target and no removal", encode(kindDelta, delta{Owner: "n1", Epoch: 1, Seq: 1}), dropMalformed},
+		{"bad owner name", encode(kindDelta, delta{Owner: "n1 <script>", Epoch: 1, Seq: 1, Target: &good}), dropMalformed},
+		{"a target of another owner", encode(kindDelta, delta{Owner: "n1", Epoch: 1, Seq: 1, Target: &foreign}), dropForeign},
+		{"bad address", encode(kindDelta, delta{Owner: "n1", Epoch: 1, Seq: 1, Target: &badAddr}), dropMalformed},
+		{"oversized", append([]byte{kindFull}, make([]byte, maxFullBytes+1)...), dropOversized},
+	}
+	for _, c := range cases {
+		before := n.c.Stats().Dropped[c.reason]
+		delegate{n.c}.NotifyMsg(c.msg)
+		waitFor(t, 2*time.Second, func() bool { return n.c.Stats().Dropped[c.reason] == before+1 }, "%s: not counted as %s", c.name, c.reason)
+	}
+	// A stale copy: n1's real state is newer than an epoch-1 delta.
+	nodes[1].c.Publish([]discovery.Target{target("n1", 1, "10.0.0.9:32768")}, "")
+	waitFor(t, 5*time.Second, func() bool { _, ok := find(n, good.ID); return ok }, "the real target did not arrive")
+	stale := good
+	stale.Address = "10.6.6.6:666"
+	before := n.c.Stats().Dropped[dropStale]
+	delegate{n.c}.NotifyMsg(encode(kindDelta, delta{Owner: "n1", Epoch: 1, Seq: 99, Target: &stale}))
+	waitFor(t, 2*time.Second, func() bool { return n.c.Stats().Dropped[dropStale] == before+1 }, "a stale delta was not counted")
+	if got, _ := find(n, good.ID); got.Address != good.Address {
+		t.Fatalf("a stale delta changed the target: %+v", got)
+	}
+	if len(n.c.Targets()) != 1 {
+		t.Fatalf("untrusted messages added targets: %+v", n.c.Targets())
+	}
+}
+
+func TestWrongKeyCannotJoin(t *testing.T) {
+	key := []byte("0123456789abcdef")
+	other := []byte("fedcba9876543210")
+	a := startNode(t, "a", 20, nil, nodeOptions{keys: [][]byte{key}})
+	b := startNode(t, "b", 21, []string{a.c.Addr()}, nodeOptions{keys: [][]byte{other}})
+	c := startNode(t, "c", 22, []string{a.c.Addr()}, nodeOptions{})
+	d := startNode(t, "d", 23, []string{a.c.Addr()}, nodeOptions{keys: [][]byte{key, other}}) // mid-rotation: encrypts with key, decrypts both
+	waitFor(t, 10*time.Second, func() bool { return a.c.ml.NumMembers() == 2 && d.c.ml.NumMembers() == 2 }, "the node with the right key (as second key) did not join")
+	time.Sleep(time.Second)
+	if b.c.ml.NumMembers() != 1 || c.c.ml.NumMembers() != 1 {
+		t.Fatalf("a node with another key or none joined: b sees %d, c sees %d", b.c.ml.NumMembers(), c.c.ml.NumMembers())
+	}
+	if a.c.ml.NumMembers() != 2 {
+		t.Fatalf("a sees %d members, want itself and d", a.c.ml.NumMembers())
+	}
+}

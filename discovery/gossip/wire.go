@@ -1,0 +1,268 @@
+package gossip
+
+import (
+	"encoding/json"
+	"fmt"
+	"net"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/berth-lb/berth/discovery"
+)
+
+// Message kinds: the first byte of every message berth sends through memberlist.
+const (
+	kindDelta  byte = 'D' // one change of one owner's target (gossip and direct fan-out)
+	kindFull   byte = 'F' // one owner's whole state (answer to a pull)
+	kindBundle byte = 'B' // every owner's state (push/pull and join)
+	kindPull   byte = 'P' // "send me your full state"
+)
+
+// Bounds on what a message may carry; anything larger is dropped and counted.
+const (
+	// maxDeltaBytes keeps a delta in one UDP packet with memberlist's overhead.
+	maxDeltaBytes = 1200
+	maxFullBytes  = 4 << 20
+	// maxBundleBytes stays under memberlist's 20 MiB push/pull cap.
+	maxBundleBytes  = 16 << 20
+	maxTargets      = 10000
+	maxOwners       = 10000
+	maxNameBytes    = 128
+	maxGroupsPerTgt = 64
+	maxRulesPerTgt  = 16
+)
+
+// wireTarget is discovery.Target in a compact form: short keys keep a target's
+// state under 200 bytes.
+type wireTarget struct {
+	ID        string        `json:"i"`
+	Groups    []string      `json:"g"`
+	Address   string        `json:"a"`
+	LocalOnly bool          `json:"l,omitempty"`
+	Weight    int           `json:"w"`
+	Container string        `json:"c,omitempty"`
+	Created   int64         `json:"t,omitempty"` // unix seconds
+	Draining  bool          `json:"d,omitempty"`
+	Health    string        `json:"h,omitempty"`
+	Settings  *wireSettings `json:"s,omitempty"`
+	Rules     []wireRule    `json:"r,omitempty"`
+}
+
+type wireSettings struct {
+	DeregistrationDelay *int64 `json:"dd,omitempty"` // milliseconds
+	Algorithm           string `json:"al,omitempty"`
+	HealthPath          string `json:"hp,omitempty"`
+}
+
+type wireRule struct {
+	Listener string   `json:"l"`
+	Priority int      `json:"p"`
+	Hosts    []string `json:"h,omitempty"`
+	Paths    []string `json:"pa,omitempty"`
+	Group    string   `json:"g"`
+}
+
+// delta is one change: a target added or changed, or removed.
+type delta struct {
+	Owner      string      `json:"o"`
+	Epoch      int64       `json:"e"`
+	Seq        uint64      `json:"s"`
+	SentAt     int64       `json:"at"` // unix nanoseconds, for the propagation delay
+	ConfigHash string      `json:"ch,omitempty"`
+	Removed    string      `json:"x,omitempty"` // the removed target's ID
+	Target     *wireTarget `json:"tg,omitempty"`
+}
+
+// full is one owner's whole state at (Epoch, Seq).
+type full struct {
+	Owner      string       `json:"o"`
+	Epoch      int64        `json:"e"`
+	Seq        uint64       `json:"s"`
+	SentAt     int64        `json:"at"`
+	ConfigHash string       `json:"ch,omitempty"`
+	Targets    []wireTarget `json:"tg"`
+}
+
+type pull struct {
+	From string `json:"f"`
+}
+
+func encode(kind byte, v any) []byte {
+	body, err := json.Marshal(v)
+	if err != nil {
+		panic("gossip: encode: " + err.Error()) // only our own plain structs are encoded
+	}
+	return append([]byte{kind}, body...)
+}
+
+// Reasons a received message is dropped, the label values of the drop counter.
+const (
+	dropMalformed = "malformed"
+	dropOversized = "oversized"
+	dropStale     = "stale"
+	dropForeign   = "foreign"
+	dropQueueFull = "queue_full"
+)
+
+// dropError is a received message that must not be trusted.
+type dropError struct {
+	reason string
+	err    error
+}
+
+func (e *dropError) Error() string { return "gossip: " + e.reason + " message: " + e.err.Error() }
+
+func drop(reason, format string, args ...any) error {
+	return &dropError{reason: reason, err: fmt.Errorf(format, args...)}
+}
+
+func decode(buf []byte, limit int, v any) error {
+	if len(buf) > limit {
+		return drop(dropOversized, "%d bytes, limit %d", len(buf), limit)
+	}
+	if err := json.Unmarshal(buf, v); err != nil {
+		return drop(dropMalformed, "%v", err)
+	}
+	return nil
+}
+
+func validName(s string) bool {
+	if s == "" || len(s) > maxNameBytes {
+		return false
+	}
+	for _, c := range s {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.') {
+			return false
+		}
+	}
+	return true
+}
+
+func checkVersion(owner string, epoch int64, seq uint64) error {
+	if !validName(owner) {
+		return drop(dropMalformed, "owner %q is not a node name", owner)
+	}
+	if epoch <= 0 {
+		return drop(dropMalformed, "owner %s: epoch %d", owner, epoch)
+	}
+	_ = seq
+	return nil
+}
+
+// checkTarget validates a target claimed by owner: a target of another owner is foreign.
+func checkTarget(owner string, t *wireTarget) error {
+	if !strings.HasPrefix(t.ID, owner+"/") || len(t.ID) > 3*maxNameBytes {
+		return drop(dropForeign, "target %q does not belong to owner %s", t.ID, owner)
+	}
+	host, port, err := net.SplitHostPort(t.Address)
+	if err != nil || net.ParseIP(host) == nil {
+		return drop(dropMalformed, "target %s: address %q is not ip:port", t.ID, t.Address)
+	}
+	if p, err := strconv.Atoi(port); err != nil || p < 1 || p > 65535 {
+		return drop(dropMalformed, "target %s: port %q", t.ID, port)
+	}
+	if len(t.Groups) == 0 || len(t.Groups) > maxGroupsPerTgt || len(t.Rules) > maxRulesPerTgt {
+		return drop(dropMalformed, "target %s: %d groups, %d rules", t.ID, len(t.Groups), len(t.Rules))
+	}
+	for _, g := range t.Groups {
+		if !validName(g) {
+			return drop(dropMalformed, "target %s: group %q", t.ID, g)
+		}
+	}
+	if t.Weight < 0 || t.Weight > 999 {
+		return drop(dropMalformed, "target %s: weight %d", t.ID, t.Weight)
+	}
+	switch t.Health {
+	case "", "starting", "healthy", "unhealthy":
+	default:
+		return drop(dropMalformed, "target %s: health %q", t.ID, t.Health)
+	}
+	for _, r := range t.Rules {
+		if !validName(r.Listener) || !validName(r.Group) || r.Priority < 1 || r.Priority > 50000 {
+			return drop(dropMalformed, "target %s: rule %+v", t.ID, r)
+		}
+	}
+	return nil
+}
+
+func (d *delta) check() error {
+	if err := checkVersion(d.Owner, d.Epoch, d.Seq); err != nil {
+		return err
+	}
+	if d.Seq == 0 {
+		return drop(dropMalformed, "owner %s: delta with seq 0", d.Owner)
+	}
+	switch {
+	case d.Target != nil && d.Removed == "":
+		return checkTarget(d.Owner, d.Target)
+	case d.Target == nil && d.Removed != "":
+		if !strings.HasPrefix(d.Removed, d.Owner+"/") {
+			return drop(dropForeign, "removal of %q by owner %s", d.Removed, d.Owner)
+		}
+		return nil
+	}
+	return drop(dropMalformed, "owner %s seq %d: a delta carries one target or one removal", d.Owner, d.Seq)
+}
+
+func (f *full) check() error {
+	if err := checkVersion(f.Owner, f.Epoch, f.Seq); err != nil {
+		return err
+	}
+	if len(f.Targets) > maxTargets {
+		return drop(dropOversized, "owner %s: %d targets", f.Owner, len(f.Targets))
+	}
+	seen := make(map[string]bool, len(f.Targets))
+	for i := range f.Targets {
+		if err := checkTarget(f.Owner, &f.Targets[i]); err != nil {
+			return err
+		}
+		if seen[f.Targets[i].ID] {
+			return drop(dropMalformed, "owner %s: target %s twice", f.Owner, f.Targets[i].ID)
+		}
+		seen[f.Targets[i].ID] = true
+	}
+	return nil
+}
+
+func toWire(t discovery.Target) wireTarget {
+	w := wireTarget{
+		ID: t.ID, Groups: t.Groups, Address: t.Address, LocalOnly: t.LocalOnly, Weight: t.Weight,
+		Container: t.ContainerName, Draining: t.Draining, Health: t.DockerHealth,
+	}
+	if !t.Created.IsZero() {
+		w.Created = t.Created.Unix()
+	}
+	if s := t.Settings; s.DeregistrationDelay != nil || s.Algorithm != "" || s.HealthPath != "" {
+		w.Settings = &wireSettings{Algorithm: s.Algorithm, HealthPath: s.HealthPath}
+		if s.DeregistrationDelay != nil {
+			ms := s.DeregistrationDelay.Milliseconds()
+			w.Settings.DeregistrationDelay = &ms
+		}
+	}
+	for _, r := range t.Rules {
+		w.Rules = append(w.Rules, wireRule{Listener: r.Listener, Priority: r.Priority, Hosts: r.Hosts, Paths: r.Paths, Group: r.Group})
+	}
+	return w
+}
+
+func fromWire(owner string, w wireTarget) discovery.Target {
+	t := discovery.Target{
+		ID: w.ID, Node: owner, Groups: w.Groups, Address: w.Address, LocalOnly: w.LocalOnly, Weight: w.Weight,
+		ContainerName: w.Container, Draining: w.Draining, DockerHealth: w.Health,
+	}
+	if w.Created != 0 {
+		t.Created = time.Unix(w.Created, 0)
+	}
+	if s := w.Settings; s != nil {
+		t.Settings = discovery.GroupSettings{Algorithm: s.Algorithm, HealthPath: s.HealthPath}
+		if s.DeregistrationDelay != nil {
+			d := time.Duration(*s.DeregistrationDelay) * time.Millisecond
+			t.Settings.DeregistrationDelay = &d
+		}
+	}
+	for _, r := range w.Rules {
+		t.Rules = append(t.Rules, discovery.Rule{Listener: r.Listener, Priority: r.Priority, Hosts: r.Hosts, Paths: r.Paths, Group: r.Group})
+	}
+	return t
+}
