@@ -1,0 +1,211 @@
+package fleettest
+
+import (
+	"fmt"
+	"maps"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/berth-lb/berth/agent/config"
+)
+
+// reachTimeout bounds how long a balancer may take to route to replicas that
+// run already: discovery on the own host, gossip for the others.
+const reachTimeout = 20 * time.Second
+
+// probe sends a short burst from inside host `from` to url and returns who
+// answered; a failed load client counts as no answer.
+func probe(f *Fleet, from int, url string) LoadResult {
+	r, err := f.Load(from, LoadOptions{URL: url, Rate: 100, Duration: 300 * time.Millisecond, Timeout: time.Second})
+	if err != nil {
+		return LoadResult{Answers: map[string]int{"load client error: " + err.Error(): 1}}
+	}
+	return r
+}
+
+func answerNames(r LoadResult) []string {
+	return slices.Sorted(maps.Keys(r.Answers))
+}
+
+// waitAnswers waits until every replica in want answers at url (requests sent
+// from host `from`) and nothing outside allowed does, and returns how long
+// that took.
+func waitAnswers(t *testing.T, f *Fleet, from int, url string, want, allowed []string) time.Duration {
+	t.Helper()
+	started := time.Now()
+	deadline := started.Add(reachTimeout)
+	for {
+		last := probe(f, from, url)
+		if answersExactly(last, want, allowed) {
+			return time.Since(started)
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s (from h%d) does not answer from each of %v and only from %v within %v: last answers %v, %d failed, first failures %v",
+				url, from, want, allowed, reachTimeout, last.Answers, last.Failed, firstErrors(last))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// answersExactly reports whether every name in want answered and no name
+// outside allowed did.
+func answersExactly(r LoadResult, want, allowed []string) bool {
+	for _, name := range want {
+		if r.Answers[name] == 0 {
+			return false
+		}
+	}
+	for name := range r.Answers {
+		if !slices.Contains(allowed, name) {
+			return false
+		}
+	}
+	return true
+}
+
+func firstErrors(r LoadResult) []string {
+	var errs []string
+	for _, f := range r.Failures {
+		if len(errs) == 3 {
+			break
+		}
+		errs = append(errs, f.Error)
+	}
+	return errs
+}
+
+func TestFleet(t *testing.T) {
+	started := time.Now()
+	f := New(t, 3)
+	h1, h2, h3 := f.Host(1), f.Host(2), f.Host(3)
+
+	replicas := map[int][]string{}
+	ids := map[string]string{}
+	for _, host := range []int{1, 1, 2, 2} {
+		id, name := f.RunApp(t, host)
+		replicas[host] = append(replicas[host], name)
+		ids[name] = id
+	}
+	all := append(slices.Clone(replicas[1]), replicas[2]...)
+	t.Logf("fleet up with %v after %v", all, time.Since(started).Round(time.Millisecond))
+
+	t.Run("each host's own balancer reaches its own containers", func(t *testing.T) {
+		for _, h := range []*Host{h1, h2} {
+			took := waitAnswers(t, f, 3, h.BalancerURL(), replicas[h.Index], all)
+			t.Logf("%s's balancer answers from its replicas %v after %v", h.Name, replicas[h.Index], took.Round(time.Millisecond))
+		}
+	})
+
+	t.Run("host 3's balancer reaches the apps on hosts 1 and 2", func(t *testing.T) {
+		took := waitAnswers(t, f, 3, h3.BalancerURL(), all, all)
+		t.Logf("h3's balancer answers from all of %v after %v", all, took.Round(time.Millisecond))
+	})
+
+	t.Run("docker stop on host 1 under load to host 3 fails no request", func(t *testing.T) {
+		victim := replicas[1][0]
+		load := f.StartLoad(3, LoadOptions{URL: h3.BalancerURL(), Rate: 200, Duration: 5 * time.Second, Timeout: 3 * time.Second})
+		time.Sleep(time.Second) // a steady state before the stop, as in production
+		stopStarted := time.Now()
+		f.StopContainer(t, 1, ids[victim])
+		t.Logf("docker stop %s took %v", victim, time.Since(stopStarted).Round(time.Millisecond))
+		r, err := load.Wait()
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("load to h3 during the stop: %d ok, %d failed, answers %v", r.OK, r.Failed, r.Answers)
+		if r.Failed != 0 {
+			t.Fatalf("%d requests failed during docker stop of %s; first errors: %v", r.Failed, victim, firstErrors(r))
+		}
+		if r.OK < 900 {
+			t.Fatalf("only %d requests were answered in 5 s at 200/s", r.OK)
+		}
+		if last := probe(f, 3, h3.BalancerURL()); last.Answers[victim] > 0 {
+			t.Fatalf("the stopped replica %s still answers: %v", victim, last.Answers)
+		}
+	})
+
+	t.Run("host 2 cut off under load to host 3: failures stop within 2 s", func(t *testing.T) {
+		const maxFailing = 2 * time.Second
+		load := f.StartLoad(3, LoadOptions{URL: h3.BalancerURL(), Rate: 200, Duration: 6 * time.Second, Timeout: 3 * time.Second})
+		time.Sleep(time.Second)
+		cut := time.Now()
+		if err := f.LinkDown(2); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() {
+			if err := f.LinkUp(2); err != nil {
+				t.Error(err)
+			}
+		})
+		r, err := load.Wait()
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("load to h3 around the cut: %d ok, %d failed, answers %v", r.OK, r.Failed, r.Answers)
+
+		// The cut is real: host 3 cannot reach host 2 at all.
+		if direct := probe(f, 3, h2.BalancerURL()); direct.OK > 0 {
+			t.Fatalf("h2's balancer still answers h3 after the cut: %v", direct.Answers)
+		}
+		if r.Failed == 0 {
+			t.Logf("no request failed after the cut")
+			return
+		}
+		first := time.Unix(0, r.FirstFailureSent)
+		last := time.Unix(0, r.LastFailureSent)
+		t.Logf("failures: %d; first sent %v after the cut, last sent %v after the cut; failing window %v",
+			r.Failed, first.Sub(cut).Round(time.Millisecond), last.Sub(cut).Round(time.Millisecond), last.Sub(first).Round(time.Millisecond))
+		if first.Before(cut) {
+			t.Errorf("a request failed %v before the cut: %v", cut.Sub(first).Round(time.Millisecond), firstErrors(r))
+		}
+		if last.Sub(cut) > maxFailing {
+			t.Errorf("requests still failed %v after the cut (at most %v allowed); first errors: %v",
+				last.Sub(cut).Round(time.Millisecond), maxFailing, strings.Join(firstErrors(r), "; "))
+		}
+	})
+	t.Logf("fleet test body took %v", time.Since(started).Round(time.Millisecond))
+}
+
+// TestAgentConfigIsValid loads the config the harness writes for each agent
+// with the agent's own loader, so a harness mistake shows here and not as an
+// agent that will not start.
+func TestAgentConfigIsValid(t *testing.T) {
+	f := &Fleet{RunID: "abc123", subnet: 7, dir: "/tmp/" + dirPrefix + "abc123"}
+	for i := 1; i <= 3; i++ {
+		f.Hosts = append(f.Hosts, &Host{Index: i, Name: fmt.Sprintf("h%d", i), IP: f.hostIP(i), dockerSock: fmt.Sprintf("%s/h%d/docker.sock", f.dir, i)})
+	}
+	tests := []struct {
+		host      int
+		advertise string
+		join      []string
+	}{
+		{1, "10.213.7.11", []string{"10.213.7.12:7946", "10.213.7.13:7946"}},
+		{2, "10.213.7.12", []string{"10.213.7.11:7946", "10.213.7.13:7946"}},
+		{3, "10.213.7.13", []string{"10.213.7.11:7946", "10.213.7.12:7946"}},
+	}
+	for _, tt := range tests {
+		t.Run(fmt.Sprintf("h%d", tt.host), func(t *testing.T) {
+			h := f.Hosts[tt.host-1]
+			file := filepath.Join(t.TempDir(), "berth.yaml")
+			if err := os.WriteFile(file, []byte(f.agentConfig(h)), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			cfg, err := config.Load(file, nil)
+			if err != nil {
+				t.Fatalf("the agent refuses the harness's config: %v\n%s", err, f.agentConfig(h))
+			}
+			got := []string{cfg.Node.Name, cfg.Node.Advertise, cfg.Docker.Host, cfg.Cluster.Bind, cfg.Admin.Listen, cfg.Listeners[0].Address}
+			want := []string{h.Name, tt.advertise, "unix://" + h.dockerSock, tt.advertise + ":7946", tt.advertise + ":9900", tt.advertise + ":8000"}
+			if !slices.Equal(got, want) {
+				t.Errorf("node name, advertise, docker host, cluster bind, admin, listener = %q, want %q", got, want)
+			}
+			if !slices.Equal(cfg.Cluster.Join, tt.join) {
+				t.Errorf("cluster.join = %q, want %q", cfg.Cluster.Join, tt.join)
+			}
+		})
+	}
+}

@@ -1,0 +1,146 @@
+// Command loadclient sends HTTP GET requests at a steady rate and prints what
+// happened as one JSON object on stdout. The fleet harness runs it with nsenter
+// inside a simulated host's network namespace, because the test process itself
+// lives in the root namespace, which cannot reach the simulated hosts.
+//
+// Every other request uses a shared keep-alive connection pool; the others open
+// a new connection each, so both ways a client reaches a balancer are measured.
+//
+//	loadclient -url http://10.213.7.13:8000/ -rate 200 -duration 5s -timeout 3s
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Result is the JSON loadclient prints. Times are Unix nanoseconds, so the
+// caller, on the same machine, can compare them with its own clock.
+type Result struct {
+	OK     int `json:"ok"`
+	Failed int `json:"failed"`
+	// Answers counts the 200 answers by the first word of their body (the
+	// example app's replica name).
+	Answers map[string]int `json:"answers"`
+	// Failures holds the first maxFailures failed requests, in send order.
+	Failures []Failure `json:"failures"`
+	// FirstFailureSent and LastFailureSent are the send times of the earliest
+	// and latest failed requests over all of them; zero when none failed.
+	FirstFailureSent int64 `json:"first_failure_sent"`
+	LastFailureSent  int64 `json:"last_failure_sent"`
+	Started          int64 `json:"started"`
+	Finished         int64 `json:"finished"`
+}
+
+// Failure is one failed request.
+type Failure struct {
+	Sent  int64  `json:"sent"`
+	Ended int64  `json:"ended"`
+	Error string `json:"error"`
+}
+
+// maxFailures bounds the failures listed one by one; the counts cover all.
+const maxFailures = 50
+
+func main() {
+	url := flag.String("url", "", "URL to GET (required)")
+	rate := flag.Int("rate", 200, "requests per second")
+	duration := flag.Duration("duration", 5*time.Second, "how long to send requests")
+	timeout := flag.Duration("timeout", 3*time.Second, "timeout of one request")
+	flag.Parse()
+	if *url == "" || *rate <= 0 || *duration <= 0 || *timeout <= 0 {
+		fmt.Fprintln(os.Stderr, "loadclient: -url is required; -rate, -duration and -timeout must be more than 0")
+		os.Exit(2)
+	}
+	result := run(*url, *rate, *duration, *timeout)
+	if err := json.NewEncoder(os.Stdout).Encode(result); err != nil {
+		fmt.Fprintf(os.Stderr, "loadclient: write result: %v\n", err)
+		os.Exit(1)
+	}
+}
+
+func run(url string, rate int, duration, timeout time.Duration) Result {
+	keepAlive := &http.Client{Timeout: timeout, Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
+	fresh := &http.Client{Timeout: timeout, Transport: &http.Transport{DisableKeepAlives: true}}
+
+	var (
+		mu     sync.Mutex
+		wg     sync.WaitGroup
+		result = Result{Answers: map[string]int{}, Started: time.Now().UnixNano()}
+	)
+	record := func(sent time.Time, answer string, err error) {
+		mu.Lock()
+		defer mu.Unlock()
+		if err == nil {
+			result.OK++
+			result.Answers[answer]++
+			return
+		}
+		result.Failed++
+		s := sent.UnixNano()
+		if result.FirstFailureSent == 0 || s < result.FirstFailureSent {
+			result.FirstFailureSent = s
+		}
+		if s > result.LastFailureSent {
+			result.LastFailureSent = s
+		}
+		if len(result.Failures) < maxFailures {
+			result.Failures = append(result.Failures, Failure{Sent: s, Ended: time.Now().UnixNano(), Error: err.Error()})
+		}
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), duration)
+	defer cancel()
+	tick := time.NewTicker(time.Second / time.Duration(rate))
+	defer tick.Stop()
+	for i := 0; ; i++ {
+		select {
+		case <-ctx.Done():
+			wg.Wait()
+			result.Finished = time.Now().UnixNano()
+			return result
+		case <-tick.C:
+		}
+		client := keepAlive
+		if i%2 == 1 {
+			client = fresh
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			sent := time.Now()
+			answer, err := get(client, url)
+			record(sent, answer, err)
+		}()
+	}
+}
+
+// get fetches url and returns the first word of a 200 answer's body.
+func get(client *http.Client, url string) (string, error) {
+	resp, err := client.Get(url)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return "", fmt.Errorf("read body: %w", err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		return "", fmt.Errorf("status %d: %s", resp.StatusCode, strings.TrimSpace(string(body)))
+	}
+	fields := strings.Fields(string(body))
+	if len(fields) == 0 {
+		return "", errors.New("empty body")
+	}
+	return fields[0], nil
+}
