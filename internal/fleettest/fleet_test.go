@@ -2,7 +2,6 @@ package fleettest
 
 import (
 	"fmt"
-	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -25,10 +24,6 @@ func probe(f *Fleet, from int, url string) LoadResult {
 		return LoadResult{Answers: map[string]int{"load client error: " + err.Error(): 1}}
 	}
 	return r
-}
-
-func answerNames(r LoadResult) []string {
-	return slices.Sorted(maps.Keys(r.Answers))
 }
 
 // waitAnswers waits until every replica in want answers at url (requests sent

@@ -579,15 +579,6 @@ func (l *RunningLoad) Wait() (LoadResult, error) {
 	return l.result, l.err
 }
 
-// AgentLog returns the last lines of host i's agent log.
-func (f *Fleet) AgentLog(i int) string {
-	h := f.Host(i)
-	if h.agent == nil {
-		return ""
-	}
-	return tail(h.agent.log)
-}
-
 // teardown removes everything the fleet created, in an order that lets each
 // step work: containers through their daemons, then agents and daemons, then
 // what the daemons may have left (mounts, cgroups), then the network and the
