@@ -60,6 +60,9 @@ const (
 	// ownerFile in the run directory holds the PID of the test process that
 	// owns the run, so a sweep never removes a live run's namespaces.
 	ownerFile = "owner.pid"
+	// runIDBytes is the size of the random run ID; it is kept short because it
+	// is part of interface names, limited to 15 bytes.
+	runIDBytes = 3
 
 	appPackage    = "github.com/berth-lb/berth/examples/app"
 	berthPackage  = "github.com/berth-lb/berth/cmd/berth"
@@ -157,7 +160,7 @@ func New(t testing.TB, n int) *Fleet {
 	SweepStale(t)
 	main := dockertest.Client(t)
 
-	random := make([]byte, 3)
+	random := make([]byte, runIDBytes)
 	if _, err := rand.Read(random); err != nil {
 		t.Fatalf("fleettest: run ID: %v", err)
 	}
@@ -525,8 +528,11 @@ type LoadResult struct {
 	Failures         []LoadFailure  `json:"failures"`
 	FirstFailureSent int64          `json:"first_failure_sent"`
 	LastFailureSent  int64          `json:"last_failure_sent"`
-	Started          int64          `json:"started"`
-	Finished         int64          `json:"finished"`
+	// FirstFailureEnded is when the earliest failure was seen: a request
+	// sent before an event may fail because of it.
+	FirstFailureEnded int64 `json:"first_failure_ended"`
+	Started           int64 `json:"started"`
+	Finished          int64 `json:"finished"`
 }
 
 // LoadFailure is one failed request.
@@ -747,13 +753,15 @@ func SweepStale(t testing.TB) {
 			continue
 		}
 		rest := strings.TrimPrefix(fields[0], namePrefix)
-		if runID, _, ok := strings.Cut(rest, "-"); ok {
+		if runID, _, ok := strings.Cut(rest, "-"); ok && isRunID(runID) {
 			runs[runID] = true
 		}
 	}
 	dirs, _ := filepath.Glob(filepath.Join(os.TempDir(), dirPrefix+"*"))
 	for _, d := range dirs {
-		runs[strings.TrimPrefix(filepath.Base(d), dirPrefix)] = true
+		if runID := strings.TrimPrefix(filepath.Base(d), dirPrefix); isRunID(runID) {
+			runs[runID] = true
+		}
 	}
 	for runID := range runs {
 		if ownerAlive(runID) {
@@ -776,6 +784,16 @@ func SweepStale(t testing.TB) {
 		}
 		t.Logf("fleettest: swept the stale run %s", runID)
 	}
+}
+
+// isRunID reports whether s has the form of the run IDs New makes, so the
+// sweep never touches a berth-* namespace something else created.
+func isRunID(s string) bool {
+	if len(s) != 2*runIDBytes {
+		return false
+	}
+	_, err := hex.DecodeString(s)
+	return err == nil && strings.ToLower(s) == s
 }
 
 // ownerAlive reports whether the test process that created the run still runs.

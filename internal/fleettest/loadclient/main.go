@@ -37,8 +37,11 @@ type Result struct {
 	// and latest failed requests over all of them; zero when none failed.
 	FirstFailureSent int64 `json:"first_failure_sent"`
 	LastFailureSent  int64 `json:"last_failure_sent"`
-	Started          int64 `json:"started"`
-	Finished         int64 `json:"finished"`
+	// FirstFailureEnded is when the earliest failure was seen; a request
+	// sent before an event may fail because of it.
+	FirstFailureEnded int64 `json:"first_failure_ended"`
+	Started           int64 `json:"started"`
+	Finished          int64 `json:"finished"`
 }
 
 // Failure is one failed request.
@@ -86,7 +89,10 @@ func run(url string, rate int, duration, timeout time.Duration) Result {
 			return
 		}
 		result.Failed++
-		s := sent.UnixNano()
+		s, ended := sent.UnixNano(), time.Now().UnixNano()
+		if result.FirstFailureEnded == 0 || ended < result.FirstFailureEnded {
+			result.FirstFailureEnded = ended
+		}
 		if result.FirstFailureSent == 0 || s < result.FirstFailureSent {
 			result.FirstFailureSent = s
 		}
@@ -94,7 +100,7 @@ func run(url string, rate int, duration, timeout time.Duration) Result {
 			result.LastFailureSent = s
 		}
 		if len(result.Failures) < maxFailures {
-			result.Failures = append(result.Failures, Failure{Sent: s, Ended: time.Now().UnixNano(), Error: err.Error()})
+			result.Failures = append(result.Failures, Failure{Sent: s, Ended: ended, Error: err.Error()})
 		}
 	}
 
