@@ -64,26 +64,39 @@ type Cluster struct {
 	epoch   int64
 	name    string // memberlist name: node@epoch, unique per start
 
-	mu      sync.Mutex
-	table   *table
-	names   map[string]nameState // memberlist name -> owner and state
-	seq     uint64
-	own     map[string]wireTarget
-	ownHash string
+	// mu guards the fields below. Nothing holding it calls into memberlist,
+	// whose callbacks take it while memberlist holds its own lock.
+	mu    sync.Mutex
+	addr  string
+	table *table
+	names map[string]nameState // memberlist name -> owner and state
+	// goodbyes holds the members that announced a graceful leave.
+	goodbyes map[string]bool
+	seq      uint64
+	own      map[string]wireTarget
+	ownHash  string
 
 	changes chan struct{}
 	inbox   chan []byte
 	metaDue atomic.Bool
-	stats   stats
-	fanout  chan struct{} // bounds concurrent direct sends
-	done    chan struct{}
-	wg      sync.WaitGroup
+	// reconnecting is true while a join of dead members runs.
+	reconnecting atomic.Bool
+	stats        stats
+	fanout       chan struct{} // bounds concurrent direct sends
+	done         chan struct{}
+	wg           sync.WaitGroup
 }
 
+// nameState is a copy of what memberlist told about one member. berth never
+// reads memberlist's own Node values outside its callbacks: memberlist changes
+// them under its lock, and Members() hands them out without it.
 type nameState struct {
 	owner string
 	epoch int64
 	state memberState
+	since time.Time
+	node  memberlist.Node // Name, Addr and Port only
+	meta  meta
 }
 
 // Berth's memberlist settings on top of the LAN defaults: fast gossip for
@@ -100,6 +113,8 @@ const (
 	pullEvery        = time.Second
 	defaultGrace     = 60 * time.Second
 	inboxSize        = 1024
+	// reconnectInterval paces the attempts to reach members believed dead.
+	reconnectInterval = 2 * time.Second
 	// forgetDead is how long the state of a dead node is kept, not routed, in
 	// case it comes back (a partition that heals).
 	forgetDead = 10 * time.Minute
@@ -119,7 +134,7 @@ func Start(opts Options) (*Cluster, error) {
 	}
 	c := &Cluster{
 		opts: opts, log: opts.Logger, epoch: time.Now().UnixNano(),
-		table: newTable(opts.Node), names: map[string]nameState{}, own: map[string]wireTarget{},
+		table: newTable(opts.Node), names: map[string]nameState{}, goodbyes: map[string]bool{}, own: map[string]wireTarget{},
 		changes: make(chan struct{}, 1), inbox: make(chan []byte, inboxSize),
 		fanout: make(chan struct{}, fanoutParallel), done: make(chan struct{}),
 	}
@@ -167,6 +182,8 @@ func Start(opts Options) (*Cluster, error) {
 	}
 	c.ml = ml
 	c.mlReady.Store(ml)
+	local := ml.LocalNode() // read once: only this node's later alive messages change it
+	c.addr = net.JoinHostPort(local.Addr.String(), strconv.Itoa(int(local.Port)))
 	c.wg.Add(2)
 	go c.receiveLoop()
 	go c.repairLoop()
@@ -184,9 +201,19 @@ func (c *Cluster) numMembers() int {
 func (c *Cluster) Name() string { return c.name }
 
 // Addr is the address memberlist listens on.
-func (c *Cluster) Addr() string {
-	n := c.ml.LocalNode()
-	return net.JoinHostPort(n.Addr.String(), strconv.Itoa(int(n.Port)))
+func (c *Cluster) Addr() string { return c.addr }
+
+// alive returns copies of the other live members.
+func (c *Cluster) alive() []memberlist.Node {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var out []memberlist.Node
+	for _, ns := range c.names {
+		if ns.state == memberAlive {
+			out = append(out, ns.node)
+		}
+	}
+	return out
 }
 
 // Changes receives a value whenever the routable remote targets may have changed.
@@ -207,8 +234,8 @@ func (c *Cluster) Targets() []discovery.Target {
 }
 
 // Publish makes targets this node's state: each changed target becomes one
-// versioned delta, gossiped; a drain or a removal also goes directly to every
-// member. configHash is this node's hash of its listeners and groups config.
+// versioned delta, sent at once to every member (a drain or a removal over
+// TCP, anything else in one UDP packet) and gossiped as well. configHash is this node's hash of its listeners and groups config.
 func (c *Cluster) Publish(targets []discovery.Target, configHash string) {
 	var deltas []*delta
 	urgent := map[*delta]bool{}
@@ -242,15 +269,25 @@ func (c *Cluster) Publish(targets []discovery.Target, configHash string) {
 	c.ownHash = configHash
 	c.mu.Unlock()
 
+	var members []memberlist.Node
+	if len(deltas) > 0 {
+		members = c.alive()
+	}
 	for _, d := range deltas {
 		msg := encode(kindDelta, d)
-		if len(msg) <= maxDeltaBytes {
-			c.queue.QueueBroadcast(broadcast(msg))
-		} else {
-			urgent[d] = true // too large for a packet: direct only, pulls repair the rest
+		if len(msg) > maxDeltaBytes {
+			urgent[d] = true // too large for a packet: over TCP only
 		}
 		if urgent[d] {
-			c.sendToAll(msg)
+			c.sendToAll(members, msg)
+		} else {
+			// One packet to each member now; gossip repeats it, pulls repair the rest.
+			for i := range members {
+				c.ml.SendBestEffort(&members[i], msg)
+			}
+		}
+		if len(msg) <= maxDeltaBytes {
+			c.queue.QueueBroadcast(broadcast(msg))
 		}
 	}
 	if c.queue.NumQueued() > maxQueued {
@@ -261,17 +298,14 @@ func (c *Cluster) Publish(targets []discovery.Target, configHash string) {
 	}
 }
 
-// sendToAll sends msg over TCP to every other live member, a bounded number
-// at a time, without waiting.
-func (c *Cluster) sendToAll(msg []byte) {
-	for _, n := range c.ml.Members() {
-		if n.Name == c.name || n.State != memberlist.StateAlive {
-			continue
-		}
+// sendToAll sends msg over TCP to members, a bounded number at a time,
+// without waiting.
+func (c *Cluster) sendToAll(members []memberlist.Node, msg []byte) {
+	for _, n := range members {
 		c.fanout <- struct{}{}
-		go func(n *memberlist.Node) {
+		go func(n memberlist.Node) {
 			defer func() { <-c.fanout }()
-			if err := c.ml.SendReliable(n, msg); err != nil {
+			if err := c.ml.SendReliable(&n, msg); err != nil {
 				c.stats.fanoutFailures.Add(1)
 				c.log.Debug("gossip: direct send failed; gossip will carry it", "to", n.Name, "err", err)
 				return
@@ -340,6 +374,14 @@ func (c *Cluster) handle(msg []byte) error {
 			return err
 		}
 		c.answerPull(p.From)
+	case kindGoodbye:
+		var p pull
+		if err := decode(msg[1:], 1024, &p); err != nil {
+			return err
+		}
+		c.mu.Lock()
+		c.goodbyes[p.From] = true
+		c.mu.Unlock()
 	default:
 		return drop(dropMalformed, "unknown kind %q", msg[0])
 	}
@@ -368,11 +410,11 @@ func (c *Cluster) ownFull() full {
 }
 
 func (c *Cluster) answerPull(from string) {
-	for _, n := range c.ml.Members() {
+	for _, n := range c.alive() {
 		if n.Name == from {
 			msg := encode(kindFull, c.ownFull())
 			go func() {
-				if err := c.ml.SendReliable(n, msg); err != nil {
+				if err := c.ml.SendReliable(&n, msg); err != nil {
 					c.log.Debug("gossip: answering a pull failed", "to", from, "err", err)
 				}
 			}()
@@ -388,7 +430,7 @@ func (c *Cluster) repairLoop() {
 	tick := time.NewTicker(repairInterval)
 	defer tick.Stop()
 	lastPull := map[string]time.Time{}
-	var nextJoin time.Time
+	var nextJoin, nextReconnect time.Time
 	joinBackoff := 500 * time.Millisecond
 	for {
 		select {
@@ -401,6 +443,10 @@ func (c *Cluster) repairLoop() {
 				}
 			}
 			c.followMembers(now, lastPull)
+			if now.After(nextReconnect) {
+				nextReconnect = now.Add(reconnectInterval)
+				c.reconnect()
+			}
 			if len(c.opts.Join) > 0 && c.ml.NumMembers() <= 1 && now.After(nextJoin) {
 				if err := c.join(); err != nil {
 					nextJoin = now.Add(joinBackoff)
@@ -411,6 +457,29 @@ func (c *Cluster) repairLoop() {
 			}
 		}
 	}
+}
+
+// reconnect tries to join the members it believes dead: memberlist stops
+// talking to dead nodes, so the two sides of a healed partition would never
+// meet again (serf's reconnector does the same).
+func (c *Cluster) reconnect() {
+	var addrs []string
+	c.mu.Lock()
+	for _, ns := range c.names {
+		if ns.state == memberDead {
+			addrs = append(addrs, ns.node.Address())
+		}
+	}
+	c.mu.Unlock()
+	if len(addrs) == 0 || !c.reconnecting.CompareAndSwap(false, true) {
+		return
+	}
+	go func() {
+		defer c.reconnecting.Store(false)
+		if n, _ := c.ml.Join(addrs); n > 0 {
+			c.log.Info("gossip: reached members believed dead again", "count", n)
+		}
+	}()
 }
 
 // join tries the join list once.
@@ -447,40 +516,27 @@ func decodeMeta(b []byte) (meta, bool) {
 	return m, true
 }
 
-// followMembers reconciles membership states and asks owners with a gap, or
-// whose meta is ahead of what arrived, for their full state.
+// followMembers reconciles owners with their members' states, forgets long
+// dead ones, and asks owners with a gap, or whose meta is ahead of what
+// arrived, for their full state.
 func (c *Cluster) followMembers(now time.Time, lastPull map[string]time.Time) {
-	members := c.ml.Members()
-	var pulls []*memberlist.Node
+	var pulls []memberlist.Node
 	changed := false
 	c.mu.Lock()
-	for _, n := range members {
-		if n.Name == c.name {
-			continue
-		}
-		owner, epoch, ok := parseName(n.Name)
-		if !ok {
-			continue
-		}
-		ns := nameState{owner: owner, epoch: epoch, state: stateOf(n.State)}
-		if c.names[n.Name] != ns {
-			c.names[n.Name] = ns
-		}
-		m, _ := decodeMeta(n.Meta)
-		o := c.table.owner(owner)
-		if m.ConfigHash != "" && m.Epoch == o.epoch {
-			o.configHash = m.ConfigHash
-		}
-		behind := m.Epoch > o.epoch || m.Epoch == o.epoch && m.Seq > o.complete
-		gap := !o.needFullFrom.IsZero() && now.Sub(o.needFullFrom) > gapPatience
-		if n.State == memberlist.StateAlive && (behind || gap) && now.Sub(lastPull[owner]) > pullEvery {
-			lastPull[owner] = now
-			pulls = append(pulls, n)
-		}
-	}
-	for name := range c.names {
-		if !containsNode(members, name) {
+	for name, ns := range c.names {
+		if ns.state >= memberLeft && now.Sub(ns.since) > forgetDead {
 			delete(c.names, name)
+			continue
+		}
+		o := c.table.owner(ns.owner)
+		if ns.meta.ConfigHash != "" && ns.meta.Epoch == o.epoch {
+			o.configHash = ns.meta.ConfigHash
+		}
+		behind := ns.meta.Epoch > o.epoch || ns.meta.Epoch == o.epoch && ns.meta.Seq > o.complete
+		gap := !o.needFullFrom.IsZero() && now.Sub(o.needFullFrom) > gapPatience
+		if ns.state == memberAlive && (behind || gap) && now.Sub(lastPull[ns.owner]) > pullEvery {
+			lastPull[ns.owner] = now
+			pulls = append(pulls, ns.node)
 		}
 	}
 	for owner, o := range c.table.owners {
@@ -497,7 +553,7 @@ func (c *Cluster) followMembers(now time.Time, lastPull map[string]time.Time) {
 	for _, n := range pulls {
 		c.stats.pulls.Add(1)
 		msg := encode(kindPull, pull{From: c.name})
-		go c.ml.SendReliable(n, msg)
+		go c.ml.SendReliable(&n, msg)
 	}
 	if changed {
 		c.notify()
@@ -519,25 +575,31 @@ func (c *Cluster) ownerMember(owner string) memberState {
 	return best
 }
 
-func stateOf(s memberlist.NodeStateType) memberState {
-	switch s {
-	case memberlist.StateAlive:
-		return memberAlive
-	case memberlist.StateSuspect:
-		return memberSuspect
-	case memberlist.StateLeft:
-		return memberLeft
+// observe records what memberlist says about a member; called from its
+// event callbacks, which run one at a time.
+func (c *Cluster) observe(n *memberlist.Node, state memberState) {
+	if n.Name == c.name {
+		return
 	}
-	return memberDead
-}
-
-func containsNode(ns []*memberlist.Node, name string) bool {
-	for _, n := range ns {
-		if n.Name == name {
-			return true
-		}
+	owner, epoch, ok := parseName(n.Name)
+	if !ok {
+		c.log.Warn("gossip: a member's name is not node@epoch; is it a berth agent?", "member", n.Name)
+		return
 	}
-	return false
+	m, _ := decodeMeta(n.Meta)
+	copied := memberlist.Node{Name: n.Name, Addr: append(net.IP(nil), n.Addr...), Port: n.Port}
+	c.mu.Lock()
+	prev, known := c.names[n.Name]
+	since := time.Now()
+	if known && prev.state == state {
+		since = prev.since
+	}
+	c.names[n.Name] = nameState{owner: owner, epoch: epoch, state: state, since: since, node: copied, meta: m}
+	c.mu.Unlock()
+	if !known || prev.state != state {
+		c.log.Info("gossip: member "+state.String(), "member", n.Name, "address", copied.Address())
+		c.notify()
+	}
 }
 
 // parseName splits a memberlist name "node@epoch36".
@@ -553,6 +615,7 @@ func parseName(name string) (owner string, epoch int64, ok bool) {
 // Close leaves the cluster (others keep this host's targets for their rejoin
 // grace: its containers still run) and stops memberlist.
 func (c *Cluster) Close(timeout time.Duration) error {
+	c.sayGoodbye(timeout / 2)
 	err := c.ml.Leave(timeout)
 	close(c.done)
 	c.wg.Wait()
@@ -563,6 +626,26 @@ func (c *Cluster) Close(timeout time.Duration) error {
 		return fmt.Errorf("gossip: leave: %w", err)
 	}
 	return nil
+}
+
+// sayGoodbye tells every live member, directly, that this node leaves on
+// purpose, so they keep its targets for their rejoin grace.
+func (c *Cluster) sayGoodbye(timeout time.Duration) {
+	msg := encode(kindGoodbye, pull{From: c.name})
+	var wg sync.WaitGroup
+	for _, n := range c.alive() {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c.ml.SendReliable(&n, msg)
+		}()
+	}
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(timeout):
+	}
 }
 
 // delegate and events are memberlist's callbacks.
@@ -640,9 +723,27 @@ func (d delegate) MergeRemoteState(buf []byte, join bool) {
 
 type events struct{ c *Cluster }
 
-func (e events) NotifyJoin(n *memberlist.Node)   { e.c.metaDue.Store(true) }
-func (e events) NotifyLeave(n *memberlist.Node)  {}
-func (e events) NotifyUpdate(n *memberlist.Node) {}
+func (e events) NotifyJoin(n *memberlist.Node) {
+	e.c.observe(n, memberAlive)
+	e.c.metaDue.Store(true) // the newcomer learns our seq at once
+}
+
+// NotifyLeave cannot tell a leave from a death: memberlist keeps that in a
+// field it does not pass. A node that said goodbye first has left.
+func (e events) NotifyLeave(n *memberlist.Node) {
+	state := memberDead
+	e.c.mu.Lock()
+	if e.c.goodbyes[n.Name] {
+		state = memberLeft
+		delete(e.c.goodbyes, n.Name)
+	}
+	e.c.mu.Unlock()
+	e.c.observe(n, state)
+}
+
+// NotifyUpdate reports a new meta (a change of seq or config hash) or a node
+// alive again.
+func (e events) NotifyUpdate(n *memberlist.Node) { e.c.observe(n, memberAlive) }
 
 // broadcast is a message queued for gossip; it never invalidates another:
 // receivers need every seq, and versions make duplicates harmless.

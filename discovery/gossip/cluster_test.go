@@ -270,7 +270,16 @@ func TestPartitionHeals(t *testing.T) {
 	nodes[2].c.Publish([]discovery.Target{tg}, "")
 	tg0 := target("n0", 1, "10.0.0.8:32768")
 	nodes[0].c.Publish([]discovery.Target{tg0}, "")
-	time.Sleep(500 * time.Millisecond)
+	// Long enough for each side to declare the other dead: healing must not
+	// depend on memberlist still probing.
+	waitFor(t, 10*time.Second, func() bool {
+		for _, m := range nodes[0].c.Members() {
+			if m.Node == "n2" && m.State == "dead" {
+				return true
+			}
+		}
+		return false
+	}, "n0 did not declare the partitioned n2 dead")
 	if _, ok := find(nodes[0], tg.ID); ok {
 		t.Fatal("a change crossed the partition")
 	}

@@ -5,8 +5,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-
-	"github.com/hashicorp/memberlist"
 )
 
 // PropagationBuckets are the upper bounds, in seconds, of the propagation
@@ -90,21 +88,16 @@ func (c *Cluster) Stats() Stats {
 	}
 	st.PropagationSum, st.PropagationCount = c.stats.propagationSum, c.stats.propagationCount
 	c.stats.mu.Unlock()
-	members := c.ml.Members()
-	for _, n := range members {
-		st.Members[stateOf(n.State).String()]++
-	}
+	st.Members[memberAlive.String()]++ // this node
 	c.mu.Lock()
-	for _, n := range members {
-		owner, _, ok := parseName(n.Name)
-		if !ok || n.Name == c.name || n.State != memberlist.StateAlive {
+	for _, ns := range c.names {
+		st.Members[ns.state.String()]++
+		if ns.state != memberAlive {
 			continue
 		}
 		st.Owners++
-		if m, ok := decodeMeta(n.Meta); ok {
-			if o := c.table.owners[owner]; o != nil && o.epoch == m.Epoch && o.complete >= m.Seq {
-				st.OwnersInSync++
-			}
+		if o := c.table.owners[ns.owner]; o != nil && o.epoch == ns.meta.Epoch && o.complete >= ns.meta.Seq {
+			st.OwnersInSync++
 		}
 	}
 	c.mu.Unlock()
@@ -127,21 +120,21 @@ type Member struct {
 	Self       bool
 }
 
-// Members returns every memberlist member, this node first, then by name.
+// Members returns this node, then every member it knows of, alive or not, by name.
 func (c *Cluster) Members() []Member {
-	nodes := c.ml.Members()
-	out := make([]Member, 0, len(nodes))
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	for _, n := range nodes {
-		owner, epoch, _ := parseName(n.Name)
-		m := Member{Name: n.Name, Node: owner, Address: n.Address(), State: stateOf(n.State).String(), Epoch: epoch, Self: n.Name == c.name}
-		if md, ok := decodeMeta(n.Meta); ok {
-			m.Seq, m.ConfigHash = md.Seq, md.ConfigHash
-		}
-		if m.Self {
-			m.Known, m.Targets, m.ConfigHash = c.seq, len(c.own), c.ownHash
-		} else if o := c.table.owners[owner]; o != nil && o.epoch == epoch {
+	out := []Member{{Name: c.name, Node: c.opts.Node, Address: c.addr, State: memberAlive.String(), Epoch: c.epoch,
+		Seq: c.seq, Known: c.seq, Targets: len(c.own), ConfigHash: c.ownHash, Self: true}}
+	names := make([]string, 0, len(c.names))
+	for name := range c.names {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		ns := c.names[name]
+		m := Member{Name: name, Node: ns.owner, Address: ns.node.Address(), State: ns.state.String(), Epoch: ns.epoch, Seq: ns.meta.Seq, ConfigHash: ns.meta.ConfigHash}
+		if o := c.table.owners[ns.owner]; o != nil && o.epoch == ns.epoch {
 			m.Known = o.complete
 			for _, r := range o.records {
 				if !r.removed {
@@ -151,11 +144,5 @@ func (c *Cluster) Members() []Member {
 		}
 		out = append(out, m)
 	}
-	sort.Slice(out, func(i, j int) bool {
-		if out[i].Self != out[j].Self {
-			return out[i].Self
-		}
-		return out[i].Name < out[j].Name
-	})
 	return out
 }

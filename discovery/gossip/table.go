@@ -34,15 +34,16 @@ type ownerState struct {
 
 type memberState int
 
+// Member states, best first. memberlist does not tell suspicion to its
+// delegates; the balancer's passive checks cover a host that stops answering.
 const (
 	memberAlive memberState = iota
-	memberSuspect
 	memberLeft
 	memberDead
 )
 
 func (m memberState) String() string {
-	return [...]string{"alive", "suspect", "left", "dead"}[m]
+	return [...]string{"alive", "left", "dead"}[m]
 }
 
 // record is the last change of one target: a target or a tombstone.
@@ -212,11 +213,7 @@ func (t *table) routable(now time.Time, rejoinGrace time.Duration) []discovery.T
 		}
 		sort.Strings(ids)
 		for _, id := range ids {
-			tg := o.records[id].target
-			if o.member == memberSuspect {
-				tg.Unreachable = true
-			}
-			out = append(out, tg)
+			out = append(out, o.records[id].target)
 		}
 	}
 	return out

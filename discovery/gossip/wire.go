@@ -17,6 +17,9 @@ const (
 	kindFull   byte = 'F' // one owner's whole state (answer to a pull)
 	kindBundle byte = 'B' // every owner's state (push/pull and join)
 	kindPull   byte = 'P' // "send me your full state"
+	// kindGoodbye says the sender leaves on purpose (an agent stopping or
+	// restarting): its targets stay routable for the rejoin grace.
+	kindGoodbye byte = 'L'
 )
 
 // Bounds on what a message may carry; anything larger is dropped and counted.
@@ -84,6 +87,7 @@ type full struct {
 	Targets    []wireTarget `json:"tg"`
 }
 
+// pull and goodbye carry the sender's memberlist name.
 type pull struct {
 	From string `json:"f"`
 }
