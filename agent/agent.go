@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"reflect"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -24,6 +25,7 @@ import (
 	"github.com/berth-lb/berth/balancer"
 	"github.com/berth-lb/berth/discovery"
 	"github.com/berth-lb/berth/discovery/docker"
+	"github.com/berth-lb/berth/discovery/gossip"
 )
 
 // Options configure Run.
@@ -54,6 +56,7 @@ type Agent struct {
 	log      *slog.Logger
 	lb       *balancer.Balancer
 	watcher  *docker.Watcher
+	cluster  *gossip.Cluster // nil when cluster.enabled is false
 	started  time.Time
 	registry *prometheus.Registry
 	reloads  *prometheus.CounterVec
@@ -95,6 +98,18 @@ func run(ctx context.Context, opts Options, created chan<- *Agent) error {
 			return fmt.Errorf("agent: %w", err)
 		}
 		a.watcher = w
+	}
+	if cfg.Cluster.Enabled {
+		c, err := startCluster(cfg, opts.Logger)
+		if err != nil {
+			return err
+		}
+		a.cluster = c
+		defer func() {
+			if err := c.Close(5 * time.Second); err != nil {
+				a.log.Warn("agent: leaving the cluster", "err", err)
+			}
+		}()
 	}
 	a.registry = a.newRegistry()
 	if created != nil {
@@ -146,11 +161,16 @@ func run(ctx context.Context, opts Options, created chan<- *Agent) error {
 
 	drainTick := time.NewTicker(drainPoll)
 	defer drainTick.Stop()
+	var remoteChanges <-chan struct{}
+	if a.cluster != nil {
+		remoteChanges = a.cluster.Changes()
+	}
 	for {
 		select {
 		case <-ctx.Done():
 			return a.shutdown(adminSrv)
 		case local = <-updates:
+		case <-remoteChanges:
 		case next := <-reloads:
 			if reflect.DeepEqual(next, cfg) {
 				continue // config.Watch reports the file once at start, and editors save unchanged files
@@ -180,10 +200,16 @@ func run(ctx context.Context, opts Options, created chan<- *Agent) error {
 	}
 }
 
-// apply compiles and hands the result to the balancer; on success it becomes the view.
+// apply shares this host's targets with the fleet, compiles them with the
+// fleet's and hands the result to the balancer; on success it becomes the view.
 func (a *Agent) apply(cfg *config.Config, local discovery.State) error {
-	a.trackDrains(local)
-	d := compile(cfg, local, a, time.Now())
+	var remote []discovery.Target
+	if a.cluster != nil {
+		a.cluster.Publish(local.Targets, configHash(cfg))
+		remote = a.cluster.Targets()
+	}
+	a.trackDrains(local.Targets, remote)
+	d := compile(cfg, local, remote, a, time.Now())
 	if err := a.lb.Apply(d.balancer); err != nil {
 		return fmt.Errorf("agent: %w", err)
 	}
@@ -200,12 +226,12 @@ func (a *Agent) apply(cfg *config.Config, local discovery.State) error {
 }
 
 // trackDrains remembers when each target started draining.
-func (a *Agent) trackDrains(local discovery.State) {
+func (a *Agent) trackDrains(local, remote []discovery.Target) {
 	a.drainMu.Lock()
 	defer a.drainMu.Unlock()
 	now := time.Now()
 	current := map[string]bool{}
-	for _, t := range local.Targets {
+	for _, t := range append(slices.Clip(local), remote...) {
 		if t.Draining {
 			current[t.ID] = true
 			if _, ok := a.drainsSince[t.ID]; !ok {
@@ -270,7 +296,7 @@ func replaceLatest[T any](ch chan T, v T) {
 // Status implements admin.Source.
 func (a *Agent) Status() api.Status {
 	v := a.view.Load()
-	st := api.Status{Node: v.cfg.Node.Name, Version: a.opts.Version, Started: a.started, Groups: a.Groups()}
+	st := api.Status{Node: v.cfg.Node.Name, Version: a.opts.Version, Started: a.started, Groups: a.Groups(), Nodes: a.Nodes()}
 	if a.watcher != nil {
 		ws := a.watcher.Stats()
 		st.Docker = api.Docker{Connected: ws.Connected, LastSync: ws.LastSync, Error: ws.LastError}
@@ -292,6 +318,22 @@ func (a *Agent) Status() api.Status {
 		st.Skipped = append(st.Skipped, api.Skipped{Container: s.ContainerID, Name: s.ContainerName, Reason: s.Reason})
 	}
 	return st
+}
+
+// Nodes implements admin.Source.
+func (a *Agent) Nodes() []api.Node {
+	if a.cluster == nil {
+		return nil
+	}
+	members := a.cluster.Members()
+	out := make([]api.Node, len(members))
+	own := members[0].ConfigHash
+	for i, m := range members {
+		out[i] = api.Node{Name: m.Name, Node: m.Node, Address: m.Address, State: m.State, Seq: m.Seq, Known: m.Known,
+			Targets: m.Targets, ConfigHash: m.ConfigHash, Self: m.Self,
+			ConfigDrift: !m.Self && m.State == "alive" && m.ConfigHash != "" && m.ConfigHash != own}
+	}
+	return out
 }
 
 // Groups implements admin.Source.

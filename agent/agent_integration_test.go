@@ -29,6 +29,8 @@ type runningAgent struct {
 	agent *Agent
 	url   string // the "web" listener
 	file  string // the config file it watches
+	// stop shuts the agent down gracefully; the test's end calls it too.
+	stop func()
 }
 
 // freeAddr returns a loopback address with a port free right now.
@@ -52,6 +54,7 @@ func startAgent(t *testing.T) (*runningAgent, string) {
 	web := freeAddr(t)
 	ra := startAgentWith(t, web, fmt.Sprintf(`node: {name: test, advertise: 127.0.0.1}
 docker: {label-prefix: %s, resync: 5s}
+cluster: {enabled: false}
 admin: {listen: %s}
 listeners:
   - name: web
@@ -93,12 +96,16 @@ func startAgentWith(t *testing.T, webAddr, yaml string) *runningAgent {
 		t.Fatal("agent not ready within 30s")
 	}
 	ra.agent = <-agentCh
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("agent shutdown: %v", err)
-		}
-	})
+	var once sync.Once
+	ra.stop = func() {
+		once.Do(func() {
+			cancel()
+			if err := <-done; err != nil {
+				t.Errorf("agent shutdown: %v", err)
+			}
+		})
+	}
+	t.Cleanup(ra.stop)
 	return ra
 }
 

@@ -34,6 +34,7 @@ func TestConfigReload(t *testing.T) {
 	web, admin := freeAddr(t), freeAddr(t)
 	base := fmt.Sprintf(`node: {name: test, advertise: 127.0.0.1}
 docker: {enabled: false}
+cluster: {enabled: false}
 admin: {listen: %s}
 static:
   app: [%s]

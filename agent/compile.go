@@ -40,11 +40,13 @@ type groupSpec struct {
 	source string
 }
 
-// compile merges the config file, the static targets and the discovered
-// targets into the balancer's config. It is a pure function of its inputs.
-func compile(cfg *config.Config, local discovery.State, clock drainClock, now time.Time) desired {
+// compile merges the config file, the static targets, this host's discovered
+// targets and the fleet's into the balancer's config. It is a pure function of
+// its inputs.
+func compile(cfg *config.Config, local discovery.State, remote []discovery.Target, clock drainClock, now time.Time) desired {
 	var d desired
-	specs := groupSpecs(cfg, local.Targets, &d)
+	all := append(slices.Clip(local.Targets), remote...)
+	specs := groupSpecs(cfg, all, &d)
 
 	members := map[string][]balancer.TargetConfig{}
 	for _, name := range sortedKeys(cfg.Static) {
@@ -54,8 +56,12 @@ func compile(cfg *config.Config, local discovery.State, clock drainClock, now ti
 			d.targets = append(d.targets, api.Target{ID: id, Group: name, Node: cfg.Node.Name, Address: addr, State: "healthy", Source: "static"})
 		}
 	}
-	for _, t := range local.Targets {
+	for _, t := range all {
 		state := targetState(t)
+		source := "docker"
+		if t.Node != cfg.Node.Name {
+			source = "gossip"
+		}
 		for _, g := range t.Groups {
 			if state == "draining" {
 				delay := specs[g].DeregistrationDelay
@@ -67,7 +73,7 @@ func compile(cfg *config.Config, local discovery.State, clock drainClock, now ti
 			members[g] = append(members[g], balancer.TargetConfig{ID: t.ID, Address: t.Address, Serving: state == "healthy", Weight: t.Weight})
 			d.targets = append(d.targets, api.Target{
 				ID: t.ID, Group: g, Node: t.Node, Address: t.Address, LocalOnly: t.LocalOnly,
-				State: state, Container: t.ContainerName, Source: "docker",
+				State: state, Container: t.ContainerName, Source: source,
 			})
 		}
 	}
@@ -91,7 +97,7 @@ func compile(cfg *config.Config, local discovery.State, clock drainClock, now ti
 	}
 
 	d.rules = map[string][]api.Rule{}
-	labelRules := labelRulesByListener(local.Targets, &d)
+	labelRules := labelRulesByListener(all, &d)
 	for _, l := range cfg.Listeners {
 		lc := balancer.ListenerConfig{Name: l.Name, Address: l.Address, IdleTimeout: l.IdleTimeout}
 		taken := map[int]bool{}
@@ -207,6 +213,8 @@ func targetState(t discovery.Target) string {
 	switch {
 	case t.Draining:
 		return "draining"
+	case t.Unreachable:
+		return "unavailable"
 	case t.DockerHealth == "starting":
 		return "initial"
 	case t.DockerHealth == "unhealthy":

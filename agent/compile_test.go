@@ -63,7 +63,7 @@ func TestCompileGolden(t *testing.T) {
 			for _, id := range strings.Fields(string(parts["drained"])) {
 				clock.inflight[id] = 0
 			}
-			d := compile(cfg, state, clock, time.Unix(1010, 0))
+			d := compile(cfg, state, nil, clock, time.Unix(1010, 0))
 			got, _ := json.MarshalIndent(map[string]any{
 				"balancer": d.balancer, "groups": d.groups, "draining": d.draining, "conflicts": d.conflicts,
 			}, "", "  ")

@@ -7,6 +7,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/berth-lb/berth/balancer"
+	"github.com/berth-lb/berth/discovery/gossip"
 )
 
 // Metric descriptions. docs/metrics.md lists them for users; keep both in step.
@@ -42,6 +43,29 @@ var (
 		"Periodic full re-lists of the containers.", nil, nil)
 	descDockerReconnects = prometheus.NewDesc("berth_docker_reconnects_total",
 		"Times the connection to Docker was established again after a loss.", nil, nil)
+
+	descMembers = prometheus.NewDesc("berth_cluster_members",
+		"Agents of the fleet by state (alive, left, dead), this one included.", []string{"state"}, nil)
+	descConfigDrift = prometheus.NewDesc("berth_cluster_config_drift_nodes",
+		"Alive agents whose listeners and groups config differs from this agent's.", nil, nil)
+	descOwnersInSync = prometheus.NewDesc("berth_cluster_nodes_in_sync",
+		"Alive agents whose every announced target change has arrived here.", nil, nil)
+	descOwners = prometheus.NewDesc("berth_cluster_nodes_alive",
+		"Alive agents other than this one.", nil, nil)
+	descPropagation = prometheus.NewDesc("berth_gossip_propagation_seconds",
+		"Delay from an owner's target change to its arrival here (the owner's clock against this one's).", nil, nil)
+	descQueue = prometheus.NewDesc("berth_gossip_queued_broadcasts",
+		"Messages waiting in the gossip queue.", nil, nil)
+	descDropped = prometheus.NewDesc("berth_gossip_messages_dropped_total",
+		"Received gossip messages not trusted, by reason: malformed, oversized, stale, foreign, queue_full.", []string{"reason"}, nil)
+	descDirect = prometheus.NewDesc("berth_gossip_direct_sends_total",
+		"Drains and removals sent directly over TCP, by result (ok, failed).", []string{"result"}, nil)
+	descPulls = prometheus.NewDesc("berth_gossip_pulls_total",
+		"Full-state requests sent to repair a gap.", nil, nil)
+	descPushPull = prometheus.NewDesc("berth_gossip_push_pull_bytes_total",
+		"Bytes of full state exchanged in memberlist's push/pull, by direction (sent, received).", []string{"direction"}, nil)
+	descHealthScore = prometheus.NewDesc("berth_gossip_health_score",
+		"memberlist's awareness score: 0 is healthy; higher means this node is slow to answer probes.", nil, nil)
 )
 
 // collector reads the balancer's and the watcher's counters at scrape time, so
@@ -51,7 +75,9 @@ type collector struct{ a *Agent }
 func (c collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descRequests, descDuration, descBalancerErrors, descConnsActive, descConnsTotal,
 		descTargetInFlight, descTargetRequests, descTargetFailures, descTargets, descSkipped,
-		descDockerConnected, descDockerEvents, descDockerResyncs, descDockerReconnects} {
+		descDockerConnected, descDockerEvents, descDockerResyncs, descDockerReconnects,
+		descMembers, descConfigDrift, descOwnersInSync, descOwners, descPropagation, descQueue, descDropped,
+		descDirect, descPulls, descPushPull, descHealthScore} {
 		ch <- d
 	}
 }
@@ -100,6 +126,40 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(descDockerResyncs, prometheus.CounterValue, float64(s.Resyncs))
 		ch <- prometheus.MustNewConstMetric(descDockerReconnects, prometheus.CounterValue, float64(s.Reconnects))
 	}
+	if c.a.cluster != nil {
+		c.collectCluster(ch)
+	}
+}
+
+func (c collector) collectCluster(ch chan<- prometheus.Metric) {
+	s := c.a.cluster.Stats()
+	for _, state := range []string{"alive", "left", "dead"} {
+		ch <- prometheus.MustNewConstMetric(descMembers, prometheus.GaugeValue, float64(s.Members[state]), state)
+	}
+	drift := 0
+	for _, n := range c.a.Nodes() {
+		if n.ConfigDrift {
+			drift++
+		}
+	}
+	ch <- prometheus.MustNewConstMetric(descConfigDrift, prometheus.GaugeValue, float64(drift))
+	ch <- prometheus.MustNewConstMetric(descOwnersInSync, prometheus.GaugeValue, float64(s.OwnersInSync))
+	ch <- prometheus.MustNewConstMetric(descOwners, prometheus.GaugeValue, float64(s.Owners))
+	buckets := make(map[float64]uint64, len(gossip.PropagationBuckets))
+	for i, le := range gossip.PropagationBuckets {
+		buckets[le] = s.Propagation[i]
+	}
+	ch <- prometheus.MustNewConstHistogram(descPropagation, s.PropagationCount, s.PropagationSum.Seconds(), buckets)
+	ch <- prometheus.MustNewConstMetric(descQueue, prometheus.GaugeValue, float64(s.QueuedBroadcasts))
+	for reason, n := range s.Dropped {
+		ch <- prometheus.MustNewConstMetric(descDropped, prometheus.CounterValue, float64(n), reason)
+	}
+	ch <- prometheus.MustNewConstMetric(descDirect, prometheus.CounterValue, float64(s.DirectSends), "ok")
+	ch <- prometheus.MustNewConstMetric(descDirect, prometheus.CounterValue, float64(s.DirectFailures), "failed")
+	ch <- prometheus.MustNewConstMetric(descPulls, prometheus.CounterValue, float64(s.Pulls))
+	ch <- prometheus.MustNewConstMetric(descPushPull, prometheus.CounterValue, float64(s.PushPullBytesSent), "sent")
+	ch <- prometheus.MustNewConstMetric(descPushPull, prometheus.CounterValue, float64(s.PushPullBytesReceived), "received")
+	ch <- prometheus.MustNewConstMetric(descHealthScore, prometheus.GaugeValue, float64(s.HealthScore))
 }
 
 func (a *Agent) newRegistry() *prometheus.Registry {

@@ -20,6 +20,7 @@ type Source interface {
 	Status() api.Status
 	Groups() []api.Group
 	Targets() []api.Target
+	Nodes() []api.Node
 }
 
 // Handler returns the admin API:
@@ -29,6 +30,7 @@ type Source interface {
 //	GET /api/v1/status           api.Status
 //	GET /api/v1/groups           []api.Group, sorted by name
 //	GET /api/v1/targets[?group=] []api.Target, sorted by group then id
+//	GET /api/v1/nodes            []api.Node, this agent first
 //
 // JSON answers are indented and lists are never null. An unknown path answers 404 and a
 // known path with another method than GET or HEAD answers 405 with an Allow header; both,
@@ -49,6 +51,9 @@ func Handler(src Source, gatherer prometheus.Gatherer) http.Handler {
 		})},
 		{"/api/v1/targets", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			serveTargets(w, r, src)
+		})},
+		{"/api/v1/nodes", http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+			writeJSON(w, http.StatusOK, nonNil(src.Nodes()))
 		})},
 	}
 	for _, route := range routes {
@@ -133,7 +138,15 @@ func normalizeStatus(status api.Status) api.Status {
 		return strings.Compare(a.Name+"\x00"+a.Container, b.Name+"\x00"+b.Container)
 	})
 	status.Skipped = skipped
+	status.Nodes = nonNil(status.Nodes)
 	return status
+}
+
+func nonNil[T any](list []T) []T {
+	if list == nil {
+		return []T{}
+	}
+	return list
 }
 
 func sortedGroups(groups []api.Group) []api.Group {

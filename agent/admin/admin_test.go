@@ -10,19 +10,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/berth-lb/berth/agent/admin/admintest"
 	"github.com/berth-lb/berth/agent/api"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-type fakeSource struct {
-	status  api.Status
-	groups  []api.Group
-	targets []api.Target
-}
-
-func (f fakeSource) Status() api.Status    { return f.status }
-func (f fakeSource) Groups() []api.Group   { return f.groups }
-func (f fakeSource) Targets() []api.Target { return f.targets }
+type fakeSource = admintest.Source
 
 var started = time.Date(2025, 3, 1, 10, 0, 0, 0, time.UTC)
 
@@ -30,7 +23,7 @@ func exampleSource() fakeSource {
 	users := api.Group{Name: "users", Algorithm: "round_robin", DeregistrationDelay: "30s", Targets: 1, States: map[string]int{"healthy": 1}, Requests: 7}
 	web := api.Group{Name: "web", Algorithm: "least_outstanding_requests", DeregistrationDelay: "5m0s", Targets: 2, States: map[string]int{"healthy": 1, "draining": 1}, InFlight: 3, Requests: 42}
 	return fakeSource{
-		status: api.Status{
+		StatusDoc: api.Status{
 			Node:    "host-a",
 			Version: "v1.0.0",
 			Started: started,
@@ -44,8 +37,8 @@ func exampleSource() fakeSource {
 				{Container: "aaaaaaaaaaaa", Name: "api", Reason: "several published ports and no berth.port"},
 			},
 		},
-		groups: []api.Group{web, users},
-		targets: []api.Target{
+		GroupList: []api.Group{web, users},
+		TargetList: []api.Target{
 			{ID: "host-a/222222222222/8080", Group: "web", Node: "host-a", Address: "10.0.0.5:32769", State: "draining", Source: "docker"},
 			{ID: "host-a/111111111111/8080", Group: "web", Node: "host-a", Address: "10.0.0.5:32768", State: "healthy", Source: "docker"},
 			{ID: "host-b/333333333333/9000", Group: "users", Node: "host-b", Address: "127.0.0.1:32770", LocalOnly: true, State: "healthy", Source: "gossip"},
@@ -55,11 +48,12 @@ func exampleSource() fakeSource {
 
 func TestHandler(t *testing.T) {
 	src := exampleSource()
-	sortedTargets := []api.Target{src.targets[2], src.targets[1], src.targets[0]}
-	sortedStatus := src.status
+	sortedTargets := []api.Target{src.TargetList[2], src.TargetList[1], src.TargetList[0]}
+	sortedStatus := src.StatusDoc
 	sortedStatus.Listeners = []api.Listener{{Name: "web", Protocol: "http", Address: ":80", Rules: []api.Rule{}, Default: "fixed-response 404"}}
-	sortedStatus.Groups = []api.Group{src.groups[1], src.groups[0]}
-	sortedStatus.Skipped = []api.Skipped{src.status.Skipped[1], src.status.Skipped[0]}
+	sortedStatus.Groups = []api.Group{src.GroupList[1], src.GroupList[0]}
+	sortedStatus.Skipped = []api.Skipped{src.StatusDoc.Skipped[1], src.StatusDoc.Skipped[0]}
+	sortedStatus.Nodes = []api.Node{}
 
 	tests := []struct {
 		name        string
@@ -76,17 +70,18 @@ func TestHandler(t *testing.T) {
 		// The recorder keeps the body that a real server drops for HEAD.
 		{name: "healthz head", method: "HEAD", target: "/healthz", wantCode: 200, wantType: "text/plain; charset=utf-8", wantBody: "ok\n"},
 		{name: "status", method: "GET", target: "/api/v1/status", wantCode: 200, wantType: "application/json", wantJSON: sortedStatus, decodedType: &api.Status{}},
-		{name: "groups sorted by name", method: "GET", target: "/api/v1/groups", wantCode: 200, wantType: "application/json", wantJSON: []api.Group{src.groups[1], src.groups[0]}, decodedType: &[]api.Group{}},
+		{name: "nodes without a cluster are an empty list", method: "GET", target: "/api/v1/nodes", wantCode: 200, wantType: "application/json", wantBody: "[]\n"},
+		{name: "groups sorted by name", method: "GET", target: "/api/v1/groups", wantCode: 200, wantType: "application/json", wantJSON: []api.Group{src.GroupList[1], src.GroupList[0]}, decodedType: &[]api.Group{}},
 		{name: "targets sorted by group then id", method: "GET", target: "/api/v1/targets", wantCode: 200, wantType: "application/json", wantJSON: sortedTargets, decodedType: &[]api.Target{}},
-		{name: "targets of one group", method: "GET", target: "/api/v1/targets?group=web", wantCode: 200, wantType: "application/json", wantJSON: []api.Target{src.targets[1], src.targets[0]}, decodedType: &[]api.Target{}},
+		{name: "targets of one group", method: "GET", target: "/api/v1/targets?group=web", wantCode: 200, wantType: "application/json", wantJSON: []api.Target{src.TargetList[1], src.TargetList[0]}, decodedType: &[]api.Target{}},
 		{name: "empty group filter lists every target", method: "GET", target: "/api/v1/targets?group=", wantCode: 200, wantType: "application/json", wantJSON: sortedTargets, decodedType: &[]api.Target{}},
 		{
 			name: "unknown group", method: "GET", target: "/api/v1/targets?group=nope", wantCode: 404, wantType: "application/json",
 			wantBody: "{\n  \"error\": \"admin: no target group \\\"nope\\\"; known groups: users, web\"\n}\n",
 		},
 		{
-			name: "unknown path", method: "GET", target: "/api/v1/nodes", wantCode: 404, wantType: "application/json",
-			wantBody: "{\n  \"error\": \"admin: no endpoint /api/v1/nodes; see docs/api.md for the list\"\n}\n",
+			name: "unknown path", method: "GET", target: "/api/v1/members", wantCode: 404, wantType: "application/json",
+			wantBody: "{\n  \"error\": \"admin: no endpoint /api/v1/members; see docs/api.md for the list\"\n}\n",
 		},
 		{
 			name: "trailing slash is another path", method: "GET", target: "/api/v1/status/", wantCode: 404, wantType: "application/json",
@@ -137,7 +132,7 @@ func TestHandler(t *testing.T) {
 // Scripts index the answers: a Source with nothing to report must still give arrays and
 // objects, never null.
 func TestHandlerEmptySourceAnswersEmptyLists(t *testing.T) {
-	src := fakeSource{status: api.Status{Node: "host-a", Listeners: []api.Listener{{Name: "web"}}}, groups: []api.Group{{Name: "web"}}}
+	src := fakeSource{StatusDoc: api.Status{Node: "host-a", Listeners: []api.Listener{{Name: "web"}}}, GroupList: []api.Group{{Name: "web"}}}
 	tests := []struct {
 		target string
 		want   []string
@@ -212,7 +207,7 @@ func TestHandlerMetrics(t *testing.T) {
 }
 
 func TestHandlerUnencodableDocumentAnswers500(t *testing.T) {
-	src := fakeSource{status: api.Status{Started: time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC)}}
+	src := fakeSource{StatusDoc: api.Status{Started: time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC)}}
 	rec := httptest.NewRecorder()
 	Handler(src, prometheus.NewRegistry()).ServeHTTP(rec, httptest.NewRequest("GET", "/api/v1/status", nil))
 	if rec.Code != http.StatusInternalServerError {
@@ -224,5 +219,22 @@ func TestHandlerUnencodableDocumentAnswers500(t *testing.T) {
 	}
 	if !strings.HasPrefix(answer.Error, "admin: encode answer: ") {
 		t.Errorf("error = %q, want the admin: encode answer: prefix", answer.Error)
+	}
+}
+
+func TestNodes(t *testing.T) {
+	src := exampleSource()
+	src.NodeList = []api.Node{
+		{Name: "host-a@x1", Node: "host-a", Address: "10.0.0.5:7946", State: "alive", Seq: 3, Known: 3, ConfigHash: "abc", Self: true},
+		{Name: "host-b@x2", Node: "host-b", Address: "10.0.0.6:7946", State: "dead", Seq: 1, Known: 1, ConfigHash: "def", ConfigDrift: true},
+	}
+	rec := httptest.NewRecorder()
+	Handler(src, prometheus.NewRegistry()).ServeHTTP(rec, httptest.NewRequest("GET", "/api/v1/nodes", nil))
+	var got []api.Node
+	if err := json.Unmarshal(rec.Body.Bytes(), &got); err != nil || rec.Code != 200 {
+		t.Fatalf("code %d, err %v", rec.Code, err)
+	}
+	if !reflect.DeepEqual(got, src.NodeList) {
+		t.Fatalf("nodes = %+v, want %+v", got, src.NodeList)
 	}
 }

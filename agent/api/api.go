@@ -13,6 +13,8 @@ type Status struct {
 	Listeners []Listener `json:"listeners"`
 	Groups    []Group    `json:"groups"`
 	Skipped   []Skipped  `json:"skipped"`
+	// Nodes are the fleet's agents, this one first; empty when cluster.enabled is false.
+	Nodes []Node `json:"nodes"`
 }
 
 // Docker is the state of the connection to the Docker engine.
@@ -75,6 +77,29 @@ type Skipped struct {
 	Container string `json:"container"`
 	Name      string `json:"name"`
 	Reason    string `json:"reason"`
+}
+
+// Node is GET /api/v1/nodes: one agent of the fleet as this agent sees it.
+type Node struct {
+	// Name is the agent's memberlist name, "<node>@<epoch>": unique per agent start.
+	Name string `json:"name"`
+	Node string `json:"node"`
+	// Address is where its gossip listens.
+	Address string `json:"address"`
+	// State is alive, left (said goodbye: its targets stay routable for
+	// cluster.rejoin-grace) or dead (unreachable: its targets are not routed).
+	State string `json:"state"`
+	// Seq is the version of its targets it announces; Known the version whose
+	// every change arrived here. Known < Seq for long means updates are lost.
+	Seq   uint64 `json:"seq"`
+	Known uint64 `json:"known"`
+	// Targets is how many targets it owns, as known here.
+	Targets int `json:"targets"`
+	// ConfigHash identifies its listeners and groups config; ConfigDrift is true
+	// when it differs from this agent's.
+	ConfigHash  string `json:"config_hash"`
+	ConfigDrift bool   `json:"config_drift"`
+	Self        bool   `json:"self"`
 }
 
 // Error is the body of every non-2xx admin API answer.

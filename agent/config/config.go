@@ -47,12 +47,21 @@ type Docker struct {
 	Enabled bool `mapstructure:"enabled"`
 }
 
-// Cluster is the gossip membership; reserved for the fleet work, parsed and checked only.
+// Cluster is the fleet: agents share their targets with hashicorp/memberlist.
 type Cluster struct {
-	Bind          string   `mapstructure:"bind"`
-	Join          []string `mapstructure:"join"`
-	SecretKeyFile string   `mapstructure:"secret-key-file"`
-	Label         string   `mapstructure:"label"`
+	// Enabled is false for an agent that serves its own host alone.
+	Enabled bool `mapstructure:"enabled"`
+	// Bind is ip:port for gossip over UDP and TCP; others reach it at node.advertise and this port.
+	Bind string `mapstructure:"bind"`
+	// Join lists host:port (port default 7946) of agents to join, retried in the background.
+	Join []string `mapstructure:"join"`
+	// SecretKeyFile holds base64 keys, one per line, the first used to encrypt.
+	SecretKeyFile string `mapstructure:"secret-key-file"`
+	// Label separates clusters on one network.
+	Label string `mapstructure:"label"`
+	// RejoinGrace keeps the targets of an agent that left gracefully routable
+	// this long: an agent restarting while its containers keep running.
+	RejoinGrace time.Duration `mapstructure:"rejoin-grace"`
 }
 
 // Admin is the admin API listener.
@@ -168,10 +177,12 @@ var overridable = []setting{
 	{"docker.label-prefix", "prefix of the container labels berth reads (default berth)"},
 	{"docker.resync", ""},
 	{"docker.enabled", ""},
+	{"cluster.enabled", ""},
 	{"cluster.bind", ""},
 	{"cluster.join", ""},
 	{"cluster.secret-key-file", ""},
 	{"cluster.label", ""},
+	{"cluster.rejoin-grace", ""},
 	{"admin.listen", "address of the admin API (default 127.0.0.1:9900)"},
 	{"admin.token-file", ""},
 }
@@ -206,10 +217,12 @@ func defaults() map[string]any {
 		"docker.label-prefix":     "berth",
 		"docker.resync":           30 * time.Second,
 		"docker.enabled":          true,
+		"cluster.enabled":         true,
 		"cluster.bind":            "0.0.0.0:7946",
 		"cluster.join":            []string{},
 		"cluster.secret-key-file": "",
 		"cluster.label":           "",
+		"cluster.rejoin-grace":    60 * time.Second,
 		"admin.listen":            "127.0.0.1:9900",
 		"admin.token-file":        "",
 	}

@@ -99,6 +99,10 @@ func (v *validation) docker(d Docker) {
 
 func (v *validation) cluster(c Cluster) {
 	v.address("cluster.bind", c.Bind, true)
+	if c.RejoinGrace < 0 || c.RejoinGrace > time.Hour {
+		v.add("cluster.rejoin-grace", "%s is out of range: 0s to 1h", formatDuration(c.RejoinGrace))
+	}
+
 	for i, peer := range c.Join {
 		path := fmt.Sprintf("cluster.join[%d]", i)
 		host, port, err := net.SplitHostPort(peer)

@@ -257,6 +257,25 @@ func writeStatus(w io.Writer, status api.Status, at time.Time) error {
 		}
 	}
 
+	if len(status.Nodes) > 0 {
+		fmt.Fprintln(w)
+		nodes := newTable(w)
+		fmt.Fprintln(nodes, "NODE\tSTATE\tADDRESS\tTARGETS\tVERSION\tCONFIG")
+		for _, n := range status.Nodes {
+			config := n.ConfigHash
+			switch {
+			case n.Self:
+				config += " (this node)"
+			case n.ConfigDrift:
+				config += " (differs)"
+			}
+			fmt.Fprintf(nodes, "%s\t%s\t%s\t%d\t%d/%d\t%s\n", n.Name, n.State, n.Address, n.Targets, n.Known, n.Seq, orDash(config))
+		}
+		if err := nodes.Flush(); err != nil {
+			return err
+		}
+	}
+
 	if len(status.Skipped) > 0 {
 		fmt.Fprintln(w)
 		skipped := newTable(w)

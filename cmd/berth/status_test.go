@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/berth-lb/berth/agent/admin"
+	"github.com/berth-lb/berth/agent/admin/admintest"
 	"github.com/berth-lb/berth/agent/api"
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -30,25 +31,22 @@ func updatingGoldens() bool {
 	return flag.Lookup("update").Value.String() == "true"
 }
 
-type fakeSource struct {
-	status  api.Status
-	groups  []api.Group
-	targets []api.Target
-}
-
-func (f fakeSource) Status() api.Status    { return f.status }
-func (f fakeSource) Groups() []api.Group   { return f.groups }
-func (f fakeSource) Targets() []api.Target { return f.targets }
+type fakeSource = admintest.Source
 
 var testNow = time.Date(2025, 3, 2, 12, 30, 15, 0, time.UTC)
 
 func busySource() fakeSource {
+	nodes := []api.Node{
+		{Name: "host-a@dn1b2c3d4e5f", Node: "host-a", Address: "10.0.0.5:7946", State: "alive", Seq: 42, Known: 42, Targets: 4, ConfigHash: "3f2a9c1d0b7e", Self: true},
+		{Name: "host-b@dn1b2c3d9x8y", Node: "host-b", Address: "10.0.0.6:7946", State: "alive", Seq: 17, Known: 17, Targets: 1, ConfigHash: "8e1f0a2b3c4d", ConfigDrift: true},
+		{Name: "host-c@dn1b2c0a1b2c", Node: "host-c", Address: "10.0.0.7:7946", State: "dead", Seq: 9, Known: 9, Targets: 2, ConfigHash: "3f2a9c1d0b7e"},
+	}
 	web := api.Group{Name: "web", Algorithm: "least_outstanding_requests", DeregistrationDelay: "30s", Targets: 3,
 		States: map[string]int{"healthy": 1, "draining": 1, "unhealthy": 1}, InFlight: 4, Requests: 10452}
 	users := api.Group{Name: "users", Algorithm: "round_robin", DeregistrationDelay: "5m0s", Targets: 1,
 		States: map[string]int{"healthy": 1}, Requests: 87}
 	return fakeSource{
-		status: api.Status{
+		StatusDoc: api.Status{
 			Node:    "host-a",
 			Version: "v0.3.0",
 			Started: testNow.Add(-(26*time.Hour + 4*time.Minute + 9*time.Second)),
@@ -61,12 +59,14 @@ func busySource() fakeSource {
 				{Name: "db", Protocol: "tcp", Address: "0.0.0.0:5432", Default: "forward postgres"},
 			},
 			Groups: []api.Group{web, users},
+			Nodes:  nodes,
 			Skipped: []api.Skipped{
 				{Container: "9f3c2a1b7d4e8f0a1b2c3d4e5f60718293a4b5c6d7e8f9a0b1c2d3e4f5a6b7c8", Name: "api-2", Reason: "several published ports (8080, 9090) and no berth.port label; set berth.port"},
 			},
 		},
-		groups: []api.Group{web, users},
-		targets: []api.Target{
+		GroupList: []api.Group{web, users},
+		NodeList:  nodes,
+		TargetList: []api.Target{
 			{ID: "host-b/5e6f7a8b9c0d/8080", Group: "web", Node: "host-b", Address: "10.0.0.6:32770", State: "unhealthy", Container: "5e6f7a8b9c0d", Source: "gossip", Failures: 3},
 			{ID: "host-a/1a2b3c4d5e6f/8080", Group: "web", Node: "host-a", Address: "10.0.0.5:32768", State: "healthy", Container: "1a2b3c4d5e6f", Source: "docker", InFlight: 4, Requests: 10210},
 			{ID: "host-a/3c4d5e6f7a8b/8080", Group: "web", Node: "host-a", Address: "10.0.0.5:32769", State: "draining", Container: "3c4d5e6f7a8b", Source: "docker", Requests: 242, Failures: 1},
@@ -77,7 +77,7 @@ func busySource() fakeSource {
 }
 
 func idleSource() fakeSource {
-	return fakeSource{status: api.Status{
+	return fakeSource{StatusDoc: api.Status{
 		Node:    "host-c",
 		Version: "dev",
 		Started: testNow.Add(-42 * time.Second),

@@ -155,17 +155,21 @@ func selectBinding(ports nat.PortMap, wantPort int, advertise, prefix string) (b
 		return binding{}, fmt.Sprintf("container port %d/tcp is published on host port %q, which is not a port number", containerPort, host.HostPort)
 	}
 	ip := host.HostIP
+	// Local-only is what the publisher chose: a port published on a loopback
+	// address. A port published on every interface is reachable at the
+	// advertise address, whatever it is.
+	hostIP, err := netip.ParseAddr(ip)
+	localOnly := err == nil && hostIP.IsLoopback()
 	if isWildcard(ip) {
 		if advertise == "" {
 			return binding{}, fmt.Sprintf("container port %d/tcp is published on all interfaces and no advertise address is set: set node.advertise, or publish the port on a specific address", containerPort)
 		}
 		ip = advertise
 	}
-	addr, err := netip.ParseAddr(ip)
 	return binding{
 		ContainerPort: containerPort,
 		Address:       net.JoinHostPort(ip, strconv.Itoa(hostPort)),
-		LocalOnly:     err == nil && addr.IsLoopback(),
+		LocalOnly:     localOnly,
 	}, ""
 }
 

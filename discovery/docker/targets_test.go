@@ -37,10 +37,10 @@ func TestSelectBinding(t *testing.T) {
 			want:      binding{ContainerPort: 8080, Address: "10.0.0.5:49153"},
 		},
 		{
-			name:      "wildcard with loopback advertise is local only",
+			name:      "wildcard with a loopback advertise is not local only: the publisher chose every interface",
 			ports:     nat.PortMap{"8080/tcp": {{HostIP: "0.0.0.0", HostPort: "49153"}}},
 			advertise: "127.0.0.1",
-			want:      binding{ContainerPort: 8080, Address: "127.0.0.1:49153", LocalOnly: true},
+			want:      binding{ContainerPort: 8080, Address: "127.0.0.1:49153"},
 		},
 		{
 			name:   "wildcard without advertise is skipped",

@@ -7,6 +7,7 @@ package dockertest
 import (
 	"archive/tar"
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -254,8 +255,11 @@ type RunOptions struct {
 	// Env holds KEY=value pairs.
 	Env []string
 	// Ports are container ports such as "8080/tcp" ("8080" means tcp). Each is
-	// published on 127.0.0.1 with a host port Docker picks; see HostPort.
+	// published on HostIP with a host port Docker picks; see HostPort.
 	Ports []string
+	// HostIP is where the ports are published: "127.0.0.1" when empty, or
+	// "0.0.0.0" for every interface (a target the fleet may share).
+	HostIP string
 	// StopTimeout is the seconds Docker waits after SIGTERM before SIGKILL on
 	// a stop; zero keeps Docker's default (10s).
 	StopTimeout int
@@ -281,7 +285,7 @@ func Run(t testing.TB, cli *client.Client, opts RunOptions) string {
 			t.Fatal(err)
 		}
 		config.ExposedPorts[port] = struct{}{}
-		hostConfig.PortBindings[port] = []nat.PortBinding{{HostIP: "127.0.0.1", HostPort: ""}}
+		hostConfig.PortBindings[port] = []nat.PortBinding{{HostIP: cmp.Or(opts.HostIP, "127.0.0.1"), HostPort: ""}}
 	}
 
 	ctx, cancel := context.WithTimeout(context.Background(), apiTimeout)
