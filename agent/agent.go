@@ -363,7 +363,7 @@ func (a *Agent) Targets() []api.Target {
 	out := make([]api.Target, len(v.desired.targets))
 	for i, t := range v.desired.targets {
 		s := live[t.ID]
-		t.InFlight, t.Requests, t.Failures = s.InFlight, s.Requests, s.Failures
+		t.InFlight, t.Requests, t.Failures, t.Ejected = s.InFlight, s.Requests, s.Failures, s.Ejected
 		out[i] = t
 	}
 	return out

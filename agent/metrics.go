@@ -31,6 +31,10 @@ var (
 		"Requests sent to a target.", []string{"target"}, nil)
 	descTargetFailures = prometheus.NewDesc("berth_target_failures_total",
 		"Requests to a target that failed: connect errors, resets, timeouts, malformed responses.", []string{"target"}, nil)
+	descTargetEjected = prometheus.NewDesc("berth_target_ejected",
+		"1 while passive health keeps a target out of this node's rotation, else 0.", []string{"target"}, nil)
+	descTargetEjections = prometheus.NewDesc("berth_target_ejections_total",
+		"Times passive health took a target out of this node's rotation.", []string{"target"}, nil)
 	descTargets = prometheus.NewDesc("berth_targets",
 		"Targets by group and state (healthy, initial, unhealthy, unused, draining).", []string{"group", "state"}, nil)
 	descSkipped = prometheus.NewDesc("berth_docker_skipped_containers",
@@ -74,7 +78,7 @@ type collector struct{ a *Agent }
 
 func (c collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descRequests, descDuration, descBalancerErrors, descConnsActive, descConnsTotal,
-		descTargetInFlight, descTargetRequests, descTargetFailures, descTargets, descSkipped,
+		descTargetInFlight, descTargetRequests, descTargetFailures, descTargetEjected, descTargetEjections, descTargets, descSkipped,
 		descDockerConnected, descDockerEvents, descDockerResyncs, descDockerReconnects,
 		descMembers, descConfigDrift, descOwnersInSync, descOwners, descPropagation, descQueue, descDropped,
 		descDirect, descPulls, descPushPull, descHealthScore} {
@@ -104,6 +108,12 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(descTargetInFlight, prometheus.GaugeValue, float64(t.InFlight), t.ID)
 		ch <- prometheus.MustNewConstMetric(descTargetRequests, prometheus.CounterValue, float64(t.Requests), t.ID)
 		ch <- prometheus.MustNewConstMetric(descTargetFailures, prometheus.CounterValue, float64(t.Failures), t.ID)
+		ejected := 0.0
+		if t.Ejected {
+			ejected = 1
+		}
+		ch <- prometheus.MustNewConstMetric(descTargetEjected, prometheus.GaugeValue, ejected, t.ID)
+		ch <- prometheus.MustNewConstMetric(descTargetEjections, prometheus.CounterValue, float64(t.Ejections), t.ID)
 	}
 	if v := c.a.view.Load(); v != nil {
 		for _, g := range v.desired.groups {

@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net"
+	"slices"
 	"sort"
 	"strconv"
 	"sync"
@@ -36,6 +37,7 @@ type Balancer struct {
 	mu        sync.Mutex // held by writers: Apply and Shutdown
 	listeners map[string]*listener
 	targets   map[string]*targetState
+	hosts     map[string]*hostHealth // by the host part of target addresses
 	stats     map[[2]string]*routeStats
 	closed    bool
 
@@ -51,6 +53,7 @@ func New(log *slog.Logger) *Balancer {
 		log:       log,
 		listeners: map[string]*listener{},
 		targets:   map[string]*targetState{},
+		hosts:     map[string]*hostHealth{},
 		stats:     map[[2]string]*routeStats{},
 	}
 }
@@ -86,9 +89,10 @@ type group struct {
 	next atomic.Uint64
 }
 
-// pick returns a serving target by the group's algorithm, avoiding avoid (the
-// target that just failed) when another one serves; nil when none serves.
-func (g *group) pick(avoid *targetState) *targetState {
+// pick returns a serving target by the group's algorithm. It avoids the
+// targets a request already failed on and those passive health ejected, as
+// long as another target serves; nil when none serves.
+func (g *group) pick(tried []*targetState) *targetState {
 	n := uint64(len(g.serving))
 	if n == 0 {
 		return nil
@@ -96,50 +100,66 @@ func (g *group) pick(avoid *targetState) *targetState {
 	var t *targetState
 	switch g.algorithm {
 	case AlgorithmLeastOutstanding:
-		t = g.leastOutstanding(avoid)
+		t = g.leastOutstanding(tried)
 	case AlgorithmWeightedRandom:
 		t = g.serving[rand.Uint64N(n)]
-		if t == avoid && n > 1 {
-			t = g.serving[(rand.Uint64N(n-1)+1+indexOf(g.serving, t))%n]
-		}
 	default:
 		t = g.serving[g.next.Add(1)%n]
 	}
-	if t == avoid && n > 1 {
-		for range n { // weights may list avoid several times in a row
-			if t = g.serving[g.next.Add(1)%n]; t != avoid {
-				break
-			}
+	if len(tried) == 0 && ejectedTargets.Load() == 0 {
+		return t // the fast path: nothing to avoid
+	}
+	return g.avoid(t, tried)
+}
+
+// avoid walks the rotation from t to the first target that was not tried and
+// is not ejected; failing that, to one not tried; failing that, keeps t (fail
+// open: a group never refuses because its targets look unwell).
+func (g *group) avoid(t *targetState, tried []*targetState) *targetState {
+	now := time.Now().UnixNano()
+	if !slices.Contains(tried, t) && !t.passive.ejected(now) {
+		return t
+	}
+	n := uint64(len(g.serving))
+	start := g.next.Add(1)
+	var untried *targetState
+	for i := range n {
+		c := g.serving[(start+i)%n]
+		if slices.Contains(tried, c) {
+			continue
 		}
+		if !c.passive.ejected(now) {
+			return c
+		}
+		if untried == nil {
+			untried = c
+		}
+	}
+	if untried != nil {
+		return untried
 	}
 	return t
 }
 
 // leastOutstanding scans the targets from a rotating start, so ties spread.
-func (g *group) leastOutstanding(avoid *targetState) *targetState {
+func (g *group) leastOutstanding(tried []*targetState) *targetState {
 	n := uint64(len(g.distinct))
 	start := g.next.Add(1)
 	var best *targetState
 	var bestLoad int64
 	for i := range n {
 		t := g.distinct[(start+i)%n]
-		if t == avoid && n > 1 {
+		if slices.Contains(tried, t) {
 			continue
 		}
 		if load := t.inFlight.Load(); best == nil || load < bestLoad {
 			best, bestLoad = t, load
 		}
 	}
-	return best
-}
-
-func indexOf(ts []*targetState, t *targetState) uint64 {
-	for i, x := range ts {
-		if x == t {
-			return uint64(i)
-		}
+	if best == nil {
+		return g.distinct[start%n]
 	}
-	return 0
+	return best
 }
 
 // Apply validates cfg, opens listeners it adds, closes those it drops, and
@@ -222,7 +242,24 @@ func (b *Balancer) Apply(cfg Config) error {
 			delete(b.targets, id)
 		}
 	}
+	b.groupByHost()
 	return nil
+}
+
+// groupByHost rebuilds the list of targets of each host, for passive health.
+func (b *Balancer) groupByHost() {
+	members := map[*hostHealth][]*targetState{}
+	for _, t := range b.targets {
+		members[t.host] = append(members[t.host], t)
+	}
+	for host, h := range b.hosts {
+		h.mu.Lock()
+		h.members = members[h]
+		h.mu.Unlock()
+		if members[h] == nil {
+			delete(b.hosts, host)
+		}
+	}
 }
 
 // targetState returns the state of a target, creating it on first sight. A
@@ -234,7 +271,13 @@ func (b *Balancer) targetState(tc TargetConfig) *targetState {
 		t.serving.Store(false)
 		t.closeIdle()
 	}
-	t := &targetState{id: tc.ID, address: tc.Address}
+	host, _, _ := net.SplitHostPort(tc.Address)
+	h, ok := b.hosts[host]
+	if !ok {
+		h = &hostHealth{}
+		b.hosts[host] = h
+	}
+	t := &targetState{id: tc.ID, address: tc.Address, host: h}
 	b.targets[tc.ID] = t
 	return t
 }
@@ -369,8 +412,10 @@ func (b *Balancer) Addr(listener string) string {
 func (b *Balancer) Targets() []TargetStats {
 	b.mu.Lock()
 	out := make([]TargetStats, 0, len(b.targets))
+	now := time.Now().UnixNano()
 	for _, t := range b.targets {
-		out = append(out, TargetStats{ID: t.id, InFlight: t.inFlight.Load(), Requests: t.requests.Load(), Failures: t.failures.Load()})
+		out = append(out, TargetStats{ID: t.id, InFlight: t.inFlight.Load(), Requests: t.requests.Load(), Failures: t.failures.Load(),
+			Ejected: t.passive.ejected(now), Ejections: t.passive.totalEjected.Load()})
 	}
 	b.mu.Unlock()
 	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })

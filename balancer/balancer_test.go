@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -581,5 +582,54 @@ func TestResponseFraming(t *testing.T) {
 	}
 	if n := lb.Listeners()[0].TotalConnections; n != 1 {
 		t.Fatalf("%d client connections, want 1 kept alive", n)
+	}
+}
+
+func TestPassiveHealthEjectsAndReturns(t *testing.T) {
+	var failing atomic.Bool
+	failing.Store(true)
+	sick := backend(t, "sick", func(w http.ResponseWriter, r *http.Request) {
+		if failing.Load() {
+			w.WriteHeader(503)
+			return
+		}
+		io.WriteString(w, "sick")
+	})
+	well := backend(t, "well", nil)
+	lb := start(t, webConfig(serving("sick", addrOf(sick)), serving("well", addrOf(well))))
+	url := "http://" + lb.Addr("web") + "/"
+	fives := 0
+	for range 20 {
+		if code, _, _ := get(t, http.DefaultClient, url); code == 503 {
+			fives++
+		}
+	}
+	if fives != passiveThreshold {
+		t.Fatalf("%d answers of 503 before the sick target left the rotation, want %d", fives, passiveThreshold)
+	}
+	stats := lb.Targets()
+	if !stats[0].Ejected || stats[0].ID != "sick" || stats[0].Ejections != 1 {
+		t.Fatalf("target stats: %+v", stats)
+	}
+	failing.Store(false)
+	waitUntil := time.Now().Add(3 * passiveBackoff)
+	for {
+		if _, body, _ := get(t, http.DefaultClient, url); body == "sick" {
+			break // back in the rotation after its back-off
+		}
+		if time.Now().After(waitUntil) {
+			t.Fatal("the recovered target did not come back")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func TestPassiveHealthFailsOpen(t *testing.T) {
+	sick := backend(t, "", func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(500) })
+	lb := start(t, webConfig(serving("only", addrOf(sick))))
+	for range 5 {
+		if code, _, _ := get(t, http.DefaultClient, "http://"+lb.Addr("web")+"/"); code != 500 {
+			t.Fatalf("got %d: an ejected only target must still be used (fail open), and its 500 passed on", code)
+		}
 	}
 }

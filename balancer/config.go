@@ -97,4 +97,8 @@ type TargetStats struct {
 	InFlight int64
 	Requests uint64
 	Failures uint64
+	// Ejected is true while passive health keeps the target out of this node's
+	// rotation; Ejections counts how often that happened.
+	Ejected   bool
+	Ejections uint64
 }

@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 	"unsafe"
 )
@@ -212,22 +213,25 @@ const (
 // the failed one cannot have processed it. It returns the status the client got
 // and whether the client connection stays open.
 func (c *clientConn) forward(g *group, idleTimeout time.Duration) (int, bool) {
-	var failed *targetState
+	var triedArray [maxAttempts]*targetState
+	tried := triedArray[:0]
 	reason := ReasonNoTarget
 	for attempt := 0; attempt < maxAttempts; attempt++ {
-		t := g.pick(failed)
+		t := g.pick(tried)
 		if t == nil {
 			break
 		}
+		tried = append(tried, t)
 		uc := t.get()
 		if uc == nil {
 			var err error
 			if uc, err = dialTarget(t, g.connectTimeout); err != nil {
-				t.failures.Add(1)
-				failed, reason = t, ReasonConnectFailed
-				if errors.Is(err, os.ErrDeadlineExceeded) {
+				reason = ReasonConnectFailed
+				var ne net.Error
+				if errors.As(err, &ne) && ne.Timeout() || errors.Is(err, syscall.EHOSTUNREACH) || errors.Is(err, syscall.ENETUNREACH) {
 					reason = ReasonConnectTimeout
 				}
+				t.failed(reason)
 				continue
 			}
 		}
@@ -237,15 +241,21 @@ func (c *clientConn) forward(g *group, idleTimeout time.Duration) (int, bool) {
 		t.inFlight.Add(-1)
 		switch res {
 		case attemptDone:
+			if code >= 500 {
+				t.passive.failed(time.Now())
+			} else {
+				t.passive.succeeded()
+			}
 			return code, keep
 		case attemptRetryable:
-			failed, reason = t, why
+			t.failed(why)
+			reason = why
 			continue
 		default:
-			t.failures.Add(1)
 			if why == reasonNone {
 				return code, false // the client went away or the response broke mid-body
 			}
+			t.failed(why)
 			return c.failWith(why, false), false
 		}
 	}
@@ -253,6 +263,16 @@ func (c *clientConn) forward(g *group, idleTimeout time.Duration) (int, bool) {
 	// request only when there was none.
 	keep := c.req.keepAlive() && !c.req.chunked && c.req.contentLength <= 0
 	return c.failWith(reason, keep), keep
+}
+
+// brokenReason tells a connection the target's host stopped acknowledging
+// (TCP_USER_TIMEOUT, keep-alive, unreachable: the host or the network is gone)
+// from one the target closed or reset.
+func brokenReason(err error) ErrorReason {
+	if errors.Is(err, syscall.ETIMEDOUT) || errors.Is(err, syscall.EHOSTUNREACH) || errors.Is(err, syscall.ENETUNREACH) {
+		return ReasonTargetUnreachable
+	}
+	return ReasonTargetReset
 }
 
 // reasonNone marks a failed attempt that needs no error page.
@@ -264,7 +284,7 @@ func (c *clientConn) failWith(reason ErrorReason, keep bool) int {
 	switch reason {
 	case ReasonNoTarget:
 		code = 503
-	case ReasonConnectTimeout, ReasonResponseTimeout:
+	case ReasonConnectTimeout, ReasonResponseTimeout, ReasonTargetUnreachable:
 		code = 504
 	}
 	c.answerError(code, reason, keep)
@@ -296,9 +316,9 @@ func (c *clientConn) roundTrip(uc *upstreamConn, g *group, idleTimeout time.Dura
 	if err != nil {
 		uc.conn.Close()
 		if retryable {
-			return attemptRetryable, 0, false, ReasonTargetReset
+			return attemptRetryable, 0, false, brokenReason(err)
 		}
-		return attemptFailed, 0, false, ReasonTargetReset
+		return attemptFailed, 0, false, brokenReason(err)
 	}
 
 	uc.conn.SetReadDeadline(time.Now().Add(g.responseTimeout))
@@ -310,11 +330,11 @@ func (c *clientConn) roundTrip(uc *upstreamConn, g *group, idleTimeout time.Dura
 			case errors.Is(err, os.ErrDeadlineExceeded):
 				return attemptFailed, 0, false, ReasonResponseTimeout
 			case retryable && len(c.resp.raw) == 0:
-				return attemptRetryable, 0, false, ReasonTargetReset
+				return attemptRetryable, 0, false, brokenReason(err)
 			case errors.Is(err, errBadResponse) || errors.Is(err, errMalformedHead) || errors.Is(err, errBadFraming):
 				return attemptFailed, 0, false, ReasonBadResponse
 			default:
-				return attemptFailed, 0, false, ReasonTargetReset
+				return attemptFailed, 0, false, brokenReason(err)
 			}
 		}
 		if c.resp.status == 101 {

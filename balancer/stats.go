@@ -23,12 +23,13 @@ const (
 	ReasonResponseTimeout
 	ReasonTargetReset
 	ReasonBadResponse
+	ReasonTargetUnreachable
 	reasonCount
 )
 
 // String is the metric label value.
 func (r ErrorReason) String() string {
-	return [...]string{"bad_request", "headers_too_large", "client_timeout", "no_target", "connect_failed", "connect_timeout", "response_timeout", "target_reset", "bad_response"}[r]
+	return [...]string{"bad_request", "headers_too_large", "client_timeout", "no_target", "connect_failed", "connect_timeout", "response_timeout", "target_reset", "bad_response", "target_unreachable"}[r]
 }
 
 // routeStats counts the requests of one listener and group pair. It lives

@@ -1,7 +1,11 @@
 package balancer
 
 import (
+	"errors"
+	"syscall"
+
 	"bufio"
+	"golang.org/x/sys/unix"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -32,6 +36,10 @@ type targetState struct {
 	// serving is false once the target drains or leaves: pooled connections
 	// are closed instead of being reused.
 	serving atomic.Bool
+	passive passiveState
+	// host groups the targets of one address for passive health; it is set
+	// when the state is made and never changes (nor does the address).
+	host *hostHealth
 
 	mu   sync.Mutex
 	idle []*upstreamConn // LIFO: the warmest connection first
@@ -96,8 +104,25 @@ func (t *targetState) closeIdle() {
 	}
 }
 
+// dialTarget connects to a target. A peer that stops acknowledging for as long
+// as the connect timeout is dead: TCP_USER_TIMEOUT ends a connection whose
+// sent data stays unacknowledged that long, and keep-alive probes after that
+// much silence catch one that waits for a response from a host that is gone.
+// Both end in an error that the retry and passive health act on, in seconds
+// rather than the kernel's default minutes.
 func dialTarget(t *targetState, timeout time.Duration) (*upstreamConn, error) {
-	conn, err := net.DialTimeout("tcp", t.address, timeout)
+	d := net.Dialer{
+		Timeout:         timeout,
+		KeepAliveConfig: net.KeepAliveConfig{Enable: true, Idle: timeout, Interval: timeout, Count: 2},
+		Control: func(_, _ string, c syscall.RawConn) error {
+			var serr error
+			err := c.Control(func(fd uintptr) {
+				serr = unix.SetsockoptInt(int(fd), unix.IPPROTO_TCP, unix.TCP_USER_TIMEOUT, int(timeout.Milliseconds()))
+			})
+			return errors.Join(err, serr)
+		},
+	}
+	conn, err := d.Dial("tcp", t.address)
 	if err != nil {
 		return nil, err
 	}

@@ -64,7 +64,10 @@ type Target struct {
 	LocalOnly bool   `json:"local_only"`
 	// State is healthy, draining or unhealthy (Docker HEALTHCHECK starting or
 	// unhealthy), or unused (weight 0).
-	State     string `json:"state"`
+	State string `json:"state"`
+	// Ejected is true while this node's passive health check keeps the target
+	// out of its rotation (consecutive failures; it returns after a back-off).
+	Ejected   bool   `json:"ejected,omitempty"`
 	Container string `json:"container,omitempty"`
 	Source    string `json:"source"`
 	InFlight  int64  `json:"in_flight"`

@@ -306,7 +306,11 @@ func writeTargets(w io.Writer, targets []api.Target) error {
 		if t.LocalOnly {
 			address += " (local)"
 		}
-		fmt.Fprintf(table, "%s\t%s\t%s\t%s\t%s\t%d\t%d\t%d\n", t.Group, t.ID, address, t.State, orDash(t.Container), t.InFlight, t.Requests, t.Failures)
+		state := t.State
+		if t.Ejected {
+			state += " (ejected)"
+		}
+		fmt.Fprintf(table, "%s\t%s\t%s\t%s\t%s\t%d\t%d\t%d\n", t.Group, t.ID, address, state, orDash(t.Container), t.InFlight, t.Requests, t.Failures)
 	}
 	return table.Flush()
 }
