@@ -16,7 +16,7 @@ DEMO := scripts/compose.sh -f examples/demo/compose.yaml -p berth-demo
 ADMIN_URL := http://127.0.0.1:9900
 DEMO_WAIT_SECONDS := 60
 
-.PHONY: help build test image run stop bench clean
+.PHONY: help build test image run stop bench bench-gossip clean
 
 help:
 	@echo "make build   static binaries bin/berth and bin/example-app"
@@ -24,7 +24,8 @@ help:
 	@echo "make image   images berth:dev and berth-example-app:v1/:v2 (FROM scratch)"
 	@echo "make run     the demo: one agent and three web replicas on 127.0.0.1:8000"
 	@echo "make stop    remove the demo"
-	@echo "make bench   benchmarks (scripts/bench.sh)"
+	@echo "make bench   benchmarks beside HAProxy and nginx (scripts/bench.sh)"
+	@echo "make bench-gossip  fleet propagation benchmarks (scripts/bench-gossip.sh)"
 	@echo "make clean   remove bin/ and the images"
 
 build:
@@ -85,6 +86,9 @@ stop:
 
 bench:
 	scripts/bench.sh
+
+bench-gossip:
+	scripts/bench-gossip.sh
 
 clean:
 	rm -rf bin

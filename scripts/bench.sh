@@ -85,12 +85,5 @@ for _ in $(seq 50); do curl -fs -o /dev/null "http://$hap_listen/" && break; sle
   median_benchmarks "$out/go.txt"
   echo '```'
   echo "<!-- bench:end -->"
-} > "$out/block.md"
-python3 - "$out/block.md" docs/benchmarks.md <<'PY'
-import re, sys
-block = open(sys.argv[1]).read()
-doc = open(sys.argv[2]).read()
-new = re.sub(r"<!-- bench:begin.*?<!-- bench:end -->\n?", lambda _: block, doc, flags=re.S)
-open(sys.argv[2], "w").write(new if new != doc or "bench:begin" in doc else doc + "\n" + block)
-PY
+} | scripts/write-block.py bench docs/benchmarks.md
 echo "figures written to docs/benchmarks.md" >&2

@@ -21,7 +21,7 @@ type command struct {
 func commands() []command {
 	return []command{
 		{"agent", "run the agent: Docker discovery and the balancer", runAgent},
-		{"status", "show the node, its listeners, groups and skipped containers", runStatus},
+		{"status", "show the node, its listeners, groups, the fleet's nodes and skipped containers", runStatus},
 		{"targets", "list every target with its state and counters", runTargets},
 		{"config", "config check FILE: validate a config file and print every error", runConfig},
 		{"version", "print the version", runVersion},

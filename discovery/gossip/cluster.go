@@ -1,10 +1,10 @@
 // Package gossip shares every agent's targets across the fleet with
 // hashicorp/memberlist, without an external store. Each agent owns the targets
 // of its host and is their only writer; its state is versioned by an epoch (one
-// per agent start) and a sequence number (one per change). Changes travel as
-// small deltas by gossip; drains and removals also go directly to every member
-// over TCP; whole states travel in memberlist's push/pull and answer pulls when
-// a node sees a gap. Every received message is bounded, validated and, when it
+// per agent start) and a sequence number (one per change). Each change travels
+// as a small delta, directly to every member over TCP and by gossip as well;
+// whole states travel in memberlist's push/pull and answer pulls when a node
+// sees a gap. Every received message is bounded, validated and, when it
 // cannot be trusted, dropped and counted.
 package gossip
 
@@ -82,7 +82,7 @@ type Cluster struct {
 	// reconnecting is true while a join of dead members runs.
 	reconnecting atomic.Bool
 	stats        stats
-	fanout       chan struct{} // bounds concurrent direct sends
+	outbox       chan directSend
 	done         chan struct{}
 	wg           sync.WaitGroup
 }
@@ -107,12 +107,15 @@ const (
 	retransmitMult   = 4
 	pushPullInterval = 15 * time.Second
 	maxQueued        = 4096
-	fanoutParallel   = 16
-	repairInterval   = 100 * time.Millisecond
-	gapPatience      = 250 * time.Millisecond
-	pullEvery        = time.Second
-	defaultGrace     = 60 * time.Second
-	inboxSize        = 1024
+	senders          = 16
+	outboxSize       = 8192
+	// tcpTimeout bounds a direct send or a push/pull to one member (LAN default: 10s).
+	tcpTimeout     = 3 * time.Second
+	repairInterval = 100 * time.Millisecond
+	gapPatience    = 250 * time.Millisecond
+	pullEvery      = time.Second
+	defaultGrace   = 60 * time.Second
+	inboxSize      = 1024
 	// reconnectInterval paces the attempts to reach members believed dead.
 	reconnectInterval = 2 * time.Second
 	// forgetDead is how long the state of a dead node is kept, not routed, in
@@ -136,7 +139,7 @@ func Start(opts Options) (*Cluster, error) {
 		opts: opts, log: opts.Logger, epoch: time.Now().UnixNano(),
 		table: newTable(opts.Node), names: map[string]nameState{}, goodbyes: map[string]bool{}, own: map[string]wireTarget{},
 		changes: make(chan struct{}, 1), inbox: make(chan []byte, inboxSize),
-		fanout: make(chan struct{}, fanoutParallel), done: make(chan struct{}),
+		outbox: make(chan directSend, outboxSize), done: make(chan struct{}),
 	}
 	c.name = opts.Node + "@" + strconv.FormatInt(c.epoch, 36)
 	c.stats.init()
@@ -157,6 +160,7 @@ func Start(opts Options) (*Cluster, error) {
 	}
 	conf.GossipInterval, conf.GossipNodes, conf.RetransmitMult = gossipInterval, gossipNodes, retransmitMult
 	conf.PushPullInterval = pushPullInterval
+	conf.TCPTimeout = tcpTimeout
 	conf.Label = opts.Label
 	if len(opts.Keys) > 0 {
 		ring, err := memberlist.NewKeyring(opts.Keys, opts.Keys[0])
@@ -184,9 +188,12 @@ func Start(opts Options) (*Cluster, error) {
 	c.mlReady.Store(ml)
 	local := ml.LocalNode() // read once: only this node's later alive messages change it
 	c.addr = net.JoinHostPort(local.Addr.String(), strconv.Itoa(int(local.Port)))
-	c.wg.Add(2)
+	c.wg.Add(2 + senders)
 	go c.receiveLoop()
 	go c.repairLoop()
+	for range senders {
+		go c.sender()
+	}
 	return c, nil
 }
 
@@ -234,11 +241,10 @@ func (c *Cluster) Targets() []discovery.Target {
 }
 
 // Publish makes targets this node's state: each changed target becomes one
-// versioned delta, sent at once to every member (a drain or a removal over
-// TCP, anything else in one UDP packet) and gossiped as well. configHash is this node's hash of its listeners and groups config.
+// versioned delta, sent at once to every member over TCP and gossiped as
+// well, so a member that misses one copy gets the other. configHash is this node's hash of its listeners and groups config.
 func (c *Cluster) Publish(targets []discovery.Target, configHash string) {
 	var deltas []*delta
-	urgent := map[*delta]bool{}
 	now := time.Now().UnixNano()
 	c.mu.Lock()
 	seen := make(map[string]bool, len(targets))
@@ -249,20 +255,14 @@ func (c *Cluster) Publish(targets []discovery.Target, configHash string) {
 			continue
 		}
 		c.seq++
-		d := &delta{Owner: c.opts.Node, Epoch: c.epoch, Seq: c.seq, SentAt: now, ConfigHash: configHash, Target: &w}
-		if cur, ok := c.own[w.ID]; ok && w.Draining && !cur.Draining {
-			urgent[d] = true
-		}
 		c.own[w.ID] = w
-		deltas = append(deltas, d)
+		deltas = append(deltas, &delta{Owner: c.opts.Node, Epoch: c.epoch, Seq: c.seq, SentAt: now, ConfigHash: configHash, Target: &w})
 	}
 	for id := range c.own {
 		if !seen[id] {
 			c.seq++
-			d := &delta{Owner: c.opts.Node, Epoch: c.epoch, Seq: c.seq, SentAt: now, ConfigHash: configHash, Removed: id}
-			urgent[d] = true
 			delete(c.own, id)
-			deltas = append(deltas, d)
+			deltas = append(deltas, &delta{Owner: c.opts.Node, Epoch: c.epoch, Seq: c.seq, SentAt: now, ConfigHash: configHash, Removed: id})
 		}
 	}
 	hashChanged := c.ownHash != configHash
@@ -275,17 +275,7 @@ func (c *Cluster) Publish(targets []discovery.Target, configHash string) {
 	}
 	for _, d := range deltas {
 		msg := encode(kindDelta, d)
-		if len(msg) > maxDeltaBytes {
-			urgent[d] = true // too large for a packet: over TCP only
-		}
-		if urgent[d] {
-			c.sendToAll(members, msg)
-		} else {
-			// One packet to each member now; gossip repeats it, pulls repair the rest.
-			for i := range members {
-				c.ml.SendBestEffort(&members[i], msg)
-			}
-		}
+		c.sendToAll(members, msg)
 		if len(msg) <= maxDeltaBytes {
 			c.queue.QueueBroadcast(broadcast(msg))
 		}
@@ -298,20 +288,40 @@ func (c *Cluster) Publish(targets []discovery.Target, configHash string) {
 	}
 }
 
-// sendToAll sends msg over TCP to members, a bounded number at a time,
-// without waiting.
+// directSend is one message for one member, waiting in the outbox.
+type directSend struct {
+	to  memberlist.Node
+	msg []byte
+}
+
+// sendToAll queues msg for every member; the senders deliver it over TCP. It
+// never blocks: a member that does not answer holds a sender, not the agent.
+// When the outbox is full the message is left to gossip and pulls.
 func (c *Cluster) sendToAll(members []memberlist.Node, msg []byte) {
 	for _, n := range members {
-		c.fanout <- struct{}{}
-		go func(n memberlist.Node) {
-			defer func() { <-c.fanout }()
-			if err := c.ml.SendReliable(&n, msg); err != nil {
+		select {
+		case c.outbox <- directSend{n, msg}:
+		default:
+			c.stats.fanoutFailures.Add(1)
+		}
+	}
+}
+
+// sender delivers the outbox.
+func (c *Cluster) sender() {
+	defer c.wg.Done()
+	for {
+		select {
+		case <-c.done:
+			return
+		case s := <-c.outbox:
+			if err := c.ml.SendReliable(&s.to, s.msg); err != nil {
 				c.stats.fanoutFailures.Add(1)
-				c.log.Debug("gossip: direct send failed; gossip will carry it", "to", n.Name, "err", err)
-				return
+				c.log.Debug("gossip: direct send failed; gossip and pulls will carry it", "to", s.to.Name, "err", err)
+				continue
 			}
 			c.stats.fanoutSends.Add(1)
-		}(n)
+		}
 	}
 }
 

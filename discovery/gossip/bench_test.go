@@ -1,0 +1,200 @@
+package gossip
+
+import (
+	"fmt"
+	"io"
+	"log/slog"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/berth-lb/berth/discovery"
+)
+
+// benchCluster starts size nodes with berth's production memberlist settings
+// (LAN failure detection), n0 on 127.0.0.10, every other node joining it.
+func benchCluster(b *testing.B, size int) []*node {
+	b.Helper()
+	var nodes []*node
+	for i := range size {
+		addr := fmt.Sprintf("127.0.0.%d", 10+i)
+		var join []string
+		if i > 0 {
+			join = []string{nodes[0].c.Addr()}
+		}
+		c, err := Start(Options{Node: fmt.Sprintf("n%d", i), Bind: addr + ":0", Join: join,
+			Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+		if err != nil {
+			b.Fatal(err)
+		}
+		n := &node{c: c, ip: addr}
+		b.Cleanup(func() { n.stop(false) })
+		nodes = append(nodes, n)
+	}
+	waitFor(b, 60*time.Second, func() bool {
+		for _, n := range nodes {
+			if n.c.ml.NumMembers() != size {
+				return false
+			}
+		}
+		return true
+	}, "the cluster of %d did not form", size)
+	return nodes
+}
+
+// arrivals waits until every node but the owner sees want(target) true, and
+// returns each node's delay from start (a missing node: -1 after timeout).
+func arrivals(nodes []*node, owner int, id string, want func(discovery.Target, bool) bool, start time.Time, timeout time.Duration) []time.Duration {
+	out := make([]time.Duration, len(nodes))
+	var wg sync.WaitGroup
+	for i, n := range nodes {
+		if i == owner {
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			deadline := time.After(timeout)
+			for {
+				if t, ok := find(n, id); want(t, ok) {
+					out[i] = time.Since(start)
+					return
+				}
+				select {
+				case <-n.c.Changes():
+				case <-deadline:
+					out[i] = -1
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	return append(out[:owner:owner], out[owner+1:]...)
+}
+
+type propagation struct {
+	delays    []time.Duration // every node of every trial that arrived
+	toAll     []time.Duration // the slowest node of each trial
+	neverSeen int
+}
+
+func (p *propagation) add(delays []time.Duration) {
+	slowest := time.Duration(0)
+	for _, d := range delays {
+		if d < 0 {
+			p.neverSeen++
+			continue
+		}
+		p.delays = append(p.delays, d)
+		slowest = max(slowest, d)
+	}
+	p.toAll = append(p.toAll, slowest)
+}
+
+func quantile(ds []time.Duration, q float64) time.Duration {
+	if len(ds) == 0 {
+		return 0
+	}
+	s := slices.Clone(ds)
+	slices.Sort(s)
+	return s[min(len(s)-1, int(q*float64(len(s))))]
+}
+
+func (p *propagation) report(b *testing.B, what string) {
+	ms := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+	b.ReportMetric(ms(quantile(p.delays, 0.5)), what+"-p50-ms")
+	b.ReportMetric(ms(quantile(p.delays, 0.99)), what+"-p99-ms")
+	b.ReportMetric(ms(quantile(p.toAll, 0.5)), what+"-all-p50-ms")
+	b.ReportMetric(ms(quantile(p.toAll, 0.99)), what+"-all-p99-ms")
+	b.ReportMetric(float64(p.neverSeen), what+"-never")
+}
+
+// BenchmarkGossipPropagation measures, per cluster size, how long a new
+// target and then its drain take to reach every other node: each iteration
+// is one trial on a random owner. Run with -benchtime=Nx (make bench-gossip).
+func BenchmarkGossipPropagation(b *testing.B) {
+	for _, size := range []int{3, 10, 50} {
+		b.Run(fmt.Sprintf("nodes=%d", size), func(b *testing.B) {
+			nodes := benchCluster(b, size)
+			var added, drained propagation
+			published := make([][]discovery.Target, size)
+			// A warm-up change, not counted: right after 50 joins the cluster
+			// is still busy converging (the first change then takes ~0.7 s).
+			warm := target("n0", 1_000_000, "10.9.9.9:29999")
+			published[0] = []discovery.Target{warm}
+			nodes[0].c.Publish(published[0], "")
+			arrivals(nodes, 0, warm.ID, func(_ discovery.Target, ok bool) bool { return ok }, time.Now(), 10*time.Second)
+			b.ResetTimer()
+			for i := 0; b.Loop(); i++ {
+				owner := i % size
+				tg := target(fmt.Sprintf("n%d", owner), i, fmt.Sprintf("10.0.%d.%d:%d", owner/250, owner%250, 30000+i))
+				published[owner] = append(published[owner], tg)
+				start := time.Now()
+				nodes[owner].c.Publish(published[owner], "")
+				added.add(arrivals(nodes, owner, tg.ID, func(_ discovery.Target, ok bool) bool { return ok }, start, 5*time.Second))
+
+				published[owner][len(published[owner])-1].Draining = true
+				start = time.Now()
+				nodes[owner].c.Publish(published[owner], "")
+				drained.add(arrivals(nodes, owner, tg.ID, func(t discovery.Target, ok bool) bool { return ok && t.Draining }, start, 5*time.Second))
+			}
+			b.StopTimer()
+			added.report(b, "add")
+			drained.report(b, "drain")
+		})
+	}
+}
+
+// BenchmarkGossipDeadNode measures, with berth's production failure detection
+// (memberlist LAN), the time from a node's crash (no leave) to its targets'
+// removal on every survivor.
+func BenchmarkGossipDeadNode(b *testing.B) {
+	for _, size := range []int{3, 10, 50} {
+		b.Run(fmt.Sprintf("nodes=%d", size), func(b *testing.B) {
+			var removal propagation
+			for b.Loop() {
+				b.StopTimer()
+				nodes := benchCluster(b, size)
+				victim := size - 1
+				tg := target(fmt.Sprintf("n%d", victim), 1, "10.9.9.9:30000")
+				nodes[victim].c.Publish([]discovery.Target{tg}, "")
+				arrivals(nodes, victim, tg.ID, func(_ discovery.Target, ok bool) bool { return ok }, time.Now(), 5*time.Second)
+				b.StartTimer()
+				start := time.Now()
+				nodes[victim].stop(false)
+				removal.add(arrivals(nodes, victim, tg.ID, func(_ discovery.Target, ok bool) bool { return !ok }, start, 30*time.Second))
+				b.StopTimer()
+				for _, n := range nodes {
+					n.stop(false)
+				}
+				b.StartTimer()
+			}
+			removal.report(b, "removal")
+		})
+	}
+}
+
+// BenchmarkGossipBytesPerTarget reports the bytes one target takes: in a
+// delta (one change, one UDP packet) and in a full state of 100 targets.
+func BenchmarkGossipBytesPerTarget(b *testing.B) {
+	tg := target("host-a", 1, "10.0.0.5:32768")
+	tg.ContainerName = "shop-web-1"
+	tg.Created = time.Unix(1_700_000_000, 0)
+	var fullState full
+	fullState.Owner, fullState.Epoch, fullState.Seq = "host-a", time.Now().UnixNano(), 100
+	for i := range 100 {
+		t := target("host-a", i, fmt.Sprintf("10.0.0.5:%d", 32768+i))
+		t.ContainerName = fmt.Sprintf("shop-web-%d", i)
+		fullState.Targets = append(fullState.Targets, toWire(t))
+	}
+	w := toWire(tg)
+	var deltaBytes, fullBytes int
+	for b.Loop() {
+		deltaBytes = len(encode(kindDelta, &delta{Owner: "host-a", Epoch: fullState.Epoch, Seq: 42, SentAt: time.Now().UnixNano(), Target: &w}))
+		fullBytes = len(encode(kindFull, &fullState))
+	}
+	b.ReportMetric(float64(deltaBytes), "delta-bytes")
+	b.ReportMetric(float64(fullBytes)/100, "full-bytes/target")
+}

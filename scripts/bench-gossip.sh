@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# bench-gossip.sh: the fleet layer's benchmarks, run by `make bench-gossip`.
+# In-process memberlist clusters of 3, 10 and 50 agents on 127.0.0.x:
+#   - a target added, then drained, on a random owner: p50/p99 per receiving
+#     node, p50/p99 of the time until every node has it, and never-arrived;
+#   - a hard kill (no leave) to removal of its targets on every survivor, with
+#     berth's production failure detection;
+#   - bytes per target in a delta and in a full state.
+# The figures are written between the gossip markers of docs/benchmarks.md.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+out=$(mktemp -d /tmp/berth-bench-gossip.XXXXXX)
+trap 'rm -rf "$out"' EXIT
+trials=${GOSSIP_TRIALS:-40} kills=${GOSSIP_KILLS:-5}
+
+go test -run '^$' -bench 'GossipPropagation|GossipBytes' -benchtime "${trials}x" -timeout 20m ./discovery/gossip/ | tee "$out/propagation.txt" >&2
+go test -run '^$' -bench 'GossipDeadNode' -benchtime "${kills}x" -timeout 20m ./discovery/gossip/ | tee "$out/dead.txt" >&2
+
+# one row per benchmark: its name, then metric=value pairs
+table() { awk '/^Benchmark/ { printf "%s", $1; for (i = 5; i < NF; i += 2) printf "  %s=%s", $(i+1), $i; printf "\n" }' "$@"; }
+{
+  echo "<!-- gossip:begin (written by scripts/bench-gossip.sh; do not edit by hand) -->"
+  echo "Run of $(date -u +%Y-%m-%dT%H:%MZ) on $(nproc) cores, commit $(git describe --always --dirty); $trials trials per size, $kills kills per size (\`make bench-gossip\`). Times in ms."
+  echo '```'
+  table "$out/propagation.txt" "$out/dead.txt"
+  echo '```'
+  echo "<!-- gossip:end -->"
+} | scripts/write-block.py gossip docs/benchmarks.md
+echo "figures written to docs/benchmarks.md" >&2
