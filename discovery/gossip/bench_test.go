@@ -32,14 +32,7 @@ func benchCluster(b *testing.B, size int) []*node {
 		b.Cleanup(func() { n.stop(false) })
 		nodes = append(nodes, n)
 	}
-	waitFor(b, 60*time.Second, func() bool {
-		for _, n := range nodes {
-			if n.c.ml.NumMembers() != size {
-				return false
-			}
-		}
-		return true
-	}, "the cluster of %d did not form", size)
+	waitFormed(b, nodes, 60*time.Second)
 	return nodes
 }
 

@@ -110,7 +110,11 @@ const (
 	senders          = 16
 	outboxSize       = 8192
 	// tcpTimeout bounds a direct send or a push/pull to one member (LAN default: 10s).
-	tcpTimeout     = 3 * time.Second
+	tcpTimeout = 3 * time.Second
+	// suspicionMult sets how long a suspected member has to refute before it is
+	// declared dead: suspicionMult x log10(members) x probe interval (LAN
+	// default 4). At 3, a dead host leaves routing within 10 s at 50 members.
+	suspicionMult  = 3
 	repairInterval = 100 * time.Millisecond
 	gapPatience    = 250 * time.Millisecond
 	pullEvery      = time.Second
@@ -161,6 +165,7 @@ func Start(opts Options) (*Cluster, error) {
 	conf.GossipInterval, conf.GossipNodes, conf.RetransmitMult = gossipInterval, gossipNodes, retransmitMult
 	conf.PushPullInterval = pushPullInterval
 	conf.TCPTimeout = tcpTimeout
+	conf.SuspicionMult = suspicionMult
 	conf.Label = opts.Label
 	if len(opts.Keys) > 0 {
 		ring, err := memberlist.NewKeyring(opts.Keys, opts.Keys[0])
@@ -764,16 +769,28 @@ func (b broadcast) Message() []byte                       { return b }
 func (b broadcast) Finished()                             {}
 
 // logAdapter turns memberlist's log lines into structured logs, and says what
-// to do about the ones a user causes.
-type logAdapter struct{ log *slog.Logger }
+// to do about the ones a user causes, once a minute at most for each kind.
+type logAdapter struct {
+	log  *slog.Logger
+	mu   sync.Mutex
+	last map[string]time.Time
+}
+
+// logRepeatEvery spaces out repeats of a user-caused complaint (a join retried
+// every few seconds with a wrong key would otherwise fill the log).
+const logRepeatEvery = time.Minute
 
 func (l *logAdapter) Write(p []byte) (int, error) {
 	line := strings.TrimSpace(string(p))
 	switch {
-	case strings.Contains(line, "No installed keys could decrypt") || strings.Contains(line, "Encryption is configured but remote state is not encrypted") || strings.Contains(line, "decrypt"):
-		l.log.Error("gossip: a node's messages cannot be decrypted: it uses another cluster.secret-key-file, or none", "memberlist", line)
+	case strings.Contains(line, "decrypt") || strings.Contains(line, "Encryption is configured but remote state is not encrypted"):
+		l.once("key", func() {
+			l.log.Error("gossip: a node's messages cannot be decrypted: it uses another cluster.secret-key-file, or none", "memberlist", line)
+		})
 	case strings.Contains(line, "label"):
-		l.log.Warn("gossip: a node with another cluster.label was ignored", "memberlist", line)
+		l.once("label", func() {
+			l.log.Warn("gossip: a node with another cluster.label was ignored", "memberlist", line)
+		})
 	case strings.HasPrefix(line, "[ERR]"):
 		l.log.Warn("gossip: memberlist", "msg", line)
 	case strings.HasPrefix(line, "[WARN]"):
@@ -782,4 +799,20 @@ func (l *logAdapter) Write(p []byte) (int, error) {
 		l.log.Debug("gossip: memberlist", "msg", line)
 	}
 	return len(p), nil
+}
+
+func (l *logAdapter) once(kind string, emit func()) {
+	l.mu.Lock()
+	now := time.Now()
+	due := now.Sub(l.last[kind]) >= logRepeatEvery
+	if due {
+		if l.last == nil {
+			l.last = map[string]time.Time{}
+		}
+		l.last[kind] = now
+	}
+	l.mu.Unlock()
+	if due {
+		emit()
+	}
 }

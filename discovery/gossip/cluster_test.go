@@ -1,10 +1,12 @@
 package gossip
 
 import (
+	"cmp"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -77,6 +79,25 @@ type node struct {
 type nodeOptions struct {
 	keys  [][]byte
 	label string
+	log   io.Writer // default: discarded
+}
+
+// syncBuffer collects a node's log for a test to read.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.buf.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.buf.String()
 }
 
 // startNode starts a cluster node named name on 127.0.0.<ip> with a free port.
@@ -90,7 +111,7 @@ func startNode(t testing.TB, name string, ip int, join []string, o nodeOptions) 
 	pt := &partitionable{NetTransport: nt, blocked: map[string]bool{}}
 	c, err := Start(Options{
 		Node: name, Bind: addr + ":0", Join: join, Keys: o.keys, Label: o.label, Transport: pt, Tune: fastDetection,
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), RejoinGrace: 2 * time.Second,
+		Logger: slog.New(slog.NewTextHandler(cmp.Or(o.log, io.Discard), nil)), RejoinGrace: 2 * time.Second,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -123,15 +144,21 @@ func cluster(t testing.TB, size int) []*node {
 	for i := 1; i < size; i++ {
 		nodes = append(nodes, startNode(t, fmt.Sprintf("n%d", i), 10+i, []string{nodes[0].c.Addr()}, nodeOptions{}))
 	}
-	waitFor(t, 10*time.Second, func() bool {
+	waitFormed(t, nodes, 10*time.Second)
+	return nodes
+}
+
+// waitFormed waits until every node sees every other.
+func waitFormed(t testing.TB, nodes []*node, timeout time.Duration) {
+	t.Helper()
+	waitFor(t, timeout, func() bool {
 		for _, n := range nodes {
-			if n.c.ml.NumMembers() != size {
+			if n.c.ml.NumMembers() != len(nodes) {
 				return false
 			}
 		}
 		return true
-	}, "the cluster of %d did not form", size)
-	return nodes
+	}, "the cluster of %d did not form", len(nodes))
 }
 
 func waitFor(t testing.TB, timeout time.Duration, cond func() bool, msg string, args ...any) {
@@ -340,8 +367,9 @@ func TestWrongKeyCannotJoin(t *testing.T) {
 	key := []byte("0123456789abcdef")
 	other := []byte("fedcba9876543210")
 	a := startNode(t, "a", 20, nil, nodeOptions{keys: [][]byte{key}})
-	b := startNode(t, "b", 21, []string{a.c.Addr()}, nodeOptions{keys: [][]byte{other}})
-	c := startNode(t, "c", 22, []string{a.c.Addr()}, nodeOptions{})
+	var bLog, cLog syncBuffer
+	b := startNode(t, "b", 21, []string{a.c.Addr()}, nodeOptions{keys: [][]byte{other}, log: &bLog})
+	c := startNode(t, "c", 22, []string{a.c.Addr()}, nodeOptions{log: &cLog})
 	d := startNode(t, "d", 23, []string{a.c.Addr()}, nodeOptions{keys: [][]byte{key, other}}) // mid-rotation: encrypts with key, decrypts both
 	waitFor(t, 10*time.Second, func() bool { return a.c.ml.NumMembers() == 2 && d.c.ml.NumMembers() == 2 }, "the node with the right key (as second key) did not join")
 	time.Sleep(time.Second)
@@ -350,5 +378,10 @@ func TestWrongKeyCannotJoin(t *testing.T) {
 	}
 	if a.c.ml.NumMembers() != 2 {
 		t.Fatalf("a sees %d members, want itself and d", a.c.ml.NumMembers())
+	}
+	for name, log := range map[string]*syncBuffer{"b (another key)": &bLog, "c (no key)": &cLog} {
+		if !strings.Contains(log.String(), "cannot join the cluster yet") || !strings.Contains(log.String(), "cluster.secret-key-file") {
+			t.Errorf("%s does not say in its log why it cannot join:\n%s", name, log.String())
+		}
 	}
 }
