@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"cmp"
 	"log/slog"
 	"slices"
 	"sort"
@@ -173,9 +174,7 @@ func groupSpecs(cfg *config.Config, targets []discovery.Target, d *desired) map[
 			if t.Settings.Algorithm != "" {
 				spec.Algorithm = t.Settings.Algorithm
 			}
-			if t.Settings.HealthPath != "" {
-				spec.Health.Path = t.Settings.HealthPath
-			}
+			spec.Health = mergeHealth(spec.Health, t.Settings.Health)
 			specs[name] = spec
 		}
 	}
@@ -185,7 +184,7 @@ func groupSpecs(cfg *config.Config, targets []discovery.Target, d *desired) map[
 func sameSettings(a, b discovery.GroupSettings) bool {
 	sameDelay := (a.DeregistrationDelay == nil) == (b.DeregistrationDelay == nil) &&
 		(a.DeregistrationDelay == nil || *a.DeregistrationDelay == *b.DeregistrationDelay)
-	return sameDelay && a.Algorithm == b.Algorithm && a.HealthPath == b.HealthPath
+	return sameDelay && a.Algorithm == b.Algorithm && a.Health == b.Health
 }
 
 // labelRulesByListener collects the rules of the containers' labels, once per
@@ -261,4 +260,17 @@ func sortedKeys[V any](m map[string]V) []string {
 	}
 	sort.Strings(keys)
 	return keys
+}
+
+// mergeHealth applies the health settings labels declare over the defaults.
+func mergeHealth(h config.Health, l discovery.HealthSettings) config.Health {
+	h.Protocol = cmp.Or(l.Protocol, h.Protocol)
+	h.Path = cmp.Or(l.Path, h.Path)
+	h.Port = cmp.Or(l.Port, h.Port)
+	h.Interval = cmp.Or(l.Interval, h.Interval)
+	h.Timeout = cmp.Or(l.Timeout, h.Timeout)
+	h.Healthy = cmp.Or(l.Healthy, h.Healthy)
+	h.Unhealthy = cmp.Or(l.Unhealthy, h.Unhealthy)
+	h.Matcher = cmp.Or(l.Matcher, h.Matcher)
+	return h
 }

@@ -8,20 +8,56 @@ import "time"
 type Config struct {
 	Listeners []ListenerConfig
 	Groups    []GroupConfig
+	// AccessLog is where the L4 listeners write one JSON line per connection
+	// or UDP flow: AccessLogStdout ("" too), AccessLogOff or a file path
+	// (appended to). docs/l4.md.
+	AccessLog string
 }
+
+// Access log destinations besides a file path.
+const (
+	AccessLogStdout = "stdout"
+	AccessLogOff    = "off"
+)
 
 // ListenerConfig is one port the balancer accepts connections on.
 type ListenerConfig struct {
 	Name string
+	// Protocol is ProtocolHTTP (the default for ""), ProtocolTCP, ProtocolTLS or
+	// ProtocolUDP. The L4 protocols forward whole connections (or UDP flows);
+	// docs/l4.md.
+	Protocol string
 	// Address is "host:port" to listen on; ":80" listens on every address.
 	Address string
-	// Rules are evaluated lowest Priority first; the first match wins.
+	// Rules are evaluated lowest Priority first; the first match wins. On a
+	// TLS listener a rule has Hosts only, matched against the ClientHello's
+	// server name (SNI), and forwards; TCP and UDP listeners have no rules.
 	Rules []Rule
-	// Default is the action when no rule matches; the zero Action answers 404.
+	// Default is the action when no rule matches; the zero Action answers 404
+	// on HTTP and closes the connection on the L4 protocols, which only forward.
 	Default Action
 	// IdleTimeout closes a client connection that sends nothing for this long
-	// (ALB default 60s). Zero means the default.
+	// (ALB default 60s); on TCP and TLS, a connection where nothing flows
+	// either way (NLB: 350s); on UDP, a flow (120s). Zero means the default.
 	IdleTimeout time.Duration
+	// Certificates make a TLS listener terminate TLS: the certificate is chosen
+	// by SNI among them (the first is the fallback). Without them a TLS
+	// listener passes TLS through, routed by SNI, never decrypting.
+	Certificates []Certificate
+}
+
+// The listener protocols.
+const (
+	ProtocolHTTP = "http"
+	ProtocolTCP  = "tcp"
+	ProtocolTLS  = "tls"
+	ProtocolUDP  = "udp"
+)
+
+// Certificate is a PEM certificate chain and its private key, by file.
+type Certificate struct {
+	CertFile string
+	KeyFile  string
 }
 
 // Rule matches requests and applies an action. Values within Hosts are OR'd, as
@@ -64,6 +100,10 @@ type GroupConfig struct {
 	// ResponseTimeout bounds the wait for a target's response head after the
 	// request was sent (default 60s).
 	ResponseTimeout time.Duration
+	// ProxyProtocol makes TCP and TLS listeners open every connection to a
+	// target of this group with a proxy protocol v2 header carrying the
+	// client's and the listener's addresses.
+	ProxyProtocol bool
 }
 
 // The algorithms a group can use, with ALB's names.
@@ -75,6 +115,10 @@ const (
 	AlgorithmLeastOutstanding = "least_outstanding_requests"
 	// AlgorithmWeightedRandom takes a target at random, in proportion to its weight.
 	AlgorithmWeightedRandom = "weighted_random"
+	// AlgorithmSourceHash takes the target of a hash of the client's IP
+	// address, so one client keeps reaching one target while the serving
+	// targets stay the same (NLB's source_ip stickiness).
+	AlgorithmSourceHash = "source_hash"
 )
 
 // TargetConfig is one target of a group.
@@ -101,4 +145,9 @@ type TargetStats struct {
 	// rotation; Ejections counts how often that happened.
 	Ejected   bool
 	Ejections uint64
+	// Open L4 connections (TCP, TLS) and UDP flows to the target now, those
+	// opened since start, and their bytes from clients (In) and to them (Out).
+	ActiveConnections int64
+	Connections       uint64
+	BytesIn, BytesOut uint64
 }

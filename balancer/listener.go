@@ -11,26 +11,50 @@ import (
 // listener accepts client connections on one socket. It outlives routing
 // snapshots: Apply swaps its route, the socket and its connections stay.
 type listener struct {
-	b       *Balancer
-	name    string
-	address string
-	ln      net.Listener
-	port    []byte // for X-Forwarded-Port
-	route   atomic.Pointer[route]
+	b        *Balancer
+	name     string
+	address  string
+	protocol string
+	ln       net.Listener // nil for UDP
+	udp      *udpListener // UDP only
+	port     []byte       // for X-Forwarded-Port
+	route    atomic.Pointer[route]
 
 	active atomic.Int64
 	total  atomic.Uint64
 	errors [reasonCount]atomic.Uint64
+	// bytesIn and bytesOut count the L4 traffic from and to clients.
+	bytesIn  atomic.Uint64
+	bytesOut atomic.Uint64
 
 	mu    sync.Mutex
 	conns map[*clientConn]struct{}
+	// streams are the open L4 connections, for shutdown.
+	streams map[*l4Conn]struct{}
 }
 
-func newListener(b *Balancer, name, address string, ln net.Listener) *listener {
-	return &listener{b: b, name: name, address: address, ln: ln, port: []byte(portOf(ln.Addr())), conns: map[*clientConn]struct{}{}}
+func newListener(b *Balancer, name, address, protocol string, ln net.Listener) *listener {
+	return &listener{b: b, name: name, address: address, protocol: protocol, ln: ln, port: []byte(portOf(ln.Addr())),
+		conns: map[*clientConn]struct{}{}, streams: map[*l4Conn]struct{}{}}
+}
+
+// addr is the bound address.
+func (l *listener) addr() net.Addr {
+	if l.udp != nil {
+		return l.udp.pc.LocalAddr()
+	}
+	return l.ln.Addr()
 }
 
 func (l *listener) acceptLoop() {
+	if l.udp != nil {
+		l.udp.readLoop()
+		return
+	}
+	serve := l.serve
+	if l.protocol == ProtocolTCP || l.protocol == ProtocolTLS {
+		serve = l.serveL4
+	}
 	var backoff time.Duration
 	for {
 		conn, err := l.ln.Accept()
@@ -45,7 +69,7 @@ func (l *listener) acceptLoop() {
 			continue
 		}
 		backoff = 0
-		go l.serve(conn)
+		go serve(conn)
 	}
 }
 
@@ -54,6 +78,7 @@ func (l *listener) serve(conn net.Conn) {
 		tc.SetNoDelay(true)
 	}
 	c := &clientConn{l: l, conn: conn, clientIP: clientIP(conn.RemoteAddr())}
+	c.sourceHash = hashBytes(c.clientIP)
 	c.idle.Store(true)
 	l.mu.Lock()
 	l.conns[c] = struct{}{}
@@ -80,8 +105,13 @@ func clientIP(a net.Addr) []byte {
 	return []byte(a.String())
 }
 
-// close stops accepting; open connections go on.
+// close stops accepting; open connections go on. UDP has no connection to
+// go on with: its flows end with the socket.
 func (l *listener) close() {
+	if l.udp != nil {
+		l.udp.close()
+		return
+	}
 	l.ln.Close()
 }
 
@@ -95,7 +125,7 @@ func (l *listener) closeIdleConns() int {
 			c.conn.SetReadDeadline(time.Now())
 		}
 	}
-	return len(l.conns)
+	return len(l.conns) + len(l.streams)
 }
 
 func (l *listener) closeAllConns() {
@@ -103,5 +133,8 @@ func (l *listener) closeAllConns() {
 	defer l.mu.Unlock()
 	for c := range l.conns {
 		c.conn.Close()
+	}
+	for s := range l.streams {
+		s.Close()
 	}
 }

@@ -38,6 +38,8 @@ type clientConn struct {
 	br       *bufio.Reader // nil while the connection idles without buffers
 	bw       *bufio.Writer
 	clientIP []byte
+	// sourceHash is the hash of clientIP that the source_hash algorithm uses.
+	sourceHash uint64
 	// idle is true while the connection waits for a request: shutdown may close it.
 	idle atomic.Bool
 
@@ -217,7 +219,7 @@ func (c *clientConn) forward(g *group, idleTimeout time.Duration) (int, bool) {
 	tried := triedArray[:0]
 	reason := ReasonNoTarget
 	for attempt := 0; attempt < maxAttempts; attempt++ {
-		t := g.pick(tried)
+		t := g.pick(tried, c.sourceHash)
 		if t == nil {
 			break
 		}
@@ -238,6 +240,7 @@ func (c *clientConn) forward(g *group, idleTimeout time.Duration) (int, bool) {
 		t.inFlight.Add(1)
 		t.requests.Add(1)
 		res, code, keep, why := c.roundTrip(uc, g, idleTimeout)
+		t.untrack(uc)
 		t.inFlight.Add(-1)
 		switch res {
 		case attemptDone:

@@ -1,15 +1,16 @@
 package balancer
 
 import (
-	"errors"
-	"syscall"
-
 	"bufio"
-	"golang.org/x/sys/unix"
+	"errors"
+	"io"
 	"net"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // Sizes of the buffered reader and writer of every connection, on both sides.
@@ -41,8 +42,19 @@ type targetState struct {
 	// when the state is made and never changes (nor does the address).
 	host *hostHealth
 
+	// L4 counters: open connections and UDP flows (also counted in
+	// inFlight, which least_outstanding_requests reads), and their bytes.
+	streamsActive atomic.Int64
+	streamsTotal  atomic.Uint64
+	bytesIn       atomic.Uint64
+	bytesOut      atomic.Uint64
+
 	mu   sync.Mutex
 	idle []*upstreamConn // LIFO: the warmest connection first
+	// busy holds the HTTP connections carrying a request (or a tunnel) now,
+	// streams the open L4 connections and UDP flows: Terminate closes them.
+	busy    map[*upstreamConn]struct{}
+	streams map[io.Closer]struct{}
 }
 
 // upstreamConn is a connection to a target with its buffers.
@@ -64,6 +76,7 @@ func (t *targetState) get() *upstreamConn {
 		t.idle[n-1] = nil
 		t.idle = t.idle[:n-1]
 		if now.Sub(c.idleFrom) < upstreamIdleTimeout {
+			t.markBusy(c)
 			t.mu.Unlock()
 			c.reused = true
 			return c
@@ -83,6 +96,7 @@ func (t *targetState) put(c *upstreamConn) {
 	}
 	c.idleFrom = time.Now()
 	t.mu.Lock()
+	delete(t.busy, c)
 	if len(t.idle) < maxIdlePerTarget {
 		t.idle = append(t.idle, c)
 		t.mu.Unlock()
@@ -90,6 +104,71 @@ func (t *targetState) put(c *upstreamConn) {
 	}
 	t.mu.Unlock()
 	c.conn.Close()
+}
+
+// markBusy records c as carrying a request; t.mu is held.
+func (t *targetState) markBusy(c *upstreamConn) {
+	if t.busy == nil {
+		t.busy = map[*upstreamConn]struct{}{}
+	}
+	t.busy[c] = struct{}{}
+}
+
+// track records a freshly dialled connection as busy.
+func (t *targetState) track(c *upstreamConn) {
+	t.mu.Lock()
+	t.markBusy(c)
+	t.mu.Unlock()
+}
+
+// untrack forgets a connection that is no longer busy (pooled or closed).
+func (t *targetState) untrack(c *upstreamConn) {
+	t.mu.Lock()
+	delete(t.busy, c)
+	t.mu.Unlock()
+}
+
+// openStream records an L4 connection or UDP flow to the target.
+func (t *targetState) openStream(s io.Closer) {
+	t.mu.Lock()
+	if t.streams == nil {
+		t.streams = map[io.Closer]struct{}{}
+	}
+	t.streams[s] = struct{}{}
+	t.mu.Unlock()
+	t.inFlight.Add(1)
+	t.streamsActive.Add(1)
+	t.streamsTotal.Add(1)
+}
+
+// closeStream forgets an L4 connection or UDP flow and counts its bytes.
+func (t *targetState) closeStream(s io.Closer, in, out int64) {
+	t.mu.Lock()
+	delete(t.streams, s)
+	t.mu.Unlock()
+	t.inFlight.Add(-1)
+	t.streamsActive.Add(-1)
+	t.bytesIn.Add(uint64(in))
+	t.bytesOut.Add(uint64(out))
+}
+
+// terminate closes every connection to the target: pooled, busy HTTP ones
+// (their requests fail) and L4 ones. It returns how many were busy or L4.
+func (t *targetState) terminate() int {
+	t.closeIdle()
+	t.mu.Lock()
+	victims := make([]io.Closer, 0, len(t.busy)+len(t.streams))
+	for c := range t.busy {
+		victims = append(victims, c.conn)
+	}
+	for s := range t.streams {
+		victims = append(victims, s)
+	}
+	t.mu.Unlock()
+	for _, v := range victims {
+		v.Close()
+	}
+	return len(victims)
 }
 
 // closeIdle closes every pooled connection: a draining target keeps its busy
@@ -111,7 +190,27 @@ func (t *targetState) closeIdle() {
 // Both end in an error that the retry and passive health act on, in seconds
 // rather than the kernel's default minutes.
 func dialTarget(t *targetState, timeout time.Duration) (*upstreamConn, error) {
-	d := net.Dialer{
+	d := targetDialer(timeout)
+	conn, err := d.Dial("tcp", t.address)
+	if err != nil {
+		return nil, err
+	}
+	if tc, ok := conn.(*net.TCPConn); ok {
+		tc.SetNoDelay(true)
+	}
+	uc := &upstreamConn{
+		conn:   conn,
+		br:     bufio.NewReaderSize(conn, connBufferSize),
+		bw:     bufio.NewWriterSize(conn, connBufferSize),
+		target: t,
+	}
+	t.track(uc)
+	return uc, nil
+}
+
+// targetDialer dials targets with the dead-peer detection described at dialTarget.
+func targetDialer(timeout time.Duration) net.Dialer {
+	return net.Dialer{
 		Timeout:         timeout,
 		KeepAliveConfig: net.KeepAliveConfig{Enable: true, Idle: timeout, Interval: timeout, Count: 2},
 		Control: func(_, _ string, c syscall.RawConn) error {
@@ -122,17 +221,4 @@ func dialTarget(t *targetState, timeout time.Duration) (*upstreamConn, error) {
 			return errors.Join(err, serr)
 		},
 	}
-	conn, err := d.Dial("tcp", t.address)
-	if err != nil {
-		return nil, err
-	}
-	if tc, ok := conn.(*net.TCPConn); ok {
-		tc.SetNoDelay(true)
-	}
-	return &upstreamConn{
-		conn:   conn,
-		br:     bufio.NewReaderSize(conn, connBufferSize),
-		bw:     bufio.NewWriterSize(conn, connBufferSize),
-		target: t,
-	}, nil
 }

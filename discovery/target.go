@@ -35,6 +35,12 @@ type Target struct {
 	// DockerHealth is the container's HEALTHCHECK status: "" (none), "starting",
 	// "healthy" or "unhealthy". Only "" and "healthy" receive traffic.
 	DockerHealth string
+	// Health is the owner's active health check result: "" (not checked, or
+	// checks disabled), "initial", "healthy" or "unhealthy", with an ALB-style
+	// reason code (Elb.InitialHealthChecking, Target.Timeout,
+	// Target.ResponseCodeMismatch, Target.FailedHealthChecks...).
+	Health       string
+	HealthReason string
 	// Settings are the group policies declared by the container's labels.
 	Settings GroupSettings
 	// Rules are the routing rules declared by the container's labels; they forward
@@ -42,11 +48,24 @@ type Target struct {
 	Rules []Rule
 }
 
-// GroupSettings are group policies declared by labels. A nil field was not set.
+// GroupSettings are group policies declared by labels. A nil or zero field was not set.
 type GroupSettings struct {
 	DeregistrationDelay *time.Duration
 	Algorithm           string
-	HealthPath          string
+	Health              HealthSettings
+}
+
+// HealthSettings are a group's active health check as labels declare it
+// (berth.health.*). A zero field was not set.
+type HealthSettings struct {
+	Protocol  string // http, https or tcp
+	Path      string
+	Port      int
+	Interval  time.Duration
+	Timeout   time.Duration
+	Healthy   int
+	Unhealthy int
+	Matcher   string
 }
 
 // Rule is a routing rule declared by labels (berth.rule.*).

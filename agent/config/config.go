@@ -116,13 +116,20 @@ type Group struct {
 	Algorithm           string        `mapstructure:"algorithm"`
 	ConnectTimeout      time.Duration `mapstructure:"connect-timeout"`
 	ResponseTimeout     time.Duration `mapstructure:"response-timeout"`
-	// Health is parsed and checked here; the health-check work uses it.
+	// Health is the group's active health check, run by each target's own agent.
 	Health Health `mapstructure:"health"`
 }
 
-// Health is a group's HTTP health check, with the meaning and ranges of an ALB target group.
+// Health is a group's active health check, with the meaning of an ALB target
+// group's (berth allows intervals and timeouts down to 1s).
 type Health struct {
-	Path string `mapstructure:"path"`
+	// Enabled is false to route to every target without checking it
+	// (Docker's HEALTHCHECK still counts).
+	Enabled bool `mapstructure:"enabled"`
+	// Protocol is http (GET Path, pass on Matcher), https (the same over TLS,
+	// certificate not verified) or tcp (a connection that opens passes).
+	Protocol string `mapstructure:"protocol"`
+	Path     string `mapstructure:"path"`
 	// Port is the port to check; 0 means the target's own (traffic) port.
 	Port      int           `mapstructure:"port"`
 	Interval  time.Duration `mapstructure:"interval"`
@@ -135,7 +142,7 @@ type Health struct {
 
 // DefaultHealth is the health check of a group that does not configure one (ALB defaults).
 func DefaultHealth() Health {
-	return Health{Path: "/", Interval: 30 * time.Second, Timeout: 5 * time.Second, Healthy: 5, Unhealthy: 2, Matcher: "200"}
+	return Health{Enabled: true, Protocol: "http", Path: "/", Interval: 30 * time.Second, Timeout: 5 * time.Second, Healthy: 5, Unhealthy: 2, Matcher: "200"}
 }
 
 // DefaultGroup is the policy of a group the file does not configure, e.g. one known
@@ -380,6 +387,8 @@ func applyDefaults(c *Config, file *fileInfo) {
 		fill("algorithm", &g.Algorithm, d.Algorithm)
 		fill("connect-timeout", &g.ConnectTimeout, d.ConnectTimeout)
 		fill("response-timeout", &g.ResponseTimeout, d.ResponseTimeout)
+		fill("health.enabled", &g.Health.Enabled, d.Health.Enabled)
+		fill("health.protocol", &g.Health.Protocol, d.Health.Protocol)
 		fill("health.path", &g.Health.Path, d.Health.Path)
 		fill("health.interval", &g.Health.Interval, d.Health.Interval)
 		fill("health.timeout", &g.Health.Timeout, d.Health.Timeout)

@@ -295,6 +295,7 @@ func TestValidateBuiltInCode(t *testing.T) {
 		"groups.web.health.interval",
 		"groups.web.health.matcher",
 		"groups.web.health.path",
+		"groups.web.health.protocol",
 		"groups.web.health.timeout",
 		"groups.web.health.timeout",
 		"groups.web.health.unhealthy",

@@ -1,7 +1,6 @@
 package config
 
 import (
-	"errors"
 	"fmt"
 	"mime"
 	"net"
@@ -11,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/berth-lb/berth/internal/matcher"
 )
 
 var (
@@ -280,14 +281,17 @@ func (v *validation) group(p, name string, g Group) {
 }
 
 func (v *validation) health(p string, h Health) {
+	if !slices.Contains([]string{"http", "https", "tcp"}, h.Protocol) {
+		v.add(p+".protocol", "unknown protocol %q; use http, https or tcp", h.Protocol)
+	}
 	if !strings.HasPrefix(h.Path, "/") {
 		v.add(p+".path", "%q must start with /", h.Path)
 	}
 	if h.Port < 0 || h.Port > 65535 {
 		v.add(p+".port", "%d must be from 1 to 65535, or 0 for the target's own port", h.Port)
 	}
-	v.durationRange(p+".interval", h.Interval, 5*time.Second, 300*time.Second)
-	v.durationRange(p+".timeout", h.Timeout, 2*time.Second, 120*time.Second)
+	v.durationRange(p+".interval", h.Interval, time.Second, 300*time.Second)
+	v.durationRange(p+".timeout", h.Timeout, time.Second, 120*time.Second)
 	if h.Timeout >= h.Interval {
 		v.add(p+".timeout", "%s must be shorter than the interval (%s)", formatDuration(h.Timeout), formatDuration(h.Interval))
 	}
@@ -311,22 +315,9 @@ func (v *validation) intRange(p string, n, low, high int) {
 }
 
 // checkMatcher accepts status codes 200..499 as ALB does: "200", "200,202", "200-299".
-func checkMatcher(matcher string) error {
-	if matcher == "" {
-		return errors.New(`is empty: list passing status codes like "200", "200,202" or "200-299"`)
-	}
-	for part := range strings.SplitSeq(matcher, ",") {
-		low, high, isRange := strings.Cut(strings.TrimSpace(part), "-")
-		if !isRange {
-			high = low
-		}
-		from, errLow := strconv.Atoi(low)
-		to, errHigh := strconv.Atoi(high)
-		if errLow != nil || errHigh != nil || from < 200 || to > 499 || from > to {
-			return fmt.Errorf(`%q is not a status code or range from 200 to 499, like "200", "200,202" or "200-299"`, part)
-		}
-	}
-	return nil
+func checkMatcher(text string) error {
+	_, err := matcher.Parse(text)
+	return err
 }
 
 func (v *validation) static(p, name string, targets []string) {

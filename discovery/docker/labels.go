@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/berth-lb/berth/discovery"
+	"github.com/berth-lb/berth/internal/matcher"
 )
 
 // DefaultLabelPrefix is the label prefix used when Options.LabelPrefix is empty.
@@ -46,7 +47,7 @@ type Spec struct {
 	Port int
 	// Weight is P.weight, 1 when not set.
 	Weight int
-	// Settings are the group policies (P.deregistration-delay, P.algorithm, P.health.path).
+	// Settings are the group policies (P.deregistration-delay, P.algorithm, P.health.*).
 	Settings discovery.GroupSettings
 	// Rule is the rule declared with P.rule.*, nil when neither host nor path is set.
 	Rule *discovery.Rule
@@ -154,7 +155,7 @@ func parseSpec(prefix string, labels map[string]string) (Spec, LabelErrors) {
 		Settings: discovery.GroupSettings{
 			DeregistrationDelay: p.deregistrationDelay(),
 			Algorithm:           p.algorithm(),
-			HealthPath:          p.healthPath(),
+			Health:              p.health(),
 		},
 	}
 	spec.Rule = p.rule(spec.Groups)
@@ -239,17 +240,65 @@ func (p *labelParser) algorithm() string {
 	return algorithm
 }
 
-func (p *labelParser) healthPath() string {
-	raw, ok := p.lookup("health.path")
+// health reads the P.health.* labels: the group's active health check.
+func (p *labelParser) health() discovery.HealthSettings {
+	var h discovery.HealthSettings
+	if raw, ok := p.lookup("health.path"); ok {
+		if path := strings.TrimSpace(raw); validPath(path) {
+			h.Path = path
+		} else {
+			p.fail("health.path", raw, "a path starting with / (e.g. /health)")
+		}
+	}
+	if raw, ok := p.lookup("health.protocol"); ok {
+		if proto := strings.TrimSpace(raw); slices.Contains(healthProtocols, proto) {
+			h.Protocol = proto
+		} else {
+			p.fail("health.protocol", raw, "one of "+strings.Join(healthProtocols, ", "))
+		}
+	}
+	h.Port = p.intLabel("health.port", 1, 65535, "the port to check, 1 to 65535 (default: the traffic port)")
+	h.Interval = p.durationLabel("health.interval", time.Second, 300*time.Second)
+	h.Timeout = p.durationLabel("health.timeout", time.Second, 120*time.Second)
+	h.Healthy = p.intLabel("health.healthy", 2, 10, "consecutive passes to turn healthy, 2 to 10")
+	h.Unhealthy = p.intLabel("health.unhealthy", 2, 10, "consecutive failures to turn unhealthy, 2 to 10")
+	if raw, ok := p.lookup("health.matcher"); ok {
+		if _, err := matcher.Parse(raw); err != nil {
+			p.fail("health.matcher", raw, `status codes like "200", "200,202" or "200-299"`)
+		} else {
+			h.Matcher = strings.TrimSpace(raw)
+		}
+	}
+	return h
+}
+
+// healthProtocols are the values P.health.protocol accepts.
+var healthProtocols = []string{"http", "https", "tcp"}
+
+func (p *labelParser) intLabel(name string, low, high int, want string) int {
+	raw, ok := p.lookup(name)
 	if !ok {
-		return ""
+		return 0
 	}
-	path := strings.TrimSpace(raw)
-	if !validPath(path) {
-		p.fail("health.path", raw, "a path starting with / (e.g. /health)")
-		return ""
+	n, err := strconv.Atoi(strings.TrimSpace(raw))
+	if err != nil || n < low || n > high {
+		p.fail(name, raw, want)
+		return 0
 	}
-	return path
+	return n
+}
+
+func (p *labelParser) durationLabel(name string, low, high time.Duration) time.Duration {
+	raw, ok := p.lookup(name)
+	if !ok {
+		return 0
+	}
+	d, err := time.ParseDuration(strings.TrimSpace(raw))
+	if err != nil || d < low || d > high {
+		p.fail(name, raw, fmt.Sprintf("a duration from %s to %s (e.g. 10s)", low, high))
+		return 0
+	}
+	return d
 }
 
 // rule reads P.rule.*. Priority and listener alone declare nothing, so they are an

@@ -103,7 +103,7 @@ func renderSpec(spec Spec, err error) string {
 		b.WriteString("deregistration-delay: unset\n")
 	}
 	fmt.Fprintf(&b, "algorithm: %q\n", spec.Settings.Algorithm)
-	fmt.Fprintf(&b, "health.path: %q\n", spec.Settings.HealthPath)
+	fmt.Fprintf(&b, "health: %+v\n", spec.Settings.Health)
 	if r := spec.Rule; r != nil {
 		fmt.Fprintf(&b, "rule: listener=%s priority=%d hosts=%q paths=%q group=%s\n", r.Listener, r.Priority, r.Hosts, r.Paths, r.Group)
 	} else {

@@ -47,15 +47,29 @@ type wireTarget struct {
 	Container string        `json:"c,omitempty"`
 	Created   int64         `json:"t,omitempty"` // unix seconds
 	Draining  bool          `json:"d,omitempty"`
-	Health    string        `json:"h,omitempty"`
+	Health    string        `json:"h,omitempty"`  // Docker's HEALTHCHECK status
+	Checked   string        `json:"ck,omitempty"` // the owner's active check result
+	Reason    string        `json:"rs,omitempty"`
 	Settings  *wireSettings `json:"s,omitempty"`
 	Rules     []wireRule    `json:"r,omitempty"`
 }
 
 type wireSettings struct {
-	DeregistrationDelay *int64 `json:"dd,omitempty"` // milliseconds
-	Algorithm           string `json:"al,omitempty"`
-	HealthPath          string `json:"hp,omitempty"`
+	DeregistrationDelay *int64      `json:"dd,omitempty"` // milliseconds
+	Algorithm           string      `json:"al,omitempty"`
+	Health              *wireHealth `json:"hc,omitempty"`
+}
+
+// wireHealth is discovery.HealthSettings; durations in milliseconds.
+type wireHealth struct {
+	Protocol  string `json:"pr,omitempty"`
+	Path      string `json:"pa,omitempty"`
+	Port      int    `json:"po,omitempty"`
+	Interval  int64  `json:"iv,omitempty"`
+	Timeout   int64  `json:"to,omitempty"`
+	Healthy   int    `json:"hy,omitempty"`
+	Unhealthy int    `json:"uh,omitempty"`
+	Matcher   string `json:"m,omitempty"`
 }
 
 type wireRule struct {
@@ -182,6 +196,14 @@ func checkTarget(owner string, t *wireTarget) error {
 	default:
 		return drop(dropMalformed, "target %s: health %q", t.ID, t.Health)
 	}
+	switch t.Checked {
+	case "", "initial", "healthy", "unhealthy":
+	default:
+		return drop(dropMalformed, "target %s: health check result %q", t.ID, t.Checked)
+	}
+	if len(t.Reason) > 64 {
+		return drop(dropMalformed, "target %s: reason of %d bytes", t.ID, len(t.Reason))
+	}
 	for _, r := range t.Rules {
 		if !validName(r.Listener) || !validName(r.Group) || r.Priority < 1 || r.Priority > 50000 {
 			return drop(dropMalformed, "target %s: rule %+v", t.ID, r)
@@ -232,16 +254,20 @@ func (f *full) check() error {
 func toWire(t discovery.Target) wireTarget {
 	w := wireTarget{
 		ID: t.ID, Groups: t.Groups, Address: t.Address, LocalOnly: t.LocalOnly, Weight: t.Weight,
-		Container: t.ContainerName, Draining: t.Draining, Health: t.DockerHealth,
+		Container: t.ContainerName, Draining: t.Draining, Health: t.DockerHealth, Checked: t.Health, Reason: t.HealthReason,
 	}
 	if !t.Created.IsZero() {
 		w.Created = t.Created.Unix()
 	}
-	if s := t.Settings; s.DeregistrationDelay != nil || s.Algorithm != "" || s.HealthPath != "" {
-		w.Settings = &wireSettings{Algorithm: s.Algorithm, HealthPath: s.HealthPath}
+	if s := t.Settings; s.DeregistrationDelay != nil || s.Algorithm != "" || s.Health != (discovery.HealthSettings{}) {
+		w.Settings = &wireSettings{Algorithm: s.Algorithm}
 		if s.DeregistrationDelay != nil {
 			ms := s.DeregistrationDelay.Milliseconds()
 			w.Settings.DeregistrationDelay = &ms
+		}
+		if h := s.Health; h != (discovery.HealthSettings{}) {
+			w.Settings.Health = &wireHealth{Protocol: h.Protocol, Path: h.Path, Port: h.Port, Interval: h.Interval.Milliseconds(),
+				Timeout: h.Timeout.Milliseconds(), Healthy: h.Healthy, Unhealthy: h.Unhealthy, Matcher: h.Matcher}
 		}
 	}
 	for _, r := range t.Rules {
@@ -253,16 +279,21 @@ func toWire(t discovery.Target) wireTarget {
 func fromWire(owner string, w wireTarget) discovery.Target {
 	t := discovery.Target{
 		ID: w.ID, Node: owner, Groups: w.Groups, Address: w.Address, LocalOnly: w.LocalOnly, Weight: w.Weight,
-		ContainerName: w.Container, Draining: w.Draining, DockerHealth: w.Health,
+		ContainerName: w.Container, Draining: w.Draining, DockerHealth: w.Health, Health: w.Checked, HealthReason: w.Reason,
 	}
 	if w.Created != 0 {
 		t.Created = time.Unix(w.Created, 0)
 	}
 	if s := w.Settings; s != nil {
-		t.Settings = discovery.GroupSettings{Algorithm: s.Algorithm, HealthPath: s.HealthPath}
+		t.Settings = discovery.GroupSettings{Algorithm: s.Algorithm}
 		if s.DeregistrationDelay != nil {
 			d := time.Duration(*s.DeregistrationDelay) * time.Millisecond
 			t.Settings.DeregistrationDelay = &d
+		}
+		if h := s.Health; h != nil {
+			t.Settings.Health = discovery.HealthSettings{Protocol: h.Protocol, Path: h.Path, Port: h.Port,
+				Interval: time.Duration(h.Interval) * time.Millisecond, Timeout: time.Duration(h.Timeout) * time.Millisecond,
+				Healthy: h.Healthy, Unhealthy: h.Unhealthy, Matcher: h.Matcher}
 		}
 	}
 	for _, r := range w.Rules {
