@@ -51,6 +51,9 @@ type Options struct {
 	Transport memberlist.NodeAwareTransport
 	// Tune adjusts memberlist's config after berth's defaults (tests: faster failure detection).
 	Tune func(*memberlist.Config)
+	// InFlight tells how many requests this node has in flight to a target;
+	// it is reported to the owners of draining targets (see DrainProgress).
+	InFlight func(targetID string) int64
 }
 
 // Cluster is this node's membership and its view of the fleet's targets.
@@ -72,9 +75,11 @@ type Cluster struct {
 	names map[string]nameState // memberlist name -> owner and state
 	// goodbyes holds the members that announced a graceful leave.
 	goodbyes map[string]bool
-	seq      uint64
-	own      map[string]wireTarget
-	ownHash  string
+	// reports holds, per own draining target, each member's last in-flight count.
+	reports map[string]map[string]inFlightSeen
+	seq     uint64
+	own     map[string]wireTarget
+	ownHash string
 
 	changes chan struct{}
 	inbox   chan []byte
@@ -142,6 +147,7 @@ func Start(opts Options) (*Cluster, error) {
 	c := &Cluster{
 		opts: opts, log: opts.Logger, epoch: time.Now().UnixNano(),
 		table: newTable(opts.Node), names: map[string]nameState{}, goodbyes: map[string]bool{}, own: map[string]wireTarget{},
+		reports: map[string]map[string]inFlightSeen{},
 		changes: make(chan struct{}, 1), inbox: make(chan []byte, inboxSize),
 		outbox: make(chan directSend, outboxSize), done: make(chan struct{}),
 	}
@@ -389,6 +395,12 @@ func (c *Cluster) handle(msg []byte) error {
 			return err
 		}
 		c.answerPull(p.From)
+	case kindInFlight:
+		var r inFlightReport
+		if err := decode(msg[1:], maxDeltaBytes*8, &r); err != nil {
+			return err
+		}
+		c.recordInFlight(r, now)
 	case kindGoodbye:
 		var p pull
 		if err := decode(msg[1:], 1024, &p); err != nil {
@@ -458,6 +470,7 @@ func (c *Cluster) repairLoop() {
 				}
 			}
 			c.followMembers(now, lastPull)
+			c.reportInFlight()
 			if now.After(nextReconnect) {
 				nextReconnect = now.Add(reconnectInterval)
 				c.reconnect()
@@ -641,6 +654,97 @@ func (c *Cluster) Close(timeout time.Duration) error {
 		return fmt.Errorf("gossip: leave: %w", err)
 	}
 	return nil
+}
+
+// inFlightSeen is one member's report for one target.
+type inFlightSeen struct {
+	count int64
+	at    time.Time
+}
+
+// reportFresh is how long a member's in-flight report counts.
+const reportFresh = time.Second
+
+// reportInFlight tells the owner of every draining target this node knows
+// how many requests it still has in flight to it, zero included: the owner
+// knows a drain is over when every member said zero.
+func (c *Cluster) reportInFlight() {
+	if c.opts.InFlight == nil {
+		return
+	}
+	byOwner := map[string]map[string]int64{}
+	c.mu.Lock()
+	for owner, o := range c.table.owners {
+		if o.member != memberAlive {
+			continue
+		}
+		for id, r := range o.records {
+			if !r.removed && r.target.Draining {
+				if byOwner[owner] == nil {
+					byOwner[owner] = map[string]int64{}
+				}
+				byOwner[owner][id] = 0
+			}
+		}
+	}
+	targets := map[string]memberlist.Node{}
+	for _, ns := range c.names {
+		if ns.state == memberAlive && byOwner[ns.owner] != nil {
+			targets[ns.owner] = ns.node
+		}
+	}
+	c.mu.Unlock()
+	for owner, counts := range byOwner {
+		n, ok := targets[owner]
+		if !ok {
+			continue
+		}
+		for id := range counts {
+			counts[id] = c.opts.InFlight(id)
+		}
+		c.ml.SendBestEffort(&n, encode(kindInFlight, inFlightReport{From: c.name, Counts: counts}))
+	}
+}
+
+func (c *Cluster) recordInFlight(r inFlightReport, now time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for id, n := range r.Counts {
+		if _, own := c.own[id]; !own || n < 0 {
+			continue // not ours, or nonsense: the report cannot change anything
+		}
+		if c.reports[id] == nil {
+			c.reports[id] = map[string]inFlightSeen{}
+		}
+		c.reports[id][r.From] = inFlightSeen{count: n, at: now}
+	}
+	for id := range c.reports {
+		if _, own := c.own[id]; !own {
+			delete(c.reports, id)
+		}
+	}
+}
+
+// DrainProgress returns, for one of this node's draining targets, the
+// requests other members reported in flight to it and how many of the live
+// members reported within the last second. The drain is over fleet-wide when
+// every live member reported (reported == members) and inFlight, with this
+// node's own count, is zero.
+func (c *Cluster) DrainProgress(id string) (inFlight int64, reported, members int) {
+	now := time.Now()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for name, ns := range c.names {
+		if ns.state != memberAlive {
+			continue
+		}
+		members++
+		if seen, ok := c.reports[id][name]; ok && now.Sub(seen.at) < reportFresh {
+			reported++
+			inFlight += seen.count
+		}
+	}
+	return inFlight, reported, members
 }
 
 // sayGoodbye tells every live member, directly, that this node leaves on

@@ -80,6 +80,8 @@ type nodeOptions struct {
 	keys  [][]byte
 	label string
 	log   io.Writer // default: discarded
+	// inFlight is the node's in-flight count per target, for drain reports.
+	inFlight func(string) int64
 }
 
 // syncBuffer collects a node's log for a test to read.
@@ -110,7 +112,7 @@ func startNode(t testing.TB, name string, ip int, join []string, o nodeOptions) 
 	}
 	pt := &partitionable{NetTransport: nt, blocked: map[string]bool{}}
 	c, err := Start(Options{
-		Node: name, Bind: addr + ":0", Join: join, Keys: o.keys, Label: o.label, Transport: pt, Tune: fastDetection,
+		Node: name, Bind: addr + ":0", Join: join, Keys: o.keys, Label: o.label, Transport: pt, Tune: fastDetection, InFlight: o.inFlight,
 		Logger: slog.New(slog.NewTextHandler(cmp.Or(o.log, io.Discard), nil)), RejoinGrace: 2 * time.Second,
 	})
 	if err != nil {
@@ -384,4 +386,35 @@ func TestWrongKeyCannotJoin(t *testing.T) {
 			t.Errorf("%s does not say in its log why it cannot join:\n%s", name, log.String())
 		}
 	}
+}
+
+func TestDrainProgressCountsEveryNode(t *testing.T) {
+	var mu sync.Mutex
+	counts := map[string]int64{"n0": 3, "n1": 2}
+	inFlightOf := func(node string) func(string) int64 {
+		return func(string) int64 { mu.Lock(); defer mu.Unlock(); return counts[node] }
+	}
+	n0 := startNode(t, "n0", 40, nil, nodeOptions{inFlight: inFlightOf("n0")})
+	n1 := startNode(t, "n1", 41, []string{n0.c.Addr()}, nodeOptions{inFlight: inFlightOf("n1")})
+	owner := startNode(t, "n2", 42, []string{n0.c.Addr()}, nodeOptions{})
+	waitFormed(t, []*node{n0, n1, owner}, 10*time.Second)
+	tg := target("n2", 1, "10.0.0.9:32768")
+	owner.c.Publish([]discovery.Target{tg}, "")
+	waitFor(t, 5*time.Second, func() bool { _, a := find(n0, tg.ID); _, b := find(n1, tg.ID); return a && b }, "the target did not arrive")
+	if n, reported, _ := owner.c.DrainProgress(tg.ID); n != 0 || reported != 0 {
+		t.Fatalf("a serving target has drain reports: %d in flight from %d members", n, reported)
+	}
+	tg.Draining = true
+	owner.c.Publish([]discovery.Target{tg}, "")
+	waitFor(t, 5*time.Second, func() bool {
+		n, reported, members := owner.c.DrainProgress(tg.ID)
+		return n == 5 && reported == 2 && members == 2
+	}, "the owner does not see both members' in-flight counts")
+	mu.Lock()
+	counts["n0"], counts["n1"] = 0, 0
+	mu.Unlock()
+	waitFor(t, 5*time.Second, func() bool {
+		n, reported, members := owner.c.DrainProgress(tg.ID)
+		return n == 0 && reported == 2 && members == 2
+	}, "the drain does not end when every member reports zero")
 }

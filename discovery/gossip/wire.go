@@ -20,6 +20,9 @@ const (
 	// kindGoodbye says the sender leaves on purpose (an agent stopping or
 	// restarting): its targets stay routable for the rejoin grace.
 	kindGoodbye byte = 'L'
+	// kindInFlight reports, to a draining target's owner, how many requests
+	// the sender still has in flight to it.
+	kindInFlight byte = 'I'
 )
 
 // Bounds on what a message may carry; anything larger is dropped and counted.
@@ -99,6 +102,12 @@ type full struct {
 	SentAt     int64        `json:"at"`
 	ConfigHash string       `json:"ch,omitempty"`
 	Targets    []wireTarget `json:"tg"`
+}
+
+// inFlightReport is a node's in-flight counts for an owner's draining targets.
+type inFlightReport struct {
+	From   string           `json:"f"`
+	Counts map[string]int64 `json:"c"`
 }
 
 // pull and goodbye carry the sender's memberlist name.
