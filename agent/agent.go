@@ -23,6 +23,7 @@ import (
 	"github.com/berth-lb/berth/agent/api"
 	"github.com/berth-lb/berth/agent/config"
 	"github.com/berth-lb/berth/balancer"
+	"github.com/berth-lb/berth/balancer/health"
 	"github.com/berth-lb/berth/discovery"
 	"github.com/berth-lb/berth/discovery/docker"
 	"github.com/berth-lb/berth/discovery/gossip"
@@ -57,6 +58,7 @@ type Agent struct {
 	lb       *balancer.Balancer
 	watcher  *docker.Watcher
 	cluster  *gossip.Cluster // nil when cluster.enabled is false
+	checker  *health.Checker
 	started  time.Time
 	registry *prometheus.Registry
 	reloads  *prometheus.CounterVec
@@ -65,6 +67,14 @@ type Agent struct {
 
 	drainMu     sync.Mutex
 	drainsSince map[string]time.Time
+	// manualDrains are the targets `berth drain` drains while their container runs.
+	manualDrains map[string]bool
+	// kick asks the control loop to apply again (after a drain request).
+	kick chan struct{}
+
+	failOpenMu    sync.Mutex
+	failingOpen   map[string]bool
+	failOpenCount *prometheus.CounterVec
 }
 
 // view is what the admin API shows, replaced on every compilation.
@@ -72,6 +82,8 @@ type view struct {
 	cfg     *config.Config
 	desired desired
 	skipped []discovery.Skipped
+	// local are this node's targets as published, health and drains included.
+	local []discovery.Target
 }
 
 // Run runs the agent until ctx ends, then shuts down gracefully.
@@ -87,7 +99,9 @@ func run(ctx context.Context, opts Options, created chan<- *Agent) error {
 	if opts.ShutdownTimeout <= 0 {
 		opts.ShutdownTimeout = 30 * time.Second
 	}
-	a := &Agent{opts: opts, log: opts.Logger, lb: balancer.New(opts.Logger), started: time.Now(), drainsSince: map[string]time.Time{}}
+	a := &Agent{opts: opts, log: opts.Logger, lb: balancer.New(opts.Logger), checker: health.New(opts.Logger), started: time.Now(), drainsSince: map[string]time.Time{},
+		manualDrains: map[string]bool{}, kick: make(chan struct{}, 1)}
+	defer a.checker.Close()
 	cfg := opts.Config
 	if cfg.Docker.Enabled {
 		w, err := docker.New(docker.Options{
@@ -171,6 +185,8 @@ func run(ctx context.Context, opts Options, created chan<- *Agent) error {
 			return a.shutdown(adminSrv)
 		case local = <-updates:
 		case <-remoteChanges:
+		case <-a.checker.Changes():
+		case <-a.kick:
 		case next := <-reloads:
 			if reflect.DeepEqual(next, cfg) {
 				continue // config.Watch reports the file once at start, and editors save unchanged files
@@ -203,6 +219,7 @@ func run(ctx context.Context, opts Options, created chan<- *Agent) error {
 // apply shares this host's targets with the fleet, compiles them with the
 // fleet's and hands the result to the balancer; on success it becomes the view.
 func (a *Agent) apply(cfg *config.Config, local discovery.State) error {
+	local.Targets = a.withDrains(a.withHealth(local.Targets))
 	var remote []discovery.Target
 	if a.cluster != nil {
 		a.cluster.Publish(local.Targets, configHash(cfg))
@@ -213,6 +230,8 @@ func (a *Agent) apply(cfg *config.Config, local discovery.State) error {
 	if err := a.lb.Apply(d.balancer); err != nil {
 		return fmt.Errorf("agent: %w", err)
 	}
+	a.checker.Sync(d.checks)
+	a.logFailOpen(d.failOpen)
 	prev := a.view.Load()
 	seen := map[string]bool{}
 	if prev != nil {
@@ -221,7 +240,7 @@ func (a *Agent) apply(cfg *config.Config, local discovery.State) error {
 		}
 	}
 	logConflicts(a.log, seen, d.conflicts)
-	a.view.Store(&view{cfg: cfg, desired: d, skipped: local.Skipped})
+	a.view.Store(&view{cfg: cfg, desired: d, skipped: local.Skipped, local: local.Targets})
 	return nil
 }
 
@@ -254,6 +273,42 @@ func (a *Agent) drainDeadline(id string, delay time.Duration) time.Time {
 }
 
 func (a *Agent) inFlight(id string) int64 { return a.lb.InFlight(id) }
+
+func (a *Agent) checked(id string) (health.Result, bool) { return a.checker.Result(id) }
+
+// withHealth copies this node's health check verdicts into its targets, so
+// the fleet routes by them too.
+func (a *Agent) withHealth(targets []discovery.Target) []discovery.Target {
+	out := slices.Clone(targets)
+	for i := range out {
+		if r, ok := a.checker.Result(out[i].ID); ok {
+			out[i].Health, out[i].HealthReason = r.State, r.Reason
+		}
+	}
+	return out
+}
+
+// logFailOpen says when a group starts and stops failing open.
+func (a *Agent) logFailOpen(groups []string) {
+	a.failOpenMu.Lock()
+	defer a.failOpenMu.Unlock()
+	for _, g := range groups {
+		if !a.failingOpen[g] {
+			a.failOpenCount.WithLabelValues(g).Inc()
+			a.log.Warn("agent: no healthy target in group; routing to all of its targets (fail open)", "group", g)
+		}
+	}
+	next := make(map[string]bool, len(groups))
+	for _, g := range groups {
+		next[g] = true
+	}
+	for g := range a.failingOpen {
+		if !next[g] {
+			a.log.Info("agent: group has healthy targets again; fail open ends", "group", g)
+		}
+	}
+	a.failingOpen = next
+}
 
 func (a *Agent) shutdown(adminSrv *http.Server) error {
 	a.log.Info("agent: shutting down; finishing requests in flight", "bound", a.opts.ShutdownTimeout)
@@ -330,7 +385,7 @@ func (a *Agent) Nodes() []api.Node {
 	own := members[0].ConfigHash
 	for i, m := range members {
 		out[i] = api.Node{Name: m.Name, Node: m.Node, Address: m.Address, State: m.State, Seq: m.Seq, Known: m.Known,
-			Targets: m.Targets, ConfigHash: m.ConfigHash, Self: m.Self,
+			Targets: m.Targets, ConfigHash: m.ConfigHash, Self: m.Self, HasOurs: m.HasOurs,
 			ConfigDrift: !m.Self && m.State == "alive" && m.ConfigHash != "" && m.ConfigHash != own}
 	}
 	return out

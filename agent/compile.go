@@ -11,14 +11,18 @@ import (
 	"github.com/berth-lb/berth/agent/api"
 	"github.com/berth-lb/berth/agent/config"
 	"github.com/berth-lb/berth/balancer"
+	"github.com/berth-lb/berth/balancer/health"
 	"github.com/berth-lb/berth/discovery"
+	"github.com/berth-lb/berth/internal/matcher"
 )
 
-// drainClock tells, for a draining target, when its deregistration delay ends
-// and how many requests are still in flight to it.
-type drainClock interface {
+// observations are what the agent measures about targets: for a draining
+// target, when its deregistration delay ends and how many requests are still
+// in flight to it; for a target this node checks, the health check's verdict.
+type observations interface {
 	drainDeadline(id string, delay time.Duration) time.Time
 	inFlight(id string) int64
+	checked(id string) (health.Result, bool)
 }
 
 // desired is what one compilation produces: the balancer's config and the view
@@ -33,6 +37,14 @@ type desired struct {
 	draining []string
 	// conflicts are label disagreements worth a log line.
 	conflicts []string
+	// checks are the health checks this node runs: its own targets'.
+	checks []health.Target
+	// failOpen names the groups that have targets but none healthy: they
+	// route to all of them, as ALB does.
+	failOpen []string
+	// delays are the deregistration delays of this node's targets (their
+	// first group's), for the drains API.
+	delays map[string]time.Duration
 }
 
 // groupSpec is a group's policy with where it came from.
@@ -44,29 +56,41 @@ type groupSpec struct {
 // compile merges the config file, the static targets, this host's discovered
 // targets and the fleet's into the balancer's config. It is a pure function of
 // its inputs.
-func compile(cfg *config.Config, local discovery.State, remote []discovery.Target, clock drainClock, now time.Time) desired {
-	var d desired
+func compile(cfg *config.Config, local discovery.State, remote []discovery.Target, obs observations, now time.Time) desired {
+	d := desired{delays: map[string]time.Duration{}}
 	all := append(slices.Clip(local.Targets), remote...)
 	specs := groupSpecs(cfg, all, &d)
+	for _, t := range local.Targets {
+		if len(t.Groups) > 0 {
+			d.delays[t.ID] = specs[t.Groups[0]].DeregistrationDelay
+		}
+	}
 
 	members := map[string][]balancer.TargetConfig{}
 	for _, name := range sortedKeys(cfg.Static) {
 		for _, addr := range cfg.Static[name] {
-			id := "static/" + name + "/" + addr
-			members[name] = append(members[name], balancer.TargetConfig{ID: id, Address: addr, Serving: true, Weight: 1})
-			d.targets = append(d.targets, api.Target{ID: id, Group: name, Node: cfg.Node.Name, Address: addr, State: "healthy", Source: "static"})
+			t := discovery.Target{ID: "static/" + name + "/" + addr, Node: cfg.Node.Name, Groups: []string{name}, Address: addr, Weight: 1}
+			if r, ok := obs.checked(t.ID); ok {
+				t.Health, t.HealthReason = r.State, r.Reason
+			}
+			d.addCheck(t, specs[name])
+			state, reason := targetState(t)
+			members[name] = append(members[name], balancer.TargetConfig{ID: t.ID, Address: addr, Serving: state == "healthy", Weight: 1})
+			d.targets = append(d.targets, api.Target{ID: t.ID, Group: name, Node: cfg.Node.Name, Address: addr, State: state, Reason: reason, Source: "static"})
 		}
 	}
 	for _, t := range all {
-		state := targetState(t)
+		state, reason := targetState(t)
 		source := "docker"
 		if t.Node != cfg.Node.Name {
 			source = "gossip"
+		} else if len(t.Groups) > 0 {
+			d.addCheck(t, specs[t.Groups[0]])
 		}
 		for _, g := range t.Groups {
 			if state == "draining" {
 				delay := specs[g].DeregistrationDelay
-				if clock.inFlight(t.ID) == 0 || !now.Before(clock.drainDeadline(t.ID, delay)) {
+				if obs.inFlight(t.ID) == 0 || !now.Before(obs.drainDeadline(t.ID, delay)) {
 					continue // drained: removed from routing and from view
 				}
 				d.draining = append(d.draining, t.ID)
@@ -74,10 +98,11 @@ func compile(cfg *config.Config, local discovery.State, remote []discovery.Targe
 			members[g] = append(members[g], balancer.TargetConfig{ID: t.ID, Address: t.Address, Serving: state == "healthy", Weight: t.Weight})
 			d.targets = append(d.targets, api.Target{
 				ID: t.ID, Group: g, Node: t.Node, Address: t.Address, LocalOnly: t.LocalOnly,
-				State: state, Container: t.ContainerName, Source: source,
+				State: state, Reason: reason, Container: t.ContainerName, Source: source,
 			})
 		}
 	}
+	d.failOpenWhereNoneHealthy(members)
 
 	for _, name := range sortedKeys(specs) {
 		spec := specs[name]
@@ -93,7 +118,7 @@ func compile(cfg *config.Config, local discovery.State, remote []discovery.Targe
 		}
 		d.groups = append(d.groups, api.Group{
 			Name: name, Algorithm: spec.Algorithm, DeregistrationDelay: spec.DeregistrationDelay.String(),
-			Targets: len(members[name]), States: states,
+			Targets: len(members[name]), States: states, FailOpen: slices.Contains(d.failOpen, name),
 		})
 	}
 
@@ -207,21 +232,68 @@ func labelRulesByListener(targets []discovery.Target, d *desired) map[string][]d
 	return out
 }
 
-// targetState is the state shown for a discovered target, with ALB's names.
-func targetState(t discovery.Target) string {
+// targetState is a target's state, with ALB's names, and a reason code when
+// it receives no new traffic.
+func targetState(t discovery.Target) (state, reason string) {
 	switch {
 	case t.Draining:
-		return "draining"
+		return "draining", "Target.DeregistrationInProgress"
 	case t.Unreachable:
-		return "unavailable"
+		return "unavailable", "Target.NodeUnreachable"
 	case t.DockerHealth == "starting":
-		return "initial"
+		return "initial", "Docker.HealthStarting"
 	case t.DockerHealth == "unhealthy":
-		return "unhealthy"
+		return "unhealthy", "Docker.Unhealthy"
+	case t.Health == health.Initial || t.Health == health.Unhealthy:
+		return t.Health, t.HealthReason
 	case t.Weight == 0:
-		return "unused"
+		return "unused", "Target.WeightZero"
 	}
-	return "healthy"
+	return "healthy", ""
+}
+
+// addCheck adds the health check of a target this node owns, by its group's
+// policy; nothing when the group's checks are disabled.
+func (d *desired) addCheck(t discovery.Target, spec groupSpec) {
+	h := spec.Health
+	if !h.Enabled {
+		return
+	}
+	m, err := matcher.Parse(h.Matcher)
+	if err != nil {
+		d.conflicts = append(d.conflicts, "group "+t.Groups[0]+": health matcher: "+err.Error())
+		return
+	}
+	d.checks = append(d.checks, health.Target{ID: t.ID, Address: t.Address, Check: health.Check{
+		Protocol: h.Protocol, Path: h.Path, Port: h.Port, Interval: h.Interval, Timeout: h.Timeout,
+		Healthy: h.Healthy, Unhealthy: h.Unhealthy, Matcher: m,
+	}})
+}
+
+// failOpenWhereNoneHealthy routes to every target of a group that has
+// targets but none healthy (all failing their checks): a balancer that
+// refuses all traffic because its checks may be wrong helps nobody (ALB's
+// fail open). Draining and zero-weight targets stay out.
+func (d *desired) failOpenWhereNoneHealthy(members map[string][]balancer.TargetConfig) {
+	states := map[string]string{}
+	for _, t := range d.targets {
+		states[t.ID] = t.State
+	}
+	for _, name := range sortedKeys(members) {
+		ts := members[name]
+		if len(ts) == 0 || slices.ContainsFunc(ts, func(t balancer.TargetConfig) bool { return t.Serving }) {
+			continue
+		}
+		opened := false
+		for i := range ts {
+			if st := states[ts[i].ID]; st == "initial" || st == "unhealthy" || st == "unavailable" {
+				ts[i].Serving, opened = true, true
+			}
+		}
+		if opened {
+			d.failOpen = append(d.failOpen, name)
+		}
+	}
 }
 
 func action(a config.Action) balancer.Action {

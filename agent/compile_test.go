@@ -12,6 +12,7 @@ import (
 	"golang.org/x/tools/txtar"
 
 	"github.com/berth-lb/berth/agent/config"
+	"github.com/berth-lb/berth/balancer/health"
 	"github.com/berth-lb/berth/discovery"
 )
 
@@ -21,15 +22,19 @@ var update = flag.Bool("update", false, "rewrite the golden files in testdata")
 type fakeDrains struct {
 	since    time.Time
 	inflight map[string]int64
+	health   map[string]health.Result
 }
 
 func (f fakeDrains) drainDeadline(_ string, delay time.Duration) time.Time { return f.since.Add(delay) }
 func (f fakeDrains) inFlight(id string) int64                              { return f.inflight[id] }
+func (f fakeDrains) checked(id string) (health.Result, bool)               { r, ok := f.health[id]; return r, ok }
 
 // TestCompileGolden compiles testdata/compile/*.txtar: each archive holds
 // "berth.yaml" (the config file), "state.json" (a discovery.State) and "want"
-// (the balancer config, the groups and the conflicts). Draining targets have
-// 1 request in flight unless listed in the optional "drained" file.
+// (the balancer config, the groups, the targets, the health checks to run and
+// the conflicts). Draining targets have 1 request in flight unless listed in
+// the optional "drained" file; the optional "checked" file gives health check
+// results, one "ID state reason" a line.
 func TestCompileGolden(t *testing.T) {
 	files, err := filepath.Glob("testdata/compile/*.txtar")
 	if err != nil || len(files) == 0 {
@@ -63,9 +68,16 @@ func TestCompileGolden(t *testing.T) {
 			for _, id := range strings.Fields(string(parts["drained"])) {
 				clock.inflight[id] = 0
 			}
+			clock.health = map[string]health.Result{}
+			for _, line := range strings.Split(strings.TrimSpace(string(parts["checked"])), "\n") {
+				if f := strings.Fields(line); len(f) >= 2 {
+					clock.health[f[0]] = health.Result{State: f[1], Reason: strings.Join(f[2:], " ")}
+				}
+			}
 			d := compile(cfg, state, nil, clock, time.Unix(1010, 0))
 			got, _ := json.MarshalIndent(map[string]any{
-				"balancer": d.balancer, "groups": d.groups, "draining": d.draining, "conflicts": d.conflicts,
+				"balancer": d.balancer, "groups": d.groups, "targets": d.targets, "draining": d.draining, "conflicts": d.conflicts,
+				"checks": d.checks, "fail_open": d.failOpen,
 			}, "", "  ")
 			got = append(got, '\n')
 			if *update {
@@ -89,19 +101,21 @@ func TestCompileGolden(t *testing.T) {
 
 func TestTargetState(t *testing.T) {
 	cases := []struct {
-		target discovery.Target
-		want   string
+		target       discovery.Target
+		state, cause string
 	}{
-		{discovery.Target{Weight: 1}, "healthy"},
-		{discovery.Target{Weight: 1, DockerHealth: "healthy"}, "healthy"},
-		{discovery.Target{Weight: 1, DockerHealth: "starting"}, "initial"},
-		{discovery.Target{Weight: 1, DockerHealth: "unhealthy"}, "unhealthy"},
-		{discovery.Target{Weight: 0}, "unused"},
-		{discovery.Target{Weight: 1, Draining: true, DockerHealth: "unhealthy"}, "draining"},
+		{discovery.Target{Weight: 1}, "healthy", ""},
+		{discovery.Target{Weight: 1, DockerHealth: "healthy", Health: health.Healthy}, "healthy", ""},
+		{discovery.Target{Weight: 1, DockerHealth: "starting"}, "initial", "Docker.HealthStarting"},
+		{discovery.Target{Weight: 1, DockerHealth: "unhealthy", Health: health.Healthy}, "unhealthy", "Docker.Unhealthy"},
+		{discovery.Target{Weight: 1, Health: health.Initial, HealthReason: health.ReasonInitial}, "initial", health.ReasonInitial},
+		{discovery.Target{Weight: 1, Health: health.Unhealthy, HealthReason: health.ReasonTimeout}, "unhealthy", health.ReasonTimeout},
+		{discovery.Target{Weight: 0}, "unused", "Target.WeightZero"},
+		{discovery.Target{Weight: 1, Draining: true, DockerHealth: "unhealthy"}, "draining", "Target.DeregistrationInProgress"},
 	}
 	for _, c := range cases {
-		if got := targetState(c.target); got != c.want {
-			t.Errorf("targetState(%+v) = %q, want %q", c.target, got, c.want)
+		if state, cause := targetState(c.target); state != c.state || cause != c.cause {
+			t.Errorf("targetState(%+v) = %q, %q; want %q, %q", c.target, state, cause, c.state, c.cause)
 		}
 	}
 }

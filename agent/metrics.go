@@ -37,6 +37,10 @@ var (
 		"Times passive health took a target out of this node's rotation.", []string{"target"}, nil)
 	descTargets = prometheus.NewDesc("berth_targets",
 		"Targets by group and state (healthy, initial, unhealthy, unused, draining).", []string{"group", "state"}, nil)
+	descFailOpen = prometheus.NewDesc("berth_group_fail_open",
+		"1 while a group has targets but none healthy and routes to all of them (fail open), else 0.", []string{"group"}, nil)
+	descChecks = prometheus.NewDesc("berth_health_checks_total",
+		"Active health checks this node ran on its own targets, by result (pass, fail).", []string{"result"}, nil)
 	descSkipped = prometheus.NewDesc("berth_docker_skipped_containers",
 		"Labelled containers that could not be registered; berth status shows why.", nil, nil)
 	descDockerConnected = prometheus.NewDesc("berth_docker_connected",
@@ -78,6 +82,7 @@ type collector struct{ a *Agent }
 
 func (c collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descRequests, descDuration, descBalancerErrors, descConnsActive, descConnsTotal,
+		descFailOpen, descChecks,
 		descTargetInFlight, descTargetRequests, descTargetFailures, descTargetEjected, descTargetEjections, descTargets, descSkipped,
 		descDockerConnected, descDockerEvents, descDockerResyncs, descDockerReconnects,
 		descMembers, descConfigDrift, descOwnersInSync, descOwners, descPropagation, descQueue, descDropped,
@@ -122,6 +127,13 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 			}
 		}
 		ch <- prometheus.MustNewConstMetric(descSkipped, prometheus.GaugeValue, float64(len(v.skipped)))
+		for _, g := range v.desired.groups {
+			open := 0.0
+			if g.FailOpen {
+				open = 1
+			}
+			ch <- prometheus.MustNewConstMetric(descFailOpen, prometheus.GaugeValue, open, g.Name)
+		}
 	}
 	if c.a.watcher != nil {
 		s := c.a.watcher.Stats()
@@ -136,6 +148,9 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(descDockerResyncs, prometheus.CounterValue, float64(s.Resyncs))
 		ch <- prometheus.MustNewConstMetric(descDockerReconnects, prometheus.CounterValue, float64(s.Reconnects))
 	}
+	passed, failed := c.a.checker.Counts()
+	ch <- prometheus.MustNewConstMetric(descChecks, prometheus.CounterValue, float64(passed), "pass")
+	ch <- prometheus.MustNewConstMetric(descChecks, prometheus.CounterValue, float64(failed), "fail")
 	if c.a.cluster != nil {
 		c.collectCluster(ch)
 	}
@@ -178,8 +193,12 @@ func (a *Agent) newRegistry() *prometheus.Registry {
 		Name: "berth_config_reloads_total",
 		Help: "Config file reloads, by result (success, failure: the last good config stayed in force).",
 	}, []string{"result"})
+	a.failOpenCount = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "berth_group_fail_open_total",
+		Help: "Times a group found no healthy target and routed to all of its targets (fail open).",
+	}, []string{"group"})
 	info := prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "berth_build_info", Help: "1, labelled with the running version."}, []string{"version"})
 	info.WithLabelValues(a.opts.Version).Set(1)
-	reg.MustRegister(collector{a}, a.reloads, info, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg.MustRegister(collector{a}, a.reloads, a.failOpenCount, info, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return reg
 }

@@ -4,7 +4,9 @@ package admin
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"slices"
 	"strings"
@@ -21,7 +23,17 @@ type Source interface {
 	Groups() []api.Group
 	Targets() []api.Target
 	Nodes() []api.Node
+	// Drains lists this node's draining targets; Drain starts draining the
+	// targets a reference names (an ID, a container ID or name) and Undrain
+	// ends a drain Drain started. Both fail with an error wrapping
+	// ErrNotFound when nothing matches.
+	Drains() []api.Drain
+	Drain(ref string) ([]api.Drain, error)
+	Undrain(ref string) error
 }
+
+// ErrNotFound marks a Source error that answers 404.
+var ErrNotFound = errors.New("not found")
 
 // Handler returns the admin API:
 //
@@ -55,6 +67,9 @@ func Handler(src Source, gatherer prometheus.Gatherer) http.Handler {
 		{"/api/v1/nodes", http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 			writeJSON(w, http.StatusOK, nonNil(src.Nodes()))
 		})},
+		{"/api/v1/drains", http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+			writeJSON(w, http.StatusOK, nonNil(src.Drains()))
+		})},
 	}
 	for _, route := range routes {
 		mux.Handle("GET "+route.path, route.handler)
@@ -62,10 +77,38 @@ func Handler(src Source, gatherer prometheus.Gatherer) http.Handler {
 		// other methods; ServeMux's own 405 would answer in plain text.
 		mux.HandleFunc(route.path, serveMethodNotAllowed)
 	}
+	mux.HandleFunc("POST /api/v1/drains", func(w http.ResponseWriter, r *http.Request) {
+		var req api.DrainRequest
+		if err := json.NewDecoder(io.LimitReader(r.Body, 4096)).Decode(&req); err != nil || req.Target == "" {
+			writeError(w, http.StatusBadRequest, `admin: the body must be JSON like {"target": "<target ID, container ID or name>"}`)
+			return
+		}
+		drains, err := src.Drain(req.Target)
+		if err != nil {
+			writeSourceError(w, err)
+			return
+		}
+		writeJSON(w, http.StatusAccepted, nonNil(drains))
+	})
+	mux.HandleFunc("DELETE /api/v1/drains/{ref...}", func(w http.ResponseWriter, r *http.Request) {
+		if err := src.Undrain(r.PathValue("ref")); err != nil {
+			writeSourceError(w, err)
+			return
+		}
+		w.WriteHeader(http.StatusNoContent)
+	})
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, fmt.Sprintf("admin: no endpoint %s; see docs/api.md for the list", r.URL.Path))
 	})
 	return mux
+}
+
+func writeSourceError(w http.ResponseWriter, err error) {
+	code := http.StatusInternalServerError
+	if errors.Is(err, ErrNotFound) {
+		code = http.StatusNotFound
+	}
+	writeError(w, code, err.Error())
 }
 
 func serveHealth(w http.ResponseWriter, _ *http.Request) {

@@ -2,6 +2,7 @@ package admin
 
 import (
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -236,5 +237,38 @@ func TestNodes(t *testing.T) {
 	}
 	if !reflect.DeepEqual(got, src.NodeList) {
 		t.Fatalf("nodes = %+v, want %+v", got, src.NodeList)
+	}
+}
+
+func TestDrainEndpoints(t *testing.T) {
+	var drained, undrained []string
+	src := exampleSource()
+	src.DrainList = []api.Drain{{Target: "host-a/111111111111/8080", Container: "web-1", InFlight: 2, Nodes: 3, Reported: 3}}
+	src.Drained, src.Undrained = &drained, &undrained
+	h := Handler(src, prometheus.NewRegistry())
+	do := func(method, target, body string) *httptest.ResponseRecorder {
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest(method, target, strings.NewReader(body)))
+		return rec
+	}
+	if rec := do("POST", "/api/v1/drains", `{"target":"web-1"}`); rec.Code != 202 || !strings.Contains(rec.Body.String(), `"in_flight": 2`) {
+		t.Fatalf("POST: %d %s", rec.Code, rec.Body)
+	}
+	if rec := do("GET", "/api/v1/drains", ""); rec.Code != 200 || !strings.Contains(rec.Body.String(), "web-1") {
+		t.Fatalf("GET: %d %s", rec.Code, rec.Body)
+	}
+	if rec := do("DELETE", "/api/v1/drains/host-a/111111111111/8080", ""); rec.Code != 204 {
+		t.Fatalf("DELETE: %d %s", rec.Code, rec.Body)
+	}
+	if !reflect.DeepEqual(drained, []string{"web-1"}) || !reflect.DeepEqual(undrained, []string{"host-a/111111111111/8080"}) {
+		t.Fatalf("drained %v, undrained %v", drained, undrained)
+	}
+	if rec := do("POST", "/api/v1/drains", `{"nope":1}`); rec.Code != 400 || !strings.Contains(rec.Body.String(), "the body must be JSON") {
+		t.Fatalf("bad body: %d %s", rec.Code, rec.Body)
+	}
+	src.DrainErr = fmt.Errorf("agent: \"x\": %w: nothing matches", ErrNotFound)
+	h = Handler(src, prometheus.NewRegistry())
+	if rec := do("POST", "/api/v1/drains", `{"target":"x"}`); rec.Code != 404 || !strings.Contains(rec.Body.String(), "nothing matches") {
+		t.Fatalf("unknown target: %d %s", rec.Code, rec.Body)
 	}
 }

@@ -53,6 +53,9 @@ type Group struct {
 	States              map[string]int `json:"states"`
 	InFlight            int64          `json:"in_flight"`
 	Requests            uint64         `json:"requests"`
+	// FailOpen is true while the group has targets but none healthy: it then
+	// routes to all of them (ALB's fail open).
+	FailOpen bool `json:"fail_open,omitempty"`
 }
 
 // Target is GET /api/v1/targets: one target in one group.
@@ -65,6 +68,11 @@ type Target struct {
 	// State is healthy, draining or unhealthy (Docker HEALTHCHECK starting or
 	// unhealthy), or unused (weight 0).
 	State string `json:"state"`
+	// Reason says why a target gets no new traffic, with ALB's codes where ALB
+	// has one: Elb.InitialHealthChecking, Target.ResponseCodeMismatch,
+	// Target.Timeout, Target.FailedHealthChecks, Target.DeregistrationInProgress,
+	// Docker.HealthStarting, Docker.Unhealthy, Target.WeightZero.
+	Reason string `json:"reason,omitempty"`
 	// Ejected is true while this node's passive health check keeps the target
 	// out of its rotation (consecutive failures; it returns after a back-off).
 	Ejected   bool   `json:"ejected,omitempty"`
@@ -92,6 +100,11 @@ type Node struct {
 	// State is alive, left (said goodbye: its targets stay routable for
 	// cluster.rejoin-grace) or dead (unreachable: its targets are not routed).
 	State string `json:"state"`
+	// Reason says why a target gets no new traffic, with ALB's codes where ALB
+	// has one: Elb.InitialHealthChecking, Target.ResponseCodeMismatch,
+	// Target.Timeout, Target.FailedHealthChecks, Target.DeregistrationInProgress,
+	// Docker.HealthStarting, Docker.Unhealthy, Target.WeightZero.
+	Reason string `json:"reason,omitempty"`
 	// Seq is the version of its targets it announces; Known the version whose
 	// every change arrived here. Known < Seq for long means updates are lost.
 	Seq   uint64 `json:"seq"`
@@ -103,6 +116,38 @@ type Node struct {
 	ConfigHash  string `json:"config_hash"`
 	ConfigDrift bool   `json:"config_drift"`
 	Self        bool   `json:"self"`
+	// HasOurs is true when the node reported having every change of this
+	// agent's targets: a change made here (a new healthy container, a drain)
+	// is in force there.
+	HasOurs bool `json:"has_ours"`
+}
+
+// DrainRequest is the body of POST /api/v1/drains.
+type DrainRequest struct {
+	// Target is a target ID, or a container of this node by ID (or a prefix of
+	// at least 4 characters) or name: all its targets drain.
+	Target string `json:"target"`
+}
+
+// Drain is GET /api/v1/drains: one of this node's draining targets and how
+// far its drain has come across the fleet.
+type Drain struct {
+	Target    string    `json:"target"`
+	Container string    `json:"container,omitempty"`
+	Started   time.Time `json:"started"`
+	// Deadline is when the group's deregistration delay ends.
+	Deadline time.Time `json:"deadline"`
+	// InFlight is the requests in flight to the target: this node's plus those
+	// the other nodes reported.
+	InFlight int64 `json:"in_flight"`
+	// Nodes is how many nodes may route to it (this one included); Reported
+	// how many of them told their count within the last second.
+	Nodes    int `json:"nodes"`
+	Reported int `json:"reported"`
+	// Done is true when every node reported zero (Outcome "drained") or the
+	// deregistration delay ended (Outcome "delay_ended").
+	Done    bool   `json:"done"`
+	Outcome string `json:"outcome,omitempty"`
 }
 
 // Error is the body of every non-2xx admin API answer.

@@ -3,6 +3,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -23,6 +24,8 @@ func commands() []command {
 		{"agent", "run the agent: Docker discovery and the balancer", runAgent},
 		{"status", "show the node, its listeners, groups, the fleet's nodes and skipped containers", runStatus},
 		{"targets", "list every target with its state and counters", runTargets},
+		{"drain", "drain a target or container fleet-wide; --wait until no node has a request in flight", runDrain},
+		{"rollout", "replace a compose service's containers start-first, losing no request", runRollout},
 		{"config", "config check FILE: validate a config file and print every error", runConfig},
 		{"version", "print the version", runVersion},
 	}
@@ -41,6 +44,10 @@ func dispatch(args []string, stdout, stderr io.Writer) int {
 		if c.name == args[0] {
 			if err := c.run(args[1:], stdout, stderr); err != nil {
 				fmt.Fprintf(stderr, "berth %s: %v\n", c.name, err)
+				var exit *exitError
+				if errors.As(err, &exit) {
+					return exit.code
+				}
 				return 1
 			}
 			return 0

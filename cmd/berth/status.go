@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"cmp"
 	"encoding/json"
 	"errors"
@@ -119,11 +120,31 @@ func adminBaseURL(address string) (string, error) {
 // get answers the body of a 2xx answer to GET path, and turns everything else into an
 // error that says what to do.
 func (c *adminClient) get(path string, query url.Values) ([]byte, error) {
-	target := c.baseURL + path
 	if len(query) > 0 {
-		target += "?" + query.Encode()
+		path += "?" + query.Encode()
 	}
-	resp, err := c.http.Get(target)
+	return c.do(http.MethodGet, path, nil)
+}
+
+// do sends a request (body, when not nil, is sent as JSON) and returns the
+// answer's body; a non-2xx answer returns the API's error message.
+func (c *adminClient) do(method, path string, body any) ([]byte, error) {
+	var payload io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			return nil, err
+		}
+		payload = bytes.NewReader(b)
+	}
+	req, err := http.NewRequest(method, c.baseURL+path, payload)
+	if err != nil {
+		return nil, err
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := c.http.Do(req)
 	if err != nil {
 		cause := err
 		var urlErr *url.Error
@@ -136,21 +157,21 @@ func (c *adminClient) get(path string, query url.Values) ([]byte, error) {
 		return nil, fmt.Errorf("cannot reach the agent at %s: %w; is `berth agent` running? set --admin or BERTH_ADMIN", c.address, cause)
 	}
 	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
+	answerBody, err := io.ReadAll(resp.Body)
 	if err != nil {
 		return nil, fmt.Errorf("read the answer of the agent at %s: %w", c.address, err)
 	}
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
 		var answer api.Error
-		if json.Unmarshal(body, &answer) != nil || answer.Error == "" {
+		if json.Unmarshal(answerBody, &answer) != nil || answer.Error == "" {
 			return nil, fmt.Errorf("the agent at %s answered %s without a berth API error; is --admin pointing at a berth agent?", c.address, resp.Status)
 		}
 		return nil, fmt.Errorf("the agent answered %s: %s", resp.Status, answer.Error)
 	}
-	if !json.Valid(body) {
+	if resp.StatusCode != http.StatusNoContent && !json.Valid(answerBody) {
 		return nil, fmt.Errorf("the answer of %s to %s is not JSON; is --admin pointing at a berth agent?", c.address, path)
 	}
-	return body, nil
+	return answerBody, nil
 }
 
 // decode reads a JSON document already checked by get.

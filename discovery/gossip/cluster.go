@@ -77,6 +77,8 @@ type Cluster struct {
 	goodbyes map[string]bool
 	// reports holds, per own draining target, each member's last in-flight count.
 	reports map[string]map[string]inFlightSeen
+	// acks holds, per member, the version of this node's state it has whole.
+	acks    map[string]uint64
 	seq     uint64
 	own     map[string]wireTarget
 	ownHash string
@@ -147,7 +149,7 @@ func Start(opts Options) (*Cluster, error) {
 	c := &Cluster{
 		opts: opts, log: opts.Logger, epoch: time.Now().UnixNano(),
 		table: newTable(opts.Node), names: map[string]nameState{}, goodbyes: map[string]bool{}, own: map[string]wireTarget{},
-		reports: map[string]map[string]inFlightSeen{},
+		reports: map[string]map[string]inFlightSeen{}, acks: map[string]uint64{},
 		changes: make(chan struct{}, 1), inbox: make(chan []byte, inboxSize),
 		outbox: make(chan directSend, outboxSize), done: make(chan struct{}),
 	}
@@ -457,6 +459,7 @@ func (c *Cluster) repairLoop() {
 	tick := time.NewTicker(repairInterval)
 	defer tick.Stop()
 	lastPull := map[string]time.Time{}
+	lastReport := map[string]sentReport{}
 	var nextJoin, nextReconnect time.Time
 	joinBackoff := 500 * time.Millisecond
 	for {
@@ -470,7 +473,7 @@ func (c *Cluster) repairLoop() {
 				}
 			}
 			c.followMembers(now, lastPull)
-			c.reportInFlight()
+			c.report(now, lastReport)
 			if now.After(nextReconnect) {
 				nextReconnect = now.Add(reconnectInterval)
 				c.reconnect()
@@ -665,50 +668,66 @@ type inFlightSeen struct {
 // reportFresh is how long a member's in-flight report counts.
 const reportFresh = time.Second
 
-// reportInFlight tells the owner of every draining target this node knows
-// how many requests it still has in flight to it, zero included: the owner
-// knows a drain is over when every member said zero.
-func (c *Cluster) reportInFlight() {
-	if c.opts.InFlight == nil {
-		return
+// report tells every live owner what this node knows of it: the version of
+// its state whose every change arrived here (so the owner knows when the
+// whole fleet has a change), and, for each of its draining targets, the
+// requests in flight to it from here, zero included (so it knows when a drain
+// is over everywhere). A report goes when something changed, else every
+// reportRefresh.
+func (c *Cluster) report(now time.Time, last map[string]sentReport) {
+	type pending struct {
+		node memberlist.Node
+		r    inFlightReport
 	}
-	byOwner := map[string]map[string]int64{}
+	var out []pending
 	c.mu.Lock()
-	for owner, o := range c.table.owners {
-		if o.member != memberAlive {
+	for _, ns := range c.names {
+		o := c.table.owners[ns.owner]
+		if ns.state != memberAlive || o == nil || o.epoch != ns.epoch {
 			continue
 		}
-		for id, r := range o.records {
-			if !r.removed && r.target.Draining {
-				if byOwner[owner] == nil {
-					byOwner[owner] = map[string]int64{}
+		r := inFlightReport{From: c.name, Epoch: o.epoch, Known: o.complete}
+		for id, rec := range o.records {
+			if !rec.removed && rec.target.Draining {
+				if r.Counts == nil {
+					r.Counts = map[string]int64{}
 				}
-				byOwner[owner][id] = 0
+				r.Counts[id] = 0
 			}
 		}
-	}
-	targets := map[string]memberlist.Node{}
-	for _, ns := range c.names {
-		if ns.state == memberAlive && byOwner[ns.owner] != nil {
-			targets[ns.owner] = ns.node
-		}
+		out = append(out, pending{ns.node, r})
 	}
 	c.mu.Unlock()
-	for owner, counts := range byOwner {
-		n, ok := targets[owner]
-		if !ok {
+	for _, p := range out {
+		for id := range p.r.Counts {
+			if c.opts.InFlight != nil {
+				p.r.Counts[id] = c.opts.InFlight(id)
+			}
+		}
+		prev := last[p.node.Name]
+		if len(p.r.Counts) == 0 && prev.known == p.r.Known && now.Sub(prev.at) < reportRefresh {
 			continue
 		}
-		for id := range counts {
-			counts[id] = c.opts.InFlight(id)
-		}
-		c.ml.SendBestEffort(&n, encode(kindInFlight, inFlightReport{From: c.name, Counts: counts}))
+		last[p.node.Name] = sentReport{known: p.r.Known, at: now}
+		c.ml.SendBestEffort(&p.node, encode(kindInFlight, p.r))
 	}
 }
+
+// sentReport is the last report sent to one owner.
+type sentReport struct {
+	known uint64
+	at    time.Time
+}
+
+// reportRefresh repeats an unchanged report, so an owner sees who is alive and in sync.
+const reportRefresh = 2 * time.Second
 
 func (c *Cluster) recordInFlight(r inFlightReport, now time.Time) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if r.Epoch == c.epoch {
+		c.acks[r.From] = r.Known
+	}
 	for id, n := range r.Counts {
 		if _, own := c.own[id]; !own || n < 0 {
 			continue // not ours, or nonsense: the report cannot change anything

@@ -407,6 +407,14 @@ func TestDrainProgressCountsEveryNode(t *testing.T) {
 	tg.Draining = true
 	owner.c.Publish([]discovery.Target{tg}, "")
 	waitFor(t, 5*time.Second, func() bool {
+		for _, m := range owner.c.Members() {
+			if !m.Self && !m.HasOurs {
+				return false
+			}
+		}
+		return true
+	}, "the owner does not learn that every member has its newest state")
+	waitFor(t, 5*time.Second, func() bool {
 		n, reported, members := owner.c.DrainProgress(tg.ID)
 		return n == 5 && reported == 2 && members == 2
 	}, "the owner does not see both members' in-flight counts")

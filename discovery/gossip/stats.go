@@ -118,6 +118,9 @@ type Member struct {
 	Targets    int
 	ConfigHash string
 	Self       bool
+	// HasOurs is true when the member reported having every change of this
+	// node's state: a change made here is in force there.
+	HasOurs bool
 }
 
 // Members returns this node, then every member it knows of, alive or not, by name.
@@ -133,7 +136,9 @@ func (c *Cluster) Members() []Member {
 	sort.Strings(names)
 	for _, name := range names {
 		ns := c.names[name]
-		m := Member{Name: name, Node: ns.owner, Address: ns.node.Address(), State: ns.state.String(), Epoch: ns.epoch, Seq: ns.meta.Seq, ConfigHash: ns.meta.ConfigHash}
+		known, acked := c.acks[name]
+		m := Member{Name: name, Node: ns.owner, Address: ns.node.Address(), State: ns.state.String(), Epoch: ns.epoch, Seq: ns.meta.Seq, ConfigHash: ns.meta.ConfigHash,
+			HasOurs: acked && known >= c.seq}
 		if o := c.table.owners[ns.owner]; o != nil && o.epoch == ns.epoch {
 			m.Known = o.complete
 			for _, r := range o.records {

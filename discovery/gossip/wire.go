@@ -20,8 +20,8 @@ const (
 	// kindGoodbye says the sender leaves on purpose (an agent stopping or
 	// restarting): its targets stay routable for the rejoin grace.
 	kindGoodbye byte = 'L'
-	// kindInFlight reports, to a draining target's owner, how many requests
-	// the sender still has in flight to it.
+	// kindInFlight reports to an owner what the sender has of its state and
+	// how many requests it still has in flight to its draining targets.
 	kindInFlight byte = 'I'
 )
 
@@ -104,10 +104,14 @@ type full struct {
 	Targets    []wireTarget `json:"tg"`
 }
 
-// inFlightReport is a node's in-flight counts for an owner's draining targets.
+// inFlightReport is what a node tells an owner: the version of the owner's
+// state (Epoch, Known) whose every change it has, and its in-flight counts
+// for the owner's draining targets.
 type inFlightReport struct {
 	From   string           `json:"f"`
-	Counts map[string]int64 `json:"c"`
+	Epoch  int64            `json:"e"`
+	Known  uint64           `json:"k"`
+	Counts map[string]int64 `json:"c,omitempty"`
 }
 
 // pull and goodbye carry the sender's memberlist name.

@@ -51,3 +51,6 @@ func (m Matcher) Match(code int) bool {
 
 // String is the matcher as written.
 func (m Matcher) String() string { return m.text }
+
+// MarshalText writes the matcher as written, for JSON and logs.
+func (m Matcher) MarshalText() ([]byte, error) { return []byte(m.text), nil }

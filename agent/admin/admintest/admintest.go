@@ -10,6 +10,11 @@ type Source struct {
 	GroupList  []api.Group
 	TargetList []api.Target
 	NodeList   []api.Node
+	DrainList  []api.Drain
+	// Drained records the references Drain and Undrain were called with.
+	Drained, Undrained *[]string
+	// DrainErr is what Drain and Undrain return.
+	DrainErr error
 }
 
 // Status implements admin.Source.
@@ -23,3 +28,22 @@ func (s Source) Targets() []api.Target { return s.TargetList }
 
 // Nodes implements admin.Source.
 func (s Source) Nodes() []api.Node { return s.NodeList }
+
+// Drains implements admin.Source.
+func (s Source) Drains() []api.Drain { return s.DrainList }
+
+// Drain implements admin.Source.
+func (s Source) Drain(ref string) ([]api.Drain, error) {
+	if s.Drained != nil {
+		*s.Drained = append(*s.Drained, ref)
+	}
+	return s.DrainList, s.DrainErr
+}
+
+// Undrain implements admin.Source.
+func (s Source) Undrain(ref string) error {
+	if s.Undrained != nil {
+		*s.Undrained = append(*s.Undrained, ref)
+	}
+	return s.DrainErr
+}
