@@ -13,7 +13,6 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -22,6 +21,7 @@ import (
 
 	"github.com/berth-lb/berth/agent/config"
 	"github.com/berth-lb/berth/internal/dockertest"
+	"github.com/berth-lb/berth/internal/loadtest"
 )
 
 // runningAgent is an agent started in-process by a test on loopback addresses.
@@ -227,13 +227,14 @@ func TestDockerEndToEnd(t *testing.T) {
 	t.Run("docker stop under load fails no request", func(t *testing.T) {
 		victim := ids[0]
 		name := hostname(t, cli, victim)
-		load := startLoad(ra.url+"/sleep?ms=20", 200)
+		load := loadtest.Start(ra.url+"/sleep?ms=20", 200)
 		time.Sleep(time.Second) // a steady state before the stop, as in production
 		if err := cli.ContainerStop(context.Background(), victim, container.StopOptions{}); err != nil {
 			t.Fatal(err)
 		}
 		time.Sleep(4 * time.Second)
-		ok, failed, errs := load.stop()
+		res := load.Stop()
+		ok, failed, errs := res.OK, res.Failed, res.Errors
 		t.Logf("load: %d ok, %d failed", ok, failed)
 		if failed != 0 || ok < 800 {
 			t.Fatalf("%d requests failed (%d ok); first errors: %v", failed, ok, errs)
@@ -268,67 +269,4 @@ func get(t *testing.T, url string) string {
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
 	return string(b)
-}
-
-// load sends requests at a steady rate from a Go client: half on keep-alive
-// connections, half on a new connection each.
-type load struct {
-	ok, failed atomic.Int64
-	mu         sync.Mutex
-	errs       []string
-	cancel     context.CancelFunc
-	wg         sync.WaitGroup
-}
-
-func startLoad(url string, perSecond int) *load {
-	ctx, cancel := context.WithCancel(context.Background())
-	l := &load{cancel: cancel}
-	keepAlive := &http.Client{Timeout: 10 * time.Second}
-	fresh := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
-	tick := time.NewTicker(time.Second / time.Duration(perSecond))
-	l.wg.Add(1)
-	go func() {
-		defer l.wg.Done()
-		defer tick.Stop()
-		for i := 0; ; i++ {
-			select {
-			case <-ctx.Done():
-				return
-			case <-tick.C:
-			}
-			c := keepAlive
-			if i%2 == 1 {
-				c = fresh
-			}
-			l.wg.Add(1)
-			go func() {
-				defer l.wg.Done()
-				resp, err := c.Get(url)
-				if err == nil {
-					io.Copy(io.Discard, resp.Body)
-					resp.Body.Close()
-					if resp.StatusCode != 200 {
-						err = fmt.Errorf("status %d", resp.StatusCode)
-					}
-				}
-				if err != nil {
-					l.failed.Add(1)
-					l.mu.Lock()
-					if len(l.errs) < 5 {
-						l.errs = append(l.errs, err.Error())
-					}
-					l.mu.Unlock()
-					return
-				}
-				l.ok.Add(1)
-			}()
-		}
-	}()
-	return l
-}
-
-func (l *load) stop() (ok, failed int64, errs []string) {
-	l.cancel()
-	l.wg.Wait()
-	return l.ok.Load(), l.failed.Load(), l.errs
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/docker/docker/api/types/container"
 
 	"github.com/berth-lb/berth/internal/dockertest"
+	"github.com/berth-lb/berth/internal/loadtest"
 )
 
 // hostAgent is one simulated host of an in-process fleet: an agent on its own
@@ -96,23 +97,24 @@ func TestFleetInProcess(t *testing.T) {
 	}
 
 	t.Run("docker stop on host b under load to host a fails no request", func(t *testing.T) {
-		load := startLoad(a.url+"/sleep?ms=20", 200)
+		load := loadtest.Start(a.url+"/sleep?ms=20", 200)
 		time.Sleep(time.Second)
 		if err := cli.ContainerStop(context.Background(), ids[0], container.StopOptions{}); err != nil {
 			t.Fatal(err)
 		}
 		time.Sleep(3 * time.Second)
-		ok, failed, errs := load.stop()
+		res := load.Stop()
+		ok, failed, errs := res.OK, res.Failed, res.Errors
 		t.Logf("load: %d ok, %d failed", ok, failed)
 		if failed != 0 {
-			t.Fatalf("%d requests failed (%d ok): %v", failed, ok, errs)
+			t.Fatalf("%d requests failed (%d ok): %v; balancer errors: %+v", failed, ok, errs, a.agent.lb.Listeners())
 		}
 		ids = append(ids[1:], run())
 	})
 
 	t.Run("host b's agent restarting loses no request and no capacity", func(t *testing.T) {
 		dockertest.Eventually(t, 15*time.Second, func() bool { return len(answerers(httpc, a.url+"/", 8)) == 2 }, "the new container on b does not serve")
-		load := startLoad(a.url+"/", 200)
+		load := loadtest.Start(a.url+"/", 200)
 		time.Sleep(500 * time.Millisecond)
 		b.stop()
 		time.Sleep(time.Second)
@@ -129,7 +131,8 @@ func TestFleetInProcess(t *testing.T) {
 			return false
 		}, "the restarted agent of b did not rejoin with its targets: %+v", a.agent.Nodes())
 		time.Sleep(500 * time.Millisecond)
-		ok, failed, errs := load.stop()
+		res := load.Stop()
+		ok, failed, errs := res.OK, res.Failed, res.Errors
 		t.Logf("load across b's restart: %d ok, %d failed", ok, failed)
 		if failed != 0 {
 			t.Fatalf("%d requests failed (%d ok): %v", failed, ok, errs)

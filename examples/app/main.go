@@ -26,6 +26,7 @@ import (
 	"os"
 	"os/signal"
 	"strconv"
+	"sync/atomic"
 	"syscall"
 	"time"
 )
@@ -63,6 +64,10 @@ func run(args []string, logger *slog.Logger) error {
 		name = hostname
 	}
 	version := envOr("VERSION", "v1")
+	healthStatus, err := strconv.Atoi(envOr("HEALTH_STATUS", "200"))
+	if err != nil || healthStatus < 200 || healthStatus > 599 {
+		return fmt.Errorf("app: HEALTH_STATUS %q: want an HTTP status from 200 to 599", os.Getenv("HEALTH_STATUS"))
+	}
 
 	listener, err := net.Listen("tcp", ":"+port)
 	if err != nil {
@@ -73,7 +78,7 @@ func run(args []string, logger *slog.Logger) error {
 
 	signals := make(chan os.Signal, 1)
 	signal.Notify(signals, syscall.SIGTERM, syscall.SIGINT)
-	return serve(listener, newHandler(name, version), signals, *exitOnSigterm, logger)
+	return serve(listener, newHandler(name, version, healthStatus), signals, *exitOnSigterm, logger)
 }
 
 // serve answers on listener until a signal arrives. Then it either returns at
@@ -110,15 +115,28 @@ func serve(listener net.Listener, handler http.Handler, signals <-chan os.Signal
 }
 
 // newHandler returns the app's routes; every answer names the replica and its
-// version so a client can tell which target the balancer chose.
-func newHandler(name, version string) http.Handler {
+// version so a client can tell which target the balancer chose. /health
+// answers healthStatus until /health/set?code=N changes it (to make a replica
+// fail its health checks in demos and tests).
+func newHandler(name, version string, healthStatus int) http.Handler {
 	identity := name + " " + version + "\n"
+	var health atomic.Int32
+	health.Store(int32(healthStatus))
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, _ *http.Request) {
 		writeText(w, http.StatusOK, identity)
 	})
 	mux.HandleFunc("GET /health", func(w http.ResponseWriter, _ *http.Request) {
-		writeText(w, http.StatusOK, "ok")
+		writeText(w, int(health.Load()), "ok\n")
+	})
+	mux.HandleFunc("GET /health/set", func(w http.ResponseWriter, r *http.Request) {
+		code, err := strconv.Atoi(r.URL.Query().Get("code"))
+		if err != nil || code < 200 || code > 599 {
+			writeText(w, http.StatusBadRequest, "code must be an HTTP status from 200 to 599\n")
+			return
+		}
+		health.Store(int32(code))
+		writeText(w, http.StatusOK, identity)
 	})
 	mux.HandleFunc("GET /sleep", func(w http.ResponseWriter, r *http.Request) {
 		ms, err := strconv.Atoi(r.URL.Query().Get("ms"))

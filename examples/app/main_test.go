@@ -13,7 +13,7 @@ import (
 )
 
 func TestHandler(t *testing.T) {
-	server := httptest.NewServer(newHandler("app-1", "v7"))
+	server := httptest.NewServer(newHandler("app-1", "v7", 200))
 	defer server.Close()
 
 	tests := []struct {
@@ -22,7 +22,7 @@ func TestHandler(t *testing.T) {
 		wantBody   string
 	}{
 		{"/", http.StatusOK, "app-1 v7\n"},
-		{"/health", http.StatusOK, "ok"},
+		{"/health", http.StatusOK, "ok\n"},
 		{"/sleep?ms=5", http.StatusOK, "app-1 v7\n"},
 		{"/sleep?ms=0", http.StatusOK, "app-1 v7\n"},
 		{"/sleep", http.StatusBadRequest, "ms must be a whole number of milliseconds from 0 to 600000\n"},
@@ -33,6 +33,12 @@ func TestHandler(t *testing.T) {
 		{"/status?code=abc", http.StatusBadRequest, "code must be an HTTP status from 200 to 599\n"},
 		{"/status?code=600", http.StatusBadRequest, "code must be an HTTP status from 200 to 599\n"},
 		{"/nothing-here", http.StatusNotFound, "404 page not found\n"},
+		// In order: the health status changes until set back.
+		{"/health/set?code=503", http.StatusOK, "app-1 v7\n"},
+		{"/health", http.StatusServiceUnavailable, "ok\n"},
+		{"/health/set?code=99", http.StatusBadRequest, "code must be an HTTP status from 200 to 599\n"},
+		{"/health/set?code=200", http.StatusOK, "app-1 v7\n"},
+		{"/health", http.StatusOK, "ok\n"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.path, func(t *testing.T) {
@@ -45,7 +51,7 @@ func TestHandler(t *testing.T) {
 }
 
 func TestSleepHoldsTheRequest(t *testing.T) {
-	server := httptest.NewServer(newHandler("app-1", "v1"))
+	server := httptest.NewServer(newHandler("app-1", "v1", 200))
 	defer server.Close()
 
 	start := time.Now()
@@ -79,7 +85,7 @@ func TestServeOnSignal(t *testing.T) {
 				if r.URL.Path == "/sleep" {
 					requestStarted <- struct{}{}
 				}
-				newHandler("app-1", "v1").ServeHTTP(w, r)
+				newHandler("app-1", "v1", 200).ServeHTTP(w, r)
 			})
 			go func() { served <- serve(listener, handler, signals, tt.abrupt, logger) }()
 
