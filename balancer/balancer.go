@@ -8,6 +8,7 @@ package balancer
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -40,8 +41,12 @@ type Balancer struct {
 	hosts     map[string]*hostHealth // by the host part of target addresses
 	stats     map[[2]string]*routeStats
 	closed    bool
+	// accessDest is the Config.AccessLog the access log was opened for.
+	accessDest string
 
 	shuttingDown atomic.Bool
+	// access is the L4 access log; nil when off.
+	access atomic.Pointer[accessLogger]
 }
 
 // New returns a balancer with no listener; Apply starts them.
@@ -64,6 +69,8 @@ type route struct {
 	actions     []action // indexed by rules.Rule.Target
 	fallback    action   // when no rule matches
 	idleTimeout time.Duration
+	// tls terminates TLS on a TLS listener with certificates; nil passes it through.
+	tls *tls.Config
 }
 
 type action struct {
@@ -84,15 +91,17 @@ type group struct {
 	distinct        []*targetState
 	connectTimeout  time.Duration
 	responseTimeout time.Duration
+	proxyProtocol   bool
 	// next is the round-robin cursor. It belongs to this snapshot's group and
 	// restarts with a new snapshot, which only shifts where the rotation begins.
 	next atomic.Uint64
 }
 
-// pick returns a serving target by the group's algorithm. It avoids the
-// targets a request already failed on and those passive health ejected, as
-// long as another target serves; nil when none serves.
-func (g *group) pick(tried []*targetState) *targetState {
+// pick returns a serving target by the group's algorithm; sourceHash is the
+// hash of the client's IP address, for source_hash. It avoids the targets a
+// request already failed on and those passive health ejected, as long as
+// another target serves; nil when none serves.
+func (g *group) pick(tried []*targetState, sourceHash uint64) *targetState {
 	n := uint64(len(g.serving))
 	if n == 0 {
 		return nil
@@ -103,6 +112,8 @@ func (g *group) pick(tried []*targetState) *targetState {
 		t = g.leastOutstanding(tried)
 	case AlgorithmWeightedRandom:
 		t = g.serving[rand.Uint64N(n)]
+	case AlgorithmSourceHash:
+		t = g.serving[sourceHash%n]
 	default:
 		t = g.serving[g.next.Add(1)%n]
 	}
@@ -182,6 +193,7 @@ func (b *Balancer) Apply(cfg Config) error {
 			algorithm:       gc.Algorithm,
 			connectTimeout:  orDefault(gc.ConnectTimeout, DefaultConnectTimeout),
 			responseTimeout: orDefault(gc.ResponseTimeout, DefaultResponseTimeout),
+			proxyProtocol:   gc.ProxyProtocol,
 		}
 		var weighted []weightedTarget
 		for _, tc := range gc.Targets {
@@ -207,10 +219,24 @@ func (b *Balancer) Apply(cfg Config) error {
 		routes[lc.Name] = rt
 	}
 
+	access := b.access.Load()
+	if cfg.AccessLog != b.accessDest {
+		var err error
+		if access, err = openAccessLog(cfg.AccessLog); err != nil {
+			return err
+		}
+	}
 	opened, err := b.openListeners(cfg.Listeners)
 	if err != nil {
+		if access != b.access.Load() && access != nil {
+			access.close()
+		}
 		return err
 	}
+	if old := b.access.Swap(access); old != access && old != nil {
+		old.close()
+	}
+	b.accessDest = cfg.AccessLog
 	for _, lc := range cfg.Listeners {
 		b.listeners[lc.Name].route.Store(routes[lc.Name])
 	}
@@ -293,7 +319,21 @@ func (b *Balancer) routeStats(listener, group string) *routeStats {
 }
 
 func (b *Balancer) compileRoute(lc ListenerConfig, groups map[string]*group) (*route, error) {
-	rt := &route{idleTimeout: orDefault(lc.IdleTimeout, DefaultIdleTimeout)}
+	idle := DefaultIdleTimeout
+	switch lc.Protocol {
+	case ProtocolTCP, ProtocolTLS:
+		idle = DefaultTCPIdleTimeout
+	case ProtocolUDP:
+		idle = DefaultUDPIdleTimeout
+	}
+	rt := &route{idleTimeout: orDefault(lc.IdleTimeout, idle)}
+	if len(lc.Certificates) > 0 {
+		cfg, err := loadCertificates(lc.Certificates)
+		if err != nil {
+			return nil, fmt.Errorf("balancer: listener %s: %w", lc.Name, err)
+		}
+		rt.tls = cfg
+	}
 	in := make([]rules.Rule, len(lc.Rules))
 	for i, r := range lc.Rules {
 		in[i] = rules.Rule{Priority: r.Priority, Hosts: r.Hosts, Paths: r.Paths, Target: i}
@@ -345,6 +385,7 @@ func validate(cfg Config) error {
 			errs = append(errs, fmt.Errorf("balancer: two listeners are named %q", l.Name))
 		}
 		names[l.Name] = true
+		errs = append(errs, validateL4(l)...)
 		if other, ok := addrs[l.Address]; ok {
 			errs = append(errs, fmt.Errorf("balancer: listeners %s and %s both use address %s", other, l.Name, l.Address))
 		}
@@ -357,12 +398,60 @@ func validate(cfg Config) error {
 		}
 		groups[g.Name] = true
 		switch g.Algorithm {
-		case "", AlgorithmRoundRobin, AlgorithmLeastOutstanding, AlgorithmWeightedRandom:
+		case "", AlgorithmRoundRobin, AlgorithmLeastOutstanding, AlgorithmWeightedRandom, AlgorithmSourceHash:
 		default:
-			errs = append(errs, fmt.Errorf("balancer: group %s: unknown algorithm %q: use %s, %s or %s", g.Name, g.Algorithm, AlgorithmRoundRobin, AlgorithmLeastOutstanding, AlgorithmWeightedRandom))
+			errs = append(errs, fmt.Errorf("balancer: group %s: unknown algorithm %q: use %s, %s, %s or %s", g.Name, g.Algorithm, AlgorithmRoundRobin, AlgorithmLeastOutstanding, AlgorithmWeightedRandom, AlgorithmSourceHash))
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// validateL4 checks what the L4 protocols allow: they forward only, and only
+// TLS listeners have rules (by SNI) and certificates.
+func validateL4(l ListenerConfig) []error {
+	var errs []error
+	fail := func(format string, args ...any) {
+		errs = append(errs, fmt.Errorf("balancer: listener %s: "+format, append([]any{l.Name}, args...)...))
+	}
+	switch l.Protocol {
+	case "", ProtocolHTTP:
+		if len(l.Certificates) > 0 {
+			fail("certificates need protocol tls")
+		}
+		return errs
+	case ProtocolTCP, ProtocolUDP:
+		if len(l.Rules) > 0 {
+			fail("a %s listener has no rules: forward with its default action", l.Protocol)
+		}
+		if len(l.Certificates) > 0 {
+			fail("certificates need protocol tls")
+		}
+	case ProtocolTLS:
+		for _, r := range l.Rules {
+			if len(r.Paths) > 0 || len(r.Hosts) == 0 {
+				fail("rule %d: a tls listener's rules match hosts (SNI) only", r.Priority)
+			}
+			if r.Action.Fixed != nil {
+				fail("rule %d: a tls listener's rules forward only", r.Priority)
+			}
+		}
+	default:
+		fail("unknown protocol %q: use %s, %s, %s or %s", l.Protocol, ProtocolHTTP, ProtocolTCP, ProtocolTLS, ProtocolUDP)
+	}
+	if l.Default.Fixed != nil {
+		fail("the default action of a %s listener forwards only", l.Protocol)
+	}
+	return errs
+}
+
+// hashBytes is FNV-1a, for source_hash.
+func hashBytes(b []byte) uint64 {
+	h := uint64(14695981039346656037)
+	for _, c := range b {
+		h ^= uint64(c)
+		h *= 1099511628211
+	}
+	return h
 }
 
 func orDefault(d, def time.Duration) time.Duration {
@@ -377,17 +466,30 @@ func orDefault(d, def time.Duration) time.Duration {
 func (b *Balancer) openListeners(cfgs []ListenerConfig) ([]*listener, error) {
 	var opened []*listener
 	for _, lc := range cfgs {
-		if l, ok := b.listeners[lc.Name]; ok && l.address == lc.Address {
+		protocol := lc.Protocol
+		if protocol == "" {
+			protocol = ProtocolHTTP
+		}
+		if l, ok := b.listeners[lc.Name]; ok && l.address == lc.Address && l.protocol == protocol {
 			continue
 		}
-		ln, err := net.Listen("tcp", lc.Address)
+		var l *listener
+		var err error
+		if protocol == ProtocolUDP {
+			l, err = newUDPListener(b, lc.Name, lc.Address)
+		} else {
+			var ln net.Listener
+			if ln, err = net.Listen("tcp", lc.Address); err == nil {
+				l = newListener(b, lc.Name, lc.Address, protocol, ln)
+			}
+		}
 		if err != nil {
 			for _, l := range opened {
-				l.ln.Close()
+				l.close()
 			}
 			return nil, fmt.Errorf("balancer: listener %s: %w", lc.Name, err)
 		}
-		opened = append(opened, newListener(b, lc.Name, lc.Address, ln))
+		opened = append(opened, l)
 	}
 	for _, l := range opened {
 		if old, ok := b.listeners[l.name]; ok {
@@ -403,7 +505,7 @@ func (b *Balancer) Addr(listener string) string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if l, ok := b.listeners[listener]; ok {
-		return l.ln.Addr().String()
+		return l.addr().String()
 	}
 	return ""
 }
@@ -415,7 +517,8 @@ func (b *Balancer) Targets() []TargetStats {
 	now := time.Now().UnixNano()
 	for _, t := range b.targets {
 		out = append(out, TargetStats{ID: t.id, InFlight: t.inFlight.Load(), Requests: t.requests.Load(), Failures: t.failures.Load(),
-			Ejected: t.passive.ejected(now), Ejections: t.passive.totalEjected.Load()})
+			Ejected: t.passive.ejected(now), Ejections: t.passive.totalEjected.Load(),
+			ActiveConnections: t.streamsActive.Load(), Connections: t.streamsTotal.Load(), BytesIn: t.bytesIn.Load(), BytesOut: t.bytesOut.Load()})
 	}
 	b.mu.Unlock()
 	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
@@ -451,12 +554,22 @@ func (b *Balancer) Routes() []RouteStats {
 
 // ListenerStats are the connection counters of one listener.
 type ListenerStats struct {
-	Name              string
-	Address           string
+	Name     string
+	Protocol string
+	Address  string
+	// ActiveConnections and TotalConnections count client connections (UDP:
+	// flows).
 	ActiveConnections int64
 	TotalConnections  uint64
-	// Errors counts the balancer's own answers by reason.
+	// Errors counts the balancer's own answers by reason; on L4 listeners,
+	// connections closed because no target could take them (no_target,
+	// connect_failed, connect_timeout).
 	Errors map[ErrorReason]uint64
+	// BytesIn and BytesOut count L4 bytes from and to clients.
+	BytesIn, BytesOut uint64
+	// UDPFlowsDropped counts datagrams that would have opened a flow beyond
+	// MaxUDPFlows.
+	UDPFlowsDropped uint64
 }
 
 // Listeners returns the counters of every listener, sorted by name.
@@ -464,7 +577,11 @@ func (b *Balancer) Listeners() []ListenerStats {
 	b.mu.Lock()
 	out := make([]ListenerStats, 0, len(b.listeners))
 	for _, l := range b.listeners {
-		s := ListenerStats{Name: l.name, Address: l.ln.Addr().String(), ActiveConnections: l.active.Load(), TotalConnections: l.total.Load(), Errors: map[ErrorReason]uint64{}}
+		s := ListenerStats{Name: l.name, Protocol: l.protocol, Address: l.addr().String(), ActiveConnections: l.active.Load(), TotalConnections: l.total.Load(), Errors: map[ErrorReason]uint64{},
+			BytesIn: l.bytesIn.Load(), BytesOut: l.bytesOut.Load()}
+		if l.udp != nil {
+			s.UDPFlowsDropped = l.udp.dropped.Load()
+		}
 		for r := ErrorReason(0); r < reasonCount; r++ {
 			s.Errors[r] = l.errors[r].Load()
 		}
@@ -513,7 +630,25 @@ func (b *Balancer) Shutdown(ctx context.Context) error {
 		t.closeIdle()
 	}
 	b.mu.Unlock()
+	if a := b.access.Swap(nil); a != nil {
+		a.close()
+	}
 	return nil
+}
+
+// Terminate closes every open connection to a target: L4 connections and UDP
+// flows, and HTTP connections carrying a request or a tunnel (those requests
+// fail). It returns how many it closed. The agent calls it when a draining
+// target's deregistration delay ends and its group asks for connection
+// termination (NLB's deregistration_delay.connection_termination).
+func (b *Balancer) Terminate(targetID string) int {
+	b.mu.Lock()
+	t, ok := b.targets[targetID]
+	b.mu.Unlock()
+	if !ok {
+		return 0
+	}
+	return t.terminate()
 }
 
 func portOf(addr net.Addr) string {

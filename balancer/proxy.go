@@ -228,11 +228,7 @@ func (c *clientConn) forward(g *group, idleTimeout time.Duration) (int, bool) {
 		if uc == nil {
 			var err error
 			if uc, err = dialTarget(t, g.connectTimeout); err != nil {
-				reason = ReasonConnectFailed
-				var ne net.Error
-				if errors.As(err, &ne) && ne.Timeout() || errors.Is(err, syscall.EHOSTUNREACH) || errors.Is(err, syscall.ENETUNREACH) {
-					reason = ReasonConnectTimeout
-				}
+				reason = dialFailure(err)
 				t.failed(reason)
 				continue
 			}
@@ -266,6 +262,16 @@ func (c *clientConn) forward(g *group, idleTimeout time.Duration) (int, bool) {
 	// request only when there was none.
 	keep := c.req.keepAlive() && !c.req.chunked && c.req.contentLength <= 0
 	return c.failWith(reason, keep), keep
+}
+
+// dialFailure classifies a failed connect: a timeout or an unreachable
+// host or network says the host is gone.
+func dialFailure(err error) ErrorReason {
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() || errors.Is(err, syscall.EHOSTUNREACH) || errors.Is(err, syscall.ENETUNREACH) {
+		return ReasonConnectTimeout
+	}
+	return ReasonConnectFailed
 }
 
 // brokenReason tells a connection the target's host stopped acknowledging

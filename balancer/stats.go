@@ -41,6 +41,12 @@ type routeStats struct {
 	buckets         []atomic.Uint64 // len(LatencyBuckets)+1, the last is +Inf
 	sumNanos        atomic.Uint64
 	count           atomic.Uint64
+	// L4: open connections (UDP flows), those opened since start, bytes from
+	// and to clients.
+	connsActive atomic.Int64
+	connsTotal  atomic.Uint64
+	bytesIn     atomic.Uint64
+	bytesOut    atomic.Uint64
 }
 
 func newRouteStats(listener, group string) *routeStats {
@@ -71,6 +77,12 @@ type RouteStats struct {
 	Buckets []uint64
 	Sum     time.Duration
 	Count   uint64
+	// ActiveConnections, Connections, BytesIn and BytesOut count the L4
+	// connections (and UDP flows) of the pair and their bytes from and to
+	// clients; zero for HTTP.
+	ActiveConnections int64
+	Connections       uint64
+	BytesIn, BytesOut uint64
 }
 
 func (s *routeStats) copy() RouteStats {
@@ -87,5 +99,7 @@ func (s *routeStats) copy() RouteStats {
 	}
 	out.Sum = time.Duration(s.sumNanos.Load())
 	out.Count = s.count.Load()
+	out.ActiveConnections, out.Connections = s.connsActive.Load(), s.connsTotal.Load()
+	out.BytesIn, out.BytesOut = s.bytesIn.Load(), s.bytesOut.Load()
 	return out
 }

@@ -54,7 +54,14 @@ type targetState struct {
 	// busy holds the HTTP connections carrying a request (or a tunnel) now,
 	// streams the open L4 connections and UDP flows: Terminate closes them.
 	busy    map[*upstreamConn]struct{}
-	streams map[io.Closer]struct{}
+	streams map[stream]struct{}
+}
+
+// stream is an open L4 connection or UDP flow.
+type stream interface {
+	io.Closer
+	// terminate closes it because its target's deregistration delay ended.
+	terminate()
 }
 
 // upstreamConn is a connection to a target with its buffers.
@@ -129,10 +136,10 @@ func (t *targetState) untrack(c *upstreamConn) {
 }
 
 // openStream records an L4 connection or UDP flow to the target.
-func (t *targetState) openStream(s io.Closer) {
+func (t *targetState) openStream(s stream) {
 	t.mu.Lock()
 	if t.streams == nil {
-		t.streams = map[io.Closer]struct{}{}
+		t.streams = map[stream]struct{}{}
 	}
 	t.streams[s] = struct{}{}
 	t.mu.Unlock()
@@ -141,15 +148,13 @@ func (t *targetState) openStream(s io.Closer) {
 	t.streamsTotal.Add(1)
 }
 
-// closeStream forgets an L4 connection or UDP flow and counts its bytes.
-func (t *targetState) closeStream(s io.Closer, in, out int64) {
+// closeStream forgets an L4 connection or UDP flow.
+func (t *targetState) closeStream(s stream) {
 	t.mu.Lock()
 	delete(t.streams, s)
 	t.mu.Unlock()
 	t.inFlight.Add(-1)
 	t.streamsActive.Add(-1)
-	t.bytesIn.Add(uint64(in))
-	t.bytesOut.Add(uint64(out))
 }
 
 // terminate closes every connection to the target: pooled, busy HTTP ones
@@ -157,18 +162,22 @@ func (t *targetState) closeStream(s io.Closer, in, out int64) {
 func (t *targetState) terminate() int {
 	t.closeIdle()
 	t.mu.Lock()
-	victims := make([]io.Closer, 0, len(t.busy)+len(t.streams))
+	busy := make([]net.Conn, 0, len(t.busy))
 	for c := range t.busy {
-		victims = append(victims, c.conn)
+		busy = append(busy, c.conn)
 	}
+	streams := make([]stream, 0, len(t.streams))
 	for s := range t.streams {
-		victims = append(victims, s)
+		streams = append(streams, s)
 	}
 	t.mu.Unlock()
-	for _, v := range victims {
-		v.Close()
+	for _, c := range busy {
+		c.Close()
 	}
-	return len(victims)
+	for _, s := range streams {
+		s.terminate()
+	}
+	return len(busy) + len(streams)
 }
 
 // closeIdle closes every pooled connection: a draining target keeps its busy

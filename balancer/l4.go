@@ -1,0 +1,301 @@
+package balancer
+
+import (
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// Defaults of the L4 listeners, NLB's.
+const (
+	DefaultTCPIdleTimeout = 350 * time.Second
+	DefaultUDPIdleTimeout = 120 * time.Second
+)
+
+// handshakeTimeout bounds reading a ClientHello (passthrough) or a whole TLS
+// handshake (termination): a client that opens a connection and says nothing
+// holds no target.
+const handshakeTimeout = 10 * time.Second
+
+// l4Chunk is how much one splice call may move before the counters are
+// updated and the idle deadline re-armed: metrics of a long transfer move
+// while it runs, and splice still moves the bytes without copying them.
+const l4Chunk = 4 << 20
+
+// errIdle ends a connection on which nothing flowed for the idle timeout.
+var errIdle = errors.New("idle timeout")
+
+// l4Conn is one proxied TCP or TLS connection.
+type l4Conn struct {
+	l *listener
+	// client is what the balancer reads from and writes to: the raw
+	// *net.TCPConn, or a *tls.Conn over it when the listener terminates TLS.
+	client    net.Conn
+	clientTCP *net.TCPConn
+	upstream  *net.TCPConn
+	target    *targetState
+	stats     *routeStats
+	// terminated is set when Terminate closed the connection.
+	terminated atomic.Bool
+}
+
+func (c *l4Conn) terminate() {
+	c.terminated.Store(true)
+	c.Close()
+}
+
+// Close closes both sockets; the copies in both directions end. It is how
+// Terminate and shutdown end a connection, and is safe to call concurrently
+// and more than once.
+func (c *l4Conn) Close() error {
+	c.clientTCP.Close()
+	if c.upstream != nil {
+		c.upstream.Close()
+	}
+	return nil
+}
+
+// serveL4 proxies one TCP or TLS client connection to a target.
+func (l *listener) serveL4(conn net.Conn) {
+	start := time.Now()
+	tcp := conn.(*net.TCPConn)
+	tcp.SetNoDelay(true)
+	rt := l.route.Load()
+	c := &l4Conn{l: l, client: tcp, clientTCP: tcp}
+	l.active.Add(1)
+	l.total.Add(1)
+	l.mu.Lock()
+	l.streams[c] = struct{}{}
+	l.mu.Unlock()
+	rec := accessRecord{Time: start, Listener: l.name, Protocol: l.protocol, Client: tcp.RemoteAddr().String()}
+	defer func() {
+		c.Close()
+		l.active.Add(-1)
+		l.mu.Lock()
+		delete(l.streams, c)
+		l.mu.Unlock()
+		rec.Duration = time.Since(start)
+		l.b.accessLog(&rec)
+	}()
+
+	var hello []byte
+	switch {
+	case rt.tls != nil:
+		tc := tls.Server(tcp, rt.tls)
+		tcp.SetDeadline(start.Add(handshakeTimeout))
+		if err := tc.Handshake(); err != nil {
+			rec.Result = "tls_handshake_failed"
+			return
+		}
+		tcp.SetDeadline(time.Time{})
+		rec.SNI = tc.ConnectionState().ServerName
+		c.client = tc
+	case l.protocol == ProtocolTLS:
+		var err error
+		if hello, rec.SNI, err = readClientHello(tcp, start.Add(handshakeTimeout)); err != nil {
+			rec.Result = "bad_client_hello"
+			return
+		}
+	}
+
+	act := &rt.fallback
+	if i := rt.table.Match(rec.SNI, ""); i >= 0 {
+		act = &rt.actions[i]
+	}
+	if act.group == nil {
+		l.errors[ReasonNoTarget].Add(1)
+		rec.Result = ReasonNoTarget.String()
+		tcp.SetLinger(0) // a reset, as NLB answers when no target can take the connection
+		return
+	}
+	g := act.group
+	rec.Group = g.name
+	up, t, reason := g.connectL4(hashBytes(clientIP(tcp.RemoteAddr())))
+	if up == nil {
+		l.errors[reason].Add(1)
+		rec.Result = reason.String()
+		tcp.SetLinger(0)
+		return
+	}
+	c.upstream, c.target, c.stats = up, t, act.stats
+	rec.Target, rec.TargetAddress = t.id, t.address
+	t.openStream(c)
+	act.stats.connsActive.Add(1)
+	act.stats.connsTotal.Add(1)
+	var in, out int64
+	defer func() {
+		act.stats.connsActive.Add(-1)
+		t.closeStream(c)
+		rec.BytesIn, rec.BytesOut = in, out
+	}()
+
+	if g.proxyProtocol || len(hello) > 0 {
+		var preamble []byte
+		if g.proxyProtocol {
+			preamble = appendProxyHeaderV2(nil, tcp.RemoteAddr(), tcp.LocalAddr())
+		}
+		if _, err := up.Write(append(preamble, hello...)); err != nil {
+			rec.Result = ReasonTargetReset.String()
+			return
+		}
+		c.count(true, int64(len(hello)))
+		in = int64(len(hello))
+	}
+	var err error
+	var n int64
+	n, out, err = c.pipe(rt.idleTimeout)
+	in += n
+	switch {
+	case c.terminated.Load():
+		rec.Result = "terminated"
+	case err == nil:
+		rec.Result = "ok"
+	case errors.Is(err, errIdle):
+		rec.Result = "idle_timeout"
+	default:
+		rec.Result = "reset"
+	}
+}
+
+// connectL4 dials a serving target of g, trying up to maxAttempts distinct
+// targets when connecting fails; passive health learns from every attempt.
+func (g *group) connectL4(hash uint64) (*net.TCPConn, *targetState, ErrorReason) {
+	var triedArray [maxAttempts]*targetState
+	tried := triedArray[:0]
+	reason := ReasonNoTarget
+	for range maxAttempts {
+		t := g.pick(tried, hash)
+		if t == nil {
+			break
+		}
+		tried = append(tried, t)
+		d := targetDialer(g.connectTimeout)
+		conn, err := d.Dial("tcp", t.address)
+		if err != nil {
+			reason = dialFailure(err)
+			t.failed(reason)
+			continue
+		}
+		t.passive.succeeded()
+		up := conn.(*net.TCPConn)
+		up.SetNoDelay(true)
+		return up, t, 0
+	}
+	return nil, nil, reason
+}
+
+// pipe copies both ways until both directions ended. A direction ends at its
+// source's EOF, which is passed on as a half-close (the other direction goes
+// on); an error or the idle timeout ends both. It returns the bytes from the
+// client (in) and to it (out), and why it ended when not by EOF both ways.
+func (c *l4Conn) pipe(idle time.Duration) (in, out int64, err error) {
+	type result struct {
+		n   int64
+		err error
+	}
+	back := make(chan result, 1)
+	go func() {
+		n, err := c.copyHalf(c.client, c.upstream, false, idle)
+		back <- result{n, err}
+	}()
+	in, err = c.copyHalf(c.upstream, c.client, true, idle)
+	r := <-back
+	if err == nil {
+		err = r.err
+	}
+	return in, r.n, err
+}
+
+// copyHalf copies src to dst in chunks. Between two TCP sockets io.CopyN
+// reaches (*net.TCPConn).ReadFrom, which moves the bytes with splice(2)
+// inside the kernel: no wrapper may hide either connection's type here.
+func (c *l4Conn) copyHalf(dst, src net.Conn, fromClient bool, idle time.Duration) (int64, error) {
+	var total int64
+	seen := c.activity()
+	for {
+		src.SetReadDeadline(time.Now().Add(idle))
+		n, err := io.CopyN(dst, src, l4Chunk)
+		total += n
+		c.count(fromClient, n)
+		switch {
+		case err == nil:
+			continue
+		case errors.Is(err, io.EOF):
+			if hc, ok := dst.(interface{ CloseWrite() error }); ok {
+				hc.CloseWrite()
+			}
+			return total, nil
+		case errors.Is(err, os.ErrDeadlineExceeded):
+			// This direction was quiet for the idle timeout; the connection
+			// is idle only if the other one was quiet too.
+			if now := c.activity(); now != seen {
+				seen = now
+				continue
+			}
+			c.Close()
+			return total, errIdle
+		default:
+			c.clientTCP.SetLinger(0) // pass a reset on as a reset
+			c.Close()
+			return total, err
+		}
+	}
+}
+
+// count adds n bytes to the listener's, the route's and the target's counters.
+func (c *l4Conn) count(fromClient bool, n int64) {
+	if n == 0 {
+		return
+	}
+	if fromClient {
+		c.l.bytesIn.Add(uint64(n))
+		c.stats.bytesIn.Add(uint64(n))
+		c.target.bytesIn.Add(uint64(n))
+		return
+	}
+	c.l.bytesOut.Add(uint64(n))
+	c.stats.bytesOut.Add(uint64(n))
+	c.target.bytesOut.Add(uint64(n))
+}
+
+// activity is the number of bytes both sockets have received, from the
+// kernel (TCP_INFO): splice gives no progress report, and the kernel's count
+// tells whether anything flowed since the last look.
+func (c *l4Conn) activity() uint64 {
+	return bytesReceived(c.clientTCP) + bytesReceived(c.upstream)
+}
+
+func bytesReceived(c *net.TCPConn) uint64 {
+	raw, err := c.SyscallConn()
+	if err != nil {
+		return 0
+	}
+	var n uint64
+	raw.Control(func(fd uintptr) {
+		if info, err := unix.GetsockoptTCPInfo(int(fd), unix.IPPROTO_TCP, unix.TCP_INFO); err == nil {
+			n = info.Bytes_received
+		}
+	})
+	return n
+}
+
+// loadCertificates reads the certificates of a terminating TLS listener; the
+// first is served to clients whose SNI matches none.
+func loadCertificates(certs []Certificate) (*tls.Config, error) {
+	cfg := &tls.Config{MinVersion: tls.VersionTLS12}
+	for _, c := range certs {
+		pair, err := tls.LoadX509KeyPair(c.CertFile, c.KeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("certificate %s: %w", c.CertFile, err)
+		}
+		cfg.Certificates = append(cfg.Certificates, pair)
+	}
+	return cfg, nil
+}
