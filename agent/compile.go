@@ -109,6 +109,7 @@ func compile(cfg *config.Config, local discovery.State, remote []discovery.Targe
 		d.balancer.Groups = append(d.balancer.Groups, balancer.GroupConfig{
 			Name: name, Targets: members[name], Algorithm: spec.Algorithm,
 			ConnectTimeout: spec.ConnectTimeout, ResponseTimeout: spec.ResponseTimeout,
+			ProxyProtocol: spec.ProxyProtocol == "v2",
 		})
 		states := map[string]int{}
 		for _, t := range d.targets {
@@ -122,16 +123,24 @@ func compile(cfg *config.Config, local discovery.State, remote []discovery.Targe
 		})
 	}
 
+	d.balancer.AccessLog = cfg.Log.Access
 	d.rules = map[string][]api.Rule{}
 	labelRules := labelRulesByListener(all, &d)
 	for _, l := range cfg.Listeners {
-		lc := balancer.ListenerConfig{Name: l.Name, Address: l.Address, IdleTimeout: l.IdleTimeout}
+		lc := balancer.ListenerConfig{Name: l.Name, Protocol: l.Protocol, Address: l.Address, IdleTimeout: l.IdleTimeout}
+		for _, c := range l.Certificates {
+			lc.Certificates = append(lc.Certificates, balancer.Certificate{CertFile: c.Cert, KeyFile: c.Key})
+		}
 		taken := map[int]bool{}
 		for _, r := range l.Rules {
 			lc.Rules = append(lc.Rules, balancer.Rule{Priority: r.Priority, Hosts: r.Host, Paths: r.Path, Source: "config", Action: action(r.Action)})
 			taken[r.Priority] = true
 		}
 		for _, r := range labelRules[l.Name] {
+			if l.Protocol == config.ProtocolTCP || l.Protocol == config.ProtocolUDP || (l.Protocol == config.ProtocolTLS && len(r.Paths) > 0) {
+				d.conflicts = append(d.conflicts, "listener "+l.Name+": a label rule of group "+r.Group+" does not fit a "+l.Protocol+" listener (tcp and udp have no rules, tls rules match host only); it is ignored")
+				continue
+			}
 			if taken[r.Priority] {
 				d.conflicts = append(d.conflicts, "listener "+l.Name+": a label rule of group "+r.Group+" has priority "+itoa(r.Priority)+", which the config file or a newer container already uses; it is ignored")
 				continue

@@ -35,6 +35,22 @@ var (
 		"1 while passive health keeps a target out of this node's rotation, else 0.", []string{"target"}, nil)
 	descTargetEjections = prometheus.NewDesc("berth_target_ejections_total",
 		"Times passive health took a target out of this node's rotation.", []string{"target"}, nil)
+	descL4ConnsActive = prometheus.NewDesc("berth_l4_connections_active",
+		"L4 connections (TCP, TLS) and UDP flows open now, by listener and group.", []string{"listener", "group"}, nil)
+	descL4ConnsTotal = prometheus.NewDesc("berth_l4_connections_total",
+		"L4 connections and UDP flows forwarded to a target, by listener and group.", []string{"listener", "group"}, nil)
+	descL4Bytes = prometheus.NewDesc("berth_l4_bytes_total",
+		"L4 bytes from clients (in) and to them (out), by listener and group.", []string{"listener", "group", "direction"}, nil)
+	descListenerBytes = prometheus.NewDesc("berth_listener_bytes_total",
+		"L4 bytes from clients (in) and to them (out), by listener.", []string{"listener", "direction"}, nil)
+	descUDPDropped = prometheus.NewDesc("berth_udp_flows_dropped_total",
+		"Datagrams dropped because they would have opened a flow beyond the flow table's bound, by listener.", []string{"listener"}, nil)
+	descTargetConnsActive = prometheus.NewDesc("berth_target_connections_active",
+		"L4 connections and UDP flows open to a target now.", []string{"target"}, nil)
+	descTargetConnsTotal = prometheus.NewDesc("berth_target_connections_total",
+		"L4 connections and UDP flows opened to a target.", []string{"target"}, nil)
+	descTargetBytes = prometheus.NewDesc("berth_target_bytes_total",
+		"L4 bytes from clients to a target (in) and back (out).", []string{"target", "direction"}, nil)
 	descTargets = prometheus.NewDesc("berth_targets",
 		"Targets by group and state (healthy, initial, unhealthy, unused, draining).", []string{"group", "state"}, nil)
 	descFailOpen = prometheus.NewDesc("berth_group_fail_open",
@@ -83,6 +99,8 @@ type collector struct{ a *Agent }
 func (c collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descRequests, descDuration, descBalancerErrors, descConnsActive, descConnsTotal,
 		descFailOpen, descChecks,
+		descL4ConnsActive, descL4ConnsTotal, descL4Bytes, descListenerBytes, descUDPDropped,
+		descTargetConnsActive, descTargetConnsTotal, descTargetBytes,
 		descTargetInFlight, descTargetRequests, descTargetFailures, descTargetEjected, descTargetEjections, descTargets, descSkipped,
 		descDockerConnected, descDockerEvents, descDockerResyncs, descDockerReconnects,
 		descMembers, descConfigDrift, descOwnersInSync, descOwners, descPropagation, descQueue, descDropped,
@@ -101,12 +119,25 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 			buckets[le] = r.Buckets[i]
 		}
 		ch <- prometheus.MustNewConstHistogram(descDuration, r.Count, r.Sum.Seconds(), buckets, r.Listener, r.Group)
+		if r.Connections > 0 {
+			ch <- prometheus.MustNewConstMetric(descL4ConnsActive, prometheus.GaugeValue, float64(r.ActiveConnections), r.Listener, r.Group)
+			ch <- prometheus.MustNewConstMetric(descL4ConnsTotal, prometheus.CounterValue, float64(r.Connections), r.Listener, r.Group)
+			ch <- prometheus.MustNewConstMetric(descL4Bytes, prometheus.CounterValue, float64(r.BytesIn), r.Listener, r.Group, "in")
+			ch <- prometheus.MustNewConstMetric(descL4Bytes, prometheus.CounterValue, float64(r.BytesOut), r.Listener, r.Group, "out")
+		}
 	}
 	for _, l := range c.a.lb.Listeners() {
 		ch <- prometheus.MustNewConstMetric(descConnsActive, prometheus.GaugeValue, float64(l.ActiveConnections), l.Name)
 		ch <- prometheus.MustNewConstMetric(descConnsTotal, prometheus.CounterValue, float64(l.TotalConnections), l.Name)
 		for reason, n := range l.Errors {
 			ch <- prometheus.MustNewConstMetric(descBalancerErrors, prometheus.CounterValue, float64(n), l.Name, reason.String())
+		}
+		if l.Protocol != balancer.ProtocolHTTP {
+			ch <- prometheus.MustNewConstMetric(descListenerBytes, prometheus.CounterValue, float64(l.BytesIn), l.Name, "in")
+			ch <- prometheus.MustNewConstMetric(descListenerBytes, prometheus.CounterValue, float64(l.BytesOut), l.Name, "out")
+		}
+		if l.Protocol == balancer.ProtocolUDP {
+			ch <- prometheus.MustNewConstMetric(descUDPDropped, prometheus.CounterValue, float64(l.UDPFlowsDropped), l.Name)
 		}
 	}
 	for _, t := range c.a.lb.Targets() {
@@ -119,6 +150,12 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 		}
 		ch <- prometheus.MustNewConstMetric(descTargetEjected, prometheus.GaugeValue, ejected, t.ID)
 		ch <- prometheus.MustNewConstMetric(descTargetEjections, prometheus.CounterValue, float64(t.Ejections), t.ID)
+		if t.Connections > 0 {
+			ch <- prometheus.MustNewConstMetric(descTargetConnsActive, prometheus.GaugeValue, float64(t.ActiveConnections), t.ID)
+			ch <- prometheus.MustNewConstMetric(descTargetConnsTotal, prometheus.CounterValue, float64(t.Connections), t.ID)
+			ch <- prometheus.MustNewConstMetric(descTargetBytes, prometheus.CounterValue, float64(t.BytesIn), t.ID, "in")
+			ch <- prometheus.MustNewConstMetric(descTargetBytes, prometheus.CounterValue, float64(t.BytesOut), t.ID, "out")
+		}
 	}
 	if v := c.a.view.Load(); v != nil {
 		for _, g := range v.desired.groups {

@@ -24,6 +24,7 @@ type Config struct {
 	Docker    Docker              `mapstructure:"docker"`
 	Cluster   Cluster             `mapstructure:"cluster"`
 	Admin     Admin               `mapstructure:"admin"`
+	Log       Log                 `mapstructure:"log"`
 	Listeners []Listener          `mapstructure:"listeners"`
 	Groups    map[string]Group    `mapstructure:"groups"`
 	Static    map[string][]string `mapstructure:"static"`
@@ -71,6 +72,13 @@ type Admin struct {
 	TokenFile string `mapstructure:"token-file"`
 }
 
+// Log is where the agent writes what is not its own diagnostics.
+type Log struct {
+	// Access is where L4 listeners write one JSON line per connection or UDP
+	// flow: stdout, off, or a file path (appended to).
+	Access string `mapstructure:"access"`
+}
+
 // Listener is one port the balancer serves.
 type Listener struct {
 	Name     string `mapstructure:"name"`
@@ -80,9 +88,18 @@ type Listener struct {
 	Address     string        `mapstructure:"address"`
 	Port        int           `mapstructure:"port"`
 	IdleTimeout time.Duration `mapstructure:"idle-timeout"`
-	Rules       []Rule        `mapstructure:"rules"`
+	// Certificates make a tls listener terminate TLS; without them it passes
+	// TLS through to the targets, routed by SNI.
+	Certificates []Certificate `mapstructure:"certificates"`
+	Rules        []Rule        `mapstructure:"rules"`
 	// Default is the action when no rule matches; nil answers 404.
 	Default *Action `mapstructure:"default"`
+}
+
+// Certificate is a PEM certificate chain and its private key, by file.
+type Certificate struct {
+	Cert string `mapstructure:"cert"`
+	Key  string `mapstructure:"key"`
 }
 
 // Rule routes the requests that match all its conditions; within a condition any
@@ -118,6 +135,12 @@ type Group struct {
 	ResponseTimeout     time.Duration `mapstructure:"response-timeout"`
 	// Health is the group's active health check, run by each target's own agent.
 	Health Health `mapstructure:"health"`
+	// ProxyProtocol is "v2" to open every L4 connection to a target with a
+	// proxy protocol v2 header, or "" for none.
+	ProxyProtocol string `mapstructure:"proxy-protocol"`
+	// ConnectionTermination closes a draining target's open connections when
+	// its deregistration delay ends (NLB's connection_termination).
+	ConnectionTermination bool `mapstructure:"connection-termination"`
 }
 
 // Health is a group's active health check, with the meaning of an ALB target
@@ -160,9 +183,15 @@ func DefaultGroup() Group {
 // Values the balancer supports today; the others of the design are refused by Validate.
 const (
 	ProtocolHTTP        = "http"
+	ProtocolTCP         = "tcp"
+	ProtocolTLS         = "tls"
+	ProtocolUDP         = "udp"
 	AlgorithmRoundRobin = "round_robin"
 	defaultIdleTimeout  = 60 * time.Second
-	defaultContentType  = "text/plain"
+	// NLB's idle timeouts.
+	defaultTCPIdleTimeout = 350 * time.Second
+	defaultUDPIdleTimeout = 120 * time.Second
+	defaultContentType    = "text/plain"
 )
 
 // keyDelimiter separates viper's key levels. It is not "." so that group names such as
@@ -192,6 +221,7 @@ var overridable = []setting{
 	{"cluster.rejoin-grace", ""},
 	{"admin.listen", "address of the admin API (default 127.0.0.1:9900)"},
 	{"admin.token-file", ""},
+	{"log.access", ""},
 }
 
 // EnvName is the environment variable that overrides the dotted key path.
@@ -232,6 +262,7 @@ func defaults() map[string]any {
 		"cluster.rejoin-grace":    60 * time.Second,
 		"admin.listen":            "127.0.0.1:9900",
 		"admin.token-file":        "",
+		"log.access":              "stdout",
 	}
 }
 
@@ -359,7 +390,14 @@ func applyDefaults(c *Config, file *fileInfo) {
 			l.Protocol = ProtocolHTTP
 		}
 		if !set(p + ".idle-timeout") {
-			l.IdleTimeout = defaultIdleTimeout
+			switch l.Protocol {
+			case ProtocolTCP, ProtocolTLS:
+				l.IdleTimeout = defaultTCPIdleTimeout
+			case ProtocolUDP:
+				l.IdleTimeout = defaultUDPIdleTimeout
+			default:
+				l.IdleTimeout = defaultIdleTimeout
+			}
 		}
 		if l.Address == "" && l.Port != 0 {
 			l.Address = fmt.Sprintf(":%d", l.Port)

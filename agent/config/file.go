@@ -43,9 +43,6 @@ func (f *fileInfo) line(path string) int {
 // unsupported are keys of the design that berth does not implement yet: naming them
 // beats calling a documented key unknown.
 var unsupported = map[reflect.Type]map[string]string{
-	reflect.TypeOf(Listener{}): {
-		"certificates": "certificates are not supported yet: https comes later; use protocol http",
-	},
 	reflect.TypeOf(Rule{}): {
 		"redirect":  "redirect is not supported yet: use forward or fixed-response",
 		"header":    "header conditions are not supported yet: rules match host and path",
@@ -85,7 +82,7 @@ func parseFile(data []byte) (map[string]any, *fileInfo, Errors) {
 	w := walker{info: info}
 	root := resolve(doc.Content[0])
 	if root.Kind != yaml.MappingNode {
-		return nil, info, Errors{{Message: "the file must be a mapping of sections: node, docker, cluster, admin, listeners, groups, static", Line: root.Line}}
+		return nil, info, Errors{{Message: "the file must be a mapping of sections: node, docker, cluster, admin, log, listeners, groups, static", Line: root.Line}}
 	}
 	out, _ := w.walk(root, reflect.TypeOf(Config{}), "")
 	m, _ := out.(map[string]any)

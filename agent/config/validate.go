@@ -1,6 +1,7 @@
 package config
 
 import (
+	"crypto/tls"
 	"fmt"
 	"mime"
 	"net"
@@ -23,9 +24,10 @@ var (
 
 // notYet are values of the design that berth does not implement yet.
 var (
-	protocolsNotYet = []string{"https", "tcp", "tls", "udp"}
-	// algorithms are ALB's names; the balancer implements each.
-	algorithms = []string{AlgorithmRoundRobin, "least_outstanding_requests", "weighted_random"}
+	protocolsNotYet = []string{"https"}
+	protocols       = []string{ProtocolHTTP, ProtocolTCP, ProtocolTLS, ProtocolUDP}
+	// algorithms are ALB's names and source_hash; the balancer implements each.
+	algorithms = []string{AlgorithmRoundRobin, "least_outstanding_requests", "weighted_random", "source_hash"}
 )
 
 // Limits of ALB that berth keeps.
@@ -36,7 +38,9 @@ const (
 	maxDeregDelay  = 3600 * time.Second
 	minIdleTimeout = time.Second
 	maxIdleTimeout = 4000 * time.Second
-	minResync      = time.Second
+	// maxL4IdleTimeout is NLB's upper bound for TCP.
+	maxL4IdleTimeout = 6000 * time.Second
+	minResync        = time.Second
 )
 
 // checkName accepts a target group name: lower-case, as the berth.group label.
@@ -156,17 +160,23 @@ func (v *validation) listeners(listeners []Listener) {
 				names[l.Name] = i
 			}
 		}
+		supported := strings.Join(protocols, ", ")
 		switch {
-		case l.Protocol == ProtocolHTTP:
+		case slices.Contains(protocols, l.Protocol):
 		case slices.Contains(protocolsNotYet, l.Protocol):
-			v.add(p+".protocol", "protocol %s is not supported yet; supported: http", l.Protocol)
+			v.add(p+".protocol", "protocol %s is not supported yet; supported: %s", l.Protocol, supported)
 		default:
-			v.add(p+".protocol", "unknown protocol %q; supported: http", l.Protocol)
+			v.add(p+".protocol", "unknown protocol %q; supported: %s", l.Protocol, supported)
 		}
 		v.listenAddress(p, l, addresses)
-		if l.IdleTimeout < minIdleTimeout || l.IdleTimeout > maxIdleTimeout {
-			v.add(p+".idle-timeout", "%s is out of range: %s to %s", formatDuration(l.IdleTimeout), formatDuration(minIdleTimeout), formatDuration(maxIdleTimeout))
+		maxIdle := maxIdleTimeout
+		if l.Protocol != ProtocolHTTP {
+			maxIdle = maxL4IdleTimeout
 		}
+		if l.IdleTimeout < minIdleTimeout || l.IdleTimeout > maxIdle {
+			v.add(p+".idle-timeout", "%s is out of range: %s to %s", formatDuration(l.IdleTimeout), formatDuration(minIdleTimeout), formatDuration(maxIdle))
+		}
+		v.l4(p, l)
 		priorities := map[int]int{}
 		for j, r := range l.Rules {
 			rp := fmt.Sprintf("%s.rules[%d]", p, j)
@@ -180,6 +190,45 @@ func (v *validation) listeners(listeners []Listener) {
 		if l.Default != nil {
 			v.action(p+".default", *l.Default)
 		}
+	}
+}
+
+// l4 checks what the L4 protocols allow: they only forward; only tls
+// listeners have rules (by SNI: host only) and certificates.
+func (v *validation) l4(p string, l Listener) {
+	if len(l.Certificates) > 0 && l.Protocol != ProtocolTLS {
+		v.add(p+".certificates", "need protocol tls (https is not supported yet)")
+	}
+	for i, c := range l.Certificates {
+		cp := fmt.Sprintf("%s.certificates[%d]", p, i)
+		switch {
+		case c.Cert == "" || c.Key == "":
+			v.add(cp, "set cert and key: the paths of a PEM certificate chain and its private key")
+		default:
+			if _, err := tls.LoadX509KeyPair(c.Cert, c.Key); err != nil {
+				v.add(cp, "cannot load %s and %s: %v", c.Cert, c.Key, err)
+			}
+		}
+	}
+	switch l.Protocol {
+	case ProtocolTCP, ProtocolUDP:
+		if len(l.Rules) > 0 {
+			v.add(p+".rules", "a %s listener has no rules: forward everything with default", l.Protocol)
+		}
+	case ProtocolTLS:
+		for j, r := range l.Rules {
+			if len(r.Path) > 0 {
+				v.add(fmt.Sprintf("%s.rules[%d].path", p, j), "a tls listener routes by SNI: use host only")
+			}
+			if r.FixedResponse != nil {
+				v.add(fmt.Sprintf("%s.rules[%d].fixed-response", p, j), "a tls listener only forwards")
+			}
+		}
+	default:
+		return
+	}
+	if l.Default != nil && l.Default.FixedResponse != nil {
+		v.add(p+".default.fixed-response", "a %s listener only forwards: set default: {forward: GROUP}", l.Protocol)
 	}
 }
 
@@ -278,6 +327,9 @@ func (v *validation) group(p, name string, g Group) {
 		v.add(p+".response-timeout", "%s must be more than 0s", formatDuration(g.ResponseTimeout))
 	}
 	v.health(p+".health", g.Health)
+	if g.ProxyProtocol != "" && g.ProxyProtocol != "v2" {
+		v.add(p+".proxy-protocol", "%q is not a proxy protocol version: use v2, or leave it out for none", g.ProxyProtocol)
+	}
 }
 
 func (v *validation) health(p string, h Health) {

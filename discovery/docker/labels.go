@@ -29,7 +29,7 @@ const (
 )
 
 // algorithms are the values P.algorithm accepts.
-var algorithms = []string{"round_robin", "least_outstanding_requests", "weighted_random"}
+var algorithms = []string{"round_robin", "least_outstanding_requests", "weighted_random", "source_hash"}
 
 var (
 	groupNamePattern = regexp.MustCompile(`^[a-zA-Z0-9._-]{1,64}$`)
