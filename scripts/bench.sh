@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # bench.sh: berth's benchmarks, run by `make bench`. Loopback only.
 #   1. Go benchmarks of the data plane (-benchmem), 5 runs each, medians by benchstat when present.
-#   2. ../shared/bench/vs-peers in http mode: berth beside HAProxy and nginx, one pinned core each.
+#   2. ../shared/bench/vs-peers in http mode: berth beside HAProxy and nginx, one pinned core each;
+#      then in tcp mode (scripts/bench-tcp.sh, its own block of docs/benchmarks.md).
 #   3. Resident memory of berth with 10,000 idle keep-alive client connections.
 # The figures are written between the bench markers of docs/benchmarks.md.
 set -euo pipefail
@@ -28,6 +29,9 @@ go test -run '^$' -bench . -benchmem -count 5 ./balancer/... | tee "$out/go.txt"
 
 echo "== vs-peers http ($rounds rounds of ${seconds}s)" >&2
 "$vs_peers" --mode http --rounds "$rounds" --seconds "$seconds" -- scripts/bench-sut.sh {LISTEN} {BACKENDS} | tee "$out/vs-peers.txt" >&2
+
+echo "== vs-peers tcp" >&2
+scripts/bench-tcp.sh
 
 echo "== 10,000 idle client connections" >&2
 freeport() { python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }
