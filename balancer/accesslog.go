@@ -36,7 +36,6 @@ type accessRecord struct {
 
 // accessLogger buffers access-log lines and flushes them every second.
 type accessLogger struct {
-	dest string
 	mu   sync.Mutex
 	w    *bufio.Writer
 	out  io.Writer
@@ -45,14 +44,14 @@ type accessLogger struct {
 	done chan struct{}
 }
 
-// openAccessLog opens dest: AccessLogStdout (or ""), AccessLogOff (nil) or a
+// openAccessLog opens dest: AccessLogStdout, AccessLogOff or "" (nil), or a
 // file path, appended to.
 func openAccessLog(dest string) (*accessLogger, error) {
-	a := &accessLogger{dest: dest, stop: make(chan struct{}), done: make(chan struct{})}
+	a := &accessLogger{stop: make(chan struct{}), done: make(chan struct{})}
 	switch dest {
-	case AccessLogOff:
+	case "", AccessLogOff:
 		return nil, nil
-	case "", AccessLogStdout:
+	case AccessLogStdout:
 		a.out = os.Stdout
 	default:
 		f, err := os.OpenFile(dest, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)

@@ -9,8 +9,8 @@ type Config struct {
 	Listeners []ListenerConfig
 	Groups    []GroupConfig
 	// AccessLog is where the L4 listeners write one JSON line per connection
-	// or UDP flow: AccessLogStdout ("" too), AccessLogOff or a file path
-	// (appended to). docs/l4.md.
+	// or UDP flow: AccessLogStdout, AccessLogOff (or "": none) or a file
+	// path (appended to). The agent's default is stdout (log.access, docs/l4.md).
 	AccessLog string
 }
 
