@@ -219,7 +219,7 @@ func run(ctx context.Context, opts Options, created chan<- *Agent) error {
 // apply shares this host's targets with the fleet, compiles them with the
 // fleet's and hands the result to the balancer; on success it becomes the view.
 func (a *Agent) apply(cfg *config.Config, local discovery.State) error {
-	local.Targets = a.withDrains(a.withHealth(local.Targets))
+	local.Targets = a.withDrains(a.withHealth(cfg, local.Targets))
 	var remote []discovery.Target
 	if a.cluster != nil {
 		a.cluster.Publish(local.Targets, configHash(cfg))
@@ -277,12 +277,17 @@ func (a *Agent) inFlight(id string) int64 { return a.lb.InFlight(id) }
 func (a *Agent) checked(id string) (health.Result, bool) { return a.checker.Result(id) }
 
 // withHealth copies this node's health check verdicts into its targets, so
-// the fleet routes by them too.
-func (a *Agent) withHealth(targets []discovery.Target) []discovery.Target {
+// the fleet routes by them too. A target whose group checks it but that has
+// no verdict yet (it was just discovered) is initial: it gets traffic after
+// its first passing check, not before.
+func (a *Agent) withHealth(cfg *config.Config, targets []discovery.Target) []discovery.Target {
 	out := slices.Clone(targets)
+	specs := groupSpecs(cfg, out, &desired{})
 	for i := range out {
 		if r, ok := a.checker.Result(out[i].ID); ok {
 			out[i].Health, out[i].HealthReason = r.State, r.Reason
+		} else if len(out[i].Groups) > 0 && specs[out[i].Groups[0]].Health.Enabled {
+			out[i].Health, out[i].HealthReason = health.Initial, health.ReasonInitial
 		}
 	}
 	return out

@@ -72,6 +72,8 @@ func compile(cfg *config.Config, local discovery.State, remote []discovery.Targe
 			t := discovery.Target{ID: "static/" + name + "/" + addr, Node: cfg.Node.Name, Groups: []string{name}, Address: addr, Weight: 1}
 			if r, ok := obs.checked(t.ID); ok {
 				t.Health, t.HealthReason = r.State, r.Reason
+			} else if specs[name].Health.Enabled {
+				t.Health, t.HealthReason = health.Initial, health.ReasonInitial // not checked yet
 			}
 			d.addCheck(t, specs[name])
 			state, reason := targetState(t)

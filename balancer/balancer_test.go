@@ -633,3 +633,26 @@ func TestPassiveHealthFailsOpen(t *testing.T) {
 		}
 	}
 }
+
+func TestStalePooledConnectionIsNotUsedForAPost(t *testing.T) {
+	be := backend(t, "ok", nil)
+	lb := start(t, webConfig(serving("a", addrOf(be))))
+	url := "http://" + lb.Addr("web") + "/"
+	post := func() int {
+		resp, err := http.Post(url, "text/plain", strings.NewReader("not idempotent"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if code := post(); code != 200 {
+		t.Fatalf("first POST: %d", code)
+	}
+	be.CloseClientConnections() // the target closes the pooled connection while it idles
+	time.Sleep(livenessCheckAfter + 100*time.Millisecond)
+	if code := post(); code != 200 {
+		t.Fatalf("a POST went into a connection the target had closed: %d", code)
+	}
+}

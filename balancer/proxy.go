@@ -224,16 +224,19 @@ func (c *clientConn) forward(g *group, idleTimeout time.Duration) (int, bool) {
 			break
 		}
 		tried = append(tried, t)
+		// In flight from the pick on, dial included: a drain that sees zero
+		// in flight must not miss a request still connecting.
+		t.inFlight.Add(1)
 		uc := t.get()
 		if uc == nil {
 			var err error
 			if uc, err = dialTarget(t, g.connectTimeout); err != nil {
+				t.inFlight.Add(-1)
 				reason = dialFailure(err)
 				t.failed(reason)
 				continue
 			}
 		}
-		t.inFlight.Add(1)
 		t.requests.Add(1)
 		res, code, keep, why := c.roundTrip(uc, g, idleTimeout)
 		t.untrack(uc)

@@ -82,7 +82,8 @@ func (t *targetState) get() *upstreamConn {
 		c := t.idle[n-1]
 		t.idle[n-1] = nil
 		t.idle = t.idle[:n-1]
-		if now.Sub(c.idleFrom) < upstreamIdleTimeout {
+		idle := now.Sub(c.idleFrom)
+		if idle < upstreamIdleTimeout && (idle < livenessCheckAfter || stillOpen(c.conn)) {
 			t.markBusy(c)
 			t.mu.Unlock()
 			c.reused = true
@@ -92,6 +93,35 @@ func (t *targetState) get() *upstreamConn {
 	}
 	t.mu.Unlock()
 	return nil
+}
+
+// livenessCheckAfter: a pooled connection idle this long is checked before
+// reuse. Servers close idle keep-alive connections after a few seconds (Node
+// 5 s, Go's ReadHeaderTimeout when no IdleTimeout is set); a request written
+// into one that is already closed fails, and one that is not idempotent
+// cannot be retried. Busier connections skip the check (a syscall).
+const livenessCheckAfter = time.Second
+
+// stillOpen peeks at a pooled connection without blocking: the peer's FIN
+// (a read of 0), a reset, or bytes nobody asked for all mean it cannot
+// carry a request.
+func stillOpen(conn net.Conn) bool {
+	tc, ok := conn.(*net.TCPConn)
+	if !ok {
+		return true
+	}
+	raw, err := tc.SyscallConn()
+	if err != nil {
+		return false
+	}
+	open := false
+	var buf [1]byte
+	raw.Read(func(fd uintptr) bool {
+		_, _, err := unix.Recvfrom(int(fd), buf[:], unix.MSG_PEEK|unix.MSG_DONTWAIT)
+		open = err == unix.EAGAIN // nothing to read: idle and open
+		return true
+	})
+	return open
 }
 
 // put returns a connection to the pool, or closes it when the target no longer

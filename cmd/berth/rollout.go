@@ -22,6 +22,12 @@ import (
 	"github.com/berth-lb/berth/agent/api"
 )
 
+// Defaults of berth rollout: the whole wait for health, and one admin request.
+const (
+	rolloutTimeout      = 5 * time.Minute
+	adminRequestTimeout = 10 * time.Second
+)
+
 const rolloutUsage = "berth rollout [-f FILE]... [-p PROJECT] SERVICE [--timeout DURATION] [--max-surge N] [--admin ADDR]"
 
 // rollout is one `berth rollout`: start-first replacement of a compose
@@ -44,7 +50,11 @@ func runRollout(args []string, stdout, _ io.Writer) error {
 	flags, options := newAdminFlagSet("rollout", rolloutUsage, stdout)
 	files := flags.StringArrayP("file", "f", nil, "compose file(s), as for docker compose (default: compose's own lookup)")
 	project := flags.StringP("project", "p", "", "compose project name (default: COMPOSE_PROJECT_NAME, else compose's rule: the project directory's name)")
-	timeout := flags.Duration("timeout", 5*time.Minute, "how long the new containers may take to be healthy on every node before the rollout is rolled back")
+	// --timeout bounds the rollout here, not one admin request.
+	timeoutFlag := flags.Lookup("timeout")
+	timeoutFlag.Usage = "how long the new containers may take to be healthy on every node before the rollout is rolled back"
+	timeoutFlag.DefValue = rolloutTimeout.String()
+	timeoutFlag.Value.Set(timeoutFlag.DefValue)
 	surge := flags.Int("max-surge", 0, "how many new containers to start at a time (default: as many as run now)")
 	service, rest := splitRef(args)
 	if help, err := parseAdminFlags(flags, options, rest); help || err != nil {
@@ -53,7 +63,8 @@ func runRollout(args []string, stdout, _ io.Writer) error {
 	if service == "" {
 		return fmt.Errorf("name the compose service to roll out; usage: %s", rolloutUsage)
 	}
-	options.timeout = max(options.timeout, 10*time.Second) // the admin client's per-request bound
+	timeout := options.timeout
+	options.timeout = adminRequestTimeout
 	adminClient, err := newAdminClient(options)
 	if err != nil {
 		return err
@@ -67,7 +78,7 @@ func runRollout(args []string, stdout, _ io.Writer) error {
 	if err != nil {
 		return err
 	}
-	r := &rollout{files: *files, project: projectName(*project, *files), service: service, timeout: *timeout, surge: *surge,
+	r := &rollout{files: *files, project: projectName(*project, *files), service: service, timeout: timeout, surge: *surge,
 		compose: compose, admin: adminClient, docker: docker, progress: newProgress(stdout)}
 	return r.run(context.Background())
 }
@@ -211,13 +222,18 @@ func (r *rollout) startNew(ctx context.Context, n int) ([]containerRef, error) {
 func (r *rollout) waitHealthy(ctx context.Context, fresh []containerRef) error {
 	deadline := time.Now().Add(r.timeout)
 	for {
-		status, err := r.health(ctx, fresh)
+		status, failing, err := r.health(ctx, fresh)
 		if err != nil {
 			return err
 		}
 		if status == "" {
 			r.progress.say("new container(s) healthy on every node: %s", strings.Join(names(fresh), ", "))
 			return nil
+		}
+		if failing {
+			// Each failed its unhealthy threshold of checks in a row: waiting
+			// longer only delays the roll back.
+			return fmt.Errorf("every new container failed its health checks: %s", status)
 		}
 		if time.Now().After(deadline) {
 			return fmt.Errorf("the new container(s) were not healthy within %s: %s", r.timeout, status)
@@ -228,26 +244,28 @@ func (r *rollout) waitHealthy(ctx context.Context, fresh []containerRef) error {
 }
 
 // health returns "" when the new containers serve everywhere, else what is
-// still missing in words.
-func (r *rollout) health(ctx context.Context, fresh []containerRef) (string, error) {
+// still missing in words; failing is true when every new container is
+// unhealthy.
+func (r *rollout) health(ctx context.Context, fresh []containerRef) (status string, failing bool, err error) {
 	for _, c := range fresh {
 		info, err := r.docker.ContainerInspect(ctx, c.id)
 		if err != nil {
-			return "", fmt.Errorf("docker: inspect %s: %w", c.name, err)
+			return "", false, fmt.Errorf("docker: inspect %s: %w", c.name, err)
 		}
 		if !info.State.Running {
-			return "", fmt.Errorf("new container %s is %s (exit code %d); see docker logs %s", c.name, info.State.Status, info.State.ExitCode, c.name)
+			return "", false, fmt.Errorf("new container %s is %s (exit code %d); see docker logs %s", c.name, info.State.Status, info.State.ExitCode, c.name)
 		}
 	}
 	body, err := r.admin.get("/api/v1/targets", nil)
 	if err != nil {
-		return "", err
+		return "", false, err
 	}
 	var targets []api.Target
 	if err := r.admin.decode("/api/v1/targets", body, &targets); err != nil {
-		return "", err
+		return "", false, err
 	}
 	var waiting []string
+	unhealthy := 0
 	for _, c := range fresh {
 		found := false
 		for _, t := range targets {
@@ -258,21 +276,24 @@ func (r *rollout) health(ctx context.Context, fresh []containerRef) (string, err
 			if t.State != "healthy" {
 				waiting = append(waiting, c.name+" "+t.State+reasonSuffix(t.Reason))
 			}
+			if t.State == "unhealthy" {
+				unhealthy++
+			}
 		}
 		if !found {
 			waiting = append(waiting, c.name+" not registered yet (does the service carry the berth.group label and publish its port?)")
 		}
 	}
 	if len(waiting) > 0 {
-		return strings.Join(waiting, "; "), nil
+		return strings.Join(waiting, "; "), unhealthy == len(fresh), nil
 	}
 	body, err = r.admin.get("/api/v1/nodes", nil)
 	if err != nil {
-		return "", err
+		return "", false, err
 	}
 	var nodes []api.Node
 	if err := r.admin.decode("/api/v1/nodes", body, &nodes); err != nil {
-		return "", err
+		return "", false, err
 	}
 	for _, n := range nodes {
 		// Every node routes by this node's verdicts: wait until each has them.
@@ -280,7 +301,7 @@ func (r *rollout) health(ctx context.Context, fresh []containerRef) (string, err
 			waiting = append(waiting, "node "+n.Node+" has not caught up yet")
 		}
 	}
-	return strings.Join(waiting, "; "), nil
+	return strings.Join(waiting, "; "), false, nil
 }
 
 func reasonSuffix(reason string) string {

@@ -40,7 +40,11 @@ type Result struct {
 }
 
 // Start sends perSecond GET requests a second to url until Stop.
-func Start(url string, perSecond int) *Load {
+func Start(url string, perSecond int) *Load { return StartMethod(http.MethodGet, url, perSecond) }
+
+// StartMethod is Start with another method. A POST (with a small body) is
+// never retried by a balancer once sent: it shows what a client really loses.
+func StartMethod(method, url string, perSecond int) *Load {
 	ctx, cancel := context.WithCancel(context.Background())
 	l := &Load{cancel: cancel, answers: map[string]int{}, last: map[string]time.Time{}}
 	keepAlive := &http.Client{Timeout: 10 * time.Second}
@@ -63,21 +67,29 @@ func Start(url string, perSecond int) *Load {
 			l.wg.Add(1)
 			go func() {
 				defer l.wg.Done()
-				l.one(c, url)
+				l.one(c, method, url)
 			}()
 		}
 	}()
 	return l
 }
 
-func (l *Load) one(c *http.Client, url string) {
-	resp, err := c.Get(url)
-	var body []byte
+func (l *Load) one(c *http.Client, method, url string) {
+	var body io.Reader
+	if method == http.MethodPost {
+		body = strings.NewReader("payload")
+	}
+	req, err := http.NewRequest(method, url, body)
+	if err != nil {
+		panic("loadtest: " + err.Error())
+	}
+	resp, err := c.Do(req)
+	var answer []byte
 	if err == nil {
-		body, err = io.ReadAll(resp.Body)
+		answer, err = io.ReadAll(resp.Body)
 		resp.Body.Close()
 		if err == nil && resp.StatusCode != http.StatusOK {
-			err = fmt.Errorf("status %d: %s", resp.StatusCode, strings.TrimSpace(string(body)))
+			err = fmt.Errorf("status %d: %s", resp.StatusCode, strings.TrimSpace(string(answer)))
 		}
 	}
 	l.mu.Lock()
@@ -85,14 +97,14 @@ func (l *Load) one(c *http.Client, url string) {
 	if err != nil {
 		l.failed.Add(1)
 		if len(l.errs) < 5 {
-			l.errs = append(l.errs, err.Error())
+			l.errs = append(l.errs, time.Now().Format("15:04:05.000")+" "+err.Error())
 		}
 		return
 	}
 	l.ok.Add(1)
-	answer, _, _ := strings.Cut(string(body), "\n")
-	l.answers[answer]++
-	l.last[answer] = time.Now()
+	first, _, _ := strings.Cut(string(answer), "\n")
+	l.answers[first]++
+	l.last[first] = time.Now()
 }
 
 // Snapshot returns the results so far without stopping.
