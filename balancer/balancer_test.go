@@ -250,8 +250,15 @@ func TestDrainingTargetFinishesInFlightAndGetsNoNewRequest(t *testing.T) {
 	for range 2 {
 		go func() { _, body, _ := get(t, http.DefaultClient, url+"/slow"); slowDone <- body }()
 	}
+	// In flight counts from the pick, before the request reaches a: wait
+	// for a to have it too, or it would count as a new request below.
+	hitA := func() int {
+		mu.Lock()
+		defer mu.Unlock()
+		return hits["a"]
+	}
 	deadline := time.Now().Add(5 * time.Second)
-	for lb.InFlight("a") == 0 && time.Now().Before(deadline) {
+	for (lb.InFlight("a") == 0 || hitA() == 0) && time.Now().Before(deadline) {
 		time.Sleep(5 * time.Millisecond)
 	}
 	if lb.InFlight("a") != 1 {
