@@ -138,7 +138,7 @@ func newHandler(name, version string, healthStatus int) http.Handler {
 		health.Store(int32(code))
 		writeText(w, http.StatusOK, identity)
 	})
-	mux.HandleFunc("GET /sleep", func(w http.ResponseWriter, r *http.Request) {
+	mux.HandleFunc("/sleep", func(w http.ResponseWriter, r *http.Request) { // any method: tests send POSTs, which are never retried
 		ms, err := strconv.Atoi(r.URL.Query().Get("ms"))
 		if err != nil || ms < 0 || time.Duration(ms)*time.Millisecond > maxSleep {
 			writeText(w, http.StatusBadRequest,
