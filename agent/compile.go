@@ -249,8 +249,6 @@ func targetState(t discovery.Target) (state, reason string) {
 	switch {
 	case t.Draining:
 		return "draining", "Target.DeregistrationInProgress"
-	case t.Unreachable:
-		return "unavailable", "Target.NodeUnreachable"
 	case t.DockerHealth == "starting":
 		return "initial", "Docker.HealthStarting"
 	case t.DockerHealth == "unhealthy":
@@ -297,7 +295,7 @@ func (d *desired) failOpenWhereNoneHealthy(members map[string][]balancer.TargetC
 		}
 		opened := false
 		for i := range ts {
-			if st := states[ts[i].ID]; st == "initial" || st == "unhealthy" || st == "unavailable" {
+			if st := states[ts[i].ID]; st == "initial" || st == "unhealthy" {
 				ts[i].Serving, opened = true, true
 			}
 		}

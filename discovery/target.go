@@ -29,9 +29,6 @@ type Target struct {
 	Created time.Time
 	// Draining is set from the container's kill event on: no new requests.
 	Draining bool
-	// Unreachable is set by the fleet layer while the owner's host does not
-	// answer membership probes: no new requests until it answers again.
-	Unreachable bool
 	// DockerHealth is the container's HEALTHCHECK status: "" (none), "starting",
 	// "healthy" or "unhealthy". Only "" and "healthy" receive traffic.
 	DockerHealth string
