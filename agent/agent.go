@@ -227,6 +227,12 @@ func (a *Agent) apply(cfg *config.Config, local discovery.State) error {
 	}
 	a.trackDrains(local.Targets, remote)
 	d := compile(cfg, local, remote, a, time.Now())
+	for _, id := range d.terminate {
+		// Before Apply drops the target: Terminate finds its connections by it.
+		if n := a.lb.Terminate(id); n > 0 {
+			a.log.Info("agent: deregistration delay ended; closed the target's remaining connections", "target", id, "connections", n)
+		}
+	}
 	if err := a.lb.Apply(d.balancer); err != nil {
 		return fmt.Errorf("agent: %w", err)
 	}

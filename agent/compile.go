@@ -45,6 +45,9 @@ type desired struct {
 	// delays are the deregistration delays of this node's targets (their
 	// first group's), for the drains API.
 	delays map[string]time.Duration
+	// terminate are draining targets whose delay ended in a group with
+	// connection-termination: their remaining connections are closed.
+	terminate []string
 }
 
 // groupSpec is a group's policy with where it came from.
@@ -92,7 +95,11 @@ func compile(cfg *config.Config, local discovery.State, remote []discovery.Targe
 		for _, g := range t.Groups {
 			if state == "draining" {
 				delay := specs[g].DeregistrationDelay
-				if obs.inFlight(t.ID) == 0 || !now.Before(obs.drainDeadline(t.ID, delay)) {
+				expired := !now.Before(obs.drainDeadline(t.ID, delay))
+				if expired && specs[g].ConnectionTermination && !slices.Contains(d.terminate, t.ID) {
+					d.terminate = append(d.terminate, t.ID)
+				}
+				if obs.inFlight(t.ID) == 0 || expired {
 					continue // drained: removed from routing and from view
 				}
 				d.draining = append(d.draining, t.ID)

@@ -77,7 +77,7 @@ func TestCompileGolden(t *testing.T) {
 			d := compile(cfg, state, nil, clock, time.Unix(1010, 0))
 			got, _ := json.MarshalIndent(map[string]any{
 				"balancer": d.balancer, "groups": d.groups, "targets": d.targets, "draining": d.draining, "conflicts": d.conflicts,
-				"checks": d.checks, "fail_open": d.failOpen,
+				"checks": d.checks, "fail_open": d.failOpen, "terminate": d.terminate,
 			}, "", "  ")
 			got = append(got, '\n')
 			if *update {
