@@ -1,14 +1,19 @@
-// Package rules compiles listener rules into a table that matches a request's
-// host and path without allocating. Semantics follow AWS ALB: host patterns are
+// Package rules compiles listener rules into a table that matches a request
+// without allocating. Semantics follow AWS ALB: host patterns are
 // case-insensitive, path patterns are case-sensitive and never see the query,
-// both take the wildcards * (any run, also empty) and ? (exactly one byte).
+// header names and values and query keys and values are case-insensitive,
+// methods are exact, source IPs are CIDRs of the TCP peer; patterns take the
+// wildcards * (any run, also empty) and ? (exactly one byte). Values within a
+// condition are OR'd, conditions are AND'd.
 package rules
 
 import (
 	"errors"
 	"fmt"
+	"net/netip"
 	"sort"
 	"strings"
+	"unsafe"
 )
 
 // MinPriority and MaxPriority bound a rule's priority, as on ALB.
@@ -22,7 +27,44 @@ type Rule struct {
 	Priority int
 	Hosts    []string
 	Paths    []string
-	Target   int
+	// Headers maps a header name (no wildcard) to value patterns; every named
+	// header must match one of its patterns.
+	Headers map[string][]string
+	// Methods are HTTP methods, compared exactly (case-sensitive).
+	Methods []string
+	// Queries are key/value patterns; one of them must match one pair of the
+	// query string.
+	Queries []QueryPattern
+	// SourceIPs are CIDRs the TCP peer's address must be in.
+	SourceIPs []string
+	Target    int
+}
+
+// QueryPattern matches one key=value pair of a query string. An empty Key
+// matches any key (ALB's key-less condition value).
+type QueryPattern struct {
+	Key, Value string
+}
+
+// Headers lets the matcher read a request's headers in place.
+type Headers interface {
+	// NumHeaders is the number of header lines.
+	NumHeaders() int
+	// HeaderAt returns header line i's name and value.
+	HeaderAt(i int) (name, value []byte)
+}
+
+// Request is what the conditions look at. Its byte slices are read during
+// Match only; none is retained.
+type Request struct {
+	Host   string // without port
+	Path   string // without query
+	Method string
+	// Query is the raw query string, without "?", not decoded.
+	Query   string
+	Headers Headers
+	// Source is the TCP peer's address (never X-Forwarded-For).
+	Source netip.Addr
 }
 
 // Table is a compiled, immutable rule list in priority order.
@@ -31,10 +73,20 @@ type Table struct {
 }
 
 type compiled struct {
-	priority int
-	hosts    []string // lower-cased
-	paths    []string
-	target   int
+	priority  int
+	hosts     []string // lower-cased
+	paths     []string
+	headers   []headerCondition
+	methods   []string
+	queries   []QueryPattern // lower-cased
+	prefixes  []netip.Prefix
+	target    int
+	hostsOnly bool // only host and path conditions: Match can answer it
+}
+
+type headerCondition struct {
+	name   string   // lower-cased
+	values []string // lower-cased patterns
 }
 
 // Compile checks and orders rules. Two rules with one priority, a priority out
@@ -68,6 +120,7 @@ func Compile(in []Rule) (*Table, error) {
 			}
 			c.paths = append(c.paths, p)
 		}
+		errs = append(errs, c.compileConditions(r)...)
 		t.rules = append(t.rules, c)
 	}
 	if len(errs) > 0 {
@@ -77,20 +130,199 @@ func Compile(in []Rule) (*Table, error) {
 	return t, nil
 }
 
-// Match returns the Target of the first rule (lowest priority) that matches, or
-// -1. host must be without port; path without query.
+func (c *compiled) compileConditions(r Rule) []error {
+	var errs []error
+	names := make([]string, 0, len(r.Headers))
+	for name := range r.Headers {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		if !validHeaderName(name) {
+			errs = append(errs, fmt.Errorf("rules: priority %d: header name %q: use letters, digits and -, no wildcard", r.Priority, name))
+			continue
+		}
+		values := r.Headers[name]
+		if len(values) == 0 {
+			errs = append(errs, fmt.Errorf("rules: priority %d: header %s has no value: list at least one pattern", r.Priority, name))
+			continue
+		}
+		hc := headerCondition{name: strings.ToLower(name)}
+		for _, v := range values {
+			hc.values = append(hc.values, strings.ToLower(v))
+		}
+		c.headers = append(c.headers, hc)
+	}
+	for _, m := range r.Methods {
+		if !validMethod(m) {
+			errs = append(errs, fmt.Errorf("rules: priority %d: method %q: use A-Z, _ and - only (methods are case-sensitive)", r.Priority, m))
+			continue
+		}
+		c.methods = append(c.methods, m)
+	}
+	for _, q := range r.Queries {
+		if q.Value == "" {
+			errs = append(errs, fmt.Errorf("rules: priority %d: query condition with key %q has an empty value: give a value pattern (* for any)", r.Priority, q.Key))
+			continue
+		}
+		c.queries = append(c.queries, QueryPattern{Key: strings.ToLower(q.Key), Value: strings.ToLower(q.Value)})
+	}
+	for _, cidr := range r.SourceIPs {
+		p, err := netip.ParsePrefix(cidr)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("rules: priority %d: source IP %q is not a CIDR such as 10.0.0.0/8 or 2001:db8::/32", r.Priority, cidr))
+			continue
+		}
+		c.prefixes = append(c.prefixes, p.Masked())
+	}
+	c.hostsOnly = len(c.headers) == 0 && len(c.methods) == 0 && len(c.queries) == 0 && len(c.prefixes) == 0
+	return errs
+}
+
+func validHeaderName(s string) bool {
+	if s == "" || len(s) > 40 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '_') {
+			return false
+		}
+	}
+	return true
+}
+
+func validMethod(s string) bool {
+	if s == "" || len(s) > 40 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !('A' <= c && c <= 'Z' || c == '_' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
+
+// Match returns the Target of the first rule (lowest priority) that matches
+// host and path, or -1; a rule with other conditions never matches here. host
+// must be without port; path without query. It serves listeners that only see
+// a host (SNI).
 func (t *Table) Match(host, path string) int {
 	for i := range t.rules {
 		r := &t.rules[i]
-		if len(r.hosts) > 0 && !anyMatch(r.hosts, host, true) {
+		if r.hostsOnly && r.matchHostPath(host, path) {
+			return r.target
+		}
+	}
+	return -1
+}
+
+// MatchRequest returns the Target of the first rule (lowest priority) whose
+// conditions all hold for req, or -1. It never allocates.
+func (t *Table) MatchRequest(req *Request) int {
+	for i := range t.rules {
+		r := &t.rules[i]
+		if !r.matchHostPath(req.Host, req.Path) {
 			continue
 		}
-		if len(r.paths) > 0 && !anyMatch(r.paths, path, false) {
+		if !r.hostsOnly && !r.matchOthers(req) {
 			continue
 		}
 		return r.target
 	}
 	return -1
+}
+
+func (r *compiled) matchHostPath(host, path string) bool {
+	if len(r.hosts) > 0 && !anyMatch(r.hosts, host, true) {
+		return false
+	}
+	return len(r.paths) == 0 || anyMatch(r.paths, path, false)
+}
+
+func (r *compiled) matchOthers(req *Request) bool {
+	if len(r.methods) > 0 && !containsString(r.methods, req.Method) {
+		return false
+	}
+	if len(r.prefixes) > 0 && !inPrefixes(r.prefixes, req.Source) {
+		return false
+	}
+	for i := range r.headers {
+		if !headerMatches(&r.headers[i], req.Headers) {
+			return false
+		}
+	}
+	return len(r.queries) == 0 || queryMatches(r.queries, req.Query)
+}
+
+func containsString(list []string, s string) bool {
+	for _, v := range list {
+		if v == s {
+			return true
+		}
+	}
+	return false
+}
+
+func inPrefixes(prefixes []netip.Prefix, ip netip.Addr) bool {
+	ip = ip.Unmap()
+	for _, p := range prefixes {
+		if p.Contains(ip) {
+			return true
+		}
+	}
+	return false
+}
+
+// headerMatches holds when any line of the named header has a value matching
+// one of the patterns.
+func headerMatches(hc *headerCondition, hs Headers) bool {
+	if hs == nil {
+		return false
+	}
+	for i, n := 0, hs.NumHeaders(); i < n; i++ {
+		name, value := hs.HeaderAt(i)
+		if len(name) != len(hc.name) || !equalFold(name, hc.name) {
+			continue
+		}
+		if anyMatch(hc.values, bytesString(value), true) {
+			return true
+		}
+	}
+	return false
+}
+
+// queryMatches holds when one key=value pair of query matches one pattern.
+func queryMatches(patterns []QueryPattern, query string) bool {
+	for query != "" {
+		pair := query
+		if amp := strings.IndexByte(query, '&'); amp >= 0 {
+			pair, query = query[:amp], query[amp+1:]
+		} else {
+			query = ""
+		}
+		key, value := pair, ""
+		if eq := strings.IndexByte(pair, '='); eq >= 0 {
+			key, value = pair[:eq], pair[eq+1:]
+		}
+		for _, p := range patterns {
+			if (p.Key == "" || Wildcard(p.Key, key, true)) && Wildcard(p.Value, value, true) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func equalFold(b []byte, lower string) bool {
+	for i := 0; i < len(b); i++ {
+		if fold(b[i], true) != lower[i] {
+			return false
+		}
+	}
+	return true
 }
 
 // Len is the number of rules.
@@ -136,6 +368,14 @@ func Wildcard(pattern, s string, foldCase bool) bool {
 		p++
 	}
 	return p == len(pattern)
+}
+
+// bytesString views b as a string without copying, for matching only.
+func bytesString(b []byte) string {
+	if len(b) == 0 {
+		return ""
+	}
+	return unsafe.String(&b[0], len(b))
 }
 
 func fold(b byte, on bool) byte {
