@@ -292,7 +292,7 @@ func (a *Agent) withHealth(cfg *config.Config, targets []discovery.Target) []dis
 	for i := range out {
 		if r, ok := a.checker.Result(out[i].ID); ok {
 			out[i].Health, out[i].HealthReason = r.State, r.Reason
-		} else if len(out[i].Groups) > 0 && specs[out[i].Groups[0]].Health.Enabled {
+		} else if len(out[i].Groups) > 0 && checked(out[i], specs[out[i].Groups[0]]) {
 			out[i].Health, out[i].HealthReason = health.Initial, health.ReasonInitial
 		}
 	}

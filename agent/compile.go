@@ -75,7 +75,7 @@ func compile(cfg *config.Config, local discovery.State, remote []discovery.Targe
 			t := discovery.Target{ID: "static/" + name + "/" + addr, Node: cfg.Node.Name, Groups: []string{name}, Address: addr, Weight: 1}
 			if r, ok := obs.checked(t.ID); ok {
 				t.Health, t.HealthReason = r.State, r.Reason
-			} else if specs[name].Health.Enabled {
+			} else if checked(t, specs[name]) {
 				t.Health, t.HealthReason = health.Initial, health.ReasonInitial // not checked yet
 			}
 			d.addCheck(t, specs[name])
@@ -271,10 +271,10 @@ func targetState(t discovery.Target) (state, reason string) {
 // addCheck adds the health check of a target this node owns, by its group's
 // policy; nothing when the group's checks are disabled.
 func (d *desired) addCheck(t discovery.Target, spec groupSpec) {
-	h := spec.Health
-	if !h.Enabled {
+	if !checked(t, spec) {
 		return
 	}
+	h := spec.Health
 	m, err := matcher.Parse(h.Matcher)
 	if err != nil {
 		d.conflicts = append(d.conflicts, "group "+t.Groups[0]+": health matcher: "+err.Error())
@@ -284,6 +284,13 @@ func (d *desired) addCheck(t discovery.Target, spec groupSpec) {
 		Protocol: h.Protocol, Path: h.Path, Port: h.Port, Interval: h.Interval, Timeout: h.Timeout,
 		Healthy: h.Healthy, Unhealthy: h.Unhealthy, Matcher: m,
 	}})
+}
+
+// checked reports whether this node checks a target of its own: its group's
+// checks are on, and it is not a UDP port (which cannot answer an HTTP or TCP
+// check) unless health.port names one that can.
+func checked(t discovery.Target, spec groupSpec) bool {
+	return spec.Health.Enabled && (!strings.HasSuffix(t.ID, "/udp") || spec.Health.Port != 0)
 }
 
 // failOpenWhereNoneHealthy routes to every target of a group that has

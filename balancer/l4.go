@@ -176,8 +176,12 @@ func (g *group) connectL4(hash uint64) (*net.TCPConn, *targetState, ErrorReason)
 			break
 		}
 		tried = append(tried, t)
+		// In flight while connecting too, so a drain that sees zero cannot
+		// miss a connection on its way; openStream takes over on success.
+		t.inFlight.Add(1)
 		d := targetDialer(g.connectTimeout)
 		conn, err := d.Dial("tcp", t.address)
+		t.inFlight.Add(-1)
 		if err != nil {
 			reason = dialFailure(err)
 			t.failed(reason)

@@ -43,8 +43,10 @@ var (
 type Spec struct {
 	// Groups in label order, without duplicates; the first one receives the rule.
 	Groups []string
-	// Port is the container port chosen with P.port, "" when not set.
-	Port int
+	// Port is the container port chosen with P.port, 0 when not set, and
+	// Proto its protocol: "tcp", or "udp" for P.port=N/udp (UDP listeners).
+	Port  int
+	Proto string
 	// Weight is P.weight, 1 when not set.
 	Weight int
 	// Settings are the group policies (P.deregistration-delay, P.algorithm, P.health.*).
@@ -150,7 +152,6 @@ func parseSpec(prefix string, labels map[string]string) (Spec, LabelErrors) {
 	}
 	spec := Spec{
 		Groups: p.groups(rawGroups),
-		Port:   p.port(),
 		Weight: p.weight(),
 		Settings: discovery.GroupSettings{
 			DeregistrationDelay: p.deregistrationDelay(),
@@ -158,6 +159,7 @@ func parseSpec(prefix string, labels map[string]string) (Spec, LabelErrors) {
 			Health:              p.health(),
 		},
 	}
+	spec.Port, spec.Proto = p.port()
 	spec.Rule = p.rule(spec.Groups)
 	for key := range labels {
 		if strings.HasPrefix(key, prefix+".") && !p.used[key] {
@@ -187,18 +189,21 @@ func (p *labelParser) groups(raw string) []string {
 	return groups
 }
 
-func (p *labelParser) port() int {
+func (p *labelParser) port() (int, string) {
 	raw, ok := p.lookup("port")
 	if !ok {
-		return 0
+		return 0, "tcp"
 	}
 	number, proto, hasProto := strings.Cut(strings.TrimSpace(raw), "/")
-	port, err := strconv.Atoi(number)
-	if err != nil || port < 1 || port > 65535 || (hasProto && proto != "tcp") {
-		p.fail("port", raw, "the container port to route to, 1 to 65535, optionally with /tcp (e.g. "+p.key("port")+"=8080)")
-		return 0
+	if !hasProto {
+		proto = "tcp"
 	}
-	return port
+	port, err := strconv.Atoi(number)
+	if err != nil || port < 1 || port > 65535 || (proto != "tcp" && proto != "udp") {
+		p.fail("port", raw, "the container port to route to, 1 to 65535, optionally with /tcp or /udp (e.g. "+p.key("port")+"=8080, "+p.key("port")+"=5353/udp)")
+		return 0, "tcp"
+	}
+	return port, proto
 }
 
 func (p *labelParser) weight() int {

@@ -95,7 +95,7 @@ func renderSpec(spec Spec, err error) string {
 		return "ignored: no group label\n"
 	}
 	fmt.Fprintf(&b, "groups: %s\n", strings.Join(spec.Groups, ","))
-	fmt.Fprintf(&b, "port: %d\n", spec.Port)
+	fmt.Fprintf(&b, "port: %d/%s\n", spec.Port, spec.Proto)
 	fmt.Fprintf(&b, "weight: %d\n", spec.Weight)
 	if d := spec.Settings.DeregistrationDelay; d != nil {
 		fmt.Fprintf(&b, "deregistration-delay: %s\n", *d)

@@ -88,14 +88,14 @@ func buildTarget(cfg targetConfig, info containerInfo) (target discovery.Target,
 	if spec.Groups == nil {
 		return discovery.Target{}, "", false
 	}
-	chosen, reason := selectBinding(info.Ports, spec.Port, cfg.Advertise, cfg.LabelPrefix)
+	chosen, reason := selectBinding(info.Ports, spec.Port, spec.Proto, cfg.Advertise, cfg.LabelPrefix)
 	if reason != "" {
 		return discovery.Target{}, reason, true
 	}
 	groups := append([]string(nil), spec.Groups...)
 	sort.Strings(groups)
 	return discovery.Target{
-		ID:            fmt.Sprintf("%s/%s/%d", cfg.Node, shortID(info.ID), chosen.ContainerPort),
+		ID:            targetID(cfg.Node, info.ID, chosen.ContainerPort, spec.Proto),
 		Node:          cfg.Node,
 		Groups:        groups,
 		Address:       chosen.Address,
@@ -108,6 +108,16 @@ func buildTarget(cfg targetConfig, info containerInfo) (target discovery.Target,
 		Settings:      spec.Settings,
 		Rules:         ruleList(spec.Rule),
 	}, "", true
+}
+
+// targetID is "<node>/<container-id-12>/<port>", and "/udp" after it for a
+// UDP port, so a container's TCP and UDP port of one number stay two targets.
+func targetID(node, containerID string, port int, proto string) string {
+	id := node + "/" + shortID(containerID) + "/" + strconv.Itoa(port)
+	if proto == "udp" {
+		id += "/udp"
+	}
+	return id
 }
 
 func ruleList(rule *discovery.Rule) []discovery.Rule {
@@ -124,26 +134,30 @@ func shortID(id string) string {
 	return id
 }
 
-// selectBinding picks the published TCP port to route to (wantPort, or the only one
-// published) and its host address. reason is non-empty when there is none to pick.
-func selectBinding(ports nat.PortMap, wantPort int, advertise, prefix string) (binding, string) {
+// selectBinding picks the published port of proto ("tcp", or "udp" when the
+// label asks for it) to route to (wantPort, or the only one published) and
+// its host address. reason is non-empty when there is none to pick.
+func selectBinding(ports nat.PortMap, wantPort int, proto, advertise, prefix string) (binding, string) {
 	if prefix == "" {
 		prefix = DefaultLabelPrefix
 	}
-	published := publishedTCPPorts(ports)
+	if proto == "" {
+		proto = "tcp"
+	}
+	published := publishedPorts(ports, proto)
 	var containerPort int
 	switch {
 	case wantPort != 0:
 		if _, ok := published[wantPort]; !ok {
-			return binding{}, fmt.Sprintf("%s.port=%d but container port %d/tcp is not published (published: %s): publish it with a dynamic host port (docker run -p %d, compose ports: [\"%d\"]) or set %s.port to a published port",
-				prefix, wantPort, wantPort, portList(published), wantPort, wantPort, prefix)
+			return binding{}, fmt.Sprintf("%s.port=%d but container port %d/%s is not published (published: %s): publish it with a dynamic host port (docker run -p %d, compose ports: [\"%d\"]) or set %s.port to a published port",
+				prefix, wantPort, wantPort, proto, portList(published, proto), wantPort, wantPort, prefix)
 		}
 		containerPort = wantPort
 	case len(published) == 0:
 		return binding{}, "no published TCP port: publish the container port with a dynamic host port (docker run -p 8080, compose ports: [\"8080\"])"
 	case len(published) > 1:
 		return binding{}, fmt.Sprintf("several published ports (%s) and no %s.port label: set %s.port to the container port to route to",
-			portList(published), prefix, prefix)
+			portList(published, proto), prefix, prefix)
 	default:
 		for port := range published {
 			containerPort = port
@@ -152,7 +166,7 @@ func selectBinding(ports nat.PortMap, wantPort int, advertise, prefix string) (b
 	host := preferredBinding(published[containerPort])
 	hostPort, err := strconv.Atoi(host.HostPort)
 	if err != nil || hostPort < 1 || hostPort > 65535 {
-		return binding{}, fmt.Sprintf("container port %d/tcp is published on host port %q, which is not a port number", containerPort, host.HostPort)
+		return binding{}, fmt.Sprintf("container port %d/%s is published on host port %q, which is not a port number", containerPort, proto, host.HostPort)
 	}
 	ip := host.HostIP
 	// Local-only is what the publisher chose: a port published on a loopback
@@ -162,7 +176,7 @@ func selectBinding(ports nat.PortMap, wantPort int, advertise, prefix string) (b
 	localOnly := err == nil && hostIP.IsLoopback()
 	if isWildcard(ip) {
 		if advertise == "" {
-			return binding{}, fmt.Sprintf("container port %d/tcp is published on all interfaces and no advertise address is set: set node.advertise, or publish the port on a specific address", containerPort)
+			return binding{}, fmt.Sprintf("container port %d/%s is published on all interfaces and no advertise address is set: set node.advertise, or publish the port on a specific address", containerPort, proto)
 		}
 		ip = advertise
 	}
@@ -173,11 +187,11 @@ func selectBinding(ports nat.PortMap, wantPort int, advertise, prefix string) (b
 	}, ""
 }
 
-// publishedTCPPorts maps each TCP container port with at least one host binding to its bindings.
-func publishedTCPPorts(ports nat.PortMap) map[int][]nat.PortBinding {
+// publishedPorts maps each container port of proto with at least one host binding to its bindings.
+func publishedPorts(ports nat.PortMap, proto string) map[int][]nat.PortBinding {
 	published := map[int][]nat.PortBinding{}
 	for port, bindings := range ports {
-		if port.Proto() != "tcp" {
+		if port.Proto() != proto {
 			continue
 		}
 		number := port.Int()
@@ -190,7 +204,7 @@ func publishedTCPPorts(ports nat.PortMap) map[int][]nat.PortBinding {
 	return published
 }
 
-func portList(published map[int][]nat.PortBinding) string {
+func portList(published map[int][]nat.PortBinding, proto string) string {
 	if len(published) == 0 {
 		return "none"
 	}
@@ -201,7 +215,7 @@ func portList(published map[int][]nat.PortBinding) string {
 	sort.Ints(numbers)
 	names := make([]string, len(numbers))
 	for i, port := range numbers {
-		names[i] = strconv.Itoa(port) + "/tcp"
+		names[i] = strconv.Itoa(port) + "/" + proto
 	}
 	return strings.Join(names, ", ")
 }

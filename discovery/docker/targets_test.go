@@ -15,6 +15,7 @@ func TestSelectBinding(t *testing.T) {
 		name      string
 		ports     nat.PortMap
 		wantPort  int
+		proto     string // "" means tcp
 		advertise string
 		want      binding
 		reason    string
@@ -112,10 +113,24 @@ func TestSelectBinding(t *testing.T) {
 			ports:  nat.PortMap{"53/udp": {{HostIP: "127.0.0.1", HostPort: "49160"}}},
 			reason: `no published TCP port: publish the container port with a dynamic host port (docker run -p 8080, compose ports: ["8080"])`,
 		},
+		{
+			name:     "a UDP port asked for with the port label",
+			ports:    nat.PortMap{"53/udp": {{HostIP: "127.0.0.1", HostPort: "49160"}}, "53/tcp": {{HostIP: "127.0.0.1", HostPort: "49161"}}},
+			wantPort: 53,
+			proto:    "udp",
+			want:     binding{ContainerPort: 53, Address: "127.0.0.1:49160", LocalOnly: true},
+		},
+		{
+			name:     "a UDP port asked for but not published",
+			ports:    nat.PortMap{"53/tcp": {{HostIP: "127.0.0.1", HostPort: "49161"}}},
+			wantPort: 53,
+			proto:    "udp",
+			reason:   `berth.port=53 but container port 53/udp is not published (published: none): publish it with a dynamic host port (docker run -p 53, compose ports: ["53"]) or set berth.port to a published port`,
+		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, reason := selectBinding(tt.ports, tt.wantPort, tt.advertise, "berth")
+			got, reason := selectBinding(tt.ports, tt.wantPort, tt.proto, tt.advertise, "berth")
 			if reason != tt.reason {
 				t.Errorf("reason:\n got %q\nwant %q", reason, tt.reason)
 			}
