@@ -69,15 +69,25 @@ type route struct {
 	actions     []action // indexed by rules.Rule.Target
 	fallback    action   // when no rule matches
 	idleTimeout time.Duration
+	// scheme is the listener's protocol as clients see it: http or https.
+	scheme string
+	xff    xffMode
 	// tls terminates TLS on a TLS listener with certificates; nil passes it through.
 	tls *tls.Config
 }
 
 type action struct {
-	group *group      // forward
-	fixed []byte      // or a complete pre-rendered response
-	stats *routeStats // counters of this listener and group
-	code  int         // status of the fixed response
+	group *group // forward
+	// weighted, when set, splits requests among groups by weight
+	// (group and stats are its first group's).
+	weighted    []weightedGroup
+	totalWeight int
+	redirect    *redirectAction
+	fixed       []byte      // or a complete pre-rendered response
+	stats       *routeStats // counters of this listener and group
+	code        int         // status of the fixed response
+	// priority is the rule's, for the access log; 0 for the default action.
+	priority int
 }
 
 // group is the immutable view of a target group in one snapshot.
@@ -92,6 +102,8 @@ type group struct {
 	connectTimeout  time.Duration
 	responseTimeout time.Duration
 	proxyProtocol   bool
+	// sticky keeps clients on a target by a cookie; nil: no stickiness.
+	sticky *stickiness
 	// next is the round-robin cursor. It belongs to this snapshot's group and
 	// restarts with a new snapshot, which only shifts where the rotation begins.
 	next atomic.Uint64
@@ -207,6 +219,11 @@ func (b *Balancer) Apply(cfg Config) error {
 		for _, w := range weighted {
 			g.distinct = append(g.distinct, w.t)
 		}
+		sticky, err := b.compileStickiness(gc)
+		if err != nil {
+			return err
+		}
+		g.sticky = sticky
 		groups[gc.Name] = g
 	}
 
@@ -335,12 +352,18 @@ func (b *Balancer) compileRoute(lc ListenerConfig, groups map[string]*group) (*r
 		rt.tls = cfg
 	}
 	in := make([]rules.Rule, len(lc.Rules))
+	scheme, xff, err := httpPolicies(lc)
+	if err != nil {
+		return nil, fmt.Errorf("balancer: listener %s: %w", lc.Name, err)
+	}
+	rt.scheme, rt.xff = scheme, xff
 	for i, r := range lc.Rules {
-		in[i] = rules.Rule{Priority: r.Priority, Hosts: r.Hosts, Paths: r.Paths, Target: i}
-		a, err := b.compileAction(lc.Name, r.Action, groups)
+		in[i] = ruleOf(r, i)
+		a, err := b.compileAction(lc.Name, scheme, r.Action, groups)
 		if err != nil {
 			return nil, fmt.Errorf("balancer: listener %s: rule %d: %w", lc.Name, r.Priority, err)
 		}
+		a.priority = r.Priority
 		rt.actions = append(rt.actions, a)
 	}
 	table, err := rules.Compile(in)
@@ -348,16 +371,30 @@ func (b *Balancer) compileRoute(lc ListenerConfig, groups map[string]*group) (*r
 		return nil, fmt.Errorf("balancer: listener %s: %w", lc.Name, err)
 	}
 	rt.table = table
-	if rt.fallback, err = b.compileAction(lc.Name, lc.Default, groups); err != nil {
+	if rt.fallback, err = b.compileAction(lc.Name, scheme, lc.Default, groups); err != nil {
 		return nil, fmt.Errorf("balancer: listener %s: default action: %w", lc.Name, err)
 	}
 	return rt, nil
 }
 
-func (b *Balancer) compileAction(listener string, a Action, groups map[string]*group) (action, error) {
+func (b *Balancer) compileAction(listener, scheme string, a Action, groups map[string]*group) (action, error) {
+	set := 0
+	for _, on := range []bool{a.Forward != "", len(a.WeightedForward) > 0, a.Redirect != nil, a.Fixed != nil} {
+		if on {
+			set++
+		}
+	}
 	switch {
-	case a.Forward != "" && a.Fixed != nil:
-		return action{}, errors.New("an action either forwards or answers a fixed response, not both")
+	case set > 1:
+		return action{}, errors.New("an action either forwards, redirects or answers a fixed response, only one of them")
+	case len(a.WeightedForward) > 0:
+		return b.compileWeighted(listener, a.WeightedForward, groups)
+	case a.Redirect != nil:
+		ra, err := compileRedirect(a.Redirect, scheme)
+		if err != nil {
+			return action{}, err
+		}
+		return action{redirect: ra, code: ra.status, stats: b.routeStats(listener, "")}, nil
 	case a.Forward != "":
 		g, ok := groups[a.Forward]
 		if !ok {
@@ -365,8 +402,8 @@ func (b *Balancer) compileAction(listener string, a Action, groups map[string]*g
 		}
 		return action{group: g, stats: b.routeStats(listener, a.Forward)}, nil
 	case a.Fixed != nil:
-		if a.Fixed.Status < 200 || a.Fixed.Status > 599 {
-			return action{}, fmt.Errorf("fixed-response status %d: use 200..599", a.Fixed.Status)
+		if err := checkFixed(a.Fixed); err != nil {
+			return action{}, err
 		}
 		return action{fixed: renderFixed(a.Fixed), code: a.Fixed.Status, stats: b.routeStats(listener, "")}, nil
 	default:

@@ -40,11 +40,24 @@ type ListenerConfig struct {
 	// (ALB default 60s); on TCP and TLS, a connection where nothing flows
 	// either way (NLB: 350s); on UDP, a flow (120s). Zero means the default.
 	IdleTimeout time.Duration
+	// XForwardedFor is what an HTTP listener does with the X-Forwarded-For
+	// header: XFFAppend (the default for ""), XFFPreserve or XFFRemove.
+	XForwardedFor string
 	// Certificates make a TLS listener terminate TLS: the certificate is chosen
 	// by SNI among them (the first is the fallback). Without them a TLS
 	// listener passes TLS through, routed by SNI, never decrypting.
 	Certificates []Certificate
 }
+
+// The X-Forwarded-For modes, as on ALB.
+const (
+	// XFFAppend adds the client's address to the header (or creates it).
+	XFFAppend = "append"
+	// XFFPreserve passes the header on as the client sent it.
+	XFFPreserve = "preserve"
+	// XFFRemove drops the header.
+	XFFRemove = "remove"
+)
 
 // The listener protocols.
 const (
@@ -68,17 +81,62 @@ type Rule struct {
 	Hosts []string
 	// Paths are path patterns, case-sensitive, without the query, with * and ?.
 	Paths []string
+	// Headers maps a header name (case-insensitive, no wildcard) to value
+	// patterns (case-insensitive, * and ?); every named header must match.
+	Headers map[string][]string
+	// Methods are request methods, exact and case-sensitive.
+	Methods []string
+	// Queries are query-string key/value patterns (case-insensitive, * and
+	// ?); an empty key matches any key.
+	Queries []QueryCondition
+	// SourceIPs are CIDRs that the TCP peer's address (never
+	// X-Forwarded-For) must be in.
+	SourceIPs []string
 	// Source names where the rule came from (config or a container) for status.
 	Source string
 	Action Action
 }
 
-// Action is what a listener does with a request. Exactly one of Forward and
-// Fixed is set; neither means a 404 fixed response.
+// Action is what a listener does with a request. Exactly one of Forward,
+// WeightedForward, Redirect and Fixed is set; none means a 404 fixed response.
 type Action struct {
 	// Forward names the group to send the request to.
 	Forward string
-	Fixed   *FixedResponse
+	// WeightedForward splits requests among up to MaxForwardGroups groups in
+	// proportion to their weights (0..999), picked per request.
+	WeightedForward []WeightedGroup
+	Redirect        *Redirect
+	Fixed           *FixedResponse
+}
+
+// MaxForwardGroups is how many groups one forward action may split among, as on ALB.
+const MaxForwardGroups = 5
+
+// MaxForwardWeight is the largest weight of a group in a weighted forward.
+const MaxForwardWeight = 999
+
+// WeightedGroup is one group of a weighted forward.
+type WeightedGroup struct {
+	Group  string
+	Weight int
+}
+
+// QueryCondition is one key/value pattern of a query-string condition.
+type QueryCondition struct {
+	Key   string // empty: any key
+	Value string
+}
+
+// Redirect answers with a redirect built from the request's parts. Each
+// field may use #{protocol}, #{host}, #{port}, #{path} and #{query}; an
+// empty field keeps the request's value. Path must start with "/".
+type Redirect struct {
+	Status   int // 301 or 302
+	Protocol string
+	Host     string
+	Port     string
+	Path     string
+	Query    string
 }
 
 // FixedResponse is answered by the balancer itself.
@@ -100,11 +158,32 @@ type GroupConfig struct {
 	// ResponseTimeout bounds the wait for a target's response head after the
 	// request was sent (default 60s).
 	ResponseTimeout time.Duration
+	// Stickiness keeps a client on one target by a cookie; nil: none.
+	Stickiness *Stickiness
 	// ProxyProtocol makes TCP and TLS listeners open every connection to a
 	// target of this group with a proxy protocol v2 header carrying the
 	// client's and the listener's addresses.
 	ProxyProtocol bool
 }
+
+// Stickiness keeps a client's requests on one target of a group.
+type Stickiness struct {
+	// Type is StickinessLBCookie or StickinessAppCookie.
+	Type string
+	// Cookie is the application's cookie for StickinessAppCookie.
+	Cookie string
+	// Duration is how long the balancer's cookie lasts (1s..7d; default 1d).
+	Duration time.Duration
+}
+
+// The stickiness types, with ALB's names.
+const (
+	// StickinessLBCookie: the balancer's cookie BERTHLB names the target.
+	StickinessLBCookie = "lb_cookie"
+	// StickinessAppCookie: while the application's cookie is present, the
+	// balancer's cookie BERTHAPP names the target.
+	StickinessAppCookie = "app_cookie"
+)
 
 // The algorithms a group can use, with ALB's names.
 const (
@@ -130,6 +209,9 @@ type TargetConfig struct {
 	// Serving is false for a draining, unhealthy or zero-weight target: it keeps
 	// its in-flight requests but gets no new ones.
 	Serving bool
+	// Draining is true while the target's deregistration delay runs: a group
+	// with stickiness keeps sending it the clients stuck to it, no new ones.
+	Draining bool
 	// Weight is the target's share of new requests relative to the others of
 	// its group; 0 counts as 1 (a target that must get nothing is not Serving).
 	Weight int

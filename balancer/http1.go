@@ -46,6 +46,11 @@ const (
 	hXForwardedFor
 	hXForwardedProto
 	hXForwardedPort
+	hXRequestID
+	hCookie
+	hSetCookie
+	hAccept
+	hUserAgent
 )
 
 var knownHeaders = []struct {
@@ -56,6 +61,8 @@ var knownHeaders = []struct {
 	{"connection", hConnection}, {"keep-alive", hKeepAlive}, {"proxy-connection", hProxyConnection},
 	{"upgrade", hUpgrade}, {"te", hTE}, {"expect", hExpect}, {"x-forwarded-for", hXForwardedFor},
 	{"x-forwarded-proto", hXForwardedProto}, {"x-forwarded-port", hXForwardedPort},
+	{"x-request-id", hXRequestID}, {"cookie", hCookie}, {"set-cookie", hSetCookie}, {"accept", hAccept},
+	{"user-agent", hUserAgent},
 }
 
 func classify(name []byte) headerKind {
@@ -100,12 +107,18 @@ type head struct {
 	connUpgrade   bool
 	expect100     bool
 	status        int // responses only
+	// wantsJSON is true when Accept names application/json: the balancer's
+	// own error pages are then JSON.
+	wantsJSON bool
+	// forwardedFor counts the addresses of the X-Forwarded-For lines.
+	forwardedFor int
 }
 
 func (h *head) reset() {
 	h.raw = h.raw[:0]
 	h.headers = h.headers[:0]
 	h.http10, h.chunked, h.connClose, h.connKeepAlive, h.connUpgrade, h.expect100 = false, false, false, false, false, false
+	h.wantsJSON, h.forwardedFor = false, 0
 	h.contentLength = -1
 	h.status = 0
 }
@@ -270,6 +283,12 @@ func (h *head) addHeader(line span) error {
 		})
 	case hExpect:
 		h.expect100 = len(value) == 12 && equalFoldASCII(value, "100-continue")
+	case hAccept:
+		h.wantsJSON = h.wantsJSON || containsFold(value, "application/json")
+	case hXForwardedFor:
+		if len(bytes.TrimSpace(value)) > 0 {
+			h.forwardedFor += 1 + bytes.Count(value, []byte{','})
+		}
 	}
 	h.headers = append(h.headers, hd)
 	if h.chunked && h.contentLength >= 0 {
@@ -346,6 +365,36 @@ func (h *head) hostAndPath() (host, path []byte) {
 		target = target[:q]
 	}
 	return host, target
+}
+
+// query returns the request target's query string, without "?".
+func (h *head) query() []byte {
+	target := h.first[1].of(h.raw)
+	if q := bytes.IndexByte(target, '?'); q >= 0 {
+		return target[q+1:]
+	}
+	return nil
+}
+
+// header returns the value of the first header line of kind k, or nil.
+func (h *head) header(k headerKind) []byte {
+	for i := range h.headers {
+		if h.headers[i].kind == k {
+			return h.headers[i].value.of(h.raw)
+		}
+	}
+	return nil
+}
+
+// containsFold reports whether b contains the lower-case ASCII string sub,
+// ignoring case.
+func containsFold(b []byte, sub string) bool {
+	for i := 0; i+len(sub) <= len(b); i++ {
+		if equalFoldASCII(b[i:i+len(sub)], sub) {
+			return true
+		}
+	}
+	return false
 }
 
 func stripPort(host []byte) []byte {

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"strconv"
 	"sync"
@@ -40,6 +41,15 @@ type clientConn struct {
 	clientIP []byte
 	// sourceHash is the hash of clientIP that the source_hash algorithm uses.
 	sourceHash uint64
+	// sourceAddr is clientIP parsed, for source-ip conditions.
+	sourceAddr netip.Addr
+	// ids makes request IDs for this connection.
+	ids requestIDs
+	// ex is what the current request's exchange did, for the response
+	// head (stickiness cookie) and the access log.
+	ex exchange
+	// buf is scratch reused for redirects and log lines.
+	buf []byte
 	// idle is true while the connection waits for a request: shutdown may close it.
 	idle atomic.Bool
 
@@ -84,6 +94,7 @@ func (c *clientConn) releaseBuffers() {
 // serve handles requests until the client or the balancer ends the connection.
 func (c *clientConn) serve() {
 	c.src.conn = c.conn
+	c.sourceAddr = peerAddr(c.clientIP)
 	c.acquireBuffers()
 	defer c.releaseBuffers()
 	for {
@@ -142,10 +153,16 @@ func (c *clientConn) rejectHead(err error) {
 	}
 }
 
-// answerError writes one of the balancer's own error pages and counts it.
+// answerError writes one of the balancer's own error pages, in JSON when the
+// client's Accept asks for it, and counts it.
 func (c *clientConn) answerError(code int, reason ErrorReason, keep bool) {
 	c.l.errors[reason].Add(1)
-	c.bw.Write(errorPage(code, keep))
+	page := errorPage(code, keep)
+	if c.req.wantsJSON {
+		page = jsonErrorPage(code, keep)
+	}
+	c.ex.reason, c.ex.sent = reason, int64(len(page))
+	c.bw.Write(page)
 	c.bw.Flush()
 }
 
@@ -161,21 +178,32 @@ func bstr(b []byte) string {
 // handle routes and answers one request; it reports whether the client
 // connection may carry another one.
 func (c *clientConn) handle(rt *route, start time.Time) bool {
-	host, path := c.req.hostAndPath()
-	act := &rt.fallback
-	if i := rt.table.Match(bstr(host), bstr(path)); i >= 0 {
-		act = &rt.actions[i]
+	c.ex.reset(start)
+	c.requestID()
+	defer c.logRequest(rt)
+	if c.req.forwardedFor > maxForwardedFor {
+		c.ex.status = 463
+		c.answerError(463, ReasonTooManyForwardedFor, false)
+		return false
 	}
+	act := c.matchRequest(rt)
+	c.ex.priority = act.priority
 	if act.group == nil {
-		// A fixed response: read and drop the request body so the next request
-		// on this connection starts where it should.
+		// A fixed response or a redirect: read and drop the request body so
+		// the next request on this connection starts where it should.
 		if err := c.discardRequestBody(); err != nil {
 			return false
 		}
-		c.bw.Write(act.fixed)
+		keep := c.req.keepAlive()
+		page := act.fixed
+		if act.redirect != nil {
+			page = c.redirect(act.redirect, rt, keep)
+		}
+		c.ex.status, c.ex.sent = act.code, int64(len(page))
+		c.bw.Write(page)
 		err := c.bw.Flush()
 		act.stats.observe(act.code, time.Since(start))
-		return err == nil && c.req.keepAlive()
+		return err == nil && keep
 	}
 	if c.req.expect100 {
 		// Answer 100 Continue here and drop Expect upstream: the target might
@@ -185,8 +213,11 @@ func (c *clientConn) handle(rt *route, start time.Time) bool {
 			return false
 		}
 	}
-	code, keep := c.forward(act.group, rt.idleTimeout)
-	act.stats.observe(code, time.Since(start))
+	g, stats := act.pickGroup()
+	c.ex.group = g.name
+	code, keep := c.forward(g, rt)
+	c.ex.status = code
+	stats.observe(code, time.Since(start))
 	return keep
 }
 
@@ -214,14 +245,24 @@ const (
 // forward sends the request to a target of g, retrying on another target while
 // the failed one cannot have processed it. It returns the status the client got
 // and whether the client connection stays open.
-func (c *clientConn) forward(g *group, idleTimeout time.Duration) (int, bool) {
+func (c *clientConn) forward(g *group, rt *route) (int, bool) {
 	var triedArray [maxAttempts]*targetState
 	tried := triedArray[:0]
 	reason := ReasonNoTarget
 	for attempt := 0; attempt < maxAttempts; attempt++ {
-		t := g.pick(tried, c.sourceHash)
+		var t *targetState
+		if attempt == 0 && g.sticky != nil {
+			t = c.stuckTarget(g.sticky)
+		}
+		if t == nil {
+			t = g.pick(tried, c.sourceHash)
+		}
 		if t == nil {
 			break
+		}
+		c.ex.target = t
+		if g.sticky != nil {
+			c.ex.sticky, c.ex.stickyToken = g.sticky, g.sticky.tokens[t]
 		}
 		tried = append(tried, t)
 		// In flight from the pick on, dial included: a drain that sees zero
@@ -238,7 +279,7 @@ func (c *clientConn) forward(g *group, idleTimeout time.Duration) (int, bool) {
 			}
 		}
 		t.requests.Add(1)
-		res, code, keep, why := c.roundTrip(uc, g, idleTimeout)
+		res, code, keep, why := c.roundTrip(uc, g, rt)
 		t.untrack(uc)
 		t.inFlight.Add(-1)
 		switch res {
@@ -304,7 +345,8 @@ func (c *clientConn) failWith(reason ErrorReason, keep bool) int {
 }
 
 // roundTrip sends the request on uc and copies the response to the client.
-func (c *clientConn) roundTrip(uc *upstreamConn, g *group, idleTimeout time.Duration) (res attemptResult, code int, keepClient bool, why ErrorReason) {
+func (c *clientConn) roundTrip(uc *upstreamConn, g *group, rt *route) (res attemptResult, code int, keepClient bool, why ErrorReason) {
+	idleTimeout := rt.idleTimeout
 	hasBody := c.req.chunked || c.req.contentLength > 0
 	method := c.req.first[0].of(c.req.raw)
 	// A request may go to another target when the connection ended before one
@@ -314,14 +356,16 @@ func (c *clientConn) roundTrip(uc *upstreamConn, g *group, idleTimeout time.Dura
 	// which accepts the connection and then closes it.
 	retryable := !hasBody && idempotent(method)
 
-	c.writeRequestHead(uc.bw)
+	c.writeRequestHead(uc.bw, rt.xff)
 	var err error
+	var bodyIn int64
 	switch {
 	case c.req.chunked:
-		_, err = copyChunked(uc.bw, c.br, &c.scratch, nil)
+		bodyIn, err = copyChunked(uc.bw, c.br, &c.scratch, nil)
 	case c.req.contentLength > 0:
-		_, err = copyN(uc.bw, c.br, c.req.contentLength, nil)
+		bodyIn, err = copyN(uc.bw, c.br, c.req.contentLength, nil)
 	}
+	c.ex.received += bodyIn
 	if err == nil {
 		err = uc.bw.Flush()
 	}
@@ -333,7 +377,8 @@ func (c *clientConn) roundTrip(uc *upstreamConn, g *group, idleTimeout time.Dura
 		return attemptFailed, 0, false, brokenReason(err)
 	}
 
-	uc.conn.SetReadDeadline(time.Now().Add(g.responseTimeout))
+	c.ex.sentToTarget = time.Now()
+	uc.conn.SetReadDeadline(c.ex.sentToTarget.Add(g.responseTimeout))
 	for {
 		err = c.resp.read(uc.br, true)
 		if err != nil {
@@ -360,21 +405,24 @@ func (c *clientConn) roundTrip(uc *upstreamConn, g *group, idleTimeout time.Dura
 		}
 	}
 
+	c.ex.targetStatus, c.ex.headReceived = c.resp.status, time.Now()
 	noBody := responseHasNoBody(method, c.resp.status)
 	framed := noBody || c.resp.chunked || c.resp.contentLength >= 0
 	keepClient = framed && c.req.keepAlive()
 	c.writeResponseHead(keepClient)
 
 	refresh := func() { uc.conn.SetReadDeadline(time.Now().Add(idleTimeout)) }
+	var bodyOut int64
 	switch {
 	case noBody:
 	case c.resp.chunked:
-		_, err = copyChunked(c.bw, uc.br, &c.scratch, refresh)
+		bodyOut, err = copyChunked(c.bw, uc.br, &c.scratch, refresh)
 	case c.resp.contentLength >= 0:
-		_, err = copyN(c.bw, uc.br, c.resp.contentLength, refresh)
+		bodyOut, err = copyN(c.bw, uc.br, c.resp.contentLength, refresh)
 	default:
-		_, err = copyUntilEOF(c.bw, uc.br, refresh)
+		bodyOut, err = copyUntilEOF(c.bw, uc.br, refresh)
 	}
+	c.ex.sent = int64(len(c.resp.raw)) + bodyOut
 	if err == nil {
 		err = c.bw.Flush()
 	}
@@ -390,8 +438,9 @@ func (c *clientConn) roundTrip(uc *upstreamConn, g *group, idleTimeout time.Dura
 }
 
 // writeRequestHead writes the request line and headers to the target, without
-// hop-by-hop headers and with X-Forwarded-For (appended), -Proto and -Port.
-func (c *clientConn) writeRequestHead(w *bufio.Writer) {
+// hop-by-hop headers, with X-Forwarded-For (by mode), -Proto, -Port and
+// X-Request-Id.
+func (c *clientConn) writeRequestHead(w *bufio.Writer, mode xffMode) {
 	h := &c.req
 	w.Write(h.raw[h.first[0].start:h.first[2].end])
 	w.WriteString("\r\n")
@@ -399,7 +448,7 @@ func (c *clientConn) writeRequestHead(w *bufio.Writer) {
 	for i := range h.headers {
 		hd := &h.headers[i]
 		switch hd.kind {
-		case hConnection, hKeepAlive, hProxyConnection, hTE, hExpect, hXForwardedProto, hXForwardedPort:
+		case hConnection, hKeepAlive, hProxyConnection, hTE, hExpect, hXForwardedProto, hXForwardedPort, hXRequestID:
 			continue
 		case hUpgrade:
 			if !h.connUpgrade {
@@ -418,12 +467,22 @@ func (c *clientConn) writeRequestHead(w *bufio.Writer) {
 		w.Write(h.raw[hd.name.start:hd.value.end])
 		w.WriteString("\r\n")
 	}
-	w.WriteString("X-Forwarded-For: ")
-	if len(xff) > 0 {
+	switch {
+	case mode == xffAppend:
+		w.WriteString("X-Forwarded-For: ")
+		if len(xff) > 0 {
+			w.Write(xff)
+			w.WriteString(", ")
+		}
+		w.Write(c.clientIP)
+		w.WriteString("\r\n")
+	case mode == xffPreserve && len(xff) > 0:
+		w.WriteString("X-Forwarded-For: ")
 		w.Write(xff)
-		w.WriteString(", ")
+		w.WriteString("\r\n")
 	}
-	w.Write(c.clientIP)
+	w.WriteString("X-Request-Id: ")
+	w.Write(c.ids.current)
 	w.WriteString("\r\nX-Forwarded-Proto: http\r\nX-Forwarded-Port: ")
 	w.Write(c.l.port)
 	if h.connUpgrade {
@@ -448,6 +507,7 @@ func (c *clientConn) writeResponseHead(keepClient bool) {
 		w.Write(h.raw[hd.name.start:hd.value.end])
 		w.WriteString("\r\n")
 	}
+	c.writeStickyCookie(w)
 	switch {
 	case !keepClient:
 		w.WriteString("Connection: close\r\n")
@@ -493,12 +553,34 @@ var errorPages = map[int][2][]byte{}
 var pageNotFound []byte
 
 func init() {
-	for _, code := range []int{400, 404, 408, 431, 502, 503, 504} {
-		body := strconv.Itoa(code) + " " + http.StatusText(code) + "\n"
-		page := "HTTP/1.1 " + strconv.Itoa(code) + " " + http.StatusText(code) + "\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: " + strconv.Itoa(len(body)) + "\r\n"
+	for _, code := range []int{400, 404, 408, 431, 463, 502, 503, 504} {
+		text := statusText(code)
+		body := strconv.Itoa(code) + " " + text + "\n"
+		page := "HTTP/1.1 " + strconv.Itoa(code) + " " + text + "\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: " + strconv.Itoa(len(body)) + "\r\n"
 		errorPages[code] = [2][]byte{[]byte(page + "Connection: close\r\n\r\n" + body), []byte(page + "\r\n" + body)}
+		jsonBody := `{"error":"` + text + `","status":` + strconv.Itoa(code) + "}\n"
+		jsonPage := "HTTP/1.1 " + strconv.Itoa(code) + " " + text + "\r\nContent-Type: application/json\r\nContent-Length: " + strconv.Itoa(len(jsonBody)) + "\r\n"
+		jsonErrorPages[code] = [2][]byte{[]byte(jsonPage + "Connection: close\r\n\r\n" + jsonBody), []byte(jsonPage + "\r\n" + jsonBody)}
 	}
 	pageNotFound = errorPage(404, true)
+}
+
+// jsonErrorPages are errorPages for clients that accept application/json.
+var jsonErrorPages = map[int][2][]byte{}
+
+// statusText is the reason phrase of code, also for ALB's 463.
+func statusText(code int) string {
+	if code == 463 {
+		return "Too Many Forwarded Addresses"
+	}
+	return http.StatusText(code)
+}
+
+func jsonErrorPage(code int, keep bool) []byte {
+	if keep {
+		return jsonErrorPages[code][1]
+	}
+	return jsonErrorPages[code][0]
 }
 
 func errorPage(code int, keep bool) []byte {

@@ -1,0 +1,279 @@
+package balancer
+
+import (
+	"bufio"
+	"bytes"
+	"math/rand/v2"
+	"net/http"
+	"strconv"
+	"time"
+	"unicode/utf8"
+)
+
+// exchange is what happened to one request, kept on its client connection
+// and reset per request: the response head reads its stickiness, the access
+// log all of it.
+type exchange struct {
+	start, sentToTarget, headReceived time.Time
+	status, targetStatus, priority    int
+	group                             string
+	target                            *targetState
+	sticky                            *stickiness
+	stickyToken                       string
+	reason                            ErrorReason
+	received, sent                    int64
+	redirectURL                       []byte
+}
+
+func (e *exchange) reset(start time.Time) {
+	*e = exchange{start: start, targetStatus: -1, reason: reasonNone, redirectURL: e.redirectURL[:0]}
+}
+
+// requestIDs makes this connection's request IDs: a random prefix per
+// connection and a counter, so a new ID costs no allocation and no syscall.
+type requestIDs struct {
+	prefix  uint64
+	counter uint64
+	buf     []byte
+	// current is the ID of the request being served: the client's or buf.
+	current []byte
+}
+
+// maxRequestID is the longest X-Request-Id a client may send and have kept.
+const maxRequestID = 128
+
+// requestID sets c.ids.current: the client's X-Request-Id when it is valid,
+// else a new one.
+func (c *clientConn) requestID() {
+	if id := c.req.header(hXRequestID); validRequestID(id) {
+		c.ids.current = id
+		return
+	}
+	ids := &c.ids
+	if ids.prefix == 0 {
+		ids.prefix = rand.Uint64() | 1
+	}
+	ids.counter++
+	ids.buf = strconv.AppendUint(ids.buf[:0], ids.prefix, 16)
+	ids.buf = append(ids.buf, '-')
+	ids.buf = strconv.AppendUint(ids.buf, ids.counter, 16)
+	ids.current = ids.buf
+}
+
+// validRequestID accepts 1..128 bytes of letters, digits and -._:+/=@.
+func validRequestID(id []byte) bool {
+	if len(id) == 0 || len(id) > maxRequestID {
+		return false
+	}
+	for _, b := range id {
+		if !('a' <= b && b <= 'z' || 'A' <= b && b <= 'Z' || '0' <= b && b <= '9' || bytes.IndexByte([]byte("-._:+/=@"), b) >= 0) {
+			return false
+		}
+	}
+	return true
+}
+
+// redirect renders the response of ra for the current request into c.buf.
+func (c *clientConn) redirect(ra *redirectAction, rt *route, keep bool) []byte {
+	host, path := c.req.hostAndPath()
+	if len(path) > 0 && path[0] == '/' {
+		path = path[1:]
+	}
+	parts := redirectParts{protocol: []byte(rt.scheme), host: host, port: c.l.port, path: path, query: c.req.query()}
+	c.ex.redirectURL = ra.appendLocation(c.ex.redirectURL[:0], &parts)
+	c.buf = appendRedirectResponse(c.buf[:0], ra.status, c.ex.redirectURL, keep)
+	return c.buf
+}
+
+// stuckTarget returns the target the request's stickiness cookie names when
+// that target may take it: serving, or draining with its delay still running
+// (the agent removes it from the group when the delay ends). nil picks anew.
+func (c *clientConn) stuckTarget(s *stickiness) *targetState {
+	tok := c.cookie(s.cookie)
+	if tok == nil {
+		return nil
+	}
+	t := s.targets[bstr(tok)]
+	if t == nil || ejectedTargets.Load() > 0 && t.passive.ejected(time.Now().UnixNano()) {
+		return nil
+	}
+	return t
+}
+
+// cookie returns the value of the request's cookie name, or nil.
+func (c *clientConn) cookie(name string) []byte {
+	h := &c.req
+	for i := range h.headers {
+		if h.headers[i].kind != hCookie {
+			continue
+		}
+		v := h.headers[i].value.of(h.raw)
+		for len(v) > 0 {
+			pair := v
+			if semi := bytes.IndexByte(v, ';'); semi >= 0 {
+				pair, v = v[:semi], v[semi+1:]
+			} else {
+				v = nil
+			}
+			pair = bytes.TrimLeft(pair, " \t")
+			if len(pair) > len(name) && pair[len(name)] == '=' && string(pair[:len(name)]) == name {
+				return bytes.TrimRight(pair[len(name)+1:], " \t")
+			}
+		}
+	}
+	return nil
+}
+
+// writeStickyCookie adds the stickiness cookie to a response of a sticky
+// group with a fresh expiry: always for lb_cookie, and for app_cookie when the
+// application sets its cookie in this response.
+func (c *clientConn) writeStickyCookie(w *bufio.Writer) {
+	s := c.ex.sticky
+	if s == nil || c.ex.stickyToken == "" {
+		return
+	}
+	if s.appCookie != "" && !c.responseSetsCookie(s.appCookie) {
+		return
+	}
+	w.WriteString("Set-Cookie: ")
+	w.WriteString(s.cookie)
+	w.WriteByte('=')
+	w.WriteString(c.ex.stickyToken)
+	w.WriteString("; Expires=")
+	c.buf = time.Now().Add(s.duration).UTC().AppendFormat(c.buf[:0], http.TimeFormat)
+	w.Write(c.buf)
+	w.WriteString("; Path=/\r\n")
+}
+
+// responseSetsCookie reports whether the target's response sets cookie name.
+func (c *clientConn) responseSetsCookie(name string) bool {
+	h := &c.resp
+	for i := range h.headers {
+		if h.headers[i].kind != hSetCookie {
+			continue
+		}
+		v := h.headers[i].value.of(h.raw)
+		if len(v) > len(name) && v[len(name)] == '=' && string(v[:len(name)]) == name {
+			return true
+		}
+	}
+	return false
+}
+
+// logRequest writes the access-log line of the request just served, when
+// an access log is open. The line is built in c.buf: no allocation.
+func (c *clientConn) logRequest(rt *route) {
+	a := c.l.b.access.Load()
+	if a == nil {
+		return
+	}
+	e := &c.ex
+	end := time.Now()
+	e.received += int64(len(c.req.raw))
+	b := append(c.buf[:0], `{"type":"`...)
+	b = append(b, rt.scheme...)
+	b = append(b, `","time":"`...)
+	b = end.UTC().AppendFormat(b, time.RFC3339Nano)
+	b = append(b, `","listener":`...)
+	b = appendJSONString(b, c.l.name)
+	b = append(b, `,"client":`...)
+	b = appendJSONString(b, bstr(c.clientIP))
+	if e.target != nil {
+		b = append(b, `,"target":`...)
+		b = appendJSONString(b, e.target.id)
+		b = append(b, `,"target_address":`...)
+		b = appendJSONString(b, e.target.address)
+	}
+	b = append(b, `,"request_processing_time":`...)
+	b = appendSeconds(b, e.start, e.sentToTarget)
+	b = append(b, `,"target_processing_time":`...)
+	b = appendSeconds(b, e.sentToTarget, e.headReceived)
+	b = append(b, `,"response_processing_time":`...)
+	b = appendSeconds(b, e.headReceived, end)
+	b = append(b, `,"elb_status_code":`...)
+	b = strconv.AppendInt(b, int64(e.status), 10)
+	b = append(b, `,"target_status_code":`...)
+	b = strconv.AppendInt(b, int64(e.targetStatus), 10)
+	b = append(b, `,"received_bytes":`...)
+	b = strconv.AppendInt(b, e.received, 10)
+	b = append(b, `,"sent_bytes":`...)
+	b = strconv.AppendInt(b, e.sent, 10)
+	b = append(b, `,"request":`...)
+	b = appendJSONString(b, bstr(c.req.raw[c.req.first[0].start:c.req.first[2].end]))
+	b = append(b, `,"user_agent":`...)
+	b = appendJSONString(b, bstr(c.req.header(hUserAgent)))
+	if e.group != "" {
+		b = append(b, `,"group":`...)
+		b = appendJSONString(b, e.group)
+	}
+	b = append(b, `,"matched_rule_priority":`...)
+	b = strconv.AppendInt(b, int64(e.priority), 10)
+	b = append(b, `,"actions_executed":"`...)
+	switch {
+	case e.status == 463:
+	case len(e.redirectURL) > 0:
+		b = append(b, "redirect"...)
+	case e.group != "":
+		b = append(b, "forward"...)
+	default:
+		b = append(b, "fixed-response"...)
+	}
+	b = append(b, '"')
+	if len(e.redirectURL) > 0 {
+		b = append(b, `,"redirect_url":`...)
+		b = appendJSONString(b, bstr(e.redirectURL))
+	}
+	if e.reason != reasonNone {
+		b = append(b, `,"error_reason":"`...)
+		b = append(b, e.reason.String()...)
+		b = append(b, '"')
+	}
+	b = append(b, `,"request_id":`...)
+	b = appendJSONString(b, bstr(c.ids.current))
+	b = append(b, "}\n"...)
+	c.buf = b
+	a.writeLine(b)
+}
+
+// appendSeconds appends to-from in seconds, or -1 when either is unknown (as ALB).
+func appendSeconds(b []byte, from, to time.Time) []byte {
+	if from.IsZero() || to.IsZero() {
+		return append(b, "-1"...)
+	}
+	return strconv.AppendFloat(b, to.Sub(from).Seconds(), 'f', 6, 64)
+}
+
+// appendJSONString appends s quoted as a JSON string.
+func appendJSONString(b []byte, s string) []byte {
+	const hex = "0123456789abcdef"
+	b = append(b, '"')
+	for i := 0; i < len(s); {
+		c := s[i]
+		switch {
+		case c == '"' || c == '\\':
+			b = append(b, '\\', c)
+		case c < 0x20:
+			b = append(b, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
+		case c < utf8.RuneSelf:
+			b = append(b, c)
+		default:
+			r, size := utf8.DecodeRuneInString(s[i:])
+			if r == utf8.RuneError && size == 1 {
+				b = append(b, `\ufffd`...)
+			} else {
+				b = append(b, s[i:i+size]...)
+			}
+			i += size
+			continue
+		}
+		i++
+	}
+	return append(b, '"')
+}
+
+// writeLine appends one ready line (with its newline) to the buffer.
+func (a *accessLogger) writeLine(line []byte) {
+	a.mu.Lock()
+	a.w.Write(line)
+	a.mu.Unlock()
+}

@@ -1,0 +1,411 @@
+package balancer
+
+import (
+	"bufio"
+	"encoding/json"
+	"io"
+	"math"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// namedRawBackend answers every request on loopback with its name as the
+// body, without net/http, so thousands of requests stay fast.
+func namedRawBackend(t testing.TB, name string) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	resp := []byte("HTTP/1.1 200 OK\r\nContent-Length: " + strconv.Itoa(len(name)) + "\r\n\r\n" + name)
+	go func() {
+		for {
+			conn, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer conn.Close()
+				br := bufio.NewReader(conn)
+				for {
+					line, err := br.ReadSlice('\n')
+					if err != nil {
+						return
+					}
+					if len(line) <= 2 {
+						if _, err := conn.Write(resp); err != nil {
+							return
+						}
+					}
+				}
+			}()
+		}
+	}()
+	return ln.Addr().String()
+}
+
+func TestRuleConditionsThroughTheProxy(t *testing.T) {
+	hit, miss := namedRawBackend(t, "hit"), namedRawBackend(t, "miss")
+	cases := []struct {
+		name string
+		rule Rule
+		hdr  []string
+		path string
+		want string
+	}{
+		{"header matches", Rule{Headers: map[string][]string{"X-Env": {"beta*"}}}, []string{"x-env", "BETA-2"}, "/", "hit"},
+		{"header differs", Rule{Headers: map[string][]string{"X-Env": {"beta*"}}}, []string{"x-env", "prod"}, "/", "miss"},
+		{"method", Rule{Methods: []string{"GET"}}, nil, "/", "hit"},
+		{"other method", Rule{Methods: []string{"POST"}}, nil, "/", "miss"},
+		{"query", Rule{Queries: []QueryCondition{{Key: "v", Value: "2"}}}, nil, "/x?a=1&V=2", "hit"},
+		{"query differs", Rule{Queries: []QueryCondition{{Key: "v", Value: "2"}}}, nil, "/x?v=3", "miss"},
+		{"source ip", Rule{SourceIPs: []string{"127.0.0.0/8"}}, nil, "/", "hit"},
+		{"source ip ignores X-Forwarded-For", Rule{SourceIPs: []string{"10.0.0.0/8"}}, []string{"X-Forwarded-For", "10.1.1.1"}, "/", "miss"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			c.rule.Priority, c.rule.Action = 1, Action{Forward: "hit"}
+			cfg := Config{
+				Listeners: []ListenerConfig{{Name: "web", Address: "127.0.0.1:0", Rules: []Rule{c.rule}, Default: Action{Forward: "miss"}}},
+				Groups:    []GroupConfig{{Name: "hit", Targets: []TargetConfig{serving("hit", hit)}}, {Name: "miss", Targets: []TargetConfig{serving("miss", miss)}}},
+			}
+			lb := start(t, cfg)
+			if _, body, _ := get(t, http.DefaultClient, "http://"+lb.Addr("web")+c.path, c.hdr...); body != c.want {
+				t.Errorf("reached %q, want %q", body, c.want)
+			}
+		})
+	}
+}
+
+func TestWeightedForwardSplitsByWeight(t *testing.T) {
+	a, b := namedRawBackend(t, "a"), namedRawBackend(t, "b")
+	cfg := Config{
+		Listeners: []ListenerConfig{{Name: "web", Address: "127.0.0.1:0", Default: Action{WeightedForward: []WeightedGroup{{Group: "a", Weight: 90}, {Group: "b", Weight: 10}, {Group: "c", Weight: 0}}}}},
+		Groups:    []GroupConfig{{Name: "a", Targets: []TargetConfig{serving("a", a)}}, {Name: "b", Targets: []TargetConfig{serving("b", b)}}, {Name: "c"}},
+	}
+	lb := start(t, cfg)
+	conn, err := net.Dial("tcp", lb.Addr("web"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	br := bufio.NewReader(conn)
+	const n = 10000
+	counts := map[string]int{}
+	for i := 0; i < n; i++ {
+		if _, err := io.WriteString(conn, "GET / HTTP/1.1\r\nHost: x\r\n\r\n"); err != nil {
+			t.Fatal(err)
+		}
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		counts[string(body)]++
+	}
+	if share := float64(counts["a"]) / n; math.Abs(share-0.9) > 0.02 {
+		t.Errorf("group a got %.3f of %d requests, want 0.90±0.02 (%v)", share, n, counts)
+	}
+	if counts["a"]+counts["b"] != n {
+		t.Errorf("a weight-0 group got requests: %v", counts)
+	}
+}
+
+func TestRedirects(t *testing.T) {
+	cases := []struct {
+		name     string
+		redirect Redirect
+		path     string
+		host     string
+		want     string
+	}{
+		{"to https keeps the rest", Redirect{Status: 301, Protocol: "HTTPS", Port: "443"}, "/a/b?x=1", "shop.example", "https://shop.example/a/b?x=1"},
+		{"new host, port shown", Redirect{Status: 302, Host: "new.example", Port: "8443", Protocol: "https"}, "/p", "old.example", "https://new.example:8443/p"},
+		{"path template", Redirect{Status: 301, Path: "/v2/#{path}"}, "/users?id=7", "a.example", "http://a.example:PORT/v2/users?id=7"},
+		{"query replaced, host template", Redirect{Status: 302, Host: "www.#{host}", Query: "from=#{host}"}, "/", "a.example", "http://www.a.example:PORT/?from=a.example"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			cfg := Config{Listeners: []ListenerConfig{{Name: "web", Address: "127.0.0.1:0", Rules: []Rule{{Priority: 1, Action: Action{Redirect: &c.redirect}}}}}}
+			lb := start(t, cfg)
+			_, port, _ := net.SplitHostPort(lb.Addr("web"))
+			client := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+			code, _, h := get(t, client, "http://"+lb.Addr("web")+c.path, "Host", c.host)
+			want := strings.ReplaceAll(c.want, "PORT", port)
+			if code != c.redirect.Status || h.Get("Location") != want {
+				t.Errorf("got %d %q, want %d %q", code, h.Get("Location"), c.redirect.Status, want)
+			}
+		})
+	}
+}
+
+func TestActionsAreCheckedAsOnALB(t *testing.T) {
+	groups := []GroupConfig{{Name: "a"}, {Name: "b"}, {Name: "c"}, {Name: "d"}, {Name: "e"}, {Name: "f"}}
+	six := []WeightedGroup{{"a", 1}, {"b", 1}, {"c", 1}, {"d", 1}, {"e", 1}, {"f", 1}}
+	cases := []struct {
+		name   string
+		action Action
+		proto  string
+		want   string
+	}{
+		{"six groups", Action{WeightedForward: six}, "", "at most 5"},
+		{"weight too high", Action{WeightedForward: []WeightedGroup{{"a", 1000}}}, "", "weight 1000: use 0..999"},
+		{"all weights zero", Action{WeightedForward: []WeightedGroup{{"a", 0}, {"b", 0}}}, "", "every group of the forward has weight 0"},
+		{"group twice", Action{WeightedForward: []WeightedGroup{{"a", 1}, {"a", 2}}}, "", `group "a" twice`},
+		{"unknown group", Action{WeightedForward: []WeightedGroup{{"zz", 1}}}, "", `unknown group "zz"`},
+		{"redirect to itself", Action{Redirect: &Redirect{Status: 301}}, "", "changes nothing"},
+		{"redirect to itself, spelled out", Action{Redirect: &Redirect{Status: 301, Protocol: "HTTP", Path: "/#{path}"}}, "", "changes nothing"},
+		{"redirect status", Action{Redirect: &Redirect{Status: 307, Host: "x"}}, "", "use 301 or 302"},
+		{"redirect https to http", Action{Redirect: &Redirect{Status: 301, Protocol: "HTTP"}}, "https", "HTTPS to HTTP"},
+		{"redirect relative path", Action{Redirect: &Redirect{Status: 301, Path: "x"}}, "", "must start with /"},
+		{"redirect bad protocol", Action{Redirect: &Redirect{Status: 301, Protocol: "ftp"}}, "", `protocol "ftp"`},
+		{"redirect bad port", Action{Redirect: &Redirect{Status: 301, Port: "70000"}}, "", `port "70000"`},
+		{"fixed 3xx", Action{Fixed: &FixedResponse{Status: 302}}, "", "use 2xx, 4xx or 5xx"},
+		{"fixed body too long", Action{Fixed: &FixedResponse{Status: 200, Body: strings.Repeat("x", 1025)}}, "", "1025 bytes: at most 1024"},
+		{"fixed content type", Action{Fixed: &FixedResponse{Status: 200, ContentType: "image/png"}}, "", `content type "image/png"`},
+		{"two actions", Action{Forward: "a", Redirect: &Redirect{Status: 301, Host: "x"}}, "", "only one of them"},
+	}
+	for _, c := range cases {
+		_, _, err := (&Balancer{stats: map[[2]string]*routeStats{}}).compileTest(c.action, c.proto, groups)
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s: err = %v, want it to contain %q", c.name, err, c.want)
+		}
+	}
+	if _, _, err := (&Balancer{stats: map[[2]string]*routeStats{}}).compileTest(Action{Fixed: &FixedResponse{Status: 200, ContentType: "application/json; charset=utf-8", Body: strings.Repeat("x", 1024)}}, "", groups); err != nil {
+		t.Errorf("a 1024-byte JSON fixed response: %v", err)
+	}
+}
+
+// compileTest compiles a as the default action of a listener of protocol proto.
+func (b *Balancer) compileTest(a Action, proto string, gcs []GroupConfig) (*route, map[string]*group, error) {
+	groups := map[string]*group{}
+	for _, gc := range gcs {
+		groups[gc.Name] = &group{name: gc.Name}
+	}
+	rt, err := b.compileRoute(ListenerConfig{Name: "web", Protocol: proto, Default: a}, groups)
+	return rt, groups, err
+}
+
+func TestStickiness(t *testing.T) {
+	a, b := namedRawBackend(t, "a"), namedRawBackend(t, "b")
+	cfg := func(aServing, aDraining bool) Config {
+		return Config{
+			Listeners: []ListenerConfig{{Name: "web", Address: "127.0.0.1:0", Default: Action{Forward: "web"}}},
+			Groups: []GroupConfig{{Name: "web", Stickiness: &Stickiness{Type: StickinessLBCookie, Duration: time.Hour},
+				Targets: []TargetConfig{{ID: "a", Address: a, Serving: aServing, Draining: aDraining}, serving("b", b)}}},
+		}
+	}
+	lb := start(t, cfg(true, false))
+	url := "http://" + lb.Addr("web") + "/"
+	// A first request picks a target and gets a cookie naming it.
+	_, first, h := get(t, http.DefaultClient, url)
+	cookie := h.Get("Set-Cookie")
+	if !strings.HasPrefix(cookie, StickyCookieLB+"=") || !strings.Contains(cookie, "; Expires=") {
+		t.Fatalf("Set-Cookie = %q, want a %s cookie with Expires", cookie, StickyCookieLB)
+	}
+	value := strings.TrimPrefix(strings.SplitN(cookie, ";", 2)[0], StickyCookieLB+"=")
+	for range 20 {
+		if _, body, h := get(t, http.DefaultClient, url, "Cookie", "x=1; "+StickyCookieLB+"="+value); body != first || h.Get("Set-Cookie") == "" {
+			t.Fatalf("a sticky request reached %q (Set-Cookie %q), want %q", body, h.Get("Set-Cookie"), first)
+		}
+	}
+	// A bad cookie picks again: round robin reaches both targets.
+	seen := map[string]bool{}
+	for range 4 {
+		_, body, _ := get(t, http.DefaultClient, url, "Cookie", StickyCookieLB+"=garbage")
+		seen[body] = true
+	}
+	if !seen["a"] || !seen["b"] {
+		t.Errorf("a bad cookie did not pick anew: reached %v", seen)
+	}
+	tokenA := stickyToken("a")
+	// A draining target keeps its sticky clients; new clients go elsewhere.
+	if err := lb.Apply(cfg(false, true)); err != nil {
+		t.Fatal(err)
+	}
+	if _, body, _ := get(t, http.DefaultClient, url, "Cookie", StickyCookieLB+"="+tokenA); body != "a" {
+		t.Errorf("a client stuck to draining target a reached %q", body)
+	}
+	for range 4 {
+		if _, body, _ := get(t, http.DefaultClient, url); body != "b" {
+			t.Errorf("a new client reached %q while a drains", body)
+		}
+	}
+	// An unhealthy (not serving, not draining) target loses its sticky clients.
+	if err := lb.Apply(cfg(false, false)); err != nil {
+		t.Fatal(err)
+	}
+	if _, body, h := get(t, http.DefaultClient, url, "Cookie", StickyCookieLB+"="+tokenA); body != "b" || !strings.HasPrefix(h.Get("Set-Cookie"), StickyCookieLB+"="+stickyToken("b")) {
+		t.Errorf("a client stuck to unavailable target a reached %q with Set-Cookie %q, want b and a new cookie", body, h.Get("Set-Cookie"))
+	}
+}
+
+func TestAppCookieStickiness(t *testing.T) {
+	mk := func(name string) string {
+		s := backend(t, name, func(w http.ResponseWriter, r *http.Request) {
+			if r.URL.Path == "/login" {
+				http.SetCookie(w, &http.Cookie{Name: "SESSION", Value: "s1"})
+			}
+			io.WriteString(w, name)
+		})
+		return addrOf(s)
+	}
+	cfg := Config{
+		Listeners: []ListenerConfig{{Name: "web", Address: "127.0.0.1:0", Default: Action{Forward: "web"}}},
+		Groups: []GroupConfig{{Name: "web", Stickiness: &Stickiness{Type: StickinessAppCookie, Cookie: "SESSION"},
+			Targets: []TargetConfig{serving("a", mk("a")), serving("b", mk("b"))}}},
+	}
+	lb := start(t, cfg)
+	base := "http://" + lb.Addr("web")
+	if _, _, h := get(t, http.DefaultClient, base+"/"); strings.Contains(strings.Join(h.Values("Set-Cookie"), ";"), StickyCookieApp) {
+		t.Errorf("%s set without the application setting its cookie", StickyCookieApp)
+	}
+	_, first, h := get(t, http.DefaultClient, base+"/login")
+	var token string
+	for _, c := range h.Values("Set-Cookie") {
+		if v, ok := strings.CutPrefix(c, StickyCookieApp+"="); ok {
+			token = strings.SplitN(v, ";", 2)[0]
+		}
+	}
+	if token == "" {
+		t.Fatalf("no %s cookie when the application set SESSION: %v", StickyCookieApp, h.Values("Set-Cookie"))
+	}
+	for range 10 {
+		if _, body, _ := get(t, http.DefaultClient, base+"/", "Cookie", "SESSION=s1; "+StickyCookieApp+"="+token); body != first {
+			t.Fatalf("sticky request reached %q, want %q", body, first)
+		}
+	}
+}
+
+func TestStickinessIsChecked(t *testing.T) {
+	cases := []struct {
+		s    Stickiness
+		want string
+	}{
+		{Stickiness{Type: "source_ip"}, `stickiness type "source_ip"`},
+		{Stickiness{Type: StickinessLBCookie, Duration: 8 * 24 * time.Hour}, "use 1s..7d"},
+		{Stickiness{Type: StickinessAppCookie}, "needs the application's cookie name"},
+		{Stickiness{Type: StickinessAppCookie, Cookie: "BERTHLB"}, "needs the application's cookie name"},
+	}
+	for _, c := range cases {
+		err := New(nil).Apply(Config{Groups: []GroupConfig{{Name: "g", Stickiness: &c.s}}})
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%+v: err = %v, want %q", c.s, err, c.want)
+		}
+	}
+}
+
+func TestForwardedForModesAndRequestID(t *testing.T) {
+	seen := make(chan http.Header, 1)
+	be := backend(t, "", func(w http.ResponseWriter, r *http.Request) { seen <- r.Header.Clone() })
+	cases := []struct {
+		mode    string
+		sent    []string
+		wantXFF []string
+		wantID  string // "" : a generated one
+	}{
+		{"", []string{"X-Forwarded-For", "203.0.113.7"}, []string{"203.0.113.7, 127.0.0.1"}, ""},
+		{XFFAppend, nil, []string{"127.0.0.1"}, ""},
+		{XFFPreserve, []string{"X-Forwarded-For", "203.0.113.7", "X-Request-Id", "abc-123"}, []string{"203.0.113.7"}, "abc-123"},
+		{XFFPreserve, nil, nil, ""},
+		{XFFRemove, []string{"X-Forwarded-For", "203.0.113.7", "X-Request-Id", "bad id with spaces"}, nil, ""},
+	}
+	for _, c := range cases {
+		cfg := webConfig(serving("a", addrOf(be)))
+		cfg.Listeners[0].XForwardedFor = c.mode
+		lb := start(t, cfg)
+		get(t, http.DefaultClient, "http://"+lb.Addr("web")+"/", c.sent...)
+		h := <-seen
+		if got := h.Values("X-Forwarded-For"); strings.Join(got, "|") != strings.Join(c.wantXFF, "|") {
+			t.Errorf("mode %q: X-Forwarded-For = %q, want %q", c.mode, got, c.wantXFF)
+		}
+		id := h.Get("X-Request-Id")
+		switch {
+		case c.wantID != "" && id != c.wantID:
+			t.Errorf("mode %q: X-Request-Id = %q, want the client's %q", c.mode, id, c.wantID)
+		case c.wantID == "" && (len(h.Values("X-Request-Id")) != 1 || !validRequestID([]byte(id)) || strings.Contains(id, " ")):
+			t.Errorf("mode %q: X-Request-Id = %q, want one generated", c.mode, h.Values("X-Request-Id"))
+		}
+	}
+}
+
+func TestTooManyForwardedForAndJSONErrors(t *testing.T) {
+	lb := start(t, webConfig())
+	addrs := make([]string, 31)
+	for i := range addrs {
+		addrs[i] = "10.0.0.1"
+	}
+	url := "http://" + lb.Addr("web") + "/"
+	code, body, _ := get(t, http.DefaultClient, url, "X-Forwarded-For", strings.Join(addrs, ","))
+	if code != 463 || !strings.HasPrefix(body, "463 ") {
+		t.Errorf("31 forwarded addresses: %d %q, want 463", code, body)
+	}
+	code, body, h := get(t, http.DefaultClient, url, "Accept", "text/html, application/json;q=0.9")
+	var page struct {
+		Error  string `json:"error"`
+		Status int    `json:"status"`
+	}
+	if err := json.Unmarshal([]byte(body), &page); err != nil || code != 503 || page.Status != 503 || h.Get("Content-Type") != "application/json" {
+		t.Errorf("JSON error page: %d %q %q (%v)", code, h.Get("Content-Type"), body, err)
+	}
+	if code, body, _ := get(t, http.DefaultClient, url, "X-Forwarded-For", strings.Join(addrs[:30], ",")); code != 503 || !strings.HasPrefix(body, "503 ") {
+		t.Errorf("30 forwarded addresses and no target: %d %q, want a text 503", code, body)
+	}
+}
+
+func TestHTTPAccessLog(t *testing.T) {
+	be := namedRawBackend(t, "a")
+	path := filepath.Join(t.TempDir(), "access.log")
+	cfg := webConfig(serving("a", be))
+	cfg.AccessLog = path
+	cfg.Listeners[0].Rules = []Rule{{Priority: 7, Paths: []string{"/old"}, Action: Action{Redirect: &Redirect{Status: 301, Path: "/new"}}}}
+	lb := New(nil)
+	if err := lb.Apply(cfg); err != nil {
+		t.Fatal(err)
+	}
+	client := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	get(t, client, "http://"+lb.Addr("web")+"/x?y=1", "User-Agent", `ua "quoted"`, "X-Request-Id", "req-1")
+	get(t, client, "http://"+lb.Addr("web")+"/old")
+	lb.Shutdown(t.Context())
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(string(data)), "\n")
+	if len(lines) != 2 {
+		t.Fatalf("%d lines, want 2:\n%s", len(lines), data)
+	}
+	var recs [2]map[string]any
+	for i, l := range lines {
+		if err := json.Unmarshal([]byte(l), &recs[i]); err != nil {
+			t.Fatalf("line %q: %v", l, err)
+		}
+	}
+	want := map[string]any{"type": "http", "listener": "web", "client": "127.0.0.1", "target": "a", "target_address": be,
+		"elb_status_code": 200.0, "target_status_code": 200.0, "request": "GET /x?y=1 HTTP/1.1", "user_agent": `ua "quoted"`,
+		"group": "web", "matched_rule_priority": 0.0, "actions_executed": "forward", "request_id": "req-1"}
+	for k, v := range want {
+		if recs[0][k] != v {
+			t.Errorf("forward: %s = %v, want %v", k, recs[0][k], v)
+		}
+	}
+	for _, k := range []string{"request_processing_time", "target_processing_time", "response_processing_time"} {
+		if v, _ := recs[0][k].(float64); v < 0 {
+			t.Errorf("forward: %s = %v, want a time", k, recs[0][k])
+		}
+	}
+	if n, _ := recs[0]["sent_bytes"].(float64); n <= 0 {
+		t.Errorf("sent_bytes = %v", recs[0]["sent_bytes"])
+	}
+	if recs[1]["actions_executed"] != "redirect" || recs[1]["matched_rule_priority"] != 7.0 || !strings.HasSuffix(recs[1]["redirect_url"].(string), "/new") || recs[1]["target_processing_time"] != -1.0 {
+		t.Errorf("redirect record: %v", recs[1])
+	}
+}
