@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -21,6 +20,7 @@ import (
 
 	"github.com/berth-lb/berth/agent/config"
 	"github.com/berth-lb/berth/internal/dockertest"
+	"github.com/berth-lb/berth/internal/freeport"
 	"github.com/berth-lb/berth/internal/loadtest"
 )
 
@@ -33,17 +33,6 @@ type runningAgent struct {
 	stop func()
 }
 
-// freeAddr returns a loopback address with a port free right now.
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
-
 // startAgent runs an agent that reads containers labelled with a prefix unique
 // to this test, so containers of other tests or of the demo never interfere.
 func startAgent(t *testing.T) (*runningAgent, string) {
@@ -51,7 +40,7 @@ func startAgent(t *testing.T) (*runningAgent, string) {
 	suffix := make([]byte, 4)
 	rand.Read(suffix)
 	prefix := "berthtest" + hex.EncodeToString(suffix)
-	web := freeAddr(t)
+	web := freeport.TCP(t)
 	ra := startAgentWith(t, web, fmt.Sprintf(`node: {name: test, advertise: 127.0.0.1}
 docker: {label-prefix: %s, resync: 5s}
 cluster: {enabled: false}
@@ -63,7 +52,7 @@ listeners:
     default: {forward: web}
 groups:
   web: {deregistration-delay: 30s}
-`, prefix, freeAddr(t), web))
+`, prefix, freeport.TCP(t), web))
 	return ra, prefix
 }
 

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/berth-lb/berth/internal/dockertest"
+	"github.com/berth-lb/berth/internal/freeport"
 )
 
 func status(url string) int {
@@ -31,7 +32,7 @@ func status(url string) int {
 func TestConfigReload(t *testing.T) {
 	be := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "static") }))
 	defer be.Close()
-	web, admin := freeAddr(t), freeAddr(t)
+	web, admin := freeport.TCP(t), freeport.TCP(t)
 	base := fmt.Sprintf(`node: {name: test, advertise: 127.0.0.1}
 docker: {enabled: false}
 cluster: {enabled: false}

@@ -14,6 +14,7 @@ import (
 	"github.com/docker/docker/api/types/container"
 
 	"github.com/berth-lb/berth/internal/dockertest"
+	"github.com/berth-lb/berth/internal/freeport"
 	"github.com/berth-lb/berth/internal/loadtest"
 )
 
@@ -23,16 +24,6 @@ import (
 type hostAgent struct {
 	*runningAgent
 	node, ip, prefix, gossip string
-}
-
-func portOn(t *testing.T, ip string) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", ip+":0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
 }
 
 // startHostAgent starts the agent of a host; prefix "" picks a new label prefix.
@@ -60,7 +51,7 @@ listeners:
     default: {forward: web}
 groups:
   web: {deregistration-delay: 30s, connect-timeout: 1s}
-`, node, ip, h.prefix, gossipAddr, joinYAML, portOn(t, ip), web))
+`, node, ip, h.prefix, gossipAddr, joinYAML, freeport.TCP(t, ip), web))
 	return h
 }
 
@@ -71,9 +62,9 @@ func TestFleetInProcess(t *testing.T) {
 	cli := dockertest.Client(t)
 	image := dockertest.BuildImage(t, cli, "github.com/berth-lb/berth/examples/app")
 	// One listener port on both hosts, as in a real fleet: the same config.
-	_, webPort, _ := net.SplitHostPort(portOn(t, "127.0.0.2"))
-	a := startHostAgent(t, "host-a", "127.0.0.2", webPort, portOn(t, "127.0.0.2"), nil, "")
-	b := startHostAgent(t, "host-b", "127.0.0.3", webPort, portOn(t, "127.0.0.3"), []string{a.gossip}, "")
+	_, webPort, _ := net.SplitHostPort(freeport.TCP(t, "127.0.0.2"))
+	a := startHostAgent(t, "host-a", "127.0.0.2", webPort, freeport.TCP(t, "127.0.0.2"), nil, "")
+	b := startHostAgent(t, "host-b", "127.0.0.3", webPort, freeport.TCP(t, "127.0.0.3"), []string{a.gossip}, "")
 	run := func() string {
 		return dockertest.Run(t, cli, dockertest.RunOptions{Image: image, Labels: map[string]string{b.prefix + ".group": "web"},
 			Ports: []string{"8080/tcp"}, HostIP: "0.0.0.0", StopTimeout: 30})

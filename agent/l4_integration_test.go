@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/berth-lb/berth/internal/dockertest"
+	"github.com/berth-lb/berth/internal/freeport"
 	"github.com/docker/docker/api/types/container"
 )
 
@@ -22,7 +23,7 @@ func TestDockerTCPDrain(t *testing.T) {
 	cli := dockertest.Client(t)
 	image := dockertest.BuildImage(t, cli, "github.com/berth-lb/berth/internal/l4echo")
 	prefix := "berthtest" + fmt.Sprint(time.Now().UnixNano()%1e8)
-	addr := freeAddr(t)
+	addr := freeport.TCP(t)
 	ra := startAgentWith(t, addr, fmt.Sprintf(`node: {name: test, advertise: 127.0.0.1}
 docker: {label-prefix: %s, resync: 5s}
 cluster: {enabled: false}
@@ -35,7 +36,7 @@ listeners:
     default: {forward: web}
 groups:
   web: {deregistration-delay: 60s, health: {enabled: false}}
-`, prefix, freeAddr(t), addr))
+`, prefix, freeport.TCP(t), addr))
 	ids := map[string]string{}
 	for _, name := range []string{"one", "two"} {
 		ids[name] = dockertest.Run(t, cli, dockertest.RunOptions{Image: image, Labels: labelled(prefix), Env: []string{"NAME=" + name},
@@ -117,4 +118,52 @@ groups:
 	if err := echo("two", "untouched"); err != nil {
 		t.Errorf("the connection to the other container: %v", err)
 	}
+}
+
+// TestDockerUDPTargets runs two echo containers whose UDP port is named by
+// the port label behind a UDP listener: flows reach both, and each reply
+// comes back to its client.
+func TestDockerUDPTargets(t *testing.T) {
+	cli := dockertest.Client(t)
+	image := dockertest.BuildImage(t, cli, "github.com/berth-lb/berth/internal/l4echo")
+	prefix := "berthtest" + fmt.Sprint(time.Now().UnixNano()%1e8)
+	addr := freeport.UDP(t)
+	startAgentWith(t, freeport.TCP(t), fmt.Sprintf(`node: {name: test, advertise: 127.0.0.1}
+docker: {label-prefix: %s, resync: 5s}
+cluster: {enabled: false}
+admin: {listen: %s}
+log: {access: "off"}
+listeners:
+  - name: dns
+    protocol: udp
+    address: %s
+    default: {forward: web}
+`, prefix, freeport.TCP(t), addr))
+	for _, name := range []string{"one", "two"} {
+		dockertest.Run(t, cli, dockertest.RunOptions{Image: image, Labels: labelled(prefix, "port", "7001/udp"),
+			Env: []string{"NAME=" + name}, Ports: []string{"7001/udp"}})
+	}
+	seen := map[string]bool{}
+	dockertest.Eventually(t, 20*time.Second, func() bool {
+		c, err := net.Dial("udp", addr) // a new client port: a new flow
+		if err != nil {
+			return false
+		}
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(500 * time.Millisecond))
+		if _, err := c.Write([]byte("ping")); err != nil {
+			return false
+		}
+		buf := make([]byte, 64)
+		n, err := c.Read(buf)
+		if err != nil {
+			return false
+		}
+		name, payload, _ := strings.Cut(string(buf[:n]), ":")
+		if payload != "ping" {
+			t.Fatalf("reply %q", buf[:n])
+		}
+		seen[name] = true
+		return len(seen) == 2
+	}, "UDP flows did not reach both containers (seen %v)", seen)
 }

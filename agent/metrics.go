@@ -132,7 +132,7 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 		for reason, n := range l.Errors {
 			ch <- prometheus.MustNewConstMetric(descBalancerErrors, prometheus.CounterValue, float64(n), l.Name, reason.String())
 		}
-		if l.Protocol != balancer.ProtocolHTTP {
+		if l.Protocol != balancer.ProtocolHTTP && l.Protocol != balancer.ProtocolHTTPS {
 			ch <- prometheus.MustNewConstMetric(descListenerBytes, prometheus.CounterValue, float64(l.BytesIn), l.Name, "in")
 			ch <- prometheus.MustNewConstMetric(descListenerBytes, prometheus.CounterValue, float64(l.BytesOut), l.Name, "out")
 		}

@@ -47,6 +47,10 @@ type Balancer struct {
 	shuttingDown atomic.Bool
 	// access is the L4 access log; nil when off.
 	access atomic.Pointer[accessLogger]
+	// certs are the certificate stores of terminating listeners, by listener name.
+	certs map[string]*certStore
+	// upstreams are the HTTP/2 path's transports to targets.
+	upstreams upstreamTransports
 }
 
 // New returns a balancer with no listener; Apply starts them.
@@ -60,6 +64,7 @@ func New(log *slog.Logger) *Balancer {
 		targets:   map[string]*targetState{},
 		hosts:     map[string]*hostHealth{},
 		stats:     map[[2]string]*routeStats{},
+		certs:     map[string]*certStore{},
 	}
 }
 
@@ -72,8 +77,12 @@ type route struct {
 	// scheme is the listener's protocol as clients see it: http or https.
 	scheme string
 	xff    xffMode
-	// tls terminates TLS on a TLS listener with certificates; nil passes it through.
+	// tls terminates TLS on an https listener and a tls listener with
+	// certificates; nil passes TLS through.
 	tls *tls.Config
+	// redirectPort, when not 0, answers every request of an http listener
+	// with a redirect to https on this port.
+	redirectPort int
 }
 
 type action struct {
@@ -104,6 +113,12 @@ type group struct {
 	proxyProtocol   bool
 	// sticky keeps clients on a target by a cookie; nil: no stickiness.
 	sticky *stickiness
+	// slowStart ramps a target's share of new requests up over this window
+	// after it starts serving; 0 gives full share at once.
+	slowStart time.Duration
+	// anomalyMitigation makes weighted_random pick targets with recent
+	// failures less often (with at least anomalyMinTargets targets).
+	anomalyMitigation bool
 	// next is the round-robin cursor. It belongs to this snapshot's group and
 	// restarts with a new snapshot, which only shifts where the rotation begins.
 	next atomic.Uint64
@@ -124,10 +139,16 @@ func (g *group) pick(tried []*targetState, sourceHash uint64) *targetState {
 		t = g.leastOutstanding(tried)
 	case AlgorithmWeightedRandom:
 		t = g.serving[rand.Uint64N(n)]
+		if g.anomalyMitigation || g.slowStart > 0 {
+			t = g.damp(t, func() *targetState { return g.serving[rand.Uint64N(n)] })
+		}
 	case AlgorithmSourceHash:
 		t = g.serving[sourceHash%n]
 	default:
 		t = g.serving[g.next.Add(1)%n]
+		if g.slowStart > 0 {
+			t = g.damp(t, func() *targetState { return g.serving[g.next.Add(1)%n] })
+		}
 	}
 	if len(tried) == 0 && ejectedTargets.Load() == 0 {
 		return t // the fast path: nothing to avoid
@@ -201,20 +222,25 @@ func (b *Balancer) Apply(cfg Config) error {
 	seenTargets := make(map[string]bool)
 	for _, gc := range cfg.Groups {
 		g := &group{
-			name:            gc.Name,
-			algorithm:       gc.Algorithm,
-			connectTimeout:  orDefault(gc.ConnectTimeout, DefaultConnectTimeout),
-			responseTimeout: orDefault(gc.ResponseTimeout, DefaultResponseTimeout),
-			proxyProtocol:   gc.ProxyProtocol,
+			name:              gc.Name,
+			algorithm:         gc.Algorithm,
+			connectTimeout:    orDefault(gc.ConnectTimeout, DefaultConnectTimeout),
+			responseTimeout:   orDefault(gc.ResponseTimeout, DefaultResponseTimeout),
+			proxyProtocol:     gc.ProxyProtocol,
+			slowStart:         gc.SlowStart,
+			anomalyMitigation: gc.AnomalyMitigation,
 		}
 		var weighted []weightedTarget
+		warm := false // a target of the group served before this change
 		for _, tc := range gc.Targets {
 			ts := b.targetState(tc)
 			seenTargets[tc.ID] = true
 			if tc.Serving {
 				weighted = append(weighted, weightedTarget{ts, max(tc.Weight, 1)})
+				warm = warm || ts.serving.Load()
 			}
 		}
+		markJoined(weighted, warm)
 		g.serving = interleave(weighted)
 		for _, w := range weighted {
 			g.distinct = append(g.distinct, w.t)
@@ -227,11 +253,19 @@ func (b *Balancer) Apply(cfg Config) error {
 		groups[gc.Name] = g
 	}
 
+	certs, err := b.certStores(cfg.Listeners)
+	if err != nil {
+		return err
+	}
 	routes := make(map[string]*route, len(cfg.Listeners))
 	for _, lc := range cfg.Listeners {
 		rt, err := b.compileRoute(lc, groups)
 		if err != nil {
+			b.dropNewCertStores(certs)
 			return err
+		}
+		if s := certs[lc.Name]; s != nil {
+			rt.tls = s.serverTLSConfig(alpn(lc.Protocol))
 		}
 		routes[lc.Name] = rt
 	}
@@ -248,8 +282,10 @@ func (b *Balancer) Apply(cfg Config) error {
 		if access != b.access.Load() && access != nil {
 			access.close()
 		}
+		b.dropNewCertStores(certs)
 		return err
 	}
+	b.swapCertStores(certs)
 	if old := b.access.Swap(access); old != access && old != nil {
 		old.close()
 	}
@@ -277,9 +313,11 @@ func (b *Balancer) Apply(cfg Config) error {
 	}
 	for id, t := range b.targets {
 		serving := servingIDs[t]
-		if was := t.serving.Swap(serving); was && !serving {
+		was := t.serving.Swap(serving)
+		if was && !serving {
 			t.closeIdle()
 		}
+
 		if !seenTargets[id] {
 			t.closeIdle()
 			delete(b.targets, id)
@@ -343,14 +381,7 @@ func (b *Balancer) compileRoute(lc ListenerConfig, groups map[string]*group) (*r
 	case ProtocolUDP:
 		idle = DefaultUDPIdleTimeout
 	}
-	rt := &route{idleTimeout: orDefault(lc.IdleTimeout, idle)}
-	if len(lc.Certificates) > 0 {
-		cfg, err := loadCertificates(lc.Certificates)
-		if err != nil {
-			return nil, fmt.Errorf("balancer: listener %s: %w", lc.Name, err)
-		}
-		rt.tls = cfg
-	}
+	rt := &route{idleTimeout: orDefault(lc.IdleTimeout, idle), redirectPort: lc.RedirectToHTTPS}
 	in := make([]rules.Rule, len(lc.Rules))
 	scheme, xff, err := httpPolicies(lc)
 	if err != nil {
@@ -439,6 +470,7 @@ func validate(cfg Config) error {
 		default:
 			errs = append(errs, fmt.Errorf("balancer: group %s: unknown algorithm %q: use %s, %s, %s or %s", g.Name, g.Algorithm, AlgorithmRoundRobin, AlgorithmLeastOutstanding, AlgorithmWeightedRandom, AlgorithmSourceHash))
 		}
+		errs = append(errs, validateRamp(g)...)
 	}
 	return errors.Join(errs...)
 }
@@ -453,7 +485,18 @@ func validateL4(l ListenerConfig) []error {
 	switch l.Protocol {
 	case "", ProtocolHTTP:
 		if len(l.Certificates) > 0 {
-			fail("certificates need protocol tls")
+			fail("certificates need protocol https or tls")
+		}
+		if l.RedirectToHTTPS < 0 || l.RedirectToHTTPS > 65535 {
+			fail("redirect-to-https port %d: use 1..65535", l.RedirectToHTTPS)
+		}
+		return errs
+	case ProtocolHTTPS:
+		if len(l.Certificates) == 0 {
+			fail("an https listener needs at least one certificate")
+		}
+		if l.RedirectToHTTPS != 0 {
+			fail("redirect-to-https belongs on an http listener")
 		}
 		return errs
 	case ProtocolTCP, ProtocolUDP:
@@ -473,7 +516,7 @@ func validateL4(l ListenerConfig) []error {
 			}
 		}
 	default:
-		fail("unknown protocol %q: use %s, %s, %s or %s", l.Protocol, ProtocolHTTP, ProtocolTCP, ProtocolTLS, ProtocolUDP)
+		fail("unknown protocol %q: use %s, %s, %s, %s or %s", l.Protocol, ProtocolHTTP, ProtocolHTTPS, ProtocolTCP, ProtocolTLS, ProtocolUDP)
 	}
 	if l.Default.Fixed != nil {
 		fail("the default action of a %s listener forwards only", l.Protocol)
@@ -636,11 +679,13 @@ func (b *Balancer) Shutdown(ctx context.Context) error {
 	b.mu.Lock()
 	b.closed = true
 	b.shuttingDown.Store(true)
+	b.swapCertStores(nil)
 	ls := make([]*listener, 0, len(b.listeners))
 	for _, l := range b.listeners {
 		ls = append(ls, l)
 		l.close()
 	}
+	b.upstreams.closeIdle()
 	b.mu.Unlock()
 	tick := time.NewTicker(10 * time.Millisecond)
 	defer tick.Stop()

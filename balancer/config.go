@@ -43,6 +43,9 @@ type ListenerConfig struct {
 	// XForwardedFor is what an HTTP listener does with the X-Forwarded-For
 	// header: XFFAppend (the default for ""), XFFPreserve or XFFRemove.
 	XForwardedFor string
+	// RedirectToHTTPS, on an http listener, answers every request with a 301
+	// to the same host, path and query on https at this port; 0 is off.
+	RedirectToHTTPS int
 	// Certificates make a TLS listener terminate TLS: the certificate is chosen
 	// by SNI among them (the first is the fallback). Without them a TLS
 	// listener passes TLS through, routed by SNI, never decrypting.
@@ -64,7 +67,10 @@ const (
 	ProtocolHTTP = "http"
 	ProtocolTCP  = "tcp"
 	ProtocolTLS  = "tls"
-	ProtocolUDP  = "udp"
+	// ProtocolHTTPS terminates TLS (certificates by SNI) and serves HTTP/1.1
+	// and HTTP/2 (ALPN) with the HTTP listener's routing.
+	ProtocolHTTPS = "https"
+	ProtocolUDP   = "udp"
 )
 
 // Certificate is a PEM certificate chain and its private key, by file.
@@ -164,6 +170,14 @@ type GroupConfig struct {
 	// target of this group with a proxy protocol v2 header carrying the
 	// client's and the listener's addresses.
 	ProxyProtocol bool
+	// SlowStart ramps a target's share of new requests linearly from 0 to
+	// its full weight over this window after it starts serving (ALB: 30s to
+	// 900s; 0 is off). Not with AlgorithmLeastOutstanding.
+	SlowStart time.Duration
+	// AnomalyMitigation makes AlgorithmWeightedRandom send less to targets
+	// whose recent answers were 5xx or failed connects, and more again as
+	// they recover; it acts in groups of at least three serving targets.
+	AnomalyMitigation bool
 }
 
 // Stickiness keeps a client's requests on one target of a group.

@@ -3,7 +3,6 @@ package balancer
 import (
 	"crypto/tls"
 	"errors"
-	"fmt"
 	"io"
 	"net"
 	"os"
@@ -288,18 +287,4 @@ func bytesReceived(c *net.TCPConn) uint64 {
 		}
 	})
 	return n
-}
-
-// loadCertificates reads the certificates of a terminating TLS listener; the
-// first is served to clients whose SNI matches none.
-func loadCertificates(certs []Certificate) (*tls.Config, error) {
-	cfg := &tls.Config{MinVersion: tls.VersionTLS12}
-	for _, c := range certs {
-		pair, err := tls.LoadX509KeyPair(c.CertFile, c.KeyFile)
-		if err != nil {
-			return nil, fmt.Errorf("certificate %s: %w", c.CertFile, err)
-		}
-		cfg.Certificates = append(cfg.Certificates, pair)
-	}
-	return cfg, nil
 }

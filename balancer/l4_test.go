@@ -749,7 +749,7 @@ func TestL4ConfigErrors(t *testing.T) {
 		{"tcp rules", ListenerConfig{Protocol: ProtocolTCP, Rules: []Rule{{Priority: 1, Hosts: []string{"a"}, Action: Action{Forward: "app"}}}}, "has no rules"},
 		{"tls path", ListenerConfig{Protocol: ProtocolTLS, Rules: []Rule{{Priority: 1, Paths: []string{"/a"}, Action: Action{Forward: "app"}}}}, "hosts (SNI) only"},
 		{"udp fixed", ListenerConfig{Protocol: ProtocolUDP, Default: Action{Fixed: &FixedResponse{Status: 200}}}, "forwards only"},
-		{"http certs", ListenerConfig{Certificates: []Certificate{{CertFile: "c", KeyFile: "k"}}}, "need protocol tls"},
+		{"http certs", ListenerConfig{Certificates: []Certificate{{CertFile: "c", KeyFile: "k"}}}, "need protocol https or tls"},
 		{"unknown", ListenerConfig{Protocol: "sctp"}, "unknown protocol"},
 	}
 	for _, tt := range tests {

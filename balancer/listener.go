@@ -18,7 +18,9 @@ type listener struct {
 	ln       net.Listener // nil for UDP
 	udp      *udpListener // UDP only
 	port     []byte       // for X-Forwarded-Port
-	route    atomic.Pointer[route]
+	// forwardedProto is X-Forwarded-Proto: http, or https on https listeners.
+	forwardedProto string
+	route          atomic.Pointer[route]
 
 	active atomic.Int64
 	total  atomic.Uint64
@@ -31,11 +33,17 @@ type listener struct {
 	conns map[*clientConn]struct{}
 	// streams are the open L4 connections, for shutdown.
 	streams map[*l4Conn]struct{}
+	// h2conns are the open HTTP/2 client connections, for shutdown.
+	h2conns map[*h2Conn]struct{}
 }
 
 func newListener(b *Balancer, name, address, protocol string, ln net.Listener) *listener {
-	return &listener{b: b, name: name, address: address, protocol: protocol, ln: ln, port: []byte(portOf(ln.Addr())),
-		conns: map[*clientConn]struct{}{}, streams: map[*l4Conn]struct{}{}}
+	proto := "http"
+	if protocol == ProtocolHTTPS {
+		proto = "https"
+	}
+	return &listener{b: b, name: name, address: address, protocol: protocol, ln: ln, port: []byte(portOf(ln.Addr())), forwardedProto: proto,
+		conns: map[*clientConn]struct{}{}, streams: map[*l4Conn]struct{}{}, h2conns: map[*h2Conn]struct{}{}}
 }
 
 // addr is the bound address.
@@ -51,9 +59,12 @@ func (l *listener) acceptLoop() {
 		l.udp.readLoop()
 		return
 	}
-	serve := l.serve
-	if l.protocol == ProtocolTCP || l.protocol == ProtocolTLS {
+	serve := l.serveHTTP
+	switch l.protocol {
+	case ProtocolTCP, ProtocolTLS:
 		serve = l.serveL4
+	case ProtocolHTTPS:
+		serve = l.serveHTTPS
 	}
 	var backoff time.Duration
 	for {
@@ -125,7 +136,12 @@ func (l *listener) closeIdleConns() int {
 			c.conn.SetReadDeadline(time.Now())
 		}
 	}
-	return len(l.conns) + len(l.streams)
+	for c := range l.h2conns {
+		if c.active.Load() == 0 {
+			c.conn.Close()
+		}
+	}
+	return len(l.conns) + len(l.streams) + len(l.h2conns)
 }
 
 func (l *listener) closeAllConns() {
@@ -136,5 +152,8 @@ func (l *listener) closeAllConns() {
 	}
 	for s := range l.streams {
 		s.Close()
+	}
+	for c := range l.h2conns {
+		c.conn.Close()
 	}
 }

@@ -25,6 +25,9 @@ type passiveState struct {
 	ejections    atomic.Int32 // in a row, for the back-off
 	ejectedUntil atomic.Int64 // unix nanoseconds; 0 when never ejected
 	totalEjected atomic.Uint64
+	// anomaly rises with every failure and falls with every success, 0 to
+	// anomalyMaxScore: anomaly mitigation divides the target's share by it.
+	anomaly atomic.Int32
 }
 
 // ejectedTargets counts targets ejected now or recently, across balancers:
@@ -32,6 +35,8 @@ type passiveState struct {
 var ejectedTargets atomic.Int64
 
 func (p *passiveState) succeeded() {
+	for a := p.anomaly.Load(); a > 0 && !p.anomaly.CompareAndSwap(a, a-1); a = p.anomaly.Load() {
+	}
 	if p.consecutive.Load() != 0 {
 		p.consecutive.Store(0)
 	}
@@ -42,6 +47,7 @@ func (p *passiveState) succeeded() {
 
 // failed counts a failure and ejects the target at the threshold.
 func (p *passiveState) failed(now time.Time) {
+	p.raiseAnomaly()
 	if p.consecutive.Add(1) < passiveThreshold {
 		return
 	}
@@ -77,6 +83,7 @@ func (t *targetState) failed(reason ErrorReason) {
 		t.passive.failed(now)
 		return
 	}
+	t.passive.raiseAnomaly()
 	for _, sibling := range t.host.targets() {
 		sibling.passive.eject(now)
 		sibling.closeIdle() // their pooled connections died with the host
@@ -93,4 +100,11 @@ func (h *hostHealth) targets() []*targetState {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	return slices.Clone(h.members)
+}
+
+// raiseAnomaly counts a failure for anomaly mitigation: a few failures weigh
+// more than one success, so a target that fails often loses most of its share.
+func (p *passiveState) raiseAnomaly() {
+	for a := p.anomaly.Load(); a < anomalyMaxScore && !p.anomaly.CompareAndSwap(a, min(a+3, anomalyMaxScore)); a = p.anomaly.Load() {
+	}
 }

@@ -181,6 +181,10 @@ func (c *clientConn) handle(rt *route, start time.Time) bool {
 	c.ex.reset(start)
 	c.requestID()
 	defer c.logRequest(rt)
+	if rt.redirectPort != 0 {
+		c.ex.status = 301
+		return c.redirectToHTTPS(rt, start)
+	}
 	if c.req.forwardedFor > maxForwardedFor {
 		c.ex.status = 463
 		c.answerError(463, ReasonTooManyForwardedFor, false)
@@ -483,7 +487,9 @@ func (c *clientConn) writeRequestHead(w *bufio.Writer, mode xffMode) {
 	}
 	w.WriteString("X-Request-Id: ")
 	w.Write(c.ids.current)
-	w.WriteString("\r\nX-Forwarded-Proto: http\r\nX-Forwarded-Port: ")
+	w.WriteString("\r\nX-Forwarded-Proto: ")
+	w.WriteString(c.l.forwardedProto)
+	w.WriteString("\r\nX-Forwarded-Port: ")
 	w.Write(c.l.port)
 	if h.connUpgrade {
 		w.WriteString("\r\nConnection: Upgrade")

@@ -37,7 +37,10 @@ type targetState struct {
 	// serving is false once the target drains or leaves: pooled connections
 	// are closed instead of being reused.
 	serving atomic.Bool
-	passive passiveState
+	// servingSince is when the target last started serving (unix
+	// nanoseconds), for slow start.
+	servingSince atomic.Int64
+	passive      passiveState
 	// host groups the targets of one address for passive health; it is set
 	// when the state is made and never changes (nor does the address).
 	host *hostHealth

@@ -3,6 +3,7 @@
 #   1. Go benchmarks of the data plane (-benchmem), 5 runs each, medians by benchstat when present.
 #   2. ../shared/bench/vs-peers in http mode: berth beside HAProxy and nginx, one pinned core each;
 #      then in tcp mode (scripts/bench-tcp.sh, its own block of docs/benchmarks.md).
+#      then HTTPS and HTTP/2 beside HAProxy with h2load (scripts/bench-tls.sh).
 #   3. Resident memory of berth with 10,000 idle keep-alive client connections.
 # The figures are written between the bench markers of docs/benchmarks.md.
 set -euo pipefail
@@ -32,6 +33,9 @@ echo "== vs-peers http ($rounds rounds of ${seconds}s)" >&2
 
 echo "== vs-peers tcp" >&2
 scripts/bench-tcp.sh
+
+echo "== https and http/2 (h2load)" >&2
+scripts/bench-tls.sh | tee "$out/tls.txt" >&2
 
 echo "== 10,000 idle client connections" >&2
 freeport() { python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }
@@ -75,6 +79,10 @@ for _ in $(seq 50); do curl -fs -o /dev/null "http://$hap_listen/" && break; sle
   echo "vs-peers, http mode, $rounds rounds of ${seconds}s, medians (\`make bench\`):"
   echo '```'
   cat "$out/vs-peers.txt"
+  echo '```'
+  echo "HTTPS and HTTP/2 beside HAProxy, same certificate and backend (scripts/bench-tls.sh):"
+  echo '```'
+  cat "$out/tls.txt"
   echo '```'
   echo "Memory with idle keep-alive client connections (one request each, then idle), berth:"
   echo '```'

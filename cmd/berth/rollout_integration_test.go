@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -25,6 +24,7 @@ import (
 	"github.com/berth-lb/berth/agent"
 	"github.com/berth-lb/berth/agent/config"
 	"github.com/berth-lb/berth/internal/dockertest"
+	"github.com/berth-lb/berth/internal/freeport"
 	"github.com/berth-lb/berth/internal/loadtest"
 )
 
@@ -56,16 +56,6 @@ type project struct {
 	compose []string
 }
 
-func freePort(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
-
 // newProject starts an agent in-process and a compose project with three
 // replicas of the example app with the given environment.
 func newProject(t *testing.T, env ...string) *project {
@@ -84,8 +74,8 @@ func newProject(t *testing.T, env ...string) *project {
 	if err := os.WriteFile(filepath.Join(p.dir, "compose.yaml"), []byte(composeFile), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	web := freePort(t)
-	p.url, p.admin = "http://"+web, freePort(t)
+	web := freeport.TCP(t)
+	p.url, p.admin = "http://"+web, freeport.TCP(t)
 	cfgFile := filepath.Join(p.dir, "berth.yaml")
 	os.WriteFile(cfgFile, []byte(fmt.Sprintf(`node: {name: test, advertise: 127.0.0.1}
 docker: {label-prefix: berthroll%s, resync: 5s}

@@ -1,6 +1,7 @@
 // Command l4echo is the target of berth's L4 integration tests, run in a
 // container built FROM scratch: on TCP port 7000 it writes its NAME on a line,
-// then echoes every byte. It keeps its connections through SIGTERM, as a
+// then echoes every byte; on UDP port 7001 it answers each datagram with
+// "NAME:" and the datagram. It keeps its connections through SIGTERM, as a
 // database finishing its sessions would, so a test can watch a drain; Docker's
 // SIGKILL at the end of the stop timeout ends it.
 package main
@@ -21,6 +22,20 @@ func main() {
 	if err != nil {
 		log.Fatalf("l4echo: %v", err)
 	}
+	udp, err := net.ListenPacket("udp", ":7001")
+	if err != nil {
+		log.Fatalf("l4echo: %v", err)
+	}
+	go func() {
+		buf := make([]byte, 64<<10)
+		for {
+			n, from, err := udp.ReadFrom(buf)
+			if err != nil {
+				log.Fatalf("l4echo: udp: %v", err)
+			}
+			udp.WriteTo(append([]byte(name+":"), buf[:n]...), from)
+		}
+	}()
 	for {
 		c, err := ln.Accept()
 		if err != nil {

@@ -1,0 +1,89 @@
+package balancer
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"time"
+)
+
+// Slow start limits, as on ALB.
+const (
+	MinSlowStart = 30 * time.Second
+	MaxSlowStart = 900 * time.Second
+)
+
+// anomalyMinTargets is the smallest group in which anomaly mitigation acts:
+// with two targets, shifting weight away from one doubles the other's load.
+const anomalyMinTargets = 3
+
+// anomalyMaxScore caps a target's anomaly score: at most, it is picked about
+// one time in anomalyMaxScore+1 of its normal share.
+const anomalyMaxScore = 15
+
+// damp applies slow start and anomaly mitigation to a picked target: it keeps
+// t with a probability of its current share (the elapsed fraction of its
+// slow start window, divided by one plus its anomaly score) and otherwise
+// lets again pick another candidate, a few times at most, then keeps the last
+// one. Rejection sampling keeps the rotation intact and allocates nothing.
+func (g *group) damp(t *targetState, again func() *targetState) *targetState {
+	now := time.Now().UnixNano()
+	mitigate := g.anomalyMitigation && len(g.distinct) >= anomalyMinTargets
+	for range 2 * len(g.distinct) {
+		if rand.Float64() < g.share(t, now, mitigate) {
+			return t
+		}
+		t = again()
+	}
+	return t
+}
+
+// share is the fraction of its weight a target gets now, 0..1.
+func (g *group) share(t *targetState, now int64, mitigate bool) float64 {
+	s := 1.0
+	if g.slowStart > 0 {
+		if elapsed := now - t.servingSince.Load(); elapsed < int64(g.slowStart) {
+			// A floor keeps a fresh target from being starved to exactly
+			// zero, which would also stall the rejection loop.
+			s = max(float64(elapsed)/float64(g.slowStart), 0.01)
+		}
+	}
+	if mitigate {
+		s /= 1 + float64(t.passive.anomaly.Load())
+	}
+	return s
+}
+
+// validateRamp checks slow start and anomaly mitigation against the group's
+// algorithm.
+func validateRamp(g GroupConfig) []error {
+	var errs []error
+	if g.SlowStart != 0 {
+		if g.SlowStart < MinSlowStart || g.SlowStart > MaxSlowStart {
+			errs = append(errs, fmt.Errorf("balancer: group %s: slow start %s: use %s..%s, or 0 for none", g.Name, g.SlowStart, MinSlowStart, MaxSlowStart))
+		}
+		if g.Algorithm == AlgorithmLeastOutstanding || g.Algorithm == AlgorithmSourceHash {
+			errs = append(errs, fmt.Errorf("balancer: group %s: slow start does not work with %s: use %s or %s", g.Name, g.Algorithm, AlgorithmRoundRobin, AlgorithmWeightedRandom))
+		}
+	}
+	if g.AnomalyMitigation && g.Algorithm != AlgorithmWeightedRandom {
+		errs = append(errs, fmt.Errorf("balancer: group %s: anomaly mitigation needs algorithm %s", g.Name, AlgorithmWeightedRandom))
+	}
+	return errs
+}
+
+// markJoined records when the group's newly serving targets joined, for slow
+// start. As on ALB, targets that join a group with no serving target start
+// at their full share: there is nobody to shift load from.
+func markJoined(serving []weightedTarget, warm bool) {
+	now := time.Now().UnixNano()
+	for _, w := range serving {
+		if w.t.serving.Load() {
+			continue
+		}
+		if warm {
+			w.t.servingSince.Store(now)
+		} else {
+			w.t.servingSince.Store(0)
+		}
+	}
+}

@@ -1,0 +1,83 @@
+#!/usr/bin/env bash
+# bench-tls.sh: HTTPS (HTTP/1.1 over TLS) and HTTP/2 (h2 by ALPN) throughput of berth
+# beside HAProxy, the same certificate (ECDSA P-256), the same backend (bin/example-app),
+# each proxy pinned to core 0 and h2load to core 1. Loopback only. Prints one table;
+# scripts/bench.sh writes it into docs/benchmarks.md.
+#   BENCH_SECONDS (default 6), BENCH_CLIENTS (default 50), BENCH_STREAMS (h2, default 10).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+seconds=${BENCH_SECONDS:-6} clients=${BENCH_CLIENTS:-50} streams=${BENCH_STREAMS:-10}
+out=$(mktemp -d /tmp/berth-bench-tls.XXXXXX)
+pids=""
+trap 'for p in $pids; do kill "$p" 2>/dev/null || true; done; rm -rf "$out"' EXIT
+command -v h2load >/dev/null || apt-get install -y nghttp2-client >/dev/null
+[[ -x bin/berth && -x bin/example-app ]] || make --no-print-directory build >/dev/null
+freeport() { python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }
+pin() { if command -v taskset >/dev/null && (($(nproc) > 1)); then taskset -c "$1" "${@:2}"; else "${@:2}"; fi; }
+
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 -subj /CN=bench.local \
+  -addext subjectAltName=DNS:bench.local -keyout "$out/key.pem" -out "$out/cert.pem" 2>/dev/null
+cat "$out/cert.pem" "$out/key.pem" >"$out/haproxy.pem"
+
+backend=$(freeport)
+PORT=$backend bin/example-app >"$out/backend.log" 2>&1 &
+pids="$pids $!"
+
+berth=127.0.0.1:$(freeport)
+cat >"$out/berth.yaml" <<CONF
+node: {name: bench, advertise: 127.0.0.1}
+docker: {enabled: false}
+cluster: {enabled: false}
+admin: {listen: 127.0.0.1:0}
+log: {access: "off"}
+listeners:
+  - name: secure
+    protocol: https
+    address: $berth
+    certificates: [{cert: $out/cert.pem, key: $out/key.pem}]
+    default: {forward: bench}
+static:
+  bench: [127.0.0.1:$backend]
+CONF
+pin 0 bin/berth agent --config "$out/berth.yaml" --log-level warn >"$out/berth.log" 2>&1 &
+pids="$pids $!"
+
+haproxy=127.0.0.1:$(freeport)
+cat >"$out/haproxy.cfg" <<CONF
+global
+  nbthread 1
+  maxconn 2000
+defaults
+  mode http
+  timeout connect 5s
+  timeout client 60s
+  timeout server 60s
+frontend fe
+  bind $haproxy ssl crt $out/haproxy.pem alpn h2,http/1.1 ssl-min-ver TLSv1.2
+  default_backend be
+backend be
+  http-reuse always
+  server s1 127.0.0.1:$backend
+CONF
+pin 0 haproxy -f "$out/haproxy.cfg" >"$out/haproxy.log" 2>&1 &
+pids="$pids $!"
+
+for addr in "$berth" "$haproxy"; do
+  for _ in $(seq 100); do curl -fsk -o /dev/null "https://$addr/" && break; sleep 0.1; done
+done
+
+# run NAME ADDR MODE: requests/s by h2load (MODE h1: HTTP/1.1 over TLS; h2: HTTP/2).
+run() {
+  local flags=(-c "$clients" -D "$seconds" --warm-up-time 1)
+  if [[ $3 == h1 ]]; then flags+=(--h1); else flags+=(-m "$streams"); fi
+  pin 1 h2load "${flags[@]}" "https://$2/" >"$out/$1-$3.txt" 2>&1
+  awk '/^finished in/ { gsub(",", "", $4); print $4 }' "$out/$1-$3.txt"
+}
+printf '%-8s %-22s %14s %10s\n' proxy protocol 'requests/s' 'vs HAProxy'
+for mode in h1 h2; do
+  b=$(run berth "$berth" "$mode") h=$(run haproxy "$haproxy" "$mode")
+  label=$([[ $mode == h1 ]] && echo "HTTPS (HTTP/1.1, TLS)" || echo "HTTP/2 (TLS, ALPN h2)")
+  printf '%-8s %-22s %14.0f %10s\n' HAProxy "$label" "$h" 1.00x
+  printf '%-8s %-22s %14.0f %9.2fx\n' berth "$label" "$b" "$(echo "$b / $h" | bc -l)"
+done
+echo "h2load -c $clients -D ${seconds}s (HTTP/2: -m $streams streams per connection), one core per proxy"
