@@ -99,12 +99,15 @@ func compile(cfg *config.Config, local discovery.State, remote []discovery.Targe
 				if expired && specs[g].ConnectionTermination && !slices.Contains(d.terminate, t.ID) {
 					d.terminate = append(d.terminate, t.ID)
 				}
-				if obs.inFlight(t.ID) == 0 || expired {
+				// A sticky group keeps a draining target until its delay ends:
+				// its sticky clients may come back with another request.
+				idle := obs.inFlight(t.ID) == 0 && specs[g].Stickiness == nil
+				if idle || expired {
 					continue // drained: removed from routing and from view
 				}
 				d.draining = append(d.draining, t.ID)
 			}
-			members[g] = append(members[g], balancer.TargetConfig{ID: t.ID, Address: t.Address, Serving: state == "healthy", Weight: t.Weight})
+			members[g] = append(members[g], balancer.TargetConfig{ID: t.ID, Address: t.Address, Serving: state == "healthy", Draining: state == "draining", Weight: t.Weight})
 			d.targets = append(d.targets, api.Target{
 				ID: t.ID, Group: g, Node: t.Node, Address: t.Address, LocalOnly: t.LocalOnly,
 				State: state, Reason: reason, Container: t.ContainerName, Source: source,
@@ -119,6 +122,7 @@ func compile(cfg *config.Config, local discovery.State, remote []discovery.Targe
 			Name: name, Targets: members[name], Algorithm: spec.Algorithm,
 			ConnectTimeout: spec.ConnectTimeout, ResponseTimeout: spec.ResponseTimeout,
 			ProxyProtocol: spec.ProxyProtocol == "v2",
+			Stickiness:    stickiness(spec.Stickiness),
 		})
 		states := map[string]int{}
 		for _, t := range d.targets {
@@ -136,13 +140,13 @@ func compile(cfg *config.Config, local discovery.State, remote []discovery.Targe
 	d.rules = map[string][]api.Rule{}
 	labelRules := labelRulesByListener(all, &d)
 	for _, l := range cfg.Listeners {
-		lc := balancer.ListenerConfig{Name: l.Name, Protocol: l.Protocol, Address: l.Address, IdleTimeout: l.IdleTimeout}
+		lc := balancer.ListenerConfig{Name: l.Name, Protocol: l.Protocol, Address: l.Address, IdleTimeout: l.IdleTimeout, XForwardedFor: l.XForwardedFor}
 		for _, c := range l.Certificates {
 			lc.Certificates = append(lc.Certificates, balancer.Certificate{CertFile: c.Cert, KeyFile: c.Key})
 		}
 		taken := map[int]bool{}
 		for _, r := range l.Rules {
-			lc.Rules = append(lc.Rules, balancer.Rule{Priority: r.Priority, Hosts: r.Host, Paths: r.Path, Source: "config", Action: action(r.Action)})
+			lc.Rules = append(lc.Rules, rule(r))
 			taken[r.Priority] = true
 		}
 		for _, r := range labelRules[l.Name] {
@@ -218,6 +222,9 @@ func groupSpecs(cfg *config.Config, targets []discovery.Target, d *desired) map[
 				spec.Algorithm = t.Settings.Algorithm
 			}
 			spec.Health = mergeHealth(spec.Health, t.Settings.Health)
+			if st := t.Settings.Stickiness; st.Type != "" {
+				spec.Stickiness = &config.Stickiness{Type: st.Type, Cookie: st.Cookie, Duration: st.Duration}
+			}
 			specs[name] = spec
 		}
 	}
@@ -227,7 +234,7 @@ func groupSpecs(cfg *config.Config, targets []discovery.Target, d *desired) map[
 func sameSettings(a, b discovery.GroupSettings) bool {
 	sameDelay := (a.DeregistrationDelay == nil) == (b.DeregistrationDelay == nil) &&
 		(a.DeregistrationDelay == nil || *a.DeregistrationDelay == *b.DeregistrationDelay)
-	return sameDelay && a.Algorithm == b.Algorithm && a.Health == b.Health
+	return sameDelay && a.Algorithm == b.Algorithm && a.Health == b.Health && a.Stickiness == b.Stickiness
 }
 
 // labelRulesByListener collects the rules of the containers' labels, once per
@@ -319,21 +326,59 @@ func (d *desired) failOpenWhereNoneHealthy(members map[string][]balancer.TargetC
 	}
 }
 
+// rule is a config file rule for the balancer.
+func rule(r config.Rule) balancer.Rule {
+	br := balancer.Rule{Priority: r.Priority, Hosts: r.Host, Paths: r.Path, Methods: r.Method, SourceIPs: r.SourceIP, Source: "config", Action: action(r.Action)}
+	if len(r.Header) > 0 {
+		br.Headers = map[string][]string(r.Header)
+	}
+	for _, q := range r.Query {
+		br.Queries = append(br.Queries, balancer.QueryCondition{Key: q.Key, Value: q.Value})
+	}
+	return br
+}
+
 func action(a config.Action) balancer.Action {
-	if a.FixedResponse != nil {
+	switch {
+	case a.FixedResponse != nil:
 		f := *a.FixedResponse
 		return balancer.Action{Fixed: &balancer.FixedResponse{Status: f.Status, ContentType: f.ContentType, Body: f.Body}}
+	case a.Redirect != nil:
+		r := *a.Redirect
+		return balancer.Action{Redirect: &balancer.Redirect{Status: r.Status, Protocol: r.Protocol, Host: r.Host, Port: r.Port, Path: r.Path, Query: r.Query}}
+	case len(a.ForwardGroups) > 0:
+		var ws []balancer.WeightedGroup
+		for _, g := range a.ForwardGroups {
+			ws = append(ws, balancer.WeightedGroup{Group: g.Group, Weight: g.Weight})
+		}
+		return balancer.Action{WeightedForward: ws}
 	}
 	return balancer.Action{Forward: a.Forward}
+}
+
+func stickiness(s *config.Stickiness) *balancer.Stickiness {
+	if s == nil {
+		return nil
+	}
+	return &balancer.Stickiness{Type: s.Type, Cookie: s.Cookie, Duration: s.Duration}
 }
 
 func describeAction(a balancer.Action) string {
 	switch {
 	case a.Forward != "":
 		return "forward " + a.Forward
+	case len(a.WeightedForward) > 0:
+		parts := make([]string, len(a.WeightedForward))
+		for i, w := range a.WeightedForward {
+			parts[i] = w.Group + ":" + itoa(w.Weight)
+		}
+		return "forward " + strings.Join(parts, ",")
+	case a.Redirect != nil:
+		return "redirect " + itoa(a.Redirect.Status)
 	case a.Fixed != nil:
 		return "fixed-response " + itoa(a.Fixed.Status)
 	}
+
 	return "fixed-response 404"
 }
 

@@ -50,6 +50,16 @@ type GroupSettings struct {
 	DeregistrationDelay *time.Duration
 	Algorithm           string
 	Health              HealthSettings
+	// Stickiness is the group's cookie stickiness (berth.stickiness,
+	// berth.stickiness.duration); a zero Type: unset.
+	Stickiness StickinessSettings
+}
+
+// StickinessSettings are a group's stickiness as labels declare it.
+type StickinessSettings struct {
+	Type     string // lb_cookie or app_cookie
+	Cookie   string // the application's cookie, for app_cookie
+	Duration time.Duration
 }
 
 // HealthSettings are a group's active health check as labels declare it

@@ -92,6 +92,8 @@ type Listener struct {
 	// TLS through to the targets, routed by SNI.
 	Certificates []Certificate `mapstructure:"certificates"`
 	Rules        []Rule        `mapstructure:"rules"`
+	// XForwardedFor is append (default), preserve or remove.
+	XForwardedFor string `mapstructure:"xff"`
 	// Default is the action when no rule matches; nil answers 404.
 	Default *Action `mapstructure:"default"`
 }
@@ -109,15 +111,55 @@ type Rule struct {
 	// Host holds host patterns (case-insensitive, lower-cased by Load; * and ?).
 	Host []string `mapstructure:"host"`
 	// Path holds path patterns (case-sensitive, start with "/"; * and ?).
-	Path   []string `mapstructure:"path"`
-	Action `mapstructure:",squash"`
+	Path []string `mapstructure:"path"`
+	// Header maps a header name (case-insensitive, no wildcard) to value
+	// patterns (case-insensitive; * and ?); every named header must match.
+	Header HeaderConditions `mapstructure:"header"`
+	// Method holds request methods, exact and case-sensitive.
+	Method []string `mapstructure:"method"`
+	// Query holds key/value patterns of the query string (case-insensitive;
+	// * and ?); a missing key matches any key.
+	Query []QueryCondition `mapstructure:"query"`
+	// SourceIP holds CIDRs the client's TCP address must be in.
+	SourceIP []string `mapstructure:"source-ip"`
+	Action   `mapstructure:",squash"`
+}
+
+// HeaderConditions maps header names to value patterns.
+type HeaderConditions map[string][]string
+
+// QueryCondition is one key/value pattern of a query condition.
+type QueryCondition struct {
+	Key   string `mapstructure:"key"`
+	Value string `mapstructure:"value"`
 }
 
 // Action is what a rule or a listener's default does: exactly one field is set.
 type Action struct {
 	// Forward names the target group to send the request to.
-	Forward       string         `mapstructure:"forward"`
-	FixedResponse *FixedResponse `mapstructure:"fixed-response"`
+	Forward string `mapstructure:"forward"`
+	// ForwardGroups is forward written as a list of weighted groups; the file
+	// spells it forward: [{group: a, weight: 90}, ...].
+	ForwardGroups []WeightedForward `mapstructure:"forward-groups"`
+	Redirect      *Redirect         `mapstructure:"redirect"`
+	FixedResponse *FixedResponse    `mapstructure:"fixed-response"`
+}
+
+// WeightedForward is one group of a weighted forward.
+type WeightedForward struct {
+	Group  string `mapstructure:"group"`
+	Weight int    `mapstructure:"weight"`
+}
+
+// Redirect answers with a 301 or 302 to a URL built from the request's parts;
+// each part may use #{protocol}, #{host}, #{port}, #{path} and #{query}.
+type Redirect struct {
+	Status   int    `mapstructure:"status"`
+	Protocol string `mapstructure:"protocol"`
+	Host     string `mapstructure:"host"`
+	Port     string `mapstructure:"port"`
+	Path     string `mapstructure:"path"`
+	Query    string `mapstructure:"query"`
 }
 
 // FixedResponse answers the request from the balancer itself.
@@ -141,6 +183,19 @@ type Group struct {
 	// ConnectionTermination closes a draining target's open connections when
 	// its deregistration delay ends (NLB's connection_termination).
 	ConnectionTermination bool `mapstructure:"connection-termination"`
+	// Stickiness keeps a client on one target by a cookie; nil: none.
+	Stickiness *Stickiness `mapstructure:"stickiness"`
+}
+
+// Stickiness is a group's cookie stickiness, as on ALB.
+type Stickiness struct {
+	// Type is lb_cookie (the balancer's cookie BERTHLB) or app_cookie
+	// (BERTHAPP, while the application's Cookie is set).
+	Type string `mapstructure:"type"`
+	// Cookie is the application's cookie name, for app_cookie.
+	Cookie string `mapstructure:"cookie"`
+	// Duration of the balancer's cookie: 1s..7d, default 1d.
+	Duration time.Duration `mapstructure:"duration"`
 }
 
 // Health is a group's active health check, with the meaning of an ALB target
@@ -483,9 +538,15 @@ func parseDuration(s string) (time.Duration, error) {
 		}
 		return time.Duration(seconds) * time.Second, nil
 	}
+	if days, ok := strings.CutSuffix(s, "d"); ok {
+		// Whole days, for stickiness durations like 1d or 7d.
+		if n, err := strconv.ParseInt(days, 10, 64); err == nil && n >= 0 && n <= maxSeconds/86400 {
+			return time.Duration(n) * 24 * time.Hour, nil
+		}
+	}
 	d, err := time.ParseDuration(s)
 	if err != nil {
-		return 0, fmt.Errorf("%q is not a duration: write it like 30s, 5m or a number of seconds", s)
+		return 0, fmt.Errorf("%q is not a duration: write it like 30s, 5m, 1d or a number of seconds", s)
 	}
 	return d, nil
 }

@@ -220,7 +220,7 @@ func TestOverrideErrors(t *testing.T) {
 		want  string
 	}{
 		{"env duration", map[string]string{"BERTH_DOCKER_RESYNC": "soon"}, nil,
-			`docker.resync: "soon" is not a duration: write it like 30s, 5m or a number of seconds (set by BERTH_DOCKER_RESYNC)`},
+			`docker.resync: "soon" is not a duration: write it like 30s, 5m, 1d or a number of seconds (set by BERTH_DOCKER_RESYNC)`},
 		{"env bool", map[string]string{"BERTH_DOCKER_ENABLED": "maybe"}, nil,
 			`docker.enabled: "maybe" is not a boolean: write true or false (set by BERTH_DOCKER_ENABLED)`},
 		{"env over a file value", map[string]string{"BERTH_ADMIN_LISTEN": "nowhere"}, nil,

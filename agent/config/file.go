@@ -43,18 +43,7 @@ func (f *fileInfo) line(path string) int {
 // unsupported are keys of the design that berth does not implement yet: naming them
 // beats calling a documented key unknown.
 var unsupported = map[reflect.Type]map[string]string{
-	reflect.TypeOf(Rule{}): {
-		"redirect":  "redirect is not supported yet: use forward or fixed-response",
-		"header":    "header conditions are not supported yet: rules match host and path",
-		"method":    "method conditions are not supported yet: rules match host and path",
-		"query":     "query conditions are not supported yet: rules match host and path",
-		"source-ip": "source-ip conditions are not supported yet: rules match host and path",
-	},
-	reflect.TypeOf(Action{}): {
-		"redirect": "redirect is not supported yet: use forward or fixed-response",
-	},
 	reflect.TypeOf(Group{}): {
-		"stickiness": "stickiness is not supported yet: remove it",
 		"slow-start": "slow-start is not supported yet: remove it",
 	},
 }
@@ -133,7 +122,8 @@ func (w *walker) walk(n *yaml.Node, t reflect.Type, path string) (value any, ok 
 	case reflect.String:
 		if n.Kind != yaml.ScalarNode {
 			if strings.HasSuffix(path, ".forward") && n.Kind == yaml.SequenceNode {
-				w.fail(n, path, "weighted forward is not supported yet: forward to one group")
+				// mapping stores the list under forward-groups.
+				return w.walk(n, reflect.TypeOf([]WeightedForward{}), path)
 			} else {
 				w.fail(n, path, "must be a single value, not a %s", kindName(n))
 			}
@@ -175,6 +165,15 @@ func (w *walker) walk(n *yaml.Node, t reflect.Type, path string) (value any, ok 
 		}
 		return list, true
 	case reflect.Map:
+		if t == reflect.TypeOf(HeaderConditions{}) {
+			return w.mapping(n, path, func(key string, keyNode *yaml.Node) (reflect.Type, bool) {
+				if !headerName.MatchString(key) {
+					w.fail(keyNode, join(path, key), "header name %q: use letters, digits and - (no wildcard; names match case-insensitively)", key)
+					return nil, false
+				}
+				return t.Elem(), true
+			})
+		}
 		return w.mapping(n, path, func(key string, keyNode *yaml.Node) (reflect.Type, bool) {
 			if err := checkName(key); err != nil {
 				w.fail(keyNode, join(path, key), "%v", err)
@@ -229,6 +228,9 @@ func (w *walker) mapping(n *yaml.Node, path string, typeOf func(string, *yaml.No
 		}
 		w.info.lines[p] = keyNode.Line
 		if v, ok := w.walk(valueNode, t, p); ok {
+			if _, list := v.([]any); list && key == "forward" {
+				key = "forward-groups" // a weighted forward
+			}
 			out[key] = v
 		}
 	}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"mime"
 	"net"
+	"net/netip"
 	"net/url"
 	"regexp"
 	"slices"
@@ -20,7 +21,24 @@ var (
 	groupName    = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]*$`)
 	labelPrefix  = regexp.MustCompile(`^[a-z0-9]([a-z0-9.-]*[a-z0-9])?$`)
 	hostPattern  = regexp.MustCompile(`^[a-z0-9.*?-]+$`)
+	headerName   = regexp.MustCompile(`^[A-Za-z0-9_-]{1,40}$`)
+	methodName   = regexp.MustCompile(`^[A-Z_-]{1,40}$`)
 )
+
+// ALB's limits on actions and stickiness.
+const (
+	maxForwardGroups    = 5
+	maxForwardWeight    = 999
+	maxStickiness       = 7 * 24 * time.Hour
+	minStickiness       = time.Second
+	maxConditionPattern = 128
+)
+
+// fixedContentTypes are the content types ALB allows in a fixed response.
+var fixedContentTypes = []string{"text/plain", "text/css", "text/html", "application/javascript", "application/json"}
+
+// xffModes are the X-Forwarded-For modes of an http(s) listener.
+var xffModes = []string{"append", "preserve", "remove"}
 
 // notYet are values of the design that berth does not implement yet.
 var (
@@ -190,6 +208,61 @@ func (v *validation) listeners(listeners []Listener) {
 		if l.Default != nil {
 			v.action(p+".default", *l.Default)
 		}
+		v.httpPolicies(p, l)
+	}
+}
+
+// httpPolicies checks xff and that no redirect turns HTTPS into HTTP.
+func (v *validation) httpPolicies(p string, l Listener) {
+	if l.XForwardedFor != "" && !slices.Contains(xffModes, l.XForwardedFor) {
+		v.add(p+".xff", "unknown mode %q; use %s", l.XForwardedFor, strings.Join(xffModes, ", "))
+	}
+	if l.XForwardedFor != "" && l.Protocol != ProtocolHTTP && l.Protocol != "https" {
+		v.add(p+".xff", "applies to http and https listeners only")
+	}
+	if l.Protocol != "https" {
+		return
+	}
+	for j, r := range l.Rules {
+		if r.Redirect != nil && strings.EqualFold(r.Redirect.Protocol, "http") {
+			v.add(fmt.Sprintf("%s.rules[%d].redirect.protocol", p, j), "an https listener must not redirect to HTTP")
+		}
+	}
+	if l.Default != nil && l.Default.Redirect != nil && strings.EqualFold(l.Default.Redirect.Protocol, "http") {
+		v.add(p+".default.redirect.protocol", "an https listener must not redirect to HTTP")
+	}
+}
+
+// conditions checks a rule's header, method, query and source-ip conditions.
+func (v *validation) conditions(p string, r Rule) {
+	for name, values := range r.Header {
+		hp := p + ".header." + name
+		if len(values) == 0 {
+			v.add(hp, "list at least one value pattern (* matches any value)")
+		}
+		for i, val := range values {
+			if val == "" || len(val) > maxConditionPattern {
+				v.add(fmt.Sprintf("%s[%d]", hp, i), "must be 1..%d characters", maxConditionPattern)
+			}
+		}
+	}
+	for i, m := range r.Method {
+		if !methodName.MatchString(m) {
+			v.add(fmt.Sprintf("%s.method[%d]", p, i), "%q is not a method: use upper case like GET or POST (methods match case-sensitively)", m)
+		}
+	}
+	for i, q := range r.Query {
+		if q.Value == "" {
+			v.add(fmt.Sprintf("%s.query[%d].value", p, i), "is required (* matches any value)")
+		}
+		if len(q.Key) > maxConditionPattern || len(q.Value) > maxConditionPattern {
+			v.add(fmt.Sprintf("%s.query[%d]", p, i), "key and value are at most %d characters", maxConditionPattern)
+		}
+	}
+	for i, cidr := range r.SourceIP {
+		if _, err := netip.ParsePrefix(cidr); err != nil {
+			v.add(fmt.Sprintf("%s.source-ip[%d]", p, i), "%q is not a CIDR like 10.0.0.0/8 or 2001:db8::/32", cidr)
+		}
 	}
 }
 
@@ -217,8 +290,11 @@ func (v *validation) l4(p string, l Listener) {
 		}
 	case ProtocolTLS:
 		for j, r := range l.Rules {
-			if len(r.Path) > 0 {
-				v.add(fmt.Sprintf("%s.rules[%d].path", p, j), "a tls listener routes by SNI: use host only")
+			if len(r.Path) > 0 || len(r.Header) > 0 || len(r.Method) > 0 || len(r.Query) > 0 || len(r.SourceIP) > 0 {
+				v.add(fmt.Sprintf("%s.rules[%d]", p, j), "a tls listener routes by SNI: use host only")
+			}
+			if r.Redirect != nil || len(r.ForwardGroups) > 0 {
+				v.add(fmt.Sprintf("%s.rules[%d]", p, j), "a tls listener forwards to one group")
 			}
 			if r.FixedResponse != nil {
 				v.add(fmt.Sprintf("%s.rules[%d].fixed-response", p, j), "a tls listener only forwards")
@@ -259,8 +335,8 @@ func (v *validation) rule(p string, r Rule) {
 	if r.Priority < 1 || r.Priority > maxPriority {
 		v.add(p+".priority", "%d is out of range: set a priority from 1 to %d (lowest first)", r.Priority, maxPriority)
 	}
-	if len(r.Host) == 0 && len(r.Path) == 0 {
-		v.add(p, "has no condition: set host or path (the listener's default handles everything else)")
+	if len(r.Host) == 0 && len(r.Path) == 0 && len(r.Header) == 0 && len(r.Method) == 0 && len(r.Query) == 0 && len(r.SourceIP) == 0 {
+		v.add(p, "has no condition: set host, path, header, method, query or source-ip (the listener's default handles everything else)")
 	}
 	for i, h := range r.Host {
 		hp := fmt.Sprintf("%s.host[%d]", p, i)
@@ -282,27 +358,38 @@ func (v *validation) rule(p string, r Rule) {
 			v.add(pp, "%q must not contain spaces or #", path)
 		}
 	}
+	v.conditions(p, r)
 	v.action(p, r.Action)
 }
 
 func (v *validation) action(p string, a Action) {
+	set := 0
+	for _, on := range []bool{a.Forward != "" || len(a.ForwardGroups) > 0, a.Redirect != nil, a.FixedResponse != nil} {
+		if on {
+			set++
+		}
+	}
 	switch {
-	case a.Forward == "" && a.FixedResponse == nil:
-		v.add(p, "has no action: set forward (a group) or fixed-response")
-	case a.Forward != "" && a.FixedResponse != nil:
-		v.add(p, "set forward or fixed-response, not both")
+	case set == 0:
+		v.add(p, "has no action: set forward (a group or weighted groups), redirect or fixed-response")
+	case set > 1:
+		v.add(p, "set one of forward, redirect and fixed-response")
 	case a.Forward != "":
 		if err := checkName(a.Forward); err != nil {
 			v.add(p+".forward", "%v", err)
 		}
+	case len(a.ForwardGroups) > 0:
+		v.weightedForward(p+".forward", a.ForwardGroups)
+	case a.Redirect != nil:
+		v.redirect(p+".redirect", *a.Redirect)
 	default:
 		f := a.FixedResponse
 		fp := p + ".fixed-response"
-		if f.Status < 200 || f.Status > 599 {
-			v.add(fp+".status", "%d must be an HTTP status from 200 to 599", f.Status)
+		if f.Status < 200 || f.Status > 599 || f.Status/100 == 3 {
+			v.add(fp+".status", "%d must be a 2xx, 4xx or 5xx status (a redirect action answers 3xx)", f.Status)
 		}
-		if _, _, err := mime.ParseMediaType(f.ContentType); err != nil {
-			v.add(fp+".content-type", "%q is not a media type like text/plain or application/json", f.ContentType)
+		if mt, _, err := mime.ParseMediaType(f.ContentType); err != nil || !slices.Contains(fixedContentTypes, mt) {
+			v.add(fp+".content-type", "%q: use one of %s", f.ContentType, strings.Join(fixedContentTypes, ", "))
 		}
 		if len(f.Body) > maxBodyBytes {
 			v.add(fp+".body", "is %d bytes; the maximum is %d", len(f.Body), maxBodyBytes)
@@ -310,7 +397,75 @@ func (v *validation) action(p string, a Action) {
 	}
 }
 
+func (v *validation) weightedForward(p string, groups []WeightedForward) {
+	if len(groups) > maxForwardGroups {
+		v.add(p, "lists %d groups; at most %d", len(groups), maxForwardGroups)
+	}
+	seen, total := map[string]bool{}, 0
+	for i, g := range groups {
+		gp := fmt.Sprintf("%s[%d]", p, i)
+		if err := checkName(g.Group); err != nil {
+			v.add(gp+".group", "%v", err)
+		} else if seen[g.Group] {
+			v.add(gp+".group", "%q is listed twice", g.Group)
+		}
+		seen[g.Group] = true
+		if g.Weight < 0 || g.Weight > maxForwardWeight {
+			v.add(gp+".weight", "%d is out of range: 0 to %d", g.Weight, maxForwardWeight)
+		}
+		total += g.Weight
+	}
+	if total == 0 {
+		v.add(p, "every weight is 0: give at least one group a weight above 0")
+	}
+}
+
+// redirect checks what ALB checks: 301 or 302, a known protocol, a port, an
+// absolute path, and that the redirect changes something.
+func (v *validation) redirect(p string, r Redirect) {
+	if r.Status != 301 && r.Status != 302 {
+		v.add(p+".status", "%d: use 301 or 302", r.Status)
+	}
+	proto := strings.ToLower(r.Protocol)
+	if proto != "" && proto != "http" && proto != "https" && proto != "#{protocol}" {
+		v.add(p+".protocol", "%q: use HTTP, HTTPS or #{protocol}", r.Protocol)
+	}
+	if r.Port != "" && r.Port != "#{port}" {
+		if n, err := strconv.Atoi(r.Port); err != nil || n < 1 || n > 65535 {
+			v.add(p+".port", "%q: use 1..65535 or #{port}", r.Port)
+		}
+	}
+	if r.Path != "" && !strings.HasPrefix(r.Path, "/") {
+		v.add(p+".path", "%q must start with /", r.Path)
+	}
+	same := func(value, placeholder string) bool { return value == "" || value == placeholder }
+	if same(proto, "#{protocol}") && same(r.Host, "#{host}") && same(r.Port, "#{port}") && same(r.Path, "/#{path}") && same(r.Query, "#{query}") {
+		v.add(p, "changes nothing and would loop: set protocol, host, port, path or query")
+	}
+}
+
+func (v *validation) stickiness(p string, s Stickiness) {
+	switch s.Type {
+	case "lb_cookie":
+		if s.Cookie != "" {
+			v.add(p+".cookie", "belongs to app_cookie; lb_cookie uses the balancer's BERTHLB")
+		}
+	case "app_cookie":
+		if s.Cookie == "" || strings.ContainsAny(s.Cookie, "=;, \t") || strings.HasPrefix(s.Cookie, "BERTH") || strings.HasPrefix(s.Cookie, "AWSALB") {
+			v.add(p+".cookie", "%q: name the application's cookie (not BERTH* or AWSALB*, no = ; , or spaces)", s.Cookie)
+		}
+	default:
+		v.add(p+".type", "%q: use lb_cookie or app_cookie", s.Type)
+	}
+	if s.Duration != 0 && (s.Duration < minStickiness || s.Duration > maxStickiness) {
+		v.add(p+".duration", "%s is out of range: 1s to 7d", formatDuration(s.Duration))
+	}
+}
+
 func (v *validation) group(p, name string, g Group) {
+	if g.Stickiness != nil {
+		v.stickiness(p+".stickiness", *g.Stickiness)
+	}
 	if err := checkName(name); err != nil {
 		v.add(p, "%v", err)
 	}

@@ -157,6 +157,7 @@ func parseSpec(prefix string, labels map[string]string) (Spec, LabelErrors) {
 			DeregistrationDelay: p.deregistrationDelay(),
 			Algorithm:           p.algorithm(),
 			Health:              p.health(),
+			Stickiness:          p.stickiness(),
 		},
 	}
 	spec.Port, spec.Proto = p.port()
@@ -304,6 +305,53 @@ func (p *labelParser) durationLabel(name string, low, high time.Duration) time.D
 		return 0
 	}
 	return d
+}
+
+// stickiness reads P.stickiness (lb_cookie or app_cookie:NAME) and
+// P.stickiness.duration (1s to 7d, also in days like 1d).
+func (p *labelParser) stickiness() discovery.StickinessSettings {
+	var s discovery.StickinessSettings
+	raw, ok := p.lookup("stickiness")
+	rawDuration, hasDuration := p.lookup("stickiness.duration")
+	if !ok {
+		if hasDuration {
+			p.fail("stickiness.duration", rawDuration, p.key("stickiness")+" beside it: lb_cookie or app_cookie:NAME")
+		}
+		return s
+	}
+	kind, cookie, hasCookie := strings.Cut(strings.TrimSpace(raw), ":")
+	switch {
+	case kind == "lb_cookie" && !hasCookie:
+	case kind == "app_cookie" && stickyCookieName.MatchString(cookie) && !strings.HasPrefix(cookie, "BERTH") && !strings.HasPrefix(cookie, "AWSALB"):
+	default:
+		p.fail("stickiness", raw, "lb_cookie or app_cookie:NAME with the application's cookie name (not BERTH* or AWSALB*)")
+		return s
+	}
+	s.Type, s.Cookie = kind, cookie
+	if hasDuration {
+		d, err := parseDays(strings.TrimSpace(rawDuration))
+		if err != nil || d < time.Second || d > 7*24*time.Hour {
+			p.fail("stickiness.duration", rawDuration, "a duration from 1s to 7d (e.g. 1d or 12h)")
+			return discovery.StickinessSettings{}
+		}
+		s.Duration = d
+	}
+	return s
+}
+
+// stickyCookieName is a cookie name an app_cookie label may give.
+var stickyCookieName = regexp.MustCompile(`^[A-Za-z0-9!#$%&'*+.^_|~-]{1,64}$`)
+
+// parseDays is time.ParseDuration that also takes whole days ("7d").
+func parseDays(s string) (time.Duration, error) {
+	if days, ok := strings.CutSuffix(s, "d"); ok {
+		n, err := strconv.Atoi(days)
+		if err != nil || n < 0 || n > 365 {
+			return 0, fmt.Errorf("bad number of days %q", days)
+		}
+		return time.Duration(n) * 24 * time.Hour, nil
+	}
+	return time.ParseDuration(s)
 }
 
 // rule reads P.rule.*. Priority and listener alone declare nothing, so they are an

@@ -103,6 +103,9 @@ func renderSpec(spec Spec, err error) string {
 		b.WriteString("deregistration-delay: unset\n")
 	}
 	fmt.Fprintf(&b, "algorithm: %q\n", spec.Settings.Algorithm)
+	if st := spec.Settings.Stickiness; st.Type != "" {
+		fmt.Fprintf(&b, "stickiness: %s cookie=%q duration=%s\n", st.Type, st.Cookie, st.Duration)
+	}
 	fmt.Fprintf(&b, "health: %+v\n", spec.Settings.Health)
 	if r := spec.Rule; r != nil {
 		fmt.Fprintf(&b, "rule: listener=%s priority=%d hosts=%q paths=%q group=%s\n", r.Listener, r.Priority, r.Hosts, r.Paths, r.Group)
