@@ -187,6 +187,18 @@ func (l *listener) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		act = &rt.actions[i]
 	}
 	switch {
+	case rt.redirectPort != 0:
+		location := "https://" + host
+		if rt.redirectPort != 443 {
+			location += ":" + strconv.Itoa(rt.redirectPort)
+		}
+		location += r.URL.Path
+		if r.URL.RawQuery != "" {
+			location += "?" + r.URL.RawQuery
+		}
+		w.Header().Set("Location", location)
+		w.WriteHeader(http.StatusMovedPermanently)
+		rt.fallback.stats.observe(http.StatusMovedPermanently, time.Since(start))
 	case act.redirect != nil:
 		parts := redirectParts{protocol: []byte(l.forwardedProto), host: []byte(host), port: l.port,
 			path: []byte(strings.TrimPrefix(r.URL.Path, "/")), query: []byte(r.URL.RawQuery)}

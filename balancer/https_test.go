@@ -185,6 +185,18 @@ func TestRedirectToHTTPS(t *testing.T) {
 			t.Errorf("%q: %d Location %q, want %q", tc.raw, resp.StatusCode, resp.Header.Get("Location"), tc.want)
 		}
 	}
+	h2c := &http.Client{Timeout: 5 * time.Second, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+		Transport: &http2.Transport{AllowHTTP: true, DialTLSContext: func(ctx context.Context, network, addr string, _ *tls.Config) (net.Conn, error) {
+			return (&net.Dialer{}).DialContext(ctx, network, addr)
+		}}}
+	resp, err := h2c.Get("http://" + lb.Addr("web") + "/h2?y=2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 301 || !strings.HasSuffix(resp.Header.Get("Location"), ":8443/h2?y=2") {
+		t.Errorf("h2c: %d Location %q", resp.StatusCode, resp.Header.Get("Location"))
+	}
 	bad := webConfig()
 	bad.Listeners[0].Protocol = ProtocolHTTPS
 	if err := New(nil).Apply(bad); err == nil || !strings.Contains(err.Error(), "needs at least one certificate") {

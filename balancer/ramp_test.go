@@ -58,6 +58,20 @@ func TestSlowStartRampsANewTargetsShare(t *testing.T) {
 	}
 }
 
+func TestPickWithSlowStartAndMitigationAllocatesNothing(t *testing.T) {
+	cfg := webConfig(serving("a", "127.0.0.1:1"), serving("b", "127.0.0.1:2"), serving("c", "127.0.0.1:3"))
+	cfg.Groups[0].Algorithm = AlgorithmWeightedRandom
+	cfg.Groups[0].SlowStart = MinSlowStart
+	cfg.Groups[0].AnomalyMitigation = true
+	lb := start(t, cfg)
+	lb.targets["c"].passive.raiseAnomaly()
+	lb.targets["b"].servingSince.Store(time.Now().UnixNano())
+	g := lb.listeners["web"].route.Load().fallback.group
+	if n := testing.AllocsPerRun(1000, func() { g.pick(nil, 0) }); n != 0 {
+		t.Errorf("a pick allocates %.1f times", n)
+	}
+}
+
 func TestSlowStartThroughTheProxy(t *testing.T) {
 	old := backend(t, "old", nil)
 	fresh := backend(t, "new", nil)
