@@ -121,8 +121,10 @@ func compile(cfg *config.Config, local discovery.State, remote []discovery.Targe
 		d.balancer.Groups = append(d.balancer.Groups, balancer.GroupConfig{
 			Name: name, Targets: members[name], Algorithm: spec.Algorithm,
 			ConnectTimeout: spec.ConnectTimeout, ResponseTimeout: spec.ResponseTimeout,
-			ProxyProtocol: spec.ProxyProtocol == "v2",
-			Stickiness:    stickiness(spec.Stickiness),
+			ProxyProtocol:     spec.ProxyProtocol == "v2",
+			SlowStart:         spec.SlowStart,
+			AnomalyMitigation: spec.AnomalyMitigation,
+			Stickiness:        stickiness(spec.Stickiness),
 		})
 		states := map[string]int{}
 		for _, t := range d.targets {
@@ -140,7 +142,7 @@ func compile(cfg *config.Config, local discovery.State, remote []discovery.Targe
 	d.rules = map[string][]api.Rule{}
 	labelRules := labelRulesByListener(all, &d)
 	for _, l := range cfg.Listeners {
-		lc := balancer.ListenerConfig{Name: l.Name, Protocol: l.Protocol, Address: l.Address, IdleTimeout: l.IdleTimeout, XForwardedFor: l.XForwardedFor}
+		lc := balancer.ListenerConfig{Name: l.Name, Protocol: l.Protocol, Address: l.Address, IdleTimeout: l.IdleTimeout, RedirectToHTTPS: l.RedirectToHTTPS, XForwardedFor: l.XForwardedFor}
 		for _, c := range l.Certificates {
 			lc.Certificates = append(lc.Certificates, balancer.Certificate{CertFile: c.Cert, KeyFile: c.Key})
 		}
@@ -221,6 +223,13 @@ func groupSpecs(cfg *config.Config, targets []discovery.Target, d *desired) map[
 			if t.Settings.Algorithm != "" {
 				spec.Algorithm = t.Settings.Algorithm
 			}
+			if t.Settings.SlowStart != 0 {
+				if spec.Algorithm == "least_outstanding_requests" || spec.Algorithm == "source_hash" {
+					d.conflicts = append(d.conflicts, "group "+name+": label slow-start does not work with algorithm "+spec.Algorithm+"; it is ignored")
+				} else {
+					spec.SlowStart = t.Settings.SlowStart
+				}
+			}
 			spec.Health = mergeHealth(spec.Health, t.Settings.Health)
 			if st := t.Settings.Stickiness; st.Type != "" {
 				spec.Stickiness = &config.Stickiness{Type: st.Type, Cookie: st.Cookie, Duration: st.Duration}
@@ -234,7 +243,7 @@ func groupSpecs(cfg *config.Config, targets []discovery.Target, d *desired) map[
 func sameSettings(a, b discovery.GroupSettings) bool {
 	sameDelay := (a.DeregistrationDelay == nil) == (b.DeregistrationDelay == nil) &&
 		(a.DeregistrationDelay == nil || *a.DeregistrationDelay == *b.DeregistrationDelay)
-	return sameDelay && a.Algorithm == b.Algorithm && a.Health == b.Health && a.Stickiness == b.Stickiness
+	return sameDelay && a.Algorithm == b.Algorithm && a.SlowStart == b.SlowStart && a.Health == b.Health && a.Stickiness == b.Stickiness
 }
 
 // labelRulesByListener collects the rules of the containers' labels, once per

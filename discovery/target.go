@@ -49,7 +49,9 @@ type Target struct {
 type GroupSettings struct {
 	DeregistrationDelay *time.Duration
 	Algorithm           string
-	Health              HealthSettings
+	// SlowStart is the group's slow start window (berth.slow-start); 0: unset.
+	SlowStart time.Duration
+	Health    HealthSettings
 	// Stickiness is the group's cookie stickiness (berth.stickiness,
 	// berth.stickiness.duration); a zero Type: unset.
 	Stickiness StickinessSettings

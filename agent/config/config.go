@@ -88,12 +88,16 @@ type Listener struct {
 	Address     string        `mapstructure:"address"`
 	Port        int           `mapstructure:"port"`
 	IdleTimeout time.Duration `mapstructure:"idle-timeout"`
-	// Certificates make a tls listener terminate TLS; without them it passes
-	// TLS through to the targets, routed by SNI.
+	// Certificates are an https listener's (chosen by SNI), and make a tls
+	// listener terminate TLS; without them it passes TLS through to the
+	// targets, routed by SNI.
 	Certificates []Certificate `mapstructure:"certificates"`
-	Rules        []Rule        `mapstructure:"rules"`
 	// XForwardedFor is append (default), preserve or remove.
 	XForwardedFor string `mapstructure:"xff"`
+	// RedirectToHTTPS, on an http listener, answers every request with a 301
+	// to https on this port; 0 is off.
+	RedirectToHTTPS int    `mapstructure:"redirect-to-https"`
+	Rules           []Rule `mapstructure:"rules"`
 	// Default is the action when no rule matches; nil answers 404.
 	Default *Action `mapstructure:"default"`
 }
@@ -183,6 +187,12 @@ type Group struct {
 	// ConnectionTermination closes a draining target's open connections when
 	// its deregistration delay ends (NLB's connection_termination).
 	ConnectionTermination bool `mapstructure:"connection-termination"`
+	// SlowStart ramps a new target's share of requests from 0 to its full
+	// weight over this window (30s..900s; 0 is off).
+	SlowStart time.Duration `mapstructure:"slow-start"`
+	// AnomalyMitigation makes weighted_random send less to targets whose
+	// recent answers were 5xx or failed connects.
+	AnomalyMitigation bool `mapstructure:"anomaly-mitigation"`
 	// Stickiness keeps a client on one target by a cookie; nil: none.
 	Stickiness *Stickiness `mapstructure:"stickiness"`
 }
@@ -238,6 +248,7 @@ func DefaultGroup() Group {
 // Values the balancer supports today; the others of the design are refused by Validate.
 const (
 	ProtocolHTTP        = "http"
+	ProtocolHTTPS       = "https"
 	ProtocolTCP         = "tcp"
 	ProtocolTLS         = "tls"
 	ProtocolUDP         = "udp"

@@ -40,14 +40,6 @@ func (f *fileInfo) line(path string) int {
 	return 0
 }
 
-// unsupported are keys of the design that berth does not implement yet: naming them
-// beats calling a documented key unknown.
-var unsupported = map[reflect.Type]map[string]string{
-	reflect.TypeOf(Group{}): {
-		"slow-start": "slow-start is not supported yet: remove it",
-	},
-}
-
 var yamlLine = regexp.MustCompile(`^yaml: line (\d+): `)
 
 // parseFile reads YAML into the plain map viper merges, keeping only keys Config
@@ -187,12 +179,6 @@ func (w *walker) walk(n *yaml.Node, t reflect.Type, path string) (value any, ok 
 			if ft, ok := fields[key]; ok {
 				return ft, true
 			}
-			for _, owner := range append([]reflect.Type{t}, squashed(t)...) {
-				if msg, ok := unsupported[owner][key]; ok {
-					w.fail(keyNode, join(path, key), "%s", msg)
-					return nil, false
-				}
-			}
 			msg := "unknown key"
 			if near := closest(key, fields); near != "" {
 				msg += "; did you mean " + near + "?"
@@ -274,16 +260,6 @@ func structFields(t reflect.Type) map[string]reflect.Type {
 		fields[tag] = f.Type
 	}
 	return fields
-}
-
-func squashed(t reflect.Type) []reflect.Type {
-	var out []reflect.Type
-	for f := range t.Fields() {
-		if f.Tag.Get("mapstructure") == ",squash" {
-			out = append(out, f.Type)
-		}
-	}
-	return out
 }
 
 func join(path, key string) string {

@@ -40,10 +40,8 @@ var fixedContentTypes = []string{"text/plain", "text/css", "text/html", "applica
 // xffModes are the X-Forwarded-For modes of an http(s) listener.
 var xffModes = []string{"append", "preserve", "remove"}
 
-// notYet are values of the design that berth does not implement yet.
 var (
-	protocolsNotYet = []string{"https"}
-	protocols       = []string{ProtocolHTTP, ProtocolTCP, ProtocolTLS, ProtocolUDP}
+	protocols = []string{ProtocolHTTP, ProtocolHTTPS, ProtocolTCP, ProtocolTLS, ProtocolUDP}
 	// algorithms are ALB's names and source_hash; the balancer implements each.
 	algorithms = []string{AlgorithmRoundRobin, "least_outstanding_requests", "weighted_random", "source_hash"}
 )
@@ -55,6 +53,9 @@ const (
 	maxBodyBytes   = 1024
 	maxDeregDelay  = 3600 * time.Second
 	minIdleTimeout = time.Second
+	// ALB's slow start window.
+	minSlowStart   = 30 * time.Second
+	maxSlowStart   = 900 * time.Second
 	maxIdleTimeout = 4000 * time.Second
 	// maxL4IdleTimeout is NLB's upper bound for TCP.
 	maxL4IdleTimeout = 6000 * time.Second
@@ -181,14 +182,12 @@ func (v *validation) listeners(listeners []Listener) {
 		supported := strings.Join(protocols, ", ")
 		switch {
 		case slices.Contains(protocols, l.Protocol):
-		case slices.Contains(protocolsNotYet, l.Protocol):
-			v.add(p+".protocol", "protocol %s is not supported yet; supported: %s", l.Protocol, supported)
 		default:
 			v.add(p+".protocol", "unknown protocol %q; supported: %s", l.Protocol, supported)
 		}
 		v.listenAddress(p, l, addresses)
 		maxIdle := maxIdleTimeout
-		if l.Protocol != ProtocolHTTP {
+		if l.Protocol != ProtocolHTTP && l.Protocol != ProtocolHTTPS {
 			maxIdle = maxL4IdleTimeout
 		}
 		if l.IdleTimeout < minIdleTimeout || l.IdleTimeout > maxIdle {
@@ -217,10 +216,10 @@ func (v *validation) httpPolicies(p string, l Listener) {
 	if l.XForwardedFor != "" && !slices.Contains(xffModes, l.XForwardedFor) {
 		v.add(p+".xff", "unknown mode %q; use %s", l.XForwardedFor, strings.Join(xffModes, ", "))
 	}
-	if l.XForwardedFor != "" && l.Protocol != ProtocolHTTP && l.Protocol != "https" {
+	if l.XForwardedFor != "" && l.Protocol != ProtocolHTTP && l.Protocol != ProtocolHTTPS {
 		v.add(p+".xff", "applies to http and https listeners only")
 	}
-	if l.Protocol != "https" {
+	if l.Protocol != ProtocolHTTPS {
 		return
 	}
 	for j, r := range l.Rules {
@@ -269,8 +268,17 @@ func (v *validation) conditions(p string, r Rule) {
 // l4 checks what the L4 protocols allow: they only forward; only tls
 // listeners have rules (by SNI: host only) and certificates.
 func (v *validation) l4(p string, l Listener) {
-	if len(l.Certificates) > 0 && l.Protocol != ProtocolTLS {
-		v.add(p+".certificates", "need protocol tls (https is not supported yet)")
+	switch {
+	case len(l.Certificates) > 0 && l.Protocol != ProtocolTLS && l.Protocol != ProtocolHTTPS:
+		v.add(p+".certificates", "need protocol https or tls")
+	case len(l.Certificates) == 0 && l.Protocol == ProtocolHTTPS:
+		v.add(p+".certificates", "an https listener needs at least one: list {cert: PATH, key: PATH}")
+	}
+	switch {
+	case l.RedirectToHTTPS != 0 && l.Protocol != ProtocolHTTP:
+		v.add(p+".redirect-to-https", "belongs on an http listener: it redirects plain HTTP to an https port")
+	case l.RedirectToHTTPS < 0 || l.RedirectToHTTPS > 65535:
+		v.add(p+".redirect-to-https", "%d is not a port: use 1..65535, the port of the https listener", l.RedirectToHTTPS)
 	}
 	for i, c := range l.Certificates {
 		cp := fmt.Sprintf("%s.certificates[%d]", p, i)
@@ -484,6 +492,17 @@ func (v *validation) group(p, name string, g Group) {
 	v.health(p+".health", g.Health)
 	if g.ProxyProtocol != "" && g.ProxyProtocol != "v2" {
 		v.add(p+".proxy-protocol", "%q is not a proxy protocol version: use v2, or leave it out for none", g.ProxyProtocol)
+	}
+	if g.SlowStart != 0 {
+		if g.SlowStart < minSlowStart || g.SlowStart > maxSlowStart {
+			v.add(p+".slow-start", "%s is out of range: %s to %s, or 0 for none", formatDuration(g.SlowStart), formatDuration(minSlowStart), formatDuration(maxSlowStart))
+		}
+		if g.Algorithm == "least_outstanding_requests" || g.Algorithm == "source_hash" {
+			v.add(p+".slow-start", "does not work with algorithm %s: use round_robin or weighted_random", g.Algorithm)
+		}
+	}
+	if g.AnomalyMitigation && g.Algorithm != "weighted_random" {
+		v.add(p+".anomaly-mitigation", "needs algorithm weighted_random (it is %s)", g.Algorithm)
 	}
 }
 

@@ -49,7 +49,8 @@ type Spec struct {
 	Proto string
 	// Weight is P.weight, 1 when not set.
 	Weight int
-	// Settings are the group policies (P.deregistration-delay, P.algorithm, P.health.*).
+	// Settings are the group policies (P.deregistration-delay, P.algorithm,
+	// P.slow-start, P.health.*).
 	Settings discovery.GroupSettings
 	// Rule is the rule declared with P.rule.*, nil when neither host nor path is set.
 	Rule *discovery.Rule
@@ -156,6 +157,7 @@ func parseSpec(prefix string, labels map[string]string) (Spec, LabelErrors) {
 		Settings: discovery.GroupSettings{
 			DeregistrationDelay: p.deregistrationDelay(),
 			Algorithm:           p.algorithm(),
+			SlowStart:           p.durationLabel("slow-start", 30*time.Second, 900*time.Second),
 			Health:              p.health(),
 			Stickiness:          p.stickiness(),
 		},

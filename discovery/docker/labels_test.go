@@ -103,6 +103,7 @@ func renderSpec(spec Spec, err error) string {
 		b.WriteString("deregistration-delay: unset\n")
 	}
 	fmt.Fprintf(&b, "algorithm: %q\n", spec.Settings.Algorithm)
+	fmt.Fprintf(&b, "slow-start: %s\n", spec.Settings.SlowStart)
 	if st := spec.Settings.Stickiness; st.Type != "" {
 		fmt.Fprintf(&b, "stickiness: %s cookie=%q duration=%s\n", st.Type, st.Cookie, st.Duration)
 	}
