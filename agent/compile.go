@@ -360,7 +360,7 @@ func action(a config.Action) balancer.Action {
 		for _, g := range a.ForwardGroups {
 			ws = append(ws, balancer.WeightedGroup{Group: g.Group, Weight: g.Weight})
 		}
-		return balancer.Action{WeightedForward: ws}
+		return balancer.Action{WeightedForward: ws, GroupStickiness: a.ForwardStickiness}
 	}
 	return balancer.Action{Forward: a.Forward}
 }

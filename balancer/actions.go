@@ -16,6 +16,33 @@ type weightedGroup struct {
 	group *group
 	stats *routeStats
 	upTo  int
+	// token names the group in the BERTHTG cookie.
+	token string
+}
+
+// StickyCookieGroup is the cookie of a weighted forward's group stickiness.
+const StickyCookieGroup = "BERTHTG"
+
+// pickStickyGroup chooses the group of a weighted forward for the request in
+// c: the one its BERTHTG cookie names when the action has group stickiness
+// and that group still has a weight, else by weight.
+func (a *action) pickStickyGroup(c *clientConn) *weightedGroup {
+	if a.groupStickiness > 0 {
+		if tok := c.cookie(StickyCookieGroup); tok != nil {
+			for i := range a.weighted {
+				if a.weighted[i].token == bstr(tok) {
+					return &a.weighted[i]
+				}
+			}
+		}
+	}
+	n := rand.IntN(a.totalWeight)
+	for i := range a.weighted {
+		if n < a.weighted[i].upTo {
+			return &a.weighted[i]
+		}
+	}
+	return &a.weighted[len(a.weighted)-1]
 }
 
 // pickGroup chooses the group of a weighted forward for one request.
@@ -33,11 +60,14 @@ func (a *action) pickGroup() (*group, *routeStats) {
 	return last.group, last.stats
 }
 
-func (b *Balancer) compileWeighted(listener string, wf []WeightedGroup, groups map[string]*group) (action, error) {
+func (b *Balancer) compileWeighted(listener string, wf []WeightedGroup, stickiness time.Duration, groups map[string]*group) (action, error) {
 	if len(wf) > MaxForwardGroups {
 		return action{}, fmt.Errorf("forwards to %d groups: at most %d", len(wf), MaxForwardGroups)
 	}
-	var a action
+	if stickiness != 0 && (stickiness < time.Second || stickiness > 7*24*time.Hour) {
+		return action{}, fmt.Errorf("group stickiness %s: use 1s..7d", stickiness)
+	}
+	a := action{groupStickiness: stickiness}
 	seen := map[string]bool{}
 	for _, w := range wf {
 		g, ok := groups[w.Group]
@@ -55,7 +85,7 @@ func (b *Balancer) compileWeighted(listener string, wf []WeightedGroup, groups m
 			continue
 		}
 		a.totalWeight += w.Weight
-		a.weighted = append(a.weighted, weightedGroup{group: g, stats: b.routeStats(listener, w.Group), upTo: a.totalWeight})
+		a.weighted = append(a.weighted, weightedGroup{group: g, stats: b.routeStats(listener, w.Group), upTo: a.totalWeight, token: stickyToken("group:" + w.Group)})
 	}
 	if a.totalWeight == 0 {
 		return action{}, errors.New("every group of the forward has weight 0: give one a weight above 0")

@@ -91,10 +91,12 @@ type action struct {
 	// (group and stats are its first group's).
 	weighted    []weightedGroup
 	totalWeight int
-	redirect    *redirectAction
-	fixed       []byte      // or a complete pre-rendered response
-	stats       *routeStats // counters of this listener and group
-	code        int         // status of the fixed response
+	// groupStickiness keeps a client on its weighted group by BERTHTG; 0: off.
+	groupStickiness time.Duration
+	redirect        *redirectAction
+	fixed           []byte      // or a complete pre-rendered response
+	stats           *routeStats // counters of this listener and group
+	code            int         // status of the fixed response
 	// priority is the rule's, for the access log; 0 for the default action.
 	priority int
 }
@@ -418,8 +420,10 @@ func (b *Balancer) compileAction(listener, scheme string, a Action, groups map[s
 	switch {
 	case set > 1:
 		return action{}, errors.New("an action either forwards, redirects or answers a fixed response, only one of them")
+	case a.GroupStickiness != 0 && len(a.WeightedForward) == 0:
+		return action{}, errors.New("group stickiness needs a weighted forward")
 	case len(a.WeightedForward) > 0:
-		return b.compileWeighted(listener, a.WeightedForward, groups)
+		return b.compileWeighted(listener, a.WeightedForward, a.GroupStickiness, groups)
 	case a.Redirect != nil:
 		ra, err := compileRedirect(a.Redirect, scheme)
 		if err != nil {

@@ -111,6 +111,10 @@ type Action struct {
 	// WeightedForward splits requests among up to MaxForwardGroups groups in
 	// proportion to their weights (0..999), picked per request.
 	WeightedForward []WeightedGroup
+	// GroupStickiness, with WeightedForward, keeps a client on the group it
+	// was first sent to for this long (1s..7d) by the cookie BERTHTG, as
+	// ALB's target group stickiness (AWSALBTG); 0 is off.
+	GroupStickiness time.Duration
 	Redirect        *Redirect
 	Fixed           *FixedResponse
 }

@@ -20,9 +20,12 @@ type exchange struct {
 	target                            *targetState
 	sticky                            *stickiness
 	stickyToken                       string
-	reason                            ErrorReason
-	received, sent                    int64
-	redirectURL                       []byte
+	// groupToken, when set, goes out in BERTHTG for groupStickiness.
+	groupToken      string
+	groupStickiness time.Duration
+	reason          ErrorReason
+	received, sent  int64
+	redirectURL     []byte
 }
 
 func (e *exchange) reset(start time.Time) {
@@ -128,6 +131,9 @@ func (c *clientConn) cookie(name string) []byte {
 // group with a fresh expiry: always for lb_cookie, and for app_cookie when the
 // application sets its cookie in this response.
 func (c *clientConn) writeStickyCookie(w *bufio.Writer) {
+	if c.ex.groupToken != "" {
+		c.writeCookie(w, StickyCookieGroup, c.ex.groupToken, c.ex.groupStickiness)
+	}
 	s := c.ex.sticky
 	if s == nil || c.ex.stickyToken == "" {
 		return
@@ -135,12 +141,17 @@ func (c *clientConn) writeStickyCookie(w *bufio.Writer) {
 	if s.appCookie != "" && !c.responseSetsCookie(s.appCookie) {
 		return
 	}
+	c.writeCookie(w, s.cookie, c.ex.stickyToken, s.duration)
+}
+
+// writeCookie writes a Set-Cookie header line expiring after d.
+func (c *clientConn) writeCookie(w *bufio.Writer, name, value string, d time.Duration) {
 	w.WriteString("Set-Cookie: ")
-	w.WriteString(s.cookie)
+	w.WriteString(name)
 	w.WriteByte('=')
-	w.WriteString(c.ex.stickyToken)
+	w.WriteString(value)
 	w.WriteString("; Expires=")
-	c.buf = time.Now().Add(s.duration).UTC().AppendFormat(c.buf[:0], http.TimeFormat)
+	c.buf = time.Now().Add(d).UTC().AppendFormat(c.buf[:0], http.TimeFormat)
 	w.Write(c.buf)
 	w.WriteString("; Path=/\r\n")
 }

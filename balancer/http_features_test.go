@@ -119,6 +119,35 @@ func TestWeightedForwardSplitsByWeight(t *testing.T) {
 	}
 }
 
+func TestWeightedForwardGroupStickiness(t *testing.T) {
+	a, b := namedRawBackend(t, "a"), namedRawBackend(t, "b")
+	cfg := Config{
+		Listeners: []ListenerConfig{{Name: "web", Address: "127.0.0.1:0", Default: Action{
+			WeightedForward: []WeightedGroup{{Group: "a", Weight: 50}, {Group: "b", Weight: 50}}, GroupStickiness: time.Hour}}},
+		Groups: []GroupConfig{{Name: "a", Targets: []TargetConfig{serving("a", a)}}, {Name: "b", Targets: []TargetConfig{serving("b", b)}}},
+	}
+	lb := start(t, cfg)
+	url := "http://" + lb.Addr("web") + "/"
+	_, first, h := get(t, http.DefaultClient, url)
+	cookie := h.Get("Set-Cookie")
+	if !strings.HasPrefix(cookie, StickyCookieGroup+"=") || !strings.Contains(cookie, "; Expires=") {
+		t.Fatalf("Set-Cookie = %q, want a %s cookie", cookie, StickyCookieGroup)
+	}
+	for range 30 {
+		if _, body, _ := get(t, http.DefaultClient, url, "Cookie", strings.SplitN(cookie, ";", 2)[0]); body != first {
+			t.Fatalf("a request with the group cookie reached group %q, want %q", body, first)
+		}
+	}
+	seen := map[string]bool{}
+	for range 40 {
+		_, body, _ := get(t, http.DefaultClient, url, "Cookie", StickyCookieGroup+"=unknown")
+		seen[body] = true
+	}
+	if !seen["a"] || !seen["b"] {
+		t.Errorf("an unknown group cookie did not pick by weight: reached %v", seen)
+	}
+}
+
 func TestRedirects(t *testing.T) {
 	cases := []struct {
 		name     string
@@ -172,6 +201,7 @@ func TestActionsAreCheckedAsOnALB(t *testing.T) {
 		{"fixed body too long", Action{Fixed: &FixedResponse{Status: 200, Body: strings.Repeat("x", 1025)}}, "", "1025 bytes: at most 1024"},
 		{"fixed content type", Action{Fixed: &FixedResponse{Status: 200, ContentType: "image/png"}}, "", `content type "image/png"`},
 		{"two actions", Action{Forward: "a", Redirect: &Redirect{Status: 301, Host: "x"}}, "", "only one of them"},
+		{"group stickiness too long", Action{WeightedForward: []WeightedGroup{{"a", 1}}, GroupStickiness: 8 * 24 * time.Hour}, "", "group stickiness 192h0m0s: use 1s..7d"},
 	}
 	for _, c := range cases {
 		_, _, err := (&Balancer{stats: map[[2]string]*routeStats{}}).compileTest(c.action, c.proto, groups)

@@ -217,7 +217,14 @@ func (c *clientConn) handle(rt *route, start time.Time) bool {
 			return false
 		}
 	}
-	g, stats := act.pickGroup()
+	g, stats := act.group, act.stats
+	if len(act.weighted) > 0 {
+		wg := act.pickStickyGroup(c)
+		g, stats = wg.group, wg.stats
+		if act.groupStickiness > 0 {
+			c.ex.groupToken, c.ex.groupStickiness = wg.token, act.groupStickiness
+		}
+	}
 	c.ex.group = g.name
 	code, keep := c.forward(g, rt)
 	c.ex.status = code

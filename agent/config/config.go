@@ -145,8 +145,11 @@ type Action struct {
 	// ForwardGroups is forward written as a list of weighted groups; the file
 	// spells it forward: [{group: a, weight: 90}, ...].
 	ForwardGroups []WeightedForward `mapstructure:"forward-groups"`
-	Redirect      *Redirect         `mapstructure:"redirect"`
-	FixedResponse *FixedResponse    `mapstructure:"fixed-response"`
+	// ForwardStickiness keeps a client on the group of a weighted forward it
+	// was first sent to, for this long (1s..7d); 0 is off.
+	ForwardStickiness time.Duration  `mapstructure:"forward-stickiness"`
+	Redirect          *Redirect      `mapstructure:"redirect"`
+	FixedResponse     *FixedResponse `mapstructure:"fixed-response"`
 }
 
 // WeightedForward is one group of a weighted forward.

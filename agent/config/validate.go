@@ -377,6 +377,9 @@ func (v *validation) action(p string, a Action) {
 			set++
 		}
 	}
+	if a.ForwardStickiness != 0 && len(a.ForwardGroups) == 0 {
+		v.add(p+".forward-stickiness", "needs a weighted forward: forward: [{group: a, weight: 90}, ...]")
+	}
 	switch {
 	case set == 0:
 		v.add(p, "has no action: set forward (a group or weighted groups), redirect or fixed-response")
@@ -388,6 +391,9 @@ func (v *validation) action(p string, a Action) {
 		}
 	case len(a.ForwardGroups) > 0:
 		v.weightedForward(p+".forward", a.ForwardGroups)
+		if a.ForwardStickiness != 0 && (a.ForwardStickiness < minStickiness || a.ForwardStickiness > maxStickiness) {
+			v.add(p+".forward-stickiness", "%s is out of range: 1s to 7d", formatDuration(a.ForwardStickiness))
+		}
 	case a.Redirect != nil:
 		v.redirect(p+".redirect", *a.Redirect)
 	default:
