@@ -213,6 +213,12 @@ func (c *clientConn) logRequest(rt *route) {
 	b = appendJSONString(b, bstr(c.req.raw[c.req.first[0].start:c.req.first[2].end]))
 	b = append(b, `,"user_agent":`...)
 	b = appendJSONString(b, bstr(c.req.header(hUserAgent)))
+	if c.tlsProtocol != "" {
+		b = append(b, `,"tls_protocol":`...)
+		b = appendJSONString(b, c.tlsProtocol)
+		b = append(b, `,"tls_cipher":`...)
+		b = appendJSONString(b, c.tlsCipher)
+	}
 	if e.group != "" {
 		b = append(b, `,"group":`...)
 		b = appendJSONString(b, e.group)

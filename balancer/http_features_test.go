@@ -2,6 +2,7 @@ package balancer
 
 import (
 	"bufio"
+	"crypto/tls"
 	"encoding/json"
 	"io"
 	"math"
@@ -437,6 +438,35 @@ func TestHTTPAccessLog(t *testing.T) {
 	}
 	if recs[1]["actions_executed"] != "redirect" || recs[1]["matched_rule_priority"] != 7.0 || !strings.HasSuffix(recs[1]["redirect_url"].(string), "/new") || recs[1]["target_processing_time"] != -1.0 {
 		t.Errorf("redirect record: %v", recs[1])
+	}
+}
+
+func TestHTTPSAccessLogNamesTheTLSSession(t *testing.T) {
+	pki := newTestPKI(t)
+	path := filepath.Join(t.TempDir(), "access.log")
+	cfg := httpsConfig([]Certificate{pki.leaf(t, "one.example.com")}, serving("a", namedRawBackend(t, "a")))
+	cfg.AccessLog = path
+	lb := New(nil)
+	if err := lb.Apply(cfg); err != nil {
+		t.Fatal(err)
+	}
+	client := httpsClient("one.example.com", pki, false)
+	client.Transport.(*http.Transport).TLSClientConfig.MaxVersion = tls.VersionTLS12
+	client.Transport.(*http.Transport).TLSClientConfig.CipherSuites = []uint16{tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256, tls.TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256}
+	if code, _, _ := get(t, client, "https://"+lb.Addr("web")+"/"); code != 200 {
+		t.Fatalf("status %d", code)
+	}
+	lb.Shutdown(t.Context())
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rec map[string]any
+	if err := json.Unmarshal(data, &rec); err != nil {
+		t.Fatalf("%q: %v", data, err)
+	}
+	if rec["type"] != "https" || rec["tls_protocol"] != "TLS 1.2" || !strings.HasPrefix(rec["tls_cipher"].(string), "TLS_ECDHE_") {
+		t.Errorf("record %v: want type https, tls_protocol TLS 1.2 and an ECDHE cipher", rec)
 	}
 }
 

@@ -2,6 +2,7 @@ package balancer
 
 import (
 	"bufio"
+	"crypto/tls"
 	"errors"
 	"io"
 	"net"
@@ -50,6 +51,9 @@ type clientConn struct {
 	ex exchange
 	// buf is scratch reused for redirects and log lines.
 	buf []byte
+	// tlsProtocol and tlsCipher name the TLS session of an https
+	// connection, for the access log; "" on plain HTTP.
+	tlsProtocol, tlsCipher string
 	// idle is true while the connection waits for a request: shutdown may close it.
 	idle atomic.Bool
 
@@ -95,6 +99,10 @@ func (c *clientConn) releaseBuffers() {
 func (c *clientConn) serve() {
 	c.src.conn = c.conn
 	c.sourceAddr = peerAddr(c.clientIP)
+	if tc, ok := c.conn.(*tls.Conn); ok {
+		st := tc.ConnectionState()
+		c.tlsProtocol, c.tlsCipher = tls.VersionName(st.Version), tls.CipherSuiteName(st.CipherSuite)
+	}
 	c.acquireBuffers()
 	defer c.releaseBuffers()
 	for {
