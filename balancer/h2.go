@@ -303,6 +303,9 @@ func (keepOpenBody) Close() error { return nil }
 func (l *listener) tryH2(w http.ResponseWriter, r *http.Request, g *group, t *targetState, transport http.RoundTripper, ip []byte) (int, ErrorReason, bool) {
 	ctx, cancel := context.WithCancel(context.WithValue(r.Context(), connectTimeoutKey{}, g.connectTimeout))
 	defer cancel()
+	ex := &h2Exchange{cancel: cancel}
+	t.trackExchange(ex)
+	defer t.untrackExchange(ex)
 	timedOut := atomic.Bool{}
 	timer := time.AfterFunc(g.connectTimeout+g.responseTimeout, func() { timedOut.Store(true); cancel() })
 	out := r.Clone(ctx)
@@ -383,6 +386,30 @@ func (l *listener) tryH2(w http.ResponseWriter, r *http.Request, g *group, t *ta
 		w.Header()[http.TrailerPrefix+k] = vs
 	}
 	return resp.StatusCode, reasonNone, false
+}
+
+// h2Exchange is an HTTP/2 request in flight to a target, registered with the
+// target so Terminate can abort it (its client stream is reset).
+type h2Exchange struct{ cancel context.CancelFunc }
+
+func (e *h2Exchange) Close() error { e.cancel(); return nil }
+func (e *h2Exchange) terminate()   { e.cancel() }
+
+// trackExchange records ex among the target's streams, without the L4
+// connection counters.
+func (t *targetState) trackExchange(ex *h2Exchange) {
+	t.mu.Lock()
+	if t.streams == nil {
+		t.streams = map[stream]struct{}{}
+	}
+	t.streams[ex] = struct{}{}
+	t.mu.Unlock()
+}
+
+func (t *targetState) untrackExchange(ex *h2Exchange) {
+	t.mu.Lock()
+	delete(t.streams, ex)
+	t.mu.Unlock()
 }
 
 var h2CopyBuffers = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}

@@ -203,3 +203,41 @@ func TestRedirectToHTTPS(t *testing.T) {
 		t.Errorf("https without certificates: %v", err)
 	}
 }
+
+// h2cClient speaks HTTP/2 with prior knowledge over plain TCP.
+func h2cClient() *http.Client {
+	return &http.Client{Timeout: 10 * time.Second, Transport: &http2.Transport{AllowHTTP: true,
+		DialTLSContext: func(ctx context.Context, network, addr string, _ *tls.Config) (net.Conn, error) {
+			return (&net.Dialer{}).DialContext(ctx, network, addr)
+		}}}
+}
+
+func TestHTTP2StreamsEventsAtOnceAndEndsOnTerminate(t *testing.T) {
+	release := make(chan struct{})
+	app := backend(t, "events", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/event-stream")
+		io.WriteString(w, "data: first\n\n")
+		http.NewResponseController(w).Flush()
+		select { // the rest never comes: the stream stays open
+		case <-release:
+		case <-r.Context().Done():
+		}
+	})
+	t.Cleanup(func() { close(release) }) // before the backend's Close, which waits for it
+	lb := start(t, webConfig(serving("sse", addrOf(app))))
+	resp, err := h2cClient().Get("http://" + lb.Addr("web") + "/events")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	line, err := bufio.NewReader(resp.Body).ReadString('\n')
+	if err != nil || line != "data: first\n" {
+		t.Fatalf("the first event did not come at once: %q, %v", line, err)
+	}
+	if n := lb.Terminate("sse"); n != 1 {
+		t.Errorf("Terminate closed %d, want the HTTP/2 stream's 1", n)
+	}
+	if _, err := io.ReadAll(resp.Body); err == nil {
+		t.Error("the stream ended cleanly after Terminate; want it reset")
+	}
+}

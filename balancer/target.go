@@ -60,7 +60,8 @@ type targetState struct {
 	streams map[stream]struct{}
 }
 
-// stream is an open L4 connection or UDP flow.
+// stream is an open L4 connection or UDP flow, or an HTTP/2 request in
+// flight (h2Exchange).
 type stream interface {
 	io.Closer
 	// terminate closes it because its target's deregistration delay ended.
