@@ -68,10 +68,12 @@ func TestHTTPSPicksCertificateBySNIAndSpeaksBothVersions(t *testing.T) {
 			t.Errorf("SNI %s (h2 %v): target saw %q, want %q", tc.name, tc.h2, body, tc.want)
 		}
 	}
-	old := tls.Config{ServerName: "one.example.com", RootCAs: pki.pool, MaxVersion: tls.VersionTLS11}
+	old := tls.Config{ServerName: "one.example.com", RootCAs: pki.pool, MinVersion: tls.VersionTLS10, MaxVersion: tls.VersionTLS11}
 	if c, err := tls.Dial("tcp", lb.Addr("web"), &old); err == nil {
 		c.Close()
 		t.Error("a TLS 1.1 client was accepted")
+	} else if !strings.Contains(err.Error(), "protocol version") {
+		t.Errorf("a TLS 1.1 client: %v, want the server's protocol version alert", err)
 	}
 }
 
