@@ -152,7 +152,7 @@ func compile(cfg *config.Config, local discovery.State, remote []discovery.Targe
 			taken[r.Priority] = true
 		}
 		for _, r := range labelRules[l.Name] {
-			if l.Protocol == config.ProtocolTCP || l.Protocol == config.ProtocolUDP || (l.Protocol == config.ProtocolTLS && len(r.Paths) > 0) {
+			if l.Protocol == config.ProtocolTCP || l.Protocol == config.ProtocolUDP || (l.Protocol == config.ProtocolTLS && len(r.Paths)+len(r.Methods)+len(r.Headers)+len(r.Queries)+len(r.SourceIPs) > 0) {
 				d.conflicts = append(d.conflicts, "listener "+l.Name+": a label rule of group "+r.Group+" does not fit a "+l.Protocol+" listener (tcp and udp have no rules, tls rules match host only); it is ignored")
 				continue
 			}
@@ -161,7 +161,7 @@ func compile(cfg *config.Config, local discovery.State, remote []discovery.Targe
 				continue
 			}
 			taken[r.Priority] = true
-			lc.Rules = append(lc.Rules, balancer.Rule{Priority: r.Priority, Hosts: r.Hosts, Paths: r.Paths, Source: "labels", Action: balancer.Action{Forward: r.Group}})
+			lc.Rules = append(lc.Rules, labelRule(r))
 		}
 		if l.Default != nil {
 			lc.Default = action(*l.Default)
@@ -363,6 +363,16 @@ func action(a config.Action) balancer.Action {
 		return balancer.Action{WeightedForward: ws, GroupStickiness: a.ForwardStickiness}
 	}
 	return balancer.Action{Forward: a.Forward}
+}
+
+// labelRule is a rule of container labels for the balancer.
+func labelRule(r discovery.Rule) balancer.Rule {
+	br := balancer.Rule{Priority: r.Priority, Hosts: r.Hosts, Paths: r.Paths, Methods: r.Methods, Headers: r.Headers, SourceIPs: r.SourceIPs,
+		Source: "labels", Action: balancer.Action{Forward: r.Group}}
+	for _, q := range r.Queries {
+		br.Queries = append(br.Queries, balancer.QueryCondition{Key: q.Key, Value: q.Value})
+	}
+	return br
 }
 
 func stickiness(s *config.Stickiness) *balancer.Stickiness {

@@ -83,7 +83,19 @@ type Rule struct {
 	Priority int
 	Hosts    []string
 	Paths    []string
-	Group    string
+	// Methods, Headers (name to value patterns), Queries and SourceIPs
+	// (CIDRs) are further conditions, AND'd with the host and path.
+	Methods   []string            `json:",omitempty"`
+	Headers   map[string][]string `json:",omitempty"`
+	Queries   []QueryPattern      `json:",omitempty"`
+	SourceIPs []string            `json:",omitempty"`
+	Group     string
+}
+
+// QueryPattern is one key/value pattern of a query-string condition; an
+// empty Key matches any key.
+type QueryPattern struct {
+	Key, Value string
 }
 
 // Skipped is a container that carries the group label but cannot be registered.

@@ -2,6 +2,7 @@ package docker
 
 import (
 	"fmt"
+	"net/netip"
 	"regexp"
 	"slices"
 	"sort"
@@ -364,6 +365,9 @@ func (p *labelParser) rule(groups []string) *discovery.Rule {
 	rawPriority, hasPriority := p.lookup("rule.priority")
 	rawListener, hasListener := p.lookup("rule.listener")
 	if !hasHosts && !hasPaths {
+		for _, name := range p.ruleConditionLabels() {
+			p.fail(name, p.labels[p.key(name)], p.key("rule.host")+" or "+p.key("rule.path")+" beside it: the other conditions refine a host or path rule")
+		}
 		if hasPriority {
 			p.fail("rule.priority", rawPriority, p.key("rule.host")+" or "+p.key("rule.path")+" beside it: a rule needs a condition")
 		}
@@ -382,6 +386,7 @@ func (p *labelParser) rule(groups []string) *discovery.Rule {
 	if hasPaths {
 		rule.Paths = p.patterns("rule.path", rawPaths, validPath, "comma-separated paths starting with /, * and ? allowed, up to 128 characters each (e.g. /api/*,/health)", nil)
 	}
+	p.ruleConditions(rule)
 	if !hasPriority {
 		p.errs = append(p.errs, &LabelError{Label: p.key("rule.priority"), Missing: true,
 			Want: fmt.Sprintf("an integer from %d to %d beside %s or %s: a rule needs a priority (lowest is evaluated first)", minRulePriority, maxRulePriority, p.key("rule.host"), p.key("rule.path"))})
@@ -418,6 +423,84 @@ func (p *labelParser) patterns(name, raw string, valid func(string) bool, want s
 		}
 	}
 	return out
+}
+
+// ruleConditionLabels are the P.rule.method, P.rule.source-ip, P.rule.query
+// and P.rule.header.NAME labels present, sorted, marked as read.
+func (p *labelParser) ruleConditionLabels() []string {
+	var names []string
+	for _, name := range []string{"rule.method", "rule.source-ip", "rule.query"} {
+		if _, ok := p.lookup(name); ok {
+			names = append(names, name)
+		}
+	}
+	headerPrefix := p.key("rule.header.")
+	for key := range p.labels {
+		if strings.HasPrefix(key, headerPrefix) {
+			p.used[key] = true
+			names = append(names, strings.TrimPrefix(key, p.prefix+"."))
+		}
+	}
+	sort.Strings(names)
+	return names
+}
+
+// ruleConditions reads the conditions beside host and path, with ALB's
+// semantics (docs/config.md, rules): methods exact, header and query values
+// case-insensitive patterns, source IPs as CIDRs.
+func (p *labelParser) ruleConditions(rule *discovery.Rule) {
+	for _, name := range p.ruleConditionLabels() {
+		raw := p.labels[p.key(name)]
+		switch {
+		case name == "rule.method":
+			rule.Methods = p.patterns(name, raw, methodPattern.MatchString, "comma-separated methods in upper case, matched exactly (e.g. GET,POST)", nil)
+		case name == "rule.source-ip":
+			rule.SourceIPs = p.patterns(name, raw, validCIDR, "comma-separated CIDRs of the client's address (e.g. 10.0.0.0/8,2001:db8::/32)", nil)
+		case name == "rule.query":
+			for _, pair := range p.patterns(name, raw, validQueryPair, "comma-separated key=value patterns or values, * and ? allowed (e.g. version=v2,debug)", nil) {
+				key, value, hasKey := strings.Cut(pair, "=")
+				if !hasKey {
+					key, value = "", pair
+				}
+				rule.Queries = append(rule.Queries, discovery.QueryPattern{Key: key, Value: value})
+			}
+		default: // rule.header.NAME
+			header := strings.TrimPrefix(name, "rule.header.")
+			if !headerNamePattern.MatchString(header) {
+				p.fail(name, raw, "a header name of letters, digits, - and _ after "+p.key("rule.header.")+" (no wildcard)")
+				continue
+			}
+			values := p.patterns(name, raw, validHeaderValue, "comma-separated value patterns, * and ? allowed, up to 128 characters each", nil)
+			if len(values) > 0 {
+				if rule.Headers == nil {
+					rule.Headers = map[string][]string{}
+				}
+				rule.Headers[header] = values
+			}
+		}
+	}
+}
+
+var (
+	methodPattern     = regexp.MustCompile(`^[A-Z_-]{1,40}$`)
+	headerNamePattern = regexp.MustCompile(`^[A-Za-z0-9_-]{1,40}$`)
+)
+
+func validCIDR(s string) bool {
+	_, err := netip.ParsePrefix(s)
+	return err == nil
+}
+
+func validQueryPair(s string) bool {
+	key, value, hasKey := strings.Cut(s, "=")
+	if !hasKey {
+		value = key
+	}
+	return value != "" && len(s) <= maxPatternLength && !strings.ContainsAny(s, "&#")
+}
+
+func validHeaderValue(s string) bool {
+	return len(s) <= maxPatternLength && !strings.ContainsFunc(s, func(r rune) bool { return r < ' ' || r == 0x7f })
 }
 
 func validHostPattern(host string) bool {

@@ -110,6 +110,9 @@ func renderSpec(spec Spec, err error) string {
 	fmt.Fprintf(&b, "health: %+v\n", spec.Settings.Health)
 	if r := spec.Rule; r != nil {
 		fmt.Fprintf(&b, "rule: listener=%s priority=%d hosts=%q paths=%q group=%s\n", r.Listener, r.Priority, r.Hosts, r.Paths, r.Group)
+		if len(r.Methods)+len(r.Headers)+len(r.Queries)+len(r.SourceIPs) > 0 {
+			fmt.Fprintf(&b, "rule conditions: methods=%q headers=%q queries=%q source-ips=%q\n", r.Methods, r.Headers, r.Queries, r.SourceIPs)
+		}
 	} else {
 		b.WriteString("rule: none\n")
 	}
