@@ -237,7 +237,36 @@ func groupSpecs(cfg *config.Config, targets []discovery.Target, d *desired) map[
 			specs[name] = spec
 		}
 	}
+	// A group a listener forwards to exists before its first target: the
+	// route answers 503 meanwhile, never 404, and the agent starts.
+	for _, name := range forwardedGroups(cfg) {
+		if _, ok := specs[name]; !ok {
+			specs[name] = groupSpec{config.DefaultGroup(), "default"}
+		}
+	}
 	return specs
+}
+
+// forwardedGroups lists the groups the config's listeners forward to.
+func forwardedGroups(cfg *config.Config) []string {
+	var names []string
+	add := func(a config.Action) {
+		if a.Forward != "" {
+			names = append(names, a.Forward)
+		}
+		for _, wf := range a.ForwardGroups {
+			names = append(names, wf.Group)
+		}
+	}
+	for _, l := range cfg.Listeners {
+		for _, r := range l.Rules {
+			add(r.Action)
+		}
+		if l.Default != nil {
+			add(*l.Default)
+		}
+	}
+	return names
 }
 
 func sameSettings(a, b discovery.GroupSettings) bool {
@@ -397,7 +426,6 @@ func describeAction(a balancer.Action) string {
 	case a.Fixed != nil:
 		return "fixed-response " + itoa(a.Fixed.Status)
 	}
-
 	return "fixed-response 404"
 }
 
