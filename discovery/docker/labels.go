@@ -328,18 +328,16 @@ func (p *labelParser) stickiness() discovery.StickinessSettings {
 	case kind == "app_cookie" && stickyCookieName.MatchString(cookie) && !strings.HasPrefix(cookie, "BERTH") && !strings.HasPrefix(cookie, "AWSALB"):
 	default:
 		p.fail("stickiness", raw, "lb_cookie or app_cookie:NAME with the application's cookie name (not BERTH* or AWSALB*)")
-		return s
 	}
 	s.Type, s.Cookie = kind, cookie
 	if hasDuration {
 		d, err := parseDays(strings.TrimSpace(rawDuration))
 		if err != nil || d < time.Second || d > 7*24*time.Hour {
 			p.fail("stickiness.duration", rawDuration, "a duration from 1s to 7d (e.g. 1d or 12h)")
-			return discovery.StickinessSettings{}
 		}
 		s.Duration = d
 	}
-	return s
+	return s // parseSpec drops it when a label failed
 }
 
 // stickyCookieName is a cookie name an app_cookie label may give.
