@@ -194,7 +194,7 @@ func TestActionsAreCheckedAsOnALB(t *testing.T) {
 		{"redirect to itself", Action{Redirect: &Redirect{Status: 301}}, "", "changes nothing"},
 		{"redirect to itself, spelled out", Action{Redirect: &Redirect{Status: 301, Protocol: "HTTP", Path: "/#{path}"}}, "", "changes nothing"},
 		{"redirect status", Action{Redirect: &Redirect{Status: 307, Host: "x"}}, "", "use 301 or 302"},
-		{"redirect https to http", Action{Redirect: &Redirect{Status: 301, Protocol: "HTTP"}}, "https", "HTTPS to HTTP"},
+		{"redirect https to http", Action{Redirect: &Redirect{Status: 301, Protocol: "HTTP"}}, ProtocolHTTPS, "HTTPS to HTTP"},
 		{"redirect relative path", Action{Redirect: &Redirect{Status: 301, Path: "x"}}, "", "must start with /"},
 		{"redirect bad protocol", Action{Redirect: &Redirect{Status: 301, Protocol: "ftp"}}, "", `protocol "ftp"`},
 		{"redirect bad port", Action{Redirect: &Redirect{Status: 301, Port: "70000"}}, "", `port "70000"`},

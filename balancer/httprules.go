@@ -23,7 +23,7 @@ const maxForwardedFor = 30
 // httpPolicies returns the scheme clients use on lc and its X-Forwarded-For mode.
 func httpPolicies(lc ListenerConfig) (string, xffMode, error) {
 	scheme := "http"
-	if lc.Protocol == "https" { // ProtocolHTTPS, which terminates TLS
+	if lc.Protocol == ProtocolHTTPS {
 		scheme = "https"
 	}
 	switch lc.XForwardedFor {
