@@ -331,7 +331,7 @@ func defaults() map[string]any {
 		"cluster.rejoin-grace":    60 * time.Second,
 		"admin.listen":            "127.0.0.1:9900",
 		"admin.token-file":        "",
-		"log.access":              "stdout",
+		"log.access":              "off",
 	}
 }
 
