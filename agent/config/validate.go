@@ -179,11 +179,8 @@ func (v *validation) listeners(listeners []Listener) {
 				names[l.Name] = i
 			}
 		}
-		supported := strings.Join(protocols, ", ")
-		switch {
-		case slices.Contains(protocols, l.Protocol):
-		default:
-			v.add(p+".protocol", "unknown protocol %q; supported: %s", l.Protocol, supported)
+		if !slices.Contains(protocols, l.Protocol) {
+			v.add(p+".protocol", "unknown protocol %q; supported: %s", l.Protocol, strings.Join(protocols, ", "))
 		}
 		v.listenAddress(p, l, addresses)
 		maxIdle := maxIdleTimeout

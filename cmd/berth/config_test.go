@@ -21,7 +21,7 @@ func TestRunConfig(t *testing.T) {
 	good := filepath.Join(dir, "good.yaml")
 	bad := filepath.Join(dir, "bad.yaml")
 	writeConfigFile(t, good, "listeners:\n  - name: web\n    port: 8080\n    default: {forward: web}\n")
-	writeConfigFile(t, bad, "listners: []\nlisteners:\n  - name: web\n    protocol: https\n    port: 80\n    default: {forward: web}\n")
+	writeConfigFile(t, bad, "listners: []\nlisteners:\n  - name: web\n    protocol: quic\n    port: 80\n    default: {forward: web}\n")
 
 	tests := []struct {
 		name       string
@@ -32,7 +32,7 @@ func TestRunConfig(t *testing.T) {
 		{"valid file", []string{"check", good}, good + ": ok\n", ""},
 		{"every problem on its own line", []string{"check", bad},
 			bad + ": listners: unknown key; did you mean listeners? (line 1)\n" +
-				bad + ": listeners[0].protocol: protocol https is not supported yet; supported: http, tcp, tls, udp (line 4)\n",
+				bad + ": listeners[0].protocol: unknown protocol \"quic\"; supported: http, https, tcp, tls, udp (line 4)\n",
 			bad + " has 2 problems; fix them and check again"},
 		{"missing file", []string{"check", filepath.Join(dir, "absent.yaml")}, "", "no such file or directory"},
 		{"no file", []string{"check"}, "", "want 'berth config check FILE'"},
