@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -27,6 +28,12 @@ const handshakeTimeout = 10 * time.Second
 // updated and the idle deadline re-armed: metrics of a long transfer move
 // while it runs, and splice still moves the bytes without copying them.
 const l4Chunk = 4 << 20
+
+// smallCopyBuffer is the read size of a connection's first phase: reads that
+// fill it switch the direction to splice.
+const smallCopyBuffer = 16 << 10
+
+var smallCopyBuffers = sync.Pool{New: func() any { return new([smallCopyBuffer]byte) }}
 
 // errIdle ends a connection on which nothing flowed for the idle timeout.
 var errIdle = errors.New("idle timeout")
@@ -222,9 +229,38 @@ func (c *l4Conn) pipe(idle time.Duration) (in, out int64, err error) {
 func (c *l4Conn) copyHalf(dst, src net.Conn, fromClient bool, idle time.Duration) (int64, error) {
 	var total int64
 	seen := c.activity()
+	bulk := false
+	buf := smallCopyBuffers.Get().(*[smallCopyBuffer]byte)
+	defer func() {
+		if buf != nil {
+			smallCopyBuffers.Put(buf)
+		}
+	}()
 	for {
 		src.SetReadDeadline(time.Now().Add(idle))
-		n, err := io.CopyN(dst, src, l4Chunk)
+		var n int64
+		var err error
+		if bulk {
+			n, err = io.CopyN(dst, src, l4Chunk)
+		} else {
+			// Small messages (a query, a request) go by read and write: one
+			// syscall each way, where splice takes two through its pipe. A read
+			// that fills the buffer means a stream: from then on, splice.
+			var r int
+			r, err = src.Read(buf[:])
+			if r > 0 {
+				w, werr := dst.Write(buf[:r])
+				n = int64(w)
+				if werr != nil && (err == nil || errors.Is(err, io.EOF)) {
+					err = werr
+				}
+			}
+			if r == len(buf) {
+				bulk = true
+				smallCopyBuffers.Put(buf)
+				buf = nil
+			}
+		}
 		total += n
 		c.count(fromClient, n)
 		switch {

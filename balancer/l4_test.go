@@ -234,7 +234,9 @@ func TestTCPProxyingSplices(t *testing.T) {
 	const conns = 3
 	for range conns {
 		c, r, _ := dialName(t, lb.Addr("l4"))
-		echoLine(t, c, r, "warm")
+		// A stream (a read that fills the first-phase buffer, both ways)
+		// switches a connection from read/write to splice.
+		echoLine(t, c, r, strings.Repeat("x", 2*smallCopyBuffer))
 	}
 	want := before + conns*2*2 // per connection, two directions, a pipe of two descriptors each
 	eventually(t, "a splice pipe per direction", func() bool { return pipeFDs(t) >= want })
