@@ -132,6 +132,12 @@ func BenchmarkGossipPropagation(b *testing.B) {
 				start = time.Now()
 				nodes[owner].c.Publish(published[owner], "")
 				drained.add(arrivals(nodes, owner, tg.ID, func(t discovery.Target, ok bool) bool { return ok && t.Draining }, start, 5*time.Second))
+
+				// As in life, a drain ends with the container gone: the target
+				// leaves (not measured), so draining targets do not pile up.
+				published[owner] = published[owner][:len(published[owner])-1]
+				nodes[owner].c.Publish(published[owner], "")
+				arrivals(nodes, owner, tg.ID, func(_ discovery.Target, ok bool) bool { return !ok }, time.Now(), 5*time.Second)
 			}
 			b.StopTimer()
 			added.report(b, "add")

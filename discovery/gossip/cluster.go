@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"log"
 	"log/slog"
+	"maps"
 	"net"
 	"reflect"
 	"strconv"
@@ -705,22 +706,33 @@ func (c *Cluster) report(now time.Time, last map[string]sentReport) {
 			}
 		}
 		prev := last[p.node.Name]
-		if len(p.r.Counts) == 0 && prev.known == p.r.Known && now.Sub(prev.at) < reportRefresh {
-			continue
+		refresh := reportRefresh
+		if len(p.r.Counts) > 0 {
+			refresh = drainReportRefresh // an owner waiting for a drain needs fresh counts
 		}
-		last[p.node.Name] = sentReport{known: p.r.Known, at: now}
+		if prev.known == p.r.Known && maps.Equal(prev.counts, p.r.Counts) && now.Sub(prev.at) < refresh {
+			continue // nothing new, and not due
+		}
+		last[p.node.Name] = sentReport{known: p.r.Known, counts: p.r.Counts, at: now}
 		c.ml.SendBestEffort(&p.node, encode(kindInFlight, p.r))
 	}
 }
 
 // sentReport is the last report sent to one owner.
 type sentReport struct {
-	known uint64
-	at    time.Time
+	known  uint64
+	counts map[string]int64
+	at     time.Time
 }
 
-// reportRefresh repeats an unchanged report, so an owner sees who is alive and in sync.
-const reportRefresh = 2 * time.Second
+// A report goes when it changed; an unchanged one is repeated every
+// reportRefresh so the owner sees who is alive and in sync, and every
+// drainReportRefresh while the owner has draining targets (it counts a
+// report as fresh for reportFresh).
+const (
+	reportRefresh      = 2 * time.Second
+	drainReportRefresh = reportFresh / 2
+)
 
 func (c *Cluster) recordInFlight(r inFlightReport, now time.Time) {
 	c.mu.Lock()
