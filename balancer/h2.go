@@ -86,18 +86,8 @@ type h2ConnKey struct{}
 // knowledge) until it ends.
 func (l *listener) serveH2(conn net.Conn) {
 	hc := &h2Conn{conn: conn}
-	l.mu.Lock()
-	l.h2conns[hc] = struct{}{}
-	l.mu.Unlock()
-	l.active.Add(1)
-	l.total.Add(1)
-	defer func() {
-		conn.Close()
-		l.active.Add(-1)
-		l.mu.Lock()
-		delete(l.h2conns, hc)
-		l.mu.Unlock()
-	}()
+	defer conn.Close()
+	defer track(l, l.h2conns, hc)()
 	srv := &http2.Server{IdleTimeout: l.route.Load().idleTimeout}
 	srv.ServeConn(conn, &http2.ServeConnOpts{
 		Context: context.WithValue(context.Background(), h2ConnKey{}, hc),

@@ -91,18 +91,8 @@ func (l *listener) serve(conn net.Conn) {
 	c := &clientConn{l: l, conn: conn, clientIP: clientIP(conn.RemoteAddr())}
 	c.sourceHash = hashBytes(c.clientIP)
 	c.idle.Store(true)
-	l.mu.Lock()
-	l.conns[c] = struct{}{}
-	l.mu.Unlock()
-	l.active.Add(1)
-	l.total.Add(1)
-	defer func() {
-		conn.Close()
-		l.active.Add(-1)
-		l.mu.Lock()
-		delete(l.conns, c)
-		l.mu.Unlock()
-	}()
+	defer conn.Close()
+	defer track(l, l.conns, c)()
 	c.serve()
 }
 
@@ -155,5 +145,21 @@ func (l *listener) closeAllConns() {
 	}
 	for c := range l.h2conns {
 		c.conn.Close()
+	}
+}
+
+// track counts a client connection as active and keeps it in set (for
+// shutdown and Terminate) until the returned function is called.
+func track[K comparable](l *listener, set map[K]struct{}, k K) (untrack func()) {
+	l.mu.Lock()
+	set[k] = struct{}{}
+	l.mu.Unlock()
+	l.active.Add(1)
+	l.total.Add(1)
+	return func() {
+		l.active.Add(-1)
+		l.mu.Lock()
+		delete(set, k)
+		l.mu.Unlock()
 	}
 }
