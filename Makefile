@@ -59,9 +59,9 @@ AGENT_CONTAINER_FILTER := -f label=com.docker.compose.project=berth-demo -f labe
 
 run: image
 	$(DEMO) up -d --scale web=3
-	@echo "waiting for the agent's admin API on $(ADMIN_URL)/healthz"
+	@echo "waiting until the agent ($(ADMIN_URL)) routes to the three replicas"
 	@for _ in $$(seq $$(( $(DEMO_WAIT_SECONDS) * 5 ))); do \
-		if curl -fs -o /dev/null --max-time 1 $(ADMIN_URL)/healthz; then \
+		if [ "$$(curl -fs --max-time 1 $(ADMIN_URL)/api/v1/targets 2>/dev/null | grep -c '"state": "healthy"')" -ge 3 ]; then \
 			echo; \
 			echo "berth is up with three web replicas."; \
 			echo "try:    curl http://127.0.0.1:8000/   (repeat to see the replicas take turns)"; \
@@ -77,7 +77,7 @@ run: image
 		fi; \
 		sleep 0.2; \
 	done; \
-	echo "the agent did not answer on $(ADMIN_URL)/healthz within $(DEMO_WAIT_SECONDS)s; its log:" >&2; \
+	echo "the agent did not route to three healthy replicas within $(DEMO_WAIT_SECONDS)s (see bin/berth targets); its log:" >&2; \
 	$(DEMO) logs --no-color --tail 30 berth >&2; \
 	exit 1
 
