@@ -381,46 +381,11 @@ func TestShutdownWaitsForInFlight(t *testing.T) {
 	}
 }
 
-// rawBackend answers every request head with a fixed small response, with no
-// allocation per request, so the benchmark's allocations are the balancer's.
-func rawBackend(b *testing.B) string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { ln.Close() })
-	resp := []byte("HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nok\n")
-	go func() {
-		for {
-			conn, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer conn.Close()
-				br := bufio.NewReader(conn)
-				for {
-					line, err := br.ReadSlice('\n')
-					if err != nil {
-						return
-					}
-					if len(line) <= 2 { // the empty line ends the head
-						if _, err := conn.Write(resp); err != nil {
-							return
-						}
-					}
-				}
-			}()
-		}
-	}()
-	return ln.Addr().String()
-}
-
 // BenchmarkProxyKeepAlive sends one request at a time on one keep-alive
 // connection through the balancer to a raw backend: ns/op is a round trip's
 // latency, allocs/op the balancer's own allocations per request.
 func BenchmarkProxyKeepAlive(b *testing.B) {
-	lb := start(b, webConfig(serving("a", rawBackend(b))))
+	lb := start(b, webConfig(serving("a", namedRawBackend(b, "ok\n"))))
 	conn, err := net.Dial("tcp", lb.Addr("web"))
 	if err != nil {
 		b.Fatal(err)

@@ -40,6 +40,7 @@ import (
 	"github.com/docker/go-connections/nat"
 
 	"github.com/berth-lb/berth/internal/dockertest"
+	"github.com/berth-lb/berth/internal/fleettest/loadreport"
 )
 
 // Label is set, with the run ID as value, on every container the harness runs.
@@ -520,27 +521,11 @@ type LoadOptions struct {
 	Timeout time.Duration
 }
 
-// LoadResult is what the load client saw. Times are Unix nanoseconds.
-type LoadResult struct {
-	OK               int            `json:"ok"`
-	Failed           int            `json:"failed"`
-	Answers          map[string]int `json:"answers"`
-	Failures         []LoadFailure  `json:"failures"`
-	FirstFailureSent int64          `json:"first_failure_sent"`
-	LastFailureSent  int64          `json:"last_failure_sent"`
-	// FirstFailureEnded is when the earliest failure was seen: a request
-	// sent before an event may fail because of it.
-	FirstFailureEnded int64 `json:"first_failure_ended"`
-	Started           int64 `json:"started"`
-	Finished          int64 `json:"finished"`
-}
-
-// LoadFailure is one failed request.
-type LoadFailure struct {
-	Sent  int64  `json:"sent"`
-	Ended int64  `json:"ended"`
-	Error string `json:"error"`
-}
+// LoadResult is what the load client saw; LoadFailure one failed request.
+type (
+	LoadResult  = loadreport.Result
+	LoadFailure = loadreport.Failure
+)
 
 // Load runs the load client inside host i's namespace and waits for its result.
 func (f *Fleet) Load(i int, opts LoadOptions) (LoadResult, error) {

@@ -21,35 +21,9 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/berth-lb/berth/internal/fleettest/loadreport"
 )
-
-// Result is the JSON loadclient prints. Times are Unix nanoseconds, so the
-// caller, on the same machine, can compare them with its own clock.
-type Result struct {
-	OK     int `json:"ok"`
-	Failed int `json:"failed"`
-	// Answers counts the 200 answers by the first word of their body (the
-	// example app's replica name).
-	Answers map[string]int `json:"answers"`
-	// Failures holds the first maxFailures failed requests, in send order.
-	Failures []Failure `json:"failures"`
-	// FirstFailureSent and LastFailureSent are the send times of the earliest
-	// and latest failed requests over all of them; zero when none failed.
-	FirstFailureSent int64 `json:"first_failure_sent"`
-	LastFailureSent  int64 `json:"last_failure_sent"`
-	// FirstFailureEnded is when the earliest failure was seen; a request
-	// sent before an event may fail because of it.
-	FirstFailureEnded int64 `json:"first_failure_ended"`
-	Started           int64 `json:"started"`
-	Finished          int64 `json:"finished"`
-}
-
-// Failure is one failed request.
-type Failure struct {
-	Sent  int64  `json:"sent"`
-	Ended int64  `json:"ended"`
-	Error string `json:"error"`
-}
 
 // maxFailures bounds the failures listed one by one; the counts cover all.
 const maxFailures = 50
@@ -71,14 +45,14 @@ func main() {
 	}
 }
 
-func run(url string, rate int, duration, timeout time.Duration) Result {
+func run(url string, rate int, duration, timeout time.Duration) loadreport.Result {
 	keepAlive := &http.Client{Timeout: timeout, Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
 	fresh := &http.Client{Timeout: timeout, Transport: &http.Transport{DisableKeepAlives: true}}
 
 	var (
 		mu     sync.Mutex
 		wg     sync.WaitGroup
-		result = Result{Answers: map[string]int{}, Started: time.Now().UnixNano()}
+		result = loadreport.Result{Answers: map[string]int{}, Started: time.Now().UnixNano()}
 	)
 	record := func(sent time.Time, answer string, err error) {
 		mu.Lock()
@@ -100,7 +74,7 @@ func run(url string, rate int, duration, timeout time.Duration) Result {
 			result.LastFailureSent = s
 		}
 		if len(result.Failures) < maxFailures {
-			result.Failures = append(result.Failures, Failure{Sent: s, Ended: ended, Error: err.Error()})
+			result.Failures = append(result.Failures, loadreport.Failure{Sent: s, Ended: ended, Error: err.Error()})
 		}
 	}
 
