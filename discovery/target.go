@@ -57,6 +57,12 @@ type GroupSettings struct {
 	Stickiness StickinessSettings
 }
 
+// IsZero reports whether no label set any group policy.
+func (s GroupSettings) IsZero() bool {
+	return s.DeregistrationDelay == nil && s.Algorithm == "" && s.SlowStart == 0 &&
+		s.Health == (HealthSettings{}) && s.Stickiness == (StickinessSettings{})
+}
+
 // StickinessSettings are a group's stickiness as labels declare it.
 type StickinessSettings struct {
 	Type     string // lb_cookie or app_cookie

@@ -58,9 +58,18 @@ type wireTarget struct {
 }
 
 type wireSettings struct {
-	DeregistrationDelay *int64      `json:"dd,omitempty"` // milliseconds
-	Algorithm           string      `json:"al,omitempty"`
-	Health              *wireHealth `json:"hc,omitempty"`
+	DeregistrationDelay *int64          `json:"dd,omitempty"` // milliseconds
+	Algorithm           string          `json:"al,omitempty"`
+	SlowStart           int64           `json:"ss,omitempty"` // milliseconds
+	Health              *wireHealth     `json:"hc,omitempty"`
+	Stickiness          *wireStickiness `json:"st,omitempty"`
+}
+
+// wireStickiness is discovery.StickinessSettings; the duration in milliseconds.
+type wireStickiness struct {
+	Type     string `json:"ty"`
+	Cookie   string `json:"ck,omitempty"`
+	Duration int64  `json:"du,omitempty"`
 }
 
 // wireHealth is discovery.HealthSettings; durations in milliseconds.
@@ -76,11 +85,15 @@ type wireHealth struct {
 }
 
 type wireRule struct {
-	Listener string   `json:"l"`
-	Priority int      `json:"p"`
-	Hosts    []string `json:"h,omitempty"`
-	Paths    []string `json:"pa,omitempty"`
-	Group    string   `json:"g"`
+	Listener  string                   `json:"l"`
+	Priority  int                      `json:"p"`
+	Hosts     []string                 `json:"h,omitempty"`
+	Paths     []string                 `json:"pa,omitempty"`
+	Methods   []string                 `json:"m,omitempty"`
+	Headers   map[string][]string      `json:"hd,omitempty"`
+	Queries   []discovery.QueryPattern `json:"q,omitempty"`
+	SourceIPs []string                 `json:"si,omitempty"`
+	Group     string                   `json:"g"`
 }
 
 // delta is one change: a target added or changed, or removed.
@@ -272,8 +285,8 @@ func toWire(t discovery.Target) wireTarget {
 	if !t.Created.IsZero() {
 		w.Created = t.Created.Unix()
 	}
-	if s := t.Settings; s.DeregistrationDelay != nil || s.Algorithm != "" || s.Health != (discovery.HealthSettings{}) {
-		w.Settings = &wireSettings{Algorithm: s.Algorithm}
+	if s := t.Settings; !s.IsZero() {
+		w.Settings = &wireSettings{Algorithm: s.Algorithm, SlowStart: s.SlowStart.Milliseconds()}
 		if s.DeregistrationDelay != nil {
 			ms := s.DeregistrationDelay.Milliseconds()
 			w.Settings.DeregistrationDelay = &ms
@@ -282,9 +295,13 @@ func toWire(t discovery.Target) wireTarget {
 			w.Settings.Health = &wireHealth{Protocol: h.Protocol, Path: h.Path, Port: h.Port, Interval: h.Interval.Milliseconds(),
 				Timeout: h.Timeout.Milliseconds(), Healthy: h.Healthy, Unhealthy: h.Unhealthy, Matcher: h.Matcher}
 		}
+		if st := s.Stickiness; st != (discovery.StickinessSettings{}) {
+			w.Settings.Stickiness = &wireStickiness{Type: st.Type, Cookie: st.Cookie, Duration: st.Duration.Milliseconds()}
+		}
 	}
 	for _, r := range t.Rules {
-		w.Rules = append(w.Rules, wireRule{Listener: r.Listener, Priority: r.Priority, Hosts: r.Hosts, Paths: r.Paths, Group: r.Group})
+		w.Rules = append(w.Rules, wireRule{Listener: r.Listener, Priority: r.Priority, Hosts: r.Hosts, Paths: r.Paths,
+			Methods: r.Methods, Headers: r.Headers, Queries: r.Queries, SourceIPs: r.SourceIPs, Group: r.Group})
 	}
 	return w
 }
@@ -298,7 +315,7 @@ func fromWire(owner string, w wireTarget) discovery.Target {
 		t.Created = time.Unix(w.Created, 0)
 	}
 	if s := w.Settings; s != nil {
-		t.Settings = discovery.GroupSettings{Algorithm: s.Algorithm}
+		t.Settings = discovery.GroupSettings{Algorithm: s.Algorithm, SlowStart: time.Duration(s.SlowStart) * time.Millisecond}
 		if s.DeregistrationDelay != nil {
 			d := time.Duration(*s.DeregistrationDelay) * time.Millisecond
 			t.Settings.DeregistrationDelay = &d
@@ -308,9 +325,13 @@ func fromWire(owner string, w wireTarget) discovery.Target {
 				Interval: time.Duration(h.Interval) * time.Millisecond, Timeout: time.Duration(h.Timeout) * time.Millisecond,
 				Healthy: h.Healthy, Unhealthy: h.Unhealthy, Matcher: h.Matcher}
 		}
+		if st := s.Stickiness; st != nil {
+			t.Settings.Stickiness = discovery.StickinessSettings{Type: st.Type, Cookie: st.Cookie, Duration: time.Duration(st.Duration) * time.Millisecond}
+		}
 	}
 	for _, r := range w.Rules {
-		t.Rules = append(t.Rules, discovery.Rule{Listener: r.Listener, Priority: r.Priority, Hosts: r.Hosts, Paths: r.Paths, Group: r.Group})
+		t.Rules = append(t.Rules, discovery.Rule{Listener: r.Listener, Priority: r.Priority, Hosts: r.Hosts, Paths: r.Paths,
+			Methods: r.Methods, Headers: r.Headers, Queries: r.Queries, SourceIPs: r.SourceIPs, Group: r.Group})
 	}
 	return t
 }
