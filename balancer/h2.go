@@ -65,6 +65,16 @@ func (u *upstreamTransports) init() {
 	})
 }
 
+// transport is the client toward g's targets: h2c for gRPC, which needs
+// HTTP/2 end to end for its trailers, else HTTP/1.1.
+func (u *upstreamTransports) transport(g *group, grpc bool) http.RoundTripper {
+	u.init()
+	if grpc {
+		return u.h2c
+	}
+	return u.h1
+}
+
 // closeIdle closes the pooled upstream connections, at shutdown.
 func (u *upstreamTransports) closeIdle() {
 	if u.h1 != nil {
@@ -242,12 +252,8 @@ func writeRendered(w http.ResponseWriter, raw []byte) {
 // A request is tried again on another target only when connecting failed,
 // since then nothing of it was sent. It returns the status the client got.
 func (l *listener) forwardH2(w http.ResponseWriter, r *http.Request, g *group) int {
-	l.b.upstreams.init()
 	grpc := strings.HasPrefix(r.Header.Get("Content-Type"), "application/grpc")
-	transport := http.RoundTripper(l.b.upstreams.h1)
-	if grpc {
-		transport = l.b.upstreams.h2c
-	}
+	transport := l.b.upstreams.transport(g, grpc)
 	ip := clientIP(remoteAddr(r))
 	var triedArray [maxAttempts]*targetState
 	tried := triedArray[:0]
