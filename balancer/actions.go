@@ -23,16 +23,14 @@ type weightedGroup struct {
 // StickyCookieGroup is the cookie of a weighted forward's group stickiness.
 const StickyCookieGroup = "BERTHTG"
 
-// pickStickyGroup chooses the group of a weighted forward for the request in
-// c: the one its BERTHTG cookie names when the action has group stickiness
-// and that group still has a weight, else by weight.
-func (a *action) pickStickyGroup(c *clientConn) *weightedGroup {
-	if a.groupStickiness > 0 {
-		if tok := c.cookie(StickyCookieGroup); tok != nil {
-			for i := range a.weighted {
-				if a.weighted[i].token == bstr(tok) {
-					return &a.weighted[i]
-				}
+// pickWeighted chooses the group of a weighted forward: the one groupToken
+// (the request's BERTHTG cookie, nil without group stickiness) names while
+// that group still has a weight, else by weight.
+func (a *action) pickWeighted(groupToken []byte) *weightedGroup {
+	if groupToken != nil {
+		for i := range a.weighted {
+			if a.weighted[i].token == bstr(groupToken) {
+				return &a.weighted[i]
 			}
 		}
 	}
@@ -43,21 +41,6 @@ func (a *action) pickStickyGroup(c *clientConn) *weightedGroup {
 		}
 	}
 	return &a.weighted[len(a.weighted)-1]
-}
-
-// pickGroup chooses the group of a weighted forward for one request.
-func (a *action) pickGroup() (*group, *routeStats) {
-	if len(a.weighted) == 0 {
-		return a.group, a.stats
-	}
-	n := rand.IntN(a.totalWeight)
-	for i := range a.weighted {
-		if n < a.weighted[i].upTo {
-			return a.weighted[i].group, a.weighted[i].stats
-		}
-	}
-	last := &a.weighted[len(a.weighted)-1]
-	return last.group, last.stats
 }
 
 func (b *Balancer) compileWeighted(listener string, wf []WeightedGroup, stickiness time.Duration, groups map[string]*group) (action, error) {

@@ -54,13 +54,21 @@ func (c *clientConn) requestID() {
 	}
 	ids := &c.ids
 	if ids.prefix == 0 {
-		ids.prefix = rand.Uint64() | 1
+		ids.prefix = newRequestIDPrefix()
 	}
 	ids.counter++
-	ids.buf = strconv.AppendUint(ids.buf[:0], ids.prefix, 16)
-	ids.buf = append(ids.buf, '-')
-	ids.buf = strconv.AppendUint(ids.buf, ids.counter, 16)
+	ids.buf = appendRequestID(ids.buf[:0], ids.prefix, ids.counter)
 	ids.current = ids.buf
+}
+
+// newRequestIDPrefix is the random, never zero, part of a connection's request IDs.
+func newRequestIDPrefix() uint64 { return rand.Uint64() | 1 }
+
+// appendRequestID appends the request ID numbered n under prefix.
+func appendRequestID(dst []byte, prefix, n uint64) []byte {
+	dst = strconv.AppendUint(dst, prefix, 16)
+	dst = append(dst, '-')
+	return strconv.AppendUint(dst, n, 16)
 }
 
 // validRequestID accepts 1..128 bytes of letters, digits and -._:+/=@.
@@ -88,17 +96,39 @@ func (c *clientConn) redirect(ra *redirectAction, rt *route, keep bool) []byte {
 	return c.buf
 }
 
-// stuckTarget returns the target the request's stickiness cookie names when
-// that target may take it: serving, or draining with its delay still running
-// (the agent removes it from the group when the delay ends). nil picks anew.
-func (c *clientConn) stuckTarget(s *stickiness) *targetState {
-	tok := c.cookie(s.cookie)
-	if tok == nil {
+// stuckTarget returns the target a stickiness cookie's token names when
+// that target may take the request: serving, or draining with its delay still
+// running (the agent removes it from the group when the delay ends). nil
+// (also for a nil token) picks anew.
+func (s *stickiness) stuckTarget(token []byte) *targetState {
+	if token == nil {
 		return nil
 	}
-	t := s.targets[bstr(tok)]
+	t := s.targets[bstr(token)]
 	if t == nil || ejectedTargets.Load() > 0 && t.passive.ejected(time.Now().UnixNano()) {
 		return nil
+	}
+	return t
+}
+
+// pickFor picks the target of a request's next try: on the first try the
+// one its stickiness cookie names (stickyToken) when it may take it, else by
+// the group's algorithm. It records the pick in ex for the response's
+// stickiness cookie and the access log.
+func (g *group) pickFor(ex *exchange, tried []*targetState, sourceHash uint64, stickyToken []byte) *targetState {
+	var t *targetState
+	if len(tried) == 0 && g.sticky != nil {
+		t = g.sticky.stuckTarget(stickyToken)
+	}
+	if t == nil {
+		t = g.pick(tried, sourceHash)
+	}
+	if t == nil {
+		return nil
+	}
+	ex.target = t
+	if g.sticky != nil {
+		ex.sticky, ex.stickyToken = g.sticky, g.sticky.tokens[t]
 	}
 	return t
 }
@@ -110,18 +140,25 @@ func (c *clientConn) cookie(name string) []byte {
 		if h.headers[i].kind != hCookie {
 			continue
 		}
-		v := h.headers[i].value.of(h.raw)
-		for len(v) > 0 {
-			pair := v
-			if semi := bytes.IndexByte(v, ';'); semi >= 0 {
-				pair, v = v[:semi], v[semi+1:]
-			} else {
-				v = nil
-			}
-			pair = bytes.TrimLeft(pair, " \t")
-			if len(pair) > len(name) && pair[len(name)] == '=' && string(pair[:len(name)]) == name {
-				return bytes.TrimRight(pair[len(name)+1:], " \t")
-			}
+		if v := cookieValue(h.headers[i].value.of(h.raw), name); v != nil {
+			return v
+		}
+	}
+	return nil
+}
+
+// cookieValue returns the value of cookie name in one Cookie header value, or nil.
+func cookieValue(header []byte, name string) []byte {
+	for v := header; len(v) > 0; {
+		pair := v
+		if semi := bytes.IndexByte(v, ';'); semi >= 0 {
+			pair, v = v[:semi], v[semi+1:]
+		} else {
+			v = nil
+		}
+		pair = bytes.TrimLeft(pair, " \t")
+		if len(pair) > len(name) && pair[len(name)] == '=' && string(pair[:len(name)]) == name {
+			return bytes.TrimRight(pair[len(name)+1:], " \t")
 		}
 	}
 	return nil
@@ -147,13 +184,19 @@ func (c *clientConn) writeStickyCookie(w *bufio.Writer) {
 // writeCookie writes a Set-Cookie header line expiring after d.
 func (c *clientConn) writeCookie(w *bufio.Writer, name, value string, d time.Duration) {
 	w.WriteString("Set-Cookie: ")
-	w.WriteString(name)
-	w.WriteByte('=')
-	w.WriteString(value)
-	w.WriteString("; Expires=")
-	c.buf = time.Now().Add(d).UTC().AppendFormat(c.buf[:0], http.TimeFormat)
+	c.buf = appendCookie(c.buf[:0], name, value, d)
 	w.Write(c.buf)
-	w.WriteString("; Path=/\r\n")
+	w.WriteString("\r\n")
+}
+
+// appendCookie appends a Set-Cookie value: name=value expiring after d, for every path.
+func appendCookie(dst []byte, name, value string, d time.Duration) []byte {
+	dst = append(dst, name...)
+	dst = append(dst, '=')
+	dst = append(dst, value...)
+	dst = append(dst, "; Expires="...)
+	dst = time.Now().Add(d).UTC().AppendFormat(dst, http.TimeFormat)
+	return append(dst, "; Path=/"...)
 }
 
 // responseSetsCookie reports whether the target's response sets cookie name.
@@ -163,12 +206,16 @@ func (c *clientConn) responseSetsCookie(name string) bool {
 		if h.headers[i].kind != hSetCookie {
 			continue
 		}
-		v := h.headers[i].value.of(h.raw)
-		if len(v) > len(name) && v[len(name)] == '=' && string(v[:len(name)]) == name {
+		if setsCookie(h.headers[i].value.of(h.raw), name) {
 			return true
 		}
 	}
 	return false
+}
+
+// setsCookie reports whether a Set-Cookie value sets cookie name.
+func setsCookie(setCookie []byte, name string) bool {
+	return len(setCookie) > len(name) && setCookie[len(name)] == '=' && string(setCookie[:len(name)]) == name
 }
 
 // logRequest writes the access-log line of the request just served, when
@@ -178,17 +225,30 @@ func (c *clientConn) logRequest(rt *route) {
 	if a == nil {
 		return
 	}
-	e := &c.ex
-	end := time.Now()
-	e.received += int64(len(c.req.raw))
-	b := append(c.buf[:0], `{"type":"`...)
-	b = append(b, rt.scheme...)
+	c.ex.received += int64(len(c.req.raw))
+	line := accessLine{scheme: rt.scheme, listener: c.l.name, client: bstr(c.clientIP),
+		request: bstr(c.req.raw[c.req.first[0].start:c.req.first[2].end]), userAgent: bstr(c.req.header(hUserAgent)),
+		tlsProtocol: c.tlsProtocol, tlsCipher: c.tlsCipher, requestID: bstr(c.ids.current)}
+	c.buf = line.append(c.buf[:0], &c.ex, time.Now())
+	a.writeLine(c.buf)
+}
+
+// accessLine is what an access-log line tells beside the exchange: views of
+// the request, valid while it is served.
+type accessLine struct {
+	scheme, listener, client, request, userAgent, tlsProtocol, tlsCipher, requestID string
+}
+
+// append appends the JSON line of exchange e, which ended at end.
+func (f *accessLine) append(b []byte, e *exchange, end time.Time) []byte {
+	b = append(b, `{"type":"`...)
+	b = append(b, f.scheme...)
 	b = append(b, `","time":"`...)
 	b = end.UTC().AppendFormat(b, time.RFC3339Nano)
 	b = append(b, `","listener":`...)
-	b = appendJSONString(b, c.l.name)
+	b = appendJSONString(b, f.listener)
 	b = append(b, `,"client":`...)
-	b = appendJSONString(b, bstr(c.clientIP))
+	b = appendJSONString(b, f.client)
 	if e.target != nil {
 		b = append(b, `,"target":`...)
 		b = appendJSONString(b, e.target.id)
@@ -210,14 +270,14 @@ func (c *clientConn) logRequest(rt *route) {
 	b = append(b, `,"sent_bytes":`...)
 	b = strconv.AppendInt(b, e.sent, 10)
 	b = append(b, `,"request":`...)
-	b = appendJSONString(b, bstr(c.req.raw[c.req.first[0].start:c.req.first[2].end]))
+	b = appendJSONString(b, f.request)
 	b = append(b, `,"user_agent":`...)
-	b = appendJSONString(b, bstr(c.req.header(hUserAgent)))
-	if c.tlsProtocol != "" {
+	b = appendJSONString(b, f.userAgent)
+	if f.tlsProtocol != "" {
 		b = append(b, `,"tls_protocol":`...)
-		b = appendJSONString(b, c.tlsProtocol)
+		b = appendJSONString(b, f.tlsProtocol)
 		b = append(b, `,"tls_cipher":`...)
-		b = appendJSONString(b, c.tlsCipher)
+		b = appendJSONString(b, f.tlsCipher)
 	}
 	if e.group != "" {
 		b = append(b, `,"group":`...)
@@ -246,10 +306,8 @@ func (c *clientConn) logRequest(rt *route) {
 		b = append(b, '"')
 	}
 	b = append(b, `,"request_id":`...)
-	b = appendJSONString(b, bstr(c.ids.current))
-	b = append(b, "}\n"...)
-	c.buf = b
-	a.writeLine(b)
+	b = appendJSONString(b, f.requestID)
+	return append(b, "}\n"...)
 }
 
 // appendSeconds appends to-from in seconds, or -1 when either is unknown (as ALB).

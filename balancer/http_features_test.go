@@ -16,6 +16,24 @@ import (
 	"time"
 )
 
+// bothProtocols runs f with an HTTP/1.1 client and with an HTTP/2 (h2c)
+// client, neither following redirects: every HTTP feature must work the same
+// on both of berth's paths. proto is the request line's protocol.
+func bothProtocols(t *testing.T, f func(t *testing.T, client *http.Client, proto string)) {
+	noFollow := func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	h2 := h2cClient()
+	h2.CheckRedirect = noFollow
+	for _, p := range []struct {
+		proto  string
+		client *http.Client
+	}{
+		{"HTTP/1.1", &http.Client{Timeout: 10 * time.Second, CheckRedirect: noFollow}},
+		{"HTTP/2.0", h2},
+	} {
+		t.Run(p.proto, func(t *testing.T) { f(t, p.client, p.proto) })
+	}
+}
+
 // namedRawBackend answers every request on loopback with its name as the
 // body, without net/http and without allocating per request: thousands of
 // requests stay fast, and a benchmark's allocations are the balancer's.
@@ -54,36 +72,38 @@ func namedRawBackend(t testing.TB, name string) string {
 }
 
 func TestRuleConditionsThroughTheProxy(t *testing.T) {
-	hit, miss := namedRawBackend(t, "hit"), namedRawBackend(t, "miss")
-	cases := []struct {
-		name string
-		rule Rule
-		hdr  []string
-		path string
-		want string
-	}{
-		{"header matches", Rule{Headers: map[string][]string{"X-Env": {"beta*"}}}, []string{"x-env", "BETA-2"}, "/", "hit"},
-		{"header differs", Rule{Headers: map[string][]string{"X-Env": {"beta*"}}}, []string{"x-env", "prod"}, "/", "miss"},
-		{"method", Rule{Methods: []string{"GET"}}, nil, "/", "hit"},
-		{"other method", Rule{Methods: []string{"POST"}}, nil, "/", "miss"},
-		{"query", Rule{Queries: []QueryCondition{{Key: "v", Value: "2"}}}, nil, "/x?a=1&V=2", "hit"},
-		{"query differs", Rule{Queries: []QueryCondition{{Key: "v", Value: "2"}}}, nil, "/x?v=3", "miss"},
-		{"source ip", Rule{SourceIPs: []string{"127.0.0.0/8"}}, nil, "/", "hit"},
-		{"source ip ignores X-Forwarded-For", Rule{SourceIPs: []string{"10.0.0.0/8"}}, []string{"X-Forwarded-For", "10.1.1.1"}, "/", "miss"},
-	}
-	for _, c := range cases {
-		t.Run(c.name, func(t *testing.T) {
-			c.rule.Priority, c.rule.Action = 1, Action{Forward: "hit"}
-			cfg := Config{
-				Listeners: []ListenerConfig{{Name: "web", Address: "127.0.0.1:0", Rules: []Rule{c.rule}, Default: Action{Forward: "miss"}}},
-				Groups:    []GroupConfig{{Name: "hit", Targets: []TargetConfig{serving("hit", hit)}}, {Name: "miss", Targets: []TargetConfig{serving("miss", miss)}}},
-			}
-			lb := start(t, cfg)
-			if _, body, _ := get(t, http.DefaultClient, "http://"+lb.Addr("web")+c.path, c.hdr...); body != c.want {
-				t.Errorf("reached %q, want %q", body, c.want)
-			}
-		})
-	}
+	bothProtocols(t, func(t *testing.T, client *http.Client, proto string) {
+		hit, miss := namedRawBackend(t, "hit"), namedRawBackend(t, "miss")
+		cases := []struct {
+			name string
+			rule Rule
+			hdr  []string
+			path string
+			want string
+		}{
+			{"header matches", Rule{Headers: map[string][]string{"X-Env": {"beta*"}}}, []string{"x-env", "BETA-2"}, "/", "hit"},
+			{"header differs", Rule{Headers: map[string][]string{"X-Env": {"beta*"}}}, []string{"x-env", "prod"}, "/", "miss"},
+			{"method", Rule{Methods: []string{"GET"}}, nil, "/", "hit"},
+			{"other method", Rule{Methods: []string{"POST"}}, nil, "/", "miss"},
+			{"query", Rule{Queries: []QueryCondition{{Key: "v", Value: "2"}}}, nil, "/x?a=1&V=2", "hit"},
+			{"query differs", Rule{Queries: []QueryCondition{{Key: "v", Value: "2"}}}, nil, "/x?v=3", "miss"},
+			{"source ip", Rule{SourceIPs: []string{"127.0.0.0/8"}}, nil, "/", "hit"},
+			{"source ip ignores X-Forwarded-For", Rule{SourceIPs: []string{"10.0.0.0/8"}}, []string{"X-Forwarded-For", "10.1.1.1"}, "/", "miss"},
+		}
+		for _, c := range cases {
+			t.Run(c.name, func(t *testing.T) {
+				c.rule.Priority, c.rule.Action = 1, Action{Forward: "hit"}
+				cfg := Config{
+					Listeners: []ListenerConfig{{Name: "web", Address: "127.0.0.1:0", Rules: []Rule{c.rule}, Default: Action{Forward: "miss"}}},
+					Groups:    []GroupConfig{{Name: "hit", Targets: []TargetConfig{serving("hit", hit)}}, {Name: "miss", Targets: []TargetConfig{serving("miss", miss)}}},
+				}
+				lb := start(t, cfg)
+				if _, body, _ := get(t, client, "http://"+lb.Addr("web")+c.path, c.hdr...); body != c.want {
+					t.Errorf("reached %q, want %q", body, c.want)
+				}
+			})
+		}
+	})
 }
 
 func TestWeightedForwardSplitsByWeight(t *testing.T) {
@@ -122,60 +142,63 @@ func TestWeightedForwardSplitsByWeight(t *testing.T) {
 }
 
 func TestWeightedForwardGroupStickiness(t *testing.T) {
-	a, b := namedRawBackend(t, "a"), namedRawBackend(t, "b")
-	cfg := Config{
-		Listeners: []ListenerConfig{{Name: "web", Address: "127.0.0.1:0", Default: Action{
-			WeightedForward: []WeightedGroup{{Group: "a", Weight: 50}, {Group: "b", Weight: 50}}, GroupStickiness: time.Hour}}},
-		Groups: []GroupConfig{{Name: "a", Targets: []TargetConfig{serving("a", a)}}, {Name: "b", Targets: []TargetConfig{serving("b", b)}}},
-	}
-	lb := start(t, cfg)
-	url := "http://" + lb.Addr("web") + "/"
-	_, first, h := get(t, http.DefaultClient, url)
-	cookie := h.Get("Set-Cookie")
-	if !strings.HasPrefix(cookie, StickyCookieGroup+"=") || !strings.Contains(cookie, "; Expires=") {
-		t.Fatalf("Set-Cookie = %q, want a %s cookie", cookie, StickyCookieGroup)
-	}
-	for range 30 {
-		if _, body, _ := get(t, http.DefaultClient, url, "Cookie", strings.SplitN(cookie, ";", 2)[0]); body != first {
-			t.Fatalf("a request with the group cookie reached group %q, want %q", body, first)
+	bothProtocols(t, func(t *testing.T, client *http.Client, proto string) {
+		a, b := namedRawBackend(t, "a"), namedRawBackend(t, "b")
+		cfg := Config{
+			Listeners: []ListenerConfig{{Name: "web", Address: "127.0.0.1:0", Default: Action{
+				WeightedForward: []WeightedGroup{{Group: "a", Weight: 50}, {Group: "b", Weight: 50}}, GroupStickiness: time.Hour}}},
+			Groups: []GroupConfig{{Name: "a", Targets: []TargetConfig{serving("a", a)}}, {Name: "b", Targets: []TargetConfig{serving("b", b)}}},
 		}
-	}
-	seen := map[string]bool{}
-	for range 40 {
-		_, body, _ := get(t, http.DefaultClient, url, "Cookie", StickyCookieGroup+"=unknown")
-		seen[body] = true
-	}
-	if !seen["a"] || !seen["b"] {
-		t.Errorf("an unknown group cookie did not pick by weight: reached %v", seen)
-	}
+		lb := start(t, cfg)
+		url := "http://" + lb.Addr("web") + "/"
+		_, first, h := get(t, client, url)
+		cookie := h.Get("Set-Cookie")
+		if !strings.HasPrefix(cookie, StickyCookieGroup+"=") || !strings.Contains(cookie, "; Expires=") {
+			t.Fatalf("Set-Cookie = %q, want a %s cookie", cookie, StickyCookieGroup)
+		}
+		for range 30 {
+			if _, body, _ := get(t, client, url, "Cookie", strings.SplitN(cookie, ";", 2)[0]); body != first {
+				t.Fatalf("a request with the group cookie reached group %q, want %q", body, first)
+			}
+		}
+		seen := map[string]bool{}
+		for range 40 {
+			_, body, _ := get(t, client, url, "Cookie", StickyCookieGroup+"=unknown")
+			seen[body] = true
+		}
+		if !seen["a"] || !seen["b"] {
+			t.Errorf("an unknown group cookie did not pick by weight: reached %v", seen)
+		}
+	})
 }
 
 func TestRedirects(t *testing.T) {
-	cases := []struct {
-		name     string
-		redirect Redirect
-		path     string
-		host     string
-		want     string
-	}{
-		{"to https keeps the rest", Redirect{Status: 301, Protocol: "HTTPS", Port: "443"}, "/a/b?x=1", "shop.example", "https://shop.example/a/b?x=1"},
-		{"new host, port shown", Redirect{Status: 302, Host: "new.example", Port: "8443", Protocol: "https"}, "/p", "old.example", "https://new.example:8443/p"},
-		{"path template", Redirect{Status: 301, Path: "/v2/#{path}"}, "/users?id=7", "a.example", "http://a.example:PORT/v2/users?id=7"},
-		{"query replaced, host template", Redirect{Status: 302, Host: "www.#{host}", Query: "from=#{host}"}, "/", "a.example", "http://www.a.example:PORT/?from=a.example"},
-	}
-	for _, c := range cases {
-		t.Run(c.name, func(t *testing.T) {
-			cfg := Config{Listeners: []ListenerConfig{{Name: "web", Address: "127.0.0.1:0", Rules: []Rule{{Priority: 1, Action: Action{Redirect: &c.redirect}}}}}}
-			lb := start(t, cfg)
-			_, port, _ := net.SplitHostPort(lb.Addr("web"))
-			client := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
-			code, _, h := get(t, client, "http://"+lb.Addr("web")+c.path, "Host", c.host)
-			want := strings.ReplaceAll(c.want, "PORT", port)
-			if code != c.redirect.Status || h.Get("Location") != want {
-				t.Errorf("got %d %q, want %d %q", code, h.Get("Location"), c.redirect.Status, want)
-			}
-		})
-	}
+	bothProtocols(t, func(t *testing.T, client *http.Client, proto string) {
+		cases := []struct {
+			name     string
+			redirect Redirect
+			path     string
+			host     string
+			want     string
+		}{
+			{"to https keeps the rest", Redirect{Status: 301, Protocol: "HTTPS", Port: "443"}, "/a/b?x=1", "shop.example", "https://shop.example/a/b?x=1"},
+			{"new host, port shown", Redirect{Status: 302, Host: "new.example", Port: "8443", Protocol: "https"}, "/p", "old.example", "https://new.example:8443/p"},
+			{"path template", Redirect{Status: 301, Path: "/v2/#{path}"}, "/users?id=7", "a.example", "http://a.example:PORT/v2/users?id=7"},
+			{"query replaced, host template", Redirect{Status: 302, Host: "www.#{host}", Query: "from=#{host}"}, "/", "a.example", "http://www.a.example:PORT/?from=a.example"},
+		}
+		for _, c := range cases {
+			t.Run(c.name, func(t *testing.T) {
+				cfg := Config{Listeners: []ListenerConfig{{Name: "web", Address: "127.0.0.1:0", Rules: []Rule{{Priority: 1, Action: Action{Redirect: &c.redirect}}}}}}
+				lb := start(t, cfg)
+				_, port, _ := net.SplitHostPort(lb.Addr("web"))
+				code, _, h := get(t, client, "http://"+lb.Addr("web")+c.path, "Host", c.host)
+				want := strings.ReplaceAll(c.want, "PORT", port)
+				if code != c.redirect.Status || h.Get("Location") != want {
+					t.Errorf("got %d %q, want %d %q", code, h.Get("Location"), c.redirect.Status, want)
+				}
+			})
+		}
+	})
 }
 
 func TestActionsAreCheckedAsOnALB(t *testing.T) {
@@ -227,94 +250,98 @@ func (b *Balancer) compileTest(a Action, proto string, gcs []GroupConfig) (*rout
 }
 
 func TestStickiness(t *testing.T) {
-	a, b := namedRawBackend(t, "a"), namedRawBackend(t, "b")
-	cfg := func(aServing, aDraining bool) Config {
-		return Config{
-			Listeners: []ListenerConfig{{Name: "web", Address: "127.0.0.1:0", Default: Action{Forward: "web"}}},
-			Groups: []GroupConfig{{Name: "web", Stickiness: &Stickiness{Type: StickinessLBCookie, Duration: time.Hour},
-				Targets: []TargetConfig{{ID: "a", Address: a, Serving: aServing, Draining: aDraining}, serving("b", b)}}},
+	bothProtocols(t, func(t *testing.T, client *http.Client, proto string) {
+		a, b := namedRawBackend(t, "a"), namedRawBackend(t, "b")
+		cfg := func(aServing, aDraining bool) Config {
+			return Config{
+				Listeners: []ListenerConfig{{Name: "web", Address: "127.0.0.1:0", Default: Action{Forward: "web"}}},
+				Groups: []GroupConfig{{Name: "web", Stickiness: &Stickiness{Type: StickinessLBCookie, Duration: time.Hour},
+					Targets: []TargetConfig{{ID: "a", Address: a, Serving: aServing, Draining: aDraining}, serving("b", b)}}},
+			}
 		}
-	}
-	lb := start(t, cfg(true, false))
-	url := "http://" + lb.Addr("web") + "/"
-	// A first request picks a target and gets a cookie naming it.
-	_, first, h := get(t, http.DefaultClient, url)
-	cookie := h.Get("Set-Cookie")
-	if !strings.HasPrefix(cookie, StickyCookieLB+"=") || !strings.Contains(cookie, "; Expires=") {
-		t.Fatalf("Set-Cookie = %q, want a %s cookie with Expires", cookie, StickyCookieLB)
-	}
-	value := strings.TrimPrefix(strings.SplitN(cookie, ";", 2)[0], StickyCookieLB+"=")
-	for range 20 {
-		if _, body, h := get(t, http.DefaultClient, url, "Cookie", "x=1; "+StickyCookieLB+"="+value); body != first || h.Get("Set-Cookie") == "" {
-			t.Fatalf("a sticky request reached %q (Set-Cookie %q), want %q", body, h.Get("Set-Cookie"), first)
+		lb := start(t, cfg(true, false))
+		url := "http://" + lb.Addr("web") + "/"
+		// A first request picks a target and gets a cookie naming it.
+		_, first, h := get(t, client, url)
+		cookie := h.Get("Set-Cookie")
+		if !strings.HasPrefix(cookie, StickyCookieLB+"=") || !strings.Contains(cookie, "; Expires=") {
+			t.Fatalf("Set-Cookie = %q, want a %s cookie with Expires", cookie, StickyCookieLB)
 		}
-	}
-	// A bad cookie picks again: round robin reaches both targets.
-	seen := map[string]bool{}
-	for range 4 {
-		_, body, _ := get(t, http.DefaultClient, url, "Cookie", StickyCookieLB+"=garbage")
-		seen[body] = true
-	}
-	if !seen["a"] || !seen["b"] {
-		t.Errorf("a bad cookie did not pick anew: reached %v", seen)
-	}
-	tokenA := stickyToken("a")
-	// A draining target keeps its sticky clients; new clients go elsewhere.
-	if err := lb.Apply(cfg(false, true)); err != nil {
-		t.Fatal(err)
-	}
-	if _, body, _ := get(t, http.DefaultClient, url, "Cookie", StickyCookieLB+"="+tokenA); body != "a" {
-		t.Errorf("a client stuck to draining target a reached %q", body)
-	}
-	for range 4 {
-		if _, body, _ := get(t, http.DefaultClient, url); body != "b" {
-			t.Errorf("a new client reached %q while a drains", body)
+		value := strings.TrimPrefix(strings.SplitN(cookie, ";", 2)[0], StickyCookieLB+"=")
+		for range 20 {
+			if _, body, h := get(t, client, url, "Cookie", "x=1; "+StickyCookieLB+"="+value); body != first || h.Get("Set-Cookie") == "" {
+				t.Fatalf("a sticky request reached %q (Set-Cookie %q), want %q", body, h.Get("Set-Cookie"), first)
+			}
 		}
-	}
-	// An unhealthy (not serving, not draining) target loses its sticky clients.
-	if err := lb.Apply(cfg(false, false)); err != nil {
-		t.Fatal(err)
-	}
-	if _, body, h := get(t, http.DefaultClient, url, "Cookie", StickyCookieLB+"="+tokenA); body != "b" || !strings.HasPrefix(h.Get("Set-Cookie"), StickyCookieLB+"="+stickyToken("b")) {
-		t.Errorf("a client stuck to unavailable target a reached %q with Set-Cookie %q, want b and a new cookie", body, h.Get("Set-Cookie"))
-	}
+		// A bad cookie picks again: round robin reaches both targets.
+		seen := map[string]bool{}
+		for range 4 {
+			_, body, _ := get(t, client, url, "Cookie", StickyCookieLB+"=garbage")
+			seen[body] = true
+		}
+		if !seen["a"] || !seen["b"] {
+			t.Errorf("a bad cookie did not pick anew: reached %v", seen)
+		}
+		tokenA := stickyToken("a")
+		// A draining target keeps its sticky clients; new clients go elsewhere.
+		if err := lb.Apply(cfg(false, true)); err != nil {
+			t.Fatal(err)
+		}
+		if _, body, _ := get(t, client, url, "Cookie", StickyCookieLB+"="+tokenA); body != "a" {
+			t.Errorf("a client stuck to draining target a reached %q", body)
+		}
+		for range 4 {
+			if _, body, _ := get(t, client, url); body != "b" {
+				t.Errorf("a new client reached %q while a drains", body)
+			}
+		}
+		// An unhealthy (not serving, not draining) target loses its sticky clients.
+		if err := lb.Apply(cfg(false, false)); err != nil {
+			t.Fatal(err)
+		}
+		if _, body, h := get(t, client, url, "Cookie", StickyCookieLB+"="+tokenA); body != "b" || !strings.HasPrefix(h.Get("Set-Cookie"), StickyCookieLB+"="+stickyToken("b")) {
+			t.Errorf("a client stuck to unavailable target a reached %q with Set-Cookie %q, want b and a new cookie", body, h.Get("Set-Cookie"))
+		}
+	})
 }
 
 func TestAppCookieStickiness(t *testing.T) {
-	mk := func(name string) string {
-		s := backend(t, name, func(w http.ResponseWriter, r *http.Request) {
-			if r.URL.Path == "/login" {
-				http.SetCookie(w, &http.Cookie{Name: "SESSION", Value: "s1"})
+	bothProtocols(t, func(t *testing.T, client *http.Client, proto string) {
+		mk := func(name string) string {
+			s := backend(t, name, func(w http.ResponseWriter, r *http.Request) {
+				if r.URL.Path == "/login" {
+					http.SetCookie(w, &http.Cookie{Name: "SESSION", Value: "s1"})
+				}
+				io.WriteString(w, name)
+			})
+			return addrOf(s)
+		}
+		cfg := Config{
+			Listeners: []ListenerConfig{{Name: "web", Address: "127.0.0.1:0", Default: Action{Forward: "web"}}},
+			Groups: []GroupConfig{{Name: "web", Stickiness: &Stickiness{Type: StickinessAppCookie, Cookie: "SESSION"},
+				Targets: []TargetConfig{serving("a", mk("a")), serving("b", mk("b"))}}},
+		}
+		lb := start(t, cfg)
+		base := "http://" + lb.Addr("web")
+		if _, _, h := get(t, client, base+"/"); strings.Contains(strings.Join(h.Values("Set-Cookie"), ";"), StickyCookieApp) {
+			t.Errorf("%s set without the application setting its cookie", StickyCookieApp)
+		}
+		_, first, h := get(t, client, base+"/login")
+		var token string
+		for _, c := range h.Values("Set-Cookie") {
+			if v, ok := strings.CutPrefix(c, StickyCookieApp+"="); ok {
+				token = strings.SplitN(v, ";", 2)[0]
 			}
-			io.WriteString(w, name)
-		})
-		return addrOf(s)
-	}
-	cfg := Config{
-		Listeners: []ListenerConfig{{Name: "web", Address: "127.0.0.1:0", Default: Action{Forward: "web"}}},
-		Groups: []GroupConfig{{Name: "web", Stickiness: &Stickiness{Type: StickinessAppCookie, Cookie: "SESSION"},
-			Targets: []TargetConfig{serving("a", mk("a")), serving("b", mk("b"))}}},
-	}
-	lb := start(t, cfg)
-	base := "http://" + lb.Addr("web")
-	if _, _, h := get(t, http.DefaultClient, base+"/"); strings.Contains(strings.Join(h.Values("Set-Cookie"), ";"), StickyCookieApp) {
-		t.Errorf("%s set without the application setting its cookie", StickyCookieApp)
-	}
-	_, first, h := get(t, http.DefaultClient, base+"/login")
-	var token string
-	for _, c := range h.Values("Set-Cookie") {
-		if v, ok := strings.CutPrefix(c, StickyCookieApp+"="); ok {
-			token = strings.SplitN(v, ";", 2)[0]
 		}
-	}
-	if token == "" {
-		t.Fatalf("no %s cookie when the application set SESSION: %v", StickyCookieApp, h.Values("Set-Cookie"))
-	}
-	for range 10 {
-		if _, body, _ := get(t, http.DefaultClient, base+"/", "Cookie", "SESSION=s1; "+StickyCookieApp+"="+token); body != first {
-			t.Fatalf("sticky request reached %q, want %q", body, first)
+		if token == "" {
+			t.Fatalf("no %s cookie when the application set SESSION: %v", StickyCookieApp, h.Values("Set-Cookie"))
 		}
-	}
+		for range 10 {
+			if _, body, _ := get(t, client, base+"/", "Cookie", "SESSION=s1; "+StickyCookieApp+"="+token); body != first {
+				t.Fatalf("sticky request reached %q, want %q", body, first)
+			}
+		}
+	})
 }
 
 func TestStickinessIsChecked(t *testing.T) {
@@ -336,138 +363,147 @@ func TestStickinessIsChecked(t *testing.T) {
 }
 
 func TestForwardedForModesAndRequestID(t *testing.T) {
-	seen := make(chan http.Header, 1)
-	be := backend(t, "", func(w http.ResponseWriter, r *http.Request) { seen <- r.Header.Clone() })
-	cases := []struct {
-		mode    string
-		sent    []string
-		wantXFF []string
-		wantID  string // "" : a generated one
-	}{
-		{"", []string{"X-Forwarded-For", "203.0.113.7"}, []string{"203.0.113.7, 127.0.0.1"}, ""},
-		{XFFAppend, nil, []string{"127.0.0.1"}, ""},
-		{XFFPreserve, []string{"X-Forwarded-For", "203.0.113.7", "X-Request-Id", "abc-123"}, []string{"203.0.113.7"}, "abc-123"},
-		{XFFPreserve, nil, nil, ""},
-		{XFFRemove, []string{"X-Forwarded-For", "203.0.113.7", "X-Request-Id", "bad id with spaces"}, nil, ""},
-	}
-	for _, c := range cases {
-		cfg := webConfig(serving("a", addrOf(be)))
-		cfg.Listeners[0].XForwardedFor = c.mode
-		lb := start(t, cfg)
-		get(t, http.DefaultClient, "http://"+lb.Addr("web")+"/", c.sent...)
-		h := <-seen
-		if got := h.Values("X-Forwarded-For"); strings.Join(got, "|") != strings.Join(c.wantXFF, "|") {
-			t.Errorf("mode %q: X-Forwarded-For = %q, want %q", c.mode, got, c.wantXFF)
+	bothProtocols(t, func(t *testing.T, client *http.Client, proto string) {
+		seen := make(chan http.Header, 1)
+		be := backend(t, "", func(w http.ResponseWriter, r *http.Request) { seen <- r.Header.Clone() })
+		cases := []struct {
+			mode    string
+			sent    []string
+			wantXFF []string
+			wantID  string // "" : a generated one
+		}{
+			{"", []string{"X-Forwarded-For", "203.0.113.7"}, []string{"203.0.113.7, 127.0.0.1"}, ""},
+			{XFFAppend, nil, []string{"127.0.0.1"}, ""},
+			{XFFPreserve, []string{"X-Forwarded-For", "203.0.113.7", "X-Request-Id", "abc-123"}, []string{"203.0.113.7"}, "abc-123"},
+			{XFFPreserve, nil, nil, ""},
+			{XFFRemove, []string{"X-Forwarded-For", "203.0.113.7", "X-Request-Id", "bad id with spaces"}, nil, ""},
 		}
-		id := h.Get("X-Request-Id")
-		switch {
-		case c.wantID != "" && id != c.wantID:
-			t.Errorf("mode %q: X-Request-Id = %q, want the client's %q", c.mode, id, c.wantID)
-		case c.wantID == "" && (len(h.Values("X-Request-Id")) != 1 || !validRequestID([]byte(id)) || strings.Contains(id, " ")):
-			t.Errorf("mode %q: X-Request-Id = %q, want one generated", c.mode, h.Values("X-Request-Id"))
+		for _, c := range cases {
+			cfg := webConfig(serving("a", addrOf(be)))
+			cfg.Listeners[0].XForwardedFor = c.mode
+			lb := start(t, cfg)
+			get(t, client, "http://"+lb.Addr("web")+"/", c.sent...)
+			h := <-seen
+			if got := h.Values("X-Forwarded-For"); strings.Join(got, "|") != strings.Join(c.wantXFF, "|") {
+				t.Errorf("mode %q: X-Forwarded-For = %q, want %q", c.mode, got, c.wantXFF)
+			}
+			id := h.Get("X-Request-Id")
+			switch {
+			case c.wantID != "" && id != c.wantID:
+				t.Errorf("mode %q: X-Request-Id = %q, want the client's %q", c.mode, id, c.wantID)
+			case c.wantID == "" && (len(h.Values("X-Request-Id")) != 1 || !validRequestID([]byte(id)) || strings.Contains(id, " ")):
+				t.Errorf("mode %q: X-Request-Id = %q, want one generated", c.mode, h.Values("X-Request-Id"))
+			}
 		}
-	}
+	})
 }
 
 func TestTooManyForwardedForAndJSONErrors(t *testing.T) {
-	lb := start(t, webConfig())
-	addrs := make([]string, 31)
-	for i := range addrs {
-		addrs[i] = "10.0.0.1"
-	}
-	url := "http://" + lb.Addr("web") + "/"
-	code, body, _ := get(t, http.DefaultClient, url, "X-Forwarded-For", strings.Join(addrs, ","))
-	if code != 463 || !strings.HasPrefix(body, "463 ") {
-		t.Errorf("31 forwarded addresses: %d %q, want 463", code, body)
-	}
-	code, body, h := get(t, http.DefaultClient, url, "Accept", "text/html, application/json;q=0.9")
-	var page struct {
-		Error  string `json:"error"`
-		Status int    `json:"status"`
-	}
-	if err := json.Unmarshal([]byte(body), &page); err != nil || code != 503 || page.Status != 503 || h.Get("Content-Type") != "application/json" {
-		t.Errorf("JSON error page: %d %q %q (%v)", code, h.Get("Content-Type"), body, err)
-	}
-	if code, body, _ := get(t, http.DefaultClient, url, "X-Forwarded-For", strings.Join(addrs[:30], ",")); code != 503 || !strings.HasPrefix(body, "503 ") {
-		t.Errorf("30 forwarded addresses and no target: %d %q, want a text 503", code, body)
-	}
+	bothProtocols(t, func(t *testing.T, client *http.Client, proto string) {
+		lb := start(t, webConfig())
+		addrs := make([]string, 31)
+		for i := range addrs {
+			addrs[i] = "10.0.0.1"
+		}
+		url := "http://" + lb.Addr("web") + "/"
+		code, body, _ := get(t, client, url, "X-Forwarded-For", strings.Join(addrs, ","))
+		if code != 463 || !strings.HasPrefix(body, "463 ") {
+			t.Errorf("31 forwarded addresses: %d %q, want 463", code, body)
+		}
+		code, body, h := get(t, client, url, "Accept", "text/html, application/json;q=0.9")
+		var page struct {
+			Error  string `json:"error"`
+			Status int    `json:"status"`
+		}
+		if err := json.Unmarshal([]byte(body), &page); err != nil || code != 503 || page.Status != 503 || h.Get("Content-Type") != "application/json" {
+			t.Errorf("JSON error page: %d %q %q (%v)", code, h.Get("Content-Type"), body, err)
+		}
+		if code, body, _ := get(t, client, url, "X-Forwarded-For", strings.Join(addrs[:30], ",")); code != 503 || !strings.HasPrefix(body, "503 ") {
+			t.Errorf("30 forwarded addresses and no target: %d %q, want a text 503", code, body)
+		}
+	})
 }
 
 func TestHTTPAccessLog(t *testing.T) {
-	be := namedRawBackend(t, "a")
-	path := filepath.Join(t.TempDir(), "access.log")
-	cfg := webConfig(serving("a", be))
-	cfg.AccessLog = path
-	cfg.Listeners[0].Rules = []Rule{{Priority: 7, Paths: []string{"/old"}, Action: Action{Redirect: &Redirect{Status: 301, Path: "/new"}}}}
-	lb := New(nil)
-	if err := lb.Apply(cfg); err != nil {
-		t.Fatal(err)
-	}
-	client := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
-	get(t, client, "http://"+lb.Addr("web")+"/x?y=1", "User-Agent", `ua "quoted"`, "X-Request-Id", "req-1")
-	get(t, client, "http://"+lb.Addr("web")+"/old")
-	lb.Shutdown(t.Context())
-	data, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	lines := strings.Split(strings.TrimSpace(string(data)), "\n")
-	if len(lines) != 2 {
-		t.Fatalf("%d lines, want 2:\n%s", len(lines), data)
-	}
-	var recs [2]map[string]any
-	for i, l := range lines {
-		if err := json.Unmarshal([]byte(l), &recs[i]); err != nil {
-			t.Fatalf("line %q: %v", l, err)
+	bothProtocols(t, func(t *testing.T, client *http.Client, proto string) {
+		be := namedRawBackend(t, "a")
+		path := filepath.Join(t.TempDir(), "access.log")
+		cfg := webConfig(serving("a", be))
+		cfg.AccessLog = path
+		cfg.Listeners[0].Rules = []Rule{{Priority: 7, Paths: []string{"/old"}, Action: Action{Redirect: &Redirect{Status: 301, Path: "/new"}}}}
+		lb := New(nil)
+		if err := lb.Apply(cfg); err != nil {
+			t.Fatal(err)
 		}
-	}
-	want := map[string]any{"type": "http", "listener": "web", "client": "127.0.0.1", "target": "a", "target_address": be,
-		"elb_status_code": 200.0, "target_status_code": 200.0, "request": "GET /x?y=1 HTTP/1.1", "user_agent": `ua "quoted"`,
-		"group": "web", "matched_rule_priority": 0.0, "actions_executed": "forward", "request_id": "req-1"}
-	for k, v := range want {
-		if recs[0][k] != v {
-			t.Errorf("forward: %s = %v, want %v", k, recs[0][k], v)
+		get(t, client, "http://"+lb.Addr("web")+"/x?y=1", "User-Agent", `ua "quoted"`, "X-Request-Id", "req-1")
+		get(t, client, "http://"+lb.Addr("web")+"/old")
+		lb.Shutdown(t.Context())
+		data, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
 		}
-	}
-	for _, k := range []string{"request_processing_time", "target_processing_time", "response_processing_time"} {
-		if v, _ := recs[0][k].(float64); v < 0 {
-			t.Errorf("forward: %s = %v, want a time", k, recs[0][k])
+		lines := strings.Split(strings.TrimSpace(string(data)), "\n")
+		if len(lines) != 2 {
+			t.Fatalf("%d lines, want 2:\n%s", len(lines), data)
 		}
-	}
-	if n, _ := recs[0]["sent_bytes"].(float64); n <= 0 {
-		t.Errorf("sent_bytes = %v", recs[0]["sent_bytes"])
-	}
-	if recs[1]["actions_executed"] != "redirect" || recs[1]["matched_rule_priority"] != 7.0 || !strings.HasSuffix(recs[1]["redirect_url"].(string), "/new") || recs[1]["target_processing_time"] != -1.0 {
-		t.Errorf("redirect record: %v", recs[1])
-	}
+		var recs [2]map[string]any
+		for i, l := range lines {
+			if err := json.Unmarshal([]byte(l), &recs[i]); err != nil {
+				t.Fatalf("line %q: %v", l, err)
+			}
+		}
+		want := map[string]any{"type": "http", "listener": "web", "client": "127.0.0.1", "target": "a", "target_address": be,
+			"elb_status_code": 200.0, "target_status_code": 200.0, "request": "GET /x?y=1 " + proto, "user_agent": `ua "quoted"`,
+			"group": "web", "matched_rule_priority": 0.0, "actions_executed": "forward", "request_id": "req-1"}
+		for k, v := range want {
+			if recs[0][k] != v {
+				t.Errorf("forward: %s = %v, want %v", k, recs[0][k], v)
+			}
+		}
+		for _, k := range []string{"request_processing_time", "target_processing_time", "response_processing_time"} {
+			if v, _ := recs[0][k].(float64); v < 0 {
+				t.Errorf("forward: %s = %v, want a time", k, recs[0][k])
+			}
+		}
+		if n, _ := recs[0]["sent_bytes"].(float64); n <= 0 {
+			t.Errorf("sent_bytes = %v", recs[0]["sent_bytes"])
+		}
+		if recs[1]["actions_executed"] != "redirect" || recs[1]["matched_rule_priority"] != 7.0 || !strings.HasSuffix(recs[1]["redirect_url"].(string), "/new") || recs[1]["target_processing_time"] != -1.0 {
+			t.Errorf("redirect record: %v", recs[1])
+		}
+	})
 }
 
 func TestHTTPSAccessLogNamesTheTLSSession(t *testing.T) {
-	pki := newTestPKI(t)
-	path := filepath.Join(t.TempDir(), "access.log")
-	cfg := httpsConfig([]Certificate{pki.leaf(t, "one.example.com")}, serving("a", namedRawBackend(t, "a")))
-	cfg.AccessLog = path
-	lb := New(nil)
-	if err := lb.Apply(cfg); err != nil {
-		t.Fatal(err)
-	}
-	client := httpsClient("one.example.com", pki, false)
-	client.Transport.(*http.Transport).TLSClientConfig.MaxVersion = tls.VersionTLS12
-	client.Transport.(*http.Transport).TLSClientConfig.CipherSuites = []uint16{tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256, tls.TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256}
-	if code, _, _ := get(t, client, "https://"+lb.Addr("web")+"/"); code != 200 {
-		t.Fatalf("status %d", code)
-	}
-	lb.Shutdown(t.Context())
-	data, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var rec map[string]any
-	if err := json.Unmarshal(data, &rec); err != nil {
-		t.Fatalf("%q: %v", data, err)
-	}
-	if rec["type"] != "https" || rec["tls_protocol"] != "TLS 1.2" || !strings.HasPrefix(rec["tls_cipher"].(string), "TLS_ECDHE_") {
-		t.Errorf("record %v: want type https, tls_protocol TLS 1.2 and an ECDHE cipher", rec)
+	for h2, proto := range map[bool]string{false: "HTTP/1.1", true: "HTTP/2.0"} {
+		t.Run(proto, func(t *testing.T) {
+			pki := newTestPKI(t)
+			path := filepath.Join(t.TempDir(), "access.log")
+			cfg := httpsConfig([]Certificate{pki.leaf(t, "one.example.com")}, serving("a", namedRawBackend(t, "a")))
+			cfg.AccessLog = path
+			lb := New(nil)
+			if err := lb.Apply(cfg); err != nil {
+				t.Fatal(err)
+			}
+			client := httpsClient("one.example.com", pki, h2)
+			client.Transport.(*http.Transport).TLSClientConfig.MaxVersion = tls.VersionTLS12
+			client.Transport.(*http.Transport).TLSClientConfig.CipherSuites = []uint16{tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256, tls.TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256}
+			if code, _, _ := get(t, client, "https://"+lb.Addr("web")+"/"); code != 200 {
+				t.Fatalf("status %d", code)
+			}
+			lb.Shutdown(t.Context())
+			data, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var rec map[string]any
+			if err := json.Unmarshal(data, &rec); err != nil {
+				t.Fatalf("%q: %v", data, err)
+			}
+			if rec["type"] != "https" || rec["tls_protocol"] != "TLS 1.2" || !strings.HasPrefix(rec["tls_cipher"].(string), "TLS_ECDHE_") || rec["request"] != "GET / "+proto {
+				t.Errorf("record %v: want type https, tls_protocol TLS 1.2, an ECDHE cipher and request GET / %s", rec, proto)
+			}
+		})
 	}
 }
 

@@ -1,7 +1,6 @@
 package balancer
 
 import (
-	"bytes"
 	"strconv"
 	"time"
 )
@@ -14,20 +13,10 @@ func (c *clientConn) redirectToHTTPS(rt *route, start time.Time) bool {
 	if err := c.discardRequestBody(); err != nil {
 		return false
 	}
-	location := make([]byte, 0, 64+len(host)+len(path))
-	location = append(location, "https://"...)
-	location = append(location, host...)
-	if rt.redirectPort != 443 {
-		location = append(location, ':')
-		location = strconv.AppendInt(location, int64(rt.redirectPort), 10)
-	}
-	location = append(location, path...)
-	if target := c.req.first[1].of(c.req.raw); bytes.IndexByte(target, '?') >= 0 {
-		location = append(location, target[bytes.IndexByte(target, '?'):]...)
-	}
+	c.ex.redirectURL = appendHTTPSLocation(c.ex.redirectURL[:0], host, path, c.req.query(), rt.redirectPort)
 	keep := c.req.keepAlive()
 	c.bw.WriteString("HTTP/1.1 301 Moved Permanently\r\nLocation: ")
-	c.bw.Write(location)
+	c.bw.Write(c.ex.redirectURL)
 	c.bw.WriteString("\r\nContent-Length: 0\r\n")
 	if !keep {
 		c.bw.WriteString("Connection: close\r\n")
@@ -36,4 +25,21 @@ func (c *clientConn) redirectToHTTPS(rt *route, start time.Time) bool {
 	err := c.bw.Flush()
 	rt.fallback.stats.observe(301, time.Since(start))
 	return err == nil && keep
+}
+
+// appendHTTPSLocation appends where a listener that redirects every request
+// to https on port sends the request for host, path and query.
+func appendHTTPSLocation(dst, host, path, query []byte, port int) []byte {
+	dst = append(dst, "https://"...)
+	dst = append(dst, host...)
+	if port != 443 {
+		dst = append(dst, ':')
+		dst = strconv.AppendInt(dst, int64(port), 10)
+	}
+	dst = append(dst, path...)
+	if len(query) > 0 {
+		dst = append(dst, '?')
+		dst = append(dst, query...)
+	}
+	return dst
 }

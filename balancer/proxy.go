@@ -227,7 +227,11 @@ func (c *clientConn) handle(rt *route, start time.Time) bool {
 	}
 	g, stats := act.group, act.stats
 	if len(act.weighted) > 0 {
-		wg := act.pickStickyGroup(c)
+		var groupToken []byte
+		if act.groupStickiness > 0 {
+			groupToken = c.cookie(StickyCookieGroup)
+		}
+		wg := act.pickWeighted(groupToken)
 		g, stats = wg.group, wg.stats
 		if act.groupStickiness > 0 {
 			c.ex.groupToken, c.ex.groupStickiness = wg.token, act.groupStickiness
@@ -268,20 +272,14 @@ func (c *clientConn) forward(g *group, rt *route) (int, bool) {
 	var triedArray [maxAttempts]*targetState
 	tried := triedArray[:0]
 	reason := ReasonNoTarget
-	for attempt := 0; attempt < maxAttempts; attempt++ {
-		var t *targetState
-		if attempt == 0 && g.sticky != nil {
-			t = c.stuckTarget(g.sticky)
-		}
-		if t == nil {
-			t = g.pick(tried, c.sourceHash)
-		}
+	var stickyToken []byte
+	if g.sticky != nil {
+		stickyToken = c.cookie(g.sticky.cookie)
+	}
+	for range maxAttempts {
+		t := g.pickFor(&c.ex, tried, c.sourceHash, stickyToken)
 		if t == nil {
 			break
-		}
-		c.ex.target = t
-		if g.sticky != nil {
-			c.ex.sticky, c.ex.stickyToken = g.sticky, g.sticky.tokens[t]
 		}
 		tried = append(tried, t)
 		// In flight from the pick on, dial included: a drain that sees zero
@@ -352,15 +350,20 @@ const reasonNone ErrorReason = -1
 
 // failWith answers the client with the error page of reason and returns its status.
 func (c *clientConn) failWith(reason ErrorReason, keep bool) int {
-	code := 502
-	switch reason {
-	case ReasonNoTarget:
-		code = 503
-	case ReasonConnectTimeout, ReasonResponseTimeout, ReasonTargetUnreachable:
-		code = 504
-	}
+	code := reasonStatus(reason)
 	c.answerError(code, reason, keep)
 	return code
+}
+
+// reasonStatus is the status of the balancer's answer to a forward that failed for reason.
+func reasonStatus(reason ErrorReason) int {
+	switch reason {
+	case ReasonNoTarget:
+		return 503
+	case ReasonConnectTimeout, ReasonResponseTimeout, ReasonTargetUnreachable:
+		return 504
+	}
+	return 502
 }
 
 // roundTrip sends the request on uc and copies the response to the client.

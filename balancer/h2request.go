@@ -1,0 +1,436 @@
+package balancer
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/tls"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"net/netip"
+	"os"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+	"unsafe"
+
+	"github.com/berth-lb/berth/balancer/rules"
+)
+
+// One HTTP/2 request (a stream), from routing to its access-log line. The
+// decisions are the HTTP/1.1 engine's (rules and actions, 463, stickiness,
+// request IDs, X-Forwarded-For modes, error pages, the log line); what
+// differs is that request and response are net/http values and that the
+// streams of one connection run concurrently, so nothing per request lives
+// on the connection.
+
+// h2Request is one stream being served.
+type h2Request struct {
+	l         *listener
+	rt        *route
+	w         http.ResponseWriter
+	r         *http.Request
+	ex        exchange
+	requestID string
+	clientIP  []byte
+	// sourceHash is the hash of clientIP, for source_hash.
+	sourceHash uint64
+	// wantsJSON is true when Accept names application/json: error pages in JSON.
+	wantsJSON bool
+}
+
+// ServeHTTP routes and answers one HTTP/2 request.
+func (l *listener) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	hc := r.Context().Value(h2ConnKey{}).(*h2Conn)
+	hc.active.Add(1)
+	defer hc.active.Add(-1)
+	q := &h2Request{l: l, rt: l.route.Load(), w: w, r: r}
+	q.ex.reset(time.Now())
+	q.requestID = r.Header.Get("X-Request-Id")
+	if !validRequestID(sbytes(q.requestID)) {
+		q.requestID = string(appendRequestID(nil, hc.requestIDPrefix, hc.requestIDs.Add(1)))
+	}
+	q.clientIP = clientIP(remoteAddr(r))
+	q.sourceHash = hashBytes(q.clientIP)
+	for _, v := range r.Header.Values("Accept") {
+		q.wantsJSON = q.wantsJSON || containsFold(sbytes(v), "application/json")
+	}
+	// Deferred: a response that breaks mid-body ends the stream by panic.
+	defer q.log()
+	q.serve()
+}
+
+// sbytes views s as bytes without copying, for reading only.
+func sbytes(s string) []byte { return unsafe.Slice(unsafe.StringData(s), len(s)) }
+
+func (q *h2Request) serve() {
+	r, rt, start := q.r, q.rt, q.ex.start
+	host := r.Host
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		host = h
+	}
+	path := r.URL.EscapedPath()
+	if rt.redirectPort != 0 {
+		q.ex.redirectURL = appendHTTPSLocation(nil, sbytes(host), sbytes(path), sbytes(r.URL.RawQuery), rt.redirectPort)
+		q.redirect(http.StatusMovedPermanently)
+		rt.fallback.stats.observe(http.StatusMovedPermanently, time.Since(start))
+		return
+	}
+	if q.forwardedFor() > maxForwardedFor {
+		q.fail(463, ReasonTooManyForwardedFor)
+		return
+	}
+	source, _ := netip.ParseAddrPort(r.RemoteAddr)
+	req := rules.Request{Host: strings.ToLower(host), Path: path, Method: r.Method, Query: r.URL.RawQuery,
+		Headers: flatHeaders(r.Header), Source: source.Addr().Unmap()}
+	act := &rt.fallback
+	if i := rt.table.MatchRequest(&req); i >= 0 {
+		act = &rt.actions[i]
+	}
+	q.ex.priority = act.priority
+	switch {
+	case act.redirect != nil:
+		parts := redirectParts{protocol: []byte(rt.scheme), host: sbytes(host), port: q.l.port,
+			path: sbytes(strings.TrimPrefix(path, "/")), query: sbytes(r.URL.RawQuery)}
+		q.ex.redirectURL = act.redirect.appendLocation(nil, &parts)
+		q.redirect(act.redirect.status)
+		act.stats.observe(act.redirect.status, time.Since(start))
+	case act.group == nil:
+		q.ex.status, q.ex.sent = act.code, writeRendered(q.w, act.fixed)
+		act.stats.observe(act.code, time.Since(start))
+	default:
+		g, stats := act.group, act.stats
+		if len(act.weighted) > 0 {
+			var groupToken []byte
+			if act.groupStickiness > 0 {
+				groupToken = q.cookie(StickyCookieGroup)
+			}
+			wg := act.pickWeighted(groupToken)
+			g, stats = wg.group, wg.stats
+			if act.groupStickiness > 0 {
+				q.ex.groupToken, q.ex.groupStickiness = wg.token, act.groupStickiness
+			}
+		}
+		q.ex.group = g.name
+		q.ex.status = q.forward(g)
+		stats.observe(q.ex.status, time.Since(start))
+	}
+}
+
+// forwardedFor counts the addresses of the request's X-Forwarded-For lines.
+func (q *h2Request) forwardedFor() int {
+	n := 0
+	for _, v := range q.r.Header.Values("X-Forwarded-For") {
+		n += 1 + strings.Count(v, ",")
+	}
+	return n
+}
+
+// cookie returns the value of the request's cookie name, or nil.
+func (q *h2Request) cookie(name string) []byte {
+	for _, v := range q.r.Header.Values("Cookie") {
+		if c := cookieValue(sbytes(v), name); c != nil {
+			return c
+		}
+	}
+	return nil
+}
+
+// redirect answers with ex.redirectURL as the location.
+func (q *h2Request) redirect(status int) {
+	q.w.Header().Set("Location", string(q.ex.redirectURL))
+	q.w.WriteHeader(status)
+	q.ex.status = status
+}
+
+// fail answers with the balancer's error page for code, in JSON when the
+// client asked for it, and counts reason.
+func (q *h2Request) fail(code int, reason ErrorReason) int {
+	q.l.errors[reason].Add(1)
+	page := errorPage(code, true)
+	if q.wantsJSON {
+		page = jsonErrorPage(code, true)
+	}
+	q.ex.status, q.ex.reason, q.ex.sent = code, reason, writeRendered(q.w, page)
+	return code
+}
+
+// h2Headers shows an HTTP/2 request's header lines to the rule conditions.
+type h2Headers [][2]string
+
+func flatHeaders(h http.Header) h2Headers {
+	var out h2Headers
+	for k, vs := range h {
+		for _, v := range vs {
+			out = append(out, [2]string{k, v})
+		}
+	}
+	return out
+}
+
+func (h h2Headers) NumHeaders() int { return len(h) }
+
+func (h h2Headers) HeaderAt(i int) (name, value []byte) { return sbytes(h[i][0]), sbytes(h[i][1]) }
+
+// writeRendered answers with a response the balancer rendered as HTTP/1.1
+// and returns the length of its body.
+func writeRendered(w http.ResponseWriter, raw []byte) int64 {
+	resp, err := http.ReadResponse(bufio.NewReader(bytes.NewReader(raw)), nil)
+	if err != nil {
+		w.WriteHeader(http.StatusInternalServerError)
+		return 0
+	}
+	for k, vs := range resp.Header {
+		if k != "Connection" {
+			w.Header()[k] = vs
+		}
+	}
+	w.WriteHeader(resp.StatusCode)
+	n, _ := io.Copy(w, resp.Body)
+	return n
+}
+
+// forward sends the request to a target of g and streams the answer back.
+// A request is tried again on another target only when connecting failed,
+// since then nothing of it was sent. It returns the status the client got.
+func (q *h2Request) forward(g *group) int {
+	grpc := strings.HasPrefix(q.r.Header.Get("Content-Type"), "application/grpc")
+	transport := q.l.b.upstreams.transport(g, grpc)
+	var stickyToken []byte
+	if g.sticky != nil {
+		stickyToken = q.cookie(g.sticky.cookie)
+	}
+	var triedArray [maxAttempts]*targetState
+	tried := triedArray[:0]
+	reason := ReasonNoTarget
+	for range maxAttempts {
+		t := g.pickFor(&q.ex, tried, q.sourceHash, stickyToken)
+		if t == nil {
+			break
+		}
+		tried = append(tried, t)
+		t.inFlight.Add(1)
+		t.requests.Add(1)
+		code, why, retry := q.try(g, t, transport)
+		t.inFlight.Add(-1)
+		switch {
+		case why == reasonNone:
+			if code >= 500 {
+				t.passive.failed(time.Now())
+			} else {
+				t.passive.succeeded()
+			}
+			return code
+		case retry:
+			t.failed(why)
+			reason = why
+			continue
+		default:
+			t.failed(why)
+			return q.fail(reasonStatus(why), why)
+		}
+	}
+	return q.fail(reasonStatus(reason), reason)
+}
+
+// countedBody is the client's request body as sent to a target: it counts
+// what was read, and a failed try does not close it, since the next try may
+// still send it.
+type countedBody struct {
+	body io.Reader
+	n    *int64
+}
+
+func (b countedBody) Read(p []byte) (int, error) {
+	n, err := b.body.Read(p)
+	*b.n += int64(n)
+	return n, err
+}
+
+func (countedBody) Close() error { return nil }
+
+// try is one try on target t. It reports the status sent to the client, or
+// a failure reason and whether the request may go to another target.
+func (q *h2Request) try(g *group, t *targetState, transport http.RoundTripper) (int, ErrorReason, bool) {
+	r, w := q.r, q.w
+	ctx, cancel := context.WithCancel(context.WithValue(r.Context(), connectTimeoutKey{}, g.connectTimeout))
+	defer cancel()
+	ex := &h2Exchange{cancel: cancel}
+	t.trackExchange(ex)
+	defer t.untrackExchange(ex)
+	timedOut := atomic.Bool{}
+	timer := time.AfterFunc(g.connectTimeout+g.responseTimeout, func() { timedOut.Store(true); cancel() })
+	out := r.Clone(ctx)
+	out.RequestURI = ""
+	out.URL.Scheme = "http"
+	out.URL.Host = t.address
+	out.Close = false
+	if r.Body != nil && r.Body != http.NoBody {
+		out.Body = countedBody{r.Body, &q.ex.received}
+	}
+	q.writeRequestHeader(out.Header)
+
+	q.ex.sentToTarget = time.Now()
+	resp, err := transport.RoundTrip(out)
+	timer.Stop()
+	if err != nil {
+		var op *net.OpError
+		if errors.As(err, &op) && op.Op == "dial" {
+			return 0, dialFailure(err), true
+		}
+		if timedOut.Load() || errors.Is(err, os.ErrDeadlineExceeded) {
+			return 0, ReasonResponseTimeout, false
+		}
+		if r.Context().Err() != nil {
+			return 499, reasonNone, false // the client went away
+		}
+		return 0, brokenReason(err), false
+	}
+	q.ex.headReceived, q.ex.targetStatus = time.Now(), resp.StatusCode
+	defer resp.Body.Close()
+	// The answer ended the exchange: a client still sending (a gRPC stream
+	// that failed early) must not keep the upstream request body open,
+	// which would keep resp.Body.Close waiting for it.
+	defer r.Body.Close()
+	q.writeResponseHeader(resp)
+	w.WriteHeader(resp.StatusCode)
+	// A response without a length is streamed (Server-Sent Events, gRPC,
+	// long polls): every piece goes to the client at once.
+	flush := resp.ContentLength < 0
+	rc := http.NewResponseController(w)
+	buf := h2CopyBuffers.Get().(*[]byte)
+	defer h2CopyBuffers.Put(buf)
+	for {
+		n, rerr := resp.Body.Read(*buf)
+		if n > 0 {
+			if _, werr := w.Write((*buf)[:n]); werr != nil {
+				return resp.StatusCode, reasonNone, false
+			}
+			q.ex.sent += int64(n)
+			if flush {
+				rc.Flush()
+			}
+		}
+		if rerr == io.EOF {
+			break
+		}
+		if rerr != nil {
+			// The status went out already: the client sees the stream reset.
+			panic(http.ErrAbortHandler)
+		}
+	}
+	for k, vs := range resp.Trailer {
+		w.Header()[http.TrailerPrefix+k] = vs
+	}
+	return resp.StatusCode, reasonNone, false
+}
+
+// writeRequestHeader turns the client's header into the one sent to the
+// target: without hop-by-hop fields, with X-Forwarded-For (by the
+// listener's mode), -Proto, -Port and X-Request-Id.
+func (q *h2Request) writeRequestHeader(h http.Header) {
+	for _, k := range []string{"Connection", "Keep-Alive", "Proxy-Connection", "Upgrade", "Expect"} {
+		h.Del(k)
+	}
+	if te := h.Get("Te"); te != "trailers" {
+		h.Del("Te")
+	}
+	xff := strings.Join(h.Values("X-Forwarded-For"), ", ")
+	switch q.rt.xff {
+	case xffAppend:
+		if xff != "" {
+			xff += ", "
+		}
+		h.Set("X-Forwarded-For", xff+string(q.clientIP))
+	case xffPreserve:
+		if xff != "" {
+			h.Set("X-Forwarded-For", xff)
+		}
+	case xffRemove:
+		h.Del("X-Forwarded-For")
+	}
+	h.Set("X-Request-Id", q.requestID)
+	h.Set("X-Forwarded-Proto", q.rt.scheme)
+	h.Set("X-Forwarded-Port", string(q.l.port))
+}
+
+// writeResponseHeader copies the target's response header to the client's,
+// without hop-by-hop fields, with the stickiness cookies the exchange sets.
+func (q *h2Request) writeResponseHeader(resp *http.Response) {
+	h := q.w.Header()
+	for k, vs := range resp.Header {
+		switch k {
+		case "Connection", "Keep-Alive", "Proxy-Connection", "Transfer-Encoding", "Upgrade":
+			continue
+		}
+		h[k] = vs
+	}
+	if q.ex.groupToken != "" {
+		h.Add("Set-Cookie", string(appendCookie(nil, StickyCookieGroup, q.ex.groupToken, q.ex.groupStickiness)))
+	}
+	s := q.ex.sticky
+	if s == nil || q.ex.stickyToken == "" {
+		return
+	}
+	if s.appCookie != "" && !slices.ContainsFunc(resp.Header.Values("Set-Cookie"), func(v string) bool { return setsCookie(sbytes(v), s.appCookie) }) {
+		return
+	}
+	h.Add("Set-Cookie", string(appendCookie(nil, s.cookie, q.ex.stickyToken, s.duration)))
+}
+
+// log writes the access-log line of the request, when an access log is open.
+func (q *h2Request) log() {
+	a := q.l.b.access.Load()
+	if a == nil {
+		return
+	}
+	r := q.r
+	for k, vs := range r.Header {
+		for _, v := range vs {
+			q.ex.received += int64(len(k) + len(v) + 4) // as the header lines of HTTP/1.1
+		}
+	}
+	line := accessLine{scheme: q.rt.scheme, listener: q.l.name, client: bstr(q.clientIP),
+		request: r.Method + " " + r.URL.RequestURI() + " " + r.Proto, userAgent: r.UserAgent(), requestID: q.requestID}
+	if r.TLS != nil {
+		line.tlsProtocol, line.tlsCipher = tls.VersionName(r.TLS.Version), tls.CipherSuiteName(r.TLS.CipherSuite)
+	}
+	a.writeLine(line.append(nil, &q.ex, time.Now()))
+}
+
+// h2Exchange is an HTTP/2 request in flight to a target, registered with the
+// target so Terminate can abort it (its client stream is reset).
+type h2Exchange struct{ cancel context.CancelFunc }
+
+func (e *h2Exchange) Close() error { e.cancel(); return nil }
+func (e *h2Exchange) terminate()   { e.cancel() }
+
+// trackExchange records ex among the target's streams, without the L4
+// connection counters.
+func (t *targetState) trackExchange(ex *h2Exchange) {
+	t.mu.Lock()
+	if t.streams == nil {
+		t.streams = map[stream]struct{}{}
+	}
+	t.streams[ex] = struct{}{}
+	t.mu.Unlock()
+}
+
+func (t *targetState) untrackExchange(ex *h2Exchange) {
+	t.mu.Lock()
+	delete(t.streams, ex)
+	t.mu.Unlock()
+}
+
+var h2CopyBuffers = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
+
+func remoteAddr(r *http.Request) net.Addr {
+	if a, err := net.ResolveTCPAddr("tcp", r.RemoteAddr); err == nil {
+		return a
+	}
+	return &net.TCPAddr{}
+}
