@@ -88,6 +88,11 @@ type h2Conn struct {
 
 type h2ConnKey struct{}
 
+// h2Limits gives HTTP/2 connections the HTTP/1.1 engine's limit on a
+// request's header fields, 64 KiB: the server announces it
+// (SETTINGS_MAX_HEADER_LIST_SIZE) and answers 431 above it.
+var h2Limits = &http.Server{MaxHeaderBytes: maxHeadBytes}
+
 // serveH2 serves one HTTP/2 connection (TLS with ALPN h2, or h2c with prior
 // knowledge) until it ends.
 func (l *listener) serveH2(conn net.Conn) {
@@ -96,8 +101,9 @@ func (l *listener) serveH2(conn net.Conn) {
 	defer track(l, l.h2conns, hc)()
 	srv := &http2.Server{IdleTimeout: l.route.Load().idleTimeout}
 	srv.ServeConn(conn, &http2.ServeConnOpts{
-		Context: context.WithValue(context.Background(), h2ConnKey{}, hc),
-		Handler: l,
+		Context:    context.WithValue(context.Background(), h2ConnKey{}, hc),
+		Handler:    l,
+		BaseConfig: h2Limits,
 	})
 }
 

@@ -80,6 +80,10 @@ func (q *h2Request) serve() {
 		rt.fallback.stats.observe(http.StatusMovedPermanently, time.Since(start))
 		return
 	}
+	if q.fieldTooLong() {
+		q.fail(431, ReasonHeadersTooLarge)
+		return
+	}
 	if q.forwardedFor() > maxForwardedFor {
 		q.fail(463, ReasonTooManyForwardedFor)
 		return
@@ -119,6 +123,23 @@ func (q *h2Request) serve() {
 		q.ex.status = q.forward(g)
 		stats.observe(q.ex.status, time.Since(start))
 	}
+}
+
+// fieldTooLong reports whether the request target or a header field is
+// longer than the HTTP/1.1 engine lets a line be (16 KiB), which its
+// request line and header lines would be.
+func (q *h2Request) fieldTooLong() bool {
+	if len(q.r.RequestURI) > maxLineBytes { // the :path as the client sent it
+		return true
+	}
+	for k, vs := range q.r.Header {
+		for _, v := range vs {
+			if len(k)+2+len(v) > maxLineBytes {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // forwardedFor counts the addresses of the request's X-Forwarded-For lines.

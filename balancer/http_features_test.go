@@ -424,6 +424,45 @@ func TestTooManyForwardedForAndJSONErrors(t *testing.T) {
 	})
 }
 
+func TestHeaderLimitsOnBothProtocols(t *testing.T) {
+	bothProtocols(t, func(t *testing.T, client *http.Client, proto string) {
+		be := backend(t, "a", func(http.ResponseWriter, *http.Request) {})
+		lb := start(t, webConfig(serving("a", addrOf(be))))
+		url := "http://" + lb.Addr("web") + "/"
+		cases := []struct {
+			name string
+			url  string
+			hdr  []string
+			want int
+		}{
+			{"a 15 KiB header passes", url, []string{"X-Big", strings.Repeat("x", 15<<10)}, 200},
+			{"a header over 16 KiB", url, []string{"X-Big", strings.Repeat("x", 17<<10)}, 431},
+			{"a request target over 16 KiB", url + "?q=" + strings.Repeat("x", 17<<10), nil, 431},
+		}
+		for _, c := range cases {
+			if code, _, _ := get(t, client, c.url, c.hdr...); code != c.want {
+				t.Errorf("%s: status %d, want %d", c.name, code, c.want)
+			}
+		}
+		// Over 64 KiB in all: HTTP/1.1 answers 431; over HTTP/2 the limit is
+		// announced in SETTINGS, and Go's client refuses to send such a request.
+		req, _ := http.NewRequest("GET", url, nil)
+		for i := range 5 {
+			req.Header.Set("X-Many-"+strconv.Itoa(i), strings.Repeat("y", 15<<10))
+		}
+		resp, err := client.Do(req)
+		switch {
+		case proto == "HTTP/1.1" && (err != nil || resp.StatusCode != 431):
+			t.Errorf("75 KiB of headers: %v %v, want 431", resp, err)
+		case proto == "HTTP/2.0" && (err == nil || !strings.Contains(err.Error(), "header list")):
+			t.Errorf("75 KiB of headers over HTTP/2: %v %v, want the client to refuse by the announced limit", resp, err)
+		}
+		if resp != nil {
+			resp.Body.Close()
+		}
+	})
+}
+
 func TestHTTPAccessLog(t *testing.T) {
 	bothProtocols(t, func(t *testing.T, client *http.Client, proto string) {
 		be := namedRawBackend(t, "a")
