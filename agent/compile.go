@@ -115,6 +115,7 @@ func compile(cfg *config.Config, local discovery.State, remote []discovery.Targe
 		}
 	}
 	d.failOpenWhereNoneHealthy(members)
+	d.protocolConflicts(all, specs)
 
 	for _, name := range sortedKeys(specs) {
 		spec := specs[name]
@@ -125,6 +126,7 @@ func compile(cfg *config.Config, local discovery.State, remote []discovery.Targe
 			SlowStart:         spec.SlowStart,
 			AnomalyMitigation: spec.AnomalyMitigation,
 			Stickiness:        stickiness(spec.Stickiness),
+			Protocol:          spec.Protocol,
 		})
 		states := map[string]int{}
 		for _, t := range d.targets {
@@ -230,6 +232,10 @@ func groupSpecs(cfg *config.Config, targets []discovery.Target, d *desired) map[
 					spec.SlowStart = t.Settings.SlowStart
 				}
 			}
+			if t.Settings.Protocol != "" {
+				spec.Protocol = t.Settings.Protocol
+				spec.Health.Protocol = config.HealthProtocol(spec.Protocol)
+			}
 			spec.Health = mergeHealth(spec.Health, t.Settings.Health)
 			if st := t.Settings.Stickiness; st.Type != "" {
 				spec.Stickiness = &config.Stickiness{Type: st.Type, Cookie: st.Cookie, Duration: st.Duration}
@@ -272,7 +278,22 @@ func forwardedGroups(cfg *config.Config) []string {
 func sameSettings(a, b discovery.GroupSettings) bool {
 	sameDelay := (a.DeregistrationDelay == nil) == (b.DeregistrationDelay == nil) &&
 		(a.DeregistrationDelay == nil || *a.DeregistrationDelay == *b.DeregistrationDelay)
-	return sameDelay && a.Algorithm == b.Algorithm && a.SlowStart == b.SlowStart && a.Health == b.Health && a.Stickiness == b.Stickiness
+	return sameDelay && a.Algorithm == b.Algorithm && a.SlowStart == b.SlowStart && a.Health == b.Health && a.Stickiness == b.Stickiness &&
+		a.Protocol == b.Protocol
+}
+
+// protocolConflicts reports targets whose groups disagree on the protocol
+// spoken to them: a port speaks one, and the balancer speaks TLS to a
+// target that any of its groups calls https.
+func (d *desired) protocolConflicts(targets []discovery.Target, specs map[string]groupSpec) {
+	for _, t := range targets {
+		for _, g := range t.Groups[min(1, len(t.Groups)):] {
+			if first := t.Groups[0]; specs[g].Protocol != specs[first].Protocol {
+				d.conflicts = append(d.conflicts, "target "+t.ID+": group "+first+" speaks "+specs[first].Protocol+" to it and group "+g+" "+specs[g].Protocol+": the balancer speaks https to it in both")
+				break
+			}
+		}
+	}
 }
 
 // labelRulesByListener collects the rules of the containers' labels, once per

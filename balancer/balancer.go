@@ -40,7 +40,9 @@ type Balancer struct {
 	targets   map[string]*targetState
 	hosts     map[string]*hostHealth // by the host part of target addresses
 	stats     map[[2]string]*routeStats
-	closed    bool
+	// tlsTargets holds the IDs of the targets that Apply's config speaks TLS to.
+	tlsTargets map[string]bool
+	closed     bool
 	// accessDest is the Config.AccessLog the access log was opened for.
 	accessDest string
 
@@ -121,6 +123,8 @@ type group struct {
 	// anomalyMitigation makes weighted_random pick targets with recent
 	// failures less often (with at least anomalyMinTargets targets).
 	anomalyMitigation bool
+	// targetTLS makes the HTTP listeners speak TLS to the group's targets.
+	targetTLS bool
 	// next is the round-robin cursor. It belongs to this snapshot's group and
 	// restarts with a new snapshot, which only shifts where the rotation begins.
 	next atomic.Uint64
@@ -220,6 +224,16 @@ func (b *Balancer) Apply(cfg Config) error {
 		return err
 	}
 
+	// A target's pooled connections are shared by its groups, so it speaks
+	// one protocol: TLS when any group that lists it asks for it.
+	b.tlsTargets = make(map[string]bool)
+	for _, gc := range cfg.Groups {
+		if gc.Protocol == ProtocolHTTPS {
+			for _, tc := range gc.Targets {
+				b.tlsTargets[tc.ID] = true
+			}
+		}
+	}
 	groups := make(map[string]*group, len(cfg.Groups))
 	seenTargets := make(map[string]bool)
 	for _, gc := range cfg.Groups {
@@ -231,6 +245,7 @@ func (b *Balancer) Apply(cfg Config) error {
 			proxyProtocol:     gc.ProxyProtocol,
 			slowStart:         gc.SlowStart,
 			anomalyMitigation: gc.AnomalyMitigation,
+			targetTLS:         gc.Protocol == ProtocolHTTPS,
 		}
 		var weighted []weightedTarget
 		warm := false // a target of the group served before this change
@@ -346,9 +361,11 @@ func (b *Balancer) groupByHost() {
 }
 
 // targetState returns the state of a target, creating it on first sight. A
-// known ID whose address changed gets a fresh state: its pool is useless.
+// known ID whose address or protocol changed gets a fresh state: its pool is
+// useless.
 func (b *Balancer) targetState(tc TargetConfig) *targetState {
-	if t, ok := b.targets[tc.ID]; ok && t.address == tc.Address {
+	tls := b.tlsTargets[tc.ID]
+	if t, ok := b.targets[tc.ID]; ok && t.address == tc.Address && t.tls == tls {
 		return t
 	} else if ok {
 		t.serving.Store(false)
@@ -360,7 +377,7 @@ func (b *Balancer) targetState(tc TargetConfig) *targetState {
 		h = &hostHealth{}
 		b.hosts[host] = h
 	}
-	t := &targetState{id: tc.ID, address: tc.Address, host: h}
+	t := &targetState{id: tc.ID, address: tc.Address, tls: tls, host: h}
 	b.targets[tc.ID] = t
 	return t
 }
@@ -473,6 +490,11 @@ func validate(cfg Config) error {
 		case "", AlgorithmRoundRobin, AlgorithmLeastOutstanding, AlgorithmWeightedRandom, AlgorithmSourceHash:
 		default:
 			errs = append(errs, fmt.Errorf("balancer: group %s: unknown algorithm %q: use %s, %s, %s or %s", g.Name, g.Algorithm, AlgorithmRoundRobin, AlgorithmLeastOutstanding, AlgorithmWeightedRandom, AlgorithmSourceHash))
+		}
+		switch g.Protocol {
+		case "", ProtocolHTTP, ProtocolHTTPS:
+		default:
+			errs = append(errs, fmt.Errorf("balancer: group %s: unknown protocol %q: use %s or %s", g.Name, g.Protocol, ProtocolHTTP, ProtocolHTTPS))
 		}
 		errs = append(errs, validateRamp(g)...)
 	}

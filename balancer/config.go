@@ -182,6 +182,11 @@ type GroupConfig struct {
 	// whose recent answers were 5xx or failed connects, and more again as
 	// they recover; it acts in groups of at least three serving targets.
 	AnomalyMitigation bool
+	// Protocol is what http and https listeners speak to the group's
+	// targets: ProtocolHTTP (the default for "") or ProtocolHTTPS, TLS whose
+	// certificate is not verified, as ALB does. L4 listeners ignore it. A
+	// target listed in an https group is spoken to with TLS by every group.
+	Protocol string
 }
 
 // Stickiness keeps a client's requests on one target of a group.

@@ -58,14 +58,14 @@ func chatDesc(name string) *grpc.ServiceDesc {
 	}
 }
 
-// grpcTarget serves chatDesc over h2c.
-func grpcTarget(t *testing.T, name string) string {
+// grpcTarget serves chatDesc, over h2c unless opts give credentials.
+func grpcTarget(t *testing.T, name string, opts ...grpc.ServerOption) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := grpc.NewServer(grpc.ForceServerCodec(rawCodec{}))
+	srv := grpc.NewServer(append(opts, grpc.ForceServerCodec(rawCodec{}))...)
 	srv.RegisterService(chatDesc(name), struct{}{})
 	go srv.Serve(ln)
 	t.Cleanup(srv.Stop)
@@ -122,14 +122,21 @@ func TestGRPCStreamsThroughH2CAndHTTPS(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer conn.Close()
-			answers, trailer, err := chat(t, conn, "a", "b", "c")
-			if err != nil || len(answers) != 3 || answers[2] != "one: c" || trailer.Get("echo-count")[0] != "3" {
-				t.Errorf("chat: answers %q, trailer %v, err %v", answers, trailer, err)
-			}
-			answers, _, err = chat(t, conn, "a", "fail")
-			if status.Code(err) != codes.NotFound || len(answers) != 1 {
-				t.Errorf("a failing call: answers %q, err %v; want one answer and NotFound", answers, err)
-			}
+			checkChats(t, conn, "one")
 		})
+	}
+}
+
+// checkChats streams through conn to a chatDesc target named target: the
+// answers, the trailer and an error status must all come back.
+func checkChats(t *testing.T, conn *grpc.ClientConn, target string) {
+	t.Helper()
+	answers, trailer, err := chat(t, conn, "a", "b", "c")
+	if err != nil || len(answers) != 3 || answers[2] != target+": c" || len(trailer.Get("echo-count")) != 1 || trailer.Get("echo-count")[0] != "3" {
+		t.Errorf("chat: answers %q, trailer %v, err %v", answers, trailer, err)
+	}
+	answers, _, err = chat(t, conn, "a", "fail")
+	if status.Code(err) != codes.NotFound || len(answers) != 1 {
+		t.Errorf("a failing call: answers %q, err %v; want one answer and NotFound", answers, err)
 	}
 }

@@ -25,44 +25,61 @@ const h2Preface = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 
 // upstreamTransports are the HTTP/2 path's clients toward targets, made on
 // first use. They dial with the group's connect timeout, carried in the
-// request's context.
+// request's context. Toward an https group the connect includes the TLS
+// handshake (connectTarget), so they speak TLS whatever the scheme of the
+// request's URL.
 type upstreamTransports struct {
 	once sync.Once
-	h1   *http.Transport
-	h2c  *http2.Transport
+	// h1 and h1TLS speak HTTP/1.1 to http and https groups, h2c and h2
+	// HTTP/2: each pools connections by address.
+	h1, h1TLS *http.Transport
+	h2c, h2   *http2.Transport
 }
 
 type connectTimeoutKey struct{}
 
 func (u *upstreamTransports) init() {
 	u.once.Do(func() {
-		dial := func(ctx context.Context, network, addr string) (net.Conn, error) {
-			timeout, _ := ctx.Value(connectTimeoutKey{}).(time.Duration)
-			d := targetDialer(orDefault(timeout, DefaultConnectTimeout))
-			return d.DialContext(ctx, network, addr)
+		dial := func(tlsConfig *tls.Config) func(context.Context, string, string) (net.Conn, error) {
+			return func(ctx context.Context, _, addr string) (net.Conn, error) {
+				timeout, _ := ctx.Value(connectTimeoutKey{}).(time.Duration)
+				return connectTarget(ctx, addr, orDefault(timeout, DefaultConnectTimeout), tlsConfig)
+			}
 		}
-		u.h1 = &http.Transport{
-			DialContext:         dial,
-			MaxIdleConnsPerHost: maxIdlePerTarget,
-			IdleConnTimeout:     upstreamIdleTimeout,
-			DisableCompression:  true,
+		h1 := func(tlsConfig *tls.Config) *http.Transport {
+			return &http.Transport{
+				DialContext:         dial(tlsConfig),
+				MaxIdleConnsPerHost: maxIdlePerTarget,
+				IdleConnTimeout:     upstreamIdleTimeout,
+				DisableCompression:  true,
+			}
 		}
-		u.h2c = &http2.Transport{
-			AllowHTTP: true,
-			DialTLSContext: func(ctx context.Context, network, addr string, _ *tls.Config) (net.Conn, error) {
-				return dial(ctx, network, addr)
-			},
-			IdleConnTimeout: upstreamIdleTimeout,
+		h2 := func(tlsConfig *tls.Config) *http2.Transport {
+			dial := dial(tlsConfig)
+			return &http2.Transport{
+				AllowHTTP: true,
+				DialTLSContext: func(ctx context.Context, network, addr string, _ *tls.Config) (net.Conn, error) {
+					return dial(ctx, network, addr)
+				},
+				IdleConnTimeout: upstreamIdleTimeout,
+			}
 		}
+		u.h1, u.h1TLS = h1(nil), h1(targetTLSHTTP1)
+		u.h2c, u.h2 = h2(nil), h2(targetTLSH2)
 	})
 }
 
-// transport is the client toward g's targets: h2c for gRPC, which needs
-// HTTP/2 end to end for its trailers, else HTTP/1.1.
+// transport is the client toward g's targets: HTTP/2 for gRPC, which needs
+// it end to end for its trailers, else HTTP/1.1; over TLS when g is https.
 func (u *upstreamTransports) transport(g *group, grpc bool) http.RoundTripper {
 	u.init()
-	if grpc {
+	switch {
+	case grpc && g.targetTLS:
+		return u.h2
+	case grpc:
 		return u.h2c
+	case g.targetTLS:
+		return u.h1TLS
 	}
 	return u.h1
 }
@@ -71,7 +88,9 @@ func (u *upstreamTransports) transport(g *group, grpc bool) http.RoundTripper {
 func (u *upstreamTransports) closeIdle() {
 	if u.h1 != nil {
 		u.h1.CloseIdleConnections()
+		u.h1TLS.CloseIdleConnections()
 		u.h2c.CloseIdleConnections()
+		u.h2.CloseIdleConnections()
 	}
 }
 

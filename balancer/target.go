@@ -2,6 +2,8 @@ package balancer
 
 import (
 	"bufio"
+	"context"
+	"crypto/tls"
 	"errors"
 	"io"
 	"net"
@@ -30,6 +32,9 @@ const upstreamIdleTimeout = 60 * time.Second
 type targetState struct {
 	id      string
 	address string
+	// tls makes the HTTP/1.1 engine speak TLS to the target (a group of
+	// protocol https lists it); like the address, it never changes.
+	tls bool
 
 	inFlight atomic.Int64
 	requests atomic.Uint64
@@ -110,6 +115,11 @@ const livenessCheckAfter = time.Second
 // (a read of 0), a reset, or bytes nobody asked for all mean it cannot
 // carry a request.
 func stillOpen(conn net.Conn) bool {
+	// A TLS connection is peeked at below TLS: a close_notify alert counts
+	// as bytes nobody asked for, which is right, since a FIN follows it.
+	if tc, ok := conn.(*tls.Conn); ok {
+		conn = tc.NetConn()
+	}
 	tc, ok := conn.(*net.TCPConn)
 	if !ok {
 		return true
@@ -233,13 +243,13 @@ func (t *targetState) closeIdle() {
 // Both end in an error that the retry and passive health act on, in seconds
 // rather than the kernel's default minutes.
 func dialTarget(t *targetState, timeout time.Duration) (*upstreamConn, error) {
-	d := targetDialer(timeout)
-	conn, err := d.Dial("tcp", t.address)
+	var tlsConfig *tls.Config
+	if t.tls {
+		tlsConfig = targetTLSHTTP1
+	}
+	conn, err := connectTarget(context.Background(), t.address, timeout, tlsConfig)
 	if err != nil {
 		return nil, err
-	}
-	if tc, ok := conn.(*net.TCPConn); ok {
-		tc.SetNoDelay(true)
 	}
 	uc := &upstreamConn{
 		conn:   conn,
@@ -249,6 +259,49 @@ func dialTarget(t *targetState, timeout time.Duration) (*upstreamConn, error) {
 	}
 	t.track(uc)
 	return uc, nil
+}
+
+// The TLS configurations toward targets, by the protocol offered by ALPN.
+// Like ALB, berth does not verify a target's certificate: targets are
+// addresses found by discovery, with no name a certificate could be issued
+// for, and they commonly present self-signed ones; the TLS is for privacy
+// on the network between hosts. Sessions are resumed, by target address,
+// so a new connection to a target costs less than a full handshake.
+var (
+	targetSessions = tls.NewLRUClientSessionCache(1024)
+	targetTLSHTTP1 = targetTLS("http/1.1")
+	targetTLSH2    = targetTLS("h2")
+)
+
+func targetTLS(alpn string) *tls.Config {
+	return &tls.Config{InsecureSkipVerify: true, NextProtos: []string{alpn}, ClientSessionCache: targetSessions}
+}
+
+// connectTarget opens a TCP connection to addr and, with tlsConfig, a TLS
+// session over it, both within timeout. A failed handshake is a failed
+// connect (a *net.OpError of Op "dial"): nothing of the request was sent, so
+// it may go to another target.
+func connectTarget(ctx context.Context, addr string, timeout time.Duration, tlsConfig *tls.Config) (net.Conn, error) {
+	deadline := time.Now().Add(timeout)
+	d := targetDialer(timeout)
+	conn, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	if tc, ok := conn.(*net.TCPConn); ok {
+		tc.SetNoDelay(true)
+	}
+	if tlsConfig == nil {
+		return conn, nil
+	}
+	tc := tls.Client(conn, tlsConfig)
+	conn.SetDeadline(deadline)
+	if err := tc.HandshakeContext(ctx); err != nil {
+		conn.Close()
+		return nil, &net.OpError{Op: "dial", Net: "tcp", Source: conn.LocalAddr(), Addr: conn.RemoteAddr(), Err: err}
+	}
+	conn.SetDeadline(time.Time{})
+	return tc, nil
 }
 
 // targetDialer dials targets with the dead-peer detection described at dialTarget.

@@ -55,12 +55,15 @@ type GroupSettings struct {
 	// Stickiness is the group's cookie stickiness (berth.stickiness,
 	// berth.stickiness.duration); a zero Type: unset.
 	Stickiness StickinessSettings
+	// Protocol is what the balancer speaks to the group's targets
+	// (berth.protocol): http or https; "": unset.
+	Protocol string
 }
 
 // IsZero reports whether no label set any group policy.
 func (s GroupSettings) IsZero() bool {
 	return s.DeregistrationDelay == nil && s.Algorithm == "" && s.SlowStart == 0 &&
-		s.Health == (HealthSettings{}) && s.Stickiness == (StickinessSettings{})
+		s.Health == (HealthSettings{}) && s.Stickiness == (StickinessSettings{}) && s.Protocol == ""
 }
 
 // StickinessSettings are a group's stickiness as labels declare it.

@@ -198,6 +198,10 @@ type Group struct {
 	AnomalyMitigation bool `mapstructure:"anomaly-mitigation"`
 	// Stickiness keeps a client on one target by a cookie; nil: none.
 	Stickiness *Stickiness `mapstructure:"stickiness"`
+	// Protocol is what http and https listeners speak to the targets: http,
+	// or https (TLS, certificate not verified, as ALB). The health check
+	// follows it unless health.protocol is set. L4 listeners ignore it.
+	Protocol string `mapstructure:"protocol"`
 }
 
 // Stickiness is a group's cookie stickiness, as on ALB.
@@ -236,6 +240,15 @@ func DefaultHealth() Health {
 	return Health{Enabled: true, Protocol: "http", Path: "/", Interval: 30 * time.Second, Timeout: 5 * time.Second, Healthy: 5, Unhealthy: 2, Matcher: "200"}
 }
 
+// HealthProtocol is the health check protocol of a group that speaks
+// protocol to its targets and sets none for its check: the same, as on ALB.
+func HealthProtocol(protocol string) string {
+	if protocol == ProtocolHTTPS {
+		return ProtocolHTTPS
+	}
+	return DefaultHealth().Protocol
+}
+
 // DefaultGroup is the policy of a group the file does not configure, e.g. one known
 // only from container labels or static targets.
 func DefaultGroup() Group {
@@ -245,6 +258,7 @@ func DefaultGroup() Group {
 		ConnectTimeout:      10 * time.Second,
 		ResponseTimeout:     60 * time.Second,
 		Health:              DefaultHealth(),
+		Protocol:            ProtocolHTTP,
 	}
 }
 
@@ -494,8 +508,9 @@ func applyDefaults(c *Config, file *fileInfo) {
 		fill("algorithm", &g.Algorithm, d.Algorithm)
 		fill("connect-timeout", &g.ConnectTimeout, d.ConnectTimeout)
 		fill("response-timeout", &g.ResponseTimeout, d.ResponseTimeout)
+		fill("protocol", &g.Protocol, d.Protocol)
 		fill("health.enabled", &g.Health.Enabled, d.Health.Enabled)
-		fill("health.protocol", &g.Health.Protocol, d.Health.Protocol)
+		fill("health.protocol", &g.Health.Protocol, HealthProtocol(g.Protocol))
 		fill("health.path", &g.Health.Path, d.Health.Path)
 		fill("health.interval", &g.Health.Interval, d.Health.Interval)
 		fill("health.timeout", &g.Health.Timeout, d.Health.Timeout)

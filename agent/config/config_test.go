@@ -299,6 +299,7 @@ func TestValidateBuiltInCode(t *testing.T) {
 		"groups.web.health.timeout",
 		"groups.web.health.timeout",
 		"groups.web.health.unhealthy",
+		"groups.web.protocol",
 		"groups.web.response-timeout",
 	}
 	var got []string

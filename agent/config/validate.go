@@ -492,6 +492,9 @@ func (v *validation) group(p, name string, g Group) {
 	if g.ResponseTimeout <= 0 {
 		v.add(p+".response-timeout", "%s must be more than 0s", formatDuration(g.ResponseTimeout))
 	}
+	if g.Protocol != ProtocolHTTP && g.Protocol != ProtocolHTTPS {
+		v.add(p+".protocol", "unknown protocol %q; use http or https (what http and https listeners speak to the targets)", g.Protocol)
+	}
 	v.health(p+".health", g.Health)
 	if g.ProxyProtocol != "" && g.ProxyProtocol != "v2" {
 		v.add(p+".proxy-protocol", "%q is not a proxy protocol version: use v2, or leave it out for none", g.ProxyProtocol)

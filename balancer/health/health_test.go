@@ -136,3 +136,28 @@ func TestNewTargetIsRetriedEverySecondUntilItPasses(t *testing.T) {
 	defer late.Close()
 	waitState(t, c, "late", Healthy, 3*time.Second) // far less than the one-minute interval
 }
+
+func TestHTTPSCheckOfATLSTarget(t *testing.T) {
+	var sawTLS atomic.Bool
+	// httptest's certificate is for example.com and signed by a CA nobody
+	// trusts: the check passes anyway, as ALB's does.
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		sawTLS.Store(r.TLS != nil)
+	}))
+	defer srv.Close()
+	addr := strings.TrimPrefix(srv.URL, "https://")
+	c := New(nil)
+	defer c.Close()
+	check := Check{Path: "/", Interval: 20 * time.Millisecond, Timeout: 500 * time.Millisecond, Healthy: 2, Unhealthy: 2, Matcher: mustMatcher(t, "200")}
+	secure, plain := check, check
+	secure.Protocol, plain.Protocol = "https", "http"
+	c.Sync([]Target{{ID: "secure", Address: addr, Check: secure}, {ID: "plain", Address: addr, Check: plain}})
+	waitState(t, c, "secure", Healthy, 2*time.Second)
+	if !sawTLS.Load() {
+		t.Error("the target saw the https check without TLS")
+	}
+	// Plain HTTP to a TLS port gets Go's 400: the protocol matters.
+	if r := waitState(t, c, "plain", Unhealthy, 2*time.Second); r.Reason != ReasonCodeMismatch {
+		t.Errorf("an http check of a TLS target: %+v", r)
+	}
+}

@@ -32,6 +32,10 @@ const (
 // algorithms are the values P.algorithm accepts.
 var algorithms = []string{"round_robin", "least_outstanding_requests", "weighted_random", "source_hash"}
 
+// protocols are the values P.protocol accepts: what the balancer speaks to
+// the group's targets.
+var protocols = []string{"http", "https"}
+
 var (
 	groupNamePattern = regexp.MustCompile(`^[a-zA-Z0-9._-]{1,64}$`)
 	// listener names follow the same shape as group names: they appear in IDs,
@@ -51,7 +55,7 @@ type Spec struct {
 	// Weight is P.weight, 1 when not set.
 	Weight int
 	// Settings are the group policies (P.deregistration-delay, P.algorithm,
-	// P.slow-start, P.health.*).
+	// P.slow-start, P.protocol, P.health.*, P.stickiness).
 	Settings discovery.GroupSettings
 	// Rule is the rule declared with P.rule.*, nil when neither host nor path is set.
 	Rule *discovery.Rule
@@ -157,10 +161,11 @@ func parseSpec(prefix string, labels map[string]string) (Spec, LabelErrors) {
 		Weight: p.weight(),
 		Settings: discovery.GroupSettings{
 			DeregistrationDelay: p.deregistrationDelay(),
-			Algorithm:           p.algorithm(),
+			Algorithm:           p.oneOf("algorithm", algorithms),
 			SlowStart:           p.durationLabel("slow-start", 30*time.Second, 900*time.Second),
 			Health:              p.health(),
 			Stickiness:          p.stickiness(),
+			Protocol:            p.oneOf("protocol", protocols),
 		},
 	}
 	spec.Port, spec.Proto = p.port()
@@ -236,17 +241,18 @@ func (p *labelParser) deregistrationDelay() *time.Duration {
 	return &delay
 }
 
-func (p *labelParser) algorithm() string {
-	raw, ok := p.lookup("algorithm")
+// oneOf reads P.name, which must be one of values; "" when not set.
+func (p *labelParser) oneOf(name string, values []string) string {
+	raw, ok := p.lookup(name)
 	if !ok {
 		return ""
 	}
-	algorithm := strings.TrimSpace(raw)
-	if !slices.Contains(algorithms, algorithm) {
-		p.fail("algorithm", raw, "one of "+strings.Join(algorithms, ", "))
+	value := strings.TrimSpace(raw)
+	if !slices.Contains(values, value) {
+		p.fail(name, raw, "one of "+strings.Join(values, ", "))
 		return ""
 	}
-	return algorithm
+	return value
 }
 
 // health reads the P.health.* labels: the group's active health check.
@@ -259,13 +265,7 @@ func (p *labelParser) health() discovery.HealthSettings {
 			p.fail("health.path", raw, "a path starting with / (e.g. /health)")
 		}
 	}
-	if raw, ok := p.lookup("health.protocol"); ok {
-		if proto := strings.TrimSpace(raw); slices.Contains(healthProtocols, proto) {
-			h.Protocol = proto
-		} else {
-			p.fail("health.protocol", raw, "one of "+strings.Join(healthProtocols, ", "))
-		}
-	}
+	h.Protocol = p.oneOf("health.protocol", healthProtocols)
 	h.Port = p.intLabel("health.port", 1, 65535, "the port to check, 1 to 65535 (default: the traffic port)")
 	h.Interval = p.durationLabel("health.interval", time.Second, 300*time.Second)
 	h.Timeout = p.durationLabel("health.timeout", time.Second, 120*time.Second)

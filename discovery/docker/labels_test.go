@@ -104,6 +104,9 @@ func renderSpec(spec Spec, err error) string {
 	}
 	fmt.Fprintf(&b, "algorithm: %q\n", spec.Settings.Algorithm)
 	fmt.Fprintf(&b, "slow-start: %s\n", spec.Settings.SlowStart)
+	if spec.Settings.Protocol != "" {
+		fmt.Fprintf(&b, "protocol: %s\n", spec.Settings.Protocol)
+	}
 	if st := spec.Settings.Stickiness; st.Type != "" {
 		fmt.Fprintf(&b, "stickiness: %s cookie=%q duration=%s\n", st.Type, st.Cookie, st.Duration)
 	}

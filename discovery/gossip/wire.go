@@ -63,6 +63,7 @@ type wireSettings struct {
 	SlowStart           int64           `json:"ss,omitempty"` // milliseconds
 	Health              *wireHealth     `json:"hc,omitempty"`
 	Stickiness          *wireStickiness `json:"st,omitempty"`
+	Protocol            string          `json:"pr,omitempty"`
 }
 
 // wireStickiness is discovery.StickinessSettings; the duration in milliseconds.
@@ -286,7 +287,7 @@ func toWire(t discovery.Target) wireTarget {
 		w.Created = t.Created.Unix()
 	}
 	if s := t.Settings; !s.IsZero() {
-		w.Settings = &wireSettings{Algorithm: s.Algorithm, SlowStart: s.SlowStart.Milliseconds()}
+		w.Settings = &wireSettings{Algorithm: s.Algorithm, SlowStart: s.SlowStart.Milliseconds(), Protocol: s.Protocol}
 		if s.DeregistrationDelay != nil {
 			ms := s.DeregistrationDelay.Milliseconds()
 			w.Settings.DeregistrationDelay = &ms
@@ -315,7 +316,7 @@ func fromWire(owner string, w wireTarget) discovery.Target {
 		t.Created = time.Unix(w.Created, 0)
 	}
 	if s := w.Settings; s != nil {
-		t.Settings = discovery.GroupSettings{Algorithm: s.Algorithm, SlowStart: time.Duration(s.SlowStart) * time.Millisecond}
+		t.Settings = discovery.GroupSettings{Algorithm: s.Algorithm, SlowStart: time.Duration(s.SlowStart) * time.Millisecond, Protocol: s.Protocol}
 		if s.DeregistrationDelay != nil {
 			d := time.Duration(*s.DeregistrationDelay) * time.Millisecond
 			t.Settings.DeregistrationDelay = &d
