@@ -10,7 +10,7 @@ seconds=${BENCH_SECONDS:-6} clients=${BENCH_CLIENTS:-50} streams=${BENCH_STREAMS
 out=$(mktemp -d /tmp/berth-bench-tls.XXXXXX)
 pids=""
 trap 'for p in $pids; do kill "$p" 2>/dev/null || true; done; rm -rf "$out"' EXIT
-scripts/ensure-tools.sh
+scripts/ensure-tools.sh h2load=nghttp2-client haproxy=haproxy
 [[ -x bin/berth && -x bin/example-app ]] || make --no-print-directory build >/dev/null
 freeport() { python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }
 pin() { if command -v taskset >/dev/null && (($(nproc) > 1)); then taskset -c "$1" "${@:2}"; else "${@:2}"; fi; }

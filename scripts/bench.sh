@@ -22,6 +22,7 @@ median_benchmarks() {
     END { for (k in n) printf "%-32s %12.0f ns/op %8.0f B/op %6.0f allocs/op\n", k, med(ns, k, n[k]), med(by, k, n[k]), med(al, k, n[k]) }' "$1" | sort
 }
 
+scripts/ensure-tools.sh haproxy=haproxy nginx=nginx wrk=wrk h2load=nghttp2-client
 make --no-print-directory build >/dev/null
 go build -o "$out/idleconns" ./internal/bench/idleconns
 

@@ -1,11 +1,16 @@
 #!/usr/bin/env bash
 # Installs the programs the tests and benchmarks run as real processes when
-# they are not on PATH (h2load drives HTTP/2 through berth in
-# balancer/h2load_test.go), so that a clean machine needs no manual step.
+# they are not on PATH, so that a clean machine needs no manual step.
+#   scripts/ensure-tools.sh [COMMAND=PACKAGE...]
+# Without arguments: what `make test` needs (h2load drives HTTP/2 through berth
+# in balancer/h2load_test.go). scripts/bench.sh names the peers it measures.
 set -euo pipefail
 
 # command=Debian package that provides it
-tools=(h2load=nghttp2-client)
+tools=("$@")
+if [ ${#tools[@]} -eq 0 ]; then
+	tools=(h2load=nghttp2-client)
+fi
 
 missing=() packages=()
 for tool in "${tools[@]}"; do
