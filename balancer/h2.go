@@ -119,7 +119,7 @@ func (l *listener) serveH2(conn net.Conn) {
 	defer conn.Close()
 	defer track(l, l.h2conns, hc)()
 	srv := &http2.Server{IdleTimeout: l.route.Load().idleTimeout}
-	srv.ServeConn(conn, &http2.ServeConnOpts{
+	srv.ServeConn(newCoalescingConn(conn), &http2.ServeConnOpts{
 		Context:    context.WithValue(context.Background(), h2ConnKey{}, hc),
 		Handler:    l,
 		BaseConfig: h2Limits,

@@ -1,0 +1,102 @@
+package balancer
+
+import (
+	"crypto/tls"
+	"net"
+	"sync"
+	"time"
+)
+
+// coalescingConn gathers what is written to a client connection while an
+// earlier write is still going out, and sends it in one write: the HTTP/2
+// server flushes after every frame it schedules when nothing else is queued
+// at that instant, which under many concurrent streams is a syscall (and a
+// TLS record) per response. Writes return once buffered; the first error of
+// the connection is returned by the next write. A full buffer makes writers
+// wait, so a slow client holds back the server as it would without this.
+type coalescingConn struct {
+	net.Conn
+	mu      sync.Mutex
+	drained *sync.Cond
+	pending []byte
+	spare   []byte
+	writing bool
+	err     error
+}
+
+// maxCoalesced bounds what waits for a slow client: writers block above it.
+const maxCoalesced = 256 << 10
+
+// closeFlushTimeout bounds how long Close waits for pending bytes (a GOAWAY
+// written just before) to go out to a client that does not read.
+const closeFlushTimeout = time.Second
+
+func newCoalescingConn(c net.Conn) net.Conn {
+	cc := &coalescingConn{Conn: c}
+	cc.drained = sync.NewCond(&cc.mu)
+	if tc, ok := c.(*tls.Conn); ok {
+		return &coalescingTLSConn{coalescingConn: cc, tls: tc}
+	}
+	return cc
+}
+
+func (c *coalescingConn) Write(p []byte) (int, error) {
+	c.mu.Lock()
+	for c.err == nil && len(c.pending) >= maxCoalesced {
+		c.drained.Wait()
+	}
+	if c.err != nil {
+		err := c.err
+		c.mu.Unlock()
+		return 0, err
+	}
+	c.pending = append(c.pending, p...)
+	if !c.writing {
+		c.writing = true
+		go c.writeOut()
+	}
+	c.mu.Unlock()
+	return len(p), nil
+}
+
+// writeOut sends what is pending until nothing is.
+func (c *coalescingConn) writeOut() {
+	c.mu.Lock()
+	for len(c.pending) > 0 && c.err == nil {
+		out := c.pending
+		c.pending, c.spare = c.spare[:0], nil
+		c.mu.Unlock()
+		_, err := c.Conn.Write(out)
+		c.mu.Lock()
+		c.spare = out[:0]
+		if err != nil {
+			c.err = err
+		}
+		c.drained.Broadcast()
+	}
+	c.writing = false
+	c.drained.Broadcast()
+	c.mu.Unlock()
+}
+
+// Close sends what is pending, then closes the connection.
+func (c *coalescingConn) Close() error {
+	c.mu.Lock()
+	if c.writing && c.err == nil {
+		c.Conn.SetWriteDeadline(time.Now().Add(closeFlushTimeout))
+		for c.writing {
+			c.drained.Wait()
+		}
+	}
+	c.mu.Unlock()
+	return c.Conn.Close()
+}
+
+// coalescingTLSConn keeps the TLS session visible to the HTTP/2 server,
+// which checks it (RFC 9113 9.2) and hands it to requests as r.TLS.
+type coalescingTLSConn struct {
+	*coalescingConn
+	tls *tls.Conn
+}
+
+func (c *coalescingTLSConn) ConnectionState() tls.ConnectionState { return c.tls.ConnectionState() }

@@ -1,0 +1,123 @@
+package balancer
+
+import (
+	"bytes"
+	"io"
+	"net"
+	"strconv"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// tcpPair is a connected loopback TCP pair.
+func tcpPair(t *testing.T) (client, server net.Conn) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	accepted := make(chan net.Conn, 1)
+	go func() {
+		c, _ := ln.Accept()
+		accepted <- c
+	}()
+	client, err = net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	server = <-accepted
+	t.Cleanup(func() { client.Close(); server.Close() })
+	return client, server
+}
+
+func TestCoalescingConnKeepsOrderAndSendsAllBeforeClose(t *testing.T) {
+	client, server := tcpPair(t)
+	c := newCoalescingConn(server)
+	var want bytes.Buffer
+	for i := range 20000 {
+		line := []byte("frame " + strconv.Itoa(i) + "\n")
+		want.Write(line)
+		if _, err := c.Write(line); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got := make(chan []byte)
+	go func() {
+		b, _ := io.ReadAll(client)
+		got <- b
+	}()
+	if err := c.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if b := <-got; !bytes.Equal(b, want.Bytes()) {
+		t.Fatalf("the client read %d bytes, want the %d written, in order", len(b), want.Len())
+	}
+}
+
+func TestCoalescingConnHoldsBackWritersOfASlowClient(t *testing.T) {
+	client, server := net.Pipe() // a write blocks until the client reads it
+	defer client.Close()
+	c := newCoalescingConn(server).(*coalescingConn)
+	const chunk, total = 16 << 10, 2 << 20
+	var written atomic.Int64
+	done := make(chan error, 1)
+	go func() {
+		buf := bytes.Repeat([]byte{'x'}, chunk)
+		for written.Load() < total {
+			if _, err := c.Write(buf); err != nil {
+				done <- err
+				return
+			}
+			written.Add(chunk)
+		}
+		done <- nil
+	}()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		c.mu.Lock()
+		full := len(c.pending) >= maxCoalesced
+		c.mu.Unlock()
+		if full {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the buffer never filled")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	// Pending (up to maxCoalesced plus one write) and one batch in flight:
+	// nothing more is taken from the writer while the client does not read.
+	if n := written.Load(); n > 2*maxCoalesced+chunk {
+		t.Fatalf("the writer got %d bytes through to a client that reads nothing, want at most %d", n, 2*maxCoalesced+chunk)
+	}
+	select {
+	case err := <-done:
+		t.Fatalf("the writer finished (%v) while the client read nothing", err)
+	default:
+	}
+	n, err := io.CopyN(io.Discard, client, total)
+	if err != nil || n != total {
+		t.Fatalf("read %d bytes (%v), want %d", n, err, total)
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestCoalescingConnReportsAWriteErrorOnTheNextWrite(t *testing.T) {
+	client, server := net.Pipe()
+	c := newCoalescingConn(server)
+	client.Close()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		if _, err := c.Write([]byte("x")); err != nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("writes to a closed peer kept succeeding")
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
