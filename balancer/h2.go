@@ -23,72 +23,47 @@ import (
 // h2Preface is what an HTTP/2 client sends first (RFC 9113 3.4).
 const h2Preface = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 
-// upstreamTransports are the HTTP/2 path's clients toward targets, made on
-// first use. They dial with the group's connect timeout, carried in the
-// request's context. Toward an https group the connect includes the TLS
-// handshake (connectTarget), so they speak TLS whatever the scheme of the
-// request's URL.
+// upstreamTransports are the HTTP/2 clients toward targets for gRPC (other
+// requests go over berth's own HTTP/1.1 connections), made on first use.
+// They dial with the group's connect timeout, carried in the request's
+// context. Toward an https group the connect includes the TLS handshake
+// (connectTarget), so they speak TLS whatever the scheme of the request's URL.
 type upstreamTransports struct {
 	once sync.Once
-	// h1 and h1TLS speak HTTP/1.1 to http and https groups, h2c and h2
-	// HTTP/2: each pools connections by address.
-	h1, h1TLS *http.Transport
-	h2c, h2   *http2.Transport
+	// h2c and h2 speak to http and https groups: each pools connections by address.
+	h2c, h2 *http2.Transport
 }
 
 type connectTimeoutKey struct{}
 
 func (u *upstreamTransports) init() {
 	u.once.Do(func() {
-		dial := func(tlsConfig *tls.Config) func(context.Context, string, string) (net.Conn, error) {
-			return func(ctx context.Context, _, addr string) (net.Conn, error) {
-				timeout, _ := ctx.Value(connectTimeoutKey{}).(time.Duration)
-				return connectTarget(ctx, addr, orDefault(timeout, DefaultConnectTimeout), tlsConfig)
-			}
-		}
-		h1 := func(tlsConfig *tls.Config) *http.Transport {
-			return &http.Transport{
-				DialContext:         dial(tlsConfig),
-				MaxIdleConnsPerHost: maxIdlePerTarget,
-				IdleConnTimeout:     upstreamIdleTimeout,
-				DisableCompression:  true,
-			}
-		}
 		h2 := func(tlsConfig *tls.Config) *http2.Transport {
-			dial := dial(tlsConfig)
 			return &http2.Transport{
 				AllowHTTP: true,
-				DialTLSContext: func(ctx context.Context, network, addr string, _ *tls.Config) (net.Conn, error) {
-					return dial(ctx, network, addr)
+				DialTLSContext: func(ctx context.Context, _, addr string, _ *tls.Config) (net.Conn, error) {
+					timeout, _ := ctx.Value(connectTimeoutKey{}).(time.Duration)
+					return connectTarget(ctx, addr, orDefault(timeout, DefaultConnectTimeout), tlsConfig)
 				},
 				IdleConnTimeout: upstreamIdleTimeout,
 			}
 		}
-		u.h1, u.h1TLS = h1(nil), h1(targetTLSHTTP1)
 		u.h2c, u.h2 = h2(nil), h2(targetTLSH2)
 	})
 }
 
-// transport is the client toward g's targets: HTTP/2 for gRPC, which needs
-// it end to end for its trailers, else HTTP/1.1; over TLS when g is https.
-func (u *upstreamTransports) transport(g *group, grpc bool) http.RoundTripper {
+// transport is the HTTP/2 client toward g's targets: over TLS when g is https.
+func (u *upstreamTransports) transport(g *group) http.RoundTripper {
 	u.init()
-	switch {
-	case grpc && g.targetTLS:
+	if g.targetTLS {
 		return u.h2
-	case grpc:
-		return u.h2c
-	case g.targetTLS:
-		return u.h1TLS
 	}
-	return u.h1
+	return u.h2c
 }
 
 // closeIdle closes the pooled upstream connections, at shutdown.
 func (u *upstreamTransports) closeIdle() {
-	if u.h1 != nil {
-		u.h1.CloseIdleConnections()
-		u.h1TLS.CloseIdleConnections()
+	if u.h2c != nil {
 		u.h2c.CloseIdleConnections()
 		u.h2.CloseIdleConnections()
 	}

@@ -219,8 +219,8 @@ func writeRendered(w http.ResponseWriter, raw []byte) int64 {
 // A request is tried again on another target only when connecting failed,
 // since then nothing of it was sent. It returns the status the client got.
 func (q *h2Request) forward(g *group) int {
+	// gRPC needs HTTP/2 end to end for its trailers and full-duplex streams.
 	grpc := strings.HasPrefix(q.r.Header.Get("Content-Type"), "application/grpc")
-	transport := q.l.b.upstreams.transport(g, grpc)
 	var stickyToken []byte
 	if g.sticky != nil {
 		stickyToken = q.cookie(g.sticky.cookie)
@@ -234,10 +234,7 @@ func (q *h2Request) forward(g *group) int {
 			break
 		}
 		tried = append(tried, t)
-		t.inFlight.Add(1)
-		t.requests.Add(1)
-		code, why, retry := q.try(g, t, transport)
-		t.inFlight.Add(-1)
+		code, why, retry := q.attempt(g, t, grpc)
 		switch {
 		case why == reasonNone:
 			if code >= 500 {
@@ -258,6 +255,18 @@ func (q *h2Request) forward(g *group) int {
 	return q.fail(reasonStatus(reason), reason)
 }
 
+// attempt is one try on t, in flight for its whole length, also when a
+// response that broke mid-body ends the handler by panic.
+func (q *h2Request) attempt(g *group, t *targetState, grpc bool) (int, ErrorReason, bool) {
+	t.inFlight.Add(1)
+	defer t.inFlight.Add(-1)
+	t.requests.Add(1)
+	if grpc {
+		return q.tryHTTP2(g, t, q.l.b.upstreams.transport(g))
+	}
+	return q.tryHTTP1(g, t)
+}
+
 // countedBody is the client's request body as sent to a target: it counts
 // what was read, and a failed try does not close it, since the next try may
 // still send it.
@@ -274,9 +283,10 @@ func (b countedBody) Read(p []byte) (int, error) {
 
 func (countedBody) Close() error { return nil }
 
-// try is one try on target t. It reports the status sent to the client, or
-// a failure reason and whether the request may go to another target.
-func (q *h2Request) try(g *group, t *targetState, transport http.RoundTripper) (int, ErrorReason, bool) {
+// tryHTTP2 is one try on target t over HTTP/2. It reports the status sent
+// to the client, or a failure reason and whether the request may go to
+// another target.
+func (q *h2Request) tryHTTP2(g *group, t *targetState, transport http.RoundTripper) (int, ErrorReason, bool) {
 	r, w := q.r, q.w
 	ctx, cancel := context.WithCancel(context.WithValue(r.Context(), connectTimeoutKey{}, g.connectTimeout))
 	defer cancel()
@@ -351,32 +361,43 @@ func (q *h2Request) try(g *group, t *targetState, transport http.RoundTripper) (
 }
 
 // writeRequestHeader turns the client's header into the one sent to the
-// target: without hop-by-hop fields, with X-Forwarded-For (by the
-// listener's mode), -Proto, -Port and X-Request-Id.
+// target over HTTP/2: without hop-by-hop fields (but TE: trailers, which
+// gRPC needs), with X-Forwarded-For (by the listener's mode), -Proto, -Port
+// and X-Request-Id.
 func (q *h2Request) writeRequestHeader(h http.Header) {
-	for _, k := range []string{"Connection", "Keep-Alive", "Proxy-Connection", "Upgrade", "Expect"} {
-		h.Del(k)
-	}
-	if te := h.Get("Te"); te != "trailers" {
-		h.Del("Te")
-	}
-	xff := strings.Join(h.Values("X-Forwarded-For"), ", ")
-	switch q.rt.xff {
-	case xffAppend:
-		if xff != "" {
-			xff += ", "
+	te := h.Get("Te")
+	xff := q.forwardedForValue()
+	for k := range h {
+		if droppedRequestFields[k] {
+			delete(h, k)
 		}
-		h.Set("X-Forwarded-For", xff+string(q.clientIP))
-	case xffPreserve:
-		if xff != "" {
-			h.Set("X-Forwarded-For", xff)
-		}
-	case xffRemove:
-		h.Del("X-Forwarded-For")
+	}
+	if te == "trailers" {
+		h.Set("Te", te)
+	}
+	if xff != "" {
+		h.Set("X-Forwarded-For", xff)
 	}
 	h.Set("X-Request-Id", q.requestID)
 	h.Set("X-Forwarded-Proto", q.rt.scheme)
 	h.Set("X-Forwarded-Port", string(q.l.port))
+}
+
+// forwardedForValue is the X-Forwarded-For a target gets by the listener's
+// mode: the client's list with the client's address appended, the list as
+// it came, or none (""). Several lines are one list (RFC 9110 5.3).
+func (q *h2Request) forwardedForValue() string {
+	xff := strings.Join(q.r.Header.Values("X-Forwarded-For"), ", ")
+	switch q.rt.xff {
+	case xffAppend:
+		if xff == "" {
+			return string(q.clientIP)
+		}
+		return xff + ", " + string(q.clientIP)
+	case xffPreserve:
+		return xff
+	}
+	return ""
 }
 
 // writeResponseHeader copies the target's response header to the client's,
@@ -390,14 +411,21 @@ func (q *h2Request) writeResponseHeader(resp *http.Response) {
 		}
 		h[k] = vs
 	}
+	q.addStickyCookies(func(name string) bool {
+		return slices.ContainsFunc(resp.Header.Values("Set-Cookie"), func(v string) bool { return setsCookie(sbytes(v), name) })
+	})
+}
+
+// addStickyCookies adds the stickiness cookies of the exchange to the
+// response: the group's, and the target's (for app_cookie only when the
+// response sets the application's cookie, which setsCookie tells).
+func (q *h2Request) addStickyCookies(setsCookie func(name string) bool) {
+	h := q.w.Header()
 	if q.ex.groupToken != "" {
 		h.Add("Set-Cookie", string(appendCookie(nil, StickyCookieGroup, q.ex.groupToken, q.ex.groupStickiness)))
 	}
 	s := q.ex.sticky
-	if s == nil || q.ex.stickyToken == "" {
-		return
-	}
-	if s.appCookie != "" && !slices.ContainsFunc(resp.Header.Values("Set-Cookie"), func(v string) bool { return setsCookie(sbytes(v), s.appCookie) }) {
+	if s == nil || q.ex.stickyToken == "" || s.appCookie != "" && !setsCookie(s.appCookie) {
 		return
 	}
 	h.Add("Set-Cookie", string(appendCookie(nil, s.cookie, q.ex.stickyToken, s.duration)))
