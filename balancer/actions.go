@@ -23,6 +23,23 @@ type weightedGroup struct {
 // StickyCookieGroup is the cookie of a weighted forward's group stickiness.
 const StickyCookieGroup = "BERTHTG"
 
+// chooseGroup returns the group the forward action sends a request to and
+// the counters of that choice, and records in ex the group and, with group
+// stickiness, its cookie. groupToken is the request's BERTHTG cookie, read
+// by the caller only when the action has group stickiness.
+func (a *action) chooseGroup(ex *exchange, groupToken []byte) (*group, *routeStats) {
+	if len(a.weighted) == 0 {
+		ex.group = a.group.name
+		return a.group, a.stats
+	}
+	wg := a.pickWeighted(groupToken)
+	if a.groupStickiness > 0 {
+		ex.groupToken, ex.groupStickiness = wg.token, a.groupStickiness
+	}
+	ex.group = wg.group.name
+	return wg.group, wg.stats
+}
+
 // pickWeighted chooses the group of a weighted forward: the one groupToken
 // (the request's BERTHTG cookie, nil without group stickiness) names while
 // that group still has a weight, else by weight.

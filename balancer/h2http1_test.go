@@ -14,36 +14,20 @@ import (
 // response reply gives for the request's path, then closes the connection
 // when close is true.
 func scriptedBackend(t *testing.T, reply func(path string) (raw string, close bool)) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
+	return tcpServer(t, func(conn net.Conn) {
+		br := bufio.NewReader(conn)
 		for {
-			conn, err := ln.Accept()
+			req, err := http.ReadRequest(br)
 			if err != nil {
 				return
 			}
-			go func() {
-				defer conn.Close()
-				br := bufio.NewReader(conn)
-				for {
-					req, err := http.ReadRequest(br)
-					if err != nil {
-						return
-					}
-					io.Copy(io.Discard, req.Body)
-					raw, closeAfter := reply(req.URL.Path)
-					if _, err := io.WriteString(conn, raw); err != nil || closeAfter {
-						return
-					}
-				}
-			}()
+			io.Copy(io.Discard, req.Body)
+			raw, closeAfter := reply(req.URL.Path)
+			if _, err := io.WriteString(conn, raw); err != nil || closeAfter {
+				return
+			}
 		}
-	}()
-	return ln.Addr().String()
+	})
 }
 
 // TestHTTP2RequestsOverHTTP1Framing sends HTTP/2 requests to HTTP/1.1

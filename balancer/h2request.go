@@ -107,19 +107,11 @@ func (q *h2Request) serve() {
 		q.ex.status, q.ex.sent = act.code, writeRendered(q.w, act.fixed)
 		act.stats.observe(act.code, time.Since(start))
 	default:
-		g, stats := act.group, act.stats
-		if len(act.weighted) > 0 {
-			var groupToken []byte
-			if act.groupStickiness > 0 {
-				groupToken = q.cookie(StickyCookieGroup)
-			}
-			wg := act.pickWeighted(groupToken)
-			g, stats = wg.group, wg.stats
-			if act.groupStickiness > 0 {
-				q.ex.groupToken, q.ex.groupStickiness = wg.token, act.groupStickiness
-			}
+		var groupToken []byte
+		if act.groupStickiness > 0 {
+			groupToken = q.cookie(StickyCookieGroup)
 		}
-		q.ex.group = g.name
+		g, stats := act.chooseGroup(&q.ex, groupToken)
 		q.ex.status = q.forward(g)
 		stats.observe(q.ex.status, time.Since(start))
 	}

@@ -39,36 +39,21 @@ func bothProtocols(t *testing.T, f func(t *testing.T, client *http.Client, proto
 // requests stay fast, and a benchmark's allocations are the balancer's.
 func namedRawBackend(t testing.TB, name string) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
 	resp := []byte("HTTP/1.1 200 OK\r\nContent-Length: " + strconv.Itoa(len(name)) + "\r\n\r\n" + name)
-	go func() {
+	return tcpServer(t, func(conn net.Conn) {
+		br := bufio.NewReader(conn)
 		for {
-			conn, err := ln.Accept()
+			line, err := br.ReadSlice('\n')
 			if err != nil {
 				return
 			}
-			go func() {
-				defer conn.Close()
-				br := bufio.NewReader(conn)
-				for {
-					line, err := br.ReadSlice('\n')
-					if err != nil {
-						return
-					}
-					if len(line) <= 2 {
-						if _, err := conn.Write(resp); err != nil {
-							return
-						}
-					}
+			if len(line) <= 2 {
+				if _, err := conn.Write(resp); err != nil {
+					return
 				}
-			}()
+			}
 		}
-	}()
-	return ln.Addr().String()
+	})
 }
 
 func TestRuleConditionsThroughTheProxy(t *testing.T) {

@@ -225,19 +225,11 @@ func (c *clientConn) handle(rt *route, start time.Time) bool {
 			return false
 		}
 	}
-	g, stats := act.group, act.stats
-	if len(act.weighted) > 0 {
-		var groupToken []byte
-		if act.groupStickiness > 0 {
-			groupToken = c.cookie(StickyCookieGroup)
-		}
-		wg := act.pickWeighted(groupToken)
-		g, stats = wg.group, wg.stats
-		if act.groupStickiness > 0 {
-			c.ex.groupToken, c.ex.groupStickiness = wg.token, act.groupStickiness
-		}
+	var groupToken []byte
+	if act.groupStickiness > 0 {
+		groupToken = c.cookie(StickyCookieGroup)
 	}
-	c.ex.group = g.name
+	g, stats := act.chooseGroup(&c.ex, groupToken)
 	code, keep := c.forward(g, rt)
 	c.ex.status = code
 	stats.observe(code, time.Since(start))
