@@ -12,8 +12,9 @@ import (
 // server flushes after every frame it schedules when nothing else is queued
 // at that instant, which under many concurrent streams is a syscall (and a
 // TLS record) per response. Writes return once buffered; the first error of
-// the connection is returned by the next write. A full buffer makes writers
-// wait, so a slow client holds back the server as it would without this.
+// the connection is returned by the next write. While one batch goes out the
+// next gathers, up to maxCoalesced: then writers wait, so a slow client holds
+// back the server as it would without this.
 type coalescingConn struct {
 	net.Conn
 	mu      sync.Mutex
@@ -65,6 +66,7 @@ func (c *coalescingConn) writeOut() {
 	for len(c.pending) > 0 && c.err == nil {
 		out := c.pending
 		c.pending, c.spare = c.spare[:0], nil
+		c.drained.Broadcast() // writers may fill pending again while out goes
 		c.mu.Unlock()
 		_, err := c.Conn.Write(out)
 		c.mu.Lock()

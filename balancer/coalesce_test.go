@@ -83,7 +83,7 @@ func TestCoalescingConnHoldsBackWritersOfASlowClient(t *testing.T) {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatal("the buffer never filled")
+			t.Fatalf("the buffer never filled: %d bytes written", written.Load())
 		}
 		time.Sleep(time.Millisecond)
 	}

@@ -218,6 +218,9 @@ func (q *h2Request) writeHTTP1ResponseHeader(resp *head) {
 	fields := string(resp.raw) // one allocation for every name and value
 	for i := range resp.headers {
 		hd := &resp.headers[i]
+		if hd.connectionListed {
+			continue
+		}
 		switch hd.kind {
 		case hConnection, hKeepAlive, hProxyConnection, hTransferEncoding, hUpgrade:
 			continue

@@ -90,6 +90,9 @@ func equalFoldASCII(b []byte, lower string) bool {
 type header struct {
 	name, value span
 	kind        headerKind
+	// connectionListed marks a field the Connection header names: hop-by-hop,
+	// not forwarded (RFC 9110 7.6.1).
+	connectionListed bool
 }
 
 // head is the parsed head of a request or a response. raw holds the bytes as
@@ -105,7 +108,10 @@ type head struct {
 	connClose     bool
 	connKeepAlive bool
 	connUpgrade   bool
-	expect100     bool
+	// connListsFields is true when Connection names fields besides close,
+	// keep-alive and upgrade: they are marked connectionListed at the end of the head.
+	connListsFields bool
+	expect100       bool
 	status        int // responses only
 	// wantsJSON is true when Accept names application/json: the balancer's
 	// own error pages are then JSON.
@@ -117,7 +123,7 @@ type head struct {
 func (h *head) reset() {
 	h.raw = h.raw[:0]
 	h.headers = h.headers[:0]
-	h.http10, h.chunked, h.connClose, h.connKeepAlive, h.connUpgrade, h.expect100 = false, false, false, false, false, false
+	h.http10, h.chunked, h.connClose, h.connKeepAlive, h.connUpgrade, h.connListsFields, h.expect100 = false, false, false, false, false, false, false
 	h.wantsJSON, h.forwardedFor = false, 0
 	h.contentLength = -1
 	h.status = 0
@@ -181,6 +187,9 @@ func (h *head) read(r *bufio.Reader, isResponse bool) error {
 		}
 		line = h.trimEOL(line)
 		if line.end == line.start {
+			if h.connListsFields {
+				h.markConnectionListed()
+			}
 			return nil
 		}
 		if len(h.headers) == maxHeaders {
@@ -189,6 +198,22 @@ func (h *head) read(r *bufio.Reader, isResponse bool) error {
 		if err := h.addHeader(line); err != nil {
 			return err
 		}
+	}
+}
+
+// markConnectionListed marks the fields that a Connection header names.
+func (h *head) markConnectionListed() {
+	for i := range h.headers {
+		if h.headers[i].kind != hConnection {
+			continue
+		}
+		forEachToken(h.headers[i].value.of(h.raw), func(tok []byte) {
+			for j := range h.headers {
+				if name := h.headers[j].name.of(h.raw); len(name) == len(tok) && bytes.EqualFold(name, tok) {
+					h.headers[j].connectionListed = true
+				}
+			}
+		})
 	}
 }
 
@@ -279,6 +304,8 @@ func (h *head) addHeader(line span) error {
 				h.connKeepAlive = true
 			case len(tok) == 7 && equalFoldASCII(tok, "upgrade"):
 				h.connUpgrade = true
+			default:
+				h.connListsFields = true
 			}
 		})
 	case hExpect:

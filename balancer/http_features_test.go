@@ -554,3 +554,33 @@ func BenchmarkProxyKeepAliveWithAccessLog(b *testing.B) {
 		}
 	}
 }
+
+// TestConnectionListedFieldsStayOnTheirHop sends fields that the Connection
+// header names (hop-by-hop, RFC 9110 7.6.1) both ways: neither the target nor
+// the client gets them.
+func TestConnectionListedFieldsStayOnTheirHop(t *testing.T) {
+	seen := make(chan http.Header, 1)
+	be := backend(t, "", func(w http.ResponseWriter, r *http.Request) {
+		seen <- r.Header.Clone()
+		w.Header().Set("X-Target-Hop", "1")
+		w.Header().Set("X-Target-End", "1")
+		w.Header().Set("Connection", "X-Target-Hop")
+	})
+	lb := start(t, webConfig(serving("a", addrOf(be))))
+	conn, err := net.Dial("tcp", lb.Addr("web"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(5 * time.Second))
+	io.WriteString(conn, "GET / HTTP/1.1\r\nHost: x\r\nX-Client-Hop: 1\r\nX-Client-End: 1\r\nConnection: close, x-client-hop\r\n\r\n")
+	raw, _ := io.ReadAll(conn)
+	answer := string(raw)
+	h := <-seen
+	if h.Get("X-Client-Hop") != "" || h.Get("X-Client-End") != "1" {
+		t.Errorf("the target got X-Client-Hop %q and X-Client-End %q, want none and 1", h.Get("X-Client-Hop"), h.Get("X-Client-End"))
+	}
+	if strings.Contains(answer, "X-Target-Hop") || !strings.Contains(answer, "X-Target-End: 1") {
+		t.Errorf("the client got:\n%s\nwant X-Target-End and no X-Target-Hop", answer)
+	}
+}

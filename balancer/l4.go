@@ -83,12 +83,14 @@ func (l *listener) serveL4(conn net.Conn) {
 	rec := accessRecord{Time: start, Listener: l.name, Protocol: l.protocol, Client: tcp.RemoteAddr().String()}
 	defer func() {
 		c.Close()
+		// Logged before the connection stops counting as open, so a
+		// shutdown that waits for open connections also waits for the line.
+		rec.Duration = time.Since(start)
+		l.b.accessLog(&rec)
 		l.active.Add(-1)
 		l.mu.Lock()
 		delete(l.streams, c)
 		l.mu.Unlock()
-		rec.Duration = time.Since(start)
-		l.b.accessLog(&rec)
 	}()
 
 	var hello []byte

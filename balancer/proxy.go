@@ -152,13 +152,38 @@ func (c *clientConn) rejectHead(err error) {
 	switch {
 	case errors.Is(err, errLineTooLong) || errors.Is(err, errHeadTooLarge):
 		c.answerError(431, ReasonHeadersTooLarge, false)
+		c.lingerBeforeClose()
 	case errors.Is(err, os.ErrDeadlineExceeded):
 		c.answerError(408, ReasonClientTimeout, false)
 	case errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, net.ErrClosed):
 		// the client went away mid-head: nobody to answer
 	default:
 		c.answerError(400, ReasonBadRequest, false)
+		c.lingerBeforeClose()
 	}
+}
+
+// Lingering: how long and how much of what a client still sends is read and
+// dropped after an answer that closes the connection.
+const (
+	lingerTimeout  = 500 * time.Millisecond
+	maxLingerBytes = 256 << 10
+)
+
+// lingerBeforeClose ends the connection's sending side and reads what the
+// client still sends (the rest of a head that was too large), for a moment,
+// before the connection closes: closing with unread bytes resets it, and a
+// client still writing would lose the answer (RFC 9112 9.6).
+func (c *clientConn) lingerBeforeClose() {
+	conn := c.conn
+	if rc, ok := conn.(*replayConn); ok {
+		conn = rc.Conn
+	}
+	if cw, ok := conn.(interface{ CloseWrite() error }); ok {
+		cw.CloseWrite()
+	}
+	conn.SetReadDeadline(time.Now().Add(lingerTimeout))
+	io.CopyN(io.Discard, conn, maxLingerBytes)
 }
 
 // answerError writes one of the balancer's own error pages, in JSON when the
@@ -461,6 +486,9 @@ func (c *clientConn) writeRequestHead(w *bufio.Writer, mode xffMode) {
 	var xff []byte
 	for i := range h.headers {
 		hd := &h.headers[i]
+		if hd.connectionListed {
+			continue
+		}
 		switch hd.kind {
 		case hConnection, hKeepAlive, hProxyConnection, hTE, hExpect, hXForwardedProto, hXForwardedPort, hXRequestID:
 			continue
@@ -516,6 +544,9 @@ func (c *clientConn) writeResponseHead(keepClient bool) {
 	w.WriteString("\r\n")
 	for i := range h.headers {
 		hd := &h.headers[i]
+		if hd.connectionListed {
+			continue
+		}
 		switch hd.kind {
 		case hConnection, hKeepAlive, hProxyConnection:
 			continue
