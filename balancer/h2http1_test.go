@@ -60,7 +60,9 @@ func TestHTTP2RequestsOverHTTP1Framing(t *testing.T) {
 		{"/fixed", "fixed", 200, "", nil},
 		{"/chunked-trailers", "hello world", 200, "42", nil},
 		{"/until-eof", "until the end", 200, "", nil},
-		{"/no-content", "", 204, "", func(h http.Header) bool { return h.Get("X-Hop") == "" && h.Get("Keep-Alive") == "" && h.Get("X-Kept") == "yes" }},
+		{"/no-content", "", 204, "", func(h http.Header) bool {
+			return h.Get("X-Hop") == "" && h.Get("Keep-Alive") == "" && h.Get("X-Kept") == "yes"
+		}},
 		{"/malformed", "502 Bad Gateway\n", 502, "", nil},
 	}
 	for _, c := range cases {

@@ -112,7 +112,7 @@ type head struct {
 	// keep-alive and upgrade: they are marked connectionListed at the end of the head.
 	connListsFields bool
 	expect100       bool
-	status        int // responses only
+	status          int // responses only
 	// wantsJSON is true when Accept names application/json: the balancer's
 	// own error pages are then JSON.
 	wantsJSON bool
