@@ -74,8 +74,8 @@ type Table struct {
 
 type compiled struct {
 	priority  int
-	hosts     []string // lower-cased
-	paths     []string
+	hosts     []pattern // lower-cased
+	paths     []pattern
 	headers   []headerCondition
 	methods   []string
 	queries   []QueryPattern // lower-cased
@@ -85,8 +85,54 @@ type compiled struct {
 }
 
 type headerCondition struct {
-	name   string   // lower-cased
-	values []string // lower-cased patterns
+	name   string    // lower-cased
+	values []pattern // lower-cased
+}
+
+// pattern is a compiled wildcard pattern. Most patterns a request is checked
+// against do not match it, so the literal ends of the pattern are compared
+// first: they reject most strings at once, and only what passes them is
+// matched in full.
+type pattern struct {
+	text string
+	// prefix and suffix are the literal bytes before the first and after
+	// the last wildcard; literal is true when text has no wildcard at all.
+	prefix, suffix string
+	literal        bool
+}
+
+func compilePattern(text string) pattern {
+	first, last := strings.IndexAny(text, "*?"), strings.LastIndexAny(text, "*?")
+	if first < 0 {
+		return pattern{text: text, literal: true}
+	}
+	return pattern{text: text, prefix: text[:first], suffix: text[last+1:]}
+}
+
+// match reports whether s matches the pattern; with foldCase, ASCII letters
+// of s are compared lower-cased.
+func (p *pattern) match(s string, foldCase bool) bool {
+	if p.literal {
+		return len(s) == len(p.text) && hasPrefixFold(s, p.text, foldCase)
+	}
+	if len(s) < len(p.prefix)+len(p.suffix) || !hasPrefixFold(s, p.prefix, foldCase) ||
+		!hasPrefixFold(s[len(s)-len(p.suffix):], p.suffix, foldCase) {
+		return false
+	}
+	return Wildcard(p.text, s, foldCase)
+}
+
+// hasPrefixFold reports whether s starts with the literal prefix.
+func hasPrefixFold(s, prefix string, foldCase bool) bool {
+	if len(s) < len(prefix) {
+		return false
+	}
+	for i := 0; i < len(prefix); i++ {
+		if fold(s[i], foldCase) != prefix[i] {
+			return false
+		}
+	}
+	return true
 }
 
 // Compile checks and orders rules. Two rules with one priority, a priority out
@@ -111,14 +157,14 @@ func Compile(in []Rule) (*Table, error) {
 				errs = append(errs, fmt.Errorf("rules: priority %d: empty host pattern", r.Priority))
 				continue
 			}
-			c.hosts = append(c.hosts, strings.ToLower(h))
+			c.hosts = append(c.hosts, compilePattern(strings.ToLower(h)))
 		}
 		for _, p := range r.Paths {
 			if p == "" || (p[0] != '/' && p[0] != '*') {
 				errs = append(errs, fmt.Errorf("rules: priority %d: path pattern %q must start with / or *", r.Priority, p))
 				continue
 			}
-			c.paths = append(c.paths, p)
+			c.paths = append(c.paths, compilePattern(p))
 		}
 		errs = append(errs, c.compileConditions(r)...)
 		t.rules = append(t.rules, c)
@@ -149,7 +195,7 @@ func (c *compiled) compileConditions(r Rule) []error {
 		}
 		hc := headerCondition{name: strings.ToLower(name)}
 		for _, v := range values {
-			hc.values = append(hc.values, strings.ToLower(v))
+			hc.values = append(hc.values, compilePattern(strings.ToLower(v)))
 		}
 		c.headers = append(c.headers, hc)
 	}
@@ -328,9 +374,9 @@ func equalFold(b []byte, lower string) bool {
 // Len is the number of rules.
 func (t *Table) Len() int { return len(t.rules) }
 
-func anyMatch(patterns []string, s string, foldCase bool) bool {
-	for _, p := range patterns {
-		if Wildcard(p, s, foldCase) {
+func anyMatch(patterns []pattern, s string, foldCase bool) bool {
+	for i := range patterns {
+		if patterns[i].match(s, foldCase) {
 			return true
 		}
 	}

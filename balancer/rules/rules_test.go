@@ -22,6 +22,8 @@ type byteHeaders [][2][]byte
 func (h byteHeaders) NumHeaders() int                     { return len(h) }
 func (h byteHeaders) HeaderAt(i int) (name, value []byte) { return h[i][0], h[i][1] }
 
+// TestWildcard checks Wildcard and the compiled patterns that check literal
+// ends first: both must agree on every case.
 func TestWildcard(t *testing.T) {
 	cases := []struct {
 		pattern, s string
@@ -46,10 +48,24 @@ func TestWildcard(t *testing.T) {
 		{"a?c", "abc", true, true},
 		{"", "", false, true},
 		{"", "x", false, false},
+		{"a*a", "a", false, false},
+		{"a*a", "aa", false, true},
+		{"?", "", false, false},
+		{"*x*", "x", false, true},
+		{"a?*?b", "ab", false, false},
+		{"a?*?b", "axyb", false, true},
+		{"*.svc.internal", "svc.internal", true, false},
+		{"*.svc.internal", "A.SVC.INTERNAL", true, true},
+		{"/v1/*/items", "/v1/x/items", false, true},
+		{"/v1/*/items", "/v1/items", false, false},
 	}
 	for _, c := range cases {
 		if got := Wildcard(c.pattern, c.s, c.fold); got != c.want {
 			t.Errorf("Wildcard(%q, %q, %v) = %v, want %v", c.pattern, c.s, c.fold, got, c.want)
+		}
+		p := compilePattern(c.pattern)
+		if got := p.match(c.s, c.fold); got != c.want {
+			t.Errorf("compilePattern(%q).match(%q, %v) = %v, want %v", c.pattern, c.s, c.fold, got, c.want)
 		}
 	}
 }
@@ -188,6 +204,28 @@ func BenchmarkMatch100Rules(b *testing.B) {
 	for b.Loop() {
 		if table.MatchRequest(&req) != 100 {
 			b.Fatal("no match")
+		}
+	}
+}
+
+// BenchmarkMatch100RulesNoneMatches is the table scripts/bench-sut.sh loads
+// for make bench: 100 rules with an exact and a wildcard host each, none of
+// which the request matches, so every rule is checked.
+func BenchmarkMatch100RulesNoneMatches(b *testing.B) {
+	var in []Rule
+	for i := 1; i <= 100; i++ {
+		in = append(in, Rule{Priority: i, Hosts: []string{fmt.Sprintf("svc%d.example.com", i), fmt.Sprintf("*.svc%d.internal", i)},
+			Paths: []string{fmt.Sprintf("/api/v%d/*", i)}, Target: i})
+	}
+	table, err := Compile(in)
+	if err != nil {
+		b.Fatal(err)
+	}
+	req := Request{Host: "127.0.0.1", Path: "/", Method: "GET"}
+	b.ReportAllocs()
+	for b.Loop() {
+		if table.MatchRequest(&req) != -1 {
+			b.Fatal("a rule matched")
 		}
 	}
 }
