@@ -135,7 +135,7 @@ func compile(cfg *config.Config, local discovery.State, remote []discovery.Targe
 			}
 		}
 		d.groups = append(d.groups, api.Group{
-			Name: name, Algorithm: spec.Algorithm, DeregistrationDelay: spec.DeregistrationDelay.String(),
+			Name: name, Algorithm: spec.Algorithm, Protocol: spec.Protocol, DeregistrationDelay: spec.DeregistrationDelay.String(),
 			Targets: len(members[name]), States: states, FailOpen: slices.Contains(d.failOpen, name),
 		})
 	}

@@ -46,8 +46,10 @@ type Rule struct {
 
 // Group is GET /api/v1/groups: one target group and its target counts by state.
 type Group struct {
-	Name                string         `json:"name"`
-	Algorithm           string         `json:"algorithm"`
+	Name      string `json:"name"`
+	Algorithm string `json:"algorithm"`
+	// Protocol is what berth speaks to the group's targets: http or https.
+	Protocol            string         `json:"protocol"`
 	DeregistrationDelay string         `json:"deregistration_delay"`
 	Targets             int            `json:"targets"`
 	States              map[string]int `json:"states"`

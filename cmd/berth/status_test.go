@@ -41,9 +41,9 @@ func busySource() fakeSource {
 		{Name: "host-b@dn1b2c3d9x8y", Node: "host-b", Address: "10.0.0.6:7946", State: "alive", Seq: 17, Known: 17, Targets: 1, ConfigHash: "8e1f0a2b3c4d", ConfigDrift: true},
 		{Name: "host-c@dn1b2c0a1b2c", Node: "host-c", Address: "10.0.0.7:7946", State: "dead", Seq: 9, Known: 9, Targets: 2, ConfigHash: "3f2a9c1d0b7e"},
 	}
-	web := api.Group{Name: "web", Algorithm: "least_outstanding_requests", DeregistrationDelay: "30s", Targets: 3,
+	web := api.Group{Name: "web", Algorithm: "least_outstanding_requests", Protocol: "https", DeregistrationDelay: "30s", Targets: 3,
 		States: map[string]int{"healthy": 1, "draining": 1, "unhealthy": 1}, InFlight: 4, Requests: 10452}
-	users := api.Group{Name: "users", Algorithm: "round_robin", DeregistrationDelay: "5m0s", Targets: 1,
+	users := api.Group{Name: "users", Algorithm: "round_robin", Protocol: "http", DeregistrationDelay: "5m0s", Targets: 1,
 		States: map[string]int{"healthy": 1}, Requests: 87}
 	return fakeSource{
 		StatusDoc: api.Status{
