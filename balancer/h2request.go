@@ -89,7 +89,7 @@ func (q *h2Request) serve() {
 		return
 	}
 	source, _ := netip.ParseAddrPort(r.RemoteAddr)
-	req := rules.Request{Host: strings.ToLower(host), Path: path, Method: r.Method, Query: r.URL.RawQuery,
+	req := rules.Request{Host: host, Path: path, Method: r.Method, Query: r.URL.RawQuery,
 		Headers: flatHeaders(r.Header), Source: source.Addr().Unmap()}
 	act := &rt.fallback
 	if i := rt.table.MatchRequest(&req); i >= 0 {
