@@ -236,6 +236,10 @@ func groupSpecs(cfg *config.Config, targets []discovery.Target, d *desired) map[
 				spec.Protocol = t.Settings.Protocol
 				spec.Health.Protocol = config.HealthProtocol(spec.Protocol)
 			}
+			if t.Settings.ProxyProtocol != "" {
+				spec.ProxyProtocol = t.Settings.ProxyProtocol
+			}
+			spec.ConnectionTermination = t.Settings.ConnectionTermination
 			spec.Health = mergeHealth(spec.Health, t.Settings.Health)
 			if st := t.Settings.Stickiness; st.Type != "" {
 				spec.Stickiness = &config.Stickiness{Type: st.Type, Cookie: st.Cookie, Duration: st.Duration}
@@ -279,7 +283,7 @@ func sameSettings(a, b discovery.GroupSettings) bool {
 	sameDelay := (a.DeregistrationDelay == nil) == (b.DeregistrationDelay == nil) &&
 		(a.DeregistrationDelay == nil || *a.DeregistrationDelay == *b.DeregistrationDelay)
 	return sameDelay && a.Algorithm == b.Algorithm && a.SlowStart == b.SlowStart && a.Health == b.Health && a.Stickiness == b.Stickiness &&
-		a.Protocol == b.Protocol
+		a.Protocol == b.Protocol && a.ProxyProtocol == b.ProxyProtocol && a.ConnectionTermination == b.ConnectionTermination
 }
 
 // protocolConflicts reports targets whose groups disagree on the protocol

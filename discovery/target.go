@@ -58,12 +58,22 @@ type GroupSettings struct {
 	// Protocol is what the balancer speaks to the group's targets
 	// (berth.protocol): http or https; "": unset.
 	Protocol string
+	// ProxyProtocol is "v2" when the group's L4 connections to targets start
+	// with a proxy protocol v2 header (berth.proxy-protocol). "" is both
+	// unset and berth.proxy-protocol=none: off is the default, so containers
+	// saying none and saying nothing agree.
+	ProxyProtocol string
+	// ConnectionTermination closes a draining target's connections when its
+	// delay ends (berth.connection-termination); false is both unset and
+	// false, for the same reason.
+	ConnectionTermination bool
 }
 
 // IsZero reports whether no label set any group policy.
 func (s GroupSettings) IsZero() bool {
 	return s.DeregistrationDelay == nil && s.Algorithm == "" && s.SlowStart == 0 &&
-		s.Health == (HealthSettings{}) && s.Stickiness == (StickinessSettings{}) && s.Protocol == ""
+		s.Health == (HealthSettings{}) && s.Stickiness == (StickinessSettings{}) && s.Protocol == "" &&
+		s.ProxyProtocol == "" && !s.ConnectionTermination
 }
 
 // StickinessSettings are a group's stickiness as labels declare it.

@@ -36,6 +36,13 @@ var algorithms = []string{"round_robin", "least_outstanding_requests", "weighted
 // the group's targets.
 var protocols = []string{"http", "https"}
 
+// proxyProtocols are the values P.proxy-protocol accepts.
+var proxyProtocols = []string{"v2", "none"}
+
+// booleans are the values a boolean label accepts: exactly these, so a typo
+// like "yes" or "on" is an error rather than a silent false.
+var booleans = []string{"true", "false"}
+
 var (
 	groupNamePattern = regexp.MustCompile(`^[a-zA-Z0-9._-]{1,64}$`)
 	// listener names follow the same shape as group names: they appear in IDs,
@@ -55,7 +62,8 @@ type Spec struct {
 	// Weight is P.weight, 1 when not set.
 	Weight int
 	// Settings are the group policies (P.deregistration-delay, P.algorithm,
-	// P.slow-start, P.protocol, P.health.*, P.stickiness).
+	// P.slow-start, P.protocol, P.proxy-protocol, P.connection-termination,
+	// P.health.*, P.stickiness).
 	Settings discovery.GroupSettings
 	// Rule is the rule declared with P.rule.*, nil when neither host nor path is set.
 	Rule *discovery.Rule
@@ -160,12 +168,14 @@ func parseSpec(prefix string, labels map[string]string) (Spec, LabelErrors) {
 		Groups: p.groups(rawGroups),
 		Weight: p.weight(),
 		Settings: discovery.GroupSettings{
-			DeregistrationDelay: p.deregistrationDelay(),
-			Algorithm:           p.oneOf("algorithm", algorithms),
-			SlowStart:           p.durationLabel("slow-start", 30*time.Second, 900*time.Second),
-			Health:              p.health(),
-			Stickiness:          p.stickiness(),
-			Protocol:            p.oneOf("protocol", protocols),
+			DeregistrationDelay:   p.deregistrationDelay(),
+			Algorithm:             p.oneOf("algorithm", algorithms),
+			SlowStart:             p.durationLabel("slow-start", 30*time.Second, 900*time.Second),
+			Health:                p.health(),
+			Stickiness:            p.stickiness(),
+			Protocol:              p.oneOf("protocol", protocols),
+			ProxyProtocol:         p.proxyProtocol(),
+			ConnectionTermination: p.oneOf("connection-termination", booleans) == "true",
 		},
 	}
 	spec.Port, spec.Proto = p.port()
@@ -253,6 +263,15 @@ func (p *labelParser) oneOf(name string, values []string) string {
 		return ""
 	}
 	return value
+}
+
+// proxyProtocol reads P.proxy-protocol: "v2", or "" for none and unset alike,
+// off being the default, so that containers saying either agree.
+func (p *labelParser) proxyProtocol() string {
+	if v := p.oneOf("proxy-protocol", proxyProtocols); v != "none" {
+		return v
+	}
+	return ""
 }
 
 // health reads the P.health.* labels: the group's active health check.

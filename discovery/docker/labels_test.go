@@ -107,6 +107,12 @@ func renderSpec(spec Spec, err error) string {
 	if spec.Settings.Protocol != "" {
 		fmt.Fprintf(&b, "protocol: %s\n", spec.Settings.Protocol)
 	}
+	if spec.Settings.ProxyProtocol != "" {
+		fmt.Fprintf(&b, "proxy-protocol: %s\n", spec.Settings.ProxyProtocol)
+	}
+	if spec.Settings.ConnectionTermination {
+		b.WriteString("connection-termination: true\n")
+	}
 	if st := spec.Settings.Stickiness; st.Type != "" {
 		fmt.Fprintf(&b, "stickiness: %s cookie=%q duration=%s\n", st.Type, st.Cookie, st.Duration)
 	}

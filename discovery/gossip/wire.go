@@ -58,12 +58,14 @@ type wireTarget struct {
 }
 
 type wireSettings struct {
-	DeregistrationDelay *int64          `json:"dd,omitempty"` // milliseconds
-	Algorithm           string          `json:"al,omitempty"`
-	SlowStart           int64           `json:"ss,omitempty"` // milliseconds
-	Health              *wireHealth     `json:"hc,omitempty"`
-	Stickiness          *wireStickiness `json:"st,omitempty"`
-	Protocol            string          `json:"pr,omitempty"`
+	DeregistrationDelay   *int64          `json:"dd,omitempty"` // milliseconds
+	Algorithm             string          `json:"al,omitempty"`
+	SlowStart             int64           `json:"ss,omitempty"` // milliseconds
+	Health                *wireHealth     `json:"hc,omitempty"`
+	Stickiness            *wireStickiness `json:"st,omitempty"`
+	Protocol              string          `json:"pr,omitempty"`
+	ProxyProtocol         string          `json:"pp,omitempty"`
+	ConnectionTermination bool            `json:"ct,omitempty"`
 }
 
 // wireStickiness is discovery.StickinessSettings; the duration in milliseconds.
@@ -287,7 +289,8 @@ func toWire(t discovery.Target) wireTarget {
 		w.Created = t.Created.Unix()
 	}
 	if s := t.Settings; !s.IsZero() {
-		w.Settings = &wireSettings{Algorithm: s.Algorithm, SlowStart: s.SlowStart.Milliseconds(), Protocol: s.Protocol}
+		w.Settings = &wireSettings{Algorithm: s.Algorithm, SlowStart: s.SlowStart.Milliseconds(), Protocol: s.Protocol,
+			ProxyProtocol: s.ProxyProtocol, ConnectionTermination: s.ConnectionTermination}
 		if s.DeregistrationDelay != nil {
 			ms := s.DeregistrationDelay.Milliseconds()
 			w.Settings.DeregistrationDelay = &ms
@@ -316,7 +319,8 @@ func fromWire(owner string, w wireTarget) discovery.Target {
 		t.Created = time.Unix(w.Created, 0)
 	}
 	if s := w.Settings; s != nil {
-		t.Settings = discovery.GroupSettings{Algorithm: s.Algorithm, SlowStart: time.Duration(s.SlowStart) * time.Millisecond, Protocol: s.Protocol}
+		t.Settings = discovery.GroupSettings{Algorithm: s.Algorithm, SlowStart: time.Duration(s.SlowStart) * time.Millisecond, Protocol: s.Protocol,
+			ProxyProtocol: s.ProxyProtocol, ConnectionTermination: s.ConnectionTermination}
 		if s.DeregistrationDelay != nil {
 			d := time.Duration(*s.DeregistrationDelay) * time.Millisecond
 			t.Settings.DeregistrationDelay = &d

@@ -24,7 +24,7 @@ func TestWireCarriesEveryTargetField(t *testing.T) {
 			Health: discovery.HealthSettings{Protocol: "https", Path: "/healthz", Port: 9090, Interval: 5 * time.Second,
 				Timeout: 2 * time.Second, Healthy: 3, Unhealthy: 4, Matcher: "200-299"},
 			Stickiness: discovery.StickinessSettings{Type: "app_cookie", Cookie: "SESSION", Duration: time.Hour},
-			Protocol:   "https",
+			Protocol:   "https", ProxyProtocol: "v2", ConnectionTermination: true,
 		},
 		Rules: []discovery.Rule{{
 			Listener: "web", Priority: 7, Hosts: []string{"*.example.com"}, Paths: []string{"/api/*"},
