@@ -146,7 +146,9 @@ func cluster(t testing.TB, size int) []*node {
 	for i := 1; i < size; i++ {
 		nodes = append(nodes, startNode(t, fmt.Sprintf("n%d", i), 10+i, []string{nodes[0].c.Addr()}, nodeOptions{}))
 	}
-	waitFormed(t, nodes, 10*time.Second)
+	// Generous: under -race with other packages' tests on 2 cores, fast
+	// failure detection can suspect a starved node and forming takes longer.
+	waitFormed(t, nodes, 30*time.Second)
 	return nodes
 }
 
