@@ -57,10 +57,17 @@ type clientConn struct {
 	// idle is true while the connection waits for a request: shutdown may close it.
 	idle atomic.Bool
 
-	req     head
-	resp    head
-	scratch head // chunk-size and trailer lines
+	// heads come from a pool with the buffers: nil while the connection
+	// idles without them.
+	*heads
 }
+
+// heads are what a connection parses: the request and response heads and
+// the chunk-size and trailer lines (scratch). Their slices grow to the
+// largest head seen, so an idle connection gives them back with its buffers.
+type heads struct{ req, resp, scratch head }
+
+var headsPool = sync.Pool{New: func() any { return new(heads) }}
 
 // prefixReader reads one held-back byte, then from conn.
 type prefixReader struct {
@@ -78,6 +85,7 @@ func (p *prefixReader) Read(b []byte) (int, error) {
 }
 
 func (c *clientConn) acquireBuffers() {
+	c.heads = headsPool.Get().(*heads)
 	c.br = readerPool.Get().(*bufio.Reader)
 	c.br.Reset(&c.src)
 	c.bw = writerPool.Get().(*bufio.Writer)
@@ -92,7 +100,8 @@ func (c *clientConn) releaseBuffers() {
 	readerPool.Put(c.br)
 	c.bw.Reset(nil)
 	writerPool.Put(c.bw)
-	c.br, c.bw = nil, nil
+	headsPool.Put(c.heads)
+	c.br, c.bw, c.heads = nil, nil, nil
 }
 
 // serve handles requests until the client or the balancer ends the connection.
