@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"net"
 	"net/http"
+	"net/netip"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -78,6 +79,11 @@ type h2Conn struct {
 	// X-Request-Id: streams run concurrently, so the counter is atomic.
 	requestIDPrefix uint64
 	requestIDs      atomic.Uint64
+	// clientIP, its hash (for source_hash) and parsed form (for source-ip
+	// conditions) are the client's, the same for every stream.
+	clientIP   []byte
+	sourceHash uint64
+	source     netip.Addr
 }
 
 type h2ConnKey struct{}
@@ -90,7 +96,8 @@ var h2Limits = &http.Server{MaxHeaderBytes: maxHeadBytes}
 // serveH2 serves one HTTP/2 connection (TLS with ALPN h2, or h2c with prior
 // knowledge) until it ends.
 func (l *listener) serveH2(conn net.Conn) {
-	hc := &h2Conn{conn: conn, requestIDPrefix: newRequestIDPrefix()}
+	hc := &h2Conn{conn: conn, requestIDPrefix: newRequestIDPrefix(), clientIP: clientIP(conn.RemoteAddr())}
+	hc.sourceHash, hc.source = hashBytes(hc.clientIP), peerAddr(hc.clientIP)
 	defer conn.Close()
 	defer track(l, l.h2conns, hc)()
 	srv := &http2.Server{IdleTimeout: l.route.Load().idleTimeout}

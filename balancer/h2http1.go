@@ -216,6 +216,7 @@ func (q *h2Request) writeHTTP1Body(w *bufio.Writer, hasBody bool) error {
 func (q *h2Request) writeHTTP1ResponseHeader(resp *head) {
 	h := q.w.Header()
 	fields := string(resp.raw) // one allocation for every name and value
+	values := make([]string, len(resp.headers))
 	for i := range resp.headers {
 		hd := &resp.headers[i]
 		if hd.connectionListed {
@@ -226,7 +227,12 @@ func (q *h2Request) writeHTTP1ResponseHeader(resp *head) {
 			continue
 		}
 		name := http.CanonicalHeaderKey(fields[hd.name.start:hd.name.end])
-		h[name] = append(h[name], fields[hd.value.start:hd.value.end])
+		values[i] = fields[hd.value.start:hd.value.end]
+		if prev, ok := h[name]; ok {
+			h[name] = append(prev, values[i])
+		} else {
+			h[name] = values[i : i+1 : i+1] // one backing array for every field's first value
+		}
 	}
 	q.addStickyCookies(func(name string) bool {
 		for i := range resp.headers {

@@ -9,7 +9,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"net/netip"
 	"os"
 	"slices"
 	"strings"
@@ -31,14 +30,12 @@ import (
 // h2Request is one stream being served.
 type h2Request struct {
 	l         *listener
+	hc        *h2Conn
 	rt        *route
 	w         http.ResponseWriter
 	r         *http.Request
 	ex        exchange
 	requestID string
-	clientIP  []byte
-	// sourceHash is the hash of clientIP, for source_hash.
-	sourceHash uint64
 	// wantsJSON is true when Accept names application/json: error pages in JSON.
 	wantsJSON bool
 }
@@ -48,14 +45,12 @@ func (l *listener) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	hc := r.Context().Value(h2ConnKey{}).(*h2Conn)
 	hc.active.Add(1)
 	defer hc.active.Add(-1)
-	q := &h2Request{l: l, rt: l.route.Load(), w: w, r: r}
+	q := &h2Request{l: l, hc: hc, rt: l.route.Load(), w: w, r: r}
 	q.ex.reset(time.Now())
 	q.requestID = r.Header.Get("X-Request-Id")
 	if !validRequestID(sbytes(q.requestID)) {
 		q.requestID = string(appendRequestID(nil, hc.requestIDPrefix, hc.requestIDs.Add(1)))
 	}
-	q.clientIP = clientIP(remoteAddr(r))
-	q.sourceHash = hashBytes(q.clientIP)
 	for _, v := range r.Header.Values("Accept") {
 		q.wantsJSON = q.wantsJSON || containsFold(sbytes(v), "application/json")
 	}
@@ -88,9 +83,8 @@ func (q *h2Request) serve() {
 		q.fail(463, ReasonTooManyForwardedFor)
 		return
 	}
-	source, _ := netip.ParseAddrPort(r.RemoteAddr)
 	req := rules.Request{Host: host, Path: path, Method: r.Method, Query: r.URL.RawQuery,
-		Headers: flatHeaders(r.Header), Source: source.Addr().Unmap()}
+		Headers: flatHeaders(r.Header), Source: q.hc.source}
 	act := &rt.fallback
 	if i := rt.table.MatchRequest(&req); i >= 0 {
 		act = &rt.actions[i]
@@ -221,7 +215,7 @@ func (q *h2Request) forward(g *group) int {
 	tried := triedArray[:0]
 	reason := ReasonNoTarget
 	for range maxAttempts {
-		t := g.pickFor(&q.ex, tried, q.sourceHash, stickyToken)
+		t := g.pickFor(&q.ex, tried, q.hc.sourceHash, stickyToken)
 		if t == nil {
 			break
 		}
@@ -383,9 +377,9 @@ func (q *h2Request) forwardedForValue() string {
 	switch q.rt.xff {
 	case xffAppend:
 		if xff == "" {
-			return string(q.clientIP)
+			return string(q.hc.clientIP)
 		}
-		return xff + ", " + string(q.clientIP)
+		return xff + ", " + string(q.hc.clientIP)
 	case xffPreserve:
 		return xff
 	}
@@ -435,7 +429,7 @@ func (q *h2Request) log() {
 			q.ex.received += int64(len(k) + len(v) + 4) // as the header lines of HTTP/1.1
 		}
 	}
-	line := accessLine{scheme: q.rt.scheme, listener: q.l.name, client: bstr(q.clientIP),
+	line := accessLine{scheme: q.rt.scheme, listener: q.l.name, client: bstr(q.hc.clientIP),
 		request: r.Method + " " + r.URL.RequestURI() + " " + r.Proto, userAgent: r.UserAgent(), requestID: q.requestID}
 	if r.TLS != nil {
 		line.tlsProtocol, line.tlsCipher = tls.VersionName(r.TLS.Version), tls.CipherSuiteName(r.TLS.CipherSuite)
@@ -468,10 +462,3 @@ func (t *targetState) untrackExchange(ex *h2Exchange) {
 }
 
 var h2CopyBuffers = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
-
-func remoteAddr(r *http.Request) net.Addr {
-	if a, err := net.ResolveTCPAddr("tcp", r.RemoteAddr); err == nil {
-		return a
-	}
-	return &net.TCPAddr{}
-}
