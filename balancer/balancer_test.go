@@ -555,6 +555,7 @@ func TestResponseFraming(t *testing.T) {
 	if n := lb.Listeners()[0].TotalConnections; n != 1 {
 		t.Fatalf("%d client connections, want 1 kept alive", n)
 	}
+	assertNoBusyConnections(t, lb)
 }
 
 func TestPassiveHealthEjectsAndReturns(t *testing.T) {

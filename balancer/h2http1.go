@@ -42,7 +42,6 @@ func (q *h2Request) tryHTTP1(g *group, t *targetState) (int, ErrorReason, bool) 
 			return 0, dialFailure(err), true
 		}
 	}
-	defer t.untrack(uc)
 	heads := upstreamHeadPool.Get().(*upstreamHeads)
 	defer upstreamHeadPool.Put(heads)
 	resp := &heads.resp
@@ -58,13 +57,13 @@ func (q *h2Request) tryHTTP1(g *group, t *targetState) (int, ErrorReason, bool) 
 	}
 	switch {
 	case errors.Is(err, errClientBody) && q.r.Context().Err() != nil:
-		uc.conn.Close()
+		uc.discard()
 		return 499, reasonNone, false // the client went away mid-body: nobody to answer
 	case errors.Is(err, errClientBody):
-		uc.conn.Close()
+		uc.discard()
 		return q.fail(400, ReasonBadRequest), reasonNone, false // a body shorter or longer than its length
 	case err != nil:
-		uc.conn.Close()
+		uc.discard()
 		return 0, brokenReason(err), retryable
 	}
 
@@ -72,7 +71,7 @@ func (q *h2Request) tryHTTP1(g *group, t *targetState) (int, ErrorReason, bool) 
 	uc.conn.SetReadDeadline(q.ex.sentToTarget.Add(g.responseTimeout))
 	for {
 		if err := resp.read(uc.br, true); err != nil {
-			uc.conn.Close()
+			uc.discard()
 			switch {
 			case errors.Is(err, os.ErrDeadlineExceeded):
 				return 0, ReasonResponseTimeout, false
@@ -85,7 +84,7 @@ func (q *h2Request) tryHTTP1(g *group, t *targetState) (int, ErrorReason, bool) 
 			}
 		}
 		if resp.status == 101 { // HTTP/2 has no upgrade to switch to
-			uc.conn.Close()
+			uc.discard()
 			return 0, ReasonBadResponse, false
 		}
 		if resp.status >= 200 {
@@ -115,16 +114,16 @@ func (q *h2Request) tryHTTP1(g *group, t *targetState) (int, ErrorReason, bool) 
 	q.ex.sent = body.sent
 	switch {
 	case errors.Is(err, errClientGone):
-		uc.conn.Close()
+		uc.discard()
 		return resp.status, reasonNone, false
 	case err != nil:
-		uc.conn.Close()
+		uc.discard()
 		// The status went out already: the client sees the stream reset.
 		panic(http.ErrAbortHandler)
 	case framed && resp.keepAlive():
 		t.put(uc)
 	default:
-		uc.conn.Close()
+		uc.discard()
 	}
 	return resp.status, reasonNone, false
 }

@@ -91,6 +91,27 @@ func TestHTTP2RequestsOverHTTP1Framing(t *testing.T) {
 		t.Error("a response cut mid-body reached the client whole")
 	}
 	eventually(t, "the target's in-flight count back to 0 after a broken response", func() bool { return lb.Targets()[0].InFlight == 0 })
+	assertNoBusyConnections(t, lb)
+}
+
+// assertNoBusyConnections checks that no connection to a target is still
+// tracked as busy once every request ended: each went back to the pool or
+// was closed, so Terminate sees only connections in use.
+func assertNoBusyConnections(t *testing.T, lb *Balancer) {
+	t.Helper()
+	eventually(t, "no connection to a target tracked as busy", func() bool {
+		lb.mu.Lock()
+		defer lb.mu.Unlock()
+		for _, ts := range lb.targets {
+			ts.mu.Lock()
+			busy := len(ts.busy)
+			ts.mu.Unlock()
+			if busy > 0 {
+				return false
+			}
+		}
+		return true
+	})
 }
 
 func TestHTTP2RequestBodiesOverHTTP1(t *testing.T) {

@@ -323,7 +323,6 @@ func (c *clientConn) forward(g *group, rt *route) (int, bool) {
 		}
 		t.requests.Add(1)
 		res, code, keep, why := c.roundTrip(uc, g, rt)
-		t.untrack(uc)
 		t.inFlight.Add(-1)
 		switch res {
 		case attemptDone:
@@ -418,7 +417,7 @@ func (c *clientConn) roundTrip(uc *upstreamConn, g *group, rt *route) (res attem
 		err = uc.bw.Flush()
 	}
 	if err != nil {
-		uc.conn.Close()
+		uc.discard()
 		if retryable {
 			return attemptRetryable, 0, false, brokenReason(err)
 		}
@@ -430,7 +429,7 @@ func (c *clientConn) roundTrip(uc *upstreamConn, g *group, rt *route) (res attem
 	for {
 		err = c.resp.read(uc.br, true)
 		if err != nil {
-			uc.conn.Close()
+			uc.discard()
 			switch {
 			case errors.Is(err, os.ErrDeadlineExceeded):
 				return attemptFailed, 0, false, ReasonResponseTimeout
@@ -475,7 +474,7 @@ func (c *clientConn) roundTrip(uc *upstreamConn, g *group, rt *route) (res attem
 		err = c.bw.Flush()
 	}
 	if err != nil || !framed || !c.resp.keepAlive() || c.req.http10 {
-		uc.conn.Close()
+		uc.discard()
 	} else {
 		uc.target.put(uc)
 	}
@@ -578,7 +577,7 @@ func (c *clientConn) writeResponseHead(keepClient bool) {
 func (c *clientConn) tunnel(uc *upstreamConn) (attemptResult, int, bool, ErrorReason) {
 	c.writeResponseHead(true)
 	if err := c.bw.Flush(); err != nil {
-		uc.conn.Close()
+		uc.discard()
 		return attemptFailed, 101, false, reasonNone
 	}
 	c.conn.SetReadDeadline(time.Time{})
@@ -590,7 +589,7 @@ func (c *clientConn) tunnel(uc *upstreamConn) (attemptResult, int, bool, ErrorRe
 		close(done)
 	}()
 	io.Copy(uc.conn, c.br)
-	uc.conn.Close()
+	uc.discard()
 	<-done
 	return attemptDone, 101, false, 0
 }

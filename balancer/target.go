@@ -142,7 +142,7 @@ func stillOpen(conn net.Conn) bool {
 // serves or the pool is full.
 func (t *targetState) put(c *upstreamConn) {
 	if !t.serving.Load() {
-		c.conn.Close()
+		c.discard()
 		return
 	}
 	c.idleFrom = time.Now()
@@ -172,7 +172,16 @@ func (t *targetState) track(c *upstreamConn) {
 	t.mu.Unlock()
 }
 
-// untrack forgets a connection that is no longer busy (pooled or closed).
+// discard closes a connection that is not to be reused and stops tracking
+// it. A connection a request used ends either here or back in the pool
+// (put): untracking it after put could drop the tracking of another request
+// that took it from the pool meanwhile, hiding it from Terminate.
+func (c *upstreamConn) discard() {
+	c.conn.Close()
+	c.target.untrack(c)
+}
+
+// untrack forgets a connection that is no longer busy.
 func (t *targetState) untrack(c *upstreamConn) {
 	t.mu.Lock()
 	delete(t.busy, c)
