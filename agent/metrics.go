@@ -224,6 +224,13 @@ func (c collector) collectCluster(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(descHealthScore, prometheus.GaugeValue, float64(s.HealthScore))
 }
 
+// buildInfo is berth_build_info: 1, labelled with version.
+func buildInfo(version string) *prometheus.GaugeVec {
+	info := prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "berth_build_info", Help: "1, labelled with the running version."}, []string{"version"})
+	info.WithLabelValues(version).Set(1)
+	return info
+}
+
 func (a *Agent) newRegistry() *prometheus.Registry {
 	reg := prometheus.NewRegistry()
 	a.reloads = prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -234,8 +241,6 @@ func (a *Agent) newRegistry() *prometheus.Registry {
 		Name: "berth_group_fail_open_total",
 		Help: "Times a group found no healthy target and routed to all of its targets (fail open).",
 	}, []string{"group"})
-	info := prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "berth_build_info", Help: "1, labelled with the running version."}, []string{"version"})
-	info.WithLabelValues(a.opts.Version).Set(1)
-	reg.MustRegister(collector{a}, a.reloads, a.failOpenCount, info, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg.MustRegister(collector{a}, a.reloads, a.failOpenCount, buildInfo(a.opts.Version), collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return reg
 }
