@@ -100,7 +100,10 @@ func (l *listener) serveH2(conn net.Conn) {
 	hc.sourceHash, hc.source = hashBytes(hc.clientIP), peerAddr(hc.clientIP)
 	defer conn.Close()
 	defer track(l, l.h2conns, hc)()
-	srv := &http2.Server{IdleTimeout: l.route.Load().idleTimeout}
+	// A client that takes no bytes for the idle timeout is closed, as on
+	// HTTP/1.1.
+	idle := l.route.Load().idleTimeout
+	srv := &http2.Server{IdleTimeout: idle, WriteByteTimeout: idle}
 	srv.ServeConn(newCoalescingConn(conn), &http2.ServeConnOpts{
 		Context:    context.WithValue(context.Background(), h2ConnKey{}, hc),
 		Handler:    l,

@@ -97,8 +97,8 @@ func (q *h2Request) tryHTTP1(g *group, t *targetState) (int, ErrorReason, bool) 
 	q.writeHTTP1ResponseHeader(resp)
 	q.w.WriteHeader(resp.status)
 
-	body := h2BodyCopier{w: q.w, src: uc.br, conn: uc, idleTimeout: q.rt.idleTimeout, scratch: &heads.scratch,
-		flush: !noBody && resp.contentLength < 0}
+	body := h2BodyCopier{w: q.w, body: newStreamWriter(q.w, !noBody && resp.contentLength < 0, q.rt.idleTimeout),
+		src: uc.br, conn: uc, idleTimeout: q.rt.idleTimeout, scratch: &heads.scratch}
 	switch {
 	case noBody:
 	case resp.chunked:
@@ -252,15 +252,13 @@ var errClientGone = errors.New("balancer: the client's stream is gone")
 // h2BodyCopier copies a response body from a target's HTTP/1.1 connection to
 // an HTTP/2 client, unframed.
 type h2BodyCopier struct {
-	w           http.ResponseWriter
+	w           http.ResponseWriter // for the trailers
+	body        *streamWriter
 	src         *bufio.Reader
 	conn        *upstreamConn
 	idleTimeout time.Duration
 	scratch     *head
-	// flush sends every piece at once: for responses without a length
-	// (Server-Sent Events, long polls).
-	flush bool
-	sent  int64
+	sent        int64
 }
 
 // copyN copies n bytes (or up to EOF), extending the read deadline by the
@@ -275,11 +273,8 @@ func (b *h2BodyCopier) copyN(n int64) error {
 		}
 		k := min(int64(b.src.Buffered()), n-done)
 		buf, _ := b.src.Peek(int(k))
-		if _, err := b.w.Write(buf); err != nil {
+		if _, err := b.body.Write(buf); err != nil {
 			return errClientGone
-		}
-		if b.flush {
-			http.NewResponseController(b.w).Flush()
 		}
 		b.src.Discard(len(buf))
 		done += k

@@ -315,22 +315,16 @@ func (q *h2Request) tryHTTP2(g *group, t *targetState, transport http.RoundTripp
 	defer r.Body.Close()
 	q.writeResponseHeader(resp)
 	w.WriteHeader(resp.StatusCode)
-	// A response without a length is streamed (Server-Sent Events, gRPC,
-	// long polls): every piece goes to the client at once.
-	flush := resp.ContentLength < 0
-	rc := http.NewResponseController(w)
+	body := newStreamWriter(w, resp.ContentLength < 0, q.rt.idleTimeout)
 	buf := h2CopyBuffers.Get().(*[]byte)
 	defer h2CopyBuffers.Put(buf)
 	for {
 		n, rerr := resp.Body.Read(*buf)
 		if n > 0 {
-			if _, werr := w.Write((*buf)[:n]); werr != nil {
+			if _, werr := body.Write((*buf)[:n]); werr != nil {
 				return resp.StatusCode, reasonNone, false
 			}
 			q.ex.sent += int64(n)
-			if flush {
-				rc.Flush()
-			}
 		}
 		if rerr == io.EOF {
 			break
@@ -344,6 +338,37 @@ func (q *h2Request) tryHTTP2(g *group, t *targetState, transport http.RoundTripp
 		w.Header()[http.TrailerPrefix+k] = vs
 	}
 	return resp.StatusCode, reasonNone, false
+}
+
+// streamWriter writes a response body to an HTTP/2 client. A response
+// without a length (Server-Sent Events, gRPC, long polls) is streamed: every
+// piece goes out at once. A client that takes nothing for the listener's
+// idle timeout gets its stream reset and the write fails: a client that
+// stops reading must not hold a handler and a target connection for ever.
+type streamWriter struct {
+	w     http.ResponseWriter
+	rc    *http.ResponseController
+	flush bool
+	idle  time.Duration
+	// extendAt is when the next write moves the deadline on: setting it
+	// costs a message to the connection's serve loop, so not on every write.
+	extendAt time.Time
+}
+
+func newStreamWriter(w http.ResponseWriter, flush bool, idle time.Duration) *streamWriter {
+	return &streamWriter{w: w, rc: http.NewResponseController(w), flush: flush, idle: idle}
+}
+
+func (s *streamWriter) Write(p []byte) (int, error) {
+	if now := time.Now(); now.After(s.extendAt) {
+		s.rc.SetWriteDeadline(now.Add(s.idle))
+		s.extendAt = now.Add(s.idle / 2)
+	}
+	n, err := s.w.Write(p)
+	if err == nil && s.flush {
+		err = s.rc.Flush()
+	}
+	return n, err
 }
 
 // writeRequestHeader turns the client's header into the one sent to the

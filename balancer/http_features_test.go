@@ -584,3 +584,36 @@ func TestConnectionListedFieldsStayOnTheirHop(t *testing.T) {
 		t.Errorf("the client got:\n%s\nwant X-Target-End and no X-Target-Hop", answer)
 	}
 }
+
+// TestClientThatStopsReadingIsLetGo asks for a large response and reads none
+// of it: after the listener's idle timeout without progress berth gives up
+// on the client, the target's connection is closed and nothing stays in
+// flight, over both protocols.
+func TestClientThatStopsReadingIsLetGo(t *testing.T) {
+	bothProtocols(t, func(t *testing.T, client *http.Client, proto string) {
+		writeFailed := make(chan struct{})
+		be := backend(t, "", func(w http.ResponseWriter, r *http.Request) {
+			chunk := make([]byte, 64<<10)
+			for range 4096 { // 256 MiB, far more than the buffers between
+				if _, err := w.Write(chunk); err != nil {
+					close(writeFailed)
+					return
+				}
+			}
+		})
+		cfg := webConfig(serving("a", addrOf(be)))
+		cfg.Listeners[0].IdleTimeout = time.Second
+		lb := start(t, cfg)
+		resp, err := client.Get("http://" + lb.Addr("web") + "/big")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close() // read nothing
+		select {
+		case <-writeFailed:
+		case <-time.After(5 * time.Second): // before the client's own 10 s timeout gives up
+			t.Fatal("the target still writes 5 s after the client stopped reading (idle timeout 1 s)")
+		}
+		eventually(t, "nothing in flight to the target", func() bool { return lb.Targets()[0].InFlight == 0 })
+	})
+}

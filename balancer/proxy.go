@@ -125,7 +125,12 @@ func (c *clientConn) serve() {
 		}
 		c.idle.Store(false)
 		start := time.Now()
-		if err := c.req.read(c.br, false); err != nil {
+		err := c.req.read(c.br, false)
+		// A client that stops reading its answer holds a goroutine and a
+		// target connection: writes to it fail after the idle timeout
+		// without progress (roundTrip extends the deadline as the body flows).
+		c.conn.SetWriteDeadline(time.Now().Add(c.l.route.Load().idleTimeout))
+		if err != nil {
 			c.rejectHead(err)
 			return
 		}
@@ -458,7 +463,11 @@ func (c *clientConn) roundTrip(uc *upstreamConn, g *group, rt *route) (res attem
 	keepClient = framed && c.req.keepAlive()
 	c.writeResponseHead(keepClient)
 
-	refresh := func() { uc.conn.SetReadDeadline(time.Now().Add(idleTimeout)) }
+	refresh := func() {
+		deadline := time.Now().Add(idleTimeout)
+		uc.conn.SetReadDeadline(deadline)
+		c.conn.SetWriteDeadline(deadline)
+	}
 	var bodyOut int64
 	switch {
 	case noBody:
@@ -580,7 +589,7 @@ func (c *clientConn) tunnel(uc *upstreamConn) (attemptResult, int, bool, ErrorRe
 		uc.discard()
 		return attemptFailed, 101, false, reasonNone
 	}
-	c.conn.SetReadDeadline(time.Time{})
+	c.conn.SetDeadline(time.Time{})
 	uc.conn.SetReadDeadline(time.Time{})
 	done := make(chan struct{})
 	go func() {
