@@ -58,7 +58,10 @@ func (q *h2Request) tryHTTP1(g *group, t *targetState) (int, ErrorReason, bool) 
 	switch {
 	case errors.Is(err, errClientBody) && q.r.Context().Err() != nil:
 		uc.discard()
-		return 499, reasonNone, false // the client went away mid-body: nobody to answer
+		return statusClientClosed, reasonNone, false // the client went away mid-body: nobody to answer
+	case errors.Is(err, errClientBody) && errors.Is(err, os.ErrDeadlineExceeded):
+		uc.discard()
+		return q.fail(408, ReasonClientTimeout), reasonNone, false
 	case errors.Is(err, errClientBody):
 		uc.discard()
 		return q.fail(400, ReasonBadRequest), reasonNone, false // a body shorter or longer than its length
@@ -179,8 +182,17 @@ func (q *h2Request) writeHTTP1Body(w *bufio.Writer, hasBody bool) error {
 	chunked := q.r.ContentLength < 0
 	buf := h2CopyBuffers.Get().(*[]byte)
 	defer h2CopyBuffers.Put(buf)
+	// A client that sends nothing of its body for the idle timeout is
+	// answered 408. Each deadline costs a message to the connection's serve
+	// loop, so it moves on at most every half idle timeout.
+	rc := http.NewResponseController(q.w)
+	var extendAt time.Time
 	var sent int64
 	for {
+		if now := time.Now(); now.After(extendAt) {
+			rc.SetReadDeadline(now.Add(q.rt.idleTimeout))
+			extendAt = now.Add(q.rt.idleTimeout / 2)
+		}
 		n, rerr := q.r.Body.Read(*buf)
 		if n > 0 {
 			if chunked {

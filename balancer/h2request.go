@@ -303,7 +303,7 @@ func (q *h2Request) tryHTTP2(g *group, t *targetState, transport http.RoundTripp
 			return 0, ReasonResponseTimeout, false
 		}
 		if r.Context().Err() != nil {
-			return 499, reasonNone, false // the client went away
+			return statusClientClosed, reasonNone, false // the client went away
 		}
 		return 0, brokenReason(err), false
 	}

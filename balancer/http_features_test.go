@@ -617,3 +617,81 @@ func TestClientThatStopsReadingIsLetGo(t *testing.T) {
 		eventually(t, "nothing in flight to the target", func() bool { return lb.Targets()[0].InFlight == 0 })
 	})
 }
+
+// pacedBody sends pieces bytes one at a time with pause between them, and
+// stalls for stall before its last byte.
+type pacedBody struct {
+	pieces       int
+	pause, stall time.Duration
+}
+
+func (b *pacedBody) Read(p []byte) (int, error) {
+	if b.pieces == 0 {
+		return 0, io.EOF
+	}
+	time.Sleep(b.pause)
+	if b.pieces == 1 {
+		time.Sleep(b.stall)
+	}
+	b.pieces--
+	p[0] = 'x'
+	return 1, nil
+}
+
+// TestSlowAndStalledUploads sends a request body slowly (longer in all than
+// the idle timeout, never idle as long), then one that stalls: the first
+// reaches the target whole, the second is answered 408 without blaming the
+// target.
+func TestSlowAndStalledUploads(t *testing.T) {
+	bothProtocols(t, func(t *testing.T, client *http.Client, proto string) {
+		be := backend(t, "", func(w http.ResponseWriter, r *http.Request) {
+			b, _ := io.ReadAll(r.Body)
+			io.WriteString(w, strconv.Itoa(len(b)))
+		})
+		cfg := webConfig(serving("a", addrOf(be)))
+		cfg.Listeners[0].IdleTimeout = time.Second
+		lb := start(t, cfg)
+		url := "http://" + lb.Addr("web") + "/upload"
+		post := func(body *pacedBody) (int, string, error) {
+			req, _ := http.NewRequest("POST", url, body)
+			req.ContentLength = int64(body.pieces)
+			resp, err := client.Do(req)
+			if err != nil {
+				return 0, "", err
+			}
+			defer resp.Body.Close()
+			answer, _ := io.ReadAll(resp.Body)
+			return resp.StatusCode, string(answer), nil
+		}
+		if code, answer, err := post(&pacedBody{pieces: 12, pause: 150 * time.Millisecond}); code != 200 || answer != "12" {
+			t.Errorf("a slow upload (1.8 s, pauses of 150 ms): %d %q %v, want 200 and the 12 bytes at the target", code, answer, err)
+		}
+		stalled := func() (int, error) {
+			if proto == "HTTP/2.0" {
+				code, _, err := post(&pacedBody{pieces: 3, stall: 3 * time.Second})
+				return code, err
+			}
+			// Go's HTTP/1.1 client reports its own failed write, not the
+			// answer that came meanwhile: a raw client reads the answer.
+			conn, err := net.Dial("tcp", lb.Addr("web"))
+			if err != nil {
+				return 0, err
+			}
+			defer conn.Close()
+			conn.SetDeadline(time.Now().Add(5 * time.Second))
+			io.WriteString(conn, "POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\n\r\nxxx")
+			resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+			if err != nil {
+				return 0, err
+			}
+			resp.Body.Close()
+			return resp.StatusCode, nil
+		}
+		if code, err := stalled(); code != 408 {
+			t.Errorf("an upload stalled (idle timeout 1 s): %d %v, want 408", code, err)
+		}
+		if st := lb.Targets()[0]; st.Failures != 0 || st.Ejected {
+			t.Errorf("the target was blamed for the client's stall: %d failures, ejected %v", st.Failures, st.Ejected)
+		}
+	})
+}

@@ -74,6 +74,9 @@ type prefixReader struct {
 	conn    net.Conn
 	pending [1]byte
 	has     bool
+	// err is the last error reading conn: it tells a client that broke off
+	// from a target that did, when a copy between them fails.
+	err error
 }
 
 func (p *prefixReader) Read(b []byte) (int, error) {
@@ -81,8 +84,16 @@ func (p *prefixReader) Read(b []byte) (int, error) {
 		b[0], p.has = p.pending[0], false
 		return 1, nil
 	}
-	return p.conn.Read(b)
+	n, err := p.conn.Read(b)
+	if err != nil {
+		p.err = err
+	}
+	return n, err
 }
+
+// statusClientClosed is what the access log shows for a request whose client
+// closed its connection before the answer, as ALB's 460.
+const statusClientClosed = 460
 
 func (c *clientConn) acquireBuffers() {
 	c.heads = headsPool.Get().(*heads)
@@ -118,18 +129,23 @@ func (c *clientConn) serve() {
 		if c.l.b.shuttingDown.Load() {
 			return
 		}
-		if err := c.awaitRequest(c.l.route.Load().idleTimeout); err != nil {
+		idleTimeout := c.l.route.Load().idleTimeout
+		if err := c.awaitRequest(idleTimeout); err != nil {
 			// A client that closes or stays silent while idle has nothing in
 			// flight: it is closed quietly.
 			return
 		}
+		// The request has begun: its head must arrive within the idle
+		// timeout (else 408), and roundTrip extends the deadline while its
+		// body flows.
+		c.conn.SetReadDeadline(time.Now().Add(idleTimeout))
 		c.idle.Store(false)
 		start := time.Now()
 		err := c.req.read(c.br, false)
 		// A client that stops reading its answer holds a goroutine and a
 		// target connection: writes to it fail after the idle timeout
 		// without progress (roundTrip extends the deadline as the body flows).
-		c.conn.SetWriteDeadline(time.Now().Add(c.l.route.Load().idleTimeout))
+		c.conn.SetWriteDeadline(time.Now().Add(idleTimeout))
 		if err != nil {
 			c.rejectHead(err)
 			return
@@ -209,6 +225,9 @@ func (c *clientConn) answerError(code int, reason ErrorReason, keep bool) {
 		page = jsonErrorPage(code, keep)
 	}
 	c.ex.reason, c.ex.sent = reason, int64(len(page))
+	// The error may come late in the exchange (a body that stalled, a slow
+	// target): the page gets its own time to go out.
+	c.conn.SetWriteDeadline(time.Now().Add(c.l.route.Load().idleTimeout))
 	c.bw.Write(page)
 	c.bw.Flush()
 }
@@ -245,6 +264,7 @@ func (c *clientConn) handle(rt *route, start time.Time) bool {
 		if err := c.discardRequestBody(); err != nil {
 			return false
 		}
+		c.conn.SetWriteDeadline(time.Now().Add(rt.idleTimeout))
 		keep := c.req.keepAlive()
 		page := act.fixed
 		if act.redirect != nil {
@@ -411,13 +431,27 @@ func (c *clientConn) roundTrip(uc *upstreamConn, g *group, rt *route) (res attem
 	c.writeRequestHead(uc.bw, rt.xff)
 	var err error
 	var bodyIn int64
+	// The body streams to the target as the client sends it; a client that
+	// sends nothing of it for the idle timeout is answered 408.
+	clientRefresh := func() { c.conn.SetReadDeadline(time.Now().Add(idleTimeout)) }
+	c.src.err = nil
 	switch {
 	case c.req.chunked:
-		bodyIn, err = copyChunked(uc.bw, c.br, &c.scratch, nil)
+		bodyIn, err = copyChunked(uc.bw, c.br, &c.scratch, clientRefresh)
 	case c.req.contentLength > 0:
-		bodyIn, err = copyN(uc.bw, c.br, c.req.contentLength, nil)
+		bodyIn, err = copyN(uc.bw, c.br, c.req.contentLength, clientRefresh)
 	}
 	c.ex.received += bodyIn
+	if err != nil && c.src.err != nil {
+		// The client's side broke off, not the target's: the target is not
+		// blamed (no passive-health failure).
+		uc.discard()
+		if errors.Is(c.src.err, os.ErrDeadlineExceeded) {
+			c.answerError(408, ReasonClientTimeout, false)
+			return attemptFailed, 408, false, reasonNone
+		}
+		return attemptFailed, statusClientClosed, false, reasonNone
+	}
 	if err == nil {
 		err = uc.bw.Flush()
 	}
@@ -458,6 +492,9 @@ func (c *clientConn) roundTrip(uc *upstreamConn, g *group, rt *route) (res attem
 	}
 
 	c.ex.targetStatus, c.ex.headReceived = c.resp.status, time.Now()
+	// The answer may come long after the request head (a slow upload, a
+	// slow target): the client gets the idle timeout from now to take it.
+	c.conn.SetWriteDeadline(c.ex.headReceived.Add(idleTimeout))
 	noBody := responseHasNoBody(method, c.resp.status)
 	framed := noBody || c.resp.chunked || c.resp.contentLength >= 0
 	keepClient = framed && c.req.keepAlive()
