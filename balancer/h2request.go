@@ -315,7 +315,10 @@ func (q *h2Request) tryHTTP2(g *group, t *targetState, transport http.RoundTripp
 	defer r.Body.Close()
 	q.writeResponseHeader(resp)
 	w.WriteHeader(resp.StatusCode)
-	body := newStreamWriter(w, resp.ContentLength < 0, q.rt.idleTimeout)
+	// No idle deadline for gRPC: its streams may rightly stay quiet for
+	// long (watches kept alive by pings); a socket that takes nothing is
+	// still closed by the server's WriteByteTimeout.
+	body := newStreamWriter(w, resp.ContentLength < 0, 0)
 	buf := h2CopyBuffers.Get().(*[]byte)
 	defer h2CopyBuffers.Put(buf)
 	for {
@@ -352,6 +355,7 @@ type streamWriter struct {
 	idle  time.Duration
 	// extendAt is when the next write moves the deadline on: setting it
 	// costs a message to the connection's serve loop, so not on every write.
+	// With idle 0 there is no deadline.
 	extendAt time.Time
 }
 
@@ -360,7 +364,7 @@ func newStreamWriter(w http.ResponseWriter, flush bool, idle time.Duration) *str
 }
 
 func (s *streamWriter) Write(p []byte) (int, error) {
-	if now := time.Now(); now.After(s.extendAt) {
+	if now := time.Now(); s.idle > 0 && now.After(s.extendAt) {
 		s.rc.SetWriteDeadline(now.Add(s.idle))
 		s.extendAt = now.Add(s.idle / 2)
 	}
