@@ -512,6 +512,29 @@ func TestClientTimeouts(t *testing.T) {
 			t.Fatalf("got %q", got)
 		}
 	})
+	t.Run("a head sent a byte at a time gets 408 before it ends", func(t *testing.T) {
+		conn, err := net.Dial("tcp", lb.Addr("web"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		conn.SetDeadline(time.Now().Add(5 * time.Second))
+		head := "GET / HTTP/1.1\r\nHost: a\r\nX-Slow: " + strings.Repeat("y", 50) + "\r\n\r\n"
+		var finished atomic.Bool
+		go func() {
+			for i := range len(head) { // 20 ms a byte: about 1.5 s, the idle timeout is 100 ms
+				if _, err := conn.Write([]byte{head[i]}); err != nil {
+					return
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+			finished.Store(true)
+		}()
+		line, err := bufio.NewReader(conn).ReadString('\n')
+		if strings.TrimSpace(line) != "HTTP/1.1 408 Request Timeout" || finished.Load() {
+			t.Fatalf("got %q (%v), head sent whole: %v; want 408 while the head still trickles in", line, err, finished.Load())
+		}
+	})
 }
 
 func TestResponseFraming(t *testing.T) {

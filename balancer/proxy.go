@@ -77,12 +77,24 @@ type prefixReader struct {
 	// err is the last error reading conn: it tells a client that broke off
 	// from a target that did, when a copy between them fails.
 	err error
+	// headUntil, when set, is when reading a request head ends; else
+	// readTimeout, when set, is how long each read of conn may wait. The
+	// deadline is set only when a read is due, so a head that came whole
+	// with its first byte costs none.
+	headUntil   time.Time
+	readTimeout time.Duration
 }
 
 func (p *prefixReader) Read(b []byte) (int, error) {
 	if p.has && len(b) > 0 {
 		b[0], p.has = p.pending[0], false
 		return 1, nil
+	}
+	switch {
+	case !p.headUntil.IsZero():
+		p.conn.SetReadDeadline(p.headUntil)
+	case p.readTimeout > 0:
+		p.conn.SetReadDeadline(time.Now().Add(p.readTimeout))
 	}
 	n, err := p.conn.Read(b)
 	if err != nil {
@@ -130,18 +142,21 @@ func (c *clientConn) serve() {
 			return
 		}
 		idleTimeout := c.l.route.Load().idleTimeout
+		c.src.headUntil, c.src.readTimeout = time.Time{}, 0
 		if err := c.awaitRequest(idleTimeout); err != nil {
 			// A client that closes or stays silent while idle has nothing in
 			// flight: it is closed quietly.
 			return
 		}
-		// The request has begun: its head must arrive within the idle
-		// timeout (else 408), and roundTrip extends the deadline while its
-		// body flows.
-		c.conn.SetReadDeadline(time.Now().Add(idleTimeout))
-		c.idle.Store(false)
+		// The request has begun: the rest of its head must come within the
+		// idle timeout (else 408; a head sent a byte at a time does not hold
+		// the connection longer), then each read of its body may wait that
+		// long.
 		start := time.Now()
+		c.src.headUntil = start.Add(idleTimeout)
+		c.idle.Store(false)
 		err := c.req.read(c.br, false)
+		c.src.headUntil, c.src.readTimeout = time.Time{}, idleTimeout
 		// A client that stops reading its answer holds a goroutine and a
 		// target connection: writes to it fail after the idle timeout
 		// without progress (roundTrip extends the deadline as the body flows).
@@ -432,14 +447,14 @@ func (c *clientConn) roundTrip(uc *upstreamConn, g *group, rt *route) (res attem
 	var err error
 	var bodyIn int64
 	// The body streams to the target as the client sends it; a client that
-	// sends nothing of it for the idle timeout is answered 408.
-	clientRefresh := func() { c.conn.SetReadDeadline(time.Now().Add(idleTimeout)) }
+	// sends nothing of it for the idle timeout is answered 408 (the read
+	// deadline is c.src's).
 	c.src.err = nil
 	switch {
 	case c.req.chunked:
-		bodyIn, err = copyChunked(uc.bw, c.br, &c.scratch, clientRefresh)
+		bodyIn, err = copyChunked(uc.bw, c.br, &c.scratch, nil)
 	case c.req.contentLength > 0:
-		bodyIn, err = copyN(uc.bw, c.br, c.req.contentLength, clientRefresh)
+		bodyIn, err = copyN(uc.bw, c.br, c.req.contentLength, nil)
 	}
 	c.ex.received += bodyIn
 	if err != nil && c.src.err != nil {
@@ -492,9 +507,11 @@ func (c *clientConn) roundTrip(uc *upstreamConn, g *group, rt *route) (res attem
 	}
 
 	c.ex.targetStatus, c.ex.headReceived = c.resp.status, time.Now()
-	// The answer may come long after the request head (a slow upload, a
-	// slow target): the client gets the idle timeout from now to take it.
-	c.conn.SetWriteDeadline(c.ex.headReceived.Add(idleTimeout))
+	if c.ex.headReceived.Sub(c.ex.start) > idleTimeout/2 {
+		// The answer came long after the request head (a slow upload, a
+		// slow target): the client gets the idle timeout from now to take it.
+		c.conn.SetWriteDeadline(c.ex.headReceived.Add(idleTimeout))
+	}
 	noBody := responseHasNoBody(method, c.resp.status)
 	framed := noBody || c.resp.chunked || c.resp.contentLength >= 0
 	keepClient = framed && c.req.keepAlive()
@@ -627,6 +644,7 @@ func (c *clientConn) tunnel(uc *upstreamConn) (attemptResult, int, bool, ErrorRe
 		return attemptFailed, 101, false, reasonNone
 	}
 	c.conn.SetDeadline(time.Time{})
+	c.src.readTimeout = 0 // a tunnel may stay quiet as long as its ends like
 	uc.conn.SetReadDeadline(time.Time{})
 	done := make(chan struct{})
 	go func() {
