@@ -65,10 +65,13 @@ func (q *h2Request) tryHTTP1(g *group, t *targetState) (int, ErrorReason, bool) 
 	case errors.Is(err, errClientBody):
 		uc.discard()
 		return q.fail(400, ReasonBadRequest), reasonNone, false // a body shorter or longer than its length
-	case err != nil:
+	case err != nil && !targetAnswered(uc):
 		uc.discard()
 		return 0, brokenReason(err), retryable
 	}
+	// With err still set, the target stopped taking the body and answered
+	// early: that answer goes to the client, and the connection is not reused.
+	bodyCut := err != nil
 
 	q.ex.sentToTarget = time.Now()
 	uc.conn.SetReadDeadline(q.ex.sentToTarget.Add(g.responseTimeout))
@@ -123,7 +126,7 @@ func (q *h2Request) tryHTTP1(g *group, t *targetState) (int, ErrorReason, bool) 
 		uc.discard()
 		// The status went out already: the client sees the stream reset.
 		panic(http.ErrAbortHandler)
-	case framed && resp.keepAlive():
+	case framed && resp.keepAlive() && !bodyCut:
 		t.put(uc)
 	default:
 		uc.discard()

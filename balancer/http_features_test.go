@@ -695,3 +695,71 @@ func TestSlowAndStalledUploads(t *testing.T) {
 		}
 	})
 }
+
+// TestEarlyAnswerToAnUpload has the target answer 413 as soon as it has read
+// the head of a large upload, and close: the client gets that 413 (not a
+// 502), over both protocols.
+func TestEarlyAnswerToAnUpload(t *testing.T) {
+	bothProtocols(t, func(t *testing.T, client *http.Client, proto string) {
+		target := tcpServer(t, func(c net.Conn) {
+			br := bufio.NewReader(c)
+			for {
+				line, err := br.ReadString('\n')
+				if err != nil {
+					return
+				}
+				if line == "\r\n" {
+					break
+				}
+			}
+			io.WriteString(c, "HTTP/1.1 413 Request Entity Too Large\r\nContent-Length: 9\r\nConnection: close\r\n\r\ntoo large")
+		})
+		lb := start(t, webConfig(serving("a", target)))
+		// 64 MiB, sent as it is read: far more than the socket buffers
+		// between take, so the target's close cuts it off.
+		const size = 64 << 20
+		if proto == "HTTP/1.1" {
+			if code, err := rawUpload(lb.Addr("web"), size); code != 413 {
+				t.Fatalf("got %d (%v), want the target's 413", code, err)
+			}
+			return
+		}
+		req, _ := http.NewRequest("POST", "http://"+lb.Addr("web")+"/upload", io.LimitReader(zeroes{}, size))
+		req.ContentLength = size
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		answer, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 413 || string(answer) != "too large" {
+			t.Fatalf("got %d %q, want the target's 413", resp.StatusCode, answer)
+		}
+	})
+}
+
+type zeroes struct{}
+
+func (zeroes) Read(p []byte) (int, error) { clear(p); return len(p), nil }
+
+// rawUpload sends a request head with a body of n bytes and the body, and
+// reads the answer meanwhile: Go's HTTP/1.1 client reports its own failed
+// write rather than an answer that came before the body ended.
+func rawUpload(addr string, n int64) (int, error) {
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		return 0, err
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(10 * time.Second))
+	go func() {
+		io.WriteString(conn, "POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: "+strconv.FormatInt(n, 10)+"\r\n\r\n")
+		io.Copy(conn, io.LimitReader(zeroes{}, n))
+	}()
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		return 0, err
+	}
+	resp.Body.Close()
+	return resp.StatusCode, nil
+}

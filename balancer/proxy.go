@@ -470,7 +470,11 @@ func (c *clientConn) roundTrip(uc *upstreamConn, g *group, rt *route) (res attem
 	if err == nil {
 		err = uc.bw.Flush()
 	}
-	if err != nil {
+	// bodyCut: the target stopped taking the body, and may have answered
+	// already (an early 405 or 413, then a close). That answer goes to the
+	// client, whose connection then closes: the rest of its body is unread.
+	bodyCut := err != nil && targetAnswered(uc)
+	if err != nil && !bodyCut {
 		uc.discard()
 		if retryable {
 			return attemptRetryable, 0, false, brokenReason(err)
@@ -514,7 +518,7 @@ func (c *clientConn) roundTrip(uc *upstreamConn, g *group, rt *route) (res attem
 	}
 	noBody := responseHasNoBody(method, c.resp.status)
 	framed := noBody || c.resp.chunked || c.resp.contentLength >= 0
-	keepClient = framed && c.req.keepAlive()
+	keepClient = framed && c.req.keepAlive() && !bodyCut
 	c.writeResponseHead(keepClient)
 
 	refresh := func() {
@@ -536,15 +540,30 @@ func (c *clientConn) roundTrip(uc *upstreamConn, g *group, rt *route) (res attem
 	if err == nil {
 		err = c.bw.Flush()
 	}
-	if err != nil || !framed || !c.resp.keepAlive() || c.req.http10 {
+	if err != nil || !framed || !c.resp.keepAlive() || c.req.http10 || bodyCut {
 		uc.discard()
 	} else {
 		uc.target.put(uc)
+	}
+	if bodyCut && err == nil {
+		c.lingerBeforeClose()
 	}
 	if err != nil {
 		return attemptFailed, c.resp.status, false, reasonNone
 	}
 	return attemptDone, c.resp.status, keepClient, 0
+}
+
+// earlyAnswerWait is how long a target that stopped taking a request body is
+// given to show the answer it may have sent.
+const earlyAnswerWait = time.Second
+
+// targetAnswered reports whether a target that stopped taking the request's
+// body has sent an answer.
+func targetAnswered(uc *upstreamConn) bool {
+	uc.conn.SetReadDeadline(time.Now().Add(earlyAnswerWait))
+	_, err := uc.br.Peek(1)
+	return err == nil
 }
 
 // writeRequestHead writes the request line and headers to the target, without
