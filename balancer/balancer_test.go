@@ -293,12 +293,7 @@ func TestDrainingTargetFinishesInFlightAndGetsNoNewRequest(t *testing.T) {
 // rawExchange sends raw bytes on a new connection and returns the status line.
 func rawExchange(t *testing.T, addr, raw string) string {
 	t.Helper()
-	conn, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	conn.SetDeadline(time.Now().Add(5 * time.Second))
+	conn := dial(t, addr)
 	io.WriteString(conn, raw)
 	line, err := bufio.NewReader(conn).ReadString('\n')
 	if err != nil {
@@ -496,12 +491,7 @@ func TestClientTimeouts(t *testing.T) {
 	cfg.Listeners[0].IdleTimeout = 100 * time.Millisecond
 	lb := start(t, cfg)
 	t.Run("a silent idle connection is closed without an answer", func(t *testing.T) {
-		conn, err := net.Dial("tcp", lb.Addr("web"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer conn.Close()
-		conn.SetDeadline(time.Now().Add(5 * time.Second))
+		conn := dial(t, lb.Addr("web"))
 		n, err := conn.Read(make([]byte, 1))
 		if n != 0 || err != io.EOF {
 			t.Fatalf("read %d bytes, err %v; want EOF", n, err)
@@ -513,12 +503,7 @@ func TestClientTimeouts(t *testing.T) {
 		}
 	})
 	t.Run("a head sent a byte at a time gets 408 before it ends", func(t *testing.T) {
-		conn, err := net.Dial("tcp", lb.Addr("web"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer conn.Close()
-		conn.SetDeadline(time.Now().Add(5 * time.Second))
+		conn := dial(t, lb.Addr("web"))
 		head := "GET / HTTP/1.1\r\nHost: a\r\nX-Slow: " + strings.Repeat("y", 50) + "\r\n\r\n"
 		var finished atomic.Bool
 		go func() {

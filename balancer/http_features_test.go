@@ -567,12 +567,7 @@ func TestConnectionListedFieldsStayOnTheirHop(t *testing.T) {
 		w.Header().Set("Connection", "X-Target-Hop")
 	})
 	lb := start(t, webConfig(serving("a", addrOf(be))))
-	conn, err := net.Dial("tcp", lb.Addr("web"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	conn.SetDeadline(time.Now().Add(5 * time.Second))
+	conn := dial(t, lb.Addr("web"))
 	io.WriteString(conn, "GET / HTTP/1.1\r\nHost: x\r\nX-Client-Hop: 1\r\nX-Client-End: 1\r\nConnection: close, x-client-hop\r\n\r\n")
 	raw, _ := io.ReadAll(conn)
 	answer := string(raw)

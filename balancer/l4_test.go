@@ -69,8 +69,8 @@ func l4Config(protocol string, targets ...TargetConfig) Config {
 	}
 }
 
-// dialName connects through the balancer and reads the target's name line.
-func dialName(t *testing.T, addr string) (net.Conn, *bufio.Reader, string) {
+// dial connects to addr for the rest of the test, with 5 s for all it does.
+func dial(t testing.TB, addr string) net.Conn {
 	t.Helper()
 	c, err := net.Dial("tcp", addr)
 	if err != nil {
@@ -78,6 +78,13 @@ func dialName(t *testing.T, addr string) (net.Conn, *bufio.Reader, string) {
 	}
 	t.Cleanup(func() { c.Close() })
 	c.SetDeadline(time.Now().Add(5 * time.Second))
+	return c
+}
+
+// dialName connects through the balancer and reads the target's name line.
+func dialName(t *testing.T, addr string) (net.Conn, *bufio.Reader, string) {
+	t.Helper()
+	c := dial(t, addr)
 	r := bufio.NewReader(c)
 	name, err := r.ReadString('\n')
 	if err != nil {
@@ -154,12 +161,7 @@ func TestTCPHalfCloseBothWays(t *testing.T) {
 		io.Copy(io.Discard, c)
 	})
 	lb := start(t, l4Config(ProtocolTCP, serving("t", target)))
-	c, err := net.Dial("tcp", lb.Addr("l4"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(5 * time.Second))
+	c := dial(t, lb.Addr("l4"))
 	io.WriteString(c, "hello")
 	c.(*net.TCPConn).CloseWrite()
 	got, err := io.ReadAll(c)
@@ -255,12 +257,7 @@ func TestIdleTimeoutCountsBothDirections(t *testing.T) {
 	cfg := l4Config(ProtocolTCP, serving("t", target))
 	cfg.Listeners[0].IdleTimeout = 200 * time.Millisecond
 	lb := start(t, cfg)
-	c, err := net.Dial("tcp", lb.Addr("l4"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(5 * time.Second))
+	c := dial(t, lb.Addr("l4"))
 	start := time.Now()
 	got, _ := io.ReadAll(c)
 	if string(got) != strings.Repeat(".", 12) {
@@ -285,12 +282,7 @@ func TestProxyProtocolV2(t *testing.T) {
 	cfg := l4Config(ProtocolTCP, serving("t", target))
 	cfg.Groups[0].ProxyProtocol = true
 	lb := start(t, cfg)
-	c, err := net.Dial("tcp", lb.Addr("l4"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(5 * time.Second))
+	c := dial(t, lb.Addr("l4"))
 	io.WriteString(c, "after the header\n")
 	line, err := bufio.NewReader(c).ReadString('\n')
 	if err != nil || line != "after the header\n" {
@@ -551,12 +543,7 @@ func TestTLSPassthroughBySNI(t *testing.T) {
 func TestTLSPassthroughRefusesWhatIsNotTLS(t *testing.T) {
 	target := tcpServer(t, namedEcho("t"))
 	lb := start(t, l4Config(ProtocolTLS, serving("t", target)))
-	c, err := net.Dial("tcp", lb.Addr("l4"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(5 * time.Second))
+	c := dial(t, lb.Addr("l4"))
 	io.WriteString(c, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
 	if n, err := c.Read(make([]byte, 64)); err == nil {
 		t.Fatalf("plain text reached the target (%d bytes back)", n)
