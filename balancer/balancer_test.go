@@ -379,8 +379,14 @@ func TestShutdownWaitsForInFlight(t *testing.T) {
 // BenchmarkProxyKeepAlive sends one request at a time on one keep-alive
 // connection through the balancer to a raw backend: ns/op is a round trip's
 // latency, allocs/op the balancer's own allocations per request.
-func BenchmarkProxyKeepAlive(b *testing.B) {
-	lb := start(b, webConfig(serving("a", namedRawBackend(b, "ok\n"))))
+func BenchmarkProxyKeepAlive(b *testing.B) { benchmarkProxyKeepAlive(b, "") }
+
+// benchmarkProxyKeepAlive runs BenchmarkProxyKeepAlive with the access log
+// written to accessLog ("" for none).
+func benchmarkProxyKeepAlive(b *testing.B, accessLog string) {
+	cfg := webConfig(serving("a", namedRawBackend(b, "ok\n")))
+	cfg.AccessLog = accessLog
+	lb := start(b, cfg)
 	conn, err := net.Dial("tcp", lb.Addr("web"))
 	if err != nil {
 		b.Fatal(err)

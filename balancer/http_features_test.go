@@ -534,25 +534,7 @@ func TestHTTPSAccessLogNamesTheTLSSession(t *testing.T) {
 // BenchmarkProxyKeepAliveWithAccessLog is BenchmarkProxyKeepAlive with the
 // access log on: a line per request must not allocate either.
 func BenchmarkProxyKeepAliveWithAccessLog(b *testing.B) {
-	cfg := webConfig(serving("a", namedRawBackend(b, "ok\n")))
-	cfg.AccessLog = filepath.Join(b.TempDir(), "access.log")
-	lb := start(b, cfg)
-	conn, err := net.Dial("tcp", lb.Addr("web"))
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer conn.Close()
-	req := []byte("GET / HTTP/1.1\r\nHost: bench\r\nUser-Agent: bench\r\nX-Forwarded-For: 203.0.113.1\r\n\r\n")
-	buf := make([]byte, len("HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nok\n"))
-	b.ReportAllocs()
-	for b.Loop() {
-		if _, err := conn.Write(req); err != nil {
-			b.Fatal(err)
-		}
-		if _, err := io.ReadFull(conn, buf); err != nil {
-			b.Fatal(err)
-		}
-	}
+	benchmarkProxyKeepAlive(b, filepath.Join(b.TempDir(), "access.log"))
 }
 
 // TestConnectionListedFieldsStayOnTheirHop sends fields that the Connection
