@@ -97,6 +97,7 @@ type action struct {
 	groupStickiness time.Duration
 	redirect        *redirectAction
 	fixed           []byte      // or a complete pre-rendered response
+	fixedPage       page        // and its body, for HTTP/2
 	stats           *routeStats // counters of this listener and group
 	code            int         // status of the fixed response
 	// priority is the rule's, for the access log; 0 for the default action.
@@ -457,9 +458,10 @@ func (b *Balancer) compileAction(listener, scheme string, a Action, groups map[s
 		if err := checkFixed(a.Fixed); err != nil {
 			return action{}, err
 		}
-		return action{fixed: renderFixed(a.Fixed), code: a.Fixed.Status, stats: b.routeStats(listener, "")}, nil
+		raw, fixedPage := renderFixed(a.Fixed)
+		return action{fixed: raw, fixedPage: fixedPage, code: a.Fixed.Status, stats: b.routeStats(listener, "")}, nil
 	default:
-		return action{fixed: pageNotFound, code: 404, stats: b.routeStats(listener, "")}, nil
+		return action{fixed: pageNotFound, fixedPage: errorBodies[404][0], code: 404, stats: b.routeStats(listener, "")}, nil
 	}
 }
 

@@ -1,8 +1,6 @@
 package balancer
 
 import (
-	"bufio"
-	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -98,7 +96,7 @@ func (q *h2Request) serve() {
 		q.redirect(act.redirect.status)
 		act.stats.observe(act.redirect.status, time.Since(start))
 	case act.group == nil:
-		q.ex.status, q.ex.sent = act.code, writeRendered(q.w, act.fixed)
+		q.ex.status, q.ex.sent = act.code, writePage(q.w, act.code, act.fixedPage)
 		act.stats.observe(act.code, time.Since(start))
 	default:
 		var groupToken []byte
@@ -158,11 +156,11 @@ func (q *h2Request) redirect(status int) {
 // client asked for it, and counts reason.
 func (q *h2Request) fail(code int, reason ErrorReason) int {
 	q.l.errors[reason].Add(1)
-	page := errorPage(code, true)
+	page := errorBodies[code][0]
 	if q.wantsJSON {
-		page = jsonErrorPage(code, true)
+		page = errorBodies[code][1]
 	}
-	q.ex.status, q.ex.reason, q.ex.sent = code, reason, writeRendered(q.w, page)
+	q.ex.status, q.ex.reason, q.ex.sent = code, reason, writePage(q.w, code, page)
 	return code
 }
 
@@ -183,22 +181,13 @@ func (h h2Headers) NumHeaders() int { return len(h) }
 
 func (h h2Headers) HeaderAt(i int) (name, value []byte) { return sbytes(h[i][0]), sbytes(h[i][1]) }
 
-// writeRendered answers with a response the balancer rendered as HTTP/1.1
-// and returns the length of its body.
-func writeRendered(w http.ResponseWriter, raw []byte) int64 {
-	resp, err := http.ReadResponse(bufio.NewReader(bytes.NewReader(raw)), nil)
-	if err != nil {
-		w.WriteHeader(http.StatusInternalServerError)
-		return 0
-	}
-	for k, vs := range resp.Header {
-		if k != "Connection" {
-			w.Header()[k] = vs
-		}
-	}
-	w.WriteHeader(resp.StatusCode)
-	n, _ := io.Copy(w, resp.Body)
-	return n
+// writePage answers with one of the balancer's own pages and returns the
+// length of its body.
+func writePage(w http.ResponseWriter, status int, p page) int64 {
+	w.Header()["Content-Type"] = p.contentType
+	w.WriteHeader(status)
+	n, _ := w.Write(p.body)
+	return int64(n)
 }
 
 // forward sends the request to a target of g and streams the answer back.

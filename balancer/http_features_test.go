@@ -740,3 +740,20 @@ func rawUpload(addr string, n int64) (int, error) {
 	resp.Body.Close()
 	return resp.StatusCode, nil
 }
+
+// TestFixedResponsesOnBothProtocols checks a fixed response's status, type
+// and body, and the 404 of a listener without a default, over both protocols.
+func TestFixedResponsesOnBothProtocols(t *testing.T) {
+	bothProtocols(t, func(t *testing.T, client *http.Client, proto string) {
+		cfg := Config{Listeners: []ListenerConfig{{Name: "web", Address: "127.0.0.1:0", Rules: []Rule{{Priority: 1, Paths: []string{"/teapot"},
+			Action: Action{Fixed: &FixedResponse{Status: 418, ContentType: "application/json", Body: `{"short":"stout"}`}}}}}}}
+		lb := start(t, cfg)
+		base := "http://" + lb.Addr("web")
+		if code, body, h := get(t, client, base+"/teapot"); code != 418 || body != `{"short":"stout"}` || h.Get("Content-Type") != "application/json" {
+			t.Errorf("fixed response: %d %q %q", code, h.Get("Content-Type"), body)
+		}
+		if code, body, h := get(t, client, base+"/elsewhere"); code != 404 || body != "404 Not Found\n" || !strings.HasPrefix(h.Get("Content-Type"), "text/plain") {
+			t.Errorf("no default action: %d %q %q, want the text 404", code, h.Get("Content-Type"), body)
+		}
+	})
+}

@@ -690,18 +690,33 @@ var errorPages = map[int][2][]byte{}
 
 var pageNotFound []byte
 
+// page is the body of one of the balancer's own answers with its content
+// type, for HTTP/2 streams; HTTP/1.1 connections get it rendered whole
+// (errorPages, action.fixed).
+type page struct {
+	// contentType is the header value, shared by every answer: never changed.
+	contentType []string
+	body        []byte
+}
+
+// errorBodies are the pages of errorPages and jsonErrorPages: [code][json].
+var errorBodies = map[int][2]page{}
+
 func init() {
 	for _, code := range []int{400, 404, 408, 431, 463, 502, 503, 504} {
 		text := statusText(code)
 		body := strconv.Itoa(code) + " " + text + "\n"
-		page := "HTTP/1.1 " + strconv.Itoa(code) + " " + text + "\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: " + strconv.Itoa(len(body)) + "\r\n"
-		errorPages[code] = [2][]byte{[]byte(page + "Connection: close\r\n\r\n" + body), []byte(page + "\r\n" + body)}
+		head := "HTTP/1.1 " + strconv.Itoa(code) + " " + text + "\r\nContent-Type: " + textPlain + "\r\nContent-Length: " + strconv.Itoa(len(body)) + "\r\n"
+		errorPages[code] = [2][]byte{[]byte(head + "Connection: close\r\n\r\n" + body), []byte(head + "\r\n" + body)}
 		jsonBody := `{"error":"` + text + `","status":` + strconv.Itoa(code) + "}\n"
 		jsonPage := "HTTP/1.1 " + strconv.Itoa(code) + " " + text + "\r\nContent-Type: application/json\r\nContent-Length: " + strconv.Itoa(len(jsonBody)) + "\r\n"
 		jsonErrorPages[code] = [2][]byte{[]byte(jsonPage + "Connection: close\r\n\r\n" + jsonBody), []byte(jsonPage + "\r\n" + jsonBody)}
+		errorBodies[code] = [2]page{{[]string{textPlain}, []byte(body)}, {[]string{"application/json"}, []byte(jsonBody)}}
 	}
 	pageNotFound = errorPage(404, true)
 }
+
+const textPlain = "text/plain; charset=utf-8"
 
 // jsonErrorPages are errorPages for clients that accept application/json.
 var jsonErrorPages = map[int][2][]byte{}
@@ -728,10 +743,12 @@ func errorPage(code int, keep bool) []byte {
 	return errorPages[code][0]
 }
 
-func renderFixed(f *FixedResponse) []byte {
+// renderFixed renders a fixed response for HTTP/1.1 and as a page for HTTP/2.
+func renderFixed(f *FixedResponse) ([]byte, page) {
 	ct := f.ContentType
 	if ct == "" {
-		ct = "text/plain; charset=utf-8"
+		ct = textPlain
 	}
-	return []byte("HTTP/1.1 " + strconv.Itoa(f.Status) + " " + http.StatusText(f.Status) + "\r\nContent-Type: " + ct + "\r\nContent-Length: " + strconv.Itoa(len(f.Body)) + "\r\n\r\n" + f.Body)
+	raw := []byte("HTTP/1.1 " + strconv.Itoa(f.Status) + " " + http.StatusText(f.Status) + "\r\nContent-Type: " + ct + "\r\nContent-Length: " + strconv.Itoa(len(f.Body)) + "\r\n\r\n" + f.Body)
+	return raw, page{contentType: []string{ct}, body: []byte(f.Body)}
 }
