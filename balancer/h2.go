@@ -164,6 +164,15 @@ type replayConn struct {
 	pending []byte
 }
 
+// CloseWrite closes the sending side of the connection underneath, for a
+// lingering close (clientConn.lingerBeforeClose).
+func (c *replayConn) CloseWrite() error {
+	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return nil
+}
+
 func (c *replayConn) Read(b []byte) (int, error) {
 	if len(c.pending) > 0 {
 		n := copy(b, c.pending)

@@ -103,7 +103,7 @@ func (q *h2Request) tryHTTP1(g *group, t *targetState) (int, ErrorReason, bool) 
 	q.writeHTTP1ResponseHeader(resp)
 	q.w.WriteHeader(resp.status)
 
-	body := h2BodyCopier{w: q.w, body: newStreamWriter(q.w, !noBody && resp.contentLength < 0, q.rt.idleTimeout),
+	body := h2BodyCopier{body: newStreamWriter(q.w, !noBody && resp.contentLength < 0, q.rt.idleTimeout),
 		src: uc.br, conn: uc, idleTimeout: q.rt.idleTimeout, scratch: &heads.scratch}
 	switch {
 	case noBody:
@@ -267,7 +267,6 @@ var errClientGone = errors.New("balancer: the client's stream is gone")
 // h2BodyCopier copies a response body from a target's HTTP/1.1 connection to
 // an HTTP/2 client, unframed.
 type h2BodyCopier struct {
-	w           http.ResponseWriter // for the trailers
 	body        *streamWriter
 	src         *bufio.Reader
 	conn        *upstreamConn
@@ -332,7 +331,7 @@ func (b *h2BodyCopier) copyTrailers() error {
 		if !ok {
 			return errBadChunk
 		}
-		b.w.Header()[http.TrailerPrefix+http.CanonicalHeaderKey(string(name))] = []string{string(value)}
+		b.body.w.Header()[http.TrailerPrefix+http.CanonicalHeaderKey(string(name))] = []string{string(value)}
 	}
 }
 

@@ -82,7 +82,7 @@ func (q *h2Request) serve() {
 		return
 	}
 	req := rules.Request{Host: host, Path: path, Method: r.Method, Query: r.URL.RawQuery,
-		Headers: flatHeaders(r.Header), Source: q.hc.source}
+		Headers: &h2Headers{header: r.Header}, Source: q.hc.source}
 	act := &rt.fallback
 	if i := rt.table.MatchRequest(&req); i >= 0 {
 		act = &rt.actions[i]
@@ -164,22 +164,29 @@ func (q *h2Request) fail(code int, reason ErrorReason) int {
 	return code
 }
 
-// h2Headers shows an HTTP/2 request's header lines to the rule conditions.
-type h2Headers [][2]string
-
-func flatHeaders(h http.Header) h2Headers {
-	var out h2Headers
-	for k, vs := range h {
-		for _, v := range vs {
-			out = append(out, [2]string{k, v})
-		}
-	}
-	return out
+// h2Headers shows an HTTP/2 request's header lines to the rule conditions,
+// listed on first use: most rules have no header condition.
+type h2Headers struct {
+	header http.Header
+	lines  [][2]string
+	listed bool
 }
 
-func (h h2Headers) NumHeaders() int { return len(h) }
+func (h *h2Headers) NumHeaders() int {
+	if !h.listed {
+		for k, vs := range h.header {
+			for _, v := range vs {
+				h.lines = append(h.lines, [2]string{k, v})
+			}
+		}
+		h.listed = true
+	}
+	return len(h.lines)
+}
 
-func (h h2Headers) HeaderAt(i int) (name, value []byte) { return sbytes(h[i][0]), sbytes(h[i][1]) }
+func (h *h2Headers) HeaderAt(i int) (name, value []byte) {
+	return sbytes(h.lines[i][0]), sbytes(h.lines[i][1])
+}
 
 // writePage answers with one of the balancer's own pages and returns the
 // length of its body.

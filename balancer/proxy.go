@@ -220,15 +220,11 @@ const (
 // before the connection closes: closing with unread bytes resets it, and a
 // client still writing would lose the answer (RFC 9112 9.6).
 func (c *clientConn) lingerBeforeClose() {
-	conn := c.conn
-	if rc, ok := conn.(*replayConn); ok {
-		conn = rc.Conn
-	}
-	if cw, ok := conn.(interface{ CloseWrite() error }); ok {
+	if cw, ok := c.conn.(interface{ CloseWrite() error }); ok {
 		cw.CloseWrite()
 	}
-	conn.SetReadDeadline(time.Now().Add(lingerTimeout))
-	io.CopyN(io.Discard, conn, maxLingerBytes)
+	c.conn.SetReadDeadline(time.Now().Add(lingerTimeout))
+	io.CopyN(io.Discard, c.conn, maxLingerBytes)
 }
 
 // answerError writes one of the balancer's own error pages, in JSON when the
