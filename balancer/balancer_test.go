@@ -308,13 +308,15 @@ func TestMalformedRequests(t *testing.T) {
 	addr := lb.Addr("web")
 	cases := []struct{ name, raw, want string }{
 		{"garbage", "HELLO\r\n\r\n", "HTTP/1.1 400 Bad Request"},
-		{"bad version", "GET / HTTP/2.0\r\nHost: a\r\n\r\n", "HTTP/1.1 400 Bad Request"},
+		{"bad version", "GET / HTTP/1.x\r\nHost: a\r\n\r\n", "HTTP/1.1 400 Bad Request"},
+		{"unsupported version", "GET / HTTP/2.0\r\nHost: a\r\n\r\n", "HTTP/1.1 505 HTTP Version Not Supported"},
 		{"smuggling CL+TE", "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", "HTTP/1.1 400 Bad Request"},
 		{"two lengths", "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd", "HTTP/1.1 400 Bad Request"},
 		{"space before colon", "GET / HTTP/1.1\r\nHost : a\r\n\r\n", "HTTP/1.1 400 Bad Request"},
 		{"header over 16 KiB", "GET / HTTP/1.1\r\nX-Big: " + strings.Repeat("x", 17<<10) + "\r\n\r\n", "HTTP/1.1 431 Request Header Fields Too Large"},
 		{"headers over 64 KiB", "GET / HTTP/1.1\r\n" + strings.Repeat("X-Many: "+strings.Repeat("y", 1000)+"\r\n", 70) + "\r\n", "HTTP/1.1 431 Request Header Fields Too Large"},
-		{"http/1.0", "GET / HTTP/1.0\r\n\r\n", "HTTP/1.0 200 OK"},
+		// A proxy answers with its own version (RFC 9110 2.5).
+		{"http/1.0", "GET / HTTP/1.0\r\n\r\n", "HTTP/1.1 200 OK"},
 	}
 	for _, c := range cases {
 		if got := rawExchange(t, addr, c.raw); got != c.want {

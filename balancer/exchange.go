@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"time"
 	"unicode/utf8"
+
+	"github.com/berth-lb/berth/balancer/http1"
 )
 
 // exchange is what happened to one request, kept on its client connection
@@ -48,7 +50,7 @@ const maxRequestID = 128
 // requestID sets c.ids.current: the client's X-Request-Id when it is valid,
 // else a new one.
 func (c *clientConn) requestID() {
-	if id := c.req.header(hXRequestID); validRequestID(id) {
+	if id := c.req.Field(http1.FieldXRequestID); validRequestID(id) {
 		c.ids.current = id
 		return
 	}
@@ -86,11 +88,11 @@ func validRequestID(id []byte) bool {
 
 // redirect renders the response of ra for the current request into c.buf.
 func (c *clientConn) redirect(ra *redirectAction, rt *route, keep bool) []byte {
-	host, path := c.req.hostAndPath()
+	host, path := c.req.HostAndPath()
 	if len(path) > 0 && path[0] == '/' {
 		path = path[1:]
 	}
-	parts := redirectParts{protocol: []byte(rt.scheme), host: host, port: c.l.port, path: path, query: c.req.query()}
+	parts := redirectParts{protocol: []byte(rt.scheme), host: host, port: c.l.port, path: path, query: c.req.Query()}
 	c.ex.redirectURL = ra.appendLocation(c.ex.redirectURL[:0], &parts)
 	c.buf = appendRedirectResponse(c.buf[:0], ra.status, c.ex.redirectURL, keep)
 	return c.buf
@@ -136,11 +138,11 @@ func (g *group) pickFor(ex *exchange, tried []*targetState, sourceHash uint64, s
 // cookie returns the value of the request's cookie name, or nil.
 func (c *clientConn) cookie(name string) []byte {
 	h := &c.req
-	for i := range h.headers {
-		if h.headers[i].kind != hCookie {
+	for i := range h.Fields {
+		if h.Fields[i].Kind != http1.FieldCookie {
 			continue
 		}
-		if v := cookieValue(h.headers[i].value.of(h.raw), name); v != nil {
+		if v := cookieValue(h.Fields[i].Value.Of(h.Raw), name); v != nil {
 			return v
 		}
 	}
@@ -202,11 +204,11 @@ func appendCookie(dst []byte, name, value string, d time.Duration) []byte {
 // responseSetsCookie reports whether the target's response sets cookie name.
 func (c *clientConn) responseSetsCookie(name string) bool {
 	h := &c.resp
-	for i := range h.headers {
-		if h.headers[i].kind != hSetCookie {
+	for i := range h.Fields {
+		if h.Fields[i].Kind != http1.FieldSetCookie {
 			continue
 		}
-		if setsCookie(h.headers[i].value.of(h.raw), name) {
+		if setsCookie(h.Fields[i].Value.Of(h.Raw), name) {
 			return true
 		}
 	}
@@ -225,9 +227,9 @@ func (c *clientConn) logRequest(rt *route) {
 	if a == nil {
 		return
 	}
-	c.ex.received += int64(len(c.req.raw))
+	c.ex.received += int64(len(c.req.Raw))
 	line := accessLine{scheme: rt.scheme, listener: c.l.name, client: bstr(c.clientIP),
-		request: bstr(c.req.raw[c.req.first[0].start:c.req.first[2].end]), userAgent: bstr(c.req.header(hUserAgent)),
+		request: bstr(c.req.Raw[c.req.Line[0].Start:c.req.Line[2].End]), userAgent: bstr(c.req.Field(http1.FieldUserAgent)),
 		tlsProtocol: c.tlsProtocol, tlsCipher: c.tlsCipher, requestID: bstr(c.ids.current)}
 	c.buf = line.append(c.buf[:0], &c.ex, time.Now())
 	a.writeLine(c.buf)

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"golang.org/x/net/http2"
+
+	"github.com/berth-lb/berth/balancer/http1"
 )
 
 // HTTP/2 is served with golang.org/x/net/http2, not berth's HTTP/1.1 engine:
@@ -91,7 +93,7 @@ type h2ConnKey struct{}
 // h2Limits gives HTTP/2 connections the HTTP/1.1 engine's limit on a
 // request's header fields, 64 KiB: the server announces it
 // (SETTINGS_MAX_HEADER_LIST_SIZE) and answers 431 above it.
-var h2Limits = &http.Server{MaxHeaderBytes: maxHeadBytes}
+var h2Limits = &http.Server{MaxHeaderBytes: http1.MaxHeadBytes}
 
 // serveH2 serves one HTTP/2 connection (TLS with ALPN h2, or h2c with prior
 // knowledge) until it ends.

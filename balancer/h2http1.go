@@ -2,7 +2,6 @@ package balancer
 
 import (
 	"bufio"
-	"bytes"
 	"errors"
 	"io"
 	"net/http"
@@ -10,6 +9,8 @@ import (
 	"strconv"
 	"sync"
 	"time"
+
+	"github.com/berth-lb/berth/balancer/http1"
 )
 
 // An HTTP/2 request that goes to its target over HTTP/1.1 takes berth's own
@@ -27,7 +28,11 @@ var droppedRequestFields = map[string]bool{
 
 // upstreamHeads are what an HTTP/2 request reads from an HTTP/1.1 target:
 // the response head and the lines of a chunked body.
-type upstreamHeads struct{ resp, scratch head }
+type upstreamHeads struct {
+	resp, trailers http1.Head
+	// line is scratch for a chunk-size line longer than a buffer.
+	line []byte
+}
 
 var upstreamHeadPool = sync.Pool{New: func() any { return new(upstreamHeads) }}
 
@@ -45,7 +50,7 @@ func (q *h2Request) tryHTTP1(g *group, t *targetState) (int, ErrorReason, bool) 
 	heads := upstreamHeadPool.Get().(*upstreamHeads)
 	defer upstreamHeadPool.Put(heads)
 	resp := &heads.resp
-	resp.reset()
+	resp.Reset()
 
 	r := q.r
 	hasBody := r.Body != nil && r.Body != http.NoBody
@@ -76,41 +81,42 @@ func (q *h2Request) tryHTTP1(g *group, t *targetState) (int, ErrorReason, bool) 
 	q.ex.sentToTarget = time.Now()
 	uc.conn.SetReadDeadline(q.ex.sentToTarget.Add(g.responseTimeout))
 	for {
-		if err := resp.read(uc.br, true); err != nil {
+		if err := resp.ReadResponse(uc.br); err != nil {
 			uc.discard()
 			switch {
 			case errors.Is(err, os.ErrDeadlineExceeded):
 				return 0, ReasonResponseTimeout, false
-			case retryable && len(resp.raw) == 0:
+			case retryable && len(resp.Raw) == 0:
 				return 0, brokenReason(err), true
-			case errors.Is(err, errBadResponse) || errors.Is(err, errMalformedHead) || errors.Is(err, errBadFraming):
+			case brokeFraming(err):
 				return 0, ReasonBadResponse, false
 			default:
 				return 0, brokenReason(err), false
 			}
 		}
-		if resp.status == 101 { // HTTP/2 has no upgrade to switch to
+		if resp.Status == 101 { // HTTP/2 has no upgrade to switch to
 			uc.discard()
 			return 0, ReasonBadResponse, false
 		}
-		if resp.status >= 200 {
+		if resp.Status >= 200 {
 			break
 		}
 	}
-	q.ex.headReceived, q.ex.targetStatus = time.Now(), resp.status
-	noBody := responseHasNoBody(sbytes(r.Method), resp.status)
-	framed := noBody || resp.chunked || resp.contentLength >= 0
+	q.ex.headReceived, q.ex.targetStatus = time.Now(), resp.Status
+	method := sbytes(r.Method)
+	noBody := http1.ResponseHasNoBody(method, resp.Status)
+	framed := noBody || resp.Chunked || resp.ContentLength >= 0
 	q.writeHTTP1ResponseHeader(resp)
-	q.w.WriteHeader(resp.status)
+	q.w.WriteHeader(resp.Status)
 
-	body := h2BodyCopier{body: newStreamWriter(q.w, !noBody && resp.contentLength < 0, q.rt.idleTimeout),
-		src: uc.br, conn: uc, idleTimeout: q.rt.idleTimeout, scratch: &heads.scratch}
+	body := h2BodyCopier{body: newStreamWriter(q.w, !noBody && resp.ContentLength < 0, q.rt.idleTimeout),
+		src: uc.br, conn: uc, idleTimeout: q.rt.idleTimeout, heads: heads}
 	switch {
 	case noBody:
-	case resp.chunked:
+	case resp.Chunked:
 		err = body.copyChunked()
-	case resp.contentLength >= 0:
-		err = body.copyN(resp.contentLength)
+	case resp.ContentLength >= 0:
+		err = body.copyN(resp.ContentLength)
 	default:
 		err = body.copyN(1 << 62)
 		if errors.Is(err, io.EOF) {
@@ -121,17 +127,18 @@ func (q *h2Request) tryHTTP1(g *group, t *targetState) (int, ErrorReason, bool) 
 	switch {
 	case errors.Is(err, errClientGone):
 		uc.discard()
-		return resp.status, reasonNone, false
+		return resp.Status, reasonNone, false
 	case err != nil:
 		uc.discard()
 		// The status went out already: the client sees the stream reset.
 		panic(http.ErrAbortHandler)
-	case framed && resp.keepAlive() && !bodyCut:
+	case framed && resp.KeepsAlive() && !bodyCut && !ambiguousBody(resp, method):
+		uc.verifyBeforeReuse = noBody
 		t.put(uc)
 	default:
 		uc.discard()
 	}
-	return resp.status, reasonNone, false
+	return resp.Status, reasonNone, false
 }
 
 // writeHTTP1Head writes the request line and header fields for the target.
@@ -227,21 +234,21 @@ func (q *h2Request) writeHTTP1Body(w *bufio.Writer, hasBody bool) error {
 
 // writeHTTP1ResponseHeader copies the target's response header fields to the
 // client's, without hop-by-hop fields, with the stickiness cookies.
-func (q *h2Request) writeHTTP1ResponseHeader(resp *head) {
+func (q *h2Request) writeHTTP1ResponseHeader(resp *http1.Head) {
 	h := q.w.Header()
-	fields := string(resp.raw) // one allocation for every name and value
-	values := make([]string, len(resp.headers))
-	for i := range resp.headers {
-		hd := &resp.headers[i]
-		if hd.connectionListed {
+	fields := string(resp.Raw) // one allocation for every name and value
+	values := make([]string, len(resp.Fields))
+	for i := range resp.Fields {
+		f := &resp.Fields[i]
+		if f.Hop {
 			continue
 		}
-		switch hd.kind {
-		case hConnection, hKeepAlive, hProxyConnection, hTransferEncoding, hUpgrade:
+		switch f.Kind {
+		case http1.FieldConnection, http1.FieldKeepAlive, http1.FieldProxyConnection, http1.FieldTransferEncoding, http1.FieldUpgrade:
 			continue
 		}
-		name := http.CanonicalHeaderKey(fields[hd.name.start:hd.name.end])
-		values[i] = fields[hd.value.start:hd.value.end]
+		name := http.CanonicalHeaderKey(fields[f.Name.Start:f.Name.End])
+		values[i] = fields[f.Value.Start:f.Value.End]
 		if prev, ok := h[name]; ok {
 			h[name] = append(prev, values[i])
 		} else {
@@ -249,8 +256,8 @@ func (q *h2Request) writeHTTP1ResponseHeader(resp *head) {
 		}
 	}
 	q.addStickyCookies(func(name string) bool {
-		for i := range resp.headers {
-			if resp.headers[i].kind == hSetCookie && setsCookie(resp.headers[i].value.of(resp.raw), name) {
+		for i := range resp.Fields {
+			if resp.Fields[i].Kind == http1.FieldSetCookie && setsCookie(resp.Fields[i].Value.Of(resp.Raw), name) {
 				return true
 			}
 		}
@@ -271,17 +278,22 @@ type h2BodyCopier struct {
 	src         *bufio.Reader
 	conn        *upstreamConn
 	idleTimeout time.Duration
-	scratch     *head
+	heads       *upstreamHeads
 	sent        int64
 }
 
-// copyN copies n bytes (or up to EOF), extending the read deadline by the
-// idle timeout before every read that may block.
+// beforeRead extends the read deadline by the idle timeout when the next
+// read may block.
+func (b *h2BodyCopier) beforeRead() {
+	if b.src.Buffered() == 0 {
+		b.conn.conn.SetReadDeadline(time.Now().Add(b.idleTimeout))
+	}
+}
+
+// copyN copies n bytes (or up to EOF).
 func (b *h2BodyCopier) copyN(n int64) error {
 	for done := int64(0); done < n; {
-		if b.src.Buffered() == 0 {
-			b.conn.conn.SetReadDeadline(time.Now().Add(b.idleTimeout))
-		}
+		b.beforeRead()
 		if _, err := b.src.Peek(1); err != nil {
 			return err
 		}
@@ -301,13 +313,10 @@ func (b *h2BodyCopier) copyN(n int64) error {
 // as HTTP/2 trailers.
 func (b *h2BodyCopier) copyChunked() error {
 	for {
-		line, err := b.readLine()
+		b.beforeRead()
+		size, err := http1.ReadChunkSize(b.src, &b.heads.line)
 		if err != nil {
 			return err
-		}
-		size, ok := parseChunkSize(line)
-		if !ok {
-			return errBadChunk
 		}
 		if size == 0 {
 			return b.copyTrailers()
@@ -315,44 +324,26 @@ func (b *h2BodyCopier) copyChunked() error {
 		if err := b.copyN(size); err != nil {
 			return err
 		}
-		if end, err := b.readLine(); err != nil || len(end) != 0 {
-			return errBadChunk
+		b.beforeRead()
+		if err := http1.ReadChunkEnd(b.src); err != nil {
+			return err
 		}
 	}
 }
 
 func (b *h2BodyCopier) copyTrailers() error {
-	for {
-		line, err := b.readLine()
-		if err != nil || len(line) == 0 {
-			return err
+	b.beforeRead()
+	t := &b.heads.trailers
+	if err := t.ReadTrailers(b.src); err != nil {
+		return err
+	}
+	header := b.body.w.Header()
+	for i := range t.Fields {
+		f := &t.Fields[i]
+		if f.Kind != http1.FieldOther {
+			continue // framing, routing and hop-by-hop fields have no place in HTTP/2 trailers
 		}
-		name, value, ok := cutField(line)
-		if !ok {
-			return errBadChunk
-		}
-		b.body.w.Header()[http.TrailerPrefix+http.CanonicalHeaderKey(string(name))] = []string{string(value)}
+		header[http.TrailerPrefix+http.CanonicalHeaderKey(string(f.Name.Of(t.Raw)))] = []string{string(f.Value.Of(t.Raw))}
 	}
-}
-
-// cutField splits a header field line into its name and value.
-func cutField(line []byte) (name, value []byte, ok bool) {
-	colon := bytes.IndexByte(line, ':')
-	if colon <= 0 {
-		return nil, nil, false
-	}
-	return line[:colon], bytes.TrimSpace(line[colon+1:]), true
-}
-
-// readLine reads one line of chunk framing, without its end of line.
-func (b *h2BodyCopier) readLine() ([]byte, error) {
-	if b.src.Buffered() == 0 {
-		b.conn.conn.SetReadDeadline(time.Now().Add(b.idleTimeout))
-	}
-	b.scratch.raw = b.scratch.raw[:0]
-	line, err := b.scratch.readLine(b.src)
-	if err != nil {
-		return nil, err
-	}
-	return b.scratch.trimEOL(line).of(b.scratch.raw), nil
+	return nil
 }

@@ -15,6 +15,7 @@ import (
 	"time"
 	"unsafe"
 
+	"github.com/berth-lb/berth/balancer/http1"
 	"github.com/berth-lb/berth/balancer/rules"
 )
 
@@ -113,12 +114,12 @@ func (q *h2Request) serve() {
 // longer than the HTTP/1.1 engine lets a line be (16 KiB), which its
 // request line and header lines would be.
 func (q *h2Request) fieldTooLong() bool {
-	if len(q.r.RequestURI) > maxLineBytes { // the :path as the client sent it
+	if len(q.r.RequestURI) > http1.MaxLineBytes { // the :path as the client sent it
 		return true
 	}
 	for k, vs := range q.r.Header {
 		for _, v := range vs {
-			if len(k)+2+len(v) > maxLineBytes {
+			if len(k)+2+len(v) > http1.MaxLineBytes {
 				return true
 			}
 		}

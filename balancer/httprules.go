@@ -46,23 +46,14 @@ func ruleOf(r Rule, target int) rules.Rule {
 	return out
 }
 
-// NumHeaders lets the rules read a request head in place.
-func (h *head) NumHeaders() int { return len(h.headers) }
-
-// HeaderAt returns header line i's name and value.
-func (h *head) HeaderAt(i int) (name, value []byte) {
-	hd := &h.headers[i]
-	return hd.name.of(h.raw), hd.value.of(h.raw)
-}
-
 // matchRequest finds the action of the request in c.req on rt.
 func (c *clientConn) matchRequest(rt *route) *action {
-	host, path := c.req.hostAndPath()
+	host, path := c.req.HostAndPath()
 	req := rules.Request{
 		Host:    bstr(host),
 		Path:    bstr(path),
-		Method:  bstr(c.req.first[0].of(c.req.raw)),
-		Query:   bstr(c.req.query()),
+		Method:  bstr(c.req.Method()),
+		Query:   bstr(c.req.Query()),
 		Headers: &c.req,
 		Source:  c.sourceAddr,
 	}

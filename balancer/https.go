@@ -9,12 +9,12 @@ import (
 // redirect-to-https: 301 to the same host, path and query on https. It
 // reports whether the connection may carry another request.
 func (c *clientConn) redirectToHTTPS(rt *route, start time.Time) bool {
-	host, path := c.req.hostAndPath()
+	host, path := c.req.HostAndPath()
 	if err := c.discardRequestBody(); err != nil {
 		return false
 	}
-	c.ex.redirectURL = appendHTTPSLocation(c.ex.redirectURL[:0], host, path, c.req.query(), rt.redirectPort)
-	keep := c.req.keepAlive()
+	c.ex.redirectURL = appendHTTPSLocation(c.ex.redirectURL[:0], host, path, c.req.Query(), rt.redirectPort)
+	keep := c.req.KeepsAlive()
 	c.bw.WriteString("HTTP/1.1 301 Moved Permanently\r\nLocation: ")
 	c.bw.Write(c.ex.redirectURL)
 	c.bw.WriteString("\r\nContent-Length: 0\r\n")

@@ -15,6 +15,8 @@ import (
 	"syscall"
 	"time"
 	"unsafe"
+
+	"github.com/berth-lb/berth/balancer/http1"
 )
 
 // maxAttempts bounds how often one request is tried: the first try and at most
@@ -63,11 +65,20 @@ type clientConn struct {
 }
 
 // heads are what a connection parses: the request and response heads and
-// the chunk-size and trailer lines (scratch). Their slices grow to the
+// the chunked copier with its trailer section. Their slices grow to the
 // largest head seen, so an idle connection gives them back with its buffers.
-type heads struct{ req, resp, scratch head }
+type heads struct {
+	req      request
+	resp     http1.Head
+	trailers http1.Head
+	chunks   http1.ChunkedCopy
+}
 
-var headsPool = sync.Pool{New: func() any { return new(heads) }}
+var headsPool = sync.Pool{New: func() any {
+	h := new(heads)
+	h.chunks.Trailers = &h.trailers
+	return h
+}}
 
 // prefixReader reads one held-back byte, then from conn.
 type prefixReader struct {
@@ -155,7 +166,8 @@ func (c *clientConn) serve() {
 		start := time.Now()
 		c.src.headUntil = start.Add(idleTimeout)
 		c.idle.Store(false)
-		err := c.req.read(c.br, false)
+		err := c.req.ReadRequest(c.br)
+		c.req.inspect()
 		c.src.headUntil, c.src.readTimeout = time.Time{}, idleTimeout
 		// A client that stops reading its answer holds a goroutine and a
 		// target connection: writes to it fail after the idle timeout
@@ -195,8 +207,14 @@ func (c *clientConn) awaitRequest(idleTimeout time.Duration) error {
 // connection closes: its framing is lost.
 func (c *clientConn) rejectHead(err error) {
 	switch {
-	case errors.Is(err, errLineTooLong) || errors.Is(err, errHeadTooLarge):
+	case errors.Is(err, http1.ErrLineTooLong) || errors.Is(err, http1.ErrHeadTooLarge):
 		c.answerError(431, ReasonHeadersTooLarge, false)
+		c.lingerBeforeClose()
+	case errors.Is(err, http1.ErrNotImplemented):
+		c.answerError(501, ReasonNotImplemented, false)
+		c.lingerBeforeClose()
+	case errors.Is(err, http1.ErrVersion):
+		c.answerError(505, ReasonNotImplemented, false)
 		c.lingerBeforeClose()
 	case errors.Is(err, os.ErrDeadlineExceeded):
 		c.answerError(408, ReasonClientTimeout, false)
@@ -276,7 +294,7 @@ func (c *clientConn) handle(rt *route, start time.Time) bool {
 			return false
 		}
 		c.conn.SetWriteDeadline(time.Now().Add(rt.idleTimeout))
-		keep := c.req.keepAlive()
+		keep := c.req.KeepsAlive()
 		page := act.fixed
 		if act.redirect != nil {
 			page = c.redirect(act.redirect, rt, keep)
@@ -287,7 +305,7 @@ func (c *clientConn) handle(rt *route, start time.Time) bool {
 		act.stats.observe(act.code, time.Since(start))
 		return err == nil && keep
 	}
-	if c.req.expect100 {
+	if c.req.Expect100 {
 		// Answer 100 Continue here and drop Expect upstream: the target might
 		// not be chosen yet when the client starts waiting.
 		c.bw.WriteString("HTTP/1.1 100 Continue\r\n\r\n")
@@ -306,16 +324,23 @@ func (c *clientConn) handle(rt *route, start time.Time) bool {
 	return keep
 }
 
+// discardRequestBody reads and drops the request body, so the next request
+// on the connection starts where it should. A body that breaks its framing
+// is answered 400 and the connection closes.
 func (c *clientConn) discardRequestBody() error {
+	var err error
 	switch {
-	case c.req.chunked:
-		_, err := copyChunked(bufio.NewWriterSize(io.Discard, 16), c.br, &c.scratch, nil)
-		return err
-	case c.req.contentLength > 0:
-		_, err := c.br.Discard(int(c.req.contentLength))
-		return err
+	case c.req.Chunked:
+		c.chunks.Dechunk, c.chunks.Refresh = true, nil
+		_, err = c.chunks.Copy(bufio.NewWriterSize(io.Discard, 16), c.br)
+	case c.req.ContentLength > 0:
+		_, err = c.br.Discard(int(c.req.ContentLength))
 	}
-	return nil
+	if err != nil && c.src.err == nil {
+		c.answerError(400, ReasonBadRequest, false)
+		c.lingerBeforeClose()
+	}
+	return err
 }
 
 // attemptResult is how one try of a request ended.
@@ -382,7 +407,7 @@ func (c *clientConn) forward(g *group, rt *route) (int, bool) {
 	}
 	// Nothing of the request body was read: the connection can carry another
 	// request only when there was none.
-	keep := c.req.keepAlive() && !c.req.chunked && c.req.contentLength <= 0
+	keep := c.req.KeepsAlive() && !c.req.Chunked && c.req.ContentLength <= 0
 	return c.failWith(reason, keep), keep
 }
 
@@ -430,8 +455,8 @@ func reasonStatus(reason ErrorReason) int {
 // roundTrip sends the request on uc and copies the response to the client.
 func (c *clientConn) roundTrip(uc *upstreamConn, g *group, rt *route) (res attemptResult, code int, keepClient bool, why ErrorReason) {
 	idleTimeout := rt.idleTimeout
-	hasBody := c.req.chunked || c.req.contentLength > 0
-	method := c.req.first[0].of(c.req.raw)
+	hasBody := c.req.Chunked || c.req.ContentLength > 0
+	method := c.req.Method()
 	// A request may go to another target when the connection ended before one
 	// byte of a response arrived, it has no body to replay and its method is
 	// idempotent (RFC 9110 9.2.2). That covers a pooled connection the target
@@ -447,17 +472,23 @@ func (c *clientConn) roundTrip(uc *upstreamConn, g *group, rt *route) (res attem
 	// deadline is c.src's).
 	c.src.err = nil
 	switch {
-	case c.req.chunked:
-		bodyIn, err = copyChunked(uc.bw, c.br, &c.scratch, nil)
-	case c.req.contentLength > 0:
-		bodyIn, err = copyN(uc.bw, c.br, c.req.contentLength, nil)
+	case c.req.Chunked:
+		c.chunks.Dechunk, c.chunks.Refresh = false, nil
+		bodyIn, err = c.chunks.Copy(uc.bw, c.br)
+	case c.req.ContentLength > 0:
+		bodyIn, err = http1.CopyN(uc.bw, c.br, c.req.ContentLength, nil)
 	}
 	c.ex.received += bodyIn
-	if err != nil && c.src.err != nil {
-		// The client's side broke off, not the target's: the target is not
-		// blamed (no passive-health failure).
+	if err != nil && (c.src.err != nil || brokeFraming(err)) {
+		// The client's side broke off or broke its body's framing, not the
+		// target's: the target is not blamed (no passive-health failure).
 		uc.discard()
-		if errors.Is(c.src.err, os.ErrDeadlineExceeded) {
+		switch {
+		case c.src.err == nil:
+			c.answerError(400, ReasonBadRequest, false)
+			c.lingerBeforeClose()
+			return attemptFailed, 400, false, reasonNone
+		case errors.Is(c.src.err, os.ErrDeadlineExceeded):
 			c.answerError(408, ReasonClientTimeout, false)
 			return attemptFailed, 408, false, reasonNone
 		}
@@ -481,41 +512,50 @@ func (c *clientConn) roundTrip(uc *upstreamConn, g *group, rt *route) (res attem
 	c.ex.sentToTarget = time.Now()
 	uc.conn.SetReadDeadline(c.ex.sentToTarget.Add(g.responseTimeout))
 	for {
-		err = c.resp.read(uc.br, true)
-		if err != nil {
+		if err = c.resp.ReadResponse(uc.br); err != nil {
 			uc.discard()
 			switch {
 			case errors.Is(err, os.ErrDeadlineExceeded):
 				return attemptFailed, 0, false, ReasonResponseTimeout
-			case retryable && len(c.resp.raw) == 0:
+			case retryable && len(c.resp.Raw) == 0:
 				return attemptRetryable, 0, false, brokenReason(err)
-			case errors.Is(err, errBadResponse) || errors.Is(err, errMalformedHead) || errors.Is(err, errBadFraming):
+			case brokeFraming(err):
 				return attemptFailed, 0, false, ReasonBadResponse
 			default:
 				return attemptFailed, 0, false, brokenReason(err)
 			}
 		}
-		if c.resp.status == 101 {
-			return c.tunnel(uc)
+		if c.resp.Status == 101 {
+			if !c.req.upgrade || !switchesTo(&c.resp, "websocket") {
+				// A switch nobody asked for would turn the connection into
+				// a tunnel that no rule sees again.
+				uc.discard()
+				return attemptFailed, 0, false, ReasonBadResponse
+			}
+			return c.tunnel(uc, idleTimeout)
 		}
-		if c.resp.status >= 200 {
+		if c.resp.Status >= 200 {
 			break
 		}
-		if c.resp.status != 100 { // 100 was answered already; pass 102, 103 on
-			c.bw.Write(c.resp.raw)
+		// 100 was answered already; 102 and 103 go on, to HTTP/1.1 clients
+		// only (RFC 9110 15.2).
+		if c.resp.Status != 100 && !c.req.HTTP10 {
+			c.writeResponseHead(true, false)
 		}
 	}
 
-	c.ex.targetStatus, c.ex.headReceived = c.resp.status, time.Now()
+	c.ex.targetStatus, c.ex.headReceived = c.resp.Status, time.Now()
 	if c.ex.headReceived.Sub(c.ex.start) > idleTimeout/2 {
 		// The answer came long after the request head (a slow upload, a
 		// slow target): the client gets the idle timeout from now to take it.
 		c.conn.SetWriteDeadline(c.ex.headReceived.Add(idleTimeout))
 	}
-	noBody := responseHasNoBody(method, c.resp.status)
-	framed := noBody || c.resp.chunked || c.resp.contentLength >= 0
-	keepClient = framed && c.req.keepAlive() && !bodyCut
-	c.writeResponseHead(keepClient)
+	noBody := http1.ResponseHasNoBody(method, c.resp.Status)
+	framed := noBody || c.resp.Chunked || c.resp.ContentLength >= 0
+	// An HTTP/1.0 client cannot read chunks: it gets the data up to the close.
+	dechunk := c.resp.Chunked && c.req.HTTP10 && !noBody
+	keepClient = framed && !dechunk && c.req.KeepsAlive() && !bodyCut
+	c.writeResponseHead(keepClient, dechunk)
 
 	refresh := func() {
 		deadline := time.Now().Add(idleTimeout)
@@ -525,29 +565,61 @@ func (c *clientConn) roundTrip(uc *upstreamConn, g *group, rt *route) (res attem
 	var bodyOut int64
 	switch {
 	case noBody:
-	case c.resp.chunked:
-		bodyOut, err = copyChunked(c.bw, uc.br, &c.scratch, refresh)
-	case c.resp.contentLength >= 0:
-		bodyOut, err = copyN(c.bw, uc.br, c.resp.contentLength, refresh)
+	case c.resp.Chunked:
+		c.chunks.Dechunk, c.chunks.Refresh = dechunk, refresh
+		bodyOut, err = c.chunks.Copy(c.bw, uc.br)
+		c.chunks.Refresh = nil
+	case c.resp.ContentLength >= 0:
+		bodyOut, err = http1.CopyN(c.bw, uc.br, c.resp.ContentLength, refresh)
 	default:
-		bodyOut, err = copyUntilEOF(c.bw, uc.br, refresh)
+		bodyOut, err = http1.CopyUntilEOF(c.bw, uc.br, refresh)
 	}
-	c.ex.sent = int64(len(c.resp.raw)) + bodyOut
+	c.ex.sent = int64(len(c.resp.Raw)) + bodyOut
 	if err == nil {
 		err = c.bw.Flush()
 	}
-	if err != nil || !framed || !c.resp.keepAlive() || c.req.http10 || bodyCut {
+	if err != nil || !framed || !c.resp.KeepsAlive() || c.req.HTTP10 || bodyCut || ambiguousBody(&c.resp, method) {
 		uc.discard()
 	} else {
+		uc.verifyBeforeReuse = noBody
 		uc.target.put(uc)
 	}
 	if bodyCut && err == nil {
 		c.lingerBeforeClose()
 	}
 	if err != nil {
-		return attemptFailed, c.resp.status, false, reasonNone
+		return attemptFailed, c.resp.Status, false, reasonNone
 	}
-	return attemptDone, c.resp.status, keepClient, 0
+	return attemptDone, c.resp.Status, keepClient, 0
+}
+
+// brokeFraming reports whether err says a peer broke HTTP/1.1's grammar or
+// framing, rather than a read or write failing.
+func brokeFraming(err error) bool {
+	for _, e := range [...]error{http1.ErrMalformed, http1.ErrBadFraming, http1.ErrBadChunk, http1.ErrVersion,
+		http1.ErrNotImplemented, http1.ErrLineTooLong, http1.ErrHeadTooLarge} {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	return false
+}
+
+// ambiguousBody reports whether a response that has no body by rule
+// announced one anyway (a 1xx or 204 with a length or chunks, a chunked
+// 304): what the target sends next may be that body, so its connection
+// carries no other request.
+func ambiguousBody(resp *http1.Head, method []byte) bool {
+	if string(method) == "HEAD" || resp.Status >= 200 && resp.Status != 204 && resp.Status != 304 {
+		return false
+	}
+	return resp.Chunked || resp.ContentLength > 0 && resp.Status != 304
+}
+
+// switchesTo reports whether a 101 response switches to protocol, as its
+// Upgrade field and Connection: upgrade say.
+func switchesTo(resp *http1.Head, protocol string) bool {
+	return resp.Upgrade && http1.EqualFold(resp.Field(http1.FieldUpgrade), protocol)
 }
 
 // earlyAnswerWait is how long a target that stopped taking a request body is
@@ -562,38 +634,43 @@ func targetAnswered(uc *upstreamConn) bool {
 	return err == nil
 }
 
-// writeRequestHead writes the request line and headers to the target, without
-// hop-by-hop headers, with X-Forwarded-For (by mode), -Proto, -Port and
-// X-Request-Id.
+var hostField = []byte("Host")
+
+// writeRequestHead writes the request line and fields to the target, in
+// canonical form, without hop-by-hop fields, with X-Forwarded-For (by
+// mode), -Proto, -Port and X-Request-Id.
 func (c *clientConn) writeRequestHead(w *bufio.Writer, mode xffMode) {
 	h := &c.req
-	w.Write(h.raw[h.first[0].start:h.first[2].end])
-	w.WriteString("\r\n")
+	h.WriteRequestLine(w)
+	if h.AbsoluteForm {
+		// The target reads the host berth routed on (RFC 9112 3.2.2).
+		http1.WriteField(w, hostField, h.Host.Of(h.Raw))
+	}
 	var xff []byte
-	for i := range h.headers {
-		hd := &h.headers[i]
-		if hd.connectionListed {
+	for i := range h.Fields {
+		f := &h.Fields[i]
+		if f.Hop {
 			continue
 		}
-		switch hd.kind {
-		case hConnection, hKeepAlive, hProxyConnection, hTE, hExpect, hXForwardedProto, hXForwardedPort, hXRequestID:
+		switch f.Kind {
+		case http1.FieldConnection, http1.FieldKeepAlive, http1.FieldProxyConnection, http1.FieldTE, http1.FieldExpect,
+			http1.FieldXForwardedProto, http1.FieldXForwardedPort, http1.FieldXRequestID:
 			continue
-		case hUpgrade:
-			if !h.connUpgrade {
+		case http1.FieldUpgrade:
+			if !h.upgrade {
 				continue
 			}
-		case hXForwardedFor:
+		case http1.FieldXForwardedFor:
 			if xff == nil {
-				xff = hd.value.of(h.raw)
+				xff = f.Value.Of(h.Raw)
 			} else {
 				// Several X-Forwarded-For lines are one list (RFC 9110 5.3);
 				// rare, so the allocation is acceptable.
-				xff = append(append(append([]byte(nil), xff...), ", "...), hd.value.of(h.raw)...)
+				xff = append(append(append([]byte(nil), xff...), ", "...), f.Value.Of(h.Raw)...)
 			}
 			continue
 		}
-		w.Write(h.raw[hd.name.start:hd.value.end])
-		w.WriteString("\r\n")
+		http1.WriteField(w, f.Name.Of(h.Raw), f.Value.Of(h.Raw))
 	}
 	switch {
 	case mode == xffAppend:
@@ -615,70 +692,110 @@ func (c *clientConn) writeRequestHead(w *bufio.Writer, mode xffMode) {
 	w.WriteString(c.l.forwardedProto)
 	w.WriteString("\r\nX-Forwarded-Port: ")
 	w.Write(c.l.port)
-	if h.connUpgrade {
+	if h.upgrade {
 		w.WriteString("\r\nConnection: Upgrade")
 	}
 	w.WriteString("\r\n\r\n")
 }
 
-// writeResponseHead writes the status line and headers to the client without
-// hop-by-hop headers; keepClient decides the Connection header.
-func (c *clientConn) writeResponseHead(keepClient bool) {
+// writeResponseHead writes the status line and fields to the client in
+// canonical form, without hop-by-hop fields; keepClient decides the
+// Connection field of a final response, dechunk drops Transfer-Encoding for
+// a body sent unframed.
+func (c *clientConn) writeResponseHead(keepClient, dechunk bool) {
 	h := &c.resp
 	w := c.bw
-	w.Write(h.raw[h.first[0].start:h.first[2].end])
-	w.WriteString("\r\n")
-	for i := range h.headers {
-		hd := &h.headers[i]
-		if hd.connectionListed {
+	h.WriteStatusLine(w)
+	// 1xx and 204 have no body: a length or chunks they announce is dropped.
+	noFraming := h.Status < 200 || h.Status == 204
+	for i := range h.Fields {
+		f := &h.Fields[i]
+		if f.Hop {
 			continue
 		}
-		switch hd.kind {
-		case hConnection, hKeepAlive, hProxyConnection:
+		switch f.Kind {
+		case http1.FieldConnection, http1.FieldKeepAlive, http1.FieldProxyConnection:
 			continue
+		case http1.FieldTransferEncoding:
+			if dechunk || noFraming {
+				continue
+			}
+		case http1.FieldContentLength:
+			if noFraming {
+				continue
+			}
 		}
-		w.Write(h.raw[hd.name.start:hd.value.end])
+		http1.WriteField(w, f.Name.Of(h.Raw), f.Value.Of(h.Raw))
+	}
+	switch {
+	case h.Status == 101:
+		w.WriteString("Connection: Upgrade\r\n\r\n")
+		return
+	case h.Status < 200:
 		w.WriteString("\r\n")
+		return
 	}
 	c.writeStickyCookie(w)
 	switch {
 	case !keepClient:
 		w.WriteString("Connection: close\r\n")
-	case c.req.http10:
+	case c.req.HTTP10:
 		w.WriteString("Connection: keep-alive\r\n")
 	}
 	w.WriteString("\r\n")
 }
 
-// tunnel hands the connection over to a protocol the target switched to (a
-// WebSocket, say): bytes flow both ways until either side closes.
-func (c *clientConn) tunnel(uc *upstreamConn) (attemptResult, int, bool, ErrorReason) {
-	c.writeResponseHead(true)
+// tunnel hands the connection over to the protocol the target switched to (a
+// WebSocket): bytes flow both ways until either side closes, or neither
+// sends anything for the listener's idle timeout.
+func (c *clientConn) tunnel(uc *upstreamConn, idleTimeout time.Duration) (attemptResult, int, bool, ErrorReason) {
+	c.writeResponseHead(true, false)
 	if err := c.bw.Flush(); err != nil {
 		uc.discard()
 		return attemptFailed, 101, false, reasonNone
 	}
 	c.conn.SetDeadline(time.Time{})
-	c.src.readTimeout = 0 // a tunnel may stay quiet as long as its ends like
-	uc.conn.SetReadDeadline(time.Time{})
+	c.src.headUntil, c.src.readTimeout = time.Time{}, 0 // the tunnel sets its own deadlines
+	uc.conn.SetDeadline(time.Time{})
+	var lastActive atomic.Int64
+	lastActive.Store(time.Now().UnixNano())
+	fromTarget := tunnelReader{r: uc.br, conn: uc.conn, idle: idleTimeout, lastActive: &lastActive}
+	fromClient := tunnelReader{r: c.br, conn: c.conn, idle: idleTimeout, lastActive: &lastActive}
 	done := make(chan struct{})
 	go func() {
-		io.Copy(c.conn, uc.br)
+		defer close(done)
+		io.Copy(c.conn, &fromTarget)
 		c.conn.Close()
-		close(done)
 	}()
-	io.Copy(uc.conn, c.br)
+	io.Copy(uc.conn, &fromClient)
 	uc.discard()
 	<-done
 	return attemptDone, 101, false, 0
 }
 
-func copyUntilEOF(dst *bufio.Writer, src *bufio.Reader, refresh func()) (int64, error) {
-	n, err := copyN(dst, src, 1<<62, refresh)
-	if errors.Is(err, io.EOF) {
-		return n, nil
+// tunnelReader reads one direction of a tunnel. A read waits at most the
+// idle timeout; it gives up only when the other direction was quiet that
+// long too.
+type tunnelReader struct {
+	r          io.Reader
+	conn       net.Conn
+	idle       time.Duration
+	lastActive *atomic.Int64
+}
+
+func (t *tunnelReader) Read(b []byte) (int, error) {
+	for {
+		t.conn.SetReadDeadline(time.Now().Add(t.idle))
+		n, err := t.r.Read(b)
+		if n > 0 {
+			t.lastActive.Store(time.Now().UnixNano())
+			return n, err
+		}
+		if err != nil && errors.Is(err, os.ErrDeadlineExceeded) && time.Since(time.Unix(0, t.lastActive.Load())) < t.idle {
+			continue
+		}
+		return n, err
 	}
-	return n, err
 }
 
 // errorPages are the balancer's own answers, rendered once: [code][keep].
@@ -699,7 +816,7 @@ type page struct {
 var errorBodies = map[int][2]page{}
 
 func init() {
-	for _, code := range []int{400, 404, 408, 431, 463, 502, 503, 504} {
+	for _, code := range []int{400, 404, 408, 431, 463, 501, 502, 503, 504, 505} {
 		text := statusText(code)
 		body := strconv.Itoa(code) + " " + text + "\n"
 		head := "HTTP/1.1 " + strconv.Itoa(code) + " " + text + "\r\nContent-Type: " + textPlain + "\r\nContent-Length: " + strconv.Itoa(len(body)) + "\r\n"

@@ -25,12 +25,13 @@ const (
 	ReasonBadResponse
 	ReasonTargetUnreachable
 	ReasonTooManyForwardedFor
+	ReasonNotImplemented
 	reasonCount
 )
 
 // String is the metric label value.
 func (r ErrorReason) String() string {
-	return [...]string{"bad_request", "headers_too_large", "client_timeout", "no_target", "connect_failed", "connect_timeout", "response_timeout", "target_reset", "bad_response", "target_unreachable", "too_many_forwarded_for"}[r]
+	return [...]string{"bad_request", "headers_too_large", "client_timeout", "no_target", "connect_failed", "connect_timeout", "response_timeout", "target_reset", "bad_response", "target_unreachable", "too_many_forwarded_for", "not_implemented"}[r]
 }
 
 // routeStats counts the requests of one listener and group pair. It lives

@@ -81,6 +81,11 @@ type upstreamConn struct {
 	target   *targetState
 	reused   bool
 	idleFrom time.Time
+	// verifyBeforeReuse is set after a response that has no body by rule
+	// (to HEAD, 204, 304): a target that sends a body anyway sends it
+	// after the head, so the connection is checked for stray bytes before
+	// it carries another request, however soon.
+	verifyBeforeReuse bool
 }
 
 // get returns a pooled connection or nil.
@@ -92,7 +97,7 @@ func (t *targetState) get() *upstreamConn {
 		t.idle[n-1] = nil
 		t.idle = t.idle[:n-1]
 		idle := now.Sub(c.idleFrom)
-		if idle < upstreamIdleTimeout && (idle < livenessCheckAfter || stillOpen(c.conn)) {
+		if idle < upstreamIdleTimeout && (idle < livenessCheckAfter && !c.verifyBeforeReuse || stillOpen(c.conn)) {
 			t.markBusy(c)
 			t.mu.Unlock()
 			c.reused = true
@@ -141,7 +146,9 @@ func stillOpen(conn net.Conn) bool {
 // put returns a connection to the pool, or closes it when the target no longer
 // serves or the pool is full.
 func (t *targetState) put(c *upstreamConn) {
-	if !t.serving.Load() {
+	// Bytes after the response are nobody's answer: the next request's
+	// client must never read them as its own.
+	if !t.serving.Load() || c.br.Buffered() > 0 {
 		c.discard()
 		return
 	}

@@ -1,0 +1,155 @@
+package http1
+
+import "unsafe"
+
+// Character classes of RFC 9110 5.6.2 and RFC 3986, as lookup tables.
+var (
+	// tchar: the characters of a token.
+	tchar [256]bool
+	// valueChar: field-vchar (VCHAR, obs-text), SP and HTAB.
+	valueChar [256]bool
+	// uriChar: what a request-target may hold: visible ASCII but "#".
+	uriChar [256]bool
+	// hostChar: reg-name (unreserved, pct-encoded, sub-delims), and the
+	// ":" and brackets of a port and an IP-literal.
+	hostChar [256]bool
+)
+
+func init() {
+	for c := 0; c < 256; c++ {
+		switch {
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
+			tchar[c], hostChar[c] = true, true
+		}
+		valueChar[c] = c == ' ' || c == '\t' || 0x21 <= c && c <= 0x7e || c >= 0x80
+		uriChar[c] = 0x21 <= c && c <= 0x7e && c != '#'
+	}
+	for _, c := range []byte("!#$%&'*+-.^_`|~") {
+		tchar[c] = true
+	}
+	for _, c := range []byte("-._~%!$&'()*+,;=:[]") {
+		hostChar[c] = true
+	}
+}
+
+func isDigit(c byte) bool { return '0' <= c && c <= '9' }
+
+func isOWS(c byte) bool { return c == ' ' || c == '\t' }
+
+// isToken reports whether b is a non-empty token.
+func isToken(b []byte) bool {
+	if len(b) == 0 {
+		return false
+	}
+	for _, c := range b {
+		if !tchar[c] {
+			return false
+		}
+	}
+	return true
+}
+
+// IsToken reports whether s is a non-empty token (RFC 9110 5.6.2): a valid
+// method or field name.
+func IsToken(s string) bool {
+	if len(s) == 0 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if !tchar[s[i]] {
+			return false
+		}
+	}
+	return true
+}
+
+// validValue reports whether b may be a field value: no NUL, CR, LF or other
+// control byte but HTAB.
+func validValue(b []byte) bool {
+	for _, c := range b {
+		if !valueChar[c] {
+			return false
+		}
+	}
+	return true
+}
+
+// ValidFieldValue is validValue for strings, for fields that come from
+// elsewhere (HTTP/2) and are written into an HTTP/1.1 head.
+func ValidFieldValue(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if !valueChar[s[i]] {
+			return false
+		}
+	}
+	return true
+}
+
+// validAuthority reports whether b is uri-host [":" port]: reg-name or
+// IPv4 characters, or an IP-literal in brackets, then digits after a colon.
+func validAuthority(b []byte) bool {
+	if len(b) == 0 {
+		return false
+	}
+	host := b
+	if b[0] == '[' {
+		end := 0
+		for i, c := range b {
+			if c == ']' {
+				end = i
+				break
+			}
+		}
+		if end < 2 {
+			return false
+		}
+		for _, c := range b[1:end] {
+			if !(isHex(c) || c == ':' || c == '.') {
+				return false
+			}
+		}
+		host = nil
+		b = b[end+1:]
+		if len(b) > 0 && b[0] != ':' {
+			return false
+		}
+	} else {
+		colon := -1
+		for i, c := range b {
+			if !hostChar[c] || c == '[' || c == ']' {
+				return false
+			}
+			if c == ':' {
+				if colon >= 0 {
+					return false
+				}
+				colon = i
+			}
+		}
+		if colon < 0 {
+			return true
+		}
+		host, b = b[:colon], b[colon:]
+		if len(host) == 0 {
+			return false
+		}
+	}
+	if len(b) == 0 {
+		return true
+	}
+	for _, c := range b[1:] { // the port; empty is allowed (RFC 3986 3.2.3)
+		if !isDigit(c) {
+			return false
+		}
+	}
+	return len(b) <= 6
+}
+
+// ValidAuthority is validAuthority for strings (an HTTP/2 :authority).
+func ValidAuthority(s string) bool {
+	return validAuthority(unsafe.Slice(unsafe.StringData(s), len(s)))
+}
+
+func isHex(c byte) bool {
+	return isDigit(c) || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F'
+}
