@@ -588,6 +588,9 @@ func (c *clientConn) roundTrip(uc *upstreamConn, g *group, rt *route) (res attem
 		c.lingerBeforeClose()
 	}
 	if err != nil {
+		// What came of the response goes out: the client sees it broken off
+		// (a chunked body without its last chunk, a short body).
+		c.bw.Flush()
 		return attemptFailed, c.resp.Status, false, reasonNone
 	}
 	return attemptDone, c.resp.Status, keepClient, 0
