@@ -331,8 +331,8 @@ func (c *clientConn) discardRequestBody() error {
 	var err error
 	switch {
 	case c.req.Chunked:
-		c.chunks.Dechunk, c.chunks.Refresh = true, nil
-		_, err = c.chunks.Copy(bufio.NewWriterSize(io.Discard, 16), c.br)
+		c.chunks.Dechunk = true
+		_, err = c.chunks.Copy(bufio.NewWriterSize(io.Discard, 16), c.br, nil)
 	case c.req.ContentLength > 0:
 		_, err = c.br.Discard(int(c.req.ContentLength))
 	}
@@ -473,8 +473,8 @@ func (c *clientConn) roundTrip(uc *upstreamConn, g *group, rt *route) (res attem
 	c.src.err = nil
 	switch {
 	case c.req.Chunked:
-		c.chunks.Dechunk, c.chunks.Refresh = false, nil
-		bodyIn, err = c.chunks.Copy(uc.bw, c.br)
+		c.chunks.Dechunk = false
+		bodyIn, err = c.chunks.Copy(uc.bw, c.br, nil)
 	case c.req.ContentLength > 0:
 		bodyIn, err = http1.CopyN(uc.bw, c.br, c.req.ContentLength, nil)
 	}
@@ -566,9 +566,8 @@ func (c *clientConn) roundTrip(uc *upstreamConn, g *group, rt *route) (res attem
 	switch {
 	case noBody:
 	case c.resp.Chunked:
-		c.chunks.Dechunk, c.chunks.Refresh = dechunk, refresh
-		bodyOut, err = c.chunks.Copy(c.bw, uc.br)
-		c.chunks.Refresh = nil
+		c.chunks.Dechunk = dechunk
+		bodyOut, err = c.chunks.Copy(c.bw, uc.br, refresh)
 	case c.resp.ContentLength >= 0:
 		bodyOut, err = http1.CopyN(c.bw, uc.br, c.resp.ContentLength, refresh)
 	default:

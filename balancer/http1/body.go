@@ -158,19 +158,18 @@ func CopyUntilEOF(dst *bufio.Writer, src *bufio.Reader, refresh func()) (int64, 
 // the field errors of a trailer, mean src broke the framing.
 type ChunkedCopy struct {
 	Dechunk bool
-	Refresh func()
 	// Trailers is scratch: the trailer section is read into it.
 	Trailers *Head
 	// Line is scratch for a chunk-size line longer than src's buffer.
 	Line []byte
 }
 
-// Copy runs the copy.
-func (cc *ChunkedCopy) Copy(dst *bufio.Writer, src *bufio.Reader) (int64, error) {
+// Copy runs the copy; refresh is called before each read that may block.
+func (cc *ChunkedCopy) Copy(dst *bufio.Writer, src *bufio.Reader, refresh func()) (int64, error) {
 	var total int64
 	var hex [16]byte
 	for {
-		if err := flushBeforeBlocking(dst, src, cc.Refresh); err != nil {
+		if err := flushBeforeBlocking(dst, src, refresh); err != nil {
 			return total, err
 		}
 		size, err := ReadChunkSize(src, &cc.Line)
@@ -184,10 +183,10 @@ func (cc *ChunkedCopy) Copy(dst *bufio.Writer, src *bufio.Reader) (int64, error)
 			n, _ := dst.Write(appendHex(hex[:0], size))
 			total += int64(n)
 		}
-		n, err := CopyN(dst, src, size, cc.Refresh)
+		n, err := CopyN(dst, src, size, refresh)
 		total += n
 		if err == nil {
-			if err = flushBeforeBlocking(dst, src, cc.Refresh); err == nil {
+			if err = flushBeforeBlocking(dst, src, refresh); err == nil {
 				err = ReadChunkEnd(src)
 			}
 		}
@@ -199,7 +198,7 @@ func (cc *ChunkedCopy) Copy(dst *bufio.Writer, src *bufio.Reader) (int64, error)
 			total += int64(n)
 		}
 	}
-	if err := flushBeforeBlocking(dst, src, cc.Refresh); err != nil {
+	if err := flushBeforeBlocking(dst, src, refresh); err != nil {
 		return total, err
 	}
 	if err := cc.Trailers.ReadTrailers(src); err != nil {

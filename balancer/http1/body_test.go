@@ -13,7 +13,7 @@ func copyChunked(raw string, dechunk bool) (string, error) {
 	var out bytes.Buffer
 	bw := bufio.NewWriter(&out)
 	cc := ChunkedCopy{Dechunk: dechunk, Trailers: new(Head)}
-	_, err := cc.Copy(bw, bufio.NewReaderSize(strings.NewReader(raw), 16))
+	_, err := cc.Copy(bw, bufio.NewReaderSize(strings.NewReader(raw), 16), nil)
 	bw.Flush()
 	return out.String(), err
 }

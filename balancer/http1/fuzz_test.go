@@ -153,7 +153,7 @@ func rechunk(raw []byte, bufSize int) (canonical, data []byte, err error) {
 		w := bufio.NewWriter(dst)
 		cc := ChunkedCopy{Dechunk: i == 1, Trailers: new(Head)}
 		src := bufio.NewReaderSize(bytes.NewReader(raw), bufSize)
-		if _, err := cc.Copy(w, src); err != nil {
+		if _, err := cc.Copy(w, src, nil); err != nil {
 			return nil, nil, err
 		}
 		w.Flush()
