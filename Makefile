@@ -16,11 +16,12 @@ DEMO := scripts/compose.sh -f examples/demo/compose.yaml -p berth-demo
 ADMIN_URL := http://127.0.0.1:9900
 DEMO_WAIT_SECONDS := 60
 
-.PHONY: help build test image run stop bench bench-gossip clean
+.PHONY: help build test fuzz image run stop bench bench-gossip clean
 
 help:
 	@echo "make build   static binaries bin/berth and bin/example-app"
 	@echo "make test    go vet and every test, with the race detector, a Docker daemon and h2load"
+	@echo "make fuzz    every go test -fuzz target for FUZZTIME (3m) each (scripts/fuzz.sh)"
 	@echo "make image   images berth:dev and berth-example-app:v1/:v2 (FROM scratch)"
 	@echo "make run     the demo: one agent and three web replicas on 127.0.0.1:8000"
 	@echo "make stop    remove the demo"
@@ -40,6 +41,10 @@ test:
 	scripts/ensure-tools.sh
 	$(GO) vet ./...
 	CGO_ENABLED=1 $(GO) test -race -count=1 -p 2 -timeout 12m ./...
+
+# The fuzz targets' seeds run in `make test`; this explores beyond them.
+fuzz:
+	scripts/fuzz.sh
 
 # Both images are built from bin/ alone, which holds only the static binaries.
 # v1 and v2 of the example app are the same binary: the demo passes VERSION in

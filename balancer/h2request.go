@@ -82,7 +82,11 @@ func (q *h2Request) serve() {
 		q.fail(463, ReasonTooManyForwardedFor)
 		return
 	}
-	req := rules.Request{Host: host, Path: path, Method: r.Method, Query: r.URL.RawQuery,
+	matchPath := path
+	if normal, changed := rules.NormalizePath(nil, path); changed {
+		matchPath = string(normal)
+	}
+	req := rules.Request{Host: rules.NormalizeHost(host), Path: matchPath, Method: r.Method, Query: r.URL.RawQuery,
 		Headers: &h2Headers{header: r.Header}, Source: q.hc.source}
 	act := &rt.fallback
 	if i := rt.table.MatchRequest(&req); i >= 0 {

@@ -49,9 +49,14 @@ func ruleOf(r Rule, target int) rules.Rule {
 // matchRequest finds the action of the request in c.req on rt.
 func (c *clientConn) matchRequest(rt *route) *action {
 	host, path := c.req.HostAndPath()
+	matchPath := bstr(path)
+	if normal, changed := rules.NormalizePath(c.matchPath, matchPath); changed {
+		c.matchPath = normal
+		matchPath = bstr(normal)
+	}
 	req := rules.Request{
-		Host:    bstr(host),
-		Path:    bstr(path),
+		Host:    rules.NormalizeHost(bstr(host)),
+		Path:    matchPath,
 		Method:  bstr(c.req.Method()),
 		Query:   bstr(c.req.Query()),
 		Headers: &c.req,

@@ -68,10 +68,12 @@ type clientConn struct {
 // the chunked copier with its trailer section. Their slices grow to the
 // largest head seen, so an idle connection gives them back with its buffers.
 type heads struct {
-	req      request
-	resp     http1.Head
-	trailers http1.Head
-	chunks   http1.ChunkedCopy
+	req request
+	// matchPath is scratch for the request path in the form rules match.
+	matchPath []byte
+	resp      http1.Head
+	trailers  http1.Head
+	chunks    http1.ChunkedCopy
 }
 
 var headsPool = sync.Pool{New: func() any {
