@@ -211,7 +211,12 @@ func (cc *ChunkedCopy) Copy(dst *bufio.Writer, src *bufio.Reader, refresh func()
 	total += int64(n)
 	t := cc.Trailers
 	for i := range t.Fields {
-		total += int64(WriteField(dst, t.Fields[i].Name.Of(t.Raw), t.Fields[i].Value.Of(t.Raw)))
+		// Framing, routing and connection fields have no place in trailers
+		// (RFC 9110 6.5.1): a hop that merged them into the head would be
+		// misled.
+		if t.Fields[i].Kind == FieldOther {
+			total += int64(WriteField(dst, t.Fields[i].Name.Of(t.Raw), t.Fields[i].Value.Of(t.Raw)))
+		}
 	}
 	n, err := dst.WriteString("\r\n")
 	return total + int64(n), err

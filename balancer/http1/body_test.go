@@ -28,6 +28,7 @@ func TestChunkedGrammar(t *testing.T) {
 		{"extensions dropped", "3;a=b;c=\"x;y\"\r\nabc\r\n0;z\r\n\r\n", "3\r\nabc\r\n0\r\n\r\n", nil},
 		{"whitespace before extension", "3 \t;a\r\nabc\r\n0\r\n\r\n", "3\r\nabc\r\n0\r\n\r\n", nil},
 		{"trailers", "1\r\na\r\n0\r\nX-Sum:  1 \r\nY:2\r\n\r\n", "1\r\na\r\n0\r\nX-Sum: 1\r\nY: 2\r\n\r\n", nil},
+		{"framing fields in trailers dropped", "0\r\nContent-Length: 5\r\nHost: x\r\nX: 1\r\n\r\n", "0\r\nX: 1\r\n\r\n", nil},
 		{"long chunk", "20\r\n" + strings.Repeat("x", 32) + "\r\n0\r\n\r\n", "20\r\n" + strings.Repeat("x", 32) + "\r\n0\r\n\r\n", nil},
 
 		{"no CRLF after data", "3\r\nabcX\r\n0\r\n\r\n", "", ErrBadChunk},
