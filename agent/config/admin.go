@@ -10,9 +10,6 @@ import (
 
 var hostName = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)*\.?$`)
 
-// tokenAdvice says how to make an admin token, in every message that asks for one.
-const tokenAdvice = "head -c 32 /dev/urandom | base64 > /etc/berth/admin-token"
-
 // LoopbackOnly reports whether the admin listener binds loopback alone
 // (127.0.0.0/8, ::1 or localhost), where only this host's own users reach it.
 func (a Admin) LoopbackOnly() bool {
@@ -34,7 +31,7 @@ func (v *validation) admin(a Admin) {
 	if a.TokenFile == "" && !a.Insecure && !a.LoopbackOnly() {
 		if _, _, err := net.SplitHostPort(a.Listen); err == nil {
 			v.add("admin.token-file", "is required because admin.listen %s is not a loopback address: anyone who reaches it could read this node's state and drain its targets. "+
-				"Make a token (%s) and set admin.token-file to its path, listen on 127.0.0.1, or set admin.insecure: true to run without one", a.Listen, tokenAdvice)
+				"Set admin.token-file to the path of a token (%s), listen on 127.0.0.1, or set admin.insecure: true to run without one", a.Listen, TokenAdvice)
 		}
 	}
 	for i, h := range a.AllowedHosts {
