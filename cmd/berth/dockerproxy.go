@@ -23,14 +23,8 @@ func runDockerProxy(args []string, _, stderr io.Writer) error {
 	fs.SetOutput(stderr)
 	listen := fs.String("listen", "unix:///run/berth/docker.sock", "where the agent connects: unix:///PATH, or tcp://127.0.0.1:PORT (loopback only)")
 	docker := fs.String("docker", "unix:///var/run/docker.sock", "the Docker engine: unix:///PATH or tcp://HOST:PORT")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, pflag.ErrHelp) {
-			return nil
-		}
+	if help, err := parseFlagsOnly(fs, args); help || err != nil {
 		return err
-	}
-	if fs.NArg() > 0 {
-		return fmt.Errorf("unexpected argument %q; docker-proxy takes flags only", fs.Arg(0))
 	}
 	log := slog.New(slog.NewJSONHandler(stderr, nil))
 	handler, err := dockerproxy.Handler(*docker, log)
