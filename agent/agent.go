@@ -130,11 +130,15 @@ func run(ctx context.Context, opts Options, created chan<- *Agent) error {
 		created <- a
 	}
 
+	access, err := a.adminAccess(cfg.Admin)
+	if err != nil {
+		return err
+	}
 	adminLn, err := net.Listen("tcp", cfg.Admin.Listen)
 	if err != nil {
 		return fmt.Errorf("agent: admin listener: %w; set admin.listen to a free address", err)
 	}
-	adminSrv := &http.Server{Handler: admin.Handler(a, a.registry), ReadHeaderTimeout: 10 * time.Second}
+	adminSrv := &http.Server{Handler: admin.Handler(a, a.registry, access), ReadHeaderTimeout: 10 * time.Second}
 	go adminSrv.Serve(adminLn)
 	defer adminSrv.Close()
 
@@ -319,6 +323,24 @@ func (a *Agent) logFailOpen(groups []string) {
 		}
 	}
 	a.failingOpen = next
+}
+
+// adminAccess reads the admin token and warns, at every start, of an admin API
+// that anyone who reaches it may use (admin.insecure).
+func (a *Agent) adminAccess(cfg config.Admin) (admin.Access, error) {
+	access := admin.Access{MetricsPublic: cfg.MetricsPublic, Listen: cfg.Listen, AllowedHosts: cfg.AllowedHosts}
+	if cfg.TokenFile == "" {
+		if !cfg.LoopbackOnly() {
+			a.log.Warn("agent: the admin API listens beyond loopback without a token (admin.insecure: true): anyone who reaches it can read this node's state and drain its targets; set admin.token-file", "admin", cfg.Listen)
+		}
+		return access, nil
+	}
+	token, err := admin.OpenToken(cfg.TokenFile, a.log)
+	if err != nil {
+		return admin.Access{}, fmt.Errorf("agent: admin.token-file: %w", err)
+	}
+	access.Token = token
+	return access, nil
 }
 
 func (a *Agent) shutdown(adminSrv *http.Server) error {

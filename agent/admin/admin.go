@@ -46,8 +46,9 @@ var ErrNotFound = errors.New("not found")
 //
 // JSON answers are indented and lists are never null. An unknown path answers 404 and a
 // known path with another method than GET or HEAD answers 405 with an Allow header; both,
-// like every non-2xx answer, carry an api.Error body. gatherer must not be nil.
-func Handler(src Source, gatherer prometheus.Gatherer) http.Handler {
+// like every non-2xx answer, carry an api.Error body. Every request passes access's
+// checks first. gatherer must not be nil.
+func Handler(src Source, gatherer prometheus.Gatherer, access Access) http.Handler {
 	mux := http.NewServeMux()
 	routes := []struct {
 		path    string
@@ -100,7 +101,7 @@ func Handler(src Source, gatherer prometheus.Gatherer) http.Handler {
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, fmt.Sprintf("admin: no endpoint %s; see docs/api.md for the list", r.URL.Path))
 	})
-	return mux
+	return access.guard(mux)
 }
 
 func writeSourceError(w http.ResponseWriter, err error) {

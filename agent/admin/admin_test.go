@@ -18,6 +18,9 @@ import (
 
 type fakeSource = admintest.Source
 
+// exampleAccess accepts the Host of httptest.NewRequest.
+var exampleAccess = Access{AllowedHosts: []string{"example.com"}}
+
 var started = time.Date(2025, 3, 1, 10, 0, 0, 0, time.UTC)
 
 func exampleSource() fakeSource {
@@ -97,11 +100,13 @@ func TestHandler(t *testing.T) {
 			wantBody: "{\n  \"error\": \"admin: method DELETE not allowed on /metrics; use GET\"\n}\n",
 		},
 	}
-	handler := Handler(src, prometheus.NewRegistry())
+	handler := Handler(src, prometheus.NewRegistry(), exampleAccess)
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			rec := httptest.NewRecorder()
-			handler.ServeHTTP(rec, httptest.NewRequest(tt.method, tt.target, nil))
+			req := httptest.NewRequest(tt.method, tt.target, nil)
+			req.Header.Set("Content-Type", "application/json")
+			handler.ServeHTTP(rec, req)
 			if rec.Code != tt.wantCode {
 				t.Errorf("code = %d, want %d; body %q", rec.Code, tt.wantCode, rec.Body)
 			}
@@ -143,7 +148,7 @@ func TestHandlerEmptySourceAnswersEmptyLists(t *testing.T) {
 		{"/api/v1/targets", []string{"[]\n"}},
 		{"/api/v1/targets?group=web", []string{"[]\n"}},
 	}
-	handler := Handler(src, prometheus.NewRegistry())
+	handler := Handler(src, prometheus.NewRegistry(), exampleAccess)
 	for _, tt := range tests {
 		t.Run(tt.target, func(t *testing.T) {
 			rec := httptest.NewRecorder()
@@ -162,7 +167,7 @@ func TestHandlerEmptySourceAnswersEmptyLists(t *testing.T) {
 
 func TestHandlerUnknownGroupWhenNoGroupIsKnown(t *testing.T) {
 	rec := httptest.NewRecorder()
-	Handler(fakeSource{}, prometheus.NewRegistry()).ServeHTTP(rec, httptest.NewRequest("GET", "/api/v1/targets?group=web", nil))
+	Handler(fakeSource{}, prometheus.NewRegistry(), exampleAccess).ServeHTTP(rec, httptest.NewRequest("GET", "/api/v1/targets?group=web", nil))
 	want := "{\n  \"error\": \"admin: no target group \\\"web\\\"; this agent knows no group yet\"\n}\n"
 	if rec.Code != http.StatusNotFound || rec.Body.String() != want {
 		t.Errorf("got %d %q, want 404 %q", rec.Code, rec.Body, want)
@@ -173,7 +178,7 @@ func TestHandlerUnknownGroupWhenNoGroupIsKnown(t *testing.T) {
 func TestHandlerDoesNotModifyTheSourceSlices(t *testing.T) {
 	src := exampleSource()
 	before := exampleSource()
-	handler := Handler(src, prometheus.NewRegistry())
+	handler := Handler(src, prometheus.NewRegistry(), exampleAccess)
 	for _, target := range []string{"/api/v1/status", "/api/v1/groups", "/api/v1/targets"} {
 		handler.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest("GET", target, nil))
 	}
@@ -188,7 +193,7 @@ func TestHandlerMetrics(t *testing.T) {
 	registry.MustRegister(requests)
 	requests.Add(3)
 
-	server := httptest.NewServer(Handler(fakeSource{}, registry))
+	server := httptest.NewServer(Handler(fakeSource{}, registry, Access{}))
 	defer server.Close()
 	resp, err := http.Get(server.URL + "/metrics")
 	if err != nil {
@@ -210,7 +215,7 @@ func TestHandlerMetrics(t *testing.T) {
 func TestHandlerUnencodableDocumentAnswers500(t *testing.T) {
 	src := fakeSource{StatusDoc: api.Status{Started: time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC)}}
 	rec := httptest.NewRecorder()
-	Handler(src, prometheus.NewRegistry()).ServeHTTP(rec, httptest.NewRequest("GET", "/api/v1/status", nil))
+	Handler(src, prometheus.NewRegistry(), exampleAccess).ServeHTTP(rec, httptest.NewRequest("GET", "/api/v1/status", nil))
 	if rec.Code != http.StatusInternalServerError {
 		t.Fatalf("code = %d, want 500; body %q", rec.Code, rec.Body)
 	}
@@ -230,7 +235,7 @@ func TestNodes(t *testing.T) {
 		{Name: "host-b@x2", Node: "host-b", Address: "10.0.0.6:7946", State: "dead", Seq: 1, Known: 1, ConfigHash: "def", ConfigDrift: true},
 	}
 	rec := httptest.NewRecorder()
-	Handler(src, prometheus.NewRegistry()).ServeHTTP(rec, httptest.NewRequest("GET", "/api/v1/nodes", nil))
+	Handler(src, prometheus.NewRegistry(), exampleAccess).ServeHTTP(rec, httptest.NewRequest("GET", "/api/v1/nodes", nil))
 	var got []api.Node
 	if err := json.Unmarshal(rec.Body.Bytes(), &got); err != nil || rec.Code != 200 {
 		t.Fatalf("code %d, err %v", rec.Code, err)
@@ -245,10 +250,12 @@ func TestDrainEndpoints(t *testing.T) {
 	src := exampleSource()
 	src.DrainList = []api.Drain{{Target: "host-a/111111111111/8080", Container: "web-1", InFlight: 2, Nodes: 3, Reported: 3}}
 	src.Drained, src.Undrained = &drained, &undrained
-	h := Handler(src, prometheus.NewRegistry())
+	h := Handler(src, prometheus.NewRegistry(), exampleAccess)
 	do := func(method, target, body string) *httptest.ResponseRecorder {
 		rec := httptest.NewRecorder()
-		h.ServeHTTP(rec, httptest.NewRequest(method, target, strings.NewReader(body)))
+		req := httptest.NewRequest(method, target, strings.NewReader(body))
+		req.Header.Set("Content-Type", "application/json")
+		h.ServeHTTP(rec, req)
 		return rec
 	}
 	if rec := do("POST", "/api/v1/drains", `{"target":"web-1"}`); rec.Code != 202 || !strings.Contains(rec.Body.String(), `"in_flight": 2`) {
@@ -267,7 +274,7 @@ func TestDrainEndpoints(t *testing.T) {
 		t.Fatalf("bad body: %d %s", rec.Code, rec.Body)
 	}
 	src.DrainErr = fmt.Errorf("agent: \"x\": %w: nothing matches", ErrNotFound)
-	h = Handler(src, prometheus.NewRegistry())
+	h = Handler(src, prometheus.NewRegistry(), exampleAccess)
 	if rec := do("POST", "/api/v1/drains", `{"target":"x"}`); rec.Code != 404 || !strings.Contains(rec.Body.String(), "nothing matches") {
 		t.Fatalf("unknown target: %d %s", rec.Code, rec.Body)
 	}

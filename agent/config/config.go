@@ -65,11 +65,20 @@ type Cluster struct {
 	RejoinGrace time.Duration `mapstructure:"rejoin-grace"`
 }
 
-// Admin is the admin API listener.
+// Admin is the admin API listener and who may use it (docs/api.md, "Access").
 type Admin struct {
 	Listen string `mapstructure:"listen"`
-	// TokenFile is reserved for authenticated admin calls; parsed only.
+	// TokenFile holds the bearer token every call but /healthz must send; empty:
+	// no token, which Validate allows on a loopback listen address only.
 	TokenFile string `mapstructure:"token-file"`
+	// MetricsPublic lets /metrics answer without the token, for a scraper that
+	// cannot send one.
+	MetricsPublic bool `mapstructure:"metrics-public"`
+	// Insecure allows a listen address beyond loopback without a token.
+	Insecure bool `mapstructure:"insecure"`
+	// AllowedHosts are the names, besides loopback and the listen address, that
+	// a request's Host header may carry (a DNS name the admin API is reached by).
+	AllowedHosts []string `mapstructure:"allowed-hosts"`
 }
 
 // Log is where the agent writes what is not its own diagnostics.
@@ -304,6 +313,9 @@ var overridable = []setting{
 	{"cluster.rejoin-grace", ""},
 	{"admin.listen", "address of the admin API (default 127.0.0.1:9900)"},
 	{"admin.token-file", ""},
+	{"admin.metrics-public", ""},
+	{"admin.insecure", ""},
+	{"admin.allowed-hosts", ""},
 	{"log.access", ""},
 }
 
@@ -345,6 +357,9 @@ func defaults() map[string]any {
 		"cluster.rejoin-grace":    60 * time.Second,
 		"admin.listen":            "127.0.0.1:9900",
 		"admin.token-file":        "",
+		"admin.metrics-public":    false,
+		"admin.insecure":          false,
+		"admin.allowed-hosts":     []string{},
 		"log.access":              "off",
 	}
 }
@@ -391,7 +406,7 @@ func Load(path string, flags *pflag.FlagSet) (*Config, error) {
 	errs = append(errs, checkOverrides(v, flags, defs)...)
 
 	var cfg Config
-	hook := viper.DecodeHook(mapstructure.ComposeDecodeHookFunc(durationHook, commaListHook))
+	hook := viper.DecodeHook(mapstructure.ComposeDecodeHookFunc(durationHook, boolHook, commaListHook))
 	if err := v.Unmarshal(&cfg, hook); err != nil {
 		// parseFile and checkOverrides already reject every ill-typed value, so this
 		// is a bug in berth rather than in the file.
@@ -539,6 +554,15 @@ func durationHook(from, to reflect.Type, data any) (any, error) {
 		return data, nil
 	}
 	return parseDuration(data.(string))
+}
+
+// boolHook decodes the env and flag spellings parseBool accepts (yes, on, 1...),
+// which checkOverrides has already checked.
+func boolHook(from, to reflect.Type, data any) (any, error) {
+	if to.Kind() != reflect.Bool || from.Kind() != reflect.String {
+		return data, nil
+	}
+	return parseBool(data.(string))
 }
 
 // commaListHook reads a list from one env string: BERTH_CLUSTER_JOIN="10.0.0.6,10.0.0.7".

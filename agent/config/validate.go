@@ -76,7 +76,7 @@ func (c *Config) Validate() Errors {
 	v.node(c.Node)
 	v.docker(c.Docker)
 	v.cluster(c.Cluster)
-	v.address("admin.listen", c.Admin.Listen, true)
+	v.admin(c.Admin)
 	v.listeners(c.Listeners)
 	for _, name := range sortedKeys(c.Groups) {
 		v.group("groups."+name, name, c.Groups[name])

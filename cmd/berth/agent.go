@@ -23,14 +23,8 @@ func runAgent(args []string, stdout, stderr io.Writer) error {
 	configPath := fs.String("config", "", "config file (YAML); reloaded when it changes. Reference: docs/config.md")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn or error")
 	config.BindFlags(fs)
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, pflag.ErrHelp) {
-			return nil
-		}
+	if help, err := parseFlagsOnly(fs, args); help || err != nil {
 		return err
-	}
-	if fs.NArg() > 0 {
-		return fmt.Errorf("unexpected argument %q; the agent takes flags only", fs.Arg(0))
 	}
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
@@ -50,6 +44,21 @@ func runAgent(args []string, stdout, stderr io.Writer) error {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	return agent.Run(ctx, agent.Options{Config: cfg, ConfigPath: *configPath, Flags: fs, Version: version, Logger: log})
+}
+
+// parseFlagsOnly parses the flags of a command that takes no argument; help
+// is true when --help printed the flags and the command has nothing to do.
+func parseFlagsOnly(fs *pflag.FlagSet, args []string) (help bool, err error) {
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, pflag.ErrHelp) {
+			return true, nil
+		}
+		return false, err
+	}
+	if fs.NArg() > 0 {
+		return false, fmt.Errorf("unexpected argument %q; %s takes flags only", fs.Arg(0), fs.Name())
+	}
+	return false, nil
 }
 
 func orDefault(s, def string) string {

@@ -25,7 +25,7 @@ type exitError struct {
 func (e *exitError) Error() string { return e.err.Error() }
 func (e *exitError) Unwrap() error { return e.err }
 
-const drainUsage = "berth drain TARGET|CONTAINER [--wait] [--undo] [--admin ADDR] [--output table|json] [--timeout DURATION]"
+const drainUsage = "berth drain TARGET|CONTAINER [--wait] [--undo] [--admin ADDR] [--token-file FILE] [--output table|json] [--timeout DURATION]"
 
 // runDrain implements `berth drain`: stop sending new requests to a target (or
 // every target of a container) on every node; with --wait, until no node has
@@ -109,7 +109,7 @@ func splitRef(args []string) (ref string, rest []string) {
 
 func flagTakesValue(flag string) bool {
 	switch flag {
-	case "--admin", "--output", "-o", "--timeout", "-f", "--file", "-p", "--project", "--max-surge":
+	case "--admin", "--token-file", "--output", "-o", "--timeout", "-f", "--file", "-p", "--project", "--max-surge":
 		return true
 	}
 	return false

@@ -26,6 +26,7 @@ func commands() []command {
 		{"targets", "list every target with its state and counters", runTargets},
 		{"drain", "drain a target or container fleet-wide; --wait until no node has a request in flight", runDrain},
 		{"rollout", "replace a compose service's containers start-first, losing no request", runRollout},
+		{"docker-proxy", "serve a read-only Docker API for the agent: list, inspect and events only", runDockerProxy},
 		{"config", "config check FILE: validate a config file and print every error", runConfig},
 		{"version", "print the version", runVersion},
 	}
@@ -61,7 +62,7 @@ func usage(w io.Writer) {
 	var b strings.Builder
 	b.WriteString("berth: a load balancer for fleets of plain Docker hosts\n\nusage: berth COMMAND [flags]\n\ncommands:\n")
 	for _, c := range commands() {
-		fmt.Fprintf(&b, "  %-8s %s\n", c.name, c.summary)
+		fmt.Fprintf(&b, "  %-13s %s\n", c.name, c.summary)
 	}
 	b.WriteString("\nRun 'berth COMMAND --help' for a command's flags. Reference: docs/cli.md\n")
 	io.WriteString(w, b.String())

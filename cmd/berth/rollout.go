@@ -28,7 +28,7 @@ const (
 	adminRequestTimeout = 10 * time.Second
 )
 
-const rolloutUsage = "berth rollout [-f FILE]... [-p PROJECT] SERVICE [--timeout DURATION] [--max-surge N] [--admin ADDR]"
+const rolloutUsage = "berth rollout [-f FILE]... [-p PROJECT] SERVICE [--timeout DURATION] [--max-surge N] [--admin ADDR] [--token-file FILE]"
 
 // rollout is one `berth rollout`: start-first replacement of a compose
 // service's containers, with berth draining the old ones fleet-wide before

@@ -46,14 +46,16 @@ const composeFile = `services:
 
 // project is a compose project and an agent watching it, all on loopback.
 type project struct {
-	t       *testing.T
-	name    string
-	dir     string
-	env     []string
-	url     string // the agent's web listener
-	admin   string
-	docker  *client.Client
-	compose []string
+	t     *testing.T
+	name  string
+	dir   string
+	env   []string
+	url   string // the agent's web listener
+	admin string
+	// tokenFile is the agent's admin.token-file.
+	tokenFile string
+	docker    *client.Client
+	compose   []string
 }
 
 // newProject starts an agent in-process and a compose project with three
@@ -76,11 +78,13 @@ func newProject(t *testing.T, env ...string) *project {
 	}
 	web := freeport.TCP(t)
 	p.url, p.admin = "http://"+web, freeport.TCP(t)
+	// The agent wants a token: the rollout must send it.
+	p.tokenFile = writeTokenFile(t, cliToken)
 	cfgFile := filepath.Join(p.dir, "berth.yaml")
 	os.WriteFile(cfgFile, []byte(fmt.Sprintf(`node: {name: test, advertise: 127.0.0.1}
 docker: {label-prefix: berthroll%s, resync: 5s}
 cluster: {enabled: false}
-admin: {listen: %s}
+admin: {listen: %s, token-file: %s, metrics-public: true}
 listeners:
   - name: web
     protocol: http
@@ -90,7 +94,7 @@ groups:
   web:
     deregistration-delay: 30s
     health: {path: /health, interval: 2s, timeout: 1s, healthy: 2, unhealthy: 2, matcher: "200"}
-`, id, p.admin, web)), 0o644)
+`, id, p.admin, p.tokenFile, web)), 0o644)
 	cfg, err := config.Load(cfgFile, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -157,7 +161,7 @@ func (p *project) rollout(env ...string) (string, error) {
 		p.t.Setenv(k, v)
 	}
 	var out bytes.Buffer
-	err := runRollout([]string{"-f", filepath.Join(p.dir, "compose.yaml"), "-p", p.name, "--admin", p.admin, "--timeout", "30s", "web"}, &out, io.Discard)
+	err := runRollout([]string{"-f", filepath.Join(p.dir, "compose.yaml"), "-p", p.name, "--admin", p.admin, "--token-file", p.tokenFile, "--timeout", "30s", "web"}, &out, io.Discard)
 	return out.String(), err
 }
 

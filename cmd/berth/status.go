@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/berth-lb/berth/agent/api"
+	"github.com/berth-lb/berth/agent/config"
 	"github.com/spf13/pflag"
 )
 
@@ -29,13 +30,14 @@ var now = time.Now
 
 // adminOptions are the flags shared by every command that reads the admin API.
 type adminOptions struct {
-	address string
-	output  string
-	timeout time.Duration
+	address   string
+	tokenFile string
+	output    string
+	timeout   time.Duration
 }
 
 // newAdminFlagSet returns the flag set of a command that reads the admin API, with
-// --admin, --output and --timeout defined; --help prints usageLine and the flags to stdout.
+// --admin, --token-file, --output and --timeout defined; --help prints usageLine and the flags to stdout.
 func newAdminFlagSet(command, usageLine string, stdout io.Writer) (*pflag.FlagSet, *adminOptions) {
 	options := &adminOptions{}
 	flags := pflag.NewFlagSet(command, pflag.ContinueOnError)
@@ -49,6 +51,9 @@ func newAdminFlagSet(command, usageLine string, stdout io.Writer) (*pflag.FlagSe
 		defaultAddress = env
 	}
 	flags.StringVar(&options.address, "admin", defaultAddress, "admin API of the agent, host:port or http(s)://host:port (env BERTH_ADMIN)")
+	// The agent's own variable for admin.token-file: where it is set for the
+	// agent, the commands find the token too.
+	flags.StringVar(&options.tokenFile, "token-file", os.Getenv("BERTH_ADMIN_TOKEN_FILE"), "file holding the agent's admin token (its admin.token-file; env BERTH_ADMIN_TOKEN_FILE)")
 	flags.StringVarP(&options.output, "output", "o", "table", "output format: table or json (the API's own JSON, stable for scripts)")
 	flags.DurationVar(&options.timeout, "timeout", 5*time.Second, "how long to wait for the agent's answer")
 	return flags, options
@@ -79,8 +84,10 @@ func parseAdminFlags(flags *pflag.FlagSet, options *adminOptions, args []string)
 type adminClient struct {
 	address string // as the user gave it, for messages
 	baseURL string
-	timeout time.Duration
-	http    *http.Client
+	// authorization is the Authorization header; empty without --token-file.
+	authorization string
+	timeout       time.Duration
+	http          *http.Client
 }
 
 func newAdminClient(options *adminOptions) (*adminClient, error) {
@@ -88,12 +95,20 @@ func newAdminClient(options *adminOptions) (*adminClient, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &adminClient{
+	client := &adminClient{
 		address: options.address,
 		baseURL: baseURL,
 		timeout: options.timeout,
 		http:    &http.Client{Timeout: options.timeout},
-	}, nil
+	}
+	if options.tokenFile != "" {
+		token, err := config.ReadToken(options.tokenFile)
+		if err != nil {
+			return nil, fmt.Errorf("--token-file: %w", err)
+		}
+		client.authorization = "Bearer " + token
+	}
+	return client, nil
 }
 
 // adminBaseURL turns "host:port" or "http(s)://host:port[/prefix]" into the URL the API
@@ -141,8 +156,12 @@ func (c *adminClient) do(method, path string, body any) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	if body != nil {
+	if method != http.MethodGet {
+		// The agent refuses a mutating call that is not declared JSON, body or not.
 		req.Header.Set("Content-Type", "application/json")
+	}
+	if c.authorization != "" {
+		req.Header.Set("Authorization", c.authorization)
 	}
 	resp, err := c.http.Do(req)
 	if err != nil {
@@ -183,7 +202,7 @@ func (c *adminClient) decode(path string, body []byte, document any) error {
 }
 
 func runStatus(args []string, stdout, _ io.Writer) error {
-	flags, options := newAdminFlagSet("status", "berth status [--admin ADDR] [--output table|json] [--timeout DURATION]", stdout)
+	flags, options := newAdminFlagSet("status", "berth status [--admin ADDR] [--token-file FILE] [--output table|json] [--timeout DURATION]", stdout)
 	if help, err := parseAdminFlags(flags, options, args); help || err != nil {
 		return err
 	}
@@ -208,7 +227,7 @@ func runStatus(args []string, stdout, _ io.Writer) error {
 }
 
 func runTargets(args []string, stdout, _ io.Writer) error {
-	flags, options := newAdminFlagSet("targets", "berth targets [--group GROUP] [--admin ADDR] [--output table|json] [--timeout DURATION]", stdout)
+	flags, options := newAdminFlagSet("targets", "berth targets [--group GROUP] [--admin ADDR] [--token-file FILE] [--output table|json] [--timeout DURATION]", stdout)
 	group := flags.StringP("group", "g", "", "list only the targets of this group")
 	if help, err := parseAdminFlags(flags, options, args); help || err != nil {
 		return err

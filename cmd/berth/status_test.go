@@ -88,7 +88,13 @@ func idleSource() fakeSource {
 // serveAdmin starts the admin API of src and answers its address as host:port.
 func serveAdmin(t *testing.T, src admin.Source) string {
 	t.Helper()
-	server := httptest.NewServer(admin.Handler(src, prometheus.NewRegistry()))
+	return serveAdminWith(t, src, admin.Access{})
+}
+
+// serveAdminWith is serveAdmin with access's checks, on a loopback listener.
+func serveAdminWith(t *testing.T, src admin.Source, access admin.Access) string {
+	t.Helper()
+	server := httptest.NewServer(admin.Handler(src, prometheus.NewRegistry(), access))
 	t.Cleanup(server.Close)
 	return server.Listener.Addr().String()
 }
@@ -121,6 +127,7 @@ func checkGolden(t *testing.T, name string, got []byte) {
 func TestStatusAndTargetsOutput(t *testing.T) {
 	fixClock(t)
 	t.Setenv("BERTH_ADMIN", "") // the help shows the default address
+	t.Setenv("BERTH_ADMIN_TOKEN_FILE", "")
 	busy := serveAdmin(t, busySource())
 	idle := serveAdmin(t, idleSource())
 	tests := []struct {

@@ -236,6 +236,9 @@ func (h *Host) BalancerURL() string {
 	return fmt.Sprintf("http://%s:%d/", h.IP, BalancerPort)
 }
 
+// tokenFile is the agent's admin.token-file.
+func (h *Host) tokenFile() string { return filepath.Join(h.dir, "admin-token") }
+
 // AdminURL is the URL of the host's admin API.
 func (h *Host) AdminURL() string {
 	return fmt.Sprintf("http://%s:%d", h.IP, AdminPort)
@@ -417,7 +420,7 @@ docker: {host: "unix://%s", resync: 5s}
 cluster:
   bind: %s:%d
   join: [%s]
-admin: {listen: "%s:%d"}
+admin: {listen: "%s:%d", token-file: "%s"}
 listeners:
   - name: web
     protocol: http
@@ -425,7 +428,7 @@ listeners:
     default: {forward: web}
 groups:
   web: {deregistration-delay: 30s, connect-timeout: 1s}
-`, h.Name, h.IP, h.dockerSock, h.IP, GossipPort, strings.Join(join, ", "), h.IP, AdminPort, h.IP, BalancerPort)
+`, h.Name, h.IP, h.dockerSock, h.IP, GossipPort, strings.Join(join, ", "), h.IP, AdminPort, h.tokenFile(), h.IP, BalancerPort)
 }
 
 // startAgent starts the host's berth agent in its namespace.
@@ -433,6 +436,11 @@ func (f *Fleet) startAgent(h *Host) error {
 	config := filepath.Join(h.dir, "berth.yaml")
 	if err := os.WriteFile(config, []byte(f.agentConfig(h)), 0o600); err != nil {
 		return fmt.Errorf("fleettest: agent config of %s: %w", h.Name, err)
+	}
+	// The admin API listens on the host's address, which needs a token;
+	// /healthz, which the harness asks, does not.
+	if err := os.WriteFile(h.tokenFile(), []byte(rand.Text()+"\n"), 0o600); err != nil {
+		return fmt.Errorf("fleettest: admin token of %s: %w", h.Name, err)
 	}
 	p, err := startProcess("agent of "+h.Name, filepath.Join(h.dir, "agent.log"),
 		"nsenter", "--net=/run/netns/"+h.Namespace, f.berth, "agent", "--config", config, "--log-level", "debug")
