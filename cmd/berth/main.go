@@ -27,6 +27,7 @@ func commands() []command {
 		{"drain", "drain a target or container fleet-wide; --wait until no node has a request in flight", runDrain},
 		{"rollout", "replace a compose service's containers start-first, losing no request", runRollout},
 		{"config", "config check FILE: validate a config file and print every error", runConfig},
+		{"keygen", "print a new gossip key for cluster.secret-key-file", runKeygen},
 		{"version", "print the version", runVersion},
 	}
 }
