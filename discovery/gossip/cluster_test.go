@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/netip"
 	"strconv"
 	"strings"
 	"sync"
@@ -83,6 +84,8 @@ type nodeOptions struct {
 	log   io.Writer // default: discarded
 	// inFlight is the node's in-flight count per target, for drain reports.
 	inFlight func(string) int64
+	// reserved stands for the agent's own sockets.
+	reserved func(netip.AddrPort) bool
 }
 
 // syncBuffer collects a node's log for a test to read.
@@ -113,7 +116,7 @@ func startNode(t testing.TB, name string, ip int, join []string, o nodeOptions) 
 	}
 	pt := &partitionable{NetTransport: nt, blocked: map[string]bool{}}
 	c, err := Start(Options{
-		Node: name, Bind: addr + ":0", Join: join, Keys: o.keys, Label: o.label, Transport: pt, Tune: fastDetection, InFlight: o.inFlight,
+		Node: name, Bind: addr + ":0", Join: join, Keys: o.keys, Label: o.label, Transport: pt, Tune: fastDetection, InFlight: o.inFlight, Reserved: o.reserved,
 		Logger: slog.New(slog.NewTextHandler(cmp.Or(o.log, io.Discard), nil)), RejoinGrace: 2 * time.Second,
 	})
 	if err != nil {
