@@ -15,7 +15,7 @@ import (
 func ReadKeys(path string) ([][]byte, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
-		return nil, fmt.Errorf("cannot read %s: %w", path, errors.Unwrap(err))
+		return nil, fmt.Errorf("cannot read %s: %w; make a key with: berth keygen > %s", path, errors.Unwrap(err), path)
 	}
 	var keys [][]byte
 	for i, line := range strings.Split(string(data), "\n") {
