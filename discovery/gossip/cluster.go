@@ -775,15 +775,13 @@ func (c *Cluster) report(now time.Time, last map[string]sentReport) {
 		last[p.node.Name] = sentReport{known: p.r.Known, counts: p.r.Counts, at: now}
 		c.ml.SendBestEffort(&p.node, seal(c.key, kindInFlight, c.name, p.r))
 	}
-	if len(last) > len(out) { // a member gone: nothing to repeat to it
-		current := make(map[string]bool, len(out))
-		for _, p := range out {
-			current[p.node.Name] = true
-		}
-		for name := range last {
-			if !current[name] {
-				delete(last, name)
-			}
+	current := make(map[string]bool, len(out))
+	for _, p := range out {
+		current[p.node.Name] = true
+	}
+	for name := range last {
+		if !current[name] {
+			delete(last, name) // a member gone: nothing to repeat to it
 		}
 	}
 }
