@@ -53,15 +53,19 @@ const drainPoll = 50 * time.Millisecond
 
 // Agent is a running agent. It implements admin.Source.
 type Agent struct {
-	opts     Options
-	log      *slog.Logger
-	lb       *balancer.Balancer
-	watcher  *docker.Watcher
-	cluster  *gossip.Cluster // nil when cluster.enabled is false
-	checker  *health.Checker
-	started  time.Time
-	registry *prometheus.Registry
-	reloads  *prometheus.CounterVec
+	opts    Options
+	log     *slog.Logger
+	lb      *balancer.Balancer
+	watcher *docker.Watcher
+	cluster *gossip.Cluster // nil when cluster.enabled is false
+	own     *ownSockets
+	// insecure: the cluster runs beyond loopback without a key (cluster.insecure).
+	insecure  bool
+	adminAddr string
+	checker   *health.Checker
+	started   time.Time
+	registry  *prometheus.Registry
+	reloads   *prometheus.CounterVec
 
 	view atomic.Pointer[view]
 
@@ -100,7 +104,7 @@ func run(ctx context.Context, opts Options, created chan<- *Agent) error {
 		opts.ShutdownTimeout = 30 * time.Second
 	}
 	a := &Agent{opts: opts, log: opts.Logger, lb: balancer.New(opts.Logger), checker: health.New(opts.Logger), started: time.Now(), drainsSince: map[string]time.Time{},
-		manualDrains: map[string]bool{}, kick: make(chan struct{}, 1)}
+		manualDrains: map[string]bool{}, kick: make(chan struct{}, 1), own: newOwnSockets()}
 	defer a.checker.Close()
 	cfg := opts.Config
 	if cfg.Docker.Enabled {
@@ -114,11 +118,11 @@ func run(ctx context.Context, opts Options, created chan<- *Agent) error {
 		a.watcher = w
 	}
 	if cfg.Cluster.Enabled {
-		c, err := startCluster(cfg, opts.Logger)
+		c, err := startCluster(cfg, opts.Logger, a.own)
 		if err != nil {
 			return err
 		}
-		a.cluster = c
+		a.cluster, a.insecure = c, insecureCluster(cfg)
 		defer func() {
 			if err := c.Close(5 * time.Second); err != nil {
 				a.log.Warn("agent: leaving the cluster", "err", err)
@@ -139,6 +143,7 @@ func run(ctx context.Context, opts Options, created chan<- *Agent) error {
 		return fmt.Errorf("agent: admin listener: %w; set admin.listen to a free address", err)
 	}
 	adminSrv := &http.Server{Handler: admin.Handler(a, a.registry, access), ReadHeaderTimeout: 10 * time.Second}
+	a.adminAddr = adminLn.Addr().String()
 	go adminSrv.Serve(adminLn)
 	defer adminSrv.Close()
 
@@ -226,6 +231,7 @@ func (a *Agent) apply(cfg *config.Config, local discovery.State) error {
 	local.Targets = a.withDrains(a.withHealth(cfg, local.Targets))
 	var remote []discovery.Target
 	if a.cluster != nil {
+		a.own.set(a.sockets(cfg))
 		a.cluster.Publish(local.Targets, configHash(cfg))
 		remote = a.cluster.Targets()
 	}
@@ -252,6 +258,16 @@ func (a *Agent) apply(cfg *config.Config, local discovery.State) error {
 	logConflicts(a.log, seen, d.conflicts)
 	a.view.Store(&view{cfg: cfg, desired: d, skipped: local.Skipped, local: local.Targets})
 	return nil
+}
+
+// sockets are the addresses this node listens on: the listeners of cfg (as
+// bound, for those on port 0), the admin API and gossip.
+func (a *Agent) sockets(cfg *config.Config) []string {
+	out := []string{a.adminAddr, a.cluster.Addr()}
+	for _, l := range cfg.Listeners {
+		out = append(out, l.Address, a.lb.Addr(l.Name))
+	}
+	return out
 }
 
 // trackDrains remembers when each target started draining.
@@ -384,7 +400,8 @@ func replaceLatest[T any](ch chan T, v T) {
 // Status implements admin.Source.
 func (a *Agent) Status() api.Status {
 	v := a.view.Load()
-	st := api.Status{Node: v.cfg.Node.Name, Version: a.opts.Version, Started: a.started, Groups: a.Groups(), Nodes: a.Nodes()}
+	st := api.Status{Node: v.cfg.Node.Name, Version: a.opts.Version, Started: a.started, Groups: a.Groups(), Nodes: a.Nodes(),
+		ClusterInsecure: a.insecure}
 	if a.watcher != nil {
 		ws := a.watcher.Stats()
 		st.Docker = api.Docker{Connected: ws.Connected, LastSync: ws.LastSync, Error: ws.LastError}

@@ -42,7 +42,7 @@ func startHostAgent(t *testing.T, node, ip, webPort, gossipAddr string, join []s
 	web := net.JoinHostPort(ip, webPort)
 	h.runningAgent = startAgentWith(t, web, fmt.Sprintf(`node: {name: %s, advertise: %s}
 docker: {label-prefix: %s, resync: 5s}
-cluster: {bind: "%s", join: %s, rejoin-grace: 30s}
+cluster: {enabled: true, bind: "%s", join: %s, rejoin-grace: 30s}
 admin: {listen: "%s"}
 listeners:
   - name: web

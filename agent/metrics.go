@@ -81,7 +81,11 @@ var (
 	descQueue = prometheus.NewDesc("berth_gossip_queued_broadcasts",
 		"Messages waiting in the gossip queue.", nil, nil)
 	descDropped = prometheus.NewDesc("berth_gossip_messages_dropped_total",
-		"Received gossip messages not trusted, by reason: malformed, oversized, stale, foreign, queue_full.", []string{"reason"}, nil)
+		"Received gossip messages not trusted, by reason: malformed, oversized, stale, foreign, queue_full, unknown_sender, bad_signature, not_owner.", []string{"reason"}, nil)
+	descTargetsRefused = prometheus.NewDesc("berth_gossip_targets_refused_total",
+		"Targets of other nodes refused on receipt, by reason: not_owner_address, special_address, own_port.", []string{"reason"}, nil)
+	descMembersRefused = prometheus.NewDesc("berth_gossip_members_refused_total",
+		"Alive messages of would-be members refused, by reason: not_berth, key_changed, too_many, address, name_taken, address_taken.", []string{"reason"}, nil)
 	descDirect = prometheus.NewDesc("berth_gossip_direct_sends_total",
 		"Drains and removals sent directly over TCP, by result (ok, failed).", []string{"result"}, nil)
 	descPulls = prometheus.NewDesc("berth_gossip_pulls_total",
@@ -104,6 +108,7 @@ func (c collector) Describe(ch chan<- *prometheus.Desc) {
 		descTargetInFlight, descTargetRequests, descTargetFailures, descTargetEjected, descTargetEjections, descTargets, descSkipped,
 		descDockerConnected, descDockerEvents, descDockerResyncs, descDockerReconnects,
 		descMembers, descConfigDrift, descOwnersInSync, descOwners, descPropagation, descQueue, descDropped,
+		descTargetsRefused, descMembersRefused,
 		descDirect, descPulls, descPushPull, descHealthScore} {
 		ch <- d
 	}
@@ -213,8 +218,10 @@ func (c collector) collectCluster(ch chan<- prometheus.Metric) {
 	}
 	ch <- prometheus.MustNewConstHistogram(descPropagation, s.PropagationCount, s.PropagationSum.Seconds(), buckets)
 	ch <- prometheus.MustNewConstMetric(descQueue, prometheus.GaugeValue, float64(s.QueuedBroadcasts))
-	for reason, n := range s.Dropped {
-		ch <- prometheus.MustNewConstMetric(descDropped, prometheus.CounterValue, float64(n), reason)
+	for desc, counts := range map[*prometheus.Desc]map[string]uint64{descDropped: s.Dropped, descTargetsRefused: s.TargetsRefused, descMembersRefused: s.MembersRefused} {
+		for reason, n := range counts {
+			ch <- prometheus.MustNewConstMetric(desc, prometheus.CounterValue, float64(n), reason)
+		}
 	}
 	ch <- prometheus.MustNewConstMetric(descDirect, prometheus.CounterValue, float64(s.DirectSends), "ok")
 	ch <- prometheus.MustNewConstMetric(descDirect, prometheus.CounterValue, float64(s.DirectFailures), "failed")

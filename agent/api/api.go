@@ -15,6 +15,9 @@ type Status struct {
 	Skipped   []Skipped  `json:"skipped"`
 	// Nodes are the fleet's agents, this one first; empty when cluster.enabled is false.
 	Nodes []Node `json:"nodes"`
+	// ClusterInsecure is true when gossip is reachable from other hosts without
+	// a key (cluster.insecure): anyone who reaches it can join the fleet.
+	ClusterInsecure bool `json:"cluster_insecure,omitempty"`
 }
 
 // Docker is the state of the connection to the Docker engine.

@@ -50,7 +50,7 @@ type Docker struct {
 
 // Cluster is the fleet: agents share their targets with hashicorp/memberlist.
 type Cluster struct {
-	// Enabled is false for an agent that serves its own host alone.
+	// Enabled turns the fleet on; off by default, an agent serves its own host alone.
 	Enabled bool `mapstructure:"enabled"`
 	// Bind is ip:port for gossip over UDP and TCP; others reach it at node.advertise and this port.
 	Bind string `mapstructure:"bind"`
@@ -63,6 +63,9 @@ type Cluster struct {
 	// RejoinGrace keeps the targets of an agent that left gracefully routable
 	// this long: an agent restarting while its containers keep running.
 	RejoinGrace time.Duration `mapstructure:"rejoin-grace"`
+	// Insecure lets gossip beyond loopback run without a key: anyone who
+	// reaches the port can then join and route this agent's listeners.
+	Insecure bool `mapstructure:"insecure"`
 }
 
 // Admin is the admin API listener and who may use it (docs/api.md, "Access").
@@ -311,6 +314,7 @@ var overridable = []setting{
 	{"cluster.secret-key-file", ""},
 	{"cluster.label", ""},
 	{"cluster.rejoin-grace", ""},
+	{"cluster.insecure", ""},
 	{"admin.listen", "address of the admin API (default 127.0.0.1:9900)"},
 	{"admin.token-file", ""},
 	{"admin.metrics-public", ""},
@@ -349,12 +353,13 @@ func defaults() map[string]any {
 		"docker.label-prefix":     "berth",
 		"docker.resync":           30 * time.Second,
 		"docker.enabled":          true,
-		"cluster.enabled":         true,
+		"cluster.enabled":         false,
 		"cluster.bind":            "0.0.0.0:7946",
 		"cluster.join":            []string{},
 		"cluster.secret-key-file": "",
 		"cluster.label":           "",
 		"cluster.rejoin-grace":    60 * time.Second,
+		"cluster.insecure":        false,
 		"admin.listen":            "127.0.0.1:9900",
 		"admin.token-file":        "",
 		"admin.metrics-public":    false,

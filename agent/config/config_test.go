@@ -179,7 +179,7 @@ func TestPrecedence(t *testing.T) {
 		{"env duration in seconds", map[string]string{"BERTH_DOCKER_RESYNC": "90"}, nil, func(c *Config) any { return c.Docker.Resync }, 90 * time.Second},
 		{"env duration", map[string]string{"BERTH_DOCKER_RESYNC": "2m"}, nil, func(c *Config) any { return c.Docker.Resync }, 2 * time.Minute},
 		{"env bool", map[string]string{"BERTH_DOCKER_ENABLED": "false"}, nil, func(c *Config) any { return c.Docker.Enabled }, false},
-		{"env list", map[string]string{"BERTH_CLUSTER_JOIN": "10.0.0.6, 10.0.0.7:7946"}, nil, func(c *Config) any { return c.Cluster.Join }, []string{"10.0.0.6", "10.0.0.7:7946"}},
+		{"env list", map[string]string{"BERTH_CLUSTER_ENABLED": "true", "BERTH_CLUSTER_INSECURE": "true", "BERTH_CLUSTER_JOIN": "10.0.0.6, 10.0.0.7:7946"}, nil, func(c *Config) any { return c.Cluster.Join }, []string{"10.0.0.6", "10.0.0.7:7946"}},
 		{"flag beats env", map[string]string{"BERTH_NODE_NAME": "from-env"}, []string{"--node.name=from-flag"}, func(c *Config) any { return c.Node.Name }, "from-flag"},
 		{"env beats file when flag unset", map[string]string{"BERTH_NODE_NAME": "from-env"}, nil, func(c *Config) any { return c.Node.Name }, "from-env"},
 		{"flag beats file", nil, []string{"--docker.label-prefix", "flagged"}, func(c *Config) any { return c.Docker.LabelPrefix }, "flagged"},
@@ -359,5 +359,43 @@ func TestDocsExample(t *testing.T) {
 	}
 	if _, err := Load(writeFile(t, example), nil); err != nil {
 		t.Errorf("the documented example is invalid:\n%v", err)
+	}
+}
+
+// TestClusterBeyondLoopbackNeedsKey: gossip that other hosts reach without a
+// key lets anyone join and route the listeners, so such a config is refused
+// with the option to set and how to make a key.
+func TestClusterBeyondLoopbackNeedsKey(t *testing.T) {
+	tests := []struct {
+		name, cluster string
+		refused       bool
+	}{
+		{"every address, no key", `{enabled: true, bind: "0.0.0.0:0"}`, true},
+		{"the default bind, no key", `{enabled: true}`, true},
+		{"a host address, no key", `{enabled: true, bind: "10.0.0.5:7946"}`, true},
+		{"with a key", `{enabled: true, bind: "0.0.0.0:0", secret-key-file: /etc/berth/gossip.key}`, false},
+		{"insecure on purpose", `{enabled: true, bind: "0.0.0.0:0", insecure: true}`, false},
+		{"loopback, no key", `{enabled: true, bind: "127.0.0.1:0"}`, false},
+		{"off", `{enabled: false}`, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			clearEnv(t)
+			_, err := Load(writeFile(t, "node: {name: a, advertise: 10.0.0.5}\ncluster: "+tt.cluster+"\n"), nil)
+			if !tt.refused {
+				if err != nil {
+					t.Fatalf("refused: %v", err)
+				}
+				return
+			}
+			if err == nil {
+				t.Fatal("an open cluster without a key was accepted")
+			}
+			for _, want := range []string{"cluster.secret-key-file", "berth keygen", "cluster.insecure"} {
+				if !strings.Contains(err.Error(), want) {
+					t.Errorf("the error does not say %q: %v", want, err)
+				}
+			}
+		})
 	}
 }

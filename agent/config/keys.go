@@ -15,7 +15,7 @@ import (
 func ReadKeys(path string) ([][]byte, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
-		return nil, fmt.Errorf("cannot read %s: %w", path, errors.Unwrap(err))
+		return nil, fmt.Errorf("cannot read %s: %w; make a key with: berth keygen > %s", path, errors.Unwrap(err), path)
 	}
 	var keys [][]byte
 	for i, line := range strings.Split(string(data), "\n") {
@@ -25,12 +25,12 @@ func ReadKeys(path string) ([][]byte, error) {
 		}
 		key, err := base64.StdEncoding.DecodeString(line)
 		if err != nil || (len(key) != 16 && len(key) != 24 && len(key) != 32) {
-			return nil, fmt.Errorf("%s line %d: not the base64 of a 16, 24 or 32-byte key; make one with: head -c 32 /dev/urandom | base64", path, i+1)
+			return nil, fmt.Errorf("%s line %d: not the base64 of a 16, 24 or 32-byte key; make one with: berth keygen", path, i+1)
 		}
 		keys = append(keys, key)
 	}
 	if len(keys) == 0 {
-		return nil, fmt.Errorf("%s holds no key; make one with: head -c 32 /dev/urandom | base64", path)
+		return nil, fmt.Errorf("%s holds no key; make one with: berth keygen", path)
 	}
 	return keys, nil
 }

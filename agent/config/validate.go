@@ -123,6 +123,14 @@ func (v *validation) docker(d Docker) {
 
 func (v *validation) cluster(c Cluster) {
 	v.address("cluster.bind", c.Bind, true)
+	if !c.Enabled && len(c.Join) > 0 {
+		v.add("cluster.enabled", "is false (the default) but cluster.join lists agents: set cluster.enabled: true to join them")
+	}
+	if c.Enabled && c.SecretKeyFile == "" && !c.Insecure && !LoopbackBind(c.Bind) {
+		v.add("cluster.secret-key-file", "is required: cluster.bind %s is reachable from other hosts, and without a key anyone who reaches it "+
+			"can join the fleet and route this agent's listeners; make a key with `berth keygen > /etc/berth/gossip.key` (the same file on every host) "+
+			"and set cluster.secret-key-file to it, or bind the cluster to 127.0.0.1 (this host only), or accept the risk with cluster.insecure: true", c.Bind)
+	}
 	if c.RejoinGrace < 0 || c.RejoinGrace > time.Hour {
 		v.add("cluster.rejoin-grace", "%s is out of range: 0s to 1h", formatDuration(c.RejoinGrace))
 	}
@@ -139,6 +147,20 @@ func (v *validation) cluster(c Cluster) {
 			v.port(path, port, false)
 		}
 	}
+}
+
+// LoopbackBind reports whether gossip bound to addr is reachable from this
+// host only: a loopback IP or "localhost".
+func LoopbackBind(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 // address checks host:port; port 0 (pick a free port) is allowed when zeroOK.

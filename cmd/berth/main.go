@@ -28,6 +28,7 @@ func commands() []command {
 		{"rollout", "replace a compose service's containers start-first, losing no request", runRollout},
 		{"docker-proxy", "serve a read-only Docker API for the agent: list, inspect and events only", runDockerProxy},
 		{"config", "config check FILE: validate a config file and print every error", runConfig},
+		{"keygen", "print a new gossip key for cluster.secret-key-file", runKeygen},
 		{"version", "print the version", runVersion},
 	}
 }

@@ -262,6 +262,9 @@ func writeStatus(w io.Writer, status api.Status, at time.Time) error {
 	fmt.Fprintf(summary, "version:\t%s\n", status.Version)
 	fmt.Fprintf(summary, "uptime:\t%s\n", formatUptime(status.Started, at))
 	fmt.Fprintf(summary, "docker:\t%s\n", formatDocker(status.Docker, at))
+	if status.ClusterInsecure {
+		fmt.Fprintf(summary, "fleet:\tINSECURE: gossip without a key is open to other hosts (cluster.insecure); anyone who reaches it can route this node's listeners\n")
+	}
 	if err := summary.Flush(); err != nil {
 		return err
 	}

@@ -60,6 +60,8 @@ func busySource() fakeSource {
 			},
 			Groups: []api.Group{web, users},
 			Nodes:  nodes,
+			// The fleet runs with cluster.insecure: status warns.
+			ClusterInsecure: true,
 			Skipped: []api.Skipped{
 				{Container: "9f3c2a1b7d4e8f0a1b2c3d4e5f60718293a4b5c6d7e8f9a0b1c2d3e4f5a6b7c8", Name: "api-2", Reason: "several published ports (8080, 9090) and no berth.port label; set berth.port"},
 			},

@@ -1,10 +1,12 @@
 package gossip
 
 import (
+	"crypto/ed25519"
 	"fmt"
 	"io"
 	"log/slog"
 	"slices"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -115,14 +117,14 @@ func BenchmarkGossipPropagation(b *testing.B) {
 			published := make([][]discovery.Target, size)
 			// A warm-up change, not counted: right after 50 joins the cluster
 			// is still busy converging (the first change then takes ~0.7 s).
-			warm := target("n0", 1_000_000, "10.9.9.9:29999")
+			warm := target("n0", 1_000_000, nodes[0].ip)
 			published[0] = []discovery.Target{warm}
 			nodes[0].c.Publish(published[0], "")
 			arrivals(nodes, 0, warm.ID, func(_ discovery.Target, ok bool) bool { return ok }, time.Now(), 10*time.Second)
 			b.ResetTimer()
 			for i := 0; b.Loop(); i++ {
 				owner := i % size
-				tg := target(fmt.Sprintf("n%d", owner), i, fmt.Sprintf("10.0.%d.%d:%d", owner/250, owner%250, 30000+i))
+				tg := target(fmt.Sprintf("n%d", owner), i, nodes[owner].ip)
 				published[owner] = append(published[owner], tg)
 				start := time.Now()
 				nodes[owner].c.Publish(published[owner], "")
@@ -157,7 +159,7 @@ func BenchmarkGossipDeadNode(b *testing.B) {
 				b.StopTimer()
 				nodes := benchCluster(b, size)
 				victim := size - 1
-				tg := target(fmt.Sprintf("n%d", victim), 1, "10.9.9.9:30000")
+				tg := target(fmt.Sprintf("n%d", victim), 1, nodes[victim].ip)
 				nodes[victim].c.Publish([]discovery.Target{tg}, "")
 				arrivals(nodes, victim, tg.ID, func(_ discovery.Target, ok bool) bool { return ok }, time.Now(), 5*time.Second)
 				b.StartTimer()
@@ -178,21 +180,23 @@ func BenchmarkGossipDeadNode(b *testing.B) {
 // BenchmarkGossipBytesPerTarget reports the bytes one target takes: in a
 // delta (one change, one UDP packet) and in a full state of 100 targets.
 func BenchmarkGossipBytesPerTarget(b *testing.B) {
-	tg := target("host-a", 1, "10.0.0.5:32768")
+	tg := target("host-a", 1, "10.0.0.5")
 	tg.ContainerName = "shop-web-1"
 	tg.Created = time.Unix(1_700_000_000, 0)
 	var fullState full
 	fullState.Owner, fullState.Epoch, fullState.Seq = "host-a", time.Now().UnixNano(), 100
 	for i := range 100 {
-		t := target("host-a", i, fmt.Sprintf("10.0.0.5:%d", 32768+i))
+		t := target("host-a", i, "10.0.0.5")
 		t.ContainerName = fmt.Sprintf("shop-web-%d", i)
 		fullState.Targets = append(fullState.Targets, toWire(t))
 	}
 	w := toWire(tg)
+	_, key, _ := ed25519.GenerateKey(nil)
+	from := "host-a@" + strconv.FormatInt(fullState.Epoch, 36)
 	var deltaBytes, fullBytes int
 	for b.Loop() {
-		deltaBytes = len(encode(kindDelta, &delta{Owner: "host-a", Epoch: fullState.Epoch, Seq: 42, SentAt: time.Now().UnixNano(), Target: &w}))
-		fullBytes = len(encode(kindFull, &fullState))
+		deltaBytes = len(seal(key, kindDelta, from, &delta{Owner: "host-a", Epoch: fullState.Epoch, Seq: 42, SentAt: time.Now().UnixNano(), Target: &w}))
+		fullBytes = len(seal(key, kindFull, from, &fullState))
 	}
 	b.ReportMetric(float64(deltaBytes), "delta-bytes")
 	b.ReportMetric(float64(fullBytes)/100, "full-bytes/target")

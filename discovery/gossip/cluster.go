@@ -4,12 +4,14 @@
 // per agent start) and a sequence number (one per change). Each change travels
 // as a small delta, directly to every member over TCP and by gossip as well;
 // whole states travel in memberlist's push/pull and answer pulls when a node
-// sees a gap. Every received message is bounded, validated and, when it
-// cannot be trusted, dropped and counted.
+// sees a gap. Every message is signed by the agent start that sends it, and
+// carries only that start's own state (trust.go). Every received message is
+// bounded, validated and, when it cannot be trusted, dropped and counted.
 package gossip
 
 import (
 	"bytes"
+	"crypto/ed25519"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -17,7 +19,9 @@ import (
 	"log/slog"
 	"maps"
 	"net"
+	"net/netip"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -55,6 +59,9 @@ type Options struct {
 	// InFlight tells how many requests this node has in flight to a target;
 	// it is reported to the owners of draining targets (see DrainProgress).
 	InFlight func(targetID string) int64
+	// Reserved tells whether an address is one of this node's own sockets
+	// (listeners, admin API, gossip): no remote target may point there.
+	Reserved func(netip.AddrPort) bool
 }
 
 // Cluster is this node's membership and its view of the fleet's targets.
@@ -67,13 +74,17 @@ type Cluster struct {
 	queue   *memberlist.TransmitLimitedQueue
 	epoch   int64
 	name    string // memberlist name: node@epoch, unique per start
+	// key signs every message this start sends; its public half is in the meta.
+	key  ed25519.PrivateKey
+	logs limiter
 
 	// mu guards the fields below. Nothing holding it calls into memberlist,
 	// whose callbacks take it while memberlist holds its own lock.
-	mu    sync.Mutex
-	addr  string
-	table *table
-	names map[string]nameState // memberlist name -> owner and state
+	mu     sync.Mutex
+	addr   string
+	selfIP netip.Addr // zero until memberlist runs: no member is admitted before
+	table  *table
+	names  map[string]nameState // memberlist name -> owner and state
 	// goodbyes holds the members that announced a graceful leave.
 	goodbyes map[string]bool
 	// reports holds, per own draining target, each member's last in-flight count.
@@ -104,6 +115,7 @@ type nameState struct {
 	state memberState
 	since time.Time
 	node  memberlist.Node // Name, Addr and Port only
+	ip    netip.Addr
 	meta  meta
 }
 
@@ -156,6 +168,10 @@ func Start(opts Options) (*Cluster, error) {
 	}
 	c.name = opts.Node + "@" + strconv.FormatInt(c.epoch, 36)
 	c.stats.init()
+	var err error
+	if _, c.key, err = ed25519.GenerateKey(nil); err != nil {
+		return nil, fmt.Errorf("gossip: signing key: %w", err)
+	}
 
 	conf := memberlist.DefaultLANConfig()
 	conf.Name = c.name
@@ -186,6 +202,7 @@ func Start(opts Options) (*Cluster, error) {
 	}
 	conf.Delegate = delegate{c}
 	conf.Events = events{c}
+	conf.Alive = aliveDelegate{c}
 	conf.Logger = log.New(&logAdapter{log: c.log}, "", 0)
 	if opts.Transport != nil {
 		conf.Transport = opts.Transport
@@ -201,7 +218,11 @@ func Start(opts Options) (*Cluster, error) {
 	c.ml = ml
 	c.mlReady.Store(ml)
 	local := ml.LocalNode() // read once: only this node's later alive messages change it
+	ip, _ := netip.AddrFromSlice(local.Addr)
+	c.mu.Lock()
 	c.addr = net.JoinHostPort(local.Addr.String(), strconv.Itoa(int(local.Port)))
+	c.selfIP = ip.Unmap()
+	c.mu.Unlock()
 	c.wg.Add(2 + senders)
 	go c.receiveLoop()
 	go c.repairLoop()
@@ -248,10 +269,16 @@ func (c *Cluster) notify() {
 }
 
 // Targets returns the remote targets this node may route to, sorted by owner and ID.
+// A target refused on receipt never gets here; one that became an own socket
+// since (a listener added by a reload) is left out too.
 func (c *Cluster) Targets() []discovery.Target {
 	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.table.routable(time.Now(), c.opts.RejoinGrace)
+	targets := c.table.routable(time.Now(), c.opts.RejoinGrace)
+	c.mu.Unlock()
+	return slices.DeleteFunc(targets, func(t discovery.Target) bool {
+		ap, err := netip.ParseAddrPort(t.Address)
+		return err != nil || c.reserved(ap)
+	})
 }
 
 // Publish makes targets this node's state: each changed target becomes one
@@ -288,11 +315,14 @@ func (c *Cluster) Publish(targets []discovery.Target, configHash string) {
 		members = c.alive()
 	}
 	for _, d := range deltas {
-		msg := encode(kindDelta, d)
-		c.sendToAll(members, msg)
-		if len(msg) <= maxDeltaBytes {
-			c.queue.QueueBroadcast(broadcast(msg))
+		msg := seal(c.key, kindDelta, c.name, d)
+		if len(msg) > maxPacketBytes {
+			// Receivers refuse it: the new seq in the meta makes them pull
+			// the full state instead.
+			continue
 		}
+		c.sendToAll(members, msg)
+		c.queue.QueueBroadcast(broadcast(msg))
 	}
 	if c.queue.NumQueued() > maxQueued {
 		c.queue.Prune(maxQueued)
@@ -348,84 +378,79 @@ func (c *Cluster) receiveLoop() {
 		case <-c.done:
 			return
 		case msg := <-c.inbox:
-			if err := c.handle(msg); err != nil {
-				var de *dropError
-				if errors.As(err, &de) {
-					c.stats.drop(de.reason)
-					c.log.Debug("gossip: message dropped", "reason", de.reason, "err", de.err)
-				}
-			}
+			c.count(c.handle(msg))
 		}
 	}
 }
 
+// count records why a message was dropped.
+func (c *Cluster) count(err error) {
+	var de *dropError
+	if errors.As(err, &de) {
+		c.stats.drop(de.reason)
+		c.log.Debug("gossip: message dropped", "reason", de.reason, "err", de.err)
+	}
+}
+
+// handle applies one received message. Its sender must be a live member and
+// its signature verify with that member's key; a state must be the sender's
+// own, and its targets at the sender's address. An unknown or forged sender
+// changes nothing and allocates nothing that outlives the call.
 func (c *Cluster) handle(msg []byte) error {
-	if len(msg) == 0 {
-		return drop(dropMalformed, "empty message")
+	e, err := decodeMessage(msg)
+	if err != nil {
+		return err
+	}
+	c.mu.Lock()
+	sender, known := c.names[e.from]
+	c.mu.Unlock()
+	if !known || sender.state != memberAlive {
+		return drop(dropUnknownSender, "%s is not a live member", e.from)
+	}
+	if !e.verify(sender.meta.Key) {
+		return drop(dropBadSignature, "from %s", e.from)
 	}
 	now := time.Now()
-	switch msg[0] {
-	case kindDelta:
-		var d delta
-		if err := decode(msg[1:], maxFullBytes, &d); err != nil {
-			return err
+	switch p := e.payload.(type) {
+	case *delta:
+		if p.Owner != sender.owner || p.Epoch != sender.epoch {
+			return drop(dropNotOwner, "%s sent a change of %s@%d", e.from, p.Owner, p.Epoch)
 		}
-		if err := d.check(); err != nil {
-			return err
-		}
+		c.refuseTargets(e.from, sender.ip, p)
 		c.mu.Lock()
-		changed, err := c.table.applyDelta(&d, now)
+		changed, err := c.table.applyDelta(p, now)
 		c.mu.Unlock()
 		if err != nil {
 			return err
 		}
 		if changed {
-			c.stats.observePropagation(now.Sub(time.Unix(0, d.SentAt)))
+			c.stats.observePropagation(now.Sub(time.Unix(0, p.SentAt)))
 			c.notify()
 		}
-	case kindFull:
-		var f full
-		if err := decode(msg[1:], maxFullBytes, &f); err != nil {
-			return err
+	case *full:
+		if p.Owner != sender.owner || p.Epoch != sender.epoch {
+			return drop(dropNotOwner, "%s sent the state of %s@%d", e.from, p.Owner, p.Epoch)
 		}
-		if err := f.check(); err != nil {
-			return err
+		c.refuseTargets(e.from, sender.ip, p)
+		c.mu.Lock()
+		changed, err := c.table.applyFull(p)
+		c.mu.Unlock()
+		if changed {
+			c.notify()
 		}
-		return c.applyFull(&f)
-	case kindPull:
-		var p pull
-		if err := decode(msg[1:], 1024, &p); err != nil {
-			return err
-		}
-		c.answerPull(p.From)
-	case kindInFlight:
-		var r inFlightReport
-		if err := decode(msg[1:], maxDeltaBytes*8, &r); err != nil {
-			return err
-		}
-		c.recordInFlight(r, now)
-	case kindGoodbye:
-		var p pull
-		if err := decode(msg[1:], 1024, &p); err != nil {
-			return err
+		return err
+	case *inFlightReport:
+		c.recordInFlight(e.from, p, now)
+	case empty:
+		if e.kind == kindPull {
+			c.answerPull(sender.node)
+			return nil
 		}
 		c.mu.Lock()
-		c.goodbyes[p.From] = true
+		c.goodbyes[e.from] = true
 		c.mu.Unlock()
-	default:
-		return drop(dropMalformed, "unknown kind %q", msg[0])
 	}
 	return nil
-}
-
-func (c *Cluster) applyFull(f *full) error {
-	c.mu.Lock()
-	changed, err := c.table.applyFull(f)
-	c.mu.Unlock()
-	if changed {
-		c.notify()
-	}
-	return err
 }
 
 // ownFull is this node's whole state.
@@ -439,18 +464,13 @@ func (c *Cluster) ownFull() full {
 	return f
 }
 
-func (c *Cluster) answerPull(from string) {
-	for _, n := range c.alive() {
-		if n.Name == from {
-			msg := encode(kindFull, c.ownFull())
-			go func() {
-				if err := c.ml.SendReliable(&n, msg); err != nil {
-					c.log.Debug("gossip: answering a pull failed", "to", from, "err", err)
-				}
-			}()
-			return
+func (c *Cluster) answerPull(to memberlist.Node) {
+	msg := seal(c.key, kindFull, c.name, c.ownFull())
+	go func() {
+		if err := c.ml.SendReliable(&to, msg); err != nil {
+			c.log.Debug("gossip: answering a pull failed", "to", to.Name, "err", err)
 		}
-	}
+	}()
 }
 
 // repairLoop pulls the full state of owners with a gap, follows suspicion,
@@ -538,6 +558,8 @@ type meta struct {
 	Epoch      int64  `json:"e"`
 	Seq        uint64 `json:"s"`
 	ConfigHash string `json:"ch,omitempty"`
+	// Key is the start's ed25519 public key: its messages verify with it.
+	Key []byte `json:"k"`
 }
 
 func decodeMeta(b []byte) (meta, bool) {
@@ -549,26 +571,54 @@ func decodeMeta(b []byte) (meta, bool) {
 }
 
 // followMembers reconciles owners with their members' states, forgets long
-// dead ones, and asks owners with a gap, or whose meta is ahead of what
-// arrived, for their full state.
+// dead members and owners, and asks owners with a gap, or whose meta is ahead
+// of what arrived, for their full state.
 func (c *Cluster) followMembers(now time.Time, lastPull map[string]time.Time) {
 	var pulls []memberlist.Node
 	changed := false
 	c.mu.Lock()
+	live := map[string]nameState{} // owner -> its live start
 	for name, ns := range c.names {
 		if ns.state >= memberLeft && now.Sub(ns.since) > forgetDead {
 			delete(c.names, name)
+			delete(c.acks, name)
+			delete(c.goodbyes, name)
 			continue
 		}
-		o := c.table.owner(ns.owner)
-		if ns.meta.ConfigHash != "" && ns.meta.Epoch == o.epoch {
+		if ns.state != memberAlive {
+			continue
+		}
+		if cur, ok := live[ns.owner]; !ok || c.preferred(ns, cur) {
+			live[ns.owner] = ns
+		}
+	}
+	for owner, ns := range live {
+		o := c.table.owners[owner]
+		if o == nil {
+			if now.Sub(lastPull[owner]) > pullEvery {
+				lastPull[owner] = now
+				pulls = append(pulls, ns.node)
+			}
+			continue
+		}
+		if ns.epoch != o.epoch {
+			// The owner's state is its live start's: an older or newer start
+			// whose member is gone gives way to it.
+			o.restart(ns.epoch, now)
+		}
+		if ns.meta.ConfigHash != "" {
 			o.configHash = ns.meta.ConfigHash
 		}
-		behind := ns.meta.Epoch > o.epoch || ns.meta.Epoch == o.epoch && ns.meta.Seq > o.complete
+		behind := ns.meta.Seq > o.complete
 		gap := !o.needFullFrom.IsZero() && now.Sub(o.needFullFrom) > gapPatience
-		if ns.state == memberAlive && (behind || gap) && now.Sub(lastPull[ns.owner]) > pullEvery {
-			lastPull[ns.owner] = now
+		if (behind || gap) && now.Sub(lastPull[owner]) > pullEvery {
+			lastPull[owner] = now
 			pulls = append(pulls, ns.node)
+		}
+	}
+	for owner := range lastPull {
+		if _, ok := live[owner]; !ok {
+			delete(lastPull, owner)
 		}
 	}
 	for owner, o := range c.table.owners {
@@ -582,14 +632,26 @@ func (c *Cluster) followMembers(now time.Time, lastPull map[string]time.Time) {
 		}
 	}
 	c.mu.Unlock()
-	for _, n := range pulls {
-		c.stats.pulls.Add(1)
-		msg := encode(kindPull, pull{From: c.name})
-		go c.ml.SendReliable(&n, msg)
+	if len(pulls) > 0 {
+		msg := seal(c.key, kindPull, c.name, empty{})
+		for _, n := range pulls {
+			c.stats.pulls.Add(1)
+			go c.ml.SendReliable(&n, msg)
+		}
 	}
 	if changed {
 		c.notify()
 	}
+}
+
+// preferred tells which of two live starts of one owner holds its state: the
+// one whose state is here already, else the newer. admit lets a second start
+// in only once the first is gone, so two are alive only for moments.
+func (c *Cluster) preferred(a, b nameState) bool {
+	if o := c.table.owners[a.owner]; o != nil && (a.epoch == o.epoch) != (b.epoch == o.epoch) {
+		return a.epoch == o.epoch
+	}
+	return a.epoch > b.epoch
 }
 
 // ownerMember is the best state among an owner's memberlist names: a new
@@ -607,18 +669,15 @@ func (c *Cluster) ownerMember(owner string) memberState {
 	return best
 }
 
-// observe records what memberlist says about a member; called from its
-// event callbacks, which run one at a time.
+// observe records what memberlist says about a member it admitted (admit);
+// called from its event callbacks, which run one at a time.
 func (c *Cluster) observe(n *memberlist.Node, state memberState) {
 	if n.Name == c.name {
 		return
 	}
-	owner, epoch, ok := parseName(n.Name)
-	if !ok {
-		c.log.Warn("gossip: a member's name is not node@epoch; is it a berth agent?", "member", n.Name)
-		return
-	}
+	owner, epoch, _ := parseName(n.Name)
 	m, _ := decodeMeta(n.Meta)
+	ip, _ := netip.AddrFromSlice(n.Addr)
 	copied := memberlist.Node{Name: n.Name, Addr: append(net.IP(nil), n.Addr...), Port: n.Port}
 	c.mu.Lock()
 	prev, known := c.names[n.Name]
@@ -626,7 +685,7 @@ func (c *Cluster) observe(n *memberlist.Node, state memberState) {
 	if known && prev.state == state {
 		since = prev.since
 	}
-	c.names[n.Name] = nameState{owner: owner, epoch: epoch, state: state, since: since, node: copied, meta: m}
+	c.names[n.Name] = nameState{owner: owner, epoch: epoch, state: state, since: since, node: copied, ip: ip.Unmap(), meta: m}
 	c.mu.Unlock()
 	if !known || prev.state != state {
 		c.log.Info("gossip: member "+state.String(), "member", n.Name, "address", copied.Address())
@@ -687,7 +746,7 @@ func (c *Cluster) report(now time.Time, last map[string]sentReport) {
 		if ns.state != memberAlive || o == nil || o.epoch != ns.epoch {
 			continue
 		}
-		r := inFlightReport{From: c.name, Epoch: o.epoch, Known: o.complete}
+		r := inFlightReport{Epoch: o.epoch, Known: o.complete}
 		for id, rec := range o.records {
 			if !rec.removed && rec.target.Draining {
 				if r.Counts == nil {
@@ -714,7 +773,16 @@ func (c *Cluster) report(now time.Time, last map[string]sentReport) {
 			continue // nothing new, and not due
 		}
 		last[p.node.Name] = sentReport{known: p.r.Known, counts: p.r.Counts, at: now}
-		c.ml.SendBestEffort(&p.node, encode(kindInFlight, p.r))
+		c.ml.SendBestEffort(&p.node, seal(c.key, kindInFlight, c.name, p.r))
+	}
+	current := make(map[string]bool, len(out))
+	for _, p := range out {
+		current[p.node.Name] = true
+	}
+	for name := range last {
+		if !current[name] {
+			delete(last, name) // a member gone: nothing to repeat to it
+		}
 	}
 }
 
@@ -734,11 +802,11 @@ const (
 	drainReportRefresh = reportFresh / 2
 )
 
-func (c *Cluster) recordInFlight(r inFlightReport, now time.Time) {
+func (c *Cluster) recordInFlight(from string, r *inFlightReport, now time.Time) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if r.Epoch == c.epoch {
-		c.acks[r.From] = r.Known
+		c.acks[from] = r.Known
 	}
 	for id, n := range r.Counts {
 		if _, own := c.own[id]; !own || n < 0 {
@@ -747,7 +815,7 @@ func (c *Cluster) recordInFlight(r inFlightReport, now time.Time) {
 		if c.reports[id] == nil {
 			c.reports[id] = map[string]inFlightSeen{}
 		}
-		c.reports[id][r.From] = inFlightSeen{count: n, at: now}
+		c.reports[id][from] = inFlightSeen{count: n, at: now}
 	}
 	for id := range c.reports {
 		if _, own := c.own[id]; !own {
@@ -781,7 +849,7 @@ func (c *Cluster) DrainProgress(id string) (inFlight int64, reported, members in
 // sayGoodbye tells every live member, directly, that this node leaves on
 // purpose, so they keep its targets for their rejoin grace.
 func (c *Cluster) sayGoodbye(timeout time.Duration) {
-	msg := encode(kindGoodbye, pull{From: c.name})
+	msg := seal(c.key, kindGoodbye, c.name, empty{})
 	var wg sync.WaitGroup
 	for _, n := range c.alive() {
 		wg.Add(1)
@@ -803,11 +871,12 @@ type delegate struct{ c *Cluster }
 
 func (d delegate) NodeMeta(limit int) []byte {
 	d.c.mu.Lock()
-	m := meta{Epoch: d.c.epoch, Seq: d.c.seq, ConfigHash: d.c.ownHash}
+	m := meta{Epoch: d.c.epoch, Seq: d.c.seq, ConfigHash: d.c.ownHash, Key: d.c.key.Public().(ed25519.PublicKey)}
 	d.c.mu.Unlock()
 	b, _ := json.Marshal(m)
 	if len(b) > limit {
-		b, _ = json.Marshal(meta{Epoch: m.Epoch, Seq: m.Seq})
+		m.ConfigHash = ""
+		b, _ = json.Marshal(m)
 	}
 	return b
 }
@@ -825,50 +894,25 @@ func (d delegate) GetBroadcasts(overhead, limit int) [][]byte {
 	return d.c.queue.GetBroadcasts(overhead, limit)
 }
 
+// LocalState is this node's own state only: a node never relays another's,
+// so every copy of a state comes signed from its owner.
 func (d delegate) LocalState(join bool) []byte {
 	c := d.c
-	owners := []full{c.ownFull()}
-	c.mu.Lock()
-	for _, name := range sortedOwners(c.table.owners) {
-		if o := c.table.owners[name]; o.member != memberDead && o.epochComplete() {
-			owners = append(owners, c.table.fullOf(name, o))
-		}
-	}
-	c.mu.Unlock()
-	msg := encode(kindBundle, owners)
+	msg := seal(c.key, kindFull, c.name, c.ownFull())
 	c.stats.pushPullSent.Add(uint64(len(msg)))
 	return msg
 }
 
+// MergeRemoteState takes the other side's own state. memberlist merges the
+// member list first, so a joining sender is a member by now.
 func (d delegate) MergeRemoteState(buf []byte, join bool) {
 	c := d.c
 	c.stats.pushPullReceived.Add(uint64(len(buf)))
-	if len(buf) == 0 || buf[0] != kindBundle {
+	if len(buf) == 0 || buf[0] != kindFull {
 		c.stats.drop(dropMalformed)
 		return
 	}
-	var owners []full
-	if err := decode(buf[1:], maxBundleBytes, &owners); err != nil {
-		var de *dropError
-		errors.As(err, &de)
-		c.stats.drop(de.reason)
-		return
-	}
-	if len(owners) > maxOwners {
-		c.stats.drop(dropOversized)
-		return
-	}
-	for i := range owners {
-		if err := owners[i].check(); err != nil {
-			var de *dropError
-			errors.As(err, &de)
-			c.stats.drop(de.reason)
-			continue
-		}
-		if err := c.applyFull(&owners[i]); err != nil {
-			c.stats.drop(dropStale)
-		}
-	}
+	c.count(c.handle(buf))
 }
 
 type events struct{ c *Cluster }
@@ -906,26 +950,24 @@ func (b broadcast) Finished()                             {}
 // logAdapter turns memberlist's log lines into structured logs, and says what
 // to do about the ones a user causes, once a minute at most for each kind.
 type logAdapter struct {
-	log  *slog.Logger
-	mu   sync.Mutex
-	last map[string]time.Time
+	log   *slog.Logger
+	limit limiter
 }
-
-// logRepeatEvery spaces out repeats of a user-caused complaint (a join retried
-// every few seconds with a wrong key would otherwise fill the log).
-const logRepeatEvery = time.Minute
 
 func (l *logAdapter) Write(p []byte) (int, error) {
 	line := strings.TrimSpace(string(p))
 	switch {
 	case strings.Contains(line, "decrypt") || strings.Contains(line, "Encryption is configured but remote state is not encrypted"):
-		l.once("key", func() {
+		l.limit.once("key", func() {
 			l.log.Error("gossip: a node's messages cannot be decrypted: it uses another cluster.secret-key-file, or none", "memberlist", line)
 		})
 	case strings.Contains(line, "label"):
-		l.once("label", func() {
+		l.limit.once("label", func() {
 			l.log.Warn("gossip: a node with another cluster.label was ignored", "memberlist", line)
 		})
+	case strings.Contains(line, "ignoring alive message"):
+		// A refused member: aliveDelegate counts and logs it once.
+		l.log.Debug("gossip: memberlist", "msg", line)
 	case strings.HasPrefix(line, "[ERR]"):
 		l.log.Warn("gossip: memberlist", "msg", line)
 	case strings.HasPrefix(line, "[WARN]"):
@@ -936,7 +978,19 @@ func (l *logAdapter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-func (l *logAdapter) once(kind string, emit func()) {
+// logRepeatEvery spaces out repeats of one kind of complaint (a join retried
+// every few seconds with a wrong key, a member flooding refused targets would
+// otherwise fill the log).
+const logRepeatEvery = time.Minute
+
+// limiter runs a log line of each kind at most once per logRepeatEvery. Its
+// kinds are fixed strings, never names a peer chose, so it stays small.
+type limiter struct {
+	mu   sync.Mutex
+	last map[string]time.Time
+}
+
+func (l *limiter) once(kind string, emit func()) {
 	l.mu.Lock()
 	now := time.Now()
 	due := now.Sub(l.last[kind]) >= logRepeatEvery

@@ -6,6 +6,8 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/netip"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -82,6 +84,8 @@ type nodeOptions struct {
 	log   io.Writer // default: discarded
 	// inFlight is the node's in-flight count per target, for drain reports.
 	inFlight func(string) int64
+	// reserved stands for the agent's own sockets.
+	reserved func(netip.AddrPort) bool
 }
 
 // syncBuffer collects a node's log for a test to read.
@@ -112,7 +116,7 @@ func startNode(t testing.TB, name string, ip int, join []string, o nodeOptions) 
 	}
 	pt := &partitionable{NetTransport: nt, blocked: map[string]bool{}}
 	c, err := Start(Options{
-		Node: name, Bind: addr + ":0", Join: join, Keys: o.keys, Label: o.label, Transport: pt, Tune: fastDetection, InFlight: o.inFlight,
+		Node: name, Bind: addr + ":0", Join: join, Keys: o.keys, Label: o.label, Transport: pt, Tune: fastDetection, InFlight: o.inFlight, Reserved: o.reserved,
 		Logger: slog.New(slog.NewTextHandler(cmp.Or(o.log, io.Discard), nil)), RejoinGrace: 2 * time.Second,
 	})
 	if err != nil {
@@ -176,7 +180,10 @@ func waitFor(t testing.TB, timeout time.Duration, cond func() bool, msg string, 
 	}
 }
 
-func target(owner string, n int, addr string) discovery.Target {
+// target is the n-th target of owner, whose host has the address ip: a
+// container's port published on it.
+func target(owner string, n int, ip string) discovery.Target {
+	addr := net.JoinHostPort(ip, strconv.Itoa(1024+n%60000))
 	return discovery.Target{ID: fmt.Sprintf("%s/%012d/8080", owner, n), Node: owner, Groups: []string{"web"}, Address: addr, Weight: 1, ContainerName: fmt.Sprintf("web-%d", n)}
 }
 
@@ -195,7 +202,7 @@ func TestTargetsAndDrainsReachEveryNode(t *testing.T) {
 		t.Run(fmt.Sprint(size, " nodes"), func(t *testing.T) {
 			nodes := cluster(t, size)
 			owner := nodes[size-1]
-			tg := target("n"+fmt.Sprint(size-1), 1, "10.0.0.9:32768")
+			tg := target("n"+fmt.Sprint(size-1), 1, owner.ip)
 			owner.c.Publish([]discovery.Target{tg}, "hash-a")
 			waitFor(t, 5*time.Second, func() bool {
 				for _, n := range nodes[:size-1] {
@@ -237,9 +244,9 @@ func TestTargetsAndDrainsReachEveryNode(t *testing.T) {
 
 func TestLocalOnlyTargetsStayHome(t *testing.T) {
 	nodes := cluster(t, 2)
-	local := target("n1", 1, "127.0.0.1:32768")
+	local := target("n1", 1, "127.0.0.1")
 	local.LocalOnly = true
-	shared := target("n1", 2, "10.0.0.9:32769")
+	shared := target("n1", 2, nodes[1].ip)
 	nodes[1].c.Publish([]discovery.Target{local, shared}, "")
 	waitFor(t, 5*time.Second, func() bool { _, ok := find(nodes[0], shared.ID); return ok }, "the shared target did not arrive")
 	if _, ok := find(nodes[0], local.ID); ok {
@@ -249,7 +256,7 @@ func TestLocalOnlyTargetsStayHome(t *testing.T) {
 
 func TestDeadNodeTargetsLeaveEveryNode(t *testing.T) {
 	nodes := cluster(t, 3)
-	tg := target("n2", 1, "10.0.0.9:32768")
+	tg := target("n2", 1, nodes[2].ip)
 	nodes[2].c.Publish([]discovery.Target{tg}, "")
 	waitFor(t, 5*time.Second, func() bool { _, a := find(nodes[0], tg.ID); _, b := find(nodes[1], tg.ID); return a && b }, "the target did not arrive")
 	killed := time.Now()
@@ -260,7 +267,7 @@ func TestDeadNodeTargetsLeaveEveryNode(t *testing.T) {
 
 func TestRestartedNodeRejoinsUnderTheSameName(t *testing.T) {
 	nodes := cluster(t, 3)
-	tg := target("n2", 1, "10.0.0.9:32768")
+	tg := target("n2", 1, nodes[2].ip)
 	nodes[2].c.Publish([]discovery.Target{tg}, "")
 	waitFor(t, 5*time.Second, func() bool { _, ok := find(nodes[0], tg.ID); return ok }, "the target did not arrive")
 
@@ -271,7 +278,7 @@ func TestRestartedNodeRejoinsUnderTheSameName(t *testing.T) {
 		t.Fatal("a gracefully restarting node's target left routing at once")
 	}
 	again := startNode(t, "n2", 12, []string{nodes[0].c.Addr()}, nodeOptions{})
-	tg2 := target("n2", 2, "10.0.0.9:32769")
+	tg2 := target("n2", 2, again.ip)
 	again.c.Publish([]discovery.Target{tg, tg2}, "")
 	waitFor(t, 5*time.Second, func() bool {
 		_, a := find(nodes[0], tg.ID)
@@ -297,9 +304,9 @@ func TestPartitionHeals(t *testing.T) {
 	nodes[2].transport.block([]string{nodes[0].c.Addr(), nodes[1].c.Addr()}, true)
 	nodes[0].transport.block([]string{nodes[2].c.Addr()}, true)
 	nodes[1].transport.block([]string{nodes[2].c.Addr()}, true)
-	tg := target("n2", 1, "10.0.0.9:32768")
+	tg := target("n2", 1, nodes[2].ip)
 	nodes[2].c.Publish([]discovery.Target{tg}, "")
-	tg0 := target("n0", 1, "10.0.0.8:32768")
+	tg0 := target("n0", 1, nodes[0].ip)
 	nodes[0].c.Publish([]discovery.Target{tg0}, "")
 	// Long enough for each side to declare the other dead: healing must not
 	// depend on memberlist still probing.
@@ -327,43 +334,44 @@ func TestPartitionHeals(t *testing.T) {
 
 func TestUntrustedMessagesAreDropped(t *testing.T) {
 	nodes := cluster(t, 2)
-	n := nodes[0]
-	good := toWire(target("n1", 1, "10.0.0.9:32768"))
-	foreign := toWire(target("n0", 1, "10.0.0.9:32768"))
+	n, sender := nodes[0], nodes[1].c
+	epoch := sender.epoch
+	good := toWire(target("n1", 1, nodes[1].ip))
+	foreign := toWire(target("n0", 1, nodes[1].ip))
 	badAddr := good
 	badAddr.Address = "nowhere"
+	sealed := func(kind byte, v any) []byte { return seal(sender.key, kind, sender.name, v) }
 	cases := []struct {
 		name   string
 		msg    []byte
 		reason string
 	}{
-		{"not json", []byte("D{{{"), dropMalformed},
-		{"unknown kind", []byte("Z{}"), dropMalformed},
+		{"not json", sealBody(sender.key, kindDelta, sender.name, []byte("{{{")), dropMalformed},
+		{"unknown kind", sealed('Z', empty{}), dropMalformed},
 		{"empty", nil, dropMalformed},
-		{"no target and no removal", encode(kindDelta, delta{Owner: "n1", Epoch: 1, Seq: 1}), dropMalformed},
-		{"bad owner name", encode(kindDelta, delta{Owner: "n1 <script>", Epoch: 1, Seq: 1, Target: &good}), dropMalformed},
-		{"a target of another owner", encode(kindDelta, delta{Owner: "n1", Epoch: 1, Seq: 1, Target: &foreign}), dropForeign},
-		{"bad address", encode(kindDelta, delta{Owner: "n1", Epoch: 1, Seq: 1, Target: &badAddr}), dropMalformed},
-		{"oversized", append([]byte{kindFull}, make([]byte, maxFullBytes+1)...), dropOversized},
+		{"unsigned", append([]byte{kindDelta, 0}, `{"o":"n1"}`...), dropMalformed},
+		{"no target and no removal", sealed(kindDelta, delta{Owner: "n1", Epoch: epoch, Seq: 1}), dropMalformed},
+		{"bad owner name", sealed(kindDelta, delta{Owner: "n1 <script>", Epoch: epoch, Seq: 1, Target: &good}), dropMalformed},
+		{"a target of another owner", sealed(kindDelta, delta{Owner: "n1", Epoch: epoch, Seq: 1, Target: &foreign}), dropForeign},
+		{"bad address", sealed(kindDelta, delta{Owner: "n1", Epoch: epoch, Seq: 1, Target: &badAddr}), dropMalformed},
+		{"oversized full", append([]byte{kindFull}, make([]byte, maxFullBytes+1)...), dropOversized},
 	}
 	for _, c := range cases {
 		before := n.c.Stats().Dropped[c.reason]
 		delegate{n.c}.NotifyMsg(c.msg)
 		waitFor(t, 2*time.Second, func() bool { return n.c.Stats().Dropped[c.reason] == before+1 }, "%s: not counted as %s", c.name, c.reason)
 	}
-	// A stale copy: n1's real state is newer than an epoch-1 delta.
-	nodes[1].c.Publish([]discovery.Target{target("n1", 1, "10.0.0.9:32768")}, "")
-	waitFor(t, 5*time.Second, func() bool { _, ok := find(n, good.ID); return ok }, "the real target did not arrive")
+	// A stale copy: n1's real state is newer than a delta of an old seq.
+	sender.Publish([]discovery.Target{target("n1", 1, nodes[1].ip)}, "")
+	sender.Publish([]discovery.Target{target("n1", 2, nodes[1].ip)}, "")
+	waitFor(t, 5*time.Second, func() bool { _, ok := find(n, target("n1", 2, nodes[1].ip).ID); return ok }, "the real target did not arrive")
 	stale := good
-	stale.Address = "10.6.6.6:666"
+	stale.Address = nodes[1].ip + ":666"
 	before := n.c.Stats().Dropped[dropStale]
-	delegate{n.c}.NotifyMsg(encode(kindDelta, delta{Owner: "n1", Epoch: 1, Seq: 99, Target: &stale}))
-	waitFor(t, 2*time.Second, func() bool { return n.c.Stats().Dropped[dropStale] == before+1 }, "a stale delta was not counted")
-	if got, _ := find(n, good.ID); got.Address != good.Address {
-		t.Fatalf("a stale delta changed the target: %+v", got)
-	}
+	delegate{n.c}.NotifyMsg(sealed(kindFull, full{Owner: "n1", Epoch: epoch, Seq: 1, Targets: []wireTarget{stale}}))
+	waitFor(t, 2*time.Second, func() bool { return n.c.Stats().Dropped[dropStale] == before+1 }, "a stale full state was not counted")
 	if len(n.c.Targets()) != 1 {
-		t.Fatalf("untrusted messages added targets: %+v", n.c.Targets())
+		t.Fatalf("untrusted messages changed the targets: %+v", n.c.Targets())
 	}
 }
 
@@ -400,7 +408,7 @@ func TestDrainProgressCountsEveryNode(t *testing.T) {
 	n1 := startNode(t, "n1", 41, []string{n0.c.Addr()}, nodeOptions{inFlight: inFlightOf("n1")})
 	owner := startNode(t, "n2", 42, []string{n0.c.Addr()}, nodeOptions{})
 	waitFormed(t, []*node{n0, n1, owner}, 10*time.Second)
-	tg := target("n2", 1, "10.0.0.9:32768")
+	tg := target("n2", 1, owner.ip)
 	owner.c.Publish([]discovery.Target{tg}, "")
 	waitFor(t, 5*time.Second, func() bool { _, a := find(n0, tg.ID); _, b := find(n1, tg.ID); return a && b }, "the target did not arrive")
 	if n, reported, _ := owner.c.DrainProgress(tg.ID); n != 0 || reported != 0 {

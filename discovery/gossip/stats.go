@@ -1,6 +1,7 @@
 package gossip
 
 import (
+	"maps"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -17,6 +18,7 @@ type stats struct {
 	pushPullSent, pushPullReceived atomic.Uint64
 	mu                             sync.Mutex
 	dropped                        map[string]uint64
+	targetsRefused, membersRefused map[string]uint64
 	propagation                    []uint64
 	propagationSum                 time.Duration
 	propagationCount               uint64
@@ -24,12 +26,25 @@ type stats struct {
 
 func (s *stats) init() {
 	s.dropped = map[string]uint64{}
+	s.targetsRefused, s.membersRefused = map[string]uint64{}, map[string]uint64{}
 	s.propagation = make([]uint64, len(PropagationBuckets)+1)
 }
 
 func (s *stats) drop(reason string) {
 	s.mu.Lock()
 	s.dropped[reason]++
+	s.mu.Unlock()
+}
+
+func (s *stats) refuseTarget(reason string) {
+	s.mu.Lock()
+	s.targetsRefused[reason]++
+	s.mu.Unlock()
+}
+
+func (s *stats) refuseMember(reason string) {
+	s.mu.Lock()
+	s.membersRefused[reason]++
 	s.mu.Unlock()
 }
 
@@ -50,8 +65,15 @@ type Stats struct {
 	// QueuedBroadcasts is the depth of the gossip queue.
 	QueuedBroadcasts int
 	// Dropped counts received messages that were not trusted, by reason:
-	// malformed, oversized, stale, foreign, queue_full.
+	// malformed, oversized, stale, foreign, queue_full, unknown_sender,
+	// bad_signature, not_owner.
 	Dropped map[string]uint64
+	// TargetsRefused counts targets of members refused on receipt, by reason:
+	// not_owner_address, special_address, own_port.
+	TargetsRefused map[string]uint64
+	// MembersRefused counts alive messages memberlist was told to ignore, by
+	// reason: not_berth, key_changed, too_many, address, name_taken, address_taken.
+	MembersRefused map[string]uint64
 	// Propagation is the delay from an owner's change to its arrival here:
 	// cumulative bucket counts for PropagationBuckets then +Inf, sum and count.
 	Propagation      []uint64
@@ -72,15 +94,13 @@ type Stats struct {
 // Stats returns a copy of the counters.
 func (c *Cluster) Stats() Stats {
 	st := Stats{
-		Members: map[string]int{}, QueuedBroadcasts: c.queue.NumQueued(), Dropped: map[string]uint64{},
+		Members: map[string]int{}, QueuedBroadcasts: c.queue.NumQueued(),
 		DirectSends: c.stats.fanoutSends.Load(), DirectFailures: c.stats.fanoutFailures.Load(), Pulls: c.stats.pulls.Load(),
 		PushPullBytesSent: c.stats.pushPullSent.Load(), PushPullBytesReceived: c.stats.pushPullReceived.Load(),
 		HealthScore: c.ml.GetHealthScore(),
 	}
 	c.stats.mu.Lock()
-	for k, v := range c.stats.dropped {
-		st.Dropped[k] = v
-	}
+	st.Dropped, st.TargetsRefused, st.MembersRefused = maps.Clone(c.stats.dropped), maps.Clone(c.stats.targetsRefused), maps.Clone(c.stats.membersRefused)
 	var cum uint64
 	for _, n := range c.stats.propagation {
 		cum += n

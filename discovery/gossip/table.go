@@ -77,24 +77,19 @@ func (t *table) applyDelta(d *delta, now time.Time) (bool, error) {
 	case d.Epoch < o.epoch:
 		return false, drop(dropStale, "owner %s: epoch %d, known %d", d.Owner, d.Epoch, o.epoch)
 	case d.Epoch > o.epoch:
-		// A new start of the owner's agent: its seqs begin again. Records of
-		// the old epoch stay until its full state replaces them, so its
-		// still-running containers keep serving meanwhile.
-		o.epoch, o.complete, o.ahead = d.Epoch, 0, map[uint64]bool{}
-		for id, r := range o.records {
-			r.seq = 0
-			o.records[id] = r
-		}
-		o.needFullFrom = now
+		o.restart(d.Epoch, now)
 	case d.Seq <= o.complete || o.ahead[d.Seq]:
 		return false, nil // a duplicate: gossip delivers more than once
-	}
-	if d.ConfigHash != "" {
-		o.configHash = d.ConfigHash
 	}
 	id := d.Removed
 	if d.Target != nil {
 		id = d.Target.ID
+	}
+	if _, ok := o.records[id]; !ok && (len(o.records) >= maxTargets || t.size() >= maxTotalTargets) || len(o.ahead) >= maxTargets {
+		return false, drop(dropOversized, "owner %s: %d records, %d waiting, %d of every owner", d.Owner, len(o.records), len(o.ahead), t.size())
+	}
+	if d.ConfigHash != "" {
+		o.configHash = d.ConfigHash
 	}
 	changed := false
 	if cur, ok := o.records[id]; !ok || cur.seq < d.Seq {
@@ -111,6 +106,28 @@ func (t *table) applyDelta(d *delta, now time.Time) (bool, error) {
 		o.needFullFrom = now // a gap: repaired by a pull if it does not fill soon
 	}
 	return changed, nil
+}
+
+// restart makes epoch, a new start of the owner's agent, the one whose
+// changes apply: its seqs begin again. Records of the old epoch stay until
+// its full state replaces them, so its still-running containers keep serving
+// meanwhile.
+func (o *ownerState) restart(epoch int64, now time.Time) {
+	o.epoch, o.complete, o.ahead = epoch, 0, map[uint64]bool{}
+	for id, r := range o.records {
+		r.seq = 0
+		o.records[id] = r
+	}
+	o.needFullFrom = now
+}
+
+// size counts every owner's records, the bound of maxTotalTargets.
+func (t *table) size() int {
+	n := 0
+	for _, o := range t.owners {
+		n += len(o.records)
+	}
+	return n
 }
 
 // advance moves complete over contiguous applied seqs and drops tombstones
@@ -152,6 +169,9 @@ func (t *table) applyFull(f *full) (bool, error) {
 	if f.Epoch == o.epoch && f.Seq == o.complete && o.epochComplete() && len(o.ahead) == 0 {
 		return false, nil // nothing new
 	}
+	if others := t.size() - len(o.records); others+len(f.Targets) > maxTotalTargets {
+		return false, drop(dropOversized, "owner %s: %d targets beside %d of other owners", f.Owner, len(f.Targets), others)
+	}
 	records := make(map[string]record, len(f.Targets))
 	for _, w := range f.Targets {
 		records[w.ID] = record{seq: f.Seq, target: fromWire(f.Owner, w)}
@@ -175,18 +195,6 @@ func (t *table) applyFull(f *full) (bool, error) {
 	o.needFullFrom = time.Time{}
 	o.advance()
 	return true, nil
-}
-
-// fullOf renders an owner's state for a push/pull bundle.
-func (t *table) fullOf(name string, o *ownerState) full {
-	f := full{Owner: name, Epoch: o.epoch, Seq: o.complete, ConfigHash: o.configHash, Targets: []wireTarget{}}
-	for _, r := range o.records {
-		if !r.removed {
-			f.Targets = append(f.Targets, toWire(r.target))
-		}
-	}
-	sort.Slice(f.Targets, func(i, j int) bool { return f.Targets[i].ID < f.Targets[j].ID })
-	return f
 }
 
 // routable returns the targets of remote owners that this node may route to:

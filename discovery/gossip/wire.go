@@ -1,10 +1,10 @@
 package gossip
 
 import (
+	"crypto/ed25519"
 	"encoding/json"
 	"fmt"
-	"net"
-	"strconv"
+	"net/netip"
 	"strings"
 	"time"
 
@@ -13,10 +13,9 @@ import (
 
 // Message kinds: the first byte of every message berth sends through memberlist.
 const (
-	kindDelta  byte = 'D' // one change of one owner's target (gossip and direct fan-out)
-	kindFull   byte = 'F' // one owner's whole state (answer to a pull)
-	kindBundle byte = 'B' // every owner's state (push/pull and join)
-	kindPull   byte = 'P' // "send me your full state"
+	kindDelta byte = 'D' // one change of the sender's target (direct fan-out and gossip)
+	kindFull  byte = 'F' // the sender's whole state (answer to a pull, and push/pull)
+	kindPull  byte = 'P' // "send me your full state"
 	// kindGoodbye says the sender leaves on purpose (an agent stopping or
 	// restarting): its targets stay routable for the rejoin grace.
 	kindGoodbye byte = 'L'
@@ -26,14 +25,20 @@ const (
 )
 
 // Bounds on what a message may carry; anything larger is dropped and counted.
+// docs/fleet.md states them.
 const (
-	// maxDeltaBytes keeps a delta in one UDP packet with memberlist's overhead.
-	maxDeltaBytes = 1200
-	maxFullBytes  = 4 << 20
-	// maxBundleBytes stays under memberlist's 20 MiB push/pull cap.
-	maxBundleBytes  = 16 << 20
-	maxTargets      = 10000
-	maxOwners       = 10000
+	// maxPacketBytes keeps a message in one UDP packet with memberlist's
+	// overhead (compound header, encryption, label): deltas, in-flight
+	// reports, pulls and goodbyes, envelope included.
+	maxPacketBytes = 1200
+	// maxFullBytes bounds a full state (a pull's answer, a push/pull).
+	maxFullBytes = 4 << 20
+	// maxTargets bounds one owner's records (targets and removals not yet
+	// forgotten), maxTotalTargets every owner's together.
+	maxTargets      = 4096
+	maxTotalTargets = 65536
+	// maxMembers bounds the members known here, dead ones included.
+	maxMembers      = 1024
 	maxNameBytes    = 128
 	maxGroupsPerTgt = 64
 	maxRulesPerTgt  = 16
@@ -124,23 +129,103 @@ type full struct {
 // state (Epoch, Known) whose every change it has, and its in-flight counts
 // for the owner's draining targets.
 type inFlightReport struct {
-	From   string           `json:"f"`
 	Epoch  int64            `json:"e"`
 	Known  uint64           `json:"k"`
 	Counts map[string]int64 `json:"c,omitempty"`
 }
 
-// pull and goodbye carry the sender's memberlist name.
-type pull struct {
-	From string `json:"f"`
-}
+// empty is the body of a pull and a goodbye: the envelope says who sends it.
+type empty struct{}
 
-func encode(kind byte, v any) []byte {
+// A sealed message is the kind, the sender's memberlist name (a length byte,
+// then the name), the JSON body, then the sender's ed25519 signature of all
+// that. The sender's public key is in its memberlist meta: a receiver trusts
+// a message only when it verifies against the key of the member it names.
+func seal(key ed25519.PrivateKey, kind byte, from string, v any) []byte {
 	body, err := json.Marshal(v)
 	if err != nil {
 		panic("gossip: encode: " + err.Error()) // only our own plain structs are encoded
 	}
-	return append([]byte{kind}, body...)
+	return sealBody(key, kind, from, body)
+}
+
+func sealBody(key ed25519.PrivateKey, kind byte, from string, body []byte) []byte {
+	msg := make([]byte, 0, 2+len(from)+len(body)+ed25519.SignatureSize)
+	msg = append(msg, kind, byte(len(from)))
+	msg = append(msg, from...)
+	msg = append(msg, body...)
+	return append(msg, ed25519.Sign(key, msg)...)
+}
+
+// envelope is a sealed message taken apart, its signature not checked yet.
+type envelope struct {
+	kind      byte
+	from      string
+	body      []byte
+	signed    []byte
+	signature []byte
+	payload   any // *delta, *full, *inFlightReport or empty
+}
+
+func (e *envelope) verify(key []byte) bool {
+	return len(key) == ed25519.PublicKeySize && ed25519.Verify(key, e.signed, e.signature)
+}
+
+// limit is the largest message of a kind.
+func limit(kind byte) int {
+	if kind == kindFull {
+		return maxFullBytes
+	}
+	return maxPacketBytes
+}
+
+// decodeMessage takes a received message apart and checks everything that
+// needs no state: size by kind, framing, the body's fields. The sender and
+// its signature are checked by the caller, against the member list.
+func decodeMessage(msg []byte) (*envelope, error) {
+	if len(msg) == 0 {
+		return nil, drop(dropMalformed, "empty message")
+	}
+	if len(msg) > limit(msg[0]) {
+		return nil, drop(dropOversized, "kind %q: %d bytes, limit %d", msg[0], len(msg), limit(msg[0]))
+	}
+	if len(msg) < 2 || len(msg) < 2+int(msg[1])+ed25519.SignatureSize {
+		return nil, drop(dropMalformed, "kind %q: %d bytes, too short for its envelope", msg[0], len(msg))
+	}
+	n, end := int(msg[1]), len(msg)-ed25519.SignatureSize
+	e := &envelope{kind: msg[0], from: string(msg[2 : 2+n]), body: msg[2+n : end], signed: msg[:end], signature: msg[end:]}
+	if _, _, ok := parseName(e.from); !ok {
+		return nil, drop(dropMalformed, "sender %q is not node@epoch", e.from)
+	}
+	var err error
+	switch e.kind {
+	case kindDelta:
+		var d delta
+		if err = decode(e.body, &d); err == nil {
+			err = d.check()
+		}
+		e.payload = &d
+	case kindFull:
+		var f full
+		if err = decode(e.body, &f); err == nil {
+			err = f.check()
+		}
+		e.payload = &f
+	case kindInFlight:
+		var r inFlightReport
+		err = decode(e.body, &r)
+		e.payload = &r
+	case kindPull, kindGoodbye:
+		var p empty
+		err = decode(e.body, &p)
+		e.payload = p
+	default:
+		return nil, drop(dropMalformed, "unknown kind %q", e.kind)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return e, nil
 }
 
 // Reasons a received message is dropped, the label values of the drop counter.
@@ -150,6 +235,12 @@ const (
 	dropStale     = "stale"
 	dropForeign   = "foreign"
 	dropQueueFull = "queue_full"
+	// dropUnknownSender: the sender is not a live member here.
+	dropUnknownSender = "unknown_sender"
+	// dropBadSignature: the signature does not verify with the sender's key.
+	dropBadSignature = "bad_signature"
+	// dropNotOwner: a state about another owner than its signer.
+	dropNotOwner = "not_owner"
 )
 
 // dropError is a received message that must not be trusted.
@@ -164,10 +255,7 @@ func drop(reason, format string, args ...any) error {
 	return &dropError{reason: reason, err: fmt.Errorf(format, args...)}
 }
 
-func decode(buf []byte, limit int, v any) error {
-	if len(buf) > limit {
-		return drop(dropOversized, "%d bytes, limit %d", len(buf), limit)
-	}
+func decode(buf []byte, v any) error {
 	if err := json.Unmarshal(buf, v); err != nil {
 		return drop(dropMalformed, "%v", err)
 	}
@@ -186,14 +274,13 @@ func validName(s string) bool {
 	return true
 }
 
-func checkVersion(owner string, epoch int64, seq uint64) error {
+func checkVersion(owner string, epoch int64) error {
 	if !validName(owner) {
 		return drop(dropMalformed, "owner %q is not a node name", owner)
 	}
 	if epoch <= 0 {
 		return drop(dropMalformed, "owner %s: epoch %d", owner, epoch)
 	}
-	_ = seq
 	return nil
 }
 
@@ -202,12 +289,8 @@ func checkTarget(owner string, t *wireTarget) error {
 	if !strings.HasPrefix(t.ID, owner+"/") || len(t.ID) > 3*maxNameBytes {
 		return drop(dropForeign, "target %q does not belong to owner %s", t.ID, owner)
 	}
-	host, port, err := net.SplitHostPort(t.Address)
-	if err != nil || net.ParseIP(host) == nil {
+	if ap, err := netip.ParseAddrPort(t.Address); err != nil || ap.Port() == 0 || ap.Addr().Zone() != "" {
 		return drop(dropMalformed, "target %s: address %q is not ip:port", t.ID, t.Address)
-	}
-	if p, err := strconv.Atoi(port); err != nil || p < 1 || p > 65535 {
-		return drop(dropMalformed, "target %s: port %q", t.ID, port)
 	}
 	if len(t.Groups) == 0 || len(t.Groups) > maxGroupsPerTgt || len(t.Rules) > maxRulesPerTgt {
 		return drop(dropMalformed, "target %s: %d groups, %d rules", t.ID, len(t.Groups), len(t.Rules))
@@ -242,7 +325,7 @@ func checkTarget(owner string, t *wireTarget) error {
 }
 
 func (d *delta) check() error {
-	if err := checkVersion(d.Owner, d.Epoch, d.Seq); err != nil {
+	if err := checkVersion(d.Owner, d.Epoch); err != nil {
 		return err
 	}
 	if d.Seq == 0 {
@@ -261,7 +344,7 @@ func (d *delta) check() error {
 }
 
 func (f *full) check() error {
-	if err := checkVersion(f.Owner, f.Epoch, f.Seq); err != nil {
+	if err := checkVersion(f.Owner, f.Epoch); err != nil {
 		return err
 	}
 	if len(f.Targets) > maxTargets {

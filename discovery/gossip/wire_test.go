@@ -1,8 +1,12 @@
 package gossip
 
 import (
+	"crypto/ed25519"
 	"encoding/json"
+	"errors"
+	"net/netip"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 
@@ -87,4 +91,62 @@ func assertAllSet(t *testing.T, v reflect.Value, path string, skip map[string]bo
 			t.Errorf("%s is not set in the sample", path)
 		}
 	}
+}
+
+// FuzzDecodeMessage feeds arbitrary bytes to the decoder of every received
+// message. It must never panic, and what it accepts must hold up: a sender
+// named node@epoch, a state whose targets belong to its owner at ip:port
+// addresses, within the bounds. Seeds: testdata/fuzz/FuzzDecodeMessage.
+func FuzzDecodeMessage(f *testing.F) {
+	_, key, _ := ed25519.GenerateKey(nil)
+	w := toWire(discovery.Target{ID: "n1/abc/80", Groups: []string{"web"}, Address: "10.0.0.9:8080", Weight: 1})
+	for _, m := range [][]byte{
+		seal(key, kindDelta, "n1@1", delta{Owner: "n1", Epoch: 1, Seq: 1, Target: &w}),
+		seal(key, kindDelta, "n1@1", delta{Owner: "n1", Epoch: 1, Seq: 2, Removed: "n1/abc/80"}),
+		seal(key, kindFull, "n1@1", full{Owner: "n1", Epoch: 1, Seq: 2, Targets: []wireTarget{w}}),
+		seal(key, kindInFlight, "n1@1", inFlightReport{Epoch: 1, Known: 2, Counts: map[string]int64{"n0/x/80": 3}}),
+		seal(key, kindPull, "n1@1", empty{}),
+		seal(key, kindGoodbye, "n1@1", empty{}),
+	} {
+		f.Add(m)
+	}
+	f.Fuzz(func(t *testing.T, msg []byte) {
+		e, err := decodeMessage(msg)
+		if err != nil {
+			var de *dropError
+			if !errors.As(err, &de) {
+				t.Fatalf("an error that is not a drop: %v", err)
+			}
+			return
+		}
+		if len(msg) > limit(e.kind) {
+			t.Fatalf("accepted %d bytes of kind %q", len(msg), e.kind)
+		}
+		if _, _, ok := parseName(e.from); !ok {
+			t.Fatalf("accepted sender %q", e.from)
+		}
+		var owner string
+		var targets []wireTarget
+		switch p := e.payload.(type) {
+		case *delta:
+			owner = p.Owner
+			if p.Target != nil {
+				targets = []wireTarget{*p.Target}
+			}
+		case *full:
+			owner, targets = p.Owner, p.Targets
+			if len(targets) > maxTargets {
+				t.Fatalf("accepted %d targets", len(targets))
+			}
+		}
+		for _, tg := range targets {
+			if !strings.HasPrefix(tg.ID, owner+"/") {
+				t.Fatalf("accepted target %q of owner %q", tg.ID, owner)
+			}
+			if _, err := netip.ParseAddrPort(tg.Address); err != nil {
+				t.Fatalf("accepted address %q", tg.Address)
+			}
+			fromWire(owner, tg)
+		}
+	})
 }

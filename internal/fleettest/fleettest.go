@@ -21,6 +21,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -415,11 +416,14 @@ func (f *Fleet) agentConfig(h *Host) string {
 	}
 	// A short connect timeout lets the balancer retry another target soon
 	// when a host is cut off.
+	// The hosts' gossip is on a network beyond loopback: it needs the fleet key.
 	return fmt.Sprintf(`node: {name: %s, advertise: %s}
 docker: {host: "unix://%s", resync: 5s}
 cluster:
+  enabled: true
   bind: %s:%d
   join: [%s]
+  secret-key-file: %s
 admin: {listen: "%s:%d", token-file: "%s"}
 listeners:
   - name: web
@@ -428,11 +432,32 @@ listeners:
     default: {forward: web}
 groups:
   web: {deregistration-delay: 30s, connect-timeout: 1s}
-`, h.Name, h.IP, h.dockerSock, h.IP, GossipPort, strings.Join(join, ", "), h.IP, AdminPort, h.tokenFile(), h.IP, BalancerPort)
+`, h.Name, h.IP, h.dockerSock, h.IP, GossipPort, strings.Join(join, ", "), f.keyFile(), h.IP, AdminPort, h.tokenFile(), h.IP, BalancerPort)
+}
+
+// keyFile is the fleet's gossip key, shared by every host.
+func (f *Fleet) keyFile() string { return filepath.Join(f.dir, "gossip.key") }
+
+// writeKey makes the fleet's gossip key once, as `berth keygen` would.
+func (f *Fleet) writeKey() error {
+	if _, err := os.Stat(f.keyFile()); err == nil {
+		return nil
+	}
+	key := make([]byte, 32)
+	if _, err := rand.Read(key); err != nil {
+		return fmt.Errorf("fleettest: gossip key: %w", err)
+	}
+	if err := os.WriteFile(f.keyFile(), []byte(base64.StdEncoding.EncodeToString(key)+"\n"), 0o600); err != nil {
+		return fmt.Errorf("fleettest: gossip key: %w", err)
+	}
+	return nil
 }
 
 // startAgent starts the host's berth agent in its namespace.
 func (f *Fleet) startAgent(h *Host) error {
+	if err := f.writeKey(); err != nil {
+		return err
+	}
 	config := filepath.Join(h.dir, "berth.yaml")
 	if err := os.WriteFile(config, []byte(f.agentConfig(h)), 0o600); err != nil {
 		return fmt.Errorf("fleettest: agent config of %s: %w", h.Name, err)
