@@ -57,7 +57,9 @@ func TestBackstopEndsOnlyThePanickingConnection(t *testing.T) {
 	}{
 		{"http", "conn", func(t *testing.T) Config { return webConfig(serving("a", namedRawBackend(t, "ok"))) },
 			func(addr string) error { return getOnce(h1, "http://"+addr+"/") }},
-		{"https", "conn", func(t *testing.T) Config { return httpsConfig([]Certificate{cert}, serving("a", namedRawBackend(t, "ok"))) },
+		{"https", "conn", func(t *testing.T) Config {
+			return httpsConfig([]Certificate{cert}, serving("a", namedRawBackend(t, "ok")))
+		},
 			func(addr string) error { return getOnce(h1, "https://"+addr+"/") }},
 		{"h2c stream", "stream", func(t *testing.T) Config { return webConfig(serving("a", namedRawBackend(t, "ok"))) },
 			func(addr string) error { return getOnce(h2, "http://"+addr+"/") }},

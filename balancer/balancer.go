@@ -47,8 +47,10 @@ type Balancer struct {
 	accessDest string
 
 	shuttingDown atomic.Bool
-	// access is the L4 access log; nil when off.
+	// access is the access log; nil when off.
 	access atomic.Pointer[accessLogger]
+	// accessDropped counts access-log lines dropped on a full queue.
+	accessDropped atomic.Uint64
 	// certs are the certificate stores of terminating listeners, by listener name.
 	certs map[string]*certStore
 	// upstreams are the HTTP/2 path's transports to targets.
@@ -293,7 +295,7 @@ func (b *Balancer) Apply(cfg Config) error {
 	access := b.access.Load()
 	if cfg.AccessLog != b.accessDest {
 		var err error
-		if access, err = openAccessLog(cfg.AccessLog); err != nil {
+		if access, err = openAccessLog(cfg.AccessLog, &b.accessDropped); err != nil {
 			return err
 		}
 	}
