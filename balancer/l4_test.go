@@ -739,6 +739,7 @@ func TestL4ConfigErrors(t *testing.T) {
 		{"udp fixed", ListenerConfig{Protocol: ProtocolUDP, Default: Action{Fixed: &FixedResponse{Status: 200}}}, "forwards only"},
 		{"http certs", ListenerConfig{Certificates: []Certificate{{CertFile: "c", KeyFile: "k"}}}, "need protocol https or tls"},
 		{"unknown", ListenerConfig{Protocol: "sctp"}, "unknown protocol"},
+		{"max connections", ListenerConfig{Protocol: ProtocolTCP, MaxConnections: -2}, "max connections -2"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
