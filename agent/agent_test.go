@@ -100,3 +100,65 @@ listeners:
 		t.Fatalf("after a refused config: %d, want the last good config's 418", code)
 	}
 }
+
+// metric returns the value of one series on the agent's /metrics (-1 when absent).
+func metric(t *testing.T, admin, series string) int {
+	t.Helper()
+	resp, err := http.Get("http://" + admin + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	for _, line := range strings.Split(string(body), "\n") {
+		if rest, ok := strings.CutPrefix(line, series+" "); ok {
+			n, _ := strconv.Atoi(rest)
+			return n
+		}
+	}
+	return -1
+}
+
+// TestListenerConnectionLimit sets max-connections in the file: the
+// connection over it is reset and counted on /metrics, beside the panics
+// and access-log drops (none).
+func TestListenerConnectionLimit(t *testing.T) {
+	be := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "static") }))
+	defer be.Close()
+	web, admin := freeport.TCP(t), freeport.TCP(t)
+	ra := startAgentWith(t, web, fmt.Sprintf(`node: {name: test, advertise: 127.0.0.1}
+docker: {enabled: false}
+cluster: {enabled: false}
+admin: {listen: %s}
+log: {access: %s}
+static:
+  app: [%s]
+listeners:
+  - name: web
+    address: %s
+    max-connections: 1
+    default: {forward: app}
+`, admin, t.TempDir()+"/access.log", strings.TrimPrefix(be.URL, "http://"), web))
+	held, err := net.Dial("tcp", web)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held.Close()
+	io.WriteString(held, "GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+	if _, err := held.Read(make([]byte, 1)); err != nil {
+		t.Fatalf("the first connection: %v", err)
+	}
+	if code := status(ra.url + "/"); code != 0 {
+		t.Fatalf("a second connection was answered %d with max-connections 1", code)
+	}
+	for series, want := range map[string]int{
+		`berth_listener_connections_refused_total{listener="web",reason="limit"}`: 1,
+		`berth_panics_total{component="listener",listener="web"}`:                 0,
+		`berth_panics_total{component="health_check",listener=""}`:                0,
+		`berth_access_log_dropped_total`:                                          0,
+	} {
+		if got := metric(t, admin, series); got != want {
+			t.Errorf("%s = %d, want %d", series, got, want)
+		}
+	}
+}

@@ -144,7 +144,11 @@ func compile(cfg *config.Config, local discovery.State, remote []discovery.Targe
 	d.rules = map[string][]api.Rule{}
 	labelRules := labelRulesByListener(all, &d)
 	for _, l := range cfg.Listeners {
-		lc := balancer.ListenerConfig{Name: l.Name, Protocol: l.Protocol, Address: l.Address, IdleTimeout: l.IdleTimeout, RedirectToHTTPS: l.RedirectToHTTPS, XForwardedFor: l.XForwardedFor}
+		lc := balancer.ListenerConfig{Name: l.Name, Protocol: l.Protocol, Address: l.Address, IdleTimeout: l.IdleTimeout, RedirectToHTTPS: l.RedirectToHTTPS, XForwardedFor: l.XForwardedFor,
+			MaxConnections: l.MaxConnections}
+		if l.MaxConnections == 0 {
+			lc.MaxConnections = balancer.NoConnectionLimit
+		}
 		for _, c := range l.Certificates {
 			lc.Certificates = append(lc.Certificates, balancer.Certificate{CertFile: c.Cert, KeyFile: c.Key})
 		}

@@ -43,6 +43,13 @@ var (
 		"L4 bytes from clients (in) and to them (out), by listener and group.", []string{"listener", "group", "direction"}, nil)
 	descListenerBytes = prometheus.NewDesc("berth_listener_bytes_total",
 		"L4 bytes from clients (in) and to them (out), by listener.", []string{"listener", "direction"}, nil)
+	descRefused = prometheus.NewDesc("berth_listener_connections_refused_total",
+		"Client connections reset at accept, by listener and reason (limit: the listener had max-connections open).", []string{"listener", "reason"}, nil)
+	descPanics = prometheus.NewDesc("berth_panics_total",
+		"Panics recovered, by component (listener: a client connection's, UDP datagram's or HTTP/2 stream's goroutine, which ended that connection or stream only; health_check: a check, which failed) and listener. Each is a bug.",
+		[]string{"component", "listener"}, nil)
+	descAccessDropped = prometheus.NewDesc("berth_access_log_dropped_total",
+		"Access-log lines dropped because the log's queue was full: its destination took lines slower than they came.", nil, nil)
 	descUDPDropped = prometheus.NewDesc("berth_udp_flows_dropped_total",
 		"Datagrams dropped because they would have opened a flow beyond the flow table's bound, by listener.", []string{"listener"}, nil)
 	descTargetConnsActive = prometheus.NewDesc("berth_target_connections_active",
@@ -103,6 +110,7 @@ type collector struct{ a *Agent }
 func (c collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descRequests, descDuration, descBalancerErrors, descConnsActive, descConnsTotal,
 		descFailOpen, descChecks,
+		descRefused, descPanics, descAccessDropped,
 		descL4ConnsActive, descL4ConnsTotal, descL4Bytes, descListenerBytes, descUDPDropped,
 		descTargetConnsActive, descTargetConnsTotal, descTargetBytes,
 		descTargetInFlight, descTargetRequests, descTargetFailures, descTargetEjected, descTargetEjections, descTargets, descSkipped,
@@ -137,6 +145,10 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 		for reason, n := range l.Errors {
 			ch <- prometheus.MustNewConstMetric(descBalancerErrors, prometheus.CounterValue, float64(n), l.Name, reason.String())
 		}
+		if l.Protocol != balancer.ProtocolUDP { // a UDP listener's excess is counted in berth_udp_flows_dropped_total
+			ch <- prometheus.MustNewConstMetric(descRefused, prometheus.CounterValue, float64(l.Refused), l.Name, "limit")
+		}
+		ch <- prometheus.MustNewConstMetric(descPanics, prometheus.CounterValue, float64(l.Panics), "listener", l.Name)
 		if l.Protocol != balancer.ProtocolHTTP && l.Protocol != balancer.ProtocolHTTPS {
 			ch <- prometheus.MustNewConstMetric(descListenerBytes, prometheus.CounterValue, float64(l.BytesIn), l.Name, "in")
 			ch <- prometheus.MustNewConstMetric(descListenerBytes, prometheus.CounterValue, float64(l.BytesOut), l.Name, "out")
@@ -193,6 +205,8 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 	passed, failed := c.a.checker.Counts()
 	ch <- prometheus.MustNewConstMetric(descChecks, prometheus.CounterValue, float64(passed), "pass")
 	ch <- prometheus.MustNewConstMetric(descChecks, prometheus.CounterValue, float64(failed), "fail")
+	ch <- prometheus.MustNewConstMetric(descPanics, prometheus.CounterValue, float64(c.a.checker.Panics()), "health_check", "")
+	ch <- prometheus.MustNewConstMetric(descAccessDropped, prometheus.CounterValue, float64(c.a.lb.AccessLogDropped()))
 	if c.a.cluster != nil {
 		c.collectCluster(ch)
 	}

@@ -47,8 +47,10 @@ type Balancer struct {
 	accessDest string
 
 	shuttingDown atomic.Bool
-	// access is the L4 access log; nil when off.
+	// access is the access log; nil when off.
 	access atomic.Pointer[accessLogger]
+	// accessDropped counts access-log lines dropped on a full queue.
+	accessDropped atomic.Uint64
 	// certs are the certificate stores of terminating listeners, by listener name.
 	certs map[string]*certStore
 	// upstreams are the HTTP/2 path's transports to targets.
@@ -85,6 +87,8 @@ type route struct {
 	// redirectPort, when not 0, answers every request of an http listener
 	// with a redirect to https on this port.
 	redirectPort int
+	// maxConns bounds the open client connections (UDP: flows); 0: none.
+	maxConns int64
 }
 
 type action struct {
@@ -291,7 +295,7 @@ func (b *Balancer) Apply(cfg Config) error {
 	access := b.access.Load()
 	if cfg.AccessLog != b.accessDest {
 		var err error
-		if access, err = openAccessLog(cfg.AccessLog); err != nil {
+		if access, err = openAccessLog(cfg.AccessLog, &b.accessDropped); err != nil {
 			return err
 		}
 	}
@@ -401,7 +405,7 @@ func (b *Balancer) compileRoute(lc ListenerConfig, groups map[string]*group) (*r
 	case ProtocolUDP:
 		idle = DefaultUDPIdleTimeout
 	}
-	rt := &route{idleTimeout: orDefault(lc.IdleTimeout, idle), redirectPort: lc.RedirectToHTTPS}
+	rt := &route{idleTimeout: orDefault(lc.IdleTimeout, idle), redirectPort: lc.RedirectToHTTPS, maxConns: maxConns(lc)}
 	in := make([]rules.Rule, len(lc.Rules))
 	scheme, xff, err := httpPolicies(lc)
 	if err != nil {
@@ -476,6 +480,9 @@ func validate(cfg Config) error {
 			errs = append(errs, fmt.Errorf("balancer: two listeners are named %q", l.Name))
 		}
 		names[l.Name] = true
+		if l.MaxConnections < NoConnectionLimit {
+			errs = append(errs, fmt.Errorf("balancer: listener %s: max connections %d: use a positive limit, 0 for the default or NoConnectionLimit", l.Name, l.MaxConnections))
+		}
 		errs = append(errs, validateL4(l)...)
 		if other, ok := addrs[l.Address]; ok {
 			errs = append(errs, fmt.Errorf("balancer: listeners %s and %s both use address %s", other, l.Name, l.Address))
@@ -676,8 +683,12 @@ type ListenerStats struct {
 	// BytesIn and BytesOut count L4 bytes from and to clients.
 	BytesIn, BytesOut uint64
 	// UDPFlowsDropped counts datagrams that would have opened a flow beyond
-	// MaxUDPFlows.
+	// the listener's MaxConnections.
 	UDPFlowsDropped uint64
+	// Refused counts connections reset at accept because the listener had
+	// MaxConnections open; Panics the panics recovered in its connections'
+	// goroutines (each closed its connection, or dropped a datagram).
+	Refused, Panics uint64
 }
 
 // Listeners returns the counters of every listener, sorted by name.
@@ -686,7 +697,7 @@ func (b *Balancer) Listeners() []ListenerStats {
 	out := make([]ListenerStats, 0, len(b.listeners))
 	for _, l := range b.listeners {
 		s := ListenerStats{Name: l.name, Protocol: l.protocol, Address: l.addr().String(), ActiveConnections: l.active.Load(), TotalConnections: l.total.Load(), Errors: map[ErrorReason]uint64{},
-			BytesIn: l.bytesIn.Load(), BytesOut: l.bytesOut.Load()}
+			BytesIn: l.bytesIn.Load(), BytesOut: l.bytesOut.Load(), Refused: l.refused.Load(), Panics: l.panics.Load()}
 		if l.udp != nil {
 			s.UDPFlowsDropped = l.udp.dropped.Load()
 		}

@@ -50,7 +50,21 @@ type ListenerConfig struct {
 	// by SNI among them (the first is the fallback). Without them a TLS
 	// listener passes TLS through, routed by SNI, never decrypting.
 	Certificates []Certificate
+	// MaxConnections bounds the client connections open at once (UDP: the
+	// flows); a connection over it is reset as soon as it is accepted and
+	// counted (ListenerStats.Refused; UDP: the datagram is dropped,
+	// UDPFlowsDropped). Zero means the default, DefaultMaxConnections
+	// (DefaultMaxUDPFlows on UDP); NoConnectionLimit means none.
+	MaxConnections int
 }
+
+// DefaultMaxConnections is the connection limit of an http, https, tcp or
+// tls listener whose MaxConnections is 0 (docs/config.md, max-connections).
+const DefaultMaxConnections = 10000
+
+// NoConnectionLimit, as ListenerConfig.MaxConnections, lets a listener take
+// as many connections as the process can open.
+const NoConnectionLimit = -1
 
 // The X-Forwarded-For modes, as on ALB.
 const (

@@ -347,10 +347,3 @@ func appendJSONString(b []byte, s string) []byte {
 	}
 	return append(b, '"')
 }
-
-// writeLine appends one ready line (with its newline) to the buffer.
-func (a *accessLogger) writeLine(line []byte) {
-	a.mu.Lock()
-	a.w.Write(line)
-	a.mu.Unlock()
-}

@@ -108,7 +108,7 @@ func (l *listener) serveH2(conn net.Conn) {
 	srv := &http2.Server{IdleTimeout: idle, WriteByteTimeout: idle}
 	srv.ServeConn(newCoalescingConn(conn), &http2.ServeConnOpts{
 		Context:    context.WithValue(context.Background(), h2ConnKey{}, hc),
-		Handler:    l,
+		Handler:    streamBackstop{l},
 		BaseConfig: h2Limits,
 	})
 }

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/berth-lb/berth/internal/backstop"
 )
 
 // Defaults of the L4 listeners, NLB's.
@@ -37,6 +39,9 @@ var smallCopyBuffers = sync.Pool{New: func() any { return new([smallCopyBuffer]b
 
 // errIdle ends a connection on which nothing flowed for the idle timeout.
 var errIdle = errors.New("idle timeout")
+
+// errRecovered ends a connection whose copy from the target panicked.
+var errRecovered = errors.New("panic recovered")
 
 // l4Conn is one proxied TCP or TLS connection.
 type l4Conn struct {
@@ -75,8 +80,6 @@ func (l *listener) serveL4(conn net.Conn) {
 	tcp.SetNoDelay(true)
 	rt := l.route.Load()
 	c := &l4Conn{l: l, client: tcp, clientTCP: tcp}
-	l.active.Add(1)
-	l.total.Add(1)
 	l.mu.Lock()
 	l.streams[c] = struct{}{}
 	l.mu.Unlock()
@@ -87,7 +90,6 @@ func (l *listener) serveL4(conn net.Conn) {
 		// shutdown that waits for open connections also waits for the line.
 		rec.Duration = time.Since(start)
 		l.b.accessLog(&rec)
-		l.active.Add(-1)
 		l.mu.Lock()
 		delete(l.streams, c)
 		l.mu.Unlock()
@@ -214,8 +216,12 @@ func (c *l4Conn) pipe(idle time.Duration) (in, out int64, err error) {
 	}
 	back := make(chan result, 1)
 	go func() {
-		n, err := c.copyHalf(c.client, c.upstream, false, idle)
-		back <- result{n, err}
+		// A panic closes both sockets (the other direction ends) and still
+		// reports, or the connection's goroutine would wait here for ever.
+		r := result{err: errRecovered}
+		defer func() { back <- r }()
+		defer backstop.Recover(c.l.b.log, &c.l.panics, c, "listener", c.l.name)
+		r.n, r.err = c.copyHalf(c.client, c.upstream, false, idle)
 	}()
 	in, err = c.copyHalf(c.upstream, c.client, true, idle)
 	r := <-back

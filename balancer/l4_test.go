@@ -666,13 +666,12 @@ func TestUDPFlows(t *testing.T) {
 	}
 	eventually(t, "the idle flows to end", func() bool { return lb.Listeners()[0].ActiveConnections == 0 })
 
-	// A full table drops new flows and counts them.
-	lb.mu.Lock()
-	u := lb.listeners["l4"].udp
-	lb.mu.Unlock()
-	u.mu.Lock()
-	u.limit = 1
-	u.mu.Unlock()
+	// A full table drops new flows and counts them; max-connections bounds
+	// it, and a reload changes it on the open listener.
+	cfg.Listeners[0].MaxConnections = 1
+	if err := lb.Apply(cfg); err != nil {
+		t.Fatal(err)
+	}
 	exchange(c1, "fills the table")
 	c2.Write([]byte("dropped"))
 	eventually(t, "the dropped flow to be counted", func() bool { return lb.Listeners()[0].UDPFlowsDropped == 1 })
@@ -740,6 +739,7 @@ func TestL4ConfigErrors(t *testing.T) {
 		{"udp fixed", ListenerConfig{Protocol: ProtocolUDP, Default: Action{Fixed: &FixedResponse{Status: 200}}}, "forwards only"},
 		{"http certs", ListenerConfig{Certificates: []Certificate{{CertFile: "c", KeyFile: "k"}}}, "need protocol https or tls"},
 		{"unknown", ListenerConfig{Protocol: "sctp"}, "unknown protocol"},
+		{"max connections", ListenerConfig{Protocol: ProtocolTCP, MaxConnections: -2}, "max connections -2"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

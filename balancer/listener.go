@@ -6,6 +6,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/berth-lb/berth/internal/backstop"
 )
 
 // listener accepts client connections on one socket. It outlives routing
@@ -22,9 +24,15 @@ type listener struct {
 	forwardedProto string
 	route          atomic.Pointer[route]
 
+	// active counts the client connections (UDP: flows) from their accept
+	// to their end; max-connections bounds it.
 	active atomic.Int64
 	total  atomic.Uint64
-	errors [reasonCount]atomic.Uint64
+	// refused counts connections closed at accept: the listener was at its
+	// limit. panics counts the panics its connections' goroutines recovered.
+	refused atomic.Uint64
+	panics  atomic.Uint64
+	errors  [reasonCount]atomic.Uint64
 	// bytesIn and bytesOut count the L4 traffic from and to clients.
 	bytesIn  atomic.Uint64
 	bytesOut atomic.Uint64
@@ -80,8 +88,67 @@ func (l *listener) acceptLoop() {
 			continue
 		}
 		backoff = 0
-		go serve(conn)
+		if !l.admit() {
+			l.refuse(conn)
+			continue
+		}
+		go l.serveConn(serve, conn)
 	}
+}
+
+// admit counts a new connection as active, unless the listener already
+// serves its limit of them. A compare-and-swap, not an add and a check: the
+// count never exceeds the limit, even for a moment.
+func (l *listener) admit() bool {
+	limit := l.route.Load().maxConns
+	for {
+		n := l.active.Load()
+		if limit > 0 && n >= limit {
+			return false
+		}
+		if l.active.CompareAndSwap(n, n+1) {
+			l.total.Add(1)
+			return true
+		}
+	}
+}
+
+// maxConns is the connection limit of lc's route: its MaxConnections, the
+// protocol's default for 0, or 0 (none) for NoConnectionLimit.
+func maxConns(lc ListenerConfig) int64 {
+	switch {
+	case lc.MaxConnections == NoConnectionLimit:
+		return 0
+	case lc.MaxConnections > 0:
+		return int64(lc.MaxConnections)
+	case lc.Protocol == ProtocolUDP:
+		return DefaultMaxUDPFlows
+	}
+	return DefaultMaxConnections
+}
+
+// refuse closes a connection over the limit at once, with a reset: the
+// accept queue keeps draining (clients over the limit fail fast instead of
+// waiting in a full backlog, and a slot that frees goes to the next client in
+// line), and the socket leaves no TIME_WAIT behind. No 503 on HTTP: writing
+// one means reading the request first (closing with it unread resets the
+// answer away), and on TLS a handshake, work a listener at its limit must
+// not take on.
+func (l *listener) refuse(conn net.Conn) {
+	l.refused.Add(1)
+	if tc, ok := conn.(*net.TCPConn); ok {
+		tc.SetLinger(0)
+	}
+	conn.Close()
+}
+
+// serveConn is the goroutine of one admitted connection. A panic in it
+// closes that connection only.
+func (l *listener) serveConn(serve func(net.Conn), conn net.Conn) {
+	defer l.active.Add(-1)
+	defer backstop.Recover(l.b.log, &l.panics, conn, "listener", l.name)
+	runTestHook(l, "conn")
+	serve(conn)
 }
 
 func (l *listener) serve(conn net.Conn) {
@@ -148,16 +215,13 @@ func (l *listener) closeAllConns() {
 	}
 }
 
-// track counts a client connection as active and keeps it in set (for
-// shutdown and Terminate) until the returned function is called.
+// track keeps a client connection in set (for shutdown and Terminate) until
+// the returned function is called.
 func track[K comparable](l *listener, set map[K]struct{}, k K) (untrack func()) {
 	l.mu.Lock()
 	set[k] = struct{}{}
 	l.mu.Unlock()
-	l.active.Add(1)
-	l.total.Add(1)
 	return func() {
-		l.active.Add(-1)
 		l.mu.Lock()
 		delete(set, k)
 		l.mu.Unlock()

@@ -11,11 +11,14 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/berth-lb/berth/internal/backstop"
 )
 
-// MaxUDPFlows bounds the flow table of one UDP listener: a datagram from a new
-// client address beyond it is dropped and counted (ListenerStats.UDPFlowsDropped).
-const MaxUDPFlows = 65536
+// DefaultMaxUDPFlows bounds the flow table of a UDP listener whose
+// MaxConnections is 0: a datagram from a new client address beyond it is
+// dropped and counted (ListenerStats.UDPFlowsDropped).
+const DefaultMaxUDPFlows = 65536
 
 // maxDatagram is the largest UDP payload.
 const maxDatagram = 64 << 10
@@ -26,9 +29,8 @@ var datagramPool = sync.Pool{New: func() any { b := make([]byte, maxDatagram); r
 // address go to one target over one socket, and the target's replies on that
 // socket go back to the client from the listener's address.
 type udpListener struct {
-	l     *listener
-	pc    *net.UDPConn
-	limit int
+	l  *listener
+	pc *net.UDPConn
 
 	mu     sync.Mutex
 	flows  map[netip.AddrPort]*udpFlow
@@ -43,7 +45,7 @@ func newUDPListener(b *Balancer, name, address string) (*listener, error) {
 		return nil, err
 	}
 	l := &listener{b: b, name: name, address: address, protocol: ProtocolUDP, conns: map[*clientConn]struct{}{}, streams: map[*l4Conn]struct{}{}}
-	l.udp = &udpListener{l: l, pc: pc.(*net.UDPConn), limit: MaxUDPFlows, flows: map[netip.AddrPort]*udpFlow{}}
+	l.udp = &udpListener{l: l, pc: pc.(*net.UDPConn), flows: map[netip.AddrPort]*udpFlow{}}
 	return l, nil
 }
 
@@ -75,26 +77,35 @@ func (u *udpListener) readLoop() {
 			}
 			continue // an ICMP error reported on the listening socket: not fatal
 		}
-		f := u.flow(client)
-		if f == nil {
-			continue
-		}
-		f.last.Store(time.Now().UnixNano())
-		if _, err := f.upstream.Write(buf[:n]); err == nil {
-			f.in.Add(int64(n))
-			u.l.bytesIn.Add(uint64(n))
-			f.stats.bytesIn.Add(uint64(n))
-			f.target.bytesIn.Add(uint64(n))
-		}
+		u.forward(buf[:n], client)
+	}
+}
+
+// forward sends a datagram from client to the target of its flow. The read
+// loop serves every flow, so a panic here drops that datagram only.
+func (u *udpListener) forward(b []byte, client netip.AddrPort) {
+	defer backstop.Recover(u.l.b.log, &u.l.panics, nil, "listener", u.l.name)
+	runTestHook(u.l, "datagram")
+	f := u.flow(client)
+	if f == nil {
+		return
+	}
+	f.last.Store(time.Now().UnixNano())
+	if _, err := f.upstream.Write(b); err == nil {
+		f.in.Add(int64(len(b)))
+		u.l.bytesIn.Add(uint64(len(b)))
+		f.stats.bytesIn.Add(uint64(len(b)))
+		f.target.bytesIn.Add(uint64(len(b)))
 	}
 }
 
 // flow returns the flow of a client address, opening one to a target when it
 // is new; nil when the datagram must be dropped.
 func (u *udpListener) flow(client netip.AddrPort) *udpFlow {
+	rt := u.l.route.Load()
 	u.mu.Lock()
 	f, ok := u.flows[client]
-	full := len(u.flows) >= u.limit
+	full := rt.maxConns > 0 && int64(len(u.flows)) >= rt.maxConns
 	u.mu.Unlock()
 	if ok {
 		return f
@@ -105,7 +116,7 @@ func (u *udpListener) flow(client netip.AddrPort) *udpFlow {
 	}
 	now := time.Now()
 	rec := accessRecord{Time: now, Listener: u.l.name, Protocol: ProtocolUDP, Client: client.String()}
-	act := &u.l.route.Load().fallback
+	act := &rt.fallback
 	if act.group == nil {
 		u.l.errors[ReasonNoTarget].Add(1)
 		return nil
@@ -132,7 +143,7 @@ func (u *udpListener) flow(client netip.AddrPort) *udpFlow {
 	f.stats.connsTotal.Add(1)
 	u.l.active.Add(1)
 	u.l.total.Add(1)
-	go f.replies(u.l.route.Load().idleTimeout)
+	go f.replies(rt.idleTimeout)
 	return f
 }
 
@@ -161,6 +172,7 @@ func (g *group) dialUDP(hash uint64) (*net.UDPConn, *targetState) {
 // idle for idleTimeout or closed. It waits for a datagram without holding a
 // buffer (65,536 waiting flows would otherwise hold 4 GiB).
 func (f *udpFlow) replies(idle time.Duration) {
+	defer backstop.Recover(f.u.l.b.log, &f.u.l.panics, f, "listener", f.u.l.name)
 	defer f.Close()
 	raw, err := f.upstream.SyscallConn()
 	if err != nil {

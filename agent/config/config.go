@@ -108,8 +108,11 @@ type Listener struct {
 	XForwardedFor string `mapstructure:"xff"`
 	// RedirectToHTTPS, on an http listener, answers every request with a 301
 	// to https on this port; 0 is off.
-	RedirectToHTTPS int    `mapstructure:"redirect-to-https"`
-	Rules           []Rule `mapstructure:"rules"`
+	RedirectToHTTPS int `mapstructure:"redirect-to-https"`
+	// MaxConnections bounds the client connections open at once (udp: the
+	// flows); the excess is reset at accept and counted. 0 is no limit.
+	MaxConnections int    `mapstructure:"max-connections"`
+	Rules          []Rule `mapstructure:"rules"`
 	// Default is the action when no rule matches; nil answers 404.
 	Default *Action `mapstructure:"default"`
 }
@@ -286,6 +289,10 @@ const (
 	// NLB's idle timeouts.
 	defaultTCPIdleTimeout = 350 * time.Second
 	defaultUDPIdleTimeout = 120 * time.Second
+	// defaultMaxConnections and defaultMaxUDPFlows are the balancer's
+	// (balancer.DefaultMaxConnections, DefaultMaxUDPFlows): docs/config.md says why.
+	defaultMaxConnections = 10000
+	defaultMaxUDPFlows    = 65536
 	defaultContentType    = "text/plain"
 )
 
@@ -500,6 +507,12 @@ func applyDefaults(c *Config, file *fileInfo) {
 				l.IdleTimeout = defaultUDPIdleTimeout
 			default:
 				l.IdleTimeout = defaultIdleTimeout
+			}
+		}
+		if !set(p + ".max-connections") {
+			l.MaxConnections = defaultMaxConnections
+			if l.Protocol == ProtocolUDP {
+				l.MaxConnections = defaultMaxUDPFlows
 			}
 		}
 		if l.Address == "" && l.Port != 0 {

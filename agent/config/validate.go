@@ -59,7 +59,10 @@ const (
 	maxIdleTimeout = 4000 * time.Second
 	// maxL4IdleTimeout is NLB's upper bound for TCP.
 	maxL4IdleTimeout = 6000 * time.Second
-	minResync        = time.Second
+	// maxConnections is about the most descriptors a process can have
+	// (fs.nr_open is 1,048,576 by default).
+	maxConnections = 1000000
+	minResync      = time.Second
 )
 
 // checkName accepts a target group name: lower-case, as the berth.group label.
@@ -211,6 +214,9 @@ func (v *validation) listeners(listeners []Listener) {
 		}
 		if l.IdleTimeout < minIdleTimeout || l.IdleTimeout > maxIdle {
 			v.add(p+".idle-timeout", "%s is out of range: %s to %s", formatDuration(l.IdleTimeout), formatDuration(minIdleTimeout), formatDuration(maxIdle))
+		}
+		if l.MaxConnections < 0 || l.MaxConnections > maxConnections {
+			v.add(p+".max-connections", "%d is out of range: 1..%d, or 0 for no limit", l.MaxConnections, maxConnections)
 		}
 		v.l4(p, l)
 		priorities := map[int]int{}

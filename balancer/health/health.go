@@ -18,8 +18,10 @@ import (
 	"reflect"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
+	"github.com/berth-lb/berth/internal/backstop"
 	"github.com/berth-lb/berth/internal/matcher"
 )
 
@@ -80,6 +82,8 @@ type Checker struct {
 	changes chan struct{}
 	passes  uint64
 	fails   uint64
+	// panics counts the checks that panicked (each failed).
+	panics atomic.Uint64
 
 	mu      sync.Mutex
 	loops   map[string]*loop
@@ -175,7 +179,7 @@ func (c *Checker) run(ctx context.Context, l *loop) {
 			return
 		case <-timer.C:
 		}
-		reason, detail := probe(ctx, t)
+		reason, detail := c.check(ctx, t)
 		if ctx.Err() != nil {
 			return
 		}
@@ -194,6 +198,25 @@ func (c *Checker) run(ctx context.Context, l *loop) {
 		timer.Reset(next)
 	}
 }
+
+// testHook, set by tests only (nil in production), is called before every
+// check: a test panics in it to prove the backstop.
+var testHook atomic.Pointer[func(Target)]
+
+// check runs one probe. A panic in it, a bug, fails that check: ending the
+// target's loop instead would leave the target unchecked, in its last state,
+// until it is removed.
+func (c *Checker) check(ctx context.Context, t Target) (reason, detail string) {
+	reason, detail = ReasonFailedChecks, "the check panicked (a bug: the agent's log has its stack)"
+	defer backstop.Recover(c.log, &c.panics, nil, "target", t.ID)
+	if h := testHook.Load(); h != nil {
+		(*h)(t)
+	}
+	return probe(ctx, t)
+}
+
+// Panics returns how many checks panicked.
+func (c *Checker) Panics() uint64 { return c.panics.Load() }
 
 // record applies one check's outcome to the target's state and returns it.
 func (c *Checker) record(t Target, passes, fails int, reason, detail string) string {

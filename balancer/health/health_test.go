@@ -161,3 +161,28 @@ func TestHTTPSCheckOfATLSTarget(t *testing.T) {
 		t.Errorf("an http check of a TLS target: %+v", r)
 	}
 }
+
+func TestAPanickingCheckFailsAndTheLoopGoesOn(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	var armed atomic.Bool
+	armed.Store(true)
+	hook := func(Target) {
+		if armed.CompareAndSwap(true, false) {
+			panic("test: a bug in a check")
+		}
+	}
+	testHook.Store(&hook)
+	defer testHook.Store(nil)
+	c := New(nil)
+	defer c.Close()
+	check := Check{Protocol: "tcp", Interval: 30 * time.Millisecond, Timeout: 200 * time.Millisecond, Healthy: 2, Unhealthy: 2}
+	c.Sync([]Target{{ID: "a", Address: ln.Addr().String(), Check: check}})
+	waitState(t, c, "a", Healthy, 2*time.Second)
+	if passed, failed := c.Counts(); c.Panics() != 1 || failed != 1 || passed == 0 {
+		t.Errorf("%d panics, %d failed and %d passed checks; want 1, 1 and some", c.Panics(), failed, passed)
+	}
+}
