@@ -5,6 +5,8 @@ import (
 	"net"
 	"sync"
 	"time"
+
+	"github.com/berth-lb/berth/internal/backstop"
 )
 
 // coalescingConn gathers what is written to a client connection while an
@@ -23,6 +25,8 @@ type coalescingConn struct {
 	spare   []byte
 	writing bool
 	err     error
+	// l counts and logs a panic of the goroutine that writes out.
+	l *listener
 }
 
 // maxCoalesced bounds what waits for a slow client: writers block above it.
@@ -32,8 +36,8 @@ const maxCoalesced = 256 << 10
 // written just before) to go out to a client that does not read.
 const closeFlushTimeout = time.Second
 
-func newCoalescingConn(c net.Conn) net.Conn {
-	cc := &coalescingConn{Conn: c}
+func newCoalescingConn(c net.Conn, l *listener) net.Conn {
+	cc := &coalescingConn{Conn: c, l: l}
 	cc.drained = sync.NewCond(&cc.mu)
 	if tc, ok := c.(*tls.Conn); ok {
 		return &coalescingTLSConn{coalescingConn: cc, tls: tc}
@@ -62,6 +66,7 @@ func (c *coalescingConn) Write(p []byte) (int, error) {
 
 // writeOut sends what is pending until nothing is.
 func (c *coalescingConn) writeOut() {
+	defer c.recoverWriteOut()
 	c.mu.Lock()
 	for len(c.pending) > 0 && c.err == nil {
 		out := c.pending
@@ -79,6 +84,22 @@ func (c *coalescingConn) writeOut() {
 	c.writing = false
 	c.drained.Broadcast()
 	c.mu.Unlock()
+}
+
+// recoverWriteOut is the backstop of writeOut's goroutine: a panic ends the
+// connection, and its writers and Close are released rather than left
+// waiting for a writer that is gone.
+func (c *coalescingConn) recoverWriteOut() {
+	v := recover()
+	if v == nil {
+		return
+	}
+	c.Conn.Close()
+	c.mu.Lock() // a panic in Write happens with mu unlocked
+	c.err, c.writing = net.ErrClosed, false
+	c.drained.Broadcast()
+	c.mu.Unlock()
+	backstop.Report(c.l.b.log, &c.l.panics, v, "listener", c.l.name)
 }
 
 // Close sends what is pending, then closes the connection.

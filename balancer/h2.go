@@ -106,7 +106,7 @@ func (l *listener) serveH2(conn net.Conn) {
 	// HTTP/1.1.
 	idle := l.route.Load().idleTimeout
 	srv := &http2.Server{IdleTimeout: idle, WriteByteTimeout: idle}
-	srv.ServeConn(newCoalescingConn(conn), &http2.ServeConnOpts{
+	srv.ServeConn(newCoalescingConn(conn, l), &http2.ServeConnOpts{
 		Context:    context.WithValue(context.Background(), h2ConnKey{}, hc),
 		Handler:    streamBackstop{l},
 		BaseConfig: h2Limits,

@@ -47,6 +47,16 @@ func (q *h2Request) tryHTTP1(g *group, t *targetState) (int, ErrorReason, bool) 
 			return 0, dialFailure(err), true
 		}
 	}
+	finished := false
+	defer closeUnfinished(uc, &finished)
+	code, why, retry := q.exchangeHTTP1(g, t, uc)
+	finished = true
+	return code, why, retry
+}
+
+// exchangeHTTP1 sends the request on uc and streams the answer back. It
+// leaves uc in the pool or closed.
+func (q *h2Request) exchangeHTTP1(g *group, t *targetState, uc *upstreamConn) (int, ErrorReason, bool) {
 	heads := upstreamHeadPool.Get().(*upstreamHeads)
 	defer upstreamHeadPool.Put(heads)
 	resp := &heads.resp

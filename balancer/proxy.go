@@ -17,6 +17,7 @@ import (
 	"unsafe"
 
 	"github.com/berth-lb/berth/balancer/http1"
+	"github.com/berth-lb/berth/internal/backstop"
 )
 
 // maxAttempts bounds how often one request is tried: the first try and at most
@@ -371,22 +372,7 @@ func (c *clientConn) forward(g *group, rt *route) (int, bool) {
 			break
 		}
 		tried = append(tried, t)
-		// In flight from the pick on, dial included: a drain that sees zero
-		// in flight must not miss a request still connecting.
-		t.inFlight.Add(1)
-		uc := t.get()
-		if uc == nil {
-			var err error
-			if uc, err = dialTarget(t, g.connectTimeout); err != nil {
-				t.inFlight.Add(-1)
-				reason = dialFailure(err)
-				t.failed(reason)
-				continue
-			}
-		}
-		t.requests.Add(1)
-		res, code, keep, why := c.roundTrip(uc, g, rt)
-		t.inFlight.Add(-1)
+		res, code, keep, why := c.attempt(t, g, rt)
 		switch res {
 		case attemptDone:
 			if code >= 500 {
@@ -411,6 +397,37 @@ func (c *clientConn) forward(g *group, rt *route) (int, bool) {
 	// request only when there was none.
 	keep := c.req.KeepsAlive() && !c.req.Chunked && c.req.ContentLength <= 0
 	return c.failWith(reason, keep), keep
+}
+
+// attempt is one try of the request on t. It is in flight from the pick on,
+// dial included: a drain that sees zero in flight must not miss a request
+// still connecting. Should a bug panic mid-way (the backstop then ends the
+// client connection), the try stops counting in flight and its target
+// connection is closed, so neither leaks.
+func (c *clientConn) attempt(t *targetState, g *group, rt *route) (res attemptResult, code int, keep bool, why ErrorReason) {
+	t.inFlight.Add(1)
+	defer t.inFlight.Add(-1)
+	uc := t.get()
+	if uc == nil {
+		var err error
+		if uc, err = dialTarget(t, g.connectTimeout); err != nil {
+			return attemptRetryable, 0, false, dialFailure(err) // nothing was sent
+		}
+	}
+	t.requests.Add(1)
+	finished := false
+	defer closeUnfinished(uc, &finished)
+	res, code, keep, why = c.roundTrip(uc, g, rt)
+	finished = true
+	return res, code, keep, why
+}
+
+// closeUnfinished closes a target connection whose exchange did not finish:
+// a panic left it in an unknown state.
+func closeUnfinished(uc *upstreamConn, finished *bool) {
+	if !*finished {
+		uc.discard()
+	}
 }
 
 // dialFailure classifies a failed connect: a timeout or an unreachable
@@ -768,6 +785,7 @@ func (c *clientConn) tunnel(uc *upstreamConn, idleTimeout time.Duration) (attemp
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
+		defer backstop.Recover(c.l.b.log, &c.l.panics, c.conn, "listener", c.l.name)
 		io.Copy(c.conn, &fromTarget)
 		c.conn.Close()
 	}()
