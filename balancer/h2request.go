@@ -62,6 +62,10 @@ func sbytes(s string) []byte { return unsafe.Slice(unsafe.StringData(s), len(s))
 
 func (q *h2Request) serve() {
 	r, rt, start := q.r, q.rt, q.ex.start
+	if checkH2Downgrade(r.Method, r.RequestURI, r.Host) != nil {
+		q.fail(400, ReasonBadRequest)
+		return
+	}
 	host := r.Host
 	if h, _, err := net.SplitHostPort(host); err == nil {
 		host = h
