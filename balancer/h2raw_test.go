@@ -28,6 +28,7 @@ type rawH2Conn struct {
 type h2Answer struct {
 	status int
 	reset  http2.ErrCode // set when the stream (or the connection) was reset
+	goaway bool          // the connection was closed: it takes no more streams
 	body   string
 }
 
@@ -89,7 +90,7 @@ func (c *rawH2Conn) do(fields [][2]string, body []byte) (h2Answer, error) {
 				c.fr.WriteSettingsAck()
 			}
 		case *http2.GoAwayFrame:
-			return h2Answer{reset: f.ErrCode}, nil
+			return h2Answer{reset: f.ErrCode, goaway: true}, nil
 		case *http2.RSTStreamFrame:
 			if f.StreamID == id {
 				return h2Answer{reset: f.ErrCode}, nil
