@@ -2,6 +2,7 @@ package balancer
 
 import (
 	"crypto/tls"
+	"io"
 	"net"
 	"sync"
 	"time"
@@ -17,6 +18,9 @@ import (
 // back the server as it would without this.
 type coalescingConn struct {
 	net.Conn
+	// reads is what the server reads: the connection, or a filter of its
+	// bytes (h2Inbound).
+	reads   io.Reader
 	mu      sync.Mutex
 	drained *sync.Cond
 	pending []byte
@@ -32,14 +36,20 @@ const maxCoalesced = 256 << 10
 // written just before) to go out to a client that does not read.
 const closeFlushTimeout = time.Second
 
-func newCoalescingConn(c net.Conn) net.Conn {
-	cc := &coalescingConn{Conn: c}
+// newCoalescingConn wraps c, reading from reads, or c when reads is nil.
+func newCoalescingConn(c net.Conn, reads io.Reader) net.Conn {
+	if reads == nil {
+		reads = c
+	}
+	cc := &coalescingConn{Conn: c, reads: reads}
 	cc.drained = sync.NewCond(&cc.mu)
 	if tc, ok := c.(*tls.Conn); ok {
 		return &coalescingTLSConn{coalescingConn: cc, tls: tc}
 	}
 	return cc
 }
+
+func (c *coalescingConn) Read(p []byte) (int, error) { return c.reads.Read(p) }
 
 func (c *coalescingConn) Write(p []byte) (int, error) {
 	c.mu.Lock()

@@ -1,6 +1,7 @@
 package balancer
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"net"
@@ -103,8 +104,11 @@ func (l *listener) serveH2(conn net.Conn) {
 	// A client that takes no bytes for the idle timeout is closed, as on
 	// HTTP/1.1.
 	idle := l.route.Load().idleTimeout
-	srv := &http2.Server{IdleTimeout: idle, WriteByteTimeout: idle}
-	srv.ServeConn(newCoalescingConn(conn), &http2.ServeConnOpts{
+	// Frames of at most 16 KiB, the size every peer may assume (RFC 9113
+	// 4.2) and what HAProxy and nginx take; x/net would announce 1 MiB, and
+	// h2spec 4.2 expects a larger HEADERS frame to be refused.
+	srv := &http2.Server{IdleTimeout: idle, WriteByteTimeout: idle, MaxReadFrameSize: 16 << 10}
+	srv.ServeConn(newCoalescingConn(conn, newH2Inbound(conn)), &http2.ServeConnOpts{
 		Context:    context.WithValue(context.Background(), h2ConnKey{}, hc),
 		Handler:    l,
 		BaseConfig: h2Limits,
@@ -133,35 +137,62 @@ func (l *listener) serveHTTPS(conn net.Conn) {
 }
 
 // serveHTTP serves a plain connection: HTTP/2 when it starts with the
-// HTTP/2 preface (h2c with prior knowledge), else HTTP/1.1.
+// HTTP/2 preface (h2c with prior knowledge), else HTTP/1.1. A connection
+// whose first line is not an HTTP request line is neither: it is closed
+// without an answer (h2spec 3.5 sends such an invalid preface), as an
+// HTTP/1.1 error page would be noise to it.
 func (l *listener) serveHTTP(conn net.Conn) {
 	conn.SetReadDeadline(time.Now().Add(l.route.Load().idleTimeout))
-	var buf [len(h2Preface)]byte
+	buf := sniffBuffers.Get().(*[sniffBytes]byte)
 	n := 0
-	for n < len(buf) {
+	for n < len(h2Preface) {
 		m, err := conn.Read(buf[n:])
 		n += m
-		if err != nil || !strings.HasPrefix(h2Preface, string(buf[:n])) {
+		if err != nil || !strings.HasPrefix(h2Preface, string(buf[:min(n, len(h2Preface))])) {
 			break
 		}
 	}
 	conn.SetReadDeadline(time.Time{})
-	if n == 0 {
+	if n == 0 || !firstLineIsHTTP(buf[:n]) {
+		sniffBuffers.Put(buf)
 		conn.Close()
 		return
 	}
-	replay := &replayConn{Conn: conn, pending: buf[:n]}
-	if n == len(h2Preface) && string(buf[:n]) == h2Preface {
+	replay := &replayConn{Conn: conn, pending: buf[:n], buf: buf}
+	if n >= len(h2Preface) && string(buf[:len(h2Preface)]) == h2Preface {
 		l.serveH2(replay)
 		return
 	}
 	l.serve(replay)
 }
 
-// replayConn reads bytes already read from its connection first.
+// sniffBytes is what serveHTTP reads first: most request heads whole.
+const sniffBytes = 4 << 10
+
+var sniffBuffers = sync.Pool{New: func() any { return new([sniffBytes]byte) }}
+
+// firstLineIsHTTP reports whether b, the first bytes of a plain connection,
+// may start an HTTP request: false only when it holds a whole first line
+// (after the empty lines RFC 9112 2.2 lets come before it) that does not
+// end with an HTTP version (RFC 9112 2.3). The HTTP/2 preface's does.
+func firstLineIsHTTP(b []byte) bool {
+	line, _, whole := bytes.Cut(bytes.TrimLeft(b, "\r\n"), []byte("\n"))
+	if !whole {
+		return true
+	}
+	line = bytes.TrimSuffix(line, []byte("\r"))
+	v := len(line) - len(" HTTP/1.1")
+	return v >= 0 && string(line[v:v+6]) == " HTTP/" && isDigit(line[v+6]) && line[v+7] == '.' && isDigit(line[v+8])
+}
+
+func isDigit(c byte) bool { return '0' <= c && c <= '9' }
+
+// replayConn reads bytes already read from its connection first; their
+// buffer goes back to sniffBuffers once they are.
 type replayConn struct {
 	net.Conn
 	pending []byte
+	buf     *[sniffBytes]byte
 }
 
 // CloseWrite closes the sending side of the connection underneath, for a
@@ -176,7 +207,10 @@ func (c *replayConn) CloseWrite() error {
 func (c *replayConn) Read(b []byte) (int, error) {
 	if len(c.pending) > 0 {
 		n := copy(b, c.pending)
-		c.pending = c.pending[n:]
+		if c.pending = c.pending[n:]; len(c.pending) == 0 {
+			sniffBuffers.Put(c.buf)
+			c.buf = nil
+		}
 		return n, nil
 	}
 	return c.Conn.Read(b)

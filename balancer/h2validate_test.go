@@ -2,6 +2,7 @@ package balancer
 
 import (
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 
@@ -59,7 +60,13 @@ func TestH2DowngradeRefusesWhatHTTP1CannotCarry(t *testing.T) {
 		{name: "NUL in a value", fields: requestFields("GET", "/raw/public", host, "x-a", "1\x002"), want: refused(0)},
 		{name: "a space in a name", fields: requestFields("GET", "/raw/public", host, "x a", "1"), want: refused(0)},
 		{name: "a colon in a name", fields: requestFields("GET", "/raw/public", host, "x:a", "1"), want: refused(0)},
+		// Refused by h2Inbound (x/net would answer 400: RFC 9113 8.2.2 wants a reset).
+		{name: "a connection-specific field", fields: requestFields("GET", "/raw/public", host, "connection", "content-length"), want: refused(0)},
+		{name: "Transfer-Encoding", fields: requestFields("POST", "/raw/public", host, "transfer-encoding", "chunked"), want: refused(0)},
+		{name: "TE other than trailers", fields: requestFields("GET", "/raw/public", host, "te", "gzip"), want: refused(0)},
 		// Forwarded.
+		{name: "TE: trailers", fields: requestFields("GET", "/raw/public", host, "te", "trailers"), want: forwarded,
+			head: "GET /raw/public HTTP/1.1\r\n", absent: []string{"te", "content-length"}},
 		{name: "GET without a body", fields: requestFields("GET", "/raw/public?q=1", host), want: forwarded,
 			head: "GET /raw/public?q=1 HTTP/1.1\r\nHost: public.example\r\n", absent: []string{"content-length", "transfer-encoding"}},
 		{name: "Host without :authority", fields: requestFields("GET", "/raw/public", "", "host", host), want: forwarded,
@@ -107,5 +114,36 @@ func TestH2DowngradeRefusesWhatHTTP1CannotCarry(t *testing.T) {
 	// Still serving, also an HTTP/1.1 client.
 	if code, body, _ := get(t, &http.Client{}, "http://"+addr+"/raw/after"); code != 200 || body != "recorded" {
 		t.Errorf("after the attacks: %d %q, want 200 \"recorded\"", code, body)
+	}
+}
+
+func TestH2InboundDedupSettings(t *testing.T) {
+	type setting = http2.Setting
+	for _, tc := range []struct {
+		name     string
+		in, want []setting
+	}{
+		{"no repeat", []setting{{ID: http2.SettingInitialWindowSize, Val: 100}, {ID: http2.SettingMaxFrameSize, Val: 1 << 15}},
+			[]setting{{ID: http2.SettingInitialWindowSize, Val: 100}, {ID: http2.SettingMaxFrameSize, Val: 1 << 15}}},
+		{"the last value", []setting{{ID: http2.SettingInitialWindowSize, Val: 100}, {ID: http2.SettingEnablePush, Val: 0}, {ID: http2.SettingInitialWindowSize, Val: 1}},
+			[]setting{{ID: http2.SettingInitialWindowSize, Val: 1}, {ID: http2.SettingEnablePush, Val: 0}}},
+		{"the smallest header table", []setting{{ID: http2.SettingHeaderTableSize, Val: 0}, {ID: http2.SettingHeaderTableSize, Val: 4096}},
+			[]setting{{ID: http2.SettingHeaderTableSize, Val: 0}}},
+		{"an invalid value stays", []setting{{ID: http2.SettingInitialWindowSize, Val: 1 << 31}, {ID: http2.SettingInitialWindowSize, Val: 1}},
+			[]setting{{ID: http2.SettingInitialWindowSize, Val: 1 << 31}}},
+	} {
+		var p []byte
+		for _, s := range tc.in {
+			p = append(p, byte(s.ID>>8), byte(s.ID), byte(s.Val>>24), byte(s.Val>>16), byte(s.Val>>8), byte(s.Val))
+		}
+		n := dedupSettings(p)
+		var got []setting
+		for i := 0; i+6 <= n; i += 6 {
+			got = append(got, setting{ID: http2.SettingID(p[i])<<8 | http2.SettingID(p[i+1]),
+				Val: uint32(p[i+2])<<24 | uint32(p[i+3])<<16 | uint32(p[i+4])<<8 | uint32(p[i+5])})
+		}
+		if !slices.Equal(got, tc.want) {
+			t.Errorf("%s: %v, want %v", tc.name, got, tc.want)
+		}
 	}
 }
