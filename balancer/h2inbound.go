@@ -72,7 +72,7 @@ func (in *h2Inbound) Read(p []byte) (int, error) {
 		case in.sent < len(in.out):
 			n := copy(p, in.out[in.sent:])
 			if in.sent += n; in.sent == len(in.out) {
-				in.out, in.sent = in.out[:0], 0
+				in.out, in.sent = keepSmall(in.out), 0
 			}
 			return n, nil
 		case in.err != nil:
@@ -129,6 +129,15 @@ func (in *h2Inbound) next() error {
 	return nil
 }
 
+// keepSmall empties b for reuse, or drops it when a large header block
+// grew it: an idle connection should not hold it.
+func keepSmall(b []byte) []byte {
+	if cap(b) > 16<<10 {
+		return nil
+	}
+	return b[:0]
+}
+
 func (in *h2Inbound) readPayload(n int) error {
 	start := len(in.block)
 	in.block = append(in.block, make([]byte, n)...)
@@ -156,7 +165,7 @@ func (in *h2Inbound) endBlock() {
 	}
 	ok = ok && in.hdec.Close() == nil
 	in.out = append(in.out, in.block...)
-	in.block = in.block[:0]
+	in.block = keepSmall(in.block)
 	switch {
 	case !ok:
 		in.passAll = true

@@ -22,6 +22,9 @@ type rawH2Conn struct {
 	enc    *hpack.Encoder
 	block  bytes.Buffer
 	stream uint32
+	// split sends each header block as a padded HEADERS frame with a
+	// priority and the first half, and a CONTINUATION with the rest.
+	split bool
 }
 
 // h2Answer is how a stream ended: with a response status, or reset.
@@ -70,8 +73,18 @@ func (c *rawH2Conn) do(fields [][2]string, body []byte) (h2Answer, error) {
 	}
 	id := c.stream
 	c.stream += 2
-	err := c.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: id, BlockFragment: c.block.Bytes(),
-		EndStream: body == nil, EndHeaders: true})
+	block := c.block.Bytes()
+	var err error
+	if c.split {
+		half := len(block) / 2
+		err = c.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: id, BlockFragment: block[:half], EndStream: body == nil,
+			PadLength: 7, Priority: http2.PriorityParam{Weight: 200}})
+		if err == nil {
+			err = c.fr.WriteContinuation(id, true, block[half:])
+		}
+	} else {
+		err = c.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: id, BlockFragment: block, EndStream: body == nil, EndHeaders: true})
+	}
 	if err == nil && body != nil {
 		err = c.fr.WriteData(id, true, body)
 	}

@@ -147,3 +147,40 @@ func TestH2InboundDedupSettings(t *testing.T) {
 		}
 	}
 }
+
+// TestH2InboundFollowsSplitHeaderBlocks sends header blocks split over a
+// padded HEADERS frame with a priority and a CONTINUATION, on one
+// connection whose HPACK table fills as it goes: h2Inbound must find a
+// connection-specific field in them, and hand the others on intact.
+func TestH2InboundFollowsSplitHeaderBlocks(t *testing.T) {
+	rb := newRecordingBackend(t)
+	lb := start(t, webConfig(serving("a", rb.addr)))
+	c, err := dialRawH2(lb.Addr("web"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.split = true
+	for i, tc := range []struct {
+		fields [][2]string
+		want   h2Answer
+	}{
+		{requestFields("GET", "/one", "a.example", "x-long", strings.Repeat("v", 300)), h2Answer{status: 200, body: "recorded"}},
+		{requestFields("GET", "/two", "a.example", "x-long", strings.Repeat("v", 300), "keep-alive", "timeout=5"), h2Answer{reset: http2.ErrCodeProtocol}},
+		{requestFields("GET", "/three", "a.example", "x-long", strings.Repeat("v", 300), "te", "trailers"), h2Answer{status: 200, body: "recorded"}},
+		{requestFields("GET", "/four", "a.example", "upgrade", "h2c"), h2Answer{reset: http2.ErrCodeProtocol}},
+		{requestFields("GET", "/five", "a.example", "x-long", strings.Repeat("v", 300)), h2Answer{status: 200, body: "recorded"}},
+	} {
+		got, err := c.do(tc.fields, nil)
+		if err != nil {
+			t.Fatalf("request %d: %v", i, err)
+		}
+		if got != tc.want {
+			t.Errorf("request %d (%s): %v, want %v", i, tc.fields[2][1], got, tc.want)
+		}
+	}
+	sent := string(rb.take())
+	if n := strings.Count(sent, strings.Repeat("v", 300)); n != 3 || strings.Contains(sent, "/two") || strings.Contains(sent, "/four") {
+		t.Errorf("the target received %q, want /one, /three and /five with their x-long", sent)
+	}
+}
