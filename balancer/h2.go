@@ -143,30 +143,39 @@ func (l *listener) serveHTTPS(conn net.Conn) {
 // HTTP/1.1 error page would be noise to it.
 func (l *listener) serveHTTP(conn net.Conn) {
 	conn.SetReadDeadline(time.Now().Add(l.route.Load().idleTimeout))
-	buf := sniffBuffers.Get().(*[sniffBytes]byte)
+	var first [len(h2Preface)]byte
 	n := 0
-	for n < len(h2Preface) {
-		m, err := conn.Read(buf[n:])
+	for n < len(first) {
+		m, err := conn.Read(first[n:])
 		n += m
-		if err != nil || !strings.HasPrefix(h2Preface, string(buf[:min(n, len(h2Preface))])) {
+		if err != nil || !strings.HasPrefix(h2Preface, string(first[:n])) {
 			break
 		}
 	}
-	conn.SetReadDeadline(time.Time{})
-	if n == 0 || !firstLineIsHTTP(buf[:n]) {
-		sniffBuffers.Put(buf)
-		conn.Close()
+	replay := &replayConn{Conn: conn, pending: first[:n]}
+	if n == len(h2Preface) && string(first[:]) == h2Preface {
+		conn.SetReadDeadline(time.Time{})
+		l.serveH2(replay)
 		return
 	}
-	replay := &replayConn{Conn: conn, pending: buf[:n], buf: buf}
-	if n >= len(h2Preface) && string(buf[:len(h2Preface)]) == h2Preface {
-		l.serveH2(replay)
+	// The rest of the first line, as far as it came: a client waiting for a
+	// request line holds no more than the bytes above.
+	if _, whole := firstLine(first[:n]); n > 0 && !whole {
+		replay.buf = sniffBuffers.Get().(*[sniffBytes]byte)
+		copy(replay.buf[:], first[:n])
+		m, _ := conn.Read(replay.buf[n:])
+		replay.pending = replay.buf[:n+m]
+	}
+	conn.SetReadDeadline(time.Time{})
+	if len(replay.pending) == 0 || !firstLineIsHTTP(replay.pending) {
+		replay.release()
+		conn.Close()
 		return
 	}
 	l.serve(replay)
 }
 
-// sniffBytes is what serveHTTP reads first: most request heads whole.
+// sniffBytes is how much of a first line serveHTTP reads: most whole.
 const sniffBytes = 4 << 10
 
 var sniffBuffers = sync.Pool{New: func() any { return new([sniffBytes]byte) }}
@@ -176,23 +185,36 @@ var sniffBuffers = sync.Pool{New: func() any { return new([sniffBytes]byte) }}
 // (after the empty lines RFC 9112 2.2 lets come before it) that does not
 // end with an HTTP version (RFC 9112 2.3). The HTTP/2 preface's does.
 func firstLineIsHTTP(b []byte) bool {
-	line, _, whole := bytes.Cut(bytes.TrimLeft(b, "\r\n"), []byte("\n"))
+	line, whole := firstLine(b)
 	if !whole {
 		return true
 	}
-	line = bytes.TrimSuffix(line, []byte("\r"))
 	v := len(line) - len(" HTTP/1.1")
 	return v >= 0 && string(line[v:v+6]) == " HTTP/" && isDigit(line[v+6]) && line[v+7] == '.' && isDigit(line[v+8])
+}
+
+// firstLine is the first line of b after empty lines, without its end, and
+// whether b holds it whole.
+func firstLine(b []byte) ([]byte, bool) {
+	line, _, whole := bytes.Cut(bytes.TrimLeft(b, "\r\n"), []byte("\n"))
+	return bytes.TrimSuffix(line, []byte("\r")), whole
 }
 
 func isDigit(c byte) bool { return '0' <= c && c <= '9' }
 
 // replayConn reads bytes already read from its connection first; their
-// buffer goes back to sniffBuffers once they are.
+// buffer, when from sniffBuffers, goes back once they are.
 type replayConn struct {
 	net.Conn
 	pending []byte
 	buf     *[sniffBytes]byte
+}
+
+func (c *replayConn) release() {
+	if c.buf != nil {
+		sniffBuffers.Put(c.buf)
+		c.buf = nil
+	}
 }
 
 // CloseWrite closes the sending side of the connection underneath, for a
@@ -208,8 +230,7 @@ func (c *replayConn) Read(b []byte) (int, error) {
 	if len(c.pending) > 0 {
 		n := copy(b, c.pending)
 		if c.pending = c.pending[n:]; len(c.pending) == 0 {
-			sniffBuffers.Put(c.buf)
-			c.buf = nil
+			c.release()
 		}
 		return n, nil
 	}
