@@ -29,15 +29,15 @@ func parseForwardedHead(head []byte) (*http.Request, error) {
 
 // downgrade is what berth's handler did with one request of the fuzzer.
 type downgrade struct {
-	refused error
+	refused bool
 	head    []byte
 }
 
 // FuzzH2Downgrade sends requests made of arbitrary :method, :path,
 // :authority, Host and two more fields through a real x/net/http2 server to
-// the handler's checks and HTTP/1.1 head writer (checkH2Downgrade,
+// the handler's checks and HTTP/1.1 head writer (h2Downgradable,
 // writeHTTP1Head). Each request is refused (by x/net's reset or 400, or by
-// checkH2Downgrade), or the head written parses back as one HTTP/1.1
+// h2Downgradable), or the head written parses back as one HTTP/1.1
 // request with the same method, target, host and fields, and holds no CR,
 // LF or NUL but its line ends.
 func FuzzH2Downgrade(f *testing.F) {
@@ -47,7 +47,7 @@ func FuzzH2Downgrade(f *testing.F) {
 	rt := &route{scheme: "http", xff: xffAppend}
 	handler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		var d downgrade
-		if d.refused = checkH2Downgrade(r.Method, r.RequestURI, r.Host); d.refused == nil {
+		if d.refused = !h2Downgradable(r.Method, r.RequestURI, r.Host); !d.refused {
 			var b bytes.Buffer
 			bw := bufio.NewWriter(&b)
 			q := &h2Request{l: l, hc: hc, rt: rt, r: r, requestID: "fuzz"}
@@ -108,7 +108,7 @@ func FuzzH2Downgrade(f *testing.F) {
 			}
 			return
 		}
-		if d.refused != nil {
+		if d.refused {
 			return
 		}
 		checkDowngradedHead(t, d.head, method, path, authority, host, more)

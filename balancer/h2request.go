@@ -62,7 +62,7 @@ func sbytes(s string) []byte { return unsafe.Slice(unsafe.StringData(s), len(s))
 
 func (q *h2Request) serve() {
 	r, rt, start := q.r, q.rt, q.ex.start
-	if checkH2Downgrade(r.Method, r.RequestURI, r.Host) != nil {
+	if !h2Downgradable(r.Method, r.RequestURI, r.Host) {
 		q.fail(400, ReasonBadRequest)
 		return
 	}

@@ -1,10 +1,6 @@
 package balancer
 
-import (
-	"errors"
-
-	"golang.org/x/net/http/httpguts"
-)
+import "golang.org/x/net/http/httpguts"
 
 // An HTTP/2 request forwarded over HTTP/1.1 has its :method, :path and
 // :authority written into a request line and a Host line, where a space or
@@ -18,28 +14,19 @@ import (
 // "*". What it lets through and an HTTP/1.1 head cannot carry is checked
 // here, before anything is sent: its answer is 400.
 
-var (
-	errH2Method    = errors.New("balancer: HTTP/2 :method is not a token")
-	errH2Connect   = errors.New("balancer: HTTP/2 CONNECT is not forwarded")
-	errH2Path      = errors.New("balancer: HTTP/2 :path is not an origin-form request target")
-	errH2Authority = errors.New("balancer: HTTP/2 request without :authority or Host")
-)
-
-// checkH2Downgrade reports why a request with this :method, :path (x/net's
-// RequestURI) and :authority (or Host) cannot be forwarded as an HTTP/1.1
-// request, or nil.
-func checkH2Downgrade(method, path, authority string) error {
+// h2Downgradable reports whether a request with this :method, :path (x/net's
+// RequestURI) and :authority (or Host) can be forwarded as an HTTP/1.1
+// request.
+func h2Downgradable(method, path, authority string) bool {
 	switch {
 	case !httpguts.ValidHeaderFieldName(method): // a field name's grammar is token's
-		return errH2Method
+		return false
 	case method == "CONNECT": // a tunnel through a target, past every rule
-		return errH2Connect
-	case path == "*" && method != "OPTIONS", path != "*" && !originForm(path):
-		return errH2Path
-	case authority == "": // HTTP/1.1 requires Host; the host rules need one
-		return errH2Authority
+		return false
+	case path == "*":
+		return method == "OPTIONS" && authority != ""
 	}
-	return nil
+	return originForm(path) && authority != "" // HTTP/1.1 requires Host; the host rules need one
 }
 
 // originForm reports whether path is "/" followed by visible ASCII only: a
