@@ -20,7 +20,7 @@ DEMO_WAIT_SECONDS := 60
 
 help:
 	@echo "make build   static binaries bin/berth and bin/example-app"
-	@echo "make test    go vet and every test, with the race detector, a Docker daemon and h2load"
+	@echo "make test    go vet and every test, with the race detector, a Docker daemon, h2load and h2spec"
 	@echo "make fuzz    every go test -fuzz target for FUZZTIME (3m) each (scripts/fuzz.sh)"
 	@echo "make image   images berth:dev and berth-example-app:v1/:v2 (FROM scratch)"
 	@echo "make run     the demo: one agent and three web replicas on 127.0.0.1:8000"

@@ -307,8 +307,8 @@ func TestMalformedRequests(t *testing.T) {
 	lb := start(t, webConfig(serving("a", addrOf(be))))
 	addr := lb.Addr("web")
 	cases := []struct{ name, raw, want string }{
-		{"garbage", "HELLO\r\n\r\n", "HTTP/1.1 400 Bad Request"},
-		{"bad version", "GET / HTTP/1.x\r\nHost: a\r\n\r\n", "HTTP/1.1 400 Bad Request"},
+		{"garbage", "HELLO HTTP/1.1\r\n\r\n", "HTTP/1.1 400 Bad Request"},
+		{"two spaces", "GET  / HTTP/1.1\r\nHost: a\r\n\r\n", "HTTP/1.1 400 Bad Request"},
 		{"unsupported version", "GET / HTTP/2.0\r\nHost: a\r\n\r\n", "HTTP/1.1 505 HTTP Version Not Supported"},
 		{"smuggling CL+TE", "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", "HTTP/1.1 400 Bad Request"},
 		{"two lengths", "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd", "HTTP/1.1 400 Bad Request"},
@@ -321,6 +321,15 @@ func TestMalformedRequests(t *testing.T) {
 	for _, c := range cases {
 		if got := rawExchange(t, addr, c.raw); got != c.want {
 			t.Errorf("%s: got %q, want %q", c.name, got, c.want)
+		}
+	}
+	// A first line without an HTTP version is not HTTP: no answer, the
+	// connection closes (serveHTTP).
+	for _, raw := range []string{"HELLO\r\n\r\n", "\r\nINVALID CONNECTION PREFACE\r\n\r\n", "GET / HTTP/1.x\r\n\r\n"} {
+		conn := dial(t, addr)
+		io.WriteString(conn, raw)
+		if got, err := io.ReadAll(conn); len(got) > 0 || err != nil {
+			t.Errorf("%q: got %q (%v), want the connection closed without an answer", raw, got, err)
 		}
 	}
 }

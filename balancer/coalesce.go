@@ -2,6 +2,7 @@ package balancer
 
 import (
 	"crypto/tls"
+	"io"
 	"net"
 	"sync"
 	"time"
@@ -19,6 +20,9 @@ import (
 // back the server as it would without this.
 type coalescingConn struct {
 	net.Conn
+	// reads is what the server reads: the connection, or a filter of its
+	// bytes (h2Inbound).
+	reads   io.Reader
 	mu      sync.Mutex
 	drained *sync.Cond
 	pending []byte
@@ -36,14 +40,21 @@ const maxCoalesced = 256 << 10
 // written just before) to go out to a client that does not read.
 const closeFlushTimeout = time.Second
 
-func newCoalescingConn(c net.Conn, l *listener) net.Conn {
-	cc := &coalescingConn{Conn: c, l: l}
+// newCoalescingConn wraps c, reading from reads, or c when reads is nil; l
+// counts a panic of its write-out goroutine.
+func newCoalescingConn(c net.Conn, reads io.Reader, l *listener) net.Conn {
+	if reads == nil {
+		reads = c
+	}
+	cc := &coalescingConn{Conn: c, reads: reads, l: l}
 	cc.drained = sync.NewCond(&cc.mu)
 	if tc, ok := c.(*tls.Conn); ok {
 		return &coalescingTLSConn{coalescingConn: cc, tls: tc}
 	}
 	return cc
 }
+
+func (c *coalescingConn) Read(p []byte) (int, error) { return c.reads.Read(p) }
 
 func (c *coalescingConn) Write(p []byte) (int, error) {
 	c.mu.Lock()

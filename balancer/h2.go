@@ -1,6 +1,7 @@
 package balancer
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"net"
@@ -105,8 +106,11 @@ func (l *listener) serveH2(conn net.Conn) {
 	// A client that takes no bytes for the idle timeout is closed, as on
 	// HTTP/1.1.
 	idle := l.route.Load().idleTimeout
-	srv := &http2.Server{IdleTimeout: idle, WriteByteTimeout: idle}
-	srv.ServeConn(newCoalescingConn(conn, l), &http2.ServeConnOpts{
+	// Frames of at most 16 KiB, the size every peer may assume (RFC 9113
+	// 4.2) and what HAProxy and nginx take; x/net would announce 1 MiB, and
+	// h2spec 4.2 expects a larger HEADERS frame to be refused.
+	srv := &http2.Server{IdleTimeout: idle, WriteByteTimeout: idle, MaxReadFrameSize: 16 << 10}
+	srv.ServeConn(newCoalescingConn(conn, newH2Inbound(conn), l), &http2.ServeConnOpts{
 		Context:    context.WithValue(context.Background(), h2ConnKey{}, hc),
 		Handler:    streamBackstop{l},
 		BaseConfig: h2Limits,
@@ -135,35 +139,84 @@ func (l *listener) serveHTTPS(conn net.Conn) {
 }
 
 // serveHTTP serves a plain connection: HTTP/2 when it starts with the
-// HTTP/2 preface (h2c with prior knowledge), else HTTP/1.1.
+// HTTP/2 preface (h2c with prior knowledge), else HTTP/1.1. A connection
+// whose first line is not an HTTP request line is neither: it is closed
+// without an answer (h2spec 3.5 sends such an invalid preface), as an
+// HTTP/1.1 error page would be noise to it.
 func (l *listener) serveHTTP(conn net.Conn) {
 	conn.SetReadDeadline(time.Now().Add(l.route.Load().idleTimeout))
-	var buf [len(h2Preface)]byte
+	var first [len(h2Preface)]byte
 	n := 0
-	for n < len(buf) {
-		m, err := conn.Read(buf[n:])
+	for n < len(first) {
+		m, err := conn.Read(first[n:])
 		n += m
-		if err != nil || !strings.HasPrefix(h2Preface, string(buf[:n])) {
+		if err != nil || !strings.HasPrefix(h2Preface, string(first[:n])) {
 			break
 		}
 	}
-	conn.SetReadDeadline(time.Time{})
-	if n == 0 {
-		conn.Close()
+	replay := &replayConn{Conn: conn, pending: first[:n]}
+	if n == len(h2Preface) && string(first[:]) == h2Preface {
+		conn.SetReadDeadline(time.Time{})
+		l.serveH2(replay)
 		return
 	}
-	replay := &replayConn{Conn: conn, pending: buf[:n]}
-	if n == len(h2Preface) && string(buf[:n]) == h2Preface {
-		l.serveH2(replay)
+	// The rest of the first line, as far as it came: a client waiting for a
+	// request line holds no more than the bytes above.
+	if _, whole := firstLine(first[:n]); n > 0 && !whole {
+		replay.buf = sniffBuffers.Get().(*[sniffBytes]byte)
+		copy(replay.buf[:], first[:n])
+		m, _ := conn.Read(replay.buf[n:])
+		replay.pending = replay.buf[:n+m]
+	}
+	conn.SetReadDeadline(time.Time{})
+	if len(replay.pending) == 0 || !firstLineIsHTTP(replay.pending) {
+		replay.release()
+		conn.Close()
 		return
 	}
 	l.serve(replay)
 }
 
-// replayConn reads bytes already read from its connection first.
+// sniffBytes is how much of a first line serveHTTP reads: most whole.
+const sniffBytes = 4 << 10
+
+var sniffBuffers = sync.Pool{New: func() any { return new([sniffBytes]byte) }}
+
+// firstLineIsHTTP reports whether b, the first bytes of a plain connection,
+// may start an HTTP request: false only when it holds a whole first line
+// (after the empty lines RFC 9112 2.2 lets come before it) that does not
+// end with an HTTP version (RFC 9112 2.3). The HTTP/2 preface's does.
+func firstLineIsHTTP(b []byte) bool {
+	line, whole := firstLine(b)
+	if !whole {
+		return true
+	}
+	v := len(line) - len(" HTTP/1.1")
+	return v >= 0 && string(line[v:v+6]) == " HTTP/" && isDigit(line[v+6]) && line[v+7] == '.' && isDigit(line[v+8])
+}
+
+// firstLine is the first line of b after empty lines, without its end, and
+// whether b holds it whole.
+func firstLine(b []byte) ([]byte, bool) {
+	line, _, whole := bytes.Cut(bytes.TrimLeft(b, "\r\n"), []byte("\n"))
+	return bytes.TrimSuffix(line, []byte("\r")), whole
+}
+
+func isDigit(c byte) bool { return '0' <= c && c <= '9' }
+
+// replayConn reads bytes already read from its connection first; their
+// buffer, when from sniffBuffers, goes back once they are.
 type replayConn struct {
 	net.Conn
 	pending []byte
+	buf     *[sniffBytes]byte
+}
+
+func (c *replayConn) release() {
+	if c.buf != nil {
+		sniffBuffers.Put(c.buf)
+		c.buf = nil
+	}
 }
 
 // CloseWrite closes the sending side of the connection underneath, for a
@@ -178,7 +231,9 @@ func (c *replayConn) CloseWrite() error {
 func (c *replayConn) Read(b []byte) (int, error) {
 	if len(c.pending) > 0 {
 		n := copy(b, c.pending)
-		c.pending = c.pending[n:]
+		if c.pending = c.pending[n:]; len(c.pending) == 0 {
+			c.release()
+		}
 		return n, nil
 	}
 	return c.Conn.Read(b)

@@ -63,7 +63,9 @@ func (q *h2Request) exchangeHTTP1(g *group, t *targetState, uc *upstreamConn) (i
 	resp.Reset()
 
 	r := q.r
-	hasBody := r.Body != nil && r.Body != http.NoBody
+	// x/net gives every request a Body, also one whose HEADERS ended the
+	// stream: its length 0 is what says there is none.
+	hasBody := r.ContentLength != 0
 	retryable := !hasBody && idempotent(sbytes(r.Method))
 	q.writeHTTP1Head(uc.bw, hasBody)
 	err := q.writeHTTP1Body(uc.bw, hasBody)
@@ -188,6 +190,8 @@ func (q *h2Request) writeHTTP1Head(w *bufio.Writer, hasBody bool) {
 		w.WriteString(strconv.FormatInt(r.ContentLength, 10))
 	case hasBody:
 		w.WriteString("\r\nTransfer-Encoding: chunked")
+	case r.Header["Content-Length"] != nil: // an empty body the client declared
+		w.WriteString("\r\nContent-Length: 0")
 	}
 	w.WriteString("\r\n\r\n")
 }

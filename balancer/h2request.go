@@ -63,6 +63,10 @@ func sbytes(s string) []byte { return unsafe.Slice(unsafe.StringData(s), len(s))
 
 func (q *h2Request) serve() {
 	r, rt, start := q.r, q.rt, q.ex.start
+	if !h2Downgradable(r.Method, r.RequestURI, r.Host) {
+		q.fail(400, ReasonBadRequest)
+		return
+	}
 	host := r.Host
 	if h, _, err := net.SplitHostPort(host); err == nil {
 		host = h

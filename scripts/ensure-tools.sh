@@ -1,24 +1,52 @@
 #!/usr/bin/env bash
 # Installs the programs the tests and benchmarks run as real processes when
 # they are not on PATH, so that a clean machine needs no manual step.
-#   scripts/ensure-tools.sh [COMMAND=PACKAGE...]
+#   scripts/ensure-tools.sh [COMMAND=PACKAGE|COMMAND=go:MODULE/PATH@VERSION...]
+# A Debian package is installed with apt-get; a go: tool with go install, into
+# $(go env GOBIN), else $(go env GOPATH)/bin, where the tests look for it too.
 # Without arguments: what `make test` needs (h2load drives HTTP/2 through berth
-# in balancer/h2load_test.go). scripts/bench.sh names the peers it measures.
+# in balancer/h2load_test.go, h2spec checks its conformance in
+# balancer/h2spec_test.go). scripts/bench.sh names the peers it measures.
 set -euo pipefail
 
-# command=Debian package that provides it
 tools=("$@")
 if [ ${#tools[@]} -eq 0 ]; then
-	tools=(h2load=nghttp2-client)
+	tools=(h2load=nghttp2-client h2spec=go:github.com/summerwind/h2spec/cmd/h2spec@v2.2.1+incompatible)
 fi
 
-missing=() packages=()
+gobin() {
+	local dir
+	dir=$(go env GOBIN)
+	[ -n "$dir" ] || dir="$(go env GOPATH | cut -d: -f1)/bin"
+	echo "$dir"
+}
+
+missing=() packages=() modules=()
 for tool in "${tools[@]}"; do
-	if ! command -v "${tool%%=*}" >/dev/null 2>&1; then
-		missing+=("${tool%%=*}")
-		packages+=("${tool#*=}")
+	command=${tool%%=*} source=${tool#*=}
+	case $source in
+	go:*)
+		if ! command -v "$command" >/dev/null 2>&1 && [ ! -x "$(gobin)/$command" ]; then
+			modules+=("${source#go:}")
+		fi
+		;;
+	*)
+		if ! command -v "$command" >/dev/null 2>&1; then
+			missing+=("$command")
+			packages+=("$source")
+		fi
+		;;
+	esac
+done
+
+for module in ${modules[@]+"${modules[@]}"}; do
+	echo "ensure-tools: go install $module (into $(gobin))" >&2
+	if ! go install "$module"; then
+		echo "ensure-tools: go install $module failed (it needs the Go module proxy); install it yourself" >&2
+		exit 1
 	fi
 done
+
 if [ ${#packages[@]} -eq 0 ]; then
 	exit 0
 fi

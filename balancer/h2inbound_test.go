@@ -1,0 +1,112 @@
+package balancer
+
+import (
+	"bytes"
+	"io"
+	"slices"
+	"strings"
+	"testing"
+
+	"golang.org/x/net/http2"
+	"golang.org/x/net/http2/hpack"
+)
+
+func TestH2InboundDedupSettings(t *testing.T) {
+	type setting = http2.Setting
+	for _, tc := range []struct {
+		name     string
+		in, want []setting
+	}{
+		{"no repeat", []setting{{ID: http2.SettingInitialWindowSize, Val: 100}, {ID: http2.SettingMaxFrameSize, Val: 1 << 15}},
+			[]setting{{ID: http2.SettingInitialWindowSize, Val: 100}, {ID: http2.SettingMaxFrameSize, Val: 1 << 15}}},
+		{"the last value", []setting{{ID: http2.SettingInitialWindowSize, Val: 100}, {ID: http2.SettingEnablePush, Val: 0}, {ID: http2.SettingInitialWindowSize, Val: 1}},
+			[]setting{{ID: http2.SettingInitialWindowSize, Val: 1}, {ID: http2.SettingEnablePush, Val: 0}}},
+		{"the smallest header table", []setting{{ID: http2.SettingHeaderTableSize, Val: 0}, {ID: http2.SettingHeaderTableSize, Val: 4096}},
+			[]setting{{ID: http2.SettingHeaderTableSize, Val: 0}}},
+		{"an invalid value stays", []setting{{ID: http2.SettingInitialWindowSize, Val: 1 << 31}, {ID: http2.SettingInitialWindowSize, Val: 1}},
+			[]setting{{ID: http2.SettingInitialWindowSize, Val: 1 << 31}}},
+	} {
+		var p []byte
+		for _, s := range tc.in {
+			p = append(p, byte(s.ID>>8), byte(s.ID), byte(s.Val>>24), byte(s.Val>>16), byte(s.Val>>8), byte(s.Val))
+		}
+		n := dedupSettings(p)
+		var got []setting
+		for i := 0; i+6 <= n; i += 6 {
+			got = append(got, setting{ID: http2.SettingID(p[i])<<8 | http2.SettingID(p[i+1]),
+				Val: uint32(p[i+2])<<24 | uint32(p[i+3])<<16 | uint32(p[i+4])<<8 | uint32(p[i+5])})
+		}
+		if !slices.Equal(got, tc.want) {
+			t.Errorf("%s: %v, want %v", tc.name, got, tc.want)
+		}
+	}
+}
+
+// TestH2InboundFollowsSplitHeaderBlocks sends header blocks split over a
+// padded HEADERS frame with a priority and a CONTINUATION, on one
+// connection whose HPACK table fills as it goes: h2Inbound must find a
+// connection-specific field in them, and hand the others on intact.
+func TestH2InboundFollowsSplitHeaderBlocks(t *testing.T) {
+	rb := newRecordingBackend(t)
+	lb := start(t, webConfig(serving("a", rb.addr)))
+	c, err := dialRawH2(lb.Addr("web"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.split = true
+	for i, tc := range []struct {
+		fields [][2]string
+		want   h2Answer
+	}{
+		{requestFields("GET", "/one", "a.example", "x-long", strings.Repeat("v", 300)), h2Answer{status: 200, body: "recorded"}},
+		{requestFields("GET", "/two", "a.example", "x-long", strings.Repeat("v", 300), "keep-alive", "timeout=5"), h2Answer{reset: http2.ErrCodeProtocol}},
+		{requestFields("GET", "/three", "a.example", "x-long", strings.Repeat("v", 300), "te", "trailers"), h2Answer{status: 200, body: "recorded"}},
+		{requestFields("GET", "/four", "a.example", "upgrade", "h2c"), h2Answer{reset: http2.ErrCodeProtocol}},
+		{requestFields("GET", "/five", "a.example", "x-long", strings.Repeat("v", 300)), h2Answer{status: 200, body: "recorded"}},
+	} {
+		got, err := c.do(tc.fields, nil)
+		if err != nil {
+			t.Fatalf("request %d: %v", i, err)
+		}
+		if got != tc.want {
+			t.Errorf("request %d (%s): %v, want %v", i, tc.fields[2][1], got, tc.want)
+		}
+	}
+	sent := string(rb.take())
+	if n := strings.Count(sent, strings.Repeat("v", 300)); n != 3 || strings.Contains(sent, "/two") || strings.Contains(sent, "/four") {
+		t.Errorf("the target received %q, want /one, /three and /five with their x-long", sent)
+	}
+}
+
+// BenchmarkH2Inbound is what h2Inbound costs a request: its frames (a
+// header block as a browser's, a WINDOW_UPDATE) read through it.
+func BenchmarkH2Inbound(b *testing.B) {
+	var stream, block bytes.Buffer
+	fr := http2.NewFramer(&stream, nil)
+	enc := hpack.NewEncoder(&block)
+	const requests = 1000
+	for i := range requests {
+		block.Reset()
+		for _, f := range requestFields("GET", "/static/app.js?v=1", "www.example.com",
+			"user-agent", "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0",
+			"accept", "*/*", "accept-language", "en-US,en;q=0.5", "accept-encoding", "gzip, deflate, br",
+			"cookie", "session=0123456789abcdef", "te", "trailers") {
+			enc.WriteField(hpack.HeaderField{Name: f[0], Value: f[1]})
+		}
+		fr.WriteHeaders(http2.HeadersFrameParam{StreamID: uint32(2*i + 1), BlockFragment: block.Bytes(), EndStream: true, EndHeaders: true})
+		fr.WriteWindowUpdate(0, 1000)
+	}
+	frames := append([]byte(h2Preface), stream.Bytes()...)
+	buf := make([]byte, 4096)
+	b.SetBytes(int64(len(frames) / requests))
+	b.ReportAllocs()
+	for i := 0; i < b.N; i += requests {
+		in := newH2Inbound(bytes.NewReader(frames))
+		for {
+			if _, err := in.Read(buf); err == io.EOF {
+				break
+			}
+		}
+	}
+}

@@ -1,0 +1,47 @@
+package balancer
+
+import "golang.org/x/net/http/httpguts"
+
+// An HTTP/2 request forwarded over HTTP/1.1 has its :method, :path and
+// :authority written into a request line and a Host line, where a space or
+// a line end would make a second request or another target than the one the
+// rules matched. x/net/http2 refuses, with a stream reset (PROTOCOL_ERROR)
+// before the handler runs, a field value with a control byte (NUL, CR, LF,
+// DEL, ...; the pseudo-headers' values too), a field name that is not a
+// lowercase token, a pseudo-header after a regular field, several Host
+// fields or one that differs from :authority, an :authority with userinfo
+// or bytes a host cannot have, and a :path that starts with neither "/" nor
+// "*". What it lets through and an HTTP/1.1 head cannot carry is checked
+// here, before anything is sent: its answer is 400.
+
+// h2Downgradable reports whether a request with this :method, :path (x/net's
+// RequestURI) and :authority (or Host) can be forwarded as an HTTP/1.1
+// request.
+func h2Downgradable(method, path, authority string) bool {
+	switch {
+	case !httpguts.ValidHeaderFieldName(method): // a field name's grammar is token's
+		return false
+	case method == "CONNECT": // a tunnel through a target, past every rule
+		return false
+	case path == "*":
+		return method == "OPTIONS" && authority != ""
+	}
+	return originForm(path) && authority != "" // HTTP/1.1 requires Host; the host rules need one
+}
+
+// originForm reports whether path is "/" followed by visible ASCII only: a
+// space ends the request target, bytes outside ASCII are read differently
+// by different targets (RFC 3986 wants them percent-encoded), and a "#"
+// would end the path for a target while berth matched the part after it
+// (origin-form has no fragment, RFC 9112 3.2.1).
+func originForm(path string) bool {
+	if path == "" || path[0] != '/' {
+		return false
+	}
+	for i := 1; i < len(path); i++ {
+		if c := path[i]; c <= ' ' || c >= 0x7f || c == '#' {
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,145 @@
+package balancer
+
+import (
+	"net/http"
+	"strings"
+	"testing"
+
+	"golang.org/x/net/http2"
+)
+
+// TestH2DowngradeRefusesWhatHTTP1CannotCarry sends HTTP/2 requests that an
+// HTTP/1.1 head cannot carry faithfully to a listener in front of a raw
+// recording target, behind a deny rule: each is refused (400 from berth, or
+// a stream reset from x/net/http2) and nothing reaches the target; the
+// requests that can be carried arrive with the framing their body needs.
+func TestH2DowngradeRefusesWhatHTTP1CannotCarry(t *testing.T) {
+	rb := newRecordingBackend(t)
+	cfg := webConfig(serving("a", rb.addr))
+	cfg.Listeners[0].Rules = []Rule{{Priority: 1, Paths: []string{"/admin*"}, Action: Action{Fixed: &FixedResponse{Status: 403, Body: "denied"}}}}
+	lb := start(t, cfg)
+	addr := lb.Addr("web")
+	const host = "public.example"
+	refused := func(status int) h2Answer {
+		if status == 0 {
+			return h2Answer{reset: http2.ErrCodeProtocol}
+		}
+		return h2Answer{status: status, body: "400 Bad Request\n"}
+	}
+	forwarded := h2Answer{status: 200, body: "recorded"}
+	for _, tc := range []struct {
+		name   string
+		fields [][2]string
+		body   []byte
+		want   h2Answer
+		// head is how the target's bytes start, absent what they must not hold.
+		head   string
+		absent []string
+	}{
+		// Refused by berth (x/net lets them through).
+		{name: "a space in :method smuggles a path past the rules",
+			fields: requestFields("GET /admin/secret", "/raw/public", host), want: refused(400)},
+		{name: "a space in :path", fields: requestFields("GET", "/raw/public /admin/secret", host), want: refused(400)},
+		{name: "a tab in :method", fields: requestFields("GET\t/admin", "/raw/public", host), want: refused(400)},
+		{name: "a separator in :method", fields: requestFields("GET/admin", "/raw/public", host), want: refused(400)},
+		{name: "non-ASCII in :path", fields: requestFields("GET", "/raw/\xc3\xa9", host), want: refused(400)},
+		{name: "a fragment in :path", fields: requestFields("GET", "/raw/x#/../../admin", host), want: refused(400)},
+		{name: "* for GET", fields: requestFields("GET", "*", host), want: refused(400)},
+		{name: "CONNECT", fields: [][2]string{{":method", "CONNECT"}, {":authority", "internal.example:22"}}, want: refused(400)},
+		{name: "neither :authority nor Host", fields: requestFields("GET", "/raw/public", ""), want: refused(400)},
+		// Refused by x/net/http2 before berth's handler runs: kept here so
+		// that an x/net upgrade that stops refusing them is noticed.
+		{name: "a control byte in :method", fields: requestFields("GE\x01T", "/raw/public", host), want: refused(0)},
+		{name: "DEL in :path", fields: requestFields("GET", "/raw/\x7f", host), want: refused(0)},
+		{name: ":authority and Host disagree",
+			fields: requestFields("GET", "/raw/public", host, "host", "internal.example"), want: refused(0)},
+		{name: "CR LF in a value",
+			fields: requestFields("GET", "/raw/public", host, "x-a", "1\r\nGET /admin/secret HTTP/1.1"), want: refused(0)},
+		{name: "a bare LF in a value", fields: requestFields("GET", "/raw/public", host, "x-a", "1\nx-b: 2"), want: refused(0)},
+		{name: "NUL in a value", fields: requestFields("GET", "/raw/public", host, "x-a", "1\x002"), want: refused(0)},
+		{name: "a space in a name", fields: requestFields("GET", "/raw/public", host, "x a", "1"), want: refused(0)},
+		{name: "a colon in a name", fields: requestFields("GET", "/raw/public", host, "x:a", "1"), want: refused(0)},
+		// Refused by h2Inbound (x/net would answer 400: RFC 9113 8.2.2 wants a reset).
+		{name: "a connection-specific field", fields: requestFields("GET", "/raw/public", host, "connection", "content-length"), want: refused(0)},
+		{name: "Transfer-Encoding", fields: requestFields("POST", "/raw/public", host, "transfer-encoding", "chunked"), want: refused(0)},
+		{name: "TE other than trailers", fields: requestFields("GET", "/raw/public", host, "te", "gzip"), want: refused(0)},
+		// Forwarded.
+		{name: "TE: trailers", fields: requestFields("GET", "/raw/public", host, "te", "trailers"), want: forwarded,
+			head: "GET /raw/public HTTP/1.1\r\n", absent: []string{"te", "content-length"}},
+		{name: "GET without a body", fields: requestFields("GET", "/raw/public?q=1", host), want: forwarded,
+			head: "GET /raw/public?q=1 HTTP/1.1\r\nHost: public.example\r\n", absent: []string{"content-length", "transfer-encoding"}},
+		{name: "Host without :authority", fields: requestFields("GET", "/raw/public", "", "host", host), want: forwarded,
+			head: "GET /raw/public HTTP/1.1\r\nHost: public.example\r\n", absent: []string{"content-length", "transfer-encoding"}},
+		{name: "OPTIONS *", fields: requestFields("OPTIONS", "*", host), want: forwarded,
+			head: "OPTIONS * HTTP/1.1\r\nHost: public.example\r\n", absent: []string{"content-length", "transfer-encoding"}},
+		{name: "POST with a length", fields: requestFields("POST", "/raw/upload", host, "content-length", "5"), body: []byte("hello"),
+			want: forwarded, head: "POST /raw/upload HTTP/1.1\r\n", absent: []string{"transfer-encoding"}},
+		{name: "POST declaring an empty body", fields: requestFields("POST", "/raw/upload", host, "content-length", "0"),
+			want: forwarded, head: "POST /raw/upload HTTP/1.1\r\n", absent: []string{"transfer-encoding"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			rb.take()
+			got, err := rawH2Do(addr, tc.fields, tc.body)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got != tc.want {
+				t.Errorf("answer %v, want %v", got, tc.want)
+			}
+			sent := string(rb.take())
+			if tc.head == "" {
+				if sent != "" {
+					t.Errorf("the target received %q, want nothing", sent)
+				}
+				return
+			}
+			head, body, _ := strings.Cut(sent, "\r\n\r\n")
+			if !strings.HasPrefix(sent, tc.head) {
+				t.Errorf("the target received %q, want it to start with %q", sent, tc.head)
+			}
+			for _, name := range tc.absent {
+				if strings.Contains(strings.ToLower(head), "\r\n"+name+":") {
+					t.Errorf("the target received %q, want no %s", head, name)
+				}
+			}
+			if string(tc.body) != body {
+				t.Errorf("the target received the body %q, want %q", body, tc.body)
+			}
+			if cl := tc.fields[len(tc.fields)-1]; cl[0] == "content-length" && !strings.Contains(head, "\r\nContent-Length: "+cl[1]) {
+				t.Errorf("the target received %q, want Content-Length: %s", head, cl[1])
+			}
+		})
+	}
+	// Still serving, also an HTTP/1.1 client.
+	if code, body, _ := get(t, &http.Client{}, "http://"+addr+"/raw/after"); code != 200 || body != "recorded" {
+		t.Errorf("after the attacks: %d %q, want 200 \"recorded\"", code, body)
+	}
+}
+
+func TestH2Downgradable(t *testing.T) {
+	for _, tc := range []struct {
+		method, path, authority string
+		want                    bool
+	}{
+		{"GET", "/a/b?c=d&e=%20", "a.example", true},
+		{"OPTIONS", "*", "a.example", true},
+		{"OPTIONS", "*", "", false},
+		{"GET", "*", "a.example", false},
+		{"GET", "/", "", false},
+		{"", "/", "a.example", false},
+		{"GET /admin", "/", "a.example", false},
+		{"GET\t", "/", "a.example", false},
+		{"G\xc3\x89T", "/", "a.example", false},
+		{"CONNECT", "/", "a.example:443", false},
+		{"GET", "", "a.example", false},
+		{"GET", "a/b", "a.example", false},
+		{"GET", "/a b", "a.example", false},
+		{"GET", "/a\x7f", "a.example", false},
+		{"GET", "/\xc3\xa9", "a.example", false},
+		{"GET", "/a#b", "a.example", false},
+	} {
+		if got := h2Downgradable(tc.method, tc.path, tc.authority); got != tc.want {
+			t.Errorf("h2Downgradable(%q, %q, %q) = %v, want %v", tc.method, tc.path, tc.authority, got, tc.want)
+		}
+	}
+}
