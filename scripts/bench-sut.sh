@@ -18,6 +18,8 @@ listeners:
     protocol: http
     address: $listen
     default: {forward: bench}
+    # make bench holds 10,000 idle connections, the default limit: allow them all.
+    max-connections: 20000
     rules:
 $(for i in $(seq 1 100); do
   echo "      - {priority: $i, host: [\"svc$i.example.com\", \"*.svc$i.internal\"], path: [\"/api/v$i/*\"], forward: bench}"
