@@ -3,10 +3,13 @@ package agent
 import (
 	"context"
 	"crypto/rand"
+	"encoding/base64"
 	"encoding/hex"
 	"fmt"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -26,6 +29,16 @@ type hostAgent struct {
 	node, ip, prefix, gossip string
 }
 
+// fleetKeyFile writes the in-process fleets' gossip key, the same on every
+// call: agents that share a host route each other's targets only with a key.
+func fleetKeyFile(t *testing.T) string {
+	file := filepath.Join(t.TempDir(), "gossip.key")
+	if err := os.WriteFile(file, []byte(base64.StdEncoding.EncodeToString([]byte("berth-test-key-0"))+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return file
+}
+
 // startHostAgent starts the agent of a host; prefix "" picks a new label prefix.
 func startHostAgent(t *testing.T, node, ip, webPort, gossipAddr string, join []string, prefix string) *hostAgent {
 	t.Helper()
@@ -42,7 +55,7 @@ func startHostAgent(t *testing.T, node, ip, webPort, gossipAddr string, join []s
 	web := net.JoinHostPort(ip, webPort)
 	h.runningAgent = startAgentWith(t, web, fmt.Sprintf(`node: {name: %s, advertise: %s}
 docker: {label-prefix: %s, resync: 5s}
-cluster: {enabled: true, bind: "%s", join: %s, rejoin-grace: 30s}
+cluster: {enabled: true, bind: "%s", join: %s, rejoin-grace: 30s, secret-key-file: "%s"}
 admin: {listen: "%s"}
 listeners:
   - name: web
@@ -51,7 +64,7 @@ listeners:
     default: {forward: web}
 groups:
   web: {deregistration-delay: 30s, connect-timeout: 1s}
-`, node, ip, h.prefix, gossipAddr, joinYAML, freeport.TCP(t, ip), web))
+`, node, ip, h.prefix, gossipAddr, joinYAML, fleetKeyFile(t), freeport.TCP(t, ip), web))
 	return h
 }
 

@@ -25,7 +25,7 @@ func benchCluster(b *testing.B, size int) []*node {
 		if i > 0 {
 			join = []string{nodes[0].c.Addr()}
 		}
-		c, err := Start(Options{Node: fmt.Sprintf("n%d", i), Bind: addr + ":0", Join: join,
+		c, err := Start(Options{Node: fmt.Sprintf("n%d", i), Bind: addr + ":0", Join: join, Keys: testKeys,
 			Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 		if err != nil {
 			b.Fatal(err)

@@ -79,7 +79,10 @@ type node struct {
 }
 
 type nodeOptions struct {
-	keys  [][]byte
+	// keys default to testKeys: a loopback fleet without a key routes no
+	// other node's targets. keyless starts a node without any.
+	keys    [][]byte
+	keyless bool
 	label string
 	log   io.Writer // default: discarded
 	// inFlight is the node's in-flight count per target, for drain reports.
@@ -106,6 +109,9 @@ func (s *syncBuffer) String() string {
 	return s.buf.String()
 }
 
+// testKeys is the fleet key of the test nodes.
+var testKeys = [][]byte{[]byte("berth-test-key-0")}
+
 // startNode starts a cluster node named name on 127.0.0.<ip> with a free port.
 func startNode(t testing.TB, name string, ip int, join []string, o nodeOptions) *node {
 	t.Helper()
@@ -115,8 +121,12 @@ func startNode(t testing.TB, name string, ip int, join []string, o nodeOptions) 
 		t.Fatal(err)
 	}
 	pt := &partitionable{NetTransport: nt, blocked: map[string]bool{}}
+	keys := o.keys
+	if keys == nil && !o.keyless {
+		keys = testKeys
+	}
 	c, err := Start(Options{
-		Node: name, Bind: addr + ":0", Join: join, Keys: o.keys, Label: o.label, Transport: pt, Tune: fastDetection, InFlight: o.inFlight, Reserved: o.reserved,
+		Node: name, Bind: addr + ":0", Join: join, Keys: keys, Label: o.label, Transport: pt, Tune: fastDetection, InFlight: o.inFlight, Reserved: o.reserved,
 		Logger: slog.New(slog.NewTextHandler(cmp.Or(o.log, io.Discard), nil)), RejoinGrace: 2 * time.Second,
 	})
 	if err != nil {
@@ -381,7 +391,7 @@ func TestWrongKeyCannotJoin(t *testing.T) {
 	a := startNode(t, "a", 20, nil, nodeOptions{keys: [][]byte{key}})
 	var bLog, cLog syncBuffer
 	b := startNode(t, "b", 21, []string{a.c.Addr()}, nodeOptions{keys: [][]byte{other}, log: &bLog})
-	c := startNode(t, "c", 22, []string{a.c.Addr()}, nodeOptions{log: &cLog})
+	c := startNode(t, "c", 22, []string{a.c.Addr()}, nodeOptions{keyless: true, log: &cLog})
 	d := startNode(t, "d", 23, []string{a.c.Addr()}, nodeOptions{keys: [][]byte{key, other}}) // mid-rotation: encrypts with key, decrypts both
 	waitFor(t, 10*time.Second, func() bool { return a.c.ml.NumMembers() == 2 && d.c.ml.NumMembers() == 2 }, "the node with the right key (as second key) did not join")
 	time.Sleep(time.Second)

@@ -99,19 +99,29 @@ func TestStrangersCannotJoinAKeyedFleet(t *testing.T) {
 	}
 }
 
-// TestLoopbackStrangerCannotRouteAnywhere: on a loopback fleet without a key,
-// any local process may join; its targets must still be at its own address,
-// never special addresses, never this node's own ports.
+// TestLoopbackStrangerCannotRouteAnywhere: on a loopback fleet without a key
+// any local process may join, and none of its targets is routed, not even at
+// its own address (a private service of the host). With the key, a member's
+// targets must still be at its own address, never special addresses, never
+// this node's own ports.
 func TestLoopbackStrangerCannotRouteAnywhere(t *testing.T) {
+	for _, keyless := range []bool{true, false} {
+		t.Run(map[bool]string{true: "keyless", false: "keyed"}[keyless], func(t *testing.T) {
+			testLoopbackStranger(t, keyless)
+		})
+	}
+}
+
+func testLoopbackStranger(t *testing.T, keyless bool) {
 	const adminPort = 9900 // stands for this node's admin API, seen through any loopback address
-	n0 := startNode(t, "n0", 60, nil, nodeOptions{reserved: func(ap netip.AddrPort) bool {
+	n0 := startNode(t, "n0", 60, nil, nodeOptions{keyless: keyless, reserved: func(ap netip.AddrPort) bool {
 		return ap.Port() == adminPort && ap.Addr().IsLoopback()
 	}})
 	// A plain memberlist stranger is not even a member.
 	plain := stranger(t, "127.0.0.62", nil, nil)
 	plain.Join([]string{n0.c.Addr()})
 
-	evil := startNode(t, "evil", 61, []string{n0.c.Addr()}, nodeOptions{})
+	evil := startNode(t, "evil", 61, []string{n0.c.Addr()}, nodeOptions{keyless: keyless})
 	waitFormed(t, []*node{n0, evil}, 10*time.Second)
 	at := func(n int, addr string) discovery.Target {
 		tg := target("evil", n, evil.ip)
@@ -119,7 +129,7 @@ func TestLoopbackStrangerCannotRouteAnywhere(t *testing.T) {
 		tg.Rules = []discovery.Rule{{Listener: "web", Priority: n, Paths: []string{"/api/v1/*"}, Group: "web"}}
 		return tg
 	}
-	allowed := at(1, evil.ip+":8080")
+	own := at(1, evil.ip+":8080")
 	refused := map[string]string{
 		"127.0.0.1:9900":          refuseNotOwnerAddress, // another loopback address: the admin API
 		"127.0.0.60:8080":         refuseNotOwnerAddress, // this node's address
@@ -131,23 +141,30 @@ func TestLoopbackStrangerCannotRouteAnywhere(t *testing.T) {
 		"224.0.0.1:80":            refuseSpecialAddress,
 		"[::ffff:127.0.0.1]:9900": refuseNotOwnerAddress,
 	}
-	published := []discovery.Target{allowed}
+	published := []discovery.Target{own}
 	want := map[string]uint64{}
 	for addr, reason := range refused {
 		published = append(published, at(len(published)+1, addr))
 		want[reason]++
 	}
-	evil.c.Publish(published, "")
-	waitFor(t, 5*time.Second, func() bool { _, ok := find(n0, allowed.ID); return ok }, "the stranger's own target did not arrive")
-	time.Sleep(300 * time.Millisecond) // deltas and the pull's full state both arrive
-	if got := n0.c.Targets(); len(got) != 1 {
-		t.Fatalf("n0 routes %d targets, want only the stranger's own address: %+v", len(got), got)
+	routed := 1
+	if keyless {
+		want[refuseKeylessLoopback], routed = 1, 0
 	}
-	got := n0.c.Stats().TargetsRefused
-	for reason, n := range want {
-		if got[reason] < n {
-			t.Errorf("refused %s: %d, want at least %d (all: %v)", reason, got[reason], n, got)
+	evil.c.Publish(published, "")
+	waitFor(t, 5*time.Second, func() bool {
+		got := n0.c.Stats().TargetsRefused
+		for reason, n := range want {
+			if got[reason] < n {
+				return false
+			}
 		}
+		_, ok := find(n0, own.ID)
+		return ok == (routed == 1)
+	}, "the stranger's targets were not all refused, or its own address not routed with the key")
+	time.Sleep(300 * time.Millisecond) // deltas and the pull's full state both arrive
+	if got := n0.c.Targets(); len(got) != routed {
+		t.Fatalf("n0 routes %d targets, want %d: %+v", len(got), routed, got)
 	}
 	if n0.c.ml.NumMembers() != 2 {
 		t.Errorf("n0 has %d members: the plain memberlist stranger got in", n0.c.ml.NumMembers())

@@ -31,6 +31,7 @@ const (
 	refuseNotOwnerAddress = "not_owner_address" // not the IP of the member that publishes it
 	refuseSpecialAddress  = "special_address"   // unspecified, link-local or multicast
 	refuseOwnPort         = "own_port"          // a socket of this node: listener, admin API, gossip
+	refuseKeylessLoopback = "keyless_loopback"  // a loopback target in a fleet without a key
 )
 
 // refusal is a member refused by NotifyAlive, with its reason.
@@ -118,6 +119,12 @@ func (c *Cluster) targetRefusal(ip netip.Addr, t *wireTarget) string {
 		return refuseNotOwnerAddress
 	case c.reserved(netip.AddrPortFrom(addr, ap.Port())):
 		return refuseOwnPort
+	case addr.IsLoopback() && len(c.opts.Keys) == 0:
+		// Without a key any process of this host can join a loopback fleet
+		// under a name of its own: its loopback targets would put the
+		// host's private services (a database on 127.0.0.1) behind the
+		// public listeners. Agents that share a host form a fleet with a key.
+		return refuseKeylessLoopback
 	}
 	return ""
 }
