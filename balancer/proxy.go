@@ -253,7 +253,7 @@ func (c *clientConn) lingerBeforeClose() {
 func (c *clientConn) answerError(code int, reason ErrorReason, keep bool) {
 	c.l.errors[reason].Add(1)
 	page := errorPage(code, keep)
-	if c.req.wantsJSON {
+	if c.req.wantsJSON() {
 		page = jsonErrorPage(code, keep)
 	}
 	c.ex.reason, c.ex.sent = reason, int64(len(page))
@@ -691,7 +691,7 @@ func (c *clientConn) writeRequestHead(w *bufio.Writer, mode xffMode) {
 			}
 			continue
 		}
-		http1.WriteField(w, f.Name.Of(h.Raw), f.Value.Of(h.Raw))
+		h.WriteFieldLine(w, f)
 	}
 	switch {
 	case mode == xffAppend:
@@ -746,7 +746,7 @@ func (c *clientConn) writeResponseHead(keepClient, dechunk bool) {
 				continue
 			}
 		}
-		http1.WriteField(w, f.Name.Of(h.Raw), f.Value.Of(h.Raw))
+		h.WriteFieldLine(w, f)
 	}
 	switch {
 	case h.Status == 101:

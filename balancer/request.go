@@ -10,9 +10,6 @@ import (
 // balancer works out of it once per request.
 type request struct {
 	http1.Head
-	// wantsJSON is true when Accept names application/json: the balancer's
-	// own error pages are then JSON.
-	wantsJSON bool
 	// forwardedFor counts the addresses of the X-Forwarded-For lines.
 	forwardedFor int
 	// upgrade is the protocol the request asks to switch to, when berth
@@ -22,12 +19,10 @@ type request struct {
 
 // inspect works out the request's own facts after its head was read.
 func (r *request) inspect() {
-	r.wantsJSON, r.forwardedFor, r.upgrade = false, 0, false
+	r.forwardedFor, r.upgrade = 0, false
 	for i := range r.Fields {
 		f := &r.Fields[i]
 		switch f.Kind {
-		case http1.FieldAccept:
-			r.wantsJSON = r.wantsJSON || containsFold(f.Value.Of(r.Raw), "application/json")
 		case http1.FieldXForwardedFor:
 			if v := f.Value.Of(r.Raw); len(v) > 0 {
 				r.forwardedFor += 1 + bytes.Count(v, []byte{','})
@@ -36,6 +31,17 @@ func (r *request) inspect() {
 			r.upgrade = r.Upgrade && http1.EqualFold(f.Value.Of(r.Raw), "websocket")
 		}
 	}
+}
+
+// wantsJSON reports whether Accept names application/json: the balancer's
+// own error pages are then JSON. Asked only when berth answers itself.
+func (r *request) wantsJSON() bool {
+	for i := range r.Fields {
+		if f := &r.Fields[i]; f.Kind == http1.FieldAccept && containsFold(f.Value.Of(r.Raw), "application/json") {
+			return true
+		}
+	}
+	return false
 }
 
 // NumHeaders lets the rules read a request head in place.

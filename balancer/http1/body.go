@@ -214,8 +214,8 @@ func (cc *ChunkedCopy) Copy(dst *bufio.Writer, src *bufio.Reader, refresh func()
 		// Framing, routing and connection fields have no place in trailers
 		// (RFC 9110 6.5.1): a hop that merged them into the head would be
 		// misled.
-		if t.Fields[i].Kind == FieldOther {
-			total += int64(WriteField(dst, t.Fields[i].Name.Of(t.Raw), t.Fields[i].Value.Of(t.Raw)))
+		if f := &t.Fields[i]; f.Kind == FieldOther {
+			total += int64(t.WriteFieldLine(dst, f))
 		}
 	}
 	n, err := dst.WriteString("\r\n")
@@ -258,4 +258,16 @@ func flushBeforeBlocking(dst *bufio.Writer, src *bufio.Reader, refresh func()) e
 		return dst.Flush()
 	}
 	return nil
+}
+
+// WriteFieldLine writes field f of h in canonical form and returns its
+// length: when the line as read is canonical already ("name: value" CRLF),
+// it goes out as it is, in one write.
+func (h *Head) WriteFieldLine(w *bufio.Writer, f *Field) int {
+	if f.Value.Start == f.Name.End+2 && h.Raw[f.Name.End+1] == ' ' &&
+		f.Value.End+1 < len(h.Raw) && h.Raw[f.Value.End] == '\r' && h.Raw[f.Value.End+1] == '\n' {
+		n, _ := w.Write(h.Raw[f.Name.Start : f.Value.End+2])
+		return n
+	}
+	return WriteField(w, f.Name.Of(h.Raw), f.Value.Of(h.Raw))
 }

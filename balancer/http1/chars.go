@@ -1,6 +1,9 @@
 package http1
 
-import "unsafe"
+import (
+	"encoding/binary"
+	"unsafe"
+)
 
 // Character classes of RFC 9110 5.6.2 and RFC 3986, as lookup tables.
 var (
@@ -64,8 +67,23 @@ func IsToken(s string) bool {
 }
 
 // validValue reports whether b may be a field value: no NUL, CR, LF or other
-// control byte but HTAB.
+// control byte but HTAB. Eight bytes of printable ASCII, the common case,
+// are checked at once.
 func validValue(b []byte) bool {
+	const ones, highs = 0x0101010101010101, 0x8080808080808080
+	for len(b) >= 8 {
+		x := binary.LittleEndian.Uint64(b)
+		// A byte under 0x20 or over 0x7e sets its high bit in one of the two
+		// terms: then the bytes are checked one by one.
+		if (x-0x20*ones)&^x&highs != 0 || ((x+(0x7f-0x7e)*ones)|x)&highs != 0 {
+			for _, c := range b[:8] {
+				if !valueChar[c] {
+					return false
+				}
+			}
+		}
+		b = b[8:]
+	}
 	for _, c := range b {
 		if !valueChar[c] {
 			return false

@@ -28,9 +28,9 @@ func canonicalHead(h *Head, response bool) []byte {
 			WriteField(w, []byte("Host"), h.Host.Of(h.Raw))
 		}
 	}
-	for _, f := range h.Fields {
-		if !f.Hop {
-			WriteField(w, f.Name.Of(h.Raw), f.Value.Of(h.Raw))
+	for i := range h.Fields {
+		if f := &h.Fields[i]; !f.Hop {
+			h.WriteFieldLine(w, f)
 		}
 	}
 	w.WriteString("\r\n")

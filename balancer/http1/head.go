@@ -124,10 +124,23 @@ var knownFields = [...]struct {
 	{"user-agent", FieldUserAgent},
 }
 
+// knownByLength lists knownFields by the length of their names: a field
+// name is compared with the few known names of its length only.
+var knownByLength [len("x-forwarded-proto") + 1][]int
+
+func init() {
+	for i, k := range knownFields {
+		knownByLength[len(k.name)] = append(knownByLength[len(k.name)], i)
+	}
+}
+
 func classify(name []byte) FieldKind {
-	for _, k := range knownFields {
-		if EqualFold(name, k.name) {
-			return k.kind
+	if len(name) >= len(knownByLength) {
+		return FieldOther
+	}
+	for _, i := range knownByLength[len(name)] {
+		if EqualFold(name, knownFields[i].name) {
+			return knownFields[i].kind
 		}
 	}
 	return FieldOther
@@ -191,9 +204,9 @@ type Head struct {
 
 	// connectionLists is set when Connection names fields besides its options.
 	connectionLists bool
-	// lineEnd and rawEnd are the end of the last field line without and with
-	// its line break, for unfolding an obs-fold into it.
-	lineEnd, rawEnd int
+	// lineEnd is the end of the last field line without its line break,
+	// for unfolding an obs-fold into it.
+	lineEnd int
 }
 
 // Reset empties h for the next message, keeping its buffers.
@@ -309,7 +322,12 @@ func (h *Head) readFields(r *bufio.Reader, allowFold bool) error {
 func (h *Head) addField(line Span) error {
 	b := line.Of(h.Raw)
 	colon := bytes.IndexByte(b, ':')
-	if colon <= 0 || !isToken(b[:colon]) {
+	if colon <= 0 {
+		return ErrMalformed
+	}
+	// A known name is a token: only the others are checked byte by byte.
+	kind := classify(b[:colon])
+	if kind == FieldOther && !isToken(b[:colon]) {
 		return ErrMalformed
 	}
 	vs, ve := line.Start+colon+1, line.End
@@ -322,9 +340,8 @@ func (h *Head) addField(line Span) error {
 	if !validValue(h.Raw[vs:ve]) {
 		return ErrMalformed
 	}
-	name := Span{line.Start, line.Start + colon}
-	h.Fields = append(h.Fields, Field{Name: name, Value: Span{vs, ve}, Kind: classify(name.Of(h.Raw))})
-	h.lineEnd, h.rawEnd = line.End, len(h.Raw)
+	h.Fields = append(h.Fields, Field{Name: Span{line.Start, line.Start + colon}, Value: Span{vs, ve}, Kind: kind})
+	h.lineEnd = line.End
 	return nil
 }
 
@@ -351,7 +368,7 @@ func (h *Head) unfold(line Span) error {
 		}
 		f.Value.End = ve
 	}
-	h.lineEnd, h.rawEnd = line.End, len(h.Raw)
+	h.lineEnd = line.End
 	return nil
 }
 
@@ -746,6 +763,12 @@ func parseDecimal(b []byte) (int64, bool) {
 // WriteRequestLine writes the request line to forward: the method, the
 // target in origin-form, the version.
 func (h *Head) WriteRequestLine(w *bufio.Writer) {
+	if !h.AbsoluteForm {
+		// The line as read is canonical: one space between its parts.
+		w.Write(h.Raw[h.Line[0].Start:h.Line[2].End])
+		w.WriteString("\r\n")
+		return
+	}
 	w.Write(h.Method())
 	w.WriteByte(' ')
 	switch {
@@ -764,6 +787,11 @@ func (h *Head) WriteRequestLine(w *bufio.Writer) {
 // WriteStatusLine writes the status line to forward, with berth's own
 // version (RFC 9110 2.5).
 func (h *Head) WriteStatusLine(w *bufio.Writer) {
+	if !h.HTTP10 && h.Line[2].Len() > 0 {
+		w.Write(h.Raw[h.Line[0].Start:h.Line[2].End]) // canonical as read
+		w.WriteString("\r\n")
+		return
+	}
 	w.WriteString("HTTP/1.1 ")
 	w.Write(h.Line[1].Of(h.Raw))
 	w.WriteByte(' ')
