@@ -200,6 +200,7 @@ func sortedGroups(groups []api.Group) []api.Group {
 		if sorted[i].States == nil {
 			sorted[i].States = map[string]int{}
 		}
+		sorted[i].Latency.Bounds, sorted[i].Latency.Counts = nonNil(sorted[i].Latency.Bounds), nonNil(sorted[i].Latency.Counts)
 	}
 	slices.SortStableFunc(sorted, func(a, b api.Group) int { return strings.Compare(a.Name, b.Name) })
 	return sorted

@@ -58,9 +58,28 @@ type Group struct {
 	States              map[string]int `json:"states"`
 	InFlight            int64          `json:"in_flight"`
 	Requests            uint64         `json:"requests"`
+	// Failures are the requests to its targets that failed (connect errors,
+	// resets, timeouts, malformed answers), as in Target.Failures.
+	Failures uint64 `json:"failures"`
+	// Latency is the histogram of the group's HTTP requests, every listener
+	// that forwards to it summed: the time from a request's first byte to its
+	// answer's last. A reader takes percentiles from the difference of two
+	// readings, as Prometheus does from berth_http_request_duration_seconds.
+	Latency Latency `json:"latency"`
 	// FailOpen is true while the group has targets but none healthy: it then
 	// routes to all of them (ALB's fail open).
 	FailOpen bool `json:"fail_open,omitempty"`
+}
+
+// Latency is a cumulative histogram of request durations since the agent started.
+type Latency struct {
+	// Bounds are the buckets' upper bounds in seconds; Counts has one more
+	// entry than Bounds: Counts[i] requests took at most Bounds[i], and the
+	// last is every request (+Inf).
+	Bounds []float64 `json:"bounds"`
+	Counts []uint64  `json:"counts"`
+	// Sum is the seconds all of them took together.
+	Sum float64 `json:"sum"`
 }
 
 // Target is GET /api/v1/targets: one target in one group.
@@ -120,7 +139,9 @@ type Node struct {
 	// when it differs from this agent's.
 	ConfigHash  string `json:"config_hash"`
 	ConfigDrift bool   `json:"config_drift"`
-	Self        bool   `json:"self"`
+	// Version is the agent's version; empty for an agent too old to tell it.
+	Version string `json:"version,omitempty"`
+	Self    bool   `json:"self"`
 	// HasOurs is true when the node reported having every change of this
 	// agent's targets: a change made here (a new healthy container, a drain)
 	// is in force there.
