@@ -113,66 +113,41 @@ func TestDashboardInChromium(t *testing.T) {
 	server := httptest.NewServer(Handler(src, prometheus.NewRegistry(), Access{Token: token}))
 	t.Cleanup(server.Close)
 
-	ctx := browsertest.Start(t, 1280, 900)
-	do := func(what string, actions ...chromedp.Action[chromedp.Void]) {
-		t.Helper()
-		if err := chromedp.Do(ctx, actions...); err != nil {
-			t.Fatalf("%s: %v", what, err)
-		}
-	}
-	eval := func(js string) string {
-		t.Helper()
-		out, err := chromedp.Run(ctx, chromedp.Evaluate[string](js))
-		if err != nil {
-			t.Fatalf("evaluate %s: %v", js, err)
-		}
-		return out
-	}
-	waitText := func(id, want string) {
-		t.Helper()
-		deadline := time.Now().Add(10 * time.Second)
-		for !strings.Contains(eval(`document.getElementById('`+id+`').textContent`), want) {
-			if time.Now().After(deadline) {
-				t.Fatalf("#%s does not show %q within 10s; it shows %q", id, want, eval(`document.body.innerText`))
-			}
-			time.Sleep(50 * time.Millisecond)
-		}
-	}
-
-	do("open the page", chromedp.Navigate(server.URL+"/"), chromedp.WaitVisible(chromedp.ID("token")))
-	do("give a wrong token", chromedp.SendKeys(chromedp.ID("token"), "not-the-token-at-all\r"))
-	waitText("login-error", "wrong token")
-	do("give the token", chromedp.SendKeys(chromedp.ID("token"), testToken+"\r"))
-	waitText("groups", "app-2")
+	page := browsertest.Start(t, 1280, 900)
+	page.Do("open the page", chromedp.Navigate(server.URL+"/"), chromedp.WaitVisible(chromedp.ID("token")))
+	page.Do("give a wrong token", chromedp.SendKeys(chromedp.ID("token"), "not-the-token-at-all\r"))
+	page.WaitText("login-error", "wrong token", false)
+	page.Do("give the token", chromedp.SendKeys(chromedp.ID("token"), testToken+"\r"))
+	page.WaitText("groups", "app-2", false)
 
 	for _, id := range []string{"groups", "listeners", "skipped"} {
-		waitText(id, hostile)
+		page.WaitText(id, hostile, false)
 	}
-	if n := eval(`String(document.querySelectorAll('img').length)`); n != "0" {
+	if n := page.Eval(`String(document.querySelectorAll('img').length)`); n != "0" {
 		t.Fatalf("the hostile name became markup: %s <img> elements in the page", n)
 	}
-	waitText("node", "v9.9.9")
-	if got := eval(`document.querySelector('[data-group="web"] tbody').textContent`); !strings.Contains(got, "host-b") || !strings.Contains(got, "10.0.0.6:32768") {
+	page.WaitText("node", "v9.9.9", false)
+	if got := page.Eval(`document.querySelector('[data-group="web"] tbody').textContent`); !strings.Contains(got, "host-b") || !strings.Contains(got, "10.0.0.6:32768") {
 		t.Fatalf("the target rows lack the host and address: %q", got)
 	}
 	// Only this node's own containers can be drained here.
-	if n := eval(`String(document.querySelectorAll('button[data-action="drain"]').length)`); n != "1" {
+	if n := page.Eval(`String(document.querySelectorAll('button[data-action="drain"]').length)`); n != "1" {
 		t.Fatalf("%s drain buttons, want 1 (the other node's target drains on its own agent)", n)
 	}
 
 	drain := chromedp.CSS(`button[data-action="drain"][data-target="host-a/111111111111/8080"]`)
-	do("cancel a drain", chromedp.Click(drain), chromedp.WaitVisible(chromedp.ID("confirm")), chromedp.Click(chromedp.ID("confirm-cancel")),
+	page.Do("cancel a drain", chromedp.Click(drain), chromedp.WaitVisible(chromedp.ID("confirm")), chromedp.Click(chromedp.ID("confirm-cancel")),
 		chromedp.WaitNotVisible(chromedp.ID("confirm")))
 	if drained := src.drains(); len(drained) != 0 {
 		t.Fatalf("a cancelled drain reached the API: %v", drained)
 	}
-	do("drain", chromedp.Click(drain), chromedp.WaitVisible(chromedp.ID("confirm")))
-	waitText("confirm-text", hostile)
-	do("confirm", chromedp.Click(chromedp.ID("confirm-ok")))
+	page.Do("drain", chromedp.Click(drain), chromedp.WaitVisible(chromedp.ID("confirm")))
+	page.WaitText("confirm-text", hostile, false)
+	page.Do("confirm", chromedp.Click(chromedp.ID("confirm-ok")))
 	deadline := time.Now().Add(5 * time.Second)
 	for !slices.Equal(src.drains(), []string{"host-a/111111111111/8080"}) {
 		if time.Now().After(deadline) {
-			t.Fatalf("the drain did not reach the API (drained %v); the page says %q", src.drains(), eval(`document.getElementById('error').textContent`))
+			t.Fatalf("the drain did not reach the API (drained %v); the page says %q", src.drains(), page.Eval(`document.getElementById("error").textContent`))
 		}
 		time.Sleep(20 * time.Millisecond)
 	}

@@ -174,6 +174,9 @@ type Drain struct {
 	// deregistration delay ended (Outcome "delay_ended").
 	Done    bool   `json:"done"`
 	Outcome string `json:"outcome,omitempty"`
+	// Requested is true for a drain POST /api/v1/drains started (berth
+	// drain), which DELETE ends; false for a stopping container's.
+	Requested bool `json:"requested,omitempty"`
 }
 
 // Error is the body of every non-2xx admin API answer.

@@ -28,11 +28,21 @@ var binaries = []string{"chromium", "chromium-browser", "google-chrome", "google
 
 var devtoolsURL = regexp.MustCompile(`DevTools listening on (ws://\S+)`)
 
+// waitTimeout bounds every wait for the page to show something.
+const waitTimeout = 15 * time.Second
+
+// Page is the browser's tab; its methods fail the test when the browser does.
+type Page struct {
+	t testing.TB
+	// Ctx is the chromedp context of the tab.
+	Ctx context.Context
+}
+
 // Start runs headless Chromium with a window of width by height pixels and
-// returns a chromedp context on its first tab; the test's end closes it and
-// kills the browser. A missing Chromium fails the test (scripts/ensure-tools.sh
-// installs it; make test runs that).
-func Start(t testing.TB, width, height int) context.Context {
+// returns its first tab; the test's end closes it and kills the browser. A
+// missing Chromium fails the test (scripts/ensure-tools.sh installs it; make
+// test runs that).
+func Start(t testing.TB, width, height int) *Page {
 	t.Helper()
 	path := ""
 	for _, name := range binaries {
@@ -114,7 +124,43 @@ func Start(t testing.TB, width, height int) context.Context {
 	if err := chromedp.Do(ctx, chromedp.EmulateViewport(int64(width), int64(height))); err != nil {
 		t.Fatalf("browsertest: connect to %s: %v", url, err)
 	}
-	return ctx
+	return &Page{t: t, Ctx: ctx}
+}
+
+// Do runs actions; what names them in the failure.
+func (p *Page) Do(what string, actions ...chromedp.Action[chromedp.Void]) {
+	p.t.Helper()
+	if err := chromedp.Do(p.Ctx, actions...); err != nil {
+		p.t.Fatalf("browsertest: %s: %v", what, err)
+	}
+}
+
+// Eval evaluates a JavaScript expression whose value is a string.
+func (p *Page) Eval(js string) string {
+	p.t.Helper()
+	out, err := chromedp.Run(p.Ctx, chromedp.Evaluate[string](js))
+	if err != nil {
+		p.t.Fatalf("browsertest: evaluate %s: %v", js, err)
+	}
+	return out
+}
+
+// WaitText waits until the text of the element with the given id contains
+// want (gone: does not contain it).
+func (p *Page) WaitText(id, want string, gone bool) {
+	p.t.Helper()
+	js := `(document.getElementById(` + strconv.Quote(id) + `) || {textContent: ''}).textContent`
+	deadline := time.Now().Add(waitTimeout)
+	for strings.Contains(p.Eval(js), want) == gone {
+		if time.Now().After(deadline) {
+			verb := "show"
+			if gone {
+				verb = "stop showing"
+			}
+			p.t.Fatalf("browsertest: #%s does not %s %q within %v; the page shows:\n%s", id, verb, want, waitTimeout, p.Eval(`document.body.innerText`))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }
 
 // waitClosed reports whether ch closed within d.

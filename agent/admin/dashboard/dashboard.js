@@ -139,19 +139,24 @@ function renderDrains(drains) {
       String(d.in_flight),
       d.reported + ' of ' + d.nodes,
       d.done ? (d.outcome === 'drained' ? 'drained' : 'delay ended') : left + ' s left',
+      d.requested ? actionButton('undrain', { id: d.target, container: d.container }) : 'container stopping',
     ];
   });
   return table([{ text: 'Target' }, { text: 'Container' }, { text: 'In flight', num: true },
-    { text: 'Nodes reported' }, { text: 'Progress' }], rows, 'No target of this node is draining.');
+    { text: 'Nodes reported' }, { text: 'Progress' }, { text: '' }], rows, 'No target of this node is draining.');
 }
 
+function actionButton(action, t) {
+  return el('button', { type: 'button', 'data-action': action, 'data-target': t.id, onclick: () => ask(action, t) },
+    action === 'drain' ? 'Drain' : 'Undrain');
+}
+
+// Only this node's containers drain here: another node's drain on its own agent.
 function targetAction(t, status, drains) {
   if (t.node !== status.node || t.source !== 'docker') return '';
-  const drainedHere = drains.some((d) => d.target === t.id);
-  if (t.state === 'draining' || drainedHere) {
-    return el('button', { type: 'button', 'data-action': 'undrain', 'data-target': t.id, onclick: () => ask('undrain', t) }, 'Undrain');
-  }
-  return el('button', { type: 'button', 'data-action': 'drain', 'data-target': t.id, onclick: () => ask('drain', t) }, 'Drain');
+  const drain = drains.find((d) => d.target === t.id);
+  if (drain) return drain.requested ? actionButton('undrain', t) : '';
+  return t.state === 'draining' ? '' : actionButton('drain', t);
 }
 
 function renderGroups(status, targets, drains) {
