@@ -7,11 +7,14 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/berth-lb/berth/agent/api"
+	"github.com/berth-lb/berth/balancer"
 	"github.com/berth-lb/berth/internal/dockertest"
 	"github.com/berth-lb/berth/internal/freeport"
 )
@@ -159,6 +162,52 @@ listeners:
 	} {
 		if got := metric(t, admin, series); got != want {
 			t.Errorf("%s = %d, want %d", series, got, want)
+		}
+	}
+}
+
+// TestGroupsCountFailuresAndLatency: a group's failures are its targets',
+// and its latency histogram sums every listener that forwards to it.
+func TestGroupsCountFailuresAndLatency(t *testing.T) {
+	be := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "static") }))
+	defer be.Close()
+	refused := freeport.TCP(t) // nothing listens there
+	web, other := freeport.TCP(t), freeport.TCP(t)
+	ra := startAgentWith(t, web, fmt.Sprintf(`node: {name: test, advertise: 127.0.0.1}
+docker: {enabled: false}
+cluster: {enabled: false}
+admin: {listen: %s}
+static:
+  app: [%s, %s]
+listeners:
+  - {name: web, protocol: http, address: %s, default: {forward: app}}
+  - {name: other, protocol: http, address: %s, default: {forward: app}}
+`, freeport.TCP(t), strings.TrimPrefix(be.URL, "http://"), refused, web, other))
+	for i := range 10 {
+		url := ra.url
+		if i%2 == 1 {
+			url = "http://" + other
+		}
+		if code := status(url + "/"); code != 200 {
+			t.Fatalf("request %d: %d", i, code)
+		}
+	}
+	var app api.Group
+	for _, g := range ra.agent.Groups() {
+		if g.Name == "app" {
+			app = g
+		}
+	}
+	if app.Failures == 0 || app.Failures >= app.Requests {
+		t.Errorf("failures %d of %d requests: want the refused target's connects, retried on the other", app.Failures, app.Requests)
+	}
+	l := app.Latency
+	if !slices.Equal(l.Bounds, balancer.LatencyBuckets) || len(l.Counts) != len(l.Bounds)+1 || l.Counts[len(l.Counts)-1] != 10 || l.Sum <= 0 {
+		t.Fatalf("latency %+v: want the buckets of berth_http_request_duration_seconds and 10 requests of both listeners", l)
+	}
+	for i := 1; i < len(l.Counts); i++ {
+		if l.Counts[i] < l.Counts[i-1] {
+			t.Fatalf("latency counts %v are not cumulative", l.Counts)
 		}
 	}
 }
