@@ -2,9 +2,6 @@ package agent
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
-	"fmt"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -33,28 +30,15 @@ import (
 func TestDashboardFollowsContainers(t *testing.T) {
 	cli := dockertest.Client(t)
 	image := dockertest.BuildImage(t, cli, "github.com/berth-lb/berth/examples/app")
-	suffix := make([]byte, 4)
-	rand.Read(suffix)
-	prefix := "berthtest" + hex.EncodeToString(suffix)
-	token := "dashboard-" + hex.EncodeToString(suffix) + "-token"
+	prefix := labelPrefix()
+	token := prefix + "-dashboard-token"
 	tokenFile := filepath.Join(t.TempDir(), "admin-token")
 	if err := os.WriteFile(tokenFile, []byte(token+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	web, adminAddr := freeport.TCP(t), freeport.TCP(t)
-	ra := startAgentWith(t, web, fmt.Sprintf(`node: {name: host-a, advertise: 127.0.0.1}
-docker: {label-prefix: %s, resync: 5s}
-cluster: {enabled: false}
-admin: {listen: %s, token-file: %s}
-listeners:
-  - name: web
-    protocol: http
-    address: %s
-    default: {forward: web}
-groups:
-  web: {deregistration-delay: 30s}
-  api: {algorithm: least_outstanding_requests, deregistration-delay: 10s}
-`, prefix, adminAddr, tokenFile, web))
+	ra := startAgentWith(t, web, labelAgentConfig(prefix, "{listen: "+adminAddr+", token-file: "+tokenFile+"}", web,
+		"  api: {algorithm: least_outstanding_requests, deregistration-delay: 10s}\n"))
 
 	names := []string{"web-1-" + prefix, "web-2-" + prefix, "api-1-" + prefix}
 	var ids []string
