@@ -463,15 +463,23 @@ func (a *Agent) Groups() []api.Group {
 
 // groupLatency sums the histograms of every listener's route to group.
 func groupLatency(group string, routes []balancer.RouteStats) api.Latency {
-	l := api.Latency{Bounds: slices.Clone(balancer.LatencyBuckets), Counts: make([]uint64, len(balancer.LatencyBuckets)+1)}
+	var of []balancer.Histogram
 	for _, r := range routes {
-		if r.Group != group {
-			continue
+		if r.Group == group {
+			of = append(of, r.Histogram)
 		}
-		for i, n := range r.Buckets {
+	}
+	return latency(of...)
+}
+
+// latency is the sum of histograms (none: every count zero).
+func latency(histograms ...balancer.Histogram) api.Latency {
+	l := api.Latency{Bounds: slices.Clone(balancer.LatencyBuckets), Counts: make([]uint64, len(balancer.LatencyBuckets)+1)}
+	for _, h := range histograms {
+		for i, n := range h.Buckets {
 			l.Counts[i] += n
 		}
-		l.Sum += r.Sum.Seconds()
+		l.Sum += h.Sum.Seconds()
 	}
 	return l
 }
@@ -487,6 +495,7 @@ func (a *Agent) Targets() []api.Target {
 	for i, t := range v.desired.targets {
 		s := live[t.ID]
 		t.InFlight, t.Requests, t.Failures, t.Ejected = s.InFlight, s.Requests, s.Failures, s.Ejected
+		t.Latency = latency(s.Latency)
 		out[i] = t
 	}
 	return out

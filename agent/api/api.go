@@ -105,6 +105,9 @@ type Target struct {
 	InFlight  int64  `json:"in_flight"`
 	Requests  uint64 `json:"requests"`
 	Failures  uint64 `json:"failures"`
+	// Latency is the histogram of this node's HTTP tries on the target, from
+	// the pick (the connect included) to the end of the answer.
+	Latency Latency `json:"latency"`
 }
 
 // Skipped is a labelled container that could not be registered, with the reason.

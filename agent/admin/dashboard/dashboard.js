@@ -48,13 +48,14 @@ async function call(method, path, body) {
 
 // ---- numbers over the window ------------------------------------------------
 
-// readings: {at, targets: Map(id -> {requests, failures}), groups: Map(name -> {requests, failures, counts})}
+// readings: {at, targets: Map(id and group -> counters), groups: Map(name -> counters)};
+// counters are {requests, failures, counts} (counts: the latency histogram's).
 let readings = [];
 
 function remember(targets, groups) {
   const now = performance.now();
   const r = { at: now, targets: new Map(), groups: new Map() };
-  for (const t of targets) r.targets.set(t.id + '\u0000' + t.group, { requests: t.requests, failures: t.failures });
+  for (const t of targets) r.targets.set(t.id + '\u0000' + t.group, { requests: t.requests, failures: t.failures, counts: t.latency.counts });
   for (const g of groups) r.groups.set(g.name, { requests: g.requests, failures: g.failures, counts: g.latency.counts });
   readings.push(r);
   while (readings.length > 2 && now - readings[1].at >= WINDOW_MS) readings.shift();
@@ -77,8 +78,8 @@ function rates(map, key) {
 }
 
 // quantile of the window's latency histogram, interpolated inside its bucket as Prometheus does.
-function quantile(name, bounds, q) {
-  const s = span('groups', name);
+function quantile(map, key, bounds, q) {
+  const s = span(map, key);
   if (!s || s.a.counts.length !== s.b.counts.length) return null;
   const d = s.b.counts.map((n, i) => n - s.a.counts[i]);
   const total = d[d.length - 1];
@@ -165,7 +166,8 @@ function renderGroups(status, targets, drains) {
     const r = rates('groups', g.name);
     const states = Object.entries(g.states).map(([s, n]) => n + ' ' + s).join(', ') || 'no target';
     const rows = targets.filter((t) => t.group === g.name).map((t) => {
-      const tr = rates('targets', t.id + '\u0000' + t.group);
+      const key = t.id + '\u0000' + t.group;
+      const tr = rates('targets', key);
       return [
         el('span', { class: 'mono' }, t.id),
         el('span', {}, pill(t.state), t.ejected ? [' ', pill('ejected')] : null, t.reason ? el('span', { class: 'reason' }, t.reason) : null),
@@ -175,6 +177,8 @@ function renderGroups(status, targets, drains) {
         String(t.in_flight),
         fmtRate(tr),
         fmtErrors(tr),
+        fmtLatency(quantile('targets', key, t.latency.bounds, 0.5)),
+        fmtLatency(quantile('targets', key, t.latency.bounds, 0.99)),
         targetAction(t, status, drains),
       ];
     });
@@ -187,10 +191,11 @@ function renderGroups(status, targets, drains) {
           el('span', {}, 'in flight ', el('b', {}, String(g.in_flight))),
           el('span', {}, 'req/s ', el('b', {}, fmtRate(r))),
           el('span', {}, 'errors ', el('b', {}, fmtErrors(r))),
-          el('span', {}, 'p50 ', el('b', {}, fmtLatency(quantile(g.name, g.latency.bounds, 0.5)))),
-          el('span', {}, 'p99 ', el('b', {}, fmtLatency(quantile(g.name, g.latency.bounds, 0.99)))))),
+          el('span', {}, 'p50 ', el('b', {}, fmtLatency(quantile('groups', g.name, g.latency.bounds, 0.5)))),
+          el('span', {}, 'p99 ', el('b', {}, fmtLatency(quantile('groups', g.name, g.latency.bounds, 0.99)))))),
       table([{ text: 'Target' }, { text: 'State' }, { text: 'Host' }, { text: 'Address' }, { text: 'Container' },
-        { text: 'In flight', num: true }, { text: 'Req/s', num: true }, { text: 'Errors', num: true }, { text: '' }],
+        { text: 'In flight', num: true }, { text: 'Req/s', num: true }, { text: 'Errors', num: true },
+        { text: 'p50', num: true }, { text: 'p99', num: true }, { text: '' }],
       rows, 'No target.'));
   });
 }
