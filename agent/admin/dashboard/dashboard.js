@@ -61,7 +61,7 @@ function remember(targets, groups) {
   while (readings.length > 2 && now - readings[1].at >= WINDOW_MS) readings.shift();
 }
 
-// window returns the newest and oldest readings of key in map, and the seconds between.
+// span is the oldest and the newest reading of key in map, and the seconds between.
 function span(map, key) {
   const last = readings[readings.length - 1];
   const first = readings.find((r) => r[map].has(key));
