@@ -198,11 +198,6 @@ func nonNil[T any](list []T) []T {
 	return list
 }
 
-func nonNilLatency(l api.Latency) api.Latency {
-	l.Bounds, l.Counts = nonNil(l.Bounds), nonNil(l.Counts)
-	return l
-}
-
 func sortedGroups(groups []api.Group) []api.Group {
 	sorted := make([]api.Group, len(groups))
 	copy(sorted, groups)
@@ -210,7 +205,6 @@ func sortedGroups(groups []api.Group) []api.Group {
 		if sorted[i].States == nil {
 			sorted[i].States = map[string]int{}
 		}
-		sorted[i].Latency = nonNilLatency(sorted[i].Latency)
 	}
 	slices.SortStableFunc(sorted, func(a, b api.Group) int { return strings.Compare(a.Name, b.Name) })
 	return sorted
@@ -219,9 +213,6 @@ func sortedGroups(groups []api.Group) []api.Group {
 func sortedTargets(targets []api.Target) []api.Target {
 	sorted := make([]api.Target, len(targets))
 	copy(sorted, targets)
-	for i := range sorted {
-		sorted[i].Latency = nonNilLatency(sorted[i].Latency)
-	}
 	slices.SortStableFunc(sorted, func(a, b api.Target) int {
 		if c := strings.Compare(a.Group, b.Group); c != 0 {
 			return c

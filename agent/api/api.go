@@ -59,13 +59,14 @@ type Group struct {
 	InFlight            int64          `json:"in_flight"`
 	Requests            uint64         `json:"requests"`
 	// Failures are the requests to its targets that failed (connect errors,
-	// resets, timeouts, malformed answers), as in Target.Failures.
-	Failures uint64 `json:"failures"`
+	// resets, timeouts, malformed answers), as in Target.Failures; absent
+	// when none.
+	Failures uint64 `json:"failures,omitempty"`
 	// Latency is the histogram of the group's HTTP requests, every listener
 	// that forwards to it summed: the time from a request's first byte to its
 	// answer's last. A reader takes percentiles from the difference of two
 	// readings, as Prometheus does from berth_http_request_duration_seconds.
-	Latency Latency `json:"latency"`
+	Latency Latency `json:"latency,omitzero"`
 	// FailOpen is true while the group has targets but none healthy: it then
 	// routes to all of them (ALB's fail open).
 	FailOpen bool `json:"fail_open,omitempty"`
@@ -107,7 +108,7 @@ type Target struct {
 	Failures  uint64 `json:"failures"`
 	// Latency is the histogram of this node's HTTP tries on the target, from
 	// the pick (the connect included) to the end of the answer.
-	Latency Latency `json:"latency"`
+	Latency Latency `json:"latency,omitzero"`
 }
 
 // Skipped is a labelled container that could not be registered, with the reason.

@@ -55,11 +55,15 @@ let readings = [];
 function remember(targets, groups) {
   const now = performance.now();
   const r = { at: now, targets: new Map(), groups: new Map() };
-  for (const t of targets) r.targets.set(t.id + '\u0000' + t.group, { requests: t.requests, failures: t.failures, counts: t.latency.counts });
-  for (const g of groups) r.groups.set(g.name, { requests: g.requests, failures: g.failures, counts: g.latency.counts });
+  const counters = (x) => ({ requests: x.requests, failures: x.failures || 0, counts: latencyOf(x).counts });
+  for (const t of targets) r.targets.set(t.id + '\u0000' + t.group, counters(t));
+  for (const g of groups) r.groups.set(g.name, counters(g));
   readings.push(r);
   while (readings.length > 2 && now - readings[1].at >= WINDOW_MS) readings.shift();
 }
+
+// latencyOf is the histogram of a group or target; an agent without one counts nothing.
+const latencyOf = (x) => x.latency || { bounds: [], counts: [] };
 
 // span is the oldest and the newest reading of key in map, and the seconds between.
 function span(map, key) {
@@ -177,8 +181,8 @@ function renderGroups(status, targets, drains) {
         String(t.in_flight),
         fmtRate(tr),
         fmtErrors(tr),
-        fmtLatency(quantile('targets', key, t.latency.bounds, 0.5)),
-        fmtLatency(quantile('targets', key, t.latency.bounds, 0.99)),
+        fmtLatency(quantile('targets', key, latencyOf(t).bounds, 0.5)),
+        fmtLatency(quantile('targets', key, latencyOf(t).bounds, 0.99)),
         targetAction(t, status, drains),
       ];
     });
@@ -191,8 +195,8 @@ function renderGroups(status, targets, drains) {
           el('span', {}, 'in flight ', el('b', {}, String(g.in_flight))),
           el('span', {}, 'req/s ', el('b', {}, fmtRate(r))),
           el('span', {}, 'errors ', el('b', {}, fmtErrors(r))),
-          el('span', {}, 'p50 ', el('b', {}, fmtLatency(quantile('groups', g.name, g.latency.bounds, 0.5)))),
-          el('span', {}, 'p99 ', el('b', {}, fmtLatency(quantile('groups', g.name, g.latency.bounds, 0.99)))))),
+          el('span', {}, 'p50 ', el('b', {}, fmtLatency(quantile('groups', g.name, latencyOf(g).bounds, 0.5)))),
+          el('span', {}, 'p99 ', el('b', {}, fmtLatency(quantile('groups', g.name, latencyOf(g).bounds, 0.99)))))),
       table([{ text: 'Target' }, { text: 'State' }, { text: 'Host' }, { text: 'Address' }, { text: 'Container' },
         { text: 'In flight', num: true }, { text: 'Req/s', num: true }, { text: 'Errors', num: true },
         { text: 'p50', num: true }, { text: 'p99', num: true }, { text: '' }],
