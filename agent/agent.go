@@ -118,7 +118,7 @@ func run(ctx context.Context, opts Options, created chan<- *Agent) error {
 		a.watcher = w
 	}
 	if cfg.Cluster.Enabled {
-		c, err := startCluster(cfg, opts.Logger, a.own)
+		c, err := startCluster(cfg, opts.Version, opts.Logger, a.own)
 		if err != nil {
 			return err
 		}
@@ -435,7 +435,7 @@ func (a *Agent) Nodes() []api.Node {
 	own := members[0].ConfigHash
 	for i, m := range members {
 		out[i] = api.Node{Name: m.Name, Node: m.Node, Address: m.Address, State: m.State, Seq: m.Seq, Known: m.Known,
-			Targets: m.Targets, ConfigHash: m.ConfigHash, Self: m.Self, HasOurs: m.HasOurs,
+			Targets: m.Targets, ConfigHash: m.ConfigHash, Version: m.Version, Self: m.Self, HasOurs: m.HasOurs,
 			ConfigDrift: !m.Self && m.State == "alive" && m.ConfigHash != "" && m.ConfigHash != own}
 	}
 	return out
@@ -445,17 +445,43 @@ func (a *Agent) Nodes() []api.Node {
 func (a *Agent) Groups() []api.Group {
 	v := a.view.Load()
 	targets := a.Targets()
+	routes := a.lb.Routes()
 	out := make([]api.Group, len(v.desired.groups))
 	for i, g := range v.desired.groups {
 		for _, t := range targets {
 			if t.Group == g.Name {
 				g.InFlight += t.InFlight
 				g.Requests += t.Requests
+				g.Failures += t.Failures
 			}
 		}
+		g.Latency = groupLatency(g.Name, routes)
 		out[i] = g
 	}
 	return out
+}
+
+// groupLatency sums the histograms of every listener's route to group.
+func groupLatency(group string, routes []balancer.RouteStats) api.Latency {
+	var of []balancer.Histogram
+	for _, r := range routes {
+		if r.Group == group {
+			of = append(of, r.Histogram)
+		}
+	}
+	return latency(of...)
+}
+
+// latency is the sum of histograms (none: every count zero).
+func latency(histograms ...balancer.Histogram) api.Latency {
+	l := api.Latency{Bounds: slices.Clone(balancer.LatencyBuckets), Counts: make([]uint64, len(balancer.LatencyBuckets)+1)}
+	for _, h := range histograms {
+		for i, n := range h.Buckets {
+			l.Counts[i] += n
+		}
+		l.Sum += h.Sum.Seconds()
+	}
+	return l
 }
 
 // Targets implements admin.Source.
@@ -469,6 +495,7 @@ func (a *Agent) Targets() []api.Target {
 	for i, t := range v.desired.targets {
 		s := live[t.ID]
 		t.InFlight, t.Requests, t.Failures, t.Ejected = s.InFlight, s.Requests, s.Failures, s.Ejected
+		t.Latency = latency(s.Latency)
 		out[i] = t
 	}
 	return out

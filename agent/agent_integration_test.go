@@ -37,14 +37,27 @@ type runningAgent struct {
 // to this test, so containers of other tests or of the demo never interfere.
 func startAgent(t *testing.T) (*runningAgent, string) {
 	t.Helper()
+	prefix := labelPrefix()
+	web := freeport.TCP(t)
+	return startAgentWith(t, web, labelAgentConfig(prefix, "{listen: "+freeport.TCP(t)+"}", web, "")), prefix
+}
+
+// labelPrefix is a label prefix no other test uses.
+func labelPrefix() string {
 	suffix := make([]byte, 4)
 	rand.Read(suffix)
-	prefix := "berthtest" + hex.EncodeToString(suffix)
-	web := freeport.TCP(t)
-	ra := startAgentWith(t, web, fmt.Sprintf(`node: {name: test, advertise: 127.0.0.1}
+	return "berthtest" + hex.EncodeToString(suffix)
+}
+
+// labelAgentConfig is the config of node "test", which reads the containers
+// labelled with prefix, has the admin section admin (YAML), and a "web"
+// listener on webAddr that forwards to group web; moreGroups (YAML lines)
+// follow group web.
+func labelAgentConfig(prefix, admin, webAddr, moreGroups string) string {
+	return fmt.Sprintf(`node: {name: test, advertise: 127.0.0.1}
 docker: {label-prefix: %s, resync: 5s}
 cluster: {enabled: false}
-admin: {listen: %s}
+admin: %s
 listeners:
   - name: web
     protocol: http
@@ -52,8 +65,7 @@ listeners:
     default: {forward: web}
 groups:
   web: {deregistration-delay: 30s}
-`, prefix, freeport.TCP(t), web))
-	return ra, prefix
+%s`, prefix, admin, webAddr, moreGroups)
 }
 
 // startAgentWith runs an agent in-process on the config text, whose "web"

@@ -7,11 +7,14 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/berth-lb/berth/agent/api"
+	"github.com/berth-lb/berth/balancer"
 	"github.com/berth-lb/berth/internal/dockertest"
 	"github.com/berth-lb/berth/internal/freeport"
 )
@@ -160,5 +163,72 @@ listeners:
 		if got := metric(t, admin, series); got != want {
 			t.Errorf("%s = %d, want %d", series, got, want)
 		}
+	}
+}
+
+// TestGroupsCountFailuresAndLatency: a group's failures are its targets',
+// its latency histogram sums every listener that forwards to it, and each
+// target's histogram times its tries.
+func TestGroupsCountFailuresAndLatency(t *testing.T) {
+	be := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/broken" { // closed without an answer: a failure of the target
+			conn, _, _ := w.(http.Hijacker).Hijack()
+			conn.Close()
+			return
+		}
+		io.WriteString(w, "static")
+	}))
+	defer be.Close()
+	web, other := freeport.TCP(t), freeport.TCP(t)
+	ra := startAgentWith(t, web, fmt.Sprintf(`node: {name: test, advertise: 127.0.0.1}
+docker: {enabled: false}
+cluster: {enabled: false}
+admin: {listen: %s}
+static:
+  app: [%s]
+listeners:
+  - {name: web, protocol: http, address: %s, default: {forward: app}}
+  - {name: other, protocol: http, address: %s, default: {forward: app}}
+`, freeport.TCP(t), strings.TrimPrefix(be.URL, "http://"), web, other))
+	for i := range 10 {
+		url := ra.url
+		if i%2 == 1 {
+			url = "http://" + other
+		}
+		if code := status(url + "/"); code != 200 {
+			t.Fatalf("request %d: %d", i, code)
+		}
+	}
+	if code := status(ra.url + "/broken"); code != 502 {
+		t.Fatalf("/broken: %d, want 502", code)
+	}
+	app := func() api.Group {
+		for _, g := range ra.agent.Groups() {
+			if g.Name == "app" {
+				return g
+			}
+		}
+		return api.Group{}
+	}
+	last := func(l api.Latency) uint64 { return l.Counts[len(l.Counts)-1] }
+	// The last answer is timed just after it is sent.
+	dockertest.Eventually(t, 5*time.Second, func() bool { return last(app().Latency) == 11 }, "latency %+v: want the 11 requests of both listeners", app().Latency)
+	g := app()
+	// /broken was tried again (a GET that got no byte back) and failed each time.
+	if g.Failures == 0 || g.Requests != 10+g.Failures {
+		t.Errorf("%d failures of %d tries, want /broken's tries of 10 good requests and it", g.Failures, g.Requests)
+	}
+	l := g.Latency
+	if !slices.Equal(l.Bounds, balancer.LatencyBuckets) || len(l.Counts) != len(l.Bounds)+1 || l.Sum <= 0 {
+		t.Fatalf("latency %+v: want the buckets of berth_http_request_duration_seconds", l)
+	}
+	for i := 1; i < len(l.Counts); i++ {
+		if l.Counts[i] < l.Counts[i-1] {
+			t.Fatalf("latency counts %v are not cumulative", l.Counts)
+		}
+	}
+	targets := ra.agent.Targets()
+	if len(targets) != 1 || last(targets[0].Latency) != targets[0].Requests || targets[0].Latency.Sum <= 0 {
+		t.Fatalf("targets %+v: want one whose latency times each of its tries", targets)
 	}
 }

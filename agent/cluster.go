@@ -19,7 +19,7 @@ import (
 // defaultGossipPort completes a cluster.join entry given without a port.
 const defaultGossipPort = "7946"
 
-func startCluster(cfg *config.Config, log *slog.Logger, own *ownSockets) (*gossip.Cluster, error) {
+func startCluster(cfg *config.Config, version string, log *slog.Logger, own *ownSockets) (*gossip.Cluster, error) {
 	var keys [][]byte
 	if cfg.Cluster.SecretKeyFile != "" {
 		var err error
@@ -40,7 +40,7 @@ func startCluster(cfg *config.Config, log *slog.Logger, own *ownSockets) (*gossi
 		join[i] = peer
 	}
 	c, err := gossip.Start(gossip.Options{
-		Node: cfg.Node.Name, Bind: cfg.Cluster.Bind, Advertise: cfg.Node.Advertise, Join: join,
+		Node: cfg.Node.Name, Version: version, Bind: cfg.Cluster.Bind, Advertise: cfg.Node.Advertise, Join: join,
 		Keys: keys, Label: cfg.Cluster.Label, RejoinGrace: cfg.Cluster.RejoinGrace, Logger: log, Reserved: own.reserved,
 	})
 	if err != nil {

@@ -116,12 +116,13 @@ func (a *Agent) drainsOf(ids []string) []api.Drain {
 		}
 		a.drainMu.Lock()
 		started, ok := a.drainsSince[t.ID]
+		requested := a.manualDrains[t.ID]
 		a.drainMu.Unlock()
 		if !ok {
 			continue
 		}
 		d := api.Drain{Target: t.ID, Container: t.ContainerName, Started: started, Deadline: started.Add(v.desired.delays[t.ID]),
-			InFlight: a.lb.InFlight(t.ID), Nodes: 1, Reported: 1}
+			InFlight: a.lb.InFlight(t.ID), Nodes: 1, Reported: 1, Requested: requested}
 		if a.cluster != nil && !t.LocalOnly {
 			remote, reported, members := a.cluster.DrainProgress(t.ID)
 			d.InFlight += remote

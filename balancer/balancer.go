@@ -632,7 +632,7 @@ func (b *Balancer) Targets() []TargetStats {
 	now := time.Now().UnixNano()
 	for _, t := range b.targets {
 		out = append(out, TargetStats{ID: t.id, InFlight: t.inFlight.Load(), Requests: t.requests.Load(), Failures: t.failures.Load(),
-			Ejected: t.passive.ejected(now), Ejections: t.passive.totalEjected.Load(),
+			Ejected: t.passive.ejected(now), Ejections: t.passive.totalEjected.Load(), Latency: t.latency.copy(),
 			ActiveConnections: t.streamsActive.Load(), Connections: t.streamsTotal.Load(), BytesIn: t.bytesIn.Load(), BytesOut: t.bytesOut.Load()})
 	}
 	b.mu.Unlock()

@@ -264,6 +264,9 @@ type TargetStats struct {
 	// rotation; Ejections counts how often that happened.
 	Ejected   bool
 	Ejections uint64
+	// Latency is the HTTP tries' durations, from the pick (the connect
+	// included) to the end of the answer.
+	Latency Histogram
 	// Open L4 connections (TCP, TLS) and UDP flows to the target now, those
 	// opened since start, and their bytes from clients (In) and to them (Out).
 	ActiveConnections int64

@@ -251,6 +251,7 @@ func (q *h2Request) forward(g *group) int {
 func (q *h2Request) attempt(g *group, t *targetState, grpc bool) (int, ErrorReason, bool) {
 	t.inFlight.Add(1)
 	defer t.inFlight.Add(-1)
+	defer t.latency.since(time.Now())
 	t.requests.Add(1)
 	if grpc {
 		return q.tryHTTP2(g, t, q.l.b.upstreams.transport(g))

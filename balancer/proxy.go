@@ -407,6 +407,7 @@ func (c *clientConn) forward(g *group, rt *route) (int, bool) {
 func (c *clientConn) attempt(t *targetState, g *group, rt *route) (res attemptResult, code int, keep bool, why ErrorReason) {
 	t.inFlight.Add(1)
 	defer t.inFlight.Add(-1)
+	defer t.latency.since(time.Now())
 	uc := t.get()
 	if uc == nil {
 		var err error

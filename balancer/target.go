@@ -39,6 +39,9 @@ type targetState struct {
 	inFlight atomic.Int64
 	requests atomic.Uint64
 	failures atomic.Uint64
+	// latency is the HTTP tries' durations, from the pick (dial included) to
+	// the end of the answer's copy.
+	latency histogram
 	// serving is false once the target drains or leaves: pooled connections
 	// are closed instead of being reused.
 	serving atomic.Bool

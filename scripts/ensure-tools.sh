@@ -6,12 +6,14 @@
 # $(go env GOBIN), else $(go env GOPATH)/bin, where the tests look for it too.
 # Without arguments: what `make test` needs (h2load drives HTTP/2 through berth
 # in balancer/h2load_test.go, h2spec checks its conformance in
-# balancer/h2spec_test.go). scripts/bench.sh names the peers it measures.
+# balancer/h2spec_test.go, chromium drives the dashboard in agent/admin and
+# agent/dashboard_integration_test.go). scripts/bench.sh names the peers it
+# measures.
 set -euo pipefail
 
 tools=("$@")
 if [ ${#tools[@]} -eq 0 ]; then
-	tools=(h2load=nghttp2-client h2spec=go:github.com/summerwind/h2spec/cmd/h2spec@v2.2.1+incompatible)
+	tools=(h2load=nghttp2-client h2spec=go:github.com/summerwind/h2spec/cmd/h2spec@v2.2.1+incompatible chromium=chromium)
 fi
 
 gobin() {

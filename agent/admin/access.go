@@ -14,7 +14,7 @@ import (
 // needs no token and accepts loopback Host names only.
 type Access struct {
 	// Token, when not nil, must be sent as "Authorization: Bearer" on every
-	// path but /healthz (and /metrics when MetricsPublic).
+	// path but /healthz, the dashboard's files (and /metrics when MetricsPublic).
 	Token         *Token
 	MetricsPublic bool
 	// Listen is the listener's address (admin.listen): its host is a name
@@ -45,7 +45,7 @@ func (a Access) guard(next http.Handler) http.Handler {
 			writeError(w, http.StatusForbidden, fmt.Sprintf("admin: refused a request from the web origin %q: web pages of other origins may not call the admin API", origin))
 			return
 		}
-		if a.Token != nil && r.URL.Path != "/healthz" && (r.URL.Path != "/metrics" || !a.MetricsPublic) && !a.authorized(w, r) {
+		if a.Token != nil && a.needsToken(r.URL.Path) && !a.authorized(w, r) {
 			return
 		}
 		switch r.Method {
@@ -57,6 +57,14 @@ func (a Access) guard(next http.Handler) http.Handler {
 		}
 		next.ServeHTTP(w, r)
 	})
+}
+
+// needsToken: every path but /healthz, the dashboard's files (they hold no
+// data: the page asks for the token and its script sends it) and /metrics when
+// MetricsPublic.
+func (a Access) needsToken(path string) bool {
+	_, dashboard := dashboardPaths[path]
+	return path != "/healthz" && !dashboard && (path != "/metrics" || !a.MetricsPublic)
 }
 
 // authorized checks the bearer token, answering the request when it fails.

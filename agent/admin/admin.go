@@ -37,6 +37,8 @@ var ErrNotFound = errors.New("not found")
 
 // Handler returns the admin API:
 //
+//	GET /                        the dashboard (docs/dashboard.md), with
+//	GET /dashboard.js, .css      its script and style
 //	GET /healthz                 200 "ok\n"
 //	GET /metrics                 Prometheus exposition of gatherer
 //	GET /api/v1/status           api.Status
@@ -54,6 +56,9 @@ func Handler(src Source, gatherer prometheus.Gatherer, access Access) http.Handl
 		path    string
 		handler http.Handler
 	}{
+		{"/{$}", http.HandlerFunc(serveDashboard)},
+		{"/dashboard.js", http.HandlerFunc(serveDashboard)},
+		{"/dashboard.css", http.HandlerFunc(serveDashboard)},
 		{"/healthz", http.HandlerFunc(serveHealth)},
 		{"/metrics", promhttp.HandlerFor(gatherer, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError})},
 		{"/api/v1/status", http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {

@@ -24,8 +24,10 @@ var exampleAccess = Access{AllowedHosts: []string{"example.com"}}
 var started = time.Date(2025, 3, 1, 10, 0, 0, 0, time.UTC)
 
 func exampleSource() fakeSource {
-	users := api.Group{Name: "users", Algorithm: "round_robin", DeregistrationDelay: "30s", Targets: 1, States: map[string]int{"healthy": 1}, Requests: 7}
-	web := api.Group{Name: "web", Algorithm: "least_outstanding_requests", DeregistrationDelay: "5m0s", Targets: 2, States: map[string]int{"healthy": 1, "draining": 1}, InFlight: 3, Requests: 42}
+	users := api.Group{Name: "users", Algorithm: "round_robin", DeregistrationDelay: "30s", Targets: 1, States: map[string]int{"healthy": 1}, Requests: 7,
+		Latency: api.Latency{Bounds: []float64{0.001, 0.01}, Counts: []uint64{3, 6, 7}, Sum: 0.05}}
+	web := api.Group{Name: "web", Algorithm: "least_outstanding_requests", DeregistrationDelay: "5m0s", Targets: 2, States: map[string]int{"healthy": 1, "draining": 1}, InFlight: 3, Requests: 42,
+		Failures: 2, Latency: api.Latency{Bounds: []float64{0.001, 0.01}, Counts: []uint64{30, 40, 42}, Sum: 0.2}}
 	return fakeSource{
 		StatusDoc: api.Status{
 			Node:    "host-a",

@@ -58,9 +58,29 @@ type Group struct {
 	States              map[string]int `json:"states"`
 	InFlight            int64          `json:"in_flight"`
 	Requests            uint64         `json:"requests"`
+	// Failures are the requests to its targets that failed (connect errors,
+	// resets, timeouts, malformed answers), as in Target.Failures; absent
+	// when none.
+	Failures uint64 `json:"failures,omitempty"`
+	// Latency is the histogram of the group's HTTP requests, every listener
+	// that forwards to it summed: the time from a request's first byte to its
+	// answer's last. A reader takes percentiles from the difference of two
+	// readings, as Prometheus does from berth_http_request_duration_seconds.
+	Latency Latency `json:"latency,omitzero"`
 	// FailOpen is true while the group has targets but none healthy: it then
 	// routes to all of them (ALB's fail open).
 	FailOpen bool `json:"fail_open,omitempty"`
+}
+
+// Latency is a cumulative histogram of request durations since the agent started.
+type Latency struct {
+	// Bounds are the buckets' upper bounds in seconds; Counts has one more
+	// entry than Bounds: Counts[i] requests took at most Bounds[i], and the
+	// last is every request (+Inf).
+	Bounds []float64 `json:"bounds"`
+	Counts []uint64  `json:"counts"`
+	// Sum is the seconds all of them took together.
+	Sum float64 `json:"sum"`
 }
 
 // Target is GET /api/v1/targets: one target in one group.
@@ -86,6 +106,9 @@ type Target struct {
 	InFlight  int64  `json:"in_flight"`
 	Requests  uint64 `json:"requests"`
 	Failures  uint64 `json:"failures"`
+	// Latency is the histogram of this node's HTTP tries on the target, from
+	// the pick (the connect included) to the end of the answer.
+	Latency Latency `json:"latency,omitzero"`
 }
 
 // Skipped is a labelled container that could not be registered, with the reason.
@@ -120,7 +143,9 @@ type Node struct {
 	// when it differs from this agent's.
 	ConfigHash  string `json:"config_hash"`
 	ConfigDrift bool   `json:"config_drift"`
-	Self        bool   `json:"self"`
+	// Version is the agent's version; empty for an agent too old to tell it.
+	Version string `json:"version,omitempty"`
+	Self    bool   `json:"self"`
 	// HasOurs is true when the node reported having every change of this
 	// agent's targets: a change made here (a new healthy container, a drain)
 	// is in force there.
@@ -153,6 +178,9 @@ type Drain struct {
 	// deregistration delay ended (Outcome "delay_ended").
 	Done    bool   `json:"done"`
 	Outcome string `json:"outcome,omitempty"`
+	// Requested is true for a drain POST /api/v1/drains started (berth
+	// drain), which DELETE ends; false for a stopping container's.
+	Requested bool `json:"requested,omitempty"`
 }
 
 // Error is the body of every non-2xx admin API answer.

@@ -37,6 +37,8 @@ import (
 type Options struct {
 	// Node is this host's name: the owner of its targets, stable across restarts.
 	Node string
+	// Version is the agent's version, shown to the other nodes (Member.Version).
+	Version string
 	// Bind is "ip:port" for memberlist's UDP and TCP; port 0 picks one.
 	Bind string
 	// Advertise is the IP other nodes use to reach this one; "" uses Bind's.
@@ -558,6 +560,7 @@ type meta struct {
 	Epoch      int64  `json:"e"`
 	Seq        uint64 `json:"s"`
 	ConfigHash string `json:"ch,omitempty"`
+	Version    string `json:"v,omitempty"`
 	// Key is the start's ed25519 public key: its messages verify with it.
 	Key []byte `json:"k"`
 }
@@ -871,11 +874,15 @@ type delegate struct{ c *Cluster }
 
 func (d delegate) NodeMeta(limit int) []byte {
 	d.c.mu.Lock()
-	m := meta{Epoch: d.c.epoch, Seq: d.c.seq, ConfigHash: d.c.ownHash, Key: d.c.key.Public().(ed25519.PublicKey)}
+	m := meta{Epoch: d.c.epoch, Seq: d.c.seq, ConfigHash: d.c.ownHash, Version: d.c.opts.Version, Key: d.c.key.Public().(ed25519.PublicKey)}
 	d.c.mu.Unlock()
 	b, _ := json.Marshal(m)
-	if len(b) > limit {
-		m.ConfigHash = ""
+	// The key must fit; what is shown only goes first.
+	for _, drop := range []*string{&m.Version, &m.ConfigHash} {
+		if len(b) <= limit {
+			break
+		}
+		*drop = ""
 		b, _ = json.Marshal(m)
 	}
 	return b

@@ -126,7 +126,7 @@ func startNode(t testing.TB, name string, ip int, join []string, o nodeOptions) 
 		keys = testKeys
 	}
 	c, err := Start(Options{
-		Node: name, Bind: addr + ":0", Join: join, Keys: keys, Label: o.label, Transport: pt, Tune: fastDetection, InFlight: o.inFlight, Reserved: o.reserved,
+		Node: name, Version: "v-" + name, Bind: addr + ":0", Join: join, Keys: keys, Label: o.label, Transport: pt, Tune: fastDetection, InFlight: o.inFlight, Reserved: o.reserved,
 		Logger: slog.New(slog.NewTextHandler(cmp.Or(o.log, io.Discard), nil)), RejoinGrace: 2 * time.Second,
 	})
 	if err != nil {
@@ -205,6 +205,18 @@ func find(n *node, id string) (discovery.Target, bool) {
 		}
 	}
 	return discovery.Target{}, false
+}
+
+// Every node tells its version in its metadata; Members shows it.
+func TestMembersTellTheirVersion(t *testing.T) {
+	nodes := cluster(t, 2)
+	for _, n := range nodes {
+		for _, m := range n.c.Members() {
+			if m.Version != "v-"+m.Node {
+				t.Errorf("%s sees member %s with version %q, want %q", n.c.opts.Node, m.Name, m.Version, "v-"+m.Node)
+			}
+		}
+	}
 }
 
 func TestTargetsAndDrainsReachEveryNode(t *testing.T) {

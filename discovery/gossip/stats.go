@@ -137,7 +137,9 @@ type Member struct {
 	Seq, Known uint64
 	Targets    int
 	ConfigHash string
-	Self       bool
+	// Version is the agent's version as it announces it; empty when unknown.
+	Version string
+	Self    bool
 	// HasOurs is true when the member reported having every change of this
 	// node's state: a change made here is in force there.
 	HasOurs bool
@@ -148,7 +150,7 @@ func (c *Cluster) Members() []Member {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	out := []Member{{Name: c.name, Node: c.opts.Node, Address: c.addr, State: memberAlive.String(), Epoch: c.epoch,
-		Seq: c.seq, Known: c.seq, Targets: len(c.own), ConfigHash: c.ownHash, Self: true}}
+		Seq: c.seq, Known: c.seq, Targets: len(c.own), ConfigHash: c.ownHash, Version: c.opts.Version, Self: true}}
 	names := make([]string, 0, len(c.names))
 	for name := range c.names {
 		names = append(names, name)
@@ -158,7 +160,7 @@ func (c *Cluster) Members() []Member {
 		ns := c.names[name]
 		known, acked := c.acks[name]
 		m := Member{Name: name, Node: ns.owner, Address: ns.node.Address(), State: ns.state.String(), Epoch: ns.epoch, Seq: ns.meta.Seq, ConfigHash: ns.meta.ConfigHash,
-			HasOurs: acked && known >= c.seq}
+			Version: ns.meta.Version, HasOurs: acked && known >= c.seq}
 		if o := c.table.owners[ns.owner]; o != nil && o.epoch == ns.epoch {
 			m.Known = o.complete
 			for _, r := range o.records {
