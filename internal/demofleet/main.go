@@ -302,7 +302,7 @@ func describe(f *fleettest.Fleet, rootIP string) string {
 		fmt.Fprintf(&b, "  %s  %s/   token: %s\n", h.Name, h.AdminURL(), h.TokenFile())
 	}
 	fmt.Fprintf(&b, "  curl -H \"Authorization: Bearer $(cat %s)\" %s/api/v1/targets\n", h1.TokenFile(), h1.AdminURL())
-	fmt.Fprintf(&b, "  bin/berth status --admin %s:%d --token-file %s\n", h1.IP, fleettest.AdminPort, h1.TokenFile())
+	fmt.Fprintf(&b, "  bin/berth status --admin %s:%d --token-file %s   # bin/berth: make build\n", h1.IP, fleettest.AdminPort, h1.TokenFile())
 	fmt.Fprintf(&b, "\nStop a container (it drains on every node; its name answers no more):\n")
 	fmt.Fprintf(&b, "  docker -H %s ps\n", h1.DockerHost())
 	fmt.Fprintf(&b, "  docker -H %s stop h1-1\n", h1.DockerHost())
