@@ -22,6 +22,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -159,7 +160,8 @@ func stop(stdout io.Writer) error {
 		fmt.Fprintln(stdout, "no demo fleet runs")
 		return nil
 	}
-	if pid, alive := owner(); alive {
+	pid, alive := owner()
+	if alive {
 		fmt.Fprintf(stdout, "stopping the demo fleet (process %d)\n", pid)
 		syscall.Kill(pid, syscall.SIGTERM)
 		deadline := time.Now().Add(stopTimeout)
@@ -171,8 +173,14 @@ func stop(stdout io.Writer) error {
 			syscall.Kill(pid, syscall.SIGKILL)
 		}
 	}
-	if id, err := os.ReadFile(filepath.Join(StateDir, runFile)); err == nil {
-		if err := fleettest.Remove(strings.TrimSpace(string(id)), orphanWait); err != nil {
+	// The run ID file is missing when the process died before the fleet
+	// had one; the run then still names its owner.
+	runs := fleettest.RunsOwnedBy(pid)
+	if id, err := os.ReadFile(filepath.Join(StateDir, runFile)); err == nil && !slices.Contains(runs, strings.TrimSpace(string(id))) {
+		runs = append(runs, strings.TrimSpace(string(id)))
+	}
+	for _, id := range runs {
+		if err := fleettest.Remove(id, orphanWait); err != nil {
 			return fmt.Errorf("%w\nthe state is kept in %s; run make stop-fleet again", err, StateDir)
 		}
 	}

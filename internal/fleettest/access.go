@@ -2,6 +2,9 @@ package fleettest
 
 import (
 	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -82,4 +85,18 @@ func runProcesses(runID string) []int {
 		pids = append(pids, pid)
 	}
 	return pids
+}
+
+// RunsOwnedBy lists the runs that process pid started (by their owner.pid),
+// so that a run whose owner died before it could say its run ID is found too.
+func RunsOwnedBy(pid int) []string {
+	var runs []string
+	dirs, _ := filepath.Glob(filepath.Join(os.TempDir(), dirPrefix+"*"))
+	for _, d := range dirs {
+		data, err := os.ReadFile(filepath.Join(d, ownerFile))
+		if runID := strings.TrimPrefix(filepath.Base(d), dirPrefix); err == nil && isRunID(runID) && strings.TrimSpace(string(data)) == strconv.Itoa(pid) {
+			runs = append(runs, runID)
+		}
+	}
+	return runs
 }
