@@ -175,7 +175,13 @@ func compile(cfg *config.Config, local discovery.State, remote []discovery.Targe
 			lc.Rules = append(lc.Rules, labelRule(r))
 		}
 		numbered, dropped := numberUnnumbered(unnumbered)
+		shadowing := map[string]string{} // conditions to the group of the first rule with them
 		for _, r := range numbered {
+			if first, ok := shadowing[conditionsKey(r)]; ok {
+				d.conflicts = append(d.conflicts, "listener "+l.Name+": label rules of groups "+first+" and "+r.Group+" have the same conditions and no priority; "+first+"'s is evaluated first, so "+r.Group+"'s never matches: give one a priority")
+			} else {
+				shadowing[conditionsKey(r)] = r.Group
+			}
 			lc.Rules = append(lc.Rules, labelRule(r))
 		}
 		if len(dropped) > 0 {

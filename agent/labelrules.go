@@ -69,6 +69,11 @@ func specificity(r discovery.Rule) int {
 // ruleKey is a rule's canonical text: the same for replicas that list values
 // in another order, different for any two rules that differ in anything else.
 func ruleKey(r discovery.Rule) string {
+	return r.Listener + "\x00" + itoa(r.Priority) + "\x00" + r.Group + "\x00" + conditionsKey(r)
+}
+
+// conditionsKey is the canonical text of a rule's conditions alone.
+func conditionsKey(r discovery.Rule) string {
 	var b strings.Builder
 	field := func(values []string) {
 		sorted := slices.Clone(values)
@@ -76,7 +81,6 @@ func ruleKey(r discovery.Rule) string {
 		b.WriteString(strings.Join(sorted, ","))
 		b.WriteByte(0)
 	}
-	b.WriteString(r.Listener + "\x00" + itoa(r.Priority) + "\x00" + r.Group + "\x00")
 	field(r.Hosts)
 	field(r.Paths)
 	field(r.Methods)
