@@ -211,14 +211,13 @@ func serve() error {
 	signal.Notify(signals, syscall.SIGTERM, syscall.SIGINT)
 	tb := &runner{}
 	defer tb.cleanup()
-	var f *fleettest.Fleet
 	var instructions string
 	done := make(chan struct{})
 	// fleettest ends a failed step with runtime.Goexit, as a test's t.Fatal
 	// does, so the fleet is started on a goroutine of its own.
 	go func() {
 		defer close(done)
-		f = fleettest.New(tb, hosts)
+		f := fleettest.New(tb, hosts)
 		if err := os.WriteFile(filepath.Join(StateDir, runFile), []byte(f.RunID+"\n"), 0o600); err != nil {
 			tb.Fatalf("demofleet: %v", err)
 		}
