@@ -294,9 +294,9 @@ func describe(f *fleettest.Fleet, rootIP string) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "\nThe demo fleet runs: three simulated hosts, each a network namespace with its own\n")
 	fmt.Fprintf(&b, "dockerd and berth agent, on a switch this machine reaches as %s.\n\n", rootIP)
-	fmt.Fprintf(&b, "%-4s %-12s %-8s %s\n", "HOST", "ADDRESS", "REPLICAS", "NAMESPACE")
+	fmt.Fprintf(&b, "%-4s  %-15s  %-8s  %s\n", "HOST", "ADDRESS", "REPLICAS", "NAMESPACE")
 	for _, h := range f.Hosts {
-		fmt.Fprintf(&b, "%-4s %-12s %-8d %s\n", h.Name, h.IP, replicas[h.Index], h.Namespace)
+		fmt.Fprintf(&b, "%-4s  %-15s  %-8d  %s\n", h.Name, h.IP, replicas[h.Index], h.Namespace)
 	}
 	h1, h3 := f.Host(1), f.Host(3)
 	fmt.Fprintf(&b, "\nEvery node routes to every replica (repeat to see them take turns):\n")

@@ -704,8 +704,8 @@ func removeRun(runID string) error {
 	}
 	cgroups, _ := filepath.Glob("/sys/fs/cgroup/*/" + namePrefix + runID + "-h*")
 	for _, cg := range cgroups {
-		if err := os.Remove(cg); err != nil && !errors.Is(err, os.ErrNotExist) {
-			errs = append(errs, fmt.Errorf("fleettest: remove cgroup %s: %w", cg, err))
+		if err := removeCgroup(cg); err != nil {
+			errs = append(errs, err)
 		}
 	}
 	for _, ns := range namespaces {
@@ -715,6 +715,26 @@ func removeRun(runID string) error {
 	}
 	if err := os.RemoveAll(dir); err != nil {
 		errs = append(errs, fmt.Errorf("fleettest: remove %s: %w", dir, err))
+	}
+	return errors.Join(errs...)
+}
+
+// removeCgroup removes a cgroup and the ones below it, deepest first: a
+// dockerd that was killed leaves its containers' cgroups, empty, under the
+// host's, and a cgroup with children cannot be removed.
+func removeCgroup(dir string) error {
+	entries, err := os.ReadDir(dir)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	var errs []error
+	for _, e := range entries {
+		if e.IsDir() {
+			errs = append(errs, removeCgroup(filepath.Join(dir, e.Name())))
+		}
+	}
+	if err := os.Remove(dir); err != nil && !errors.Is(err, os.ErrNotExist) {
+		errs = append(errs, fmt.Errorf("fleettest: remove cgroup %s: %w", dir, err))
 	}
 	return errors.Join(errs...)
 }
