@@ -37,11 +37,10 @@ func build(t *testing.T) string {
 
 // TestNeedsRoot: without root the demo says so and what to run.
 func TestNeedsRoot(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Fatal("this test runs the command as user nobody, which takes root")
-	}
 	cmd := exec.Command(build(t), "start")
-	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+	if os.Geteuid() == 0 {
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+	}
 	cmd.Env = append(os.Environ(), "BERTH_DEMO_FLEET_DIR="+filepath.Join(t.TempDir(), "state"))
 	out, err := cmd.CombinedOutput()
 	if err == nil || !strings.Contains(string(out), "needs root") || !strings.Contains(string(out), "sudo make demo-fleet") {
