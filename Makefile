@@ -12,11 +12,13 @@ GO_BUILD := CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w -X main.version=
 # The legacy builder builds FROM scratch images without contacting a registry.
 export DOCKER_BUILDKIT := 0
 
-DEMO := scripts/compose.sh -f examples/demo/compose.yaml -p berth-demo
+# The demo is the top-level docker-compose.yml: what `docker compose up -d` at the
+# root starts too (.env names the project berth-demo).
+DEMO := scripts/compose.sh -f docker-compose.yml -p berth-demo
 ADMIN_URL := http://127.0.0.1:9900
 DEMO_WAIT_SECONDS := 60
 
-.PHONY: help build test fuzz image run stop bench bench-gossip clean
+.PHONY: help build test fuzz image run stop demo-fleet stop-fleet bench bench-gossip clean
 
 help:
 	@echo "make build   static binaries bin/berth and bin/example-app"
@@ -25,6 +27,8 @@ help:
 	@echo "make image   images berth:dev and berth-example-app:v1/:v2 (FROM scratch)"
 	@echo "make run     the demo: one agent and three web replicas on 127.0.0.1:8000"
 	@echo "make stop    remove the demo"
+	@echo "make demo-fleet  a fleet on this machine: three simulated hosts (network namespaces, each with a dockerd and an agent); needs root"
+	@echo "make stop-fleet  remove the fleet: namespaces, dockerds, agents, veths, directories (also after a crash)"
 	@echo "make bench   benchmarks beside HAProxy and nginx (scripts/bench.sh)"
 	@echo "make bench-gossip  fleet propagation benchmarks (scripts/bench-gossip.sh)"
 	@echo "make clean   remove bin/ and the images"
@@ -89,6 +93,18 @@ run: image
 
 stop:
 	$(DEMO) down -v --remove-orphans
+
+# The fleet is internal/fleettest's, the fleet test's harness, driven by
+# internal/demofleet; its state is in /run/berth-demo-fleet.
+DEMO_FLEET := bin/demo-fleet
+
+demo-fleet:
+	$(GO_BUILD) -o $(DEMO_FLEET) ./internal/demofleet
+	$(DEMO_FLEET) start
+
+stop-fleet:
+	$(GO_BUILD) -o $(DEMO_FLEET) ./internal/demofleet
+	$(DEMO_FLEET) stop
 
 bench:
 	scripts/bench.sh

@@ -83,9 +83,10 @@ type Agent struct {
 
 // view is what the admin API shows, replaced on every compilation.
 type view struct {
-	cfg     *config.Config
-	desired desired
-	skipped []discovery.Skipped
+	cfg           *config.Config
+	desired       desired
+	skipped       []discovery.Skipped
+	labelProblems []discovery.LabelProblem
 	// local are this node's targets as published, health and drains included.
 	local []discovery.Target
 }
@@ -256,7 +257,7 @@ func (a *Agent) apply(cfg *config.Config, local discovery.State) error {
 		}
 	}
 	logConflicts(a.log, seen, d.conflicts)
-	a.view.Store(&view{cfg: cfg, desired: d, skipped: local.Skipped, local: local.Targets})
+	a.view.Store(&view{cfg: cfg, desired: d, skipped: local.Skipped, labelProblems: local.LabelProblems, local: local.Targets})
 	return nil
 }
 
@@ -421,6 +422,11 @@ func (a *Agent) Status() api.Status {
 	}
 	for _, s := range v.skipped {
 		st.Skipped = append(st.Skipped, api.Skipped{Container: s.ContainerID, Name: s.ContainerName, Reason: s.Reason})
+	}
+	// An empty list, not null, as for the lists the admin API normalizes.
+	st.LabelProblems = make([]api.LabelProblem, 0, len(v.labelProblems))
+	for _, p := range v.labelProblems {
+		st.LabelProblems = append(st.LabelProblems, api.LabelProblem{Container: p.ContainerID, Name: p.ContainerName, Reason: p.Reason})
 	}
 	return st
 }

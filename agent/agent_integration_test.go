@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -18,6 +19,7 @@ import (
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/client"
 
+	"github.com/berth-lb/berth/agent/api"
 	"github.com/berth-lb/berth/agent/config"
 	"github.com/berth-lb/berth/internal/dockertest"
 	"github.com/berth-lb/berth/internal/freeport"
@@ -222,6 +224,49 @@ func TestDockerEndToEnd(t *testing.T) {
 		}
 		if seen := answerers(httpc, ra.url+"/", 8); seen[api] > 0 {
 			t.Fatal("requests outside /api/* reached the api group")
+		}
+	})
+
+	t.Run("a path rule without a priority is registered and routed", func(t *testing.T) {
+		labels := map[string]string{prefix + ".group": "app", prefix + ".rule.path": "/app/*"}
+		id := dockertest.Run(t, cli, dockertest.RunOptions{Image: image, Labels: labels, Ports: []string{"8080/tcp"}, StopTimeout: 30})
+		// The example app answers 404 for /app/..., so the access shows in the
+		// target's request counter.
+		dockertest.Eventually(t, 10*time.Second, func() bool {
+			status(ra.url + "/app/x")
+			for _, tg := range ra.agent.Targets() {
+				if tg.Group == "app" && strings.Contains(tg.ID, id[:12]) && tg.Requests > 0 {
+					return true
+				}
+			}
+			return false
+		}, "requests to /app/* do not reach the container whose rule has no priority: targets %+v, skipped %+v", ra.agent.Targets(), ra.agent.Status().Skipped)
+		var rule *api.Rule
+		for _, l := range ra.agent.Status().Listeners {
+			for i, r := range l.Rules {
+				if slices.Equal(r.Paths, []string{"/app/*"}) {
+					rule = &l.Rules[i]
+				}
+			}
+		}
+		if rule == nil || rule.Priority <= 50000 || rule.Source != "labels" {
+			t.Fatalf("the rule /app/* is %+v, want it from labels after every numbered priority", rule)
+		}
+	})
+
+	t.Run("a bad rule label leaves out the rule, not the container", func(t *testing.T) {
+		labels := map[string]string{prefix + ".group": "web", prefix + ".rule.path": "app/*"}
+		id := dockertest.Run(t, cli, dockertest.RunOptions{Image: image, Labels: labels, Ports: []string{"8080/tcp"}, StopTimeout: 30})
+		ids = append(ids, id)
+		name := hostname(t, cli, id)
+		dockertest.Eventually(t, 10*time.Second, func() bool { return answerers(httpc, ra.url+"/", 12)[name] > 0 }, "the container with a bad rule label gets no traffic")
+		problems := ra.agent.Status().LabelProblems
+		if len(problems) != 1 || problems[0].Container != id || !strings.Contains(problems[0].Reason, prefix+`.rule.path="app/*"`) {
+			t.Fatalf("label problems %+v, want the bad rule.path of %s", problems, id)
+		}
+		scrape := get(t, "http://"+ra.agent.opts.Config.Admin.Listen+"/metrics")
+		if !strings.Contains(scrape, "berth_docker_label_problem_containers 1") {
+			t.Fatalf("metric berth_docker_label_problem_containers is not 1")
 		}
 	})
 

@@ -157,9 +157,14 @@ func compile(cfg *config.Config, local discovery.State, remote []discovery.Targe
 			lc.Rules = append(lc.Rules, rule(r))
 			taken[r.Priority] = true
 		}
+		var unnumbered []discovery.Rule
 		for _, r := range labelRules[l.Name] {
 			if l.Protocol == config.ProtocolTCP || l.Protocol == config.ProtocolUDP || (l.Protocol == config.ProtocolTLS && len(r.Paths)+len(r.Methods)+len(r.Headers)+len(r.Queries)+len(r.SourceIPs) > 0) {
 				d.conflicts = append(d.conflicts, "listener "+l.Name+": a label rule of group "+r.Group+" does not fit a "+l.Protocol+" listener (tcp and udp have no rules, tls rules match host only); it is ignored")
+				continue
+			}
+			if r.Priority == 0 {
+				unnumbered = append(unnumbered, r)
 				continue
 			}
 			if taken[r.Priority] {
@@ -168,6 +173,19 @@ func compile(cfg *config.Config, local discovery.State, remote []discovery.Targe
 			}
 			taken[r.Priority] = true
 			lc.Rules = append(lc.Rules, labelRule(r))
+		}
+		numbered, dropped := numberUnnumbered(unnumbered)
+		shadowing := map[string]string{} // conditions to the group of the first rule with them
+		for _, r := range numbered {
+			if first, ok := shadowing[conditionsKey(r)]; ok {
+				d.conflicts = append(d.conflicts, "listener "+l.Name+": label rules of groups "+first+" and "+r.Group+" have the same conditions and no priority; "+first+"'s is evaluated first, so "+r.Group+"'s never matches: give one a priority")
+			} else {
+				shadowing[conditionsKey(r)] = r.Group
+			}
+			lc.Rules = append(lc.Rules, labelRule(r))
+		}
+		if len(dropped) > 0 {
+			d.conflicts = append(d.conflicts, "listener "+l.Name+": "+itoa(len(dropped))+" label rules without a priority are ignored: a listener takes "+itoa(maxUnnumbered)+"; give the rules priorities")
 		}
 		if l.Default != nil {
 			lc.Default = action(*l.Default)
@@ -313,7 +331,7 @@ func labelRulesByListener(targets []discovery.Target, d *desired) map[string][]d
 	seen := map[string]bool{}
 	for _, t := range newestFirst {
 		for _, r := range t.Rules {
-			key := r.Listener + "\x00" + itoa(r.Priority) + "\x00" + r.Group + "\x00" + strings.Join(r.Hosts, ",") + "\x00" + strings.Join(r.Paths, ",")
+			key := ruleKey(r)
 			if seen[key] {
 				continue
 			}

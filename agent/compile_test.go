@@ -5,6 +5,7 @@ import (
 	"flag"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -117,5 +118,57 @@ func TestTargetState(t *testing.T) {
 		if state, cause := targetState(c.target); state != c.state || cause != c.cause {
 			t.Errorf("targetState(%+v) = %q, %q; want %q, %q", c.target, state, cause, c.state, c.cause)
 		}
+	}
+}
+
+// TestUnnumberedRulesOrderIsTheFleets: nodes that learn the fleet's label
+// rules in other orders, or know only some of them for a moment, evaluate
+// every two of them in the same order, and no two get one priority.
+func TestUnnumberedRulesOrderIsTheFleets(t *testing.T) {
+	all := []discovery.Rule{
+		{Listener: "web", Paths: []string{"/app/*"}, Group: "app"},
+		{Listener: "web", Paths: []string{"/app/v2/*"}, Group: "v2"},
+		{Listener: "web", Paths: []string{"/same/*"}, Group: "b"},
+		{Listener: "web", Paths: []string{"/same/*"}, Group: "a"},
+		{Listener: "web", Paths: []string{"/app/*"}, Methods: []string{"GET"}, Group: "get"},
+		{Listener: "web", Hosts: []string{"x.example.com"}, Group: "x"},
+		{Listener: "web", Paths: []string{"/x"}, Headers: map[string][]string{"X-Env": {"beta"}}, Group: "beta"},
+		{Listener: "web", Paths: []string{"/x"}, Queries: []discovery.QueryPattern{{Key: "v", Value: "2"}}, Group: "q"},
+	}
+	order := func(rules []discovery.Rule) []string {
+		numbered, dropped := numberUnnumbered(rules)
+		if len(dropped) > 0 {
+			t.Fatalf("dropped %v", dropped)
+		}
+		var groups []string
+		seen := map[int]bool{}
+		for _, r := range numbered {
+			if r.Priority <= 50000 || seen[r.Priority] {
+				t.Fatalf("priority %d: want distinct priorities above 50000", r.Priority)
+			}
+			seen[r.Priority] = true
+			groups = append(groups, r.Group)
+		}
+		return groups
+	}
+	want := order(all)
+	for shift := 1; shift < len(all); shift++ {
+		rotated := append(append([]discovery.Rule(nil), all[shift:]...), all[:shift]...)
+		slices.Reverse(rotated[:len(rotated)/2])
+		if got := order(rotated); !slices.Equal(got, want) {
+			t.Fatalf("input order %d: %v, want %v", shift, got, want)
+		}
+		// A node that does not know rule shift yet keeps the others' order.
+		without := slices.Delete(slices.Clone(all), shift, shift+1)
+		wantWithout := slices.DeleteFunc(slices.Clone(want), func(g string) bool { return g == all[shift].Group })
+		if got := order(without); !slices.Equal(got, wantWithout) {
+			t.Fatalf("without %s: %v, want %v", all[shift].Group, got, wantWithout)
+		}
+	}
+	if i, j := slices.Index(want, "v2"), slices.Index(want, "app"); i > j {
+		t.Errorf("order %v: /app/v2/* must come before /app/*", want)
+	}
+	if i, j := slices.Index(want, "get"), slices.Index(want, "app"); i > j {
+		t.Errorf("order %v: /app/* with a method must come before /app/* alone", want)
 	}
 }

@@ -66,6 +66,8 @@ var (
 		"Active health checks this node ran on its own targets, by result (pass, fail).", []string{"result"}, nil)
 	descSkipped = prometheus.NewDesc("berth_docker_skipped_containers",
 		"Labelled containers that could not be registered; berth status shows why.", nil, nil)
+	descLabelProblems = prometheus.NewDesc("berth_docker_label_problem_containers",
+		"Registered containers with bad labels left out (a rule, or a group policy whose default applies); berth status shows which.", nil, nil)
 	descDockerConnected = prometheus.NewDesc("berth_docker_connected",
 		"1 while the agent follows the Docker events stream, else 0.", nil, nil)
 	descDockerEvents = prometheus.NewDesc("berth_docker_events_total",
@@ -113,7 +115,7 @@ func (c collector) Describe(ch chan<- *prometheus.Desc) {
 		descRefused, descPanics, descAccessDropped,
 		descL4ConnsActive, descL4ConnsTotal, descL4Bytes, descListenerBytes, descUDPDropped,
 		descTargetConnsActive, descTargetConnsTotal, descTargetBytes,
-		descTargetInFlight, descTargetRequests, descTargetFailures, descTargetEjected, descTargetEjections, descTargets, descSkipped,
+		descTargetInFlight, descTargetRequests, descTargetFailures, descTargetEjected, descTargetEjections, descTargets, descSkipped, descLabelProblems,
 		descDockerConnected, descDockerEvents, descDockerResyncs, descDockerReconnects,
 		descMembers, descConfigDrift, descOwnersInSync, descOwners, descPropagation, descQueue, descDropped,
 		descTargetsRefused, descMembersRefused,
@@ -181,6 +183,7 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 			}
 		}
 		ch <- prometheus.MustNewConstMetric(descSkipped, prometheus.GaugeValue, float64(len(v.skipped)))
+		ch <- prometheus.MustNewConstMetric(descLabelProblems, prometheus.GaugeValue, float64(len(v.labelProblems)))
 		for _, g := range v.desired.groups {
 			open := 0.0
 			if g.FailOpen {

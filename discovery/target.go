@@ -99,6 +99,9 @@ type HealthSettings struct {
 // Rule is a routing rule declared by labels (berth.rule.*).
 type Rule struct {
 	Listener string
+	// Priority is berth.rule.priority, 1 to 50000; 0 when the labels give
+	// none: the agent then places the rule after every rule with a priority
+	// (agent.compile, docs/labels.md).
 	Priority int
 	Hosts    []string
 	Paths    []string
@@ -126,8 +129,20 @@ type Skipped struct {
 	Reason string
 }
 
+// LabelProblem is a registered container some of whose labels were left out
+// because their values are bad: a rule label leaves out the rule, a group
+// policy label leaves the group's default.
+type LabelProblem struct {
+	ContainerID   string
+	ContainerName string
+	// Reason names each label left out, its value, what is expected and what
+	// applies instead.
+	Reason string
+}
+
 // State is everything one source knows at one moment.
 type State struct {
-	Targets []Target
-	Skipped []Skipped
+	Targets       []Target
+	Skipped       []Skipped
+	LabelProblems []LabelProblem
 }

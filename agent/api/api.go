@@ -13,6 +13,9 @@ type Status struct {
 	Listeners []Listener `json:"listeners"`
 	Groups    []Group    `json:"groups"`
 	Skipped   []Skipped  `json:"skipped"`
+	// LabelProblems are registered containers some of whose labels were left
+	// out because their values are bad (docs/labels.md).
+	LabelProblems []LabelProblem `json:"label_problems"`
 	// Nodes are the fleet's agents, this one first; empty when cluster.enabled is false.
 	Nodes []Node `json:"nodes"`
 	// ClusterInsecure is true when gossip is reachable from other hosts without
@@ -113,6 +116,15 @@ type Target struct {
 
 // Skipped is a labelled container that could not be registered, with the reason.
 type Skipped struct {
+	Container string `json:"container"`
+	Name      string `json:"name"`
+	Reason    string `json:"reason"`
+}
+
+// LabelProblem is a registered container with labels left out: a bad rule
+// label leaves out the rule, a bad group policy label the policy. Reason
+// names each label, its value and what is expected.
+type LabelProblem struct {
 	Container string `json:"container"`
 	Name      string `json:"name"`
 	Reason    string `json:"reason"`

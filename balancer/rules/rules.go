@@ -16,10 +16,13 @@ import (
 	"unsafe"
 )
 
-// MinPriority and MaxPriority bound a rule's priority, as on ALB.
+// MinPriority and MaxPriority bound the priority a user gives a rule, as on
+// ALB. The priorities above, up to MaxDefaultPriority, are the agent's: it
+// numbers there the label rules given no priority, after every numbered rule.
 const (
-	MinPriority = 1
-	MaxPriority = 50000
+	MinPriority        = 1
+	MaxPriority        = 50000
+	MaxDefaultPriority = 2 * MaxPriority
 )
 
 // Rule is one rule to compile. Target is an opaque index the caller maps to an action.
@@ -142,8 +145,8 @@ func Compile(in []Rule) (*Table, error) {
 	seen := make(map[int]bool, len(in))
 	var errs []error
 	for _, r := range in {
-		if r.Priority < MinPriority || r.Priority > MaxPriority {
-			errs = append(errs, fmt.Errorf("rules: priority %d out of range: use %d..%d", r.Priority, MinPriority, MaxPriority))
+		if r.Priority < MinPriority || r.Priority > MaxDefaultPriority {
+			errs = append(errs, fmt.Errorf("rules: priority %d out of range: use %d..%d (up to %d for rules given no priority)", r.Priority, MinPriority, MaxPriority, MaxDefaultPriority))
 			continue
 		}
 		if seen[r.Priority] {

@@ -171,7 +171,7 @@ func TestCompileErrors(t *testing.T) {
 	}{
 		{"duplicate priority", []Rule{{Priority: 5}, {Priority: 5}}, "two rules have priority 5"},
 		{"priority zero", []Rule{{Priority: 0}}, "priority 0 out of range"},
-		{"priority too high", []Rule{{Priority: 50001}}, "priority 50001 out of range"},
+		{"priority too high", []Rule{{Priority: MaxDefaultPriority + 1}}, "priority 100001 out of range"},
 		{"relative path", []Rule{{Priority: 1, Paths: []string{"api"}}}, `path pattern "api" must start with / or *`},
 		{"empty host", []Rule{{Priority: 1, Hosts: []string{""}}}, "empty host pattern"},
 		{"wildcard header name", []Rule{{Priority: 1, Headers: map[string][]string{"X-*": {"a"}}}}, `header name "X-*"`},

@@ -319,18 +319,33 @@ func writeStatus(w io.Writer, status api.Status, at time.Time) error {
 		}
 	}
 
-	if len(status.Skipped) > 0 {
-		fmt.Fprintln(w)
-		skipped := newTable(w)
-		fmt.Fprintln(skipped, "SKIPPED\tNAME\tREASON")
-		for _, s := range status.Skipped {
-			fmt.Fprintf(skipped, "%s\t%s\t%s\n", shortID(s.Container), orDash(s.Name), s.Reason)
-		}
-		if err := skipped.Flush(); err != nil {
-			return err
-		}
+	skipped := make([][3]string, len(status.Skipped))
+	for i, s := range status.Skipped {
+		skipped[i] = [3]string{s.Container, s.Name, s.Reason}
 	}
-	return nil
+	if err := writeContainers(w, "SKIPPED", skipped); err != nil {
+		return err
+	}
+	leftOut := make([][3]string, len(status.LabelProblems))
+	for i, p := range status.LabelProblems {
+		leftOut[i] = [3]string{p.Container, p.Name, p.Reason}
+	}
+	return writeContainers(w, "LABELS LEFT OUT", leftOut)
+}
+
+// writeContainers writes a table of containers (ID, name, reason) under
+// heading, and nothing when there are none.
+func writeContainers(w io.Writer, heading string, containers [][3]string) error {
+	if len(containers) == 0 {
+		return nil
+	}
+	fmt.Fprintln(w)
+	table := newTable(w)
+	fmt.Fprintln(table, heading+"\tNAME\tREASON")
+	for _, c := range containers {
+		fmt.Fprintf(table, "%s\t%s\t%s\n", shortID(c[0]), orDash(c[1]), c[2])
+	}
+	return table.Flush()
 }
 
 func writeTargets(w io.Writer, targets []api.Target) error {

@@ -65,6 +65,9 @@ func busySource() fakeSource {
 			Skipped: []api.Skipped{
 				{Container: "9f3c2a1b7d4e8f0a1b2c3d4e5f60718293a4b5c6d7e8f9a0b1c2d3e4f5a6b7c8", Name: "api-2", Reason: "several published ports (8080, 9090) and no berth.port label; set berth.port"},
 			},
+			LabelProblems: []api.LabelProblem{
+				{Container: "4b5c6d7e8f9a0b1c2d3e4f5a6b7c89f3c2a1b7d4e8f0a1b2c3d4e5f6071829", Name: "shop-1", Reason: `label berth.rule.path="shop/*": want comma-separated paths starting with /, * and ? allowed, up to 128 characters each (e.g. /api/*,/health) (the rule is left out)`},
+			},
 		},
 		GroupList: []api.Group{web, users},
 		NodeList:  nodes,

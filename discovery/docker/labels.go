@@ -65,8 +65,13 @@ type Spec struct {
 	// P.slow-start, P.protocol, P.proxy-protocol, P.connection-termination,
 	// P.health.*, P.stickiness).
 	Settings discovery.GroupSettings
-	// Rule is the rule declared with P.rule.*, nil when neither host nor path is set.
+	// Rule is the rule declared with P.rule.*, nil when neither host nor path
+	// is set or a rule label is bad. Its Priority is 0 when P.rule.priority
+	// is not set.
 	Rule *discovery.Rule
+	// LeftOut are the bad labels the container is registered without
+	// (unregisters tells which are not forgiven), in label-name order.
+	LeftOut LabelErrors
 	// Ignored are the labels under the prefix that this version does not implement,
 	// sorted. They are reported, not rejected, so newer labels do not break older agents.
 	Ignored []string
@@ -78,17 +83,12 @@ type LabelError struct {
 	Label string
 	// Value is the value found.
 	Value string
-	// Missing is true when the label is required but absent; Value is then "".
-	Missing bool
 	// Want says what is expected instead.
 	Want string
 }
 
 // Error reads like `label berth.weight="x": want an integer from 0 to 999`.
 func (e *LabelError) Error() string {
-	if e.Missing {
-		return fmt.Sprintf("label %s is missing: want %s", e.Label, e.Want)
-	}
 	return fmt.Sprintf("label %s=%q: want %s", e.Label, e.Value, e.Want)
 }
 
@@ -118,6 +118,43 @@ func (errs LabelErrors) reason() string {
 	return strings.Join(parts, "; ")
 }
 
+// leftOutReason is the text shown for a container registered without these
+// labels: each error and what applies instead.
+func (errs LabelErrors) leftOutReason(prefix string) string {
+	parts := make([]string, len(errs))
+	for i, e := range errs {
+		if isRuleLabel(prefix, e.Label) {
+			parts[i] = e.Error() + " (the rule is left out)"
+		} else {
+			parts[i] = e.Error() + " (left out: the group's default applies)"
+		}
+	}
+	return strings.Join(parts, "; ")
+}
+
+// unregisters reports whether a bad value of the label keeps the container
+// out of rotation rather than being left out. Serving without these labels
+// would do what the container's owner ruled out: join no group or the wrong
+// port, take a full share meant to be small or none (weight), speak plaintext
+// to a target meant to get TLS (protocol), hide the client's address from a
+// target that may act on it (proxy-protocol), or serve on a weaker health
+// check than the one asked for (health.*). Rule labels and the other group
+// policies (deregistration-delay, algorithm, slow-start, stickiness,
+// connection-termination) change how traffic is spread or drained, not
+// whether the target is fit for it, so they are left out instead.
+func unregisters(prefix, label string) bool {
+	name := strings.TrimPrefix(label, prefix+".")
+	switch name {
+	case "group", "port", "weight", "protocol", "proxy-protocol":
+		return true
+	}
+	return strings.HasPrefix(name, "health.")
+}
+
+func isRuleLabel(prefix, label string) bool {
+	return strings.HasPrefix(label, prefix+".rule.")
+}
+
 // labelParser collects the labels under one prefix and the errors found while reading them.
 type labelParser struct {
 	prefix string
@@ -144,7 +181,8 @@ func (p *labelParser) fail(name, value, want string) {
 
 // ParseLabels reads the labels under prefix ("berth" when empty). A container without
 // P.group returns a zero Spec and a nil error: it is not meant for berth. A bad value
-// returns LabelErrors naming every bad label, its value and what is expected.
+// of a label that unregisters returns LabelErrors naming every bad label, its value and
+// what is expected; other bad labels are left out and listed in Spec.LeftOut.
 func ParseLabels(prefix string, labels map[string]string) (Spec, error) {
 	spec, errs := parseSpec(prefix, labels)
 	if errs != nil {
@@ -186,10 +224,17 @@ func parseSpec(prefix string, labels map[string]string) (Spec, LabelErrors) {
 		}
 	}
 	sort.Strings(spec.Ignored)
-	if len(p.errs) > 0 {
-		sort.SliceStable(p.errs, func(i, j int) bool { return p.errs[i].Label < p.errs[j].Label })
+	if len(p.errs) == 0 {
+		return spec, nil
+	}
+	sort.SliceStable(p.errs, func(i, j int) bool { return p.errs[i].Label < p.errs[j].Label })
+	if slices.ContainsFunc(p.errs, func(e *LabelError) bool { return unregisters(prefix, e.Label) }) {
 		return Spec{}, p.errs
 	}
+	if slices.ContainsFunc(p.errs, func(e *LabelError) bool { return isRuleLabel(prefix, e.Label) }) {
+		spec.Rule = nil
+	}
+	spec.LeftOut = p.errs
 	return spec, nil
 }
 
@@ -347,16 +392,18 @@ func (p *labelParser) stickiness() discovery.StickinessSettings {
 	case kind == "app_cookie" && stickyCookieName.MatchString(cookie) && !strings.HasPrefix(cookie, "BERTH") && !strings.HasPrefix(cookie, "AWSALB"):
 	default:
 		p.fail("stickiness", raw, "lb_cookie or app_cookie:NAME with the application's cookie name (not BERTH* or AWSALB*)")
+		return s
 	}
 	s.Type, s.Cookie = kind, cookie
 	if hasDuration {
-		d, err := parseDays(strings.TrimSpace(rawDuration))
-		if err != nil || d < time.Second || d > 7*24*time.Hour {
+		// A bad duration is left out: the default lifetime applies.
+		if d, err := parseDays(strings.TrimSpace(rawDuration)); err != nil || d < time.Second || d > 7*24*time.Hour {
 			p.fail("stickiness.duration", rawDuration, "a duration from 1s to 7d (e.g. 1d or 12h)")
+		} else {
+			s.Duration = d
 		}
-		s.Duration = d
 	}
-	return s // parseSpec drops it when a label failed
+	return s
 }
 
 // stickyCookieName is a cookie name an app_cookie label may give.
@@ -404,13 +451,14 @@ func (p *labelParser) rule(groups []string) *discovery.Rule {
 		rule.Paths = p.patterns("rule.path", rawPaths, validPath, "comma-separated paths starting with /, * and ? allowed, up to 128 characters each (e.g. /api/*,/health)", nil)
 	}
 	p.ruleConditions(rule)
-	if !hasPriority {
-		p.errs = append(p.errs, &LabelError{Label: p.key("rule.priority"), Missing: true,
-			Want: fmt.Sprintf("an integer from %d to %d beside %s or %s: a rule needs a priority (lowest is evaluated first)", minRulePriority, maxRulePriority, p.key("rule.host"), p.key("rule.path"))})
-	} else if priority, err := strconv.Atoi(strings.TrimSpace(rawPriority)); err != nil || priority < minRulePriority || priority > maxRulePriority {
-		p.fail("rule.priority", rawPriority, fmt.Sprintf("an integer from %d to %d (lowest is evaluated first)", minRulePriority, maxRulePriority))
-	} else {
-		rule.Priority = priority
+	// Without a priority the rule keeps 0: the agent orders it after every
+	// numbered rule, by specificity (docs/labels.md).
+	if hasPriority {
+		if priority, err := strconv.Atoi(strings.TrimSpace(rawPriority)); err != nil || priority < minRulePriority || priority > maxRulePriority {
+			p.fail("rule.priority", rawPriority, fmt.Sprintf("an integer from %d to %d (lowest is evaluated first), or no %s label to place the rule after the numbered ones", minRulePriority, maxRulePriority, p.key("rule.priority")))
+		} else {
+			rule.Priority = priority
+		}
 	}
 	if hasListener {
 		listener := strings.TrimSpace(rawListener)

@@ -1,6 +1,7 @@
 package docker
 
 import (
+	"cmp"
 	"errors"
 	"flag"
 	"fmt"
@@ -62,7 +63,7 @@ func TestParseLabelsGolden(t *testing.T) {
 				t.Fatal("no want section")
 			}
 			spec, err := ParseLabels(prefix, labels)
-			got := renderSpec(spec, err)
+			got := renderSpec(cmp.Or(prefix, DefaultLabelPrefix), spec, err)
 			if *update {
 				archive.Files[wantIndex].Data = []byte(got)
 				if err := os.WriteFile(file, txtar.Format(archive), 0o644); err != nil {
@@ -78,7 +79,7 @@ func TestParseLabelsGolden(t *testing.T) {
 }
 
 // renderSpec is a stable text form of what ParseLabels returned.
-func renderSpec(spec Spec, err error) string {
+func renderSpec(prefix string, spec Spec, err error) string {
 	var b strings.Builder
 	if err != nil {
 		var labelErrs LabelErrors
@@ -86,9 +87,7 @@ func renderSpec(spec Spec, err error) string {
 			return fmt.Sprintf("unexpected error type %T: %v\n", err, err)
 		}
 		fmt.Fprintf(&b, "error: %v\n", err)
-		for _, e := range labelErrs {
-			fmt.Fprintf(&b, "  label=%s value=%q missing=%t\n  want %s\n", e.Label, e.Value, e.Missing, e.Want)
-		}
+		writeLabelErrors(&b, labelErrs)
 		return b.String()
 	}
 	if spec.Groups == nil {
@@ -126,5 +125,15 @@ func renderSpec(spec Spec, err error) string {
 		b.WriteString("rule: none\n")
 	}
 	fmt.Fprintf(&b, "ignored: %q\n", spec.Ignored)
+	if len(spec.LeftOut) > 0 {
+		fmt.Fprintf(&b, "left out: %s\n", spec.LeftOut.leftOutReason(prefix))
+		writeLabelErrors(&b, spec.LeftOut)
+	}
 	return b.String()
+}
+
+func writeLabelErrors(b *strings.Builder, errs LabelErrors) {
+	for _, e := range errs {
+		fmt.Fprintf(b, "  label=%s value=%q\n  want %s\n", e.Label, e.Value, e.Want)
+	}
 }

@@ -16,6 +16,8 @@ type containerEntry struct {
 	// target is valid when skipReason is empty.
 	target     discovery.Target
 	skipReason string
+	// leftOut says which bad labels the registered target is without.
+	leftOut string
 }
 
 // hostState is this host's containers as known from listing and events. It is owned
@@ -40,12 +42,12 @@ func (s *hostState) upsert(info containerInfo) {
 		s.remove(info.ID)
 		return
 	}
-	target, reason, ok := buildTarget(s.cfg, info)
+	built, ok := buildEntry(s.cfg, info)
 	if !ok {
 		s.remove(info.ID)
 		return
 	}
-	entry := &containerEntry{info: info, target: target, skipReason: reason}
+	entry := &built
 	if old, known := s.containers[info.ID]; known && old.info.StartedAt == info.StartedAt {
 		entry.draining = old.draining
 	}
@@ -53,12 +55,13 @@ func (s *hostState) upsert(info containerInfo) {
 	s.report(info)
 }
 
-// report logs a skip reason and the ignored labels once per container and reason.
+// report logs a skip reason, the labels left out and the ignored labels once
+// per container and reason.
 func (s *hostState) report(info containerInfo) {
 	entry := s.containers[info.ID]
 	key := entry.skipReason
 	if key == "" {
-		key = "registered"
+		key = "registered\x00" + entry.leftOut
 	}
 	if s.reported[info.ID] == key {
 		return
@@ -67,6 +70,9 @@ func (s *hostState) report(info containerInfo) {
 	if entry.skipReason != "" {
 		s.log.Warn("docker: container not registered", "container", info.Name, "id", shortID(info.ID), "reason", entry.skipReason)
 		return
+	}
+	if entry.leftOut != "" {
+		s.log.Warn("docker: container registered without some of its labels", "container", info.Name, "id", shortID(info.ID), "reason", entry.leftOut)
 	}
 	if spec, err := ParseLabels(s.cfg.LabelPrefix, info.Labels); err == nil && len(spec.Ignored) > 0 {
 		s.log.Debug("docker: labels not implemented by this version are ignored", "container", info.Name, "id", shortID(info.ID), "labels", spec.Ignored)
@@ -132,9 +138,19 @@ func (s *hostState) snapshot() discovery.State {
 		target := entry.target
 		target.Draining = entry.draining
 		state.Targets = append(state.Targets, target)
+		if entry.leftOut != "" {
+			state.LabelProblems = append(state.LabelProblems, discovery.LabelProblem{
+				ContainerID:   entry.info.ID,
+				ContainerName: entry.info.Name,
+				Reason:        entry.leftOut,
+			})
+		}
 	}
 	sort.Slice(state.Targets, func(i, j int) bool { return state.Targets[i].ID < state.Targets[j].ID })
 	sort.Slice(state.Skipped, func(i, j int) bool { return state.Skipped[i].ContainerID < state.Skipped[j].ContainerID })
+	sort.Slice(state.LabelProblems, func(i, j int) bool {
+		return state.LabelProblems[i].ContainerID < state.LabelProblems[j].ContainerID
+	})
 	return state
 }
 

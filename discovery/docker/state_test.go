@@ -1,12 +1,14 @@
 package docker
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"reflect"
+	"strings"
 	"testing"
 
 	"github.com/berth-lb/berth/discovery"
@@ -60,7 +62,39 @@ func render(state discovery.State) []string {
 	for _, s := range state.Skipped {
 		out = append(out, fmt.Sprintf("skipped %s: %s", s.ContainerID, s.Reason))
 	}
+	for _, p := range state.LabelProblems {
+		out = append(out, fmt.Sprintf("left out %s: %s", p.ContainerID, p.Reason))
+	}
 	return out
+}
+
+// TestLabelsLeftOutAreReportedOnce: a container registered without a bad rule
+// label is listed with the reason, and its warning is logged once however
+// often resyncs see it, and again when a new run has another reason.
+func TestLabelsLeftOutAreReportedOnce(t *testing.T) {
+	var logged bytes.Buffer
+	state := newHostState(targetConfig{Node: "n", LabelPrefix: "berth"}, slog.New(slog.NewTextHandler(&logged, nil)))
+	ports := nat.PortMap{"8080/tcp": {{HostIP: "127.0.0.1", HostPort: "40001"}}}
+	badPath := map[string]string{"berth.group": "web", "berth.rule.path": "app"}
+	for range 3 {
+		state.replaceAll([]containerInfo{{ID: "aaa", Name: "shop", StartedAt: "t1", Running: true, Labels: badPath, Ports: ports}})
+	}
+	want := []string{
+		`n/aaa/8080 127.0.0.1:40001 draining=false health=""`,
+		`left out aaa: label berth.rule.path="app": want comma-separated paths starting with /, * and ? allowed, up to 128 characters each (e.g. /api/*,/health) (the rule is left out)`,
+	}
+	if got := render(state.snapshot()); !reflect.DeepEqual(got, want) {
+		t.Fatalf("state:\n got %q\nwant %q", got, want)
+	}
+	const message = "container registered without some of its labels"
+	if n := strings.Count(logged.String(), message); n != 1 {
+		t.Fatalf("logged %d warnings after three resyncs, want 1:\n%s", n, logged.String())
+	}
+	badPriority := map[string]string{"berth.group": "web", "berth.rule.path": "/app/*", "berth.rule.priority": "0"}
+	state.replaceAll([]containerInfo{{ID: "aaa", Name: "shop", StartedAt: "t2", Running: true, Labels: badPriority, Ports: ports}})
+	if n := strings.Count(logged.String(), message); n != 2 || !strings.Contains(logged.String(), `berth.rule.priority=\"0\"`) {
+		t.Fatalf("logged %d warnings, want a second one naming berth.rule.priority:\n%s", n, logged.String())
+	}
 }
 
 func TestEventStateMachine(t *testing.T) {

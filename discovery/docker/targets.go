@@ -1,6 +1,7 @@
 package docker
 
 import (
+	"cmp"
 	"fmt"
 	"net"
 	"net/netip"
@@ -78,23 +79,30 @@ type binding struct {
 	LocalOnly     bool
 }
 
-// buildTarget turns a running container into its target, or into a skip reason.
-// ok is false when the container does not carry the group label and is no concern of berth.
-func buildTarget(cfg targetConfig, info containerInfo) (target discovery.Target, skipReason string, ok bool) {
+// buildEntry turns a running container into its target, with the labels it
+// is registered without, or into a skip reason. ok is false when the
+// container does not carry the group label and is no concern of berth.
+func buildEntry(cfg targetConfig, info containerInfo) (entry containerEntry, ok bool) {
+	entry.info = info
 	spec, labelErrs := parseSpec(cfg.LabelPrefix, info.Labels)
 	if labelErrs != nil {
-		return discovery.Target{}, labelErrs.reason(), true
+		entry.skipReason = labelErrs.reason()
+		return entry, true
 	}
 	if spec.Groups == nil {
-		return discovery.Target{}, "", false
+		return entry, false
 	}
 	chosen, reason := selectBinding(info.Ports, spec.Port, spec.Proto, cfg.Advertise, cfg.LabelPrefix)
 	if reason != "" {
-		return discovery.Target{}, reason, true
+		entry.skipReason = reason
+		return entry, true
+	}
+	if len(spec.LeftOut) > 0 {
+		entry.leftOut = spec.LeftOut.leftOutReason(cmp.Or(cfg.LabelPrefix, DefaultLabelPrefix))
 	}
 	groups := append([]string(nil), spec.Groups...)
 	sort.Strings(groups)
-	return discovery.Target{
+	entry.target = discovery.Target{
 		ID:            targetID(cfg.Node, info.ID, chosen.ContainerPort, spec.Proto),
 		Node:          cfg.Node,
 		Groups:        groups,
@@ -107,7 +115,8 @@ func buildTarget(cfg targetConfig, info containerInfo) (target discovery.Target,
 		DockerHealth:  info.Health,
 		Settings:      spec.Settings,
 		Rules:         ruleList(spec.Rule),
-	}, "", true
+	}
+	return entry, true
 }
 
 // targetID is "<node>/<container-id-12>/<port>", and "/udp" after it for a

@@ -167,10 +167,11 @@ func TestBuildTarget(t *testing.T) {
 		}},
 	}
 	cfg := targetConfig{Node: "host-a", Advertise: "10.0.0.5", LabelPrefix: "acme"}
-	target, reason, ok := buildTarget(cfg, infoFromInspect(inspect))
-	if !ok || reason != "" {
-		t.Fatalf("buildTarget: ok=%t reason=%q, want a target", ok, reason)
+	entry, ok := buildEntry(cfg, infoFromInspect(inspect))
+	if !ok || entry.skipReason != "" || entry.leftOut != "" {
+		t.Fatalf("buildEntry: ok=%t skip=%q left out=%q, want a target", ok, entry.skipReason, entry.leftOut)
 	}
+	target := entry.target
 	want := discovery.Target{
 		ID:            "host-a/0123456789ab/8080",
 		Node:          "host-a",
@@ -189,13 +190,15 @@ func TestBuildTarget(t *testing.T) {
 	}
 }
 
-func TestBuildTargetSkipsAndIgnores(t *testing.T) {
+func TestBuildEntrySkipsLeavesOutAndIgnores(t *testing.T) {
 	ports := nat.PortMap{"8080/tcp": {{HostIP: "127.0.0.1", HostPort: "49153"}}}
 	tests := []struct {
-		name   string
-		labels map[string]string
-		ok     bool
-		reason string
+		name    string
+		labels  map[string]string
+		ok      bool
+		reason  string
+		leftOut string
+		rules   int
 	}{
 		{name: "no group label", labels: map[string]string{"com.example": "x"}},
 		{name: "registered", labels: map[string]string{"berth.group": "web"}, ok: true},
@@ -205,13 +208,29 @@ func TestBuildTargetSkipsAndIgnores(t *testing.T) {
 			ok:     true,
 			reason: `label berth.weight="heavy": want an integer from 0 to 999 (0: no new traffic; default 1)`,
 		},
+		{
+			name:   "a rule without a priority is kept",
+			labels: map[string]string{"berth.group": "web", "berth.rule.path": "/app/*"},
+			ok:     true,
+			rules:  1,
+		},
+		{
+			name:    "a bad rule label leaves out the rule, not the container",
+			labels:  map[string]string{"berth.group": "web", "berth.rule.path": "app/*"},
+			ok:      true,
+			leftOut: `label berth.rule.path="app/*": want comma-separated paths starting with /, * and ? allowed, up to 128 characters each (e.g. /api/*,/health) (the rule is left out)`,
+		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			info := containerInfo{ID: "abc", Running: true, Labels: tt.labels, Ports: ports}
-			_, reason, ok := buildTarget(targetConfig{Node: "n", LabelPrefix: "berth"}, info)
-			if ok != tt.ok || reason != tt.reason {
-				t.Errorf("got ok=%t reason=%q, want ok=%t reason=%q", ok, reason, tt.ok, tt.reason)
+			entry, ok := buildEntry(targetConfig{Node: "n", LabelPrefix: "berth"}, info)
+			if ok != tt.ok || entry.skipReason != tt.reason || entry.leftOut != tt.leftOut || len(entry.target.Rules) != tt.rules {
+				t.Errorf("got ok=%t skip=%q left out=%q rules=%d, want ok=%t skip=%q left out=%q rules=%d",
+					ok, entry.skipReason, entry.leftOut, len(entry.target.Rules), tt.ok, tt.reason, tt.leftOut, tt.rules)
+			}
+			if registered := tt.ok && tt.reason == ""; registered != (entry.target.ID != "") {
+				t.Errorf("target %q, want registered=%t", entry.target.ID, registered)
 			}
 		})
 	}

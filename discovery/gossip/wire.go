@@ -317,7 +317,9 @@ func checkTarget(owner string, t *wireTarget) error {
 		return drop(dropMalformed, "target %s: reason of %d bytes", t.ID, len(t.Reason))
 	}
 	for _, r := range t.Rules {
-		if !validName(r.Listener) || !validName(r.Group) || r.Priority < 1 || r.Priority > 50000 {
+		// Priority 0: the labels gave none, and every node places the rule
+		// after the numbered ones in the same order (agent.compile).
+		if !validName(r.Listener) || !validName(r.Group) || r.Priority < 0 || r.Priority > 50000 {
 			return drop(dropMalformed, "target %s: rule %+v", t.ID, r)
 		}
 	}

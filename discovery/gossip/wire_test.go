@@ -150,3 +150,18 @@ func FuzzDecodeMessage(f *testing.F) {
 		}
 	})
 }
+
+// TestCheckTargetRulePriority: a label rule without a priority (0) travels;
+// one outside ALB's range is malformed.
+func TestCheckTargetRulePriority(t *testing.T) {
+	for _, tt := range []struct {
+		priority int
+		ok       bool
+	}{{0, true}, {1, true}, {50000, true}, {-1, false}, {50001, false}} {
+		tg := &wireTarget{ID: "n1/abc/8080", Groups: []string{"web"}, Address: "10.0.0.9:32768", Weight: 1,
+			Rules: []wireRule{{Listener: "web", Priority: tt.priority, Paths: []string{"/app/*"}, Group: "web"}}}
+		if err := checkTarget("n1", tg); (err == nil) != tt.ok {
+			t.Errorf("priority %d: checkTarget = %v, want ok=%t", tt.priority, err, tt.ok)
+		}
+	}
+}

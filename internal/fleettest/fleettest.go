@@ -237,8 +237,9 @@ func (h *Host) BalancerURL() string {
 	return fmt.Sprintf("http://%s:%d/", h.IP, BalancerPort)
 }
 
-// tokenFile is the agent's admin.token-file.
-func (h *Host) tokenFile() string { return filepath.Join(h.dir, "admin-token") }
+// TokenFile is the agent's admin.token-file: the admin API on the host's
+// address takes `Authorization: Bearer <its content>`.
+func (h *Host) TokenFile() string { return filepath.Join(h.dir, "admin-token") }
 
 // AdminURL is the URL of the host's admin API.
 func (h *Host) AdminURL() string {
@@ -432,7 +433,7 @@ listeners:
     default: {forward: web}
 groups:
   web: {deregistration-delay: 30s, connect-timeout: 1s}
-`, h.Name, h.IP, h.dockerSock, h.IP, GossipPort, strings.Join(join, ", "), f.keyFile(), h.IP, AdminPort, h.tokenFile(), h.IP, BalancerPort)
+`, h.Name, h.IP, h.dockerSock, h.IP, GossipPort, strings.Join(join, ", "), f.keyFile(), h.IP, AdminPort, h.TokenFile(), h.IP, BalancerPort)
 }
 
 // keyFile is the fleet's gossip key, shared by every host.
@@ -464,7 +465,7 @@ func (f *Fleet) startAgent(h *Host) error {
 	}
 	// The admin API listens on the host's address, which needs a token;
 	// /healthz, which the harness asks, does not.
-	if err := os.WriteFile(h.tokenFile(), []byte(rand.Text()+"\n"), 0o600); err != nil {
+	if err := os.WriteFile(h.TokenFile(), []byte(rand.Text()+"\n"), 0o600); err != nil {
 		return fmt.Errorf("fleettest: admin token of %s: %w", h.Name, err)
 	}
 	p, err := startProcess("agent of "+h.Name, filepath.Join(h.dir, "agent.log"),
@@ -703,8 +704,8 @@ func removeRun(runID string) error {
 	}
 	cgroups, _ := filepath.Glob("/sys/fs/cgroup/*/" + namePrefix + runID + "-h*")
 	for _, cg := range cgroups {
-		if err := os.Remove(cg); err != nil && !errors.Is(err, os.ErrNotExist) {
-			errs = append(errs, fmt.Errorf("fleettest: remove cgroup %s: %w", cg, err))
+		if err := removeCgroup(cg); err != nil {
+			errs = append(errs, err)
 		}
 	}
 	for _, ns := range namespaces {
@@ -714,6 +715,26 @@ func removeRun(runID string) error {
 	}
 	if err := os.RemoveAll(dir); err != nil {
 		errs = append(errs, fmt.Errorf("fleettest: remove %s: %w", dir, err))
+	}
+	return errors.Join(errs...)
+}
+
+// removeCgroup removes a cgroup and the ones below it, deepest first: a
+// dockerd that was killed leaves its containers' cgroups, empty, under the
+// host's, and a cgroup with children cannot be removed.
+func removeCgroup(dir string) error {
+	entries, err := os.ReadDir(dir)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	var errs []error
+	for _, e := range entries {
+		if e.IsDir() {
+			errs = append(errs, removeCgroup(filepath.Join(dir, e.Name())))
+		}
+	}
+	if err := os.Remove(dir); err != nil && !errors.Is(err, os.ErrNotExist) {
+		errs = append(errs, fmt.Errorf("fleettest: remove cgroup %s: %w", dir, err))
 	}
 	return errors.Join(errs...)
 }
@@ -729,17 +750,8 @@ func runLeftovers(runID string) []string {
 	for _, ns := range namespaces {
 		found = append(found, "namespace "+ns)
 	}
-	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
-	self := strconv.Itoa(os.Getpid())
-	for _, p := range procs {
-		cmdline, err := os.ReadFile(p)
-		pid := filepath.Base(filepath.Dir(p))
-		if err != nil || pid == self {
-			continue
-		}
-		if line := string(bytes.ReplaceAll(cmdline, []byte{0}, []byte{' '})); strings.Contains(line, dirPrefix+runID) || strings.Contains(line, namePrefix+runID+"-") {
-			found = append(found, "process "+pid+": "+line)
-		}
+	for pid, line := range processesNaming(runID) {
+		found = append(found, "process "+strconv.Itoa(pid)+": "+line)
 	}
 	for _, m := range mountsUnder(filepath.Join(os.TempDir(), dirPrefix+runID)) {
 		found = append(found, "mount "+m)
@@ -750,6 +762,24 @@ func runLeftovers(runID string) []string {
 	}
 	if _, err := os.Stat(filepath.Join(os.TempDir(), dirPrefix+runID)); err == nil {
 		found = append(found, "directory "+filepath.Join(os.TempDir(), dirPrefix+runID))
+	}
+	return found
+}
+
+// processesNaming are the processes, but this one, whose command line names
+// the run (its directory or its namespaces), with their command lines.
+func processesNaming(runID string) map[int]string {
+	found := map[int]string{}
+	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
+	for _, p := range procs {
+		cmdline, err := os.ReadFile(p)
+		pid, perr := strconv.Atoi(filepath.Base(filepath.Dir(p)))
+		if err != nil || perr != nil || pid == os.Getpid() {
+			continue
+		}
+		if line := string(bytes.ReplaceAll(cmdline, []byte{0}, []byte{' '})); strings.Contains(line, dirPrefix+runID) || strings.Contains(line, namePrefix+runID+"-") {
+			found[pid] = line
+		}
 	}
 	return found
 }
