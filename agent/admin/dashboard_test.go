@@ -103,8 +103,9 @@ func TestDashboardInChromium(t *testing.T) {
 		StatusDoc: api.Status{Node: "host-a", Version: "v9.9.9", Docker: api.Docker{Connected: true},
 			Listeners: []api.Listener{{Name: "web", Protocol: "http", Address: "127.0.0.1:8000", Default: "forward web",
 				Rules: []api.Rule{{Priority: 5, Paths: []string{"/" + hostile}, Action: "forward web", Source: "labels"}}}},
-			Groups:  []api.Group{group},
-			Skipped: []api.Skipped{{Container: "cccccccccccc", Name: "bad", Reason: "label berth.rule.host: " + hostile}}},
+			Groups:        []api.Group{group},
+			Skipped:       []api.Skipped{{Container: "cccccccccccc", Name: "bad", Reason: "label berth.rule.host: " + hostile}},
+			LabelProblems: []api.LabelProblem{{Container: "dddddddddddd", Name: "lenient", Reason: "label berth.rule.path left out: " + hostile}}},
 		TargetList: []api.Target{
 			{ID: "host-a/111111111111/8080", Group: "web", Node: "host-a", Address: "127.0.0.1:32768", State: "healthy", Container: hostile, Source: "docker"},
 			{ID: "host-b/222222222222/8080", Group: "web", Node: "host-b", Address: "10.0.0.6:32768", State: "healthy", Container: "app-2", Source: "gossip"},
@@ -120,7 +121,7 @@ func TestDashboardInChromium(t *testing.T) {
 	page.Do("give the token", chromedp.SendKeys(chromedp.ID("token"), testToken+"\r"))
 	page.WaitText("groups", "app-2", false)
 
-	for _, id := range []string{"groups", "listeners", "skipped"} {
+	for _, id := range []string{"groups", "listeners", "skipped", "label-problems"} {
 		page.WaitText(id, hostile, false)
 	}
 	if n := page.Eval(`String(document.querySelectorAll('img').length)`); n != "0" {

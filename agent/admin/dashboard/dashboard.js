@@ -220,6 +220,11 @@ function renderSkipped(skipped) {
     skipped.map((s) => [s.name || s.container, s.reason]), 'None.');
 }
 
+function renderLabelProblems(problems) {
+  return table([{ text: 'Container' }, { text: 'Left out, the container still serves' }],
+    problems.map((p) => [p.name || p.container, p.reason]), 'None.');
+}
+
 // A section is replaced only when what it shows changed, and not while a
 // pointer is down: a button must not be replaced under a click.
 const shown = new Map();
@@ -248,6 +253,9 @@ function render() {
   put('listeners', renderListeners(status));
   $('skipped-section').hidden = status.skipped.length === 0;
   put('skipped', renderSkipped(status.skipped));
+  const problems = status.label_problems || [];
+  $('label-problems-section').hidden = problems.length === 0;
+  put('label-problems', renderLabelProblems(problems));
 }
 
 // ---- polling, login, drains -----------------------------------------------------
