@@ -32,15 +32,7 @@ func TestParseComposeScale(t *testing.T) {
 				if scale != nil {
 					got = *scale
 				}
-				if tt.wantErr != "" {
-					if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
-						t.Fatalf("err = %v, want one containing %q", err, tt.wantErr)
-					}
-					return
-				}
-				if err != nil || got != tt.want {
-					t.Fatalf("scale = %d, %v; want %d", got, err, tt.want)
-				}
+				wantScale(t, got, err, tt.want, tt.wantErr)
 			})
 		}
 	}
@@ -66,15 +58,34 @@ func TestDesiredScale(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			r := &rollout{service: "web", scale: tt.flag}
 			got, err := r.desiredScale(definition{scale: tt.file}, tt.containers)
-			if tt.wantErr != "" {
-				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
-					t.Fatalf("err = %v, want one containing %q", err, tt.wantErr)
-				}
-				return
-			}
-			if err != nil || got != tt.want {
-				t.Fatalf("desired scale = %d, %v; want %d", got, err, tt.want)
-			}
+			wantScale(t, got, err, tt.want, tt.wantErr)
 		})
+	}
+}
+
+// wantScale checks a scale, or the error wanted when wantErr is set.
+func wantScale(t *testing.T, got int, err error, want int, wantErr string) {
+	t.Helper()
+	if wantErr != "" {
+		if err == nil || !strings.Contains(err.Error(), wantErr) {
+			t.Fatalf("err = %v, want one containing %q", err, wantErr)
+		}
+		return
+	}
+	if err != nil || got != want {
+		t.Fatalf("scale = %d, %v; want %d", got, err, want)
+	}
+}
+
+func TestRolloutArgumentsAroundTheService(t *testing.T) {
+	tests := [][]string{
+		{"web", "--scale", "3"},
+		{"--scale", "3", "web"},
+		{"-p", "shop", "--max-surge", "1", "web", "--timeout", "1m"},
+	}
+	for _, args := range tests {
+		if ref, _ := splitRef(args); ref != "web" {
+			t.Errorf("splitRef(%q) = %q, want web", args, ref)
+		}
 	}
 }
