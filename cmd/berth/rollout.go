@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"maps"
@@ -15,6 +16,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/docker/docker/api/types/container"
@@ -547,15 +549,27 @@ func (r *rollout) drain(old []containerRef) error {
 	return nil
 }
 
-// remove stops (with each container's own stop timeout) and removes containers.
+// remove stops (with each container's own stop timeout) and removes
+// containers, all at once: each drains at its kill event, so none loses a
+// request, and one slow to stop does not hold up the others.
 func (r *rollout) remove(ctx context.Context, cs []containerRef) {
-	for _, c := range cs {
-		r.progress.say("stopping and removing %s", c.name)
-		if err := r.docker.ContainerStop(ctx, c.id, container.StopOptions{}); err != nil {
-			r.progress.say("docker: stop %s: %v", c.name, err)
-		}
-		if err := r.docker.ContainerRemove(ctx, c.id, container.RemoveOptions{Force: true}); err != nil {
-			r.progress.say("docker: remove %s: %v", c.name, err)
+	r.progress.say("stopping and removing %s", strings.Join(names(cs), ", "))
+	errs := make([]error, len(cs))
+	var wg sync.WaitGroup
+	for i, c := range cs {
+		wg.Go(func() {
+			if err := r.docker.ContainerStop(ctx, c.id, container.StopOptions{}); err != nil {
+				errs[i] = fmt.Errorf("docker: stop %s: %w", c.name, err)
+			}
+			if err := r.docker.ContainerRemove(ctx, c.id, container.RemoveOptions{Force: true}); err != nil {
+				errs[i] = errors.Join(errs[i], fmt.Errorf("docker: remove %s: %w", c.name, err))
+			}
+		})
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			r.progress.say("%v", err)
 		}
 	}
 }
