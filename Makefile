@@ -43,6 +43,7 @@ test:
 	$(GO) mod download
 	scripts/ensure-docker.sh
 	scripts/ensure-tools.sh
+	scripts/ensure-compose.sh
 	$(GO) vet ./...
 	CGO_ENABLED=1 $(GO) test -race -count=1 -p 2 -timeout 12m ./...
 

@@ -109,7 +109,7 @@ func splitRef(args []string) (ref string, rest []string) {
 
 func flagTakesValue(flag string) bool {
 	switch flag {
-	case "--admin", "--token-file", "--output", "-o", "--timeout", "-f", "--file", "-p", "--project", "--max-surge":
+	case "--admin", "--token-file", "--output", "-o", "--timeout", "-f", "--file", "-p", "--project", "--max-surge", "--scale":
 		return true
 	}
 	return false

@@ -1,9 +1,12 @@
 package main
 
 import (
+	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"os"
 	"os/exec"
@@ -13,11 +16,13 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/filters"
 	"github.com/docker/docker/client"
+	"go.yaml.in/yaml/v3"
 
 	"github.com/berth-lb/berth/agent/api"
 )
@@ -28,7 +33,7 @@ const (
 	adminRequestTimeout = 10 * time.Second
 )
 
-const rolloutUsage = "berth rollout [-f FILE]... [-p PROJECT] SERVICE [--timeout DURATION] [--max-surge N] [--admin ADDR] [--token-file FILE]"
+const rolloutUsage = "berth rollout [-f FILE]... [-p PROJECT] SERVICE [--scale N] [--timeout DURATION] [--max-surge N] [--admin ADDR] [--token-file FILE]"
 
 // rollout is one `berth rollout`: start-first replacement of a compose
 // service's containers, with berth draining the old ones fleet-wide before
@@ -39,6 +44,7 @@ type rollout struct {
 	service  string
 	timeout  time.Duration
 	surge    int
+	scale    int      // --scale; 0: the compose file's, else as many as there are
 	compose  []string // the compose command: docker compose, or docker-compose
 	admin    *adminClient
 	docker   *client.Client
@@ -55,7 +61,8 @@ func runRollout(args []string, stdout, _ io.Writer) error {
 	timeoutFlag.Usage = "how long the new containers may take to be healthy on every node before the rollout is rolled back"
 	timeoutFlag.DefValue = rolloutTimeout.String()
 	timeoutFlag.Value.Set(timeoutFlag.DefValue)
-	surge := flags.Int("max-surge", 0, "how many new containers to start at a time (default: as many as run now)")
+	surge := flags.Int("max-surge", 0, "how many new containers to start at a time (default: all of them)")
+	scale := flags.Int("scale", 0, "how many containers the service runs after the rollout (default: the compose file's scale or deploy.replicas, else as many as it has, stopped ones counted)")
 	service, rest := splitRef(args)
 	if help, err := parseAdminFlags(flags, options, rest); help || err != nil {
 		return err
@@ -78,7 +85,7 @@ func runRollout(args []string, stdout, _ io.Writer) error {
 	if err != nil {
 		return err
 	}
-	r := &rollout{files: *files, project: projectName(*project, *files), service: service, timeout: timeout, surge: *surge,
+	r := &rollout{files: *files, project: projectName(*project, *files), service: service, timeout: timeout, surge: *surge, scale: *scale,
 		compose: compose, admin: adminClient, docker: docker, progress: newProgress(stdout)}
 	return r.run(context.Background())
 }
@@ -119,22 +126,45 @@ func projectName(flag string, files []string) string {
 }
 
 func (r *rollout) run(ctx context.Context) error {
-	old, err := r.containers(ctx)
+	def, err := r.definition(ctx)
 	if err != nil {
 		return err
 	}
-	if len(old) == 0 {
-		return fmt.Errorf("no running container of service %q in compose project %q; start it with docker compose up (or set -p)", r.service, r.project)
+	all, err := r.containers(ctx)
+	if err != nil {
+		return err
+	}
+	if len(all) == 0 {
+		return fmt.Errorf("no container of service %q in compose project %q; start it with docker compose up (or set -p)", r.service, r.project)
+	}
+	desired, err := r.desiredScale(def, len(all))
+	if err != nil {
+		return err
+	}
+	var old, stale []containerRef
+	for _, c := range all {
+		if c.running() {
+			old = append(old, c)
+		} else {
+			stale = append(stale, c)
+		}
+	}
+	// Compose counts a stopped or exited container towards the scale and
+	// starts it again, with its old definition, instead of creating a new one.
+	if len(stale) > 0 {
+		r.progress.say("removing %d container(s) that do not run: %s", len(stale), describe(stale))
+		r.remove(ctx, stale)
 	}
 	surge := r.surge
-	if surge <= 0 || surge > len(old) {
-		surge = len(old)
+	if surge <= 0 || surge > desired {
+		surge = desired
 	}
-	r.progress.say("rolling out %s/%s: %d container(s), %d at a time", r.project, r.service, len(old), surge)
-	var started []string
-	for batch := 0; batch < len(old); batch += surge {
-		replace := old[batch:min(batch+surge, len(old))]
-		fresh, err := r.startNew(ctx, len(replace))
+	batches := (desired + surge - 1) / surge
+	r.progress.say("rolling out %s/%s: %d running container(s) replaced by %d new, %d at a time", r.project, r.service, len(old), desired, surge)
+	var started []containerRef
+	removed := 0
+	for batch := range batches {
+		fresh, err := r.startNew(ctx, min(surge, desired-len(started)), def.hash)
 		if err != nil {
 			return err
 		}
@@ -143,18 +173,33 @@ func (r *rollout) run(ctx context.Context) error {
 			r.remove(ctx, fresh)
 			return fmt.Errorf("rolled back: %w", err)
 		}
-		if err := r.drain(replace); err != nil {
-			return err
+		// The old containers leave in step with the batches, the last ones
+		// with the last batch, whatever the two counts are.
+		replace := old[removed : len(old)*(batch+1)/batches]
+		if len(replace) > 0 {
+			if err := r.drain(replace); err != nil {
+				return err
+			}
+			r.remove(ctx, replace)
 		}
-		r.remove(ctx, replace)
-		started = append(started, names(fresh)...)
+		removed += len(replace)
+		started = append(started, fresh...)
 	}
-	r.progress.done("done: %s/%s now runs %s", r.project, r.service, strings.Join(started, ", "))
+	if err := r.verify(ctx, def.hash, desired); err != nil {
+		return err
+	}
+	r.progress.done("done: %s/%s now runs %s", r.project, r.service, strings.Join(names(started), ", "))
 	return nil
 }
 
 // containerRef is a container of the service.
-type containerRef struct{ id, name string }
+type containerRef struct {
+	id, name string
+	state    string // Docker's: running, exited, created, paused, restarting, dead
+	hash     string // compose's com.docker.compose.config-hash label
+}
+
+func (c containerRef) running() bool { return c.state == "running" }
 
 func names(cs []containerRef) []string {
 	out := make([]string, len(cs))
@@ -164,12 +209,97 @@ func names(cs []containerRef) []string {
 	return out
 }
 
-// containers lists the service's running containers, oldest first.
+// describe names containers with their state.
+func describe(cs []containerRef) string {
+	out := make([]string, len(cs))
+	for i, c := range cs {
+		out[i] = c.name + " (" + c.state + ")"
+	}
+	return strings.Join(out, ", ")
+}
+
+// definition is the service as the compose file defines it with this
+// environment.
+type definition struct {
+	// hash is the com.docker.compose.config-hash that compose gives a
+	// container it creates from this definition.
+	hash string
+	// scale is the file's scale or deploy.replicas; nil when it sets neither.
+	scale *int
+}
+
+// definition asks compose for the service's resolved definition: its scale
+// from `config`, its hash from `config --hash`.
+func (r *rollout) definition(ctx context.Context) (definition, error) {
+	out, err := r.runCompose(ctx, "config")
+	if err != nil {
+		return definition{}, err
+	}
+	scale, err := parseComposeScale(out, r.service)
+	if err != nil {
+		return definition{}, err
+	}
+	out, err = r.runCompose(ctx, "config", "--hash="+r.service)
+	if err != nil {
+		return definition{}, err
+	}
+	for _, line := range strings.Split(string(out), "\n") {
+		if fields := strings.Fields(line); len(fields) == 2 && fields[0] == r.service {
+			return definition{hash: fields[1], scale: scale}, nil
+		}
+	}
+	return definition{}, fmt.Errorf("compose: config --hash=%s printed no hash for %s: %q", r.service, r.service, out)
+}
+
+// parseComposeScale reads a service's scale (or deploy.replicas) from the
+// output of `compose config`.
+func parseComposeScale(config []byte, service string) (*int, error) {
+	var file struct {
+		Services map[string]struct {
+			Scale  *int `yaml:"scale"`
+			Deploy struct {
+				Replicas *int `yaml:"replicas"`
+			} `yaml:"deploy"`
+		} `yaml:"services"`
+	}
+	if err := yaml.Unmarshal(config, &file); err != nil {
+		return nil, fmt.Errorf("compose: read the output of compose config: %w", err)
+	}
+	s, ok := file.Services[service]
+	if !ok {
+		return nil, fmt.Errorf("compose: the compose file has no service %q (it has %s); name one of them", service, strings.Join(slices.Sorted(maps.Keys(file.Services)), ", "))
+	}
+	if s.Scale != nil {
+		return s.Scale, nil
+	}
+	return s.Deploy.Replicas, nil
+}
+
+// desiredScale is how many containers the service runs after the rollout:
+// --scale, else the compose file's, else as many as it has now, the ones
+// that do not run counted (someone stopped one, or it exited: it is still
+// meant to run).
+func (r *rollout) desiredScale(def definition, containers int) (int, error) {
+	switch {
+	case r.scale < 0:
+		return 0, fmt.Errorf("--scale %d: want a number of containers of at least 1", r.scale)
+	case r.scale > 0:
+		return r.scale, nil
+	case def.scale == nil:
+		return containers, nil
+	case *def.scale < 1:
+		return 0, fmt.Errorf("the compose file sets the scale of %s to %d: nothing to roll out; to end at another scale, pass --scale N", r.service, *def.scale)
+	}
+	return *def.scale, nil
+}
+
+// containers lists the service's containers in any state, oldest first;
+// one-off containers (compose run) are not the service's replicas.
 func (r *rollout) containers(ctx context.Context) ([]containerRef, error) {
-	list, err := r.docker.ContainerList(ctx, container.ListOptions{Filters: filters.NewArgs(
+	list, err := r.docker.ContainerList(ctx, container.ListOptions{All: true, Filters: filters.NewArgs(
 		filters.Arg("label", "com.docker.compose.project="+r.project),
 		filters.Arg("label", "com.docker.compose.service="+r.service),
-		filters.Arg("status", "running"),
+		filters.Arg("label", "com.docker.compose.oneoff=False"),
 	)})
 	if err != nil {
 		return nil, fmt.Errorf("docker: list the containers of %s/%s: %w", r.project, r.service, err)
@@ -177,44 +307,116 @@ func (r *rollout) containers(ctx context.Context) ([]containerRef, error) {
 	sort.Slice(list, func(i, j int) bool { return list[i].Created < list[j].Created })
 	out := make([]containerRef, len(list))
 	for i, c := range list {
-		out[i] = containerRef{id: c.ID, name: strings.TrimPrefix(c.Names[0], "/")}
+		out[i] = containerRef{id: c.ID, name: strings.TrimPrefix(c.Names[0], "/"), state: c.State, hash: c.Labels["com.docker.compose.config-hash"]}
+	}
+	return out, nil
+}
+
+// runCompose runs compose on the rollout's files and project and returns
+// what it printed on stdout.
+func (r *rollout) runCompose(ctx context.Context, args ...string) ([]byte, error) {
+	full := slices.Clone(r.compose[1:])
+	for _, f := range r.files {
+		full = append(full, "-f", f)
+	}
+	full = append(append(full, "-p", r.project), args...)
+	cmd := exec.CommandContext(ctx, r.compose[0], full...)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return nil, fmt.Errorf("compose: %s: %w\n%s", strings.Join(cmd.Args, " "), err, strings.TrimSpace(stderr.String()+string(out)))
 	}
 	return out, nil
 }
 
 // startNew scales the service up by n with its current definition, keeping
-// the running containers, and returns the new ones.
-func (r *rollout) startNew(ctx context.Context, n int) ([]containerRef, error) {
+// the running containers, and returns the new ones. Unless compose created
+// exactly n new running containers of that definition (hash), and started
+// nothing else, it removes what it started and says what went wrong.
+func (r *rollout) startNew(ctx context.Context, n int, hash string) ([]containerRef, error) {
 	before, err := r.containers(ctx)
 	if err != nil {
 		return nil, err
 	}
-	r.progress.say("starting %d new container(s)", n)
-	args := slices.Clone(r.compose[1:])
-	for _, f := range r.files {
-		args = append(args, "-f", f)
+	wasRunning := map[string]bool{}
+	for _, c := range before {
+		wasRunning[c.id] = c.running()
 	}
-	args = append(args, "-p", r.project, "up", "-d", "--no-deps", "--no-recreate", "--scale", r.service+"="+strconv.Itoa(len(before)+n), r.service)
-	cmd := exec.CommandContext(ctx, r.compose[0], args...)
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		return nil, fmt.Errorf("compose: %s: %w\n%s", strings.Join(cmd.Args, " "), err, strings.TrimSpace(string(out)))
+	r.progress.say("starting %d new container(s)", n)
+	if _, err := r.runCompose(ctx, "up", "-d", "--no-deps", "--no-recreate", "--scale", r.service+"="+strconv.Itoa(countRunning(before)+n), r.service); err != nil {
+		return nil, err
 	}
 	after, err := r.containers(ctx)
 	if err != nil {
 		return nil, err
 	}
-	var fresh []containerRef
+	var fresh, restarted []containerRef
+	var wrong []string
 	for _, c := range after {
-		if !slices.Contains(before, c) {
+		running, known := wasRunning[c.id]
+		switch {
+		case !known:
 			fresh = append(fresh, c)
+			if c.hash != hash {
+				wrong = append(wrong, otherDefinition(c, hash))
+			} else if !c.running() {
+				wrong = append(wrong, fmt.Sprintf("new container %s is %s", c.name, c.state))
+			}
+		case !running && c.running():
+			restarted = append(restarted, c)
+			wrong = append(wrong, fmt.Sprintf("compose started the old container %s again instead of a new one", c.name))
 		}
 	}
 	if len(fresh) != n {
-		r.remove(ctx, fresh)
-		return nil, fmt.Errorf("compose started %d container(s), not %d; nothing was changed", len(fresh), n)
+		wrong = append(wrong, fmt.Sprintf("compose created %d new container(s), not %d", len(fresh), n))
+	}
+	if len(wrong) > 0 {
+		r.progress.say("rolling back: removing what compose started; the old containers keep serving")
+		r.remove(ctx, append(fresh, restarted...))
+		return nil, fmt.Errorf("rolled back: %s; is something else (another compose up, a restart policy) changing %s/%s? run berth rollout again when it is done", strings.Join(wrong, "; "), r.project, r.service)
 	}
 	return fresh, nil
+}
+
+func otherDefinition(c containerRef, hash string) string {
+	return fmt.Sprintf("%s runs another definition than the compose file's (config hash %.12s, want %.12s)", c.name, c.hash, hash)
+}
+
+func countRunning(cs []containerRef) int {
+	n := 0
+	for _, c := range cs {
+		if c.running() {
+			n++
+		}
+	}
+	return n
+}
+
+// verify checks the end state: desired running containers, all of the
+// compose file's definition, and nothing else. A difference means something
+// else changed the service during the rollout.
+func (r *rollout) verify(ctx context.Context, hash string, desired int) error {
+	all, err := r.containers(ctx)
+	if err != nil {
+		return err
+	}
+	var wrong []string
+	for _, c := range all {
+		switch {
+		case !c.running():
+			wrong = append(wrong, c.name+" is "+c.state)
+		case c.hash != hash:
+			wrong = append(wrong, otherDefinition(c, hash))
+		}
+	}
+	if len(all) != desired {
+		wrong = append(wrong, fmt.Sprintf("the service has %d container(s), want %d", len(all), desired))
+	}
+	if len(wrong) > 0 {
+		return fmt.Errorf("the rollout ended but %s/%s is not as the compose file defines it: %s; something else changed it during the rollout: run berth rollout again", r.project, r.service, strings.Join(wrong, "; "))
+	}
+	return nil
 }
 
 // waitHealthy waits until every new container's targets are healthy and
@@ -347,15 +549,27 @@ func (r *rollout) drain(old []containerRef) error {
 	return nil
 }
 
-// remove stops (with each container's own stop timeout) and removes containers.
+// remove stops (with each container's own stop timeout) and removes
+// containers, all at once: each drains at its kill event, so none loses a
+// request, and one slow to stop does not hold up the others.
 func (r *rollout) remove(ctx context.Context, cs []containerRef) {
-	for _, c := range cs {
-		r.progress.say("stopping and removing %s", c.name)
-		if err := r.docker.ContainerStop(ctx, c.id, container.StopOptions{}); err != nil {
-			r.progress.say("docker: stop %s: %v", c.name, err)
-		}
-		if err := r.docker.ContainerRemove(ctx, c.id, container.RemoveOptions{Force: true}); err != nil {
-			r.progress.say("docker: remove %s: %v", c.name, err)
+	r.progress.say("stopping and removing %s", strings.Join(names(cs), ", "))
+	errs := make([]error, len(cs))
+	var wg sync.WaitGroup
+	for i, c := range cs {
+		wg.Go(func() {
+			if err := r.docker.ContainerStop(ctx, c.id, container.StopOptions{}); err != nil {
+				errs[i] = fmt.Errorf("docker: stop %s: %w", c.name, err)
+			}
+			if err := r.docker.ContainerRemove(ctx, c.id, container.RemoveOptions{Force: true}); err != nil {
+				errs[i] = errors.Join(errs[i], fmt.Errorf("docker: remove %s: %w", c.name, err))
+			}
+		})
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			r.progress.say("%v", err)
 		}
 	}
 }

@@ -13,6 +13,9 @@
 //	GET /health           200 "ok"
 //	GET /sleep?ms=N       waits N milliseconds, then answers like /
 //	GET /status?code=N    answers status N with the body of /
+//	POST /exit            answers, then exits at once with status 1, as a
+//	                      crashing process does (for tests of a replica that
+//	                      exits on its own)
 package main
 
 import (
@@ -78,7 +81,11 @@ func run(args []string, logger *slog.Logger) error {
 
 	signals := make(chan os.Signal, 1)
 	signal.Notify(signals, syscall.SIGTERM, syscall.SIGINT)
-	return serve(listener, newHandler(name, version, healthStatus), signals, *exitOnSigterm, logger)
+	crash := func() {
+		logger.Error("exiting at once, as POST /exit asked")
+		os.Exit(1)
+	}
+	return serve(listener, newHandler(name, version, healthStatus, crash), signals, *exitOnSigterm, logger)
 }
 
 // serve answers on listener until a signal arrives. Then it either returns at
@@ -117,8 +124,9 @@ func serve(listener net.Listener, handler http.Handler, signals <-chan os.Signal
 // newHandler returns the app's routes; every answer names the replica and its
 // version so a client can tell which target the balancer chose. /health
 // answers healthStatus until /health/set?code=N changes it (to make a replica
-// fail its health checks in demos and tests).
-func newHandler(name, version string, healthStatus int) http.Handler {
+// fail its health checks in demos and tests). POST /exit calls crash once its
+// answer is sent.
+func newHandler(name, version string, healthStatus int, crash func()) http.Handler {
 	identity := name + " " + version + "\n"
 	var health atomic.Int32
 	health.Store(int32(healthStatus))
@@ -153,6 +161,11 @@ func newHandler(name, version string, healthStatus int) http.Handler {
 		case <-r.Context().Done():
 			// The client left; nobody is there to read an answer.
 		}
+	})
+	mux.HandleFunc("POST /exit", func(w http.ResponseWriter, _ *http.Request) {
+		writeText(w, http.StatusOK, identity)
+		http.NewResponseController(w).Flush()
+		crash()
 	})
 	mux.HandleFunc("GET /status", func(w http.ResponseWriter, r *http.Request) {
 		code, err := strconv.Atoi(r.URL.Query().Get("code"))

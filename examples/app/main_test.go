@@ -13,7 +13,7 @@ import (
 )
 
 func TestHandler(t *testing.T) {
-	server := httptest.NewServer(newHandler("app-1", "v7", 200))
+	server := httptest.NewServer(newHandler("app-1", "v7", 200, noCrash(t)))
 	defer server.Close()
 
 	tests := []struct {
@@ -50,8 +50,37 @@ func TestHandler(t *testing.T) {
 	}
 }
 
+// noCrash fails the test if the handler exits.
+func noCrash(t *testing.T) func() {
+	return func() { t.Error("the handler exited, and only POST /exit may") }
+}
+
+func TestExitAnswersThenCrashes(t *testing.T) {
+	crashed := make(chan struct{}, 1)
+	server := httptest.NewServer(newHandler("app-1", "v1", 200, func() { crashed <- struct{}{} }))
+	defer server.Close()
+
+	resp, err := http.Post(server.URL+"/exit", "text/plain", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || string(body) != "app-1 v1\n" {
+		t.Errorf("POST /exit = %d %q, want 200 %q", resp.StatusCode, body, "app-1 v1\n")
+	}
+	select {
+	case <-crashed:
+	case <-time.After(5 * time.Second):
+		t.Fatal("POST /exit answered but did not exit")
+	}
+	if status, _ := get(t, server.URL+"/exit"); status != http.StatusMethodNotAllowed {
+		t.Errorf("GET /exit = %d, want 405: only a POST exits", status)
+	}
+}
+
 func TestSleepHoldsTheRequest(t *testing.T) {
-	server := httptest.NewServer(newHandler("app-1", "v1", 200))
+	server := httptest.NewServer(newHandler("app-1", "v1", 200, noCrash(t)))
 	defer server.Close()
 
 	start := time.Now()
@@ -85,7 +114,7 @@ func TestServeOnSignal(t *testing.T) {
 				if r.URL.Path == "/sleep" {
 					requestStarted <- struct{}{}
 				}
-				newHandler("app-1", "v1", 200).ServeHTTP(w, r)
+				newHandler("app-1", "v1", 200, noCrash(t)).ServeHTTP(w, r)
 			})
 			go func() { served <- serve(listener, handler, signals, tt.abrupt, logger) }()
 
