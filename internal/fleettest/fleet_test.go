@@ -150,7 +150,7 @@ func TestFleet(t *testing.T) {
 			t.Fatalf("%d requests failed around the cut (the first sent %v after it); first errors: %v",
 				r.Failed, time.Unix(0, r.FirstFailureSent).Sub(cut).Round(time.Millisecond), strings.Join(firstErrors(r), "; "))
 		}
-		if r.OK < 1000 {
+		if r.OK < 900 {
 			t.Fatalf("only %d requests were answered in 6 s at 200/s", r.OK)
 		}
 		if r.Answers[replicas[2][0]]+r.Answers[replicas[2][1]] == 0 {
@@ -158,8 +158,10 @@ func TestFleet(t *testing.T) {
 		}
 
 		linkUp()
-		took := waitAnswers(t, f, 3, h3.BalancerURL(), all, all)
-		t.Logf("host 2 back: h3's balancer answers from all of %v after %v", all, took.Round(time.Millisecond))
+		back := time.Now()
+		waitAnswers(t, f, 3, h3.BalancerURL(), replicas[2], all)
+		t.Logf("host 2 back: h3's balancer answers from its replicas %v %v after the link came up",
+			replicas[2], time.Since(back).Round(time.Millisecond))
 	})
 	t.Logf("fleet test body took %v", time.Since(started).Round(time.Millisecond))
 }
