@@ -25,7 +25,7 @@ func benchCluster(b *testing.B, size int) []*node {
 		}
 		nodes = append(nodes, startNode(b, fmt.Sprintf("n%d", i), 10+i, join, nodeOptions{tune: productionDetection}))
 	}
-	waitFormed(b, nodes, 60*time.Second)
+	waitFormed(b, nodes, 120*time.Second)
 	return nodes
 }
 
