@@ -193,6 +193,12 @@ func Start(opts Options) (*Cluster, error) {
 	conf.PushPullInterval = pushPullInterval
 	conf.TCPTimeout = tcpTimeout
 	conf.SuspicionMult = suspicionMult
+	// memberlist compresses every packet with LZW by default, which allocates
+	// a 16 KiB-plus table per message: it was most of the CPU of the
+	// suspicion pings (suspect.go) and of gossip. berth's messages are a few
+	// hundred bytes; a receiver reads compressed and plain messages alike, so
+	// agents of either setting mix during an upgrade.
+	conf.EnableCompression = false
 	conf.Label = opts.Label
 	if len(opts.Keys) > 0 {
 		ring, err := memberlist.NewKeyring(opts.Keys, opts.Keys[0])
