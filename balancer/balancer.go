@@ -130,6 +130,9 @@ type group struct {
 	anomalyMitigation bool
 	// targetTLS makes the HTTP listeners speak TLS to the group's targets.
 	targetTLS bool
+	// suspects is true when a serving target is suspect: picks then look
+	// past it.
+	suspects bool
 	// next is the round-robin cursor. It belongs to this snapshot's group and
 	// restarts with a new snapshot, which only shifts where the rotation begins.
 	next atomic.Uint64
@@ -161,18 +164,25 @@ func (g *group) pick(tried []*targetState, sourceHash uint64) *targetState {
 			t = g.damp(t, func() *targetState { return g.serving[g.next.Add(1)%n] })
 		}
 	}
-	if len(tried) == 0 && ejectedTargets.Load() == 0 {
+	if len(tried) == 0 && ejectedTargets.Load() == 0 && !g.suspects {
 		return t // the fast path: nothing to avoid
 	}
 	return g.avoid(t, tried)
 }
 
+// hasAlternative reports whether a request that tried the targets in tried
+// (the current one included) could still go to another one.
+func (g *group) hasAlternative(tried []*targetState) bool {
+	return len(tried) < maxAttempts && len(g.distinct) > len(tried)
+}
+
 // avoid walks the rotation from t to the first target that was not tried and
-// is not ejected; failing that, to one not tried; failing that, keeps t (fail
-// open: a group never refuses because its targets look unwell).
+// is neither ejected nor suspect; failing that, to one not tried; failing
+// that, keeps t (fail open: a group never refuses because its targets look
+// unwell).
 func (g *group) avoid(t *targetState, tried []*targetState) *targetState {
 	now := time.Now().UnixNano()
-	if !slices.Contains(tried, t) && !t.passive.ejected(now) {
+	if !slices.Contains(tried, t) && t.healthy(now) {
 		return t
 	}
 	n := uint64(len(g.serving))
@@ -183,7 +193,7 @@ func (g *group) avoid(t *targetState, tried []*targetState) *targetState {
 		if slices.Contains(tried, c) {
 			continue
 		}
-		if !c.passive.ejected(now) {
+		if c.healthy(now) {
 			return c
 		}
 		if untried == nil {
@@ -241,6 +251,7 @@ func (b *Balancer) Apply(cfg Config) error {
 	}
 	groups := make(map[string]*group, len(cfg.Groups))
 	seenTargets := make(map[string]bool)
+	suspects := make(map[*targetState]bool)
 	for _, gc := range cfg.Groups {
 		g := &group{
 			name:              gc.Name,
@@ -257,9 +268,11 @@ func (b *Balancer) Apply(cfg Config) error {
 		for _, tc := range gc.Targets {
 			ts := b.targetState(tc)
 			seenTargets[tc.ID] = true
+			suspects[ts] = suspects[ts] || tc.Suspect
 			if tc.Serving {
 				weighted = append(weighted, weightedTarget{ts, max(tc.Weight, 1)})
 				warm = warm || ts.serving.Load()
+				g.suspects = g.suspects || tc.Suspect
 			}
 		}
 		markJoined(weighted, warm)
@@ -338,6 +351,9 @@ func (b *Balancer) Apply(cfg Config) error {
 		was := t.serving.Swap(serving)
 		if was && !serving {
 			t.closeIdle()
+		}
+		if suspect := suspects[t]; t.suspect.Swap(suspect) != suspect && suspect {
+			t.abandon() // its host stopped answering the fleet: so did its connections
 		}
 
 		if !seenTargets[id] {

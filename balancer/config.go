@@ -249,6 +249,11 @@ type TargetConfig struct {
 	// Draining is true while the target's deregistration delay runs: a group
 	// with stickiness keeps sending it the clients stuck to it, no new ones.
 	Draining bool
+	// Suspect is true while the fleet's failure detection cannot reach the
+	// target's host: picks prefer every other target of the group, and
+	// requests waiting on its connections for an answer they may get
+	// elsewhere go elsewhere. It still serves when nothing else does.
+	Suspect bool
 	// Weight is the target's share of new requests relative to the others of
 	// its group; 0 counts as 1 (a target that must get nothing is not Serving).
 	Weight int

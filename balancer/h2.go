@@ -47,7 +47,9 @@ func (u *upstreamTransports) init() {
 				AllowHTTP: true,
 				DialTLSContext: func(ctx context.Context, _, addr string, _ *tls.Config) (net.Conn, error) {
 					timeout, _ := ctx.Value(connectTimeoutKey{}).(time.Duration)
-					return connectTarget(ctx, addr, orDefault(timeout, DefaultConnectTimeout), tlsConfig)
+					timeout = orDefault(timeout, DefaultConnectTimeout)
+					conn, _, err := connectTarget(ctx, addr, timeout, timeout, tlsConfig)
+					return conn, err
 				},
 				IdleConnTimeout: upstreamIdleTimeout,
 			}

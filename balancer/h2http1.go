@@ -39,11 +39,11 @@ var upstreamHeadPool = sync.Pool{New: func() any { return new(upstreamHeads) }}
 // tryHTTP1 is one try on target t over an HTTP/1.1 connection. It reports
 // the status sent to the client, or a failure reason and whether the
 // request may go to another target.
-func (q *h2Request) tryHTTP1(g *group, t *targetState) (int, ErrorReason, bool) {
+func (q *h2Request) tryHTTP1(g *group, t *targetState, alternatives bool) (int, ErrorReason, bool) {
 	uc := t.get()
 	if uc == nil {
 		var err error
-		if uc, err = dialTarget(t, g.connectTimeout); err != nil {
+		if uc, err = dialTarget(t, g.connectTimeout, alternatives); err != nil {
 			return 0, dialFailure(err), true
 		}
 	}

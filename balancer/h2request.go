@@ -225,7 +225,7 @@ func (q *h2Request) forward(g *group) int {
 			break
 		}
 		tried = append(tried, t)
-		code, why, retry := q.attempt(g, t, grpc)
+		code, why, retry := q.attempt(g, t, grpc, g.hasAlternative(tried))
 		switch {
 		case why == reasonNone:
 			if code >= 500 {
@@ -247,8 +247,9 @@ func (q *h2Request) forward(g *group) int {
 }
 
 // attempt is one try on t, in flight for its whole length, also when a
-// response that broke mid-body ends the handler by panic.
-func (q *h2Request) attempt(g *group, t *targetState, grpc bool) (int, ErrorReason, bool) {
+// response that broke mid-body ends the handler by panic. alternatives tells
+// whether another target could take the request (see dialTarget).
+func (q *h2Request) attempt(g *group, t *targetState, grpc, alternatives bool) (int, ErrorReason, bool) {
 	t.inFlight.Add(1)
 	defer t.inFlight.Add(-1)
 	defer t.latency.since(time.Now())
@@ -256,7 +257,7 @@ func (q *h2Request) attempt(g *group, t *targetState, grpc bool) (int, ErrorReas
 	if grpc {
 		return q.tryHTTP2(g, t, q.l.b.upstreams.transport(g))
 	}
-	return q.tryHTTP1(g, t)
+	return q.tryHTTP1(g, t, alternatives)
 }
 
 // countedBody is the client's request body as sent to a target: it counts

@@ -73,9 +73,18 @@ func (p *passiveState) ejected(now int64) bool {
 	return p.ejectedUntil.Load() > now
 }
 
+// healthy reports whether a pick may take t without looking further: it is
+// neither ejected by passive health nor on a suspect host.
+func (t *targetState) healthy(now int64) bool {
+	return !t.passive.ejected(now) && !t.suspect.Load()
+}
+
 // failed records a failed attempt on t. A failure that says the host is gone
-// (a connect timeout, an unreachable host, data left unacknowledged) ejects
-// every target of that host at once: one slow discovery is enough.
+// (a connect timeout or a connect given up as too slow, an unreachable host,
+// data left unacknowledged) ejects every target of that host at once: one
+// slow discovery is enough. A target ejected already stays so for the back-off
+// it has: the requests that fail on a lost host all at once count as one
+// ejection, so the host is back soon after it answers again.
 func (t *targetState) failed(reason ErrorReason) {
 	t.failures.Add(1)
 	now := time.Now()
@@ -85,8 +94,10 @@ func (t *targetState) failed(reason ErrorReason) {
 	}
 	t.passive.raiseAnomaly()
 	for _, sibling := range t.host.targets() {
-		sibling.passive.eject(now)
-		sibling.closeIdle() // their pooled connections died with the host
+		if !sibling.passive.ejected(now.UnixNano()) {
+			sibling.passive.eject(now)
+		}
+		sibling.abandon() // their connections died with the host
 	}
 }
 
@@ -94,6 +105,9 @@ func (t *targetState) failed(reason ErrorReason) {
 type hostHealth struct {
 	mu      sync.Mutex
 	members []*targetState
+	// connect times the TCP connects to the host, for the adaptive connect
+	// timeout; it lives as long as the host has targets here.
+	connect connectTimes
 }
 
 func (h *hostHealth) targets() []*targetState {

@@ -372,7 +372,7 @@ func (c *clientConn) forward(g *group, rt *route) (int, bool) {
 			break
 		}
 		tried = append(tried, t)
-		res, code, keep, why := c.attempt(t, g, rt)
+		res, code, keep, why := c.attempt(t, g, rt, g.hasAlternative(tried))
 		switch res {
 		case attemptDone:
 			if code >= 500 {
@@ -403,15 +403,16 @@ func (c *clientConn) forward(g *group, rt *route) (int, bool) {
 // dial included: a drain that sees zero in flight must not miss a request
 // still connecting. Should a bug panic mid-way (the backstop then ends the
 // client connection), the try stops counting in flight and its target
-// connection is closed, so neither leaks.
-func (c *clientConn) attempt(t *targetState, g *group, rt *route) (res attemptResult, code int, keep bool, why ErrorReason) {
+// connection is closed, so neither leaks. alternatives tells whether another
+// target could take the request (see dialTarget).
+func (c *clientConn) attempt(t *targetState, g *group, rt *route, alternatives bool) (res attemptResult, code int, keep bool, why ErrorReason) {
 	t.inFlight.Add(1)
 	defer t.inFlight.Add(-1)
 	defer t.latency.since(time.Now())
 	uc := t.get()
 	if uc == nil {
 		var err error
-		if uc, err = dialTarget(t, g.connectTimeout); err != nil {
+		if uc, err = dialTarget(t, g.connectTimeout, alternatives); err != nil {
 			return attemptRetryable, 0, false, dialFailure(err) // nothing was sent
 		}
 	}
@@ -531,8 +532,18 @@ func (c *clientConn) roundTrip(uc *upstreamConn, g *group, rt *route) (res attem
 
 	c.ex.sentToTarget = time.Now()
 	uc.conn.SetReadDeadline(c.ex.sentToTarget.Add(g.responseTimeout))
+	if retryable {
+		uc.awaiting.Store(awaitHead)
+	}
 	for {
-		if err = c.resp.ReadResponse(uc.br); err != nil {
+		err = c.resp.ReadResponse(uc.br)
+		if uc.awaiting.Swap(awaitNone) == awaitAbandoned {
+			// The target's host was found lost while the answer was
+			// awaited: the request goes to another target now.
+			uc.discard()
+			return attemptRetryable, 0, false, ReasonTargetUnreachable
+		}
+		if err != nil {
 			uc.discard()
 			switch {
 			case errors.Is(err, os.ErrDeadlineExceeded):

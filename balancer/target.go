@@ -48,7 +48,11 @@ type targetState struct {
 	// servingSince is when the target last started serving (unix
 	// nanoseconds), for slow start.
 	servingSince atomic.Int64
-	passive      passiveState
+	// suspect is true while the fleet's failure detection cannot reach the
+	// target's host (TargetConfig.Suspect): it gets requests only when no
+	// other target of its group can take them. Only Apply writes it.
+	suspect atomic.Bool
+	passive passiveState
 	// host groups the targets of one address for passive health; it is set
 	// when the state is made and never changes (nor does the address).
 	host *hostHealth
@@ -89,7 +93,18 @@ type upstreamConn struct {
 	// after the head, so the connection is checked for stray bytes before
 	// it carries another request, however soon.
 	verifyBeforeReuse bool
+	// awaiting is awaitHead while a request that may go to another target
+	// waits for the first byte of its answer: abandon may then close the
+	// connection and the request is retried (awaitAbandoned).
+	awaiting atomic.Int32
 }
+
+// The states of upstreamConn.awaiting.
+const (
+	awaitNone int32 = iota
+	awaitHead
+	awaitAbandoned
+)
 
 // get returns a pooled connection or nil.
 func (t *targetState) get() *upstreamConn {
@@ -243,6 +258,26 @@ func (t *targetState) terminate() int {
 	return len(busy) + len(streams)
 }
 
+// abandon closes the connections to a target whose host is lost: the pooled
+// ones, and the busy ones whose request waits for an answer and may go to
+// another target (awaitHead), so that it goes there now rather than after
+// TCP_USER_TIMEOUT. A request whose answer began, or that cannot be retried,
+// keeps its connection.
+func (t *targetState) abandon() {
+	t.closeIdle()
+	var waiting []net.Conn
+	t.mu.Lock()
+	for c := range t.busy {
+		if c.awaiting.CompareAndSwap(awaitHead, awaitAbandoned) {
+			waiting = append(waiting, c.conn)
+		}
+	}
+	t.mu.Unlock()
+	for _, c := range waiting {
+		c.Close()
+	}
+}
+
 // closeIdle closes every pooled connection: a draining target keeps its busy
 // connections until their requests end but gets no new request on idle ones.
 func (t *targetState) closeIdle() {
@@ -260,16 +295,23 @@ func (t *targetState) closeIdle() {
 // sent data stays unacknowledged that long, and keep-alive probes after that
 // much silence catch one that waits for a response from a host that is gone.
 // Both end in an error that the retry and passive health act on, in seconds
-// rather than the kernel's default minutes.
-func dialTarget(t *targetState, timeout time.Duration) (*upstreamConn, error) {
+// rather than the kernel's default minutes. With alternatives (another target
+// could take the request) a connect is given up after the host's adaptive
+// limit (connectTimes) rather than the whole timeout.
+func dialTarget(t *targetState, timeout time.Duration, alternatives bool) (*upstreamConn, error) {
 	var tlsConfig *tls.Config
 	if t.tls {
 		tlsConfig = targetTLSHTTP1
 	}
-	conn, err := connectTarget(context.Background(), t.address, timeout, tlsConfig)
+	giveUp := timeout
+	if alternatives {
+		giveUp = t.host.connect.giveUpAfter(timeout)
+	}
+	conn, took, err := connectTarget(context.Background(), t.address, giveUp, timeout, tlsConfig)
 	if err != nil {
 		return nil, err
 	}
+	t.host.connect.observe(took)
 	uc := &upstreamConn{
 		conn:   conn,
 		br:     bufio.NewReaderSize(conn, connBufferSize),
@@ -296,31 +338,33 @@ func targetTLS(alpn string) *tls.Config {
 	return &tls.Config{InsecureSkipVerify: true, NextProtos: []string{alpn}, ClientSessionCache: targetSessions}
 }
 
-// connectTarget opens a TCP connection to addr and, with tlsConfig, a TLS
-// session over it, both within timeout. A failed handshake is a failed
-// connect (a *net.OpError of Op "dial"): nothing of the request was sent, so
-// it may go to another target.
-func connectTarget(ctx context.Context, addr string, timeout time.Duration, tlsConfig *tls.Config) (net.Conn, error) {
-	deadline := time.Now().Add(timeout)
+// connectTarget opens a TCP connection to addr within giveUp and, with
+// tlsConfig, a TLS session over it within timeout; it returns how long the
+// TCP connect took. A failed handshake is a failed connect (a *net.OpError of
+// Op "dial"): nothing of the request was sent, so it may go to another target.
+func connectTarget(ctx context.Context, addr string, giveUp, timeout time.Duration, tlsConfig *tls.Config) (net.Conn, time.Duration, error) {
+	start := time.Now()
 	d := targetDialer(timeout)
+	d.Timeout = giveUp
 	conn, err := d.DialContext(ctx, "tcp", addr)
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
+	took := time.Since(start)
 	if tc, ok := conn.(*net.TCPConn); ok {
 		tc.SetNoDelay(true)
 	}
 	if tlsConfig == nil {
-		return conn, nil
+		return conn, took, nil
 	}
 	tc := tls.Client(conn, tlsConfig)
-	conn.SetDeadline(deadline)
+	conn.SetDeadline(start.Add(timeout))
 	if err := tc.HandshakeContext(ctx); err != nil {
 		conn.Close()
-		return nil, &net.OpError{Op: "dial", Net: "tcp", Source: conn.LocalAddr(), Addr: conn.RemoteAddr(), Err: err}
+		return nil, 0, &net.OpError{Op: "dial", Net: "tcp", Source: conn.LocalAddr(), Addr: conn.RemoteAddr(), Err: err}
 	}
 	conn.SetDeadline(time.Time{})
-	return tc, nil
+	return tc, took, nil
 }
 
 // targetDialer dials targets with the dead-peer detection described at dialTarget.

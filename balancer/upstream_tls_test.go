@@ -134,7 +134,7 @@ func TestStillOpenLooksBelowTLS(t *testing.T) {
 		<-hangUp
 		tc.Close()
 	})
-	conn, err := connectTarget(context.Background(), addr, 5*time.Second, targetTLSHTTP1)
+	conn, _, err := connectTarget(context.Background(), addr, 5*time.Second, 5*time.Second, targetTLSHTTP1)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -29,6 +29,9 @@ type Target struct {
 	Created time.Time
 	// Draining is set from the container's kill event on: no new requests.
 	Draining bool
+	// Suspect is set on another node's target while that node misses the
+	// fleet's pings (discovery/gossip): balancers prefer other targets.
+	Suspect bool
 	// DockerHealth is the container's HEALTHCHECK status: "" (none), "starting",
 	// "healthy" or "unhealthy". Only "" and "healthy" receive traffic.
 	DockerHealth string

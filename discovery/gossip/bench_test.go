@@ -3,8 +3,6 @@ package gossip
 import (
 	"crypto/ed25519"
 	"fmt"
-	"io"
-	"log/slog"
 	"slices"
 	"strconv"
 	"sync"
@@ -15,26 +13,19 @@ import (
 )
 
 // benchCluster starts size nodes with berth's production memberlist settings
-// (LAN failure detection), n0 on 127.0.0.10, every other node joining it.
+// (LAN failure detection), n0 on 127.0.0.10, every other node joining it; their
+// transports can be cut (cut).
 func benchCluster(b *testing.B, size int) []*node {
 	b.Helper()
 	var nodes []*node
 	for i := range size {
-		addr := fmt.Sprintf("127.0.0.%d", 10+i)
 		var join []string
 		if i > 0 {
 			join = []string{nodes[0].c.Addr()}
 		}
-		c, err := Start(Options{Node: fmt.Sprintf("n%d", i), Bind: addr + ":0", Join: join, Keys: testKeys,
-			Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-		if err != nil {
-			b.Fatal(err)
-		}
-		n := &node{c: c, ip: addr}
-		b.Cleanup(func() { n.stop(false) })
-		nodes = append(nodes, n)
+		nodes = append(nodes, startNode(b, fmt.Sprintf("n%d", i), 10+i, join, nodeOptions{tune: productionDetection}))
 	}
-	waitFormed(b, nodes, 60*time.Second)
+	waitFormed(b, nodes, 120*time.Second)
 	return nodes
 }
 
@@ -173,6 +164,50 @@ func BenchmarkGossipDeadNode(b *testing.B) {
 				b.StartTimer()
 			}
 			removal.report(b, "removal")
+		})
+	}
+}
+
+// BenchmarkGossipHostLoss measures, with berth's production settings, the
+// time from cutting a node off (every packet and stream to and from it lost)
+// to its targets being marked Suspect, and so avoided by the balancer, on
+// every other node; then the cut heals and the node answers again (not
+// measured). Each iteration cuts the next node but n0.
+func BenchmarkGossipHostLoss(b *testing.B) {
+	const settle = 4 * time.Second
+	for _, size := range []int{3, 10, 50} {
+		b.Run(fmt.Sprintf("nodes=%d", size), func(b *testing.B) {
+			nodes := benchCluster(b, size)
+			ids := make([]string, size)
+			for i, n := range nodes {
+				tg := target(fmt.Sprintf("n%d", i), i, n.ip)
+				ids[i] = tg.ID
+				n.c.Publish([]discovery.Target{tg}, "")
+			}
+			for i := range nodes {
+				arrivals(nodes, i, ids[i], func(_ discovery.Target, ok bool) bool { return ok }, time.Now(), 10*time.Second)
+			}
+			suspect := func(want bool) func(discovery.Target, bool) bool {
+				return func(t discovery.Target, ok bool) bool { return ok && t.Suspect == want }
+			}
+			var avoided propagation
+			b.ResetTimer()
+			for i := 0; b.Loop(); i++ {
+				victim := 1 + i%(size-1)
+				start := time.Now()
+				cut(nodes, victim, true)
+				avoided.add(arrivals(nodes, victim, ids[victim], suspect(true), start, 10*time.Second))
+				b.StopTimer()
+				cut(nodes, victim, false)
+				arrivals(nodes, victim, ids[victim], suspect(false), time.Now(), 10*time.Second)
+				// memberlist's own suspicions raised during the cut (the
+				// victim's of the others, theirs of it) settle before the next
+				// cut: one left pending would declare a member dead.
+				time.Sleep(settle)
+				b.StartTimer()
+			}
+			b.StopTimer()
+			avoided.report(b, "avoided")
 		})
 	}
 }

@@ -89,6 +89,8 @@ type Cluster struct {
 	names  map[string]nameState // memberlist name -> owner and state
 	// goodbyes holds the members that announced a graceful leave.
 	goodbyes map[string]bool
+	// suspects holds the live members that miss pings (suspect.go).
+	suspects map[string]bool
 	// reports holds, per own draining target, each member's last in-flight count.
 	reports map[string]map[string]inFlightSeen
 	// acks holds, per member, the version of this node's state it has whole.
@@ -163,7 +165,7 @@ func Start(opts Options) (*Cluster, error) {
 	}
 	c := &Cluster{
 		opts: opts, log: opts.Logger, epoch: time.Now().UnixNano(),
-		table: newTable(opts.Node), names: map[string]nameState{}, goodbyes: map[string]bool{}, own: map[string]wireTarget{},
+		table: newTable(opts.Node), names: map[string]nameState{}, goodbyes: map[string]bool{}, suspects: map[string]bool{}, own: map[string]wireTarget{},
 		reports: map[string]map[string]inFlightSeen{}, acks: map[string]uint64{},
 		changes: make(chan struct{}, 1), inbox: make(chan []byte, inboxSize),
 		outbox: make(chan directSend, outboxSize), done: make(chan struct{}),
@@ -193,6 +195,12 @@ func Start(opts Options) (*Cluster, error) {
 	conf.PushPullInterval = pushPullInterval
 	conf.TCPTimeout = tcpTimeout
 	conf.SuspicionMult = suspicionMult
+	// memberlist compresses every packet with LZW by default, which allocates
+	// a 16 KiB-plus table per message: it was most of the CPU of the
+	// suspicion pings (suspect.go) and of gossip. berth's messages are a few
+	// hundred bytes; a receiver reads compressed and plain messages alike, so
+	// agents of either setting mix during an upgrade.
+	conf.EnableCompression = false
 	conf.Label = opts.Label
 	if len(opts.Keys) > 0 {
 		ring, err := memberlist.NewKeyring(opts.Keys, opts.Keys[0])
@@ -225,9 +233,10 @@ func Start(opts Options) (*Cluster, error) {
 	c.addr = net.JoinHostPort(local.Addr.String(), strconv.Itoa(int(local.Port)))
 	c.selfIP = ip.Unmap()
 	c.mu.Unlock()
-	c.wg.Add(2 + senders)
+	c.wg.Add(3 + senders)
 	go c.receiveLoop()
 	go c.repairLoop()
+	go c.probeLoop()
 	for range senders {
 		go c.sender()
 	}
@@ -272,11 +281,16 @@ func (c *Cluster) notify() {
 
 // Targets returns the remote targets this node may route to, sorted by owner and ID.
 // A target refused on receipt never gets here; one that became an own socket
-// since (a listener added by a reload) is left out too.
+// since (a listener added by a reload) is left out too. The targets of an
+// owner that misses pings are marked Suspect.
 func (c *Cluster) Targets() []discovery.Target {
 	c.mu.Lock()
 	targets := c.table.routable(time.Now(), c.opts.RejoinGrace)
+	suspect := c.suspectOwners()
 	c.mu.Unlock()
+	for i := range targets {
+		targets[i].Suspect = suspect[targets[i].Node]
+	}
 	return slices.DeleteFunc(targets, func(t discovery.Target) bool {
 		ap, err := netip.ParseAddrPort(t.Address)
 		return err != nil || c.reserved(ap)

@@ -83,13 +83,19 @@ type nodeOptions struct {
 	// other node's targets. keyless starts a node without any.
 	keys    [][]byte
 	keyless bool
-	label string
-	log   io.Writer // default: discarded
+	label   string
+	log     io.Writer // default: discarded
 	// inFlight is the node's in-flight count per target, for drain reports.
 	inFlight func(string) int64
 	// reserved stands for the agent's own sockets.
 	reserved func(netip.AddrPort) bool
+	// tune adjusts memberlist's settings; default fastDetection.
+	// productionDetection keeps berth's own.
+	tune func(*memberlist.Config)
 }
+
+// productionDetection keeps berth's memberlist settings (LAN failure detection).
+func productionDetection(*memberlist.Config) {}
 
 // syncBuffer collects a node's log for a test to read.
 type syncBuffer struct {
@@ -125,8 +131,12 @@ func startNode(t testing.TB, name string, ip int, join []string, o nodeOptions) 
 	if keys == nil && !o.keyless {
 		keys = testKeys
 	}
+	tune := o.tune
+	if tune == nil {
+		tune = fastDetection
+	}
 	c, err := Start(Options{
-		Node: name, Version: "v-" + name, Bind: addr + ":0", Join: join, Keys: keys, Label: o.label, Transport: pt, Tune: fastDetection, InFlight: o.inFlight, Reserved: o.reserved,
+		Node: name, Version: "v-" + name, Bind: addr + ":0", Join: join, Keys: keys, Label: o.label, Transport: pt, Tune: tune, InFlight: o.inFlight, Reserved: o.reserved,
 		Logger: slog.New(slog.NewTextHandler(cmp.Or(o.log, io.Discard), nil)), RejoinGrace: 2 * time.Second,
 	})
 	if err != nil {
@@ -151,6 +161,16 @@ func (n *node) stop(leave bool) {
 	close(n.c.done)
 	n.c.wg.Wait()
 	n.c.ml.Shutdown()
+}
+
+// cut cuts node i off from every other node, both ways, or heals the cut.
+func cut(nodes []*node, i int, on bool) {
+	for j, n := range nodes {
+		if j != i {
+			n.transport.block([]string{nodes[i].c.Addr()}, on)
+			nodes[i].transport.block([]string{n.c.Addr()}, on)
+		}
+	}
 }
 
 // cluster starts size nodes, n0 on 127.0.0.10 and the others joining it.
@@ -457,4 +477,39 @@ func TestDrainProgressCountsEveryNode(t *testing.T) {
 		n, reported, members := owner.c.DrainProgress(tg.ID)
 		return n == 0 && reported == 2 && members == 2
 	}, "the drain does not end when every member reports zero")
+}
+
+// A node cut off is suspect on every other node within about 2 s, with
+// berth's production settings (memberlist declares it dead only seconds
+// later): its targets stay, marked Suspect. When it answers again they are
+// not suspect any more.
+func TestCutOffNodeIsSuspectOnEveryNode(t *testing.T) {
+	var nodes []*node
+	for i := range 3 {
+		var join []string
+		if i > 0 {
+			join = []string{nodes[0].c.Addr()}
+		}
+		nodes = append(nodes, startNode(t, fmt.Sprintf("n%d", i), 10+i, join, nodeOptions{tune: productionDetection}))
+	}
+	waitFormed(t, nodes, 30*time.Second)
+	tg := target("n2", 1, nodes[2].ip)
+	nodes[2].c.Publish([]discovery.Target{tg}, "")
+	suspectOn := func(want bool) func() bool {
+		return func() bool {
+			for _, n := range nodes[:2] {
+				if got, ok := find(n, tg.ID); !ok || got.Suspect != want {
+					return false
+				}
+			}
+			return true
+		}
+	}
+	waitFor(t, 10*time.Second, suspectOn(false), "n2's target did not reach the others")
+	start := time.Now()
+	cut(nodes, 2, true)
+	waitFor(t, 3*time.Second, suspectOn(true), "n2's target is not suspect on every node 3 s after the cut")
+	t.Logf("suspect on every node %v after the cut", time.Since(start).Round(time.Millisecond))
+	cut(nodes, 2, false)
+	waitFor(t, 3*time.Second, suspectOn(false), "n2's target is still suspect 3 s after the cut healed")
 }

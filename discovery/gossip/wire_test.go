@@ -37,7 +37,8 @@ func TestWireCarriesEveryTargetField(t *testing.T) {
 		}},
 	}
 	// The container's full ID stays on its host: the short one is in the target ID.
-	notCarried := map[string]bool{"ContainerID": true}
+	// Suspect is each receiver's own view of the owner, never sent.
+	notCarried := map[string]bool{"ContainerID": true, "Suspect": true}
 	assertAllSet(t, reflect.ValueOf(in), "Target", notCarried)
 
 	raw, err := json.Marshal(toWire(in))

@@ -415,8 +415,8 @@ func (f *Fleet) agentConfig(h *Host) string {
 			join = append(join, fmt.Sprintf("%s:%d", f.hostIP(i), GossipPort))
 		}
 	}
-	// A short connect timeout lets the balancer retry another target soon
-	// when a host is cut off.
+	// The default connect timeout (10 s): a host cut off must cost no request
+	// with the config every user starts with.
 	// The hosts' gossip is on a network beyond loopback: it needs the fleet key.
 	return fmt.Sprintf(`node: {name: %s, advertise: %s}
 docker: {host: "unix://%s", resync: 5s}
@@ -432,7 +432,7 @@ listeners:
     address: "%s:%d"
     default: {forward: web}
 groups:
-  web: {deregistration-delay: 30s, connect-timeout: 1s}
+  web: {deregistration-delay: 30s}
 `, h.Name, h.IP, h.dockerSock, h.IP, GossipPort, strings.Join(join, ", "), f.keyFile(), h.IP, AdminPort, h.TokenFile(), h.IP, BalancerPort)
 }
 
