@@ -1,6 +1,6 @@
 package balancer
 
-import "golang.org/x/net/http/httpguts"
+import "github.com/berth-lb/berth/balancer/http1"
 
 // An HTTP/2 request forwarded over HTTP/1.1 has its :method, :path and
 // :authority written into a request line and a Host line, where a space or
@@ -19,29 +19,17 @@ import "golang.org/x/net/http/httpguts"
 // request.
 func h2Downgradable(method, path, authority string) bool {
 	switch {
-	case !httpguts.ValidHeaderFieldName(method): // a field name's grammar is token's
+	case !http1.IsToken(method):
 		return false
 	case method == "CONNECT": // a tunnel through a target, past every rule
 		return false
 	case path == "*":
 		return method == "OPTIONS" && authority != ""
 	}
-	return originForm(path) && authority != "" // HTTP/1.1 requires Host; the host rules need one
-}
-
-// originForm reports whether path is "/" followed by visible ASCII only: a
-// space ends the request target, bytes outside ASCII are read differently
-// by different targets (RFC 3986 wants them percent-encoded), and a "#"
-// would end the path for a target while berth matched the part after it
-// (origin-form has no fragment, RFC 9112 3.2.1).
-func originForm(path string) bool {
-	if path == "" || path[0] != '/' {
-		return false
-	}
-	for i := 1; i < len(path); i++ {
-		if c := path[i]; c <= ' ' || c >= 0x7f || c == '#' {
-			return false
-		}
-	}
-	return true
+	// The HTTP/1.1 codec's own grammar: a space would end the request
+	// target, bytes outside ASCII are read differently by different targets
+	// (RFC 3986 wants them percent-encoded), and a "#" would end the path
+	// for a target while berth matched the part after it. HTTP/1.1 requires
+	// Host, and the host rules need one.
+	return http1.ValidOriginForm(path) && authority != ""
 }

@@ -12,8 +12,8 @@ type request struct {
 	http1.Head
 	// forwardedFor counts the addresses of the X-Forwarded-For lines.
 	forwardedFor int
-	// upgrade is the protocol the request asks to switch to, when berth
-	// passes it on (WebSocket); else the Upgrade field is dropped.
+	// upgrade is true when the request asks to switch to WebSocket, the one
+	// protocol berth passes an upgrade on for; else Upgrade is dropped.
 	upgrade bool
 }
 

@@ -1,9 +1,6 @@
 package http1
 
-import (
-	"encoding/binary"
-	"unsafe"
-)
+import "encoding/binary"
 
 // Character classes of RFC 9110 5.6.2 and RFC 3986, as lookup tables.
 var (
@@ -40,12 +37,12 @@ func isDigit(c byte) bool { return '0' <= c && c <= '9' }
 func isOWS(c byte) bool { return c == ' ' || c == '\t' }
 
 // isToken reports whether b is a non-empty token.
-func isToken(b []byte) bool {
+func isToken[T string | []byte](b T) bool {
 	if len(b) == 0 {
 		return false
 	}
-	for _, c := range b {
-		if !tchar[c] {
+	for i := 0; i < len(b); i++ {
+		if !tchar[b[i]] {
 			return false
 		}
 	}
@@ -53,18 +50,8 @@ func isToken(b []byte) bool {
 }
 
 // IsToken reports whether s is a non-empty token (RFC 9110 5.6.2): a valid
-// method or field name.
-func IsToken(s string) bool {
-	if len(s) == 0 {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		if !tchar[s[i]] {
-			return false
-		}
-	}
-	return true
-}
+// method or field name, as the codec accepts them.
+func IsToken(s string) bool { return isToken(s) }
 
 // validValue reports whether b may be a field value: no NUL, CR, LF or other
 // control byte but HTAB. Eight bytes of printable ASCII, the common case,
@@ -92,11 +79,16 @@ func validValue(b []byte) bool {
 	return true
 }
 
-// ValidFieldValue is validValue for strings, for fields that come from
-// elsewhere (HTTP/2) and are written into an HTTP/1.1 head.
-func ValidFieldValue(s string) bool {
-	for i := 0; i < len(s); i++ {
-		if !valueChar[s[i]] {
+// ValidOriginForm reports whether s is an origin-form request-target as
+// the codec accepts one (RFC 9112 3.2.1): "/" then visible ASCII but "#".
+// A request from elsewhere (HTTP/2) is held to it before it is written into
+// an HTTP/1.1 request line.
+func ValidOriginForm(s string) bool {
+	if s == "" || s[0] != '/' {
+		return false
+	}
+	for i := 1; i < len(s); i++ {
+		if !uriChar[s[i]] {
 			return false
 		}
 	}
@@ -161,11 +153,6 @@ func validAuthority(b []byte) bool {
 		}
 	}
 	return len(b) <= 6
-}
-
-// ValidAuthority is validAuthority for strings (an HTTP/2 :authority).
-func ValidAuthority(s string) bool {
-	return validAuthority(unsafe.Slice(unsafe.StringData(s), len(s)))
 }
 
 func isHex(c byte) bool {

@@ -687,7 +687,7 @@ func (h *Head) HostAndPath() (host, path []byte) {
 	if q := bytes.IndexByte(path, '?'); q >= 0 {
 		path = path[:q]
 	}
-	return StripPort(h.Host.Of(h.Raw)), path
+	return stripPort(h.Host.Of(h.Raw)), path
 }
 
 var slash = []byte("/")
@@ -701,8 +701,8 @@ func (h *Head) Query() []byte {
 	return nil
 }
 
-// StripPort returns host without a ":port".
-func StripPort(host []byte) []byte {
+// stripPort returns host without a ":port".
+func stripPort(host []byte) []byte {
 	if len(host) > 0 && host[0] == '[' { // [::1]:80
 		if end := bytes.IndexByte(host, ']'); end > 0 {
 			return host[:end+1]
