@@ -485,6 +485,11 @@ func (c *clientConn) roundTrip(uc *upstreamConn, g *group, rt *route) (res attem
 	// which accepts the connection and then closes it.
 	retryable := !hasBody && idempotent(method)
 
+	if retryable {
+		// Awaited from before the request goes out: a host found lost the
+		// moment the target has it must still move it elsewhere.
+		uc.awaiting.Store(awaitHead)
+	}
 	c.writeRequestHead(uc.bw, rt.xff)
 	var err error
 	var bodyIn int64
@@ -532,9 +537,6 @@ func (c *clientConn) roundTrip(uc *upstreamConn, g *group, rt *route) (res attem
 
 	c.ex.sentToTarget = time.Now()
 	uc.conn.SetReadDeadline(c.ex.sentToTarget.Add(g.responseTimeout))
-	if retryable {
-		uc.awaiting.Store(awaitHead)
-	}
 	for {
 		err = c.resp.ReadResponse(uc.br)
 		if uc.awaiting.Swap(awaitNone) == awaitAbandoned {
