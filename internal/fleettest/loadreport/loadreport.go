@@ -5,6 +5,9 @@ package loadreport
 // Result is the JSON the load client prints. Times are Unix nanoseconds, so the
 // caller, on the same machine, can compare them with its own clock.
 type Result struct {
+	// Sent is how many requests were sent: rate times duration, on schedule
+	// or caught up; OK + Failed == Sent once every request has ended.
+	Sent   int `json:"sent"`
 	OK     int `json:"ok"`
 	Failed int `json:"failed"`
 	// Answers counts the 200 answers by the first word of their body (the
