@@ -255,18 +255,6 @@ func checkFixed(f *FixedResponse) error {
 	return nil
 }
 
-// stickiness is a group's compiled stickiness policy.
-type stickiness struct {
-	appCookie string // the application's cookie, for app_cookie
-	cookie    string // BERTHLB or BERTHAPP
-	duration  time.Duration
-	// targets maps a cookie's token to the group's serving and draining
-	// targets; a draining one keeps its sticky clients until the agent
-	// removes it at the end of its deregistration delay.
-	targets map[string]*targetState
-	tokens  map[*targetState]string
-}
-
 // Names of the balancer's stickiness cookies.
 const (
 	StickyCookieLB  = "BERTHLB"

@@ -222,21 +222,6 @@ const (
 	StickinessAppCookie = "app_cookie"
 )
 
-// The algorithms a group can use, with ALB's names.
-const (
-	// AlgorithmRoundRobin takes the serving targets in turn, each as often as its weight.
-	AlgorithmRoundRobin = "round_robin"
-	// AlgorithmLeastOutstanding takes the target with the fewest requests in
-	// flight from this node; ties go round robin.
-	AlgorithmLeastOutstanding = "least_outstanding_requests"
-	// AlgorithmWeightedRandom takes a target at random, in proportion to its weight.
-	AlgorithmWeightedRandom = "weighted_random"
-	// AlgorithmSourceHash takes the target of a hash of the client's IP
-	// address, so one client keeps reaching one target while the serving
-	// targets stay the same (NLB's source_ip stickiness).
-	AlgorithmSourceHash = "source_hash"
-)
-
 // TargetConfig is one target of a group.
 type TargetConfig struct {
 	// ID identifies the target across snapshots; its per-target state (in-flight

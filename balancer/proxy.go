@@ -20,10 +20,6 @@ import (
 	"github.com/berth-lb/berth/internal/backstop"
 )
 
-// maxAttempts bounds how often one request is tried: the first try and at most
-// two more, each only when the target cannot have seen the request.
-const maxAttempts = 3
-
 // idleBufferRelease is how long a client connection may sit idle before it
 // returns its buffers to the pools: busy keep-alive connections keep theirs,
 // thousands of idle ones do not hold 8 KiB each.

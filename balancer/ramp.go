@@ -1,7 +1,6 @@
 package balancer
 
 import (
-	"fmt"
 	"math/rand/v2"
 	"time"
 )
@@ -51,24 +50,6 @@ func (g *group) share(t *targetState, now int64, mitigate bool) float64 {
 		s /= 1 + float64(t.passive.anomaly.Load())
 	}
 	return s
-}
-
-// validateRamp checks slow start and anomaly mitigation against the group's
-// algorithm.
-func validateRamp(g GroupConfig) []error {
-	var errs []error
-	if g.SlowStart != 0 {
-		if g.SlowStart < MinSlowStart || g.SlowStart > MaxSlowStart {
-			errs = append(errs, fmt.Errorf("balancer: group %s: slow start %s: use %s..%s, or 0 for none", g.Name, g.SlowStart, MinSlowStart, MaxSlowStart))
-		}
-		if g.Algorithm == AlgorithmLeastOutstanding || g.Algorithm == AlgorithmSourceHash {
-			errs = append(errs, fmt.Errorf("balancer: group %s: slow start does not work with %s: use %s or %s", g.Name, g.Algorithm, AlgorithmRoundRobin, AlgorithmWeightedRandom))
-		}
-	}
-	if g.AnomalyMitigation && g.Algorithm != AlgorithmWeightedRandom {
-		errs = append(errs, fmt.Errorf("balancer: group %s: anomaly mitigation needs algorithm %s", g.Name, AlgorithmWeightedRandom))
-	}
-	return errs
 }
 
 // markJoined records when the group's newly serving targets joined, for slow
