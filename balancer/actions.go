@@ -3,6 +3,7 @@ package balancer
 import (
 	"errors"
 	"fmt"
+	"github.com/berth-lb/berth/balancer/stats"
 	"math/rand/v2"
 	"net/http"
 	"strconv"
@@ -14,7 +15,7 @@ import (
 // its share in [0, total).
 type weightedGroup struct {
 	group *group
-	stats *routeStats
+	stats *stats.Route
 	upTo  int
 	// token names the group in the BERTHTG cookie.
 	token string
@@ -27,7 +28,7 @@ const StickyCookieGroup = "BERTHTG"
 // the counters of that choice, and records in ex the group and, with group
 // stickiness, its cookie. groupToken is the request's BERTHTG cookie, read
 // by the caller only when the action has group stickiness.
-func (a *action) chooseGroup(ex *exchange, groupToken []byte) (*group, *routeStats) {
+func (a *action) chooseGroup(ex *exchange, groupToken []byte) (*group, *stats.Route) {
 	if len(a.weighted) == 0 {
 		ex.group = a.group.name
 		return a.group, a.stats

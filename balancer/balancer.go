@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/berth-lb/berth/balancer/rules"
+	"github.com/berth-lb/berth/balancer/stats"
 )
 
 // Defaults for zero durations in a Config.
@@ -37,7 +38,7 @@ type Balancer struct {
 	listeners map[string]*listener
 	targets   map[string]*targetState
 	hosts     map[string]*hostHealth // by the host part of target addresses
-	stats     map[[2]string]*routeStats
+	stats     map[[2]string]*stats.Route
 	// tlsTargets holds the IDs of the targets that Apply's config speaks TLS to.
 	tlsTargets map[string]bool
 	closed     bool
@@ -65,7 +66,7 @@ func New(log *slog.Logger) *Balancer {
 		listeners: map[string]*listener{},
 		targets:   map[string]*targetState{},
 		hosts:     map[string]*hostHealth{},
-		stats:     map[[2]string]*routeStats{},
+		stats:     map[[2]string]*stats.Route{},
 		certs:     map[string]*certStore{},
 	}
 }
@@ -98,10 +99,10 @@ type action struct {
 	// groupStickiness keeps a client on its weighted group by BERTHTG; 0: off.
 	groupStickiness time.Duration
 	redirect        *redirectAction
-	fixed           []byte      // or a complete pre-rendered response
-	fixedPage       page        // and its body, for HTTP/2
-	stats           *routeStats // counters of this listener and group
-	code            int         // status of the fixed response
+	fixed           []byte       // or a complete pre-rendered response
+	fixedPage       page         // and its body, for HTTP/2
+	stats           *stats.Route // counters of this listener and group
+	code            int          // status of the fixed response
 	// priority is the rule's, for the access log; 0 for the default action.
 	priority int
 }
@@ -282,11 +283,11 @@ func (b *Balancer) targetState(tc TargetConfig) *targetState {
 	return t
 }
 
-func (b *Balancer) routeStats(listener, group string) *routeStats {
+func (b *Balancer) routeStats(listener, group string) *stats.Route {
 	key := [2]string{listener, group}
 	s, ok := b.stats[key]
 	if !ok {
-		s = newRouteStats(listener, group)
+		s = stats.NewRoute(listener, group)
 		b.stats[key] = s
 	}
 	return s
@@ -535,7 +536,7 @@ func (b *Balancer) Targets() []TargetStats {
 	now := time.Now().UnixNano()
 	for _, t := range b.targets {
 		out = append(out, TargetStats{ID: t.id, InFlight: t.inFlight.Load(), Requests: t.requests.Load(), Failures: t.failures.Load(),
-			Ejected: t.passive.ejected(now), Ejections: t.passive.totalEjected.Load(), Latency: t.latency.copy(),
+			Ejected: t.passive.ejected(now), Ejections: t.passive.totalEjected.Load(), Latency: t.latency.Copy(),
 			ActiveConnections: t.streamsActive.Load(), Connections: t.streamsTotal.Load(), BytesIn: t.bytesIn.Load(), BytesOut: t.bytesOut.Load()})
 	}
 	b.mu.Unlock()
@@ -554,11 +555,11 @@ func (b *Balancer) InFlight(id string) int64 {
 }
 
 // Routes returns the request counters of every listener and group pair.
-func (b *Balancer) Routes() []RouteStats {
+func (b *Balancer) Routes() []stats.RouteStats {
 	b.mu.Lock()
-	out := make([]RouteStats, 0, len(b.stats))
+	out := make([]stats.RouteStats, 0, len(b.stats))
 	for _, s := range b.stats {
-		out = append(out, s.copy())
+		out = append(out, s.Copy())
 	}
 	b.mu.Unlock()
 	sort.Slice(out, func(i, j int) bool {
@@ -582,7 +583,7 @@ type ListenerStats struct {
 	// Errors counts the balancer's own answers by reason; on L4 listeners,
 	// connections closed because no target could take them (no_target,
 	// connect_failed, connect_timeout).
-	Errors map[ErrorReason]uint64
+	Errors map[stats.ErrorReason]uint64
 	// BytesIn and BytesOut count L4 bytes from and to clients.
 	BytesIn, BytesOut uint64
 	// UDPFlowsDropped counts datagrams that would have opened a flow beyond
@@ -599,12 +600,12 @@ func (b *Balancer) Listeners() []ListenerStats {
 	b.mu.Lock()
 	out := make([]ListenerStats, 0, len(b.listeners))
 	for _, l := range b.listeners {
-		s := ListenerStats{Name: l.name, Protocol: l.protocol, Address: l.addr().String(), ActiveConnections: l.active.Load(), TotalConnections: l.total.Load(), Errors: map[ErrorReason]uint64{},
+		s := ListenerStats{Name: l.name, Protocol: l.protocol, Address: l.addr().String(), ActiveConnections: l.active.Load(), TotalConnections: l.total.Load(), Errors: map[stats.ErrorReason]uint64{},
 			BytesIn: l.bytesIn.Load(), BytesOut: l.bytesOut.Load(), Refused: l.refused.Load(), Panics: l.panics.Load()}
 		if l.udp != nil {
 			s.UDPFlowsDropped = l.udp.dropped.Load()
 		}
-		for r := ErrorReason(0); r < reasonCount; r++ {
+		for r := stats.ErrorReason(0); r < stats.ReasonCount; r++ {
 			s.Errors[r] = l.errors[r].Load()
 		}
 		out = append(out, s)

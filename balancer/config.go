@@ -1,6 +1,9 @@
 package balancer
 
-import "time"
+import (
+	"github.com/berth-lb/berth/balancer/stats"
+	"time"
+)
 
 // Config is the complete desired routing state. The agent builds one from the
 // config file, the labels and the discovered targets and hands it to Apply; the
@@ -256,7 +259,7 @@ type TargetStats struct {
 	Ejections uint64
 	// Latency is the HTTP tries' durations, from the pick (the connect
 	// included) to the end of the answer.
-	Latency Histogram
+	Latency stats.Histogram
 	// Open L4 connections (TCP, TLS) and UDP flows to the target now, those
 	// opened since start, and their bytes from clients (In) and to them (Out).
 	ActiveConnections int64

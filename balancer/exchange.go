@@ -10,6 +10,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/berth-lb/berth/balancer/http1"
+	"github.com/berth-lb/berth/balancer/stats"
 )
 
 // exchange is what happened to one request, kept on its client connection
@@ -25,7 +26,7 @@ type exchange struct {
 	// groupToken, when set, goes out in BERTHTG for groupStickiness.
 	groupToken      string
 	groupStickiness time.Duration
-	reason          ErrorReason
+	reason          stats.ErrorReason
 	received, sent  int64
 	redirectURL     []byte
 }

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/berth-lb/berth/balancer/http1"
+	"github.com/berth-lb/berth/balancer/stats"
 )
 
 // An HTTP/2 request that goes to its target over HTTP/1.1 takes berth's own
@@ -39,7 +40,7 @@ var upstreamHeadPool = sync.Pool{New: func() any { return new(upstreamHeads) }}
 // tryHTTP1 is one try on target t over an HTTP/1.1 connection. It reports
 // the status sent to the client, or a failure reason and whether the
 // request may go to another target.
-func (q *h2Request) tryHTTP1(g *group, t *targetState, alternatives bool) (int, ErrorReason, bool) {
+func (q *h2Request) tryHTTP1(g *group, t *targetState, alternatives bool) (int, stats.ErrorReason, bool) {
 	uc := t.get()
 	if uc == nil {
 		var err error
@@ -56,7 +57,7 @@ func (q *h2Request) tryHTTP1(g *group, t *targetState, alternatives bool) (int, 
 
 // exchangeHTTP1 sends the request on uc and streams the answer back. It
 // leaves uc in the pool or closed.
-func (q *h2Request) exchangeHTTP1(g *group, t *targetState, uc *upstreamConn) (int, ErrorReason, bool) {
+func (q *h2Request) exchangeHTTP1(g *group, t *targetState, uc *upstreamConn) (int, stats.ErrorReason, bool) {
 	heads := upstreamHeadPool.Get().(*upstreamHeads)
 	defer upstreamHeadPool.Put(heads)
 	resp := &heads.resp
@@ -78,10 +79,10 @@ func (q *h2Request) exchangeHTTP1(g *group, t *targetState, uc *upstreamConn) (i
 		return statusClientClosed, reasonNone, false // the client went away mid-body: nobody to answer
 	case errors.Is(err, errClientBody) && errors.Is(err, os.ErrDeadlineExceeded):
 		uc.discard()
-		return q.fail(408, ReasonClientTimeout), reasonNone, false
+		return q.fail(408, stats.ReasonClientTimeout), reasonNone, false
 	case errors.Is(err, errClientBody):
 		uc.discard()
-		return q.fail(400, ReasonBadRequest), reasonNone, false // a body shorter or longer than its length
+		return q.fail(400, stats.ReasonBadRequest), reasonNone, false // a body shorter or longer than its length
 	case err != nil && !targetAnswered(uc):
 		uc.discard()
 		return 0, brokenReason(err), retryable
@@ -97,18 +98,18 @@ func (q *h2Request) exchangeHTTP1(g *group, t *targetState, uc *upstreamConn) (i
 			uc.discard()
 			switch {
 			case errors.Is(err, os.ErrDeadlineExceeded):
-				return 0, ReasonResponseTimeout, false
+				return 0, stats.ReasonResponseTimeout, false
 			case retryable && len(resp.Raw) == 0:
 				return 0, brokenReason(err), true
 			case brokeFraming(err):
-				return 0, ReasonBadResponse, false
+				return 0, stats.ReasonBadResponse, false
 			default:
 				return 0, brokenReason(err), false
 			}
 		}
 		if resp.Status == 101 { // HTTP/2 has no upgrade to switch to
 			uc.discard()
-			return 0, ReasonBadResponse, false
+			return 0, stats.ReasonBadResponse, false
 		}
 		if resp.Status >= 200 {
 			break

@@ -17,6 +17,7 @@ import (
 
 	"github.com/berth-lb/berth/balancer/http1"
 	"github.com/berth-lb/berth/balancer/rules"
+	"github.com/berth-lb/berth/balancer/stats"
 )
 
 // One HTTP/2 request (a stream), from routing to its access-log line. The
@@ -64,7 +65,7 @@ func sbytes(s string) []byte { return unsafe.Slice(unsafe.StringData(s), len(s))
 func (q *h2Request) serve() {
 	r, rt, start := q.r, q.rt, q.ex.start
 	if !h2Downgradable(r.Method, r.RequestURI, r.Host) {
-		q.fail(400, ReasonBadRequest)
+		q.fail(400, stats.ReasonBadRequest)
 		return
 	}
 	host := r.Host
@@ -75,15 +76,15 @@ func (q *h2Request) serve() {
 	if rt.redirectPort != 0 {
 		q.ex.redirectURL = appendHTTPSLocation(nil, sbytes(host), sbytes(path), sbytes(r.URL.RawQuery), rt.redirectPort)
 		q.redirect(http.StatusMovedPermanently)
-		rt.fallback.stats.observe(http.StatusMovedPermanently, time.Since(start))
+		rt.fallback.stats.Observe(http.StatusMovedPermanently, time.Since(start))
 		return
 	}
 	if q.fieldTooLong() {
-		q.fail(431, ReasonHeadersTooLarge)
+		q.fail(431, stats.ReasonHeadersTooLarge)
 		return
 	}
 	if q.forwardedFor() > maxForwardedFor {
-		q.fail(463, ReasonTooManyForwardedFor)
+		q.fail(463, stats.ReasonTooManyForwardedFor)
 		return
 	}
 	matchPath := path
@@ -103,10 +104,10 @@ func (q *h2Request) serve() {
 			path: sbytes(strings.TrimPrefix(path, "/")), query: sbytes(r.URL.RawQuery)}
 		q.ex.redirectURL = act.redirect.appendLocation(nil, &parts)
 		q.redirect(act.redirect.status)
-		act.stats.observe(act.redirect.status, time.Since(start))
+		act.stats.Observe(act.redirect.status, time.Since(start))
 	case act.group == nil:
 		q.ex.status, q.ex.sent = act.code, writePage(q.w, act.code, act.fixedPage)
-		act.stats.observe(act.code, time.Since(start))
+		act.stats.Observe(act.code, time.Since(start))
 	default:
 		var groupToken []byte
 		if act.groupStickiness > 0 {
@@ -114,7 +115,7 @@ func (q *h2Request) serve() {
 		}
 		g, stats := act.chooseGroup(&q.ex, groupToken)
 		q.ex.status = q.forward(g)
-		stats.observe(q.ex.status, time.Since(start))
+		stats.Observe(q.ex.status, time.Since(start))
 	}
 }
 
@@ -163,7 +164,7 @@ func (q *h2Request) redirect(status int) {
 
 // fail answers with the balancer's error page for code, in JSON when the
 // client asked for it, and counts reason.
-func (q *h2Request) fail(code int, reason ErrorReason) int {
+func (q *h2Request) fail(code int, reason stats.ErrorReason) int {
 	q.l.errors[reason].Add(1)
 	page := errorBodies[code][0]
 	if q.wantsJSON {
@@ -218,7 +219,7 @@ func (q *h2Request) forward(g *group) int {
 	}
 	var triedArray [maxAttempts]*targetState
 	tried := triedArray[:0]
-	reason := ReasonNoTarget
+	reason := stats.ReasonNoTarget
 	for range maxAttempts {
 		t := g.pickFor(&q.ex, tried, q.hc.sourceHash, stickyToken)
 		if t == nil {
@@ -249,10 +250,10 @@ func (q *h2Request) forward(g *group) int {
 // attempt is one try on t, in flight for its whole length, also when a
 // response that broke mid-body ends the handler by panic. alternatives tells
 // whether another target could take the request (see dialTarget).
-func (q *h2Request) attempt(g *group, t *targetState, grpc, alternatives bool) (int, ErrorReason, bool) {
+func (q *h2Request) attempt(g *group, t *targetState, grpc, alternatives bool) (int, stats.ErrorReason, bool) {
 	t.inFlight.Add(1)
 	defer t.inFlight.Add(-1)
-	defer t.latency.since(time.Now())
+	defer t.latency.Since(time.Now())
 	t.requests.Add(1)
 	if grpc {
 		return q.tryHTTP2(g, t, q.l.b.upstreams.transport(g))
@@ -279,7 +280,7 @@ func (countedBody) Close() error { return nil }
 // tryHTTP2 is one try on target t over HTTP/2. It reports the status sent
 // to the client, or a failure reason and whether the request may go to
 // another target.
-func (q *h2Request) tryHTTP2(g *group, t *targetState, transport http.RoundTripper) (int, ErrorReason, bool) {
+func (q *h2Request) tryHTTP2(g *group, t *targetState, transport http.RoundTripper) (int, stats.ErrorReason, bool) {
 	r, w := q.r, q.w
 	ctx, cancel := context.WithCancel(context.WithValue(r.Context(), connectTimeoutKey{}, g.connectTimeout))
 	defer cancel()
@@ -307,7 +308,7 @@ func (q *h2Request) tryHTTP2(g *group, t *targetState, transport http.RoundTripp
 			return 0, dialFailure(err), true
 		}
 		if timedOut.Load() || errors.Is(err, os.ErrDeadlineExceeded) {
-			return 0, ReasonResponseTimeout, false
+			return 0, stats.ReasonResponseTimeout, false
 		}
 		if r.Context().Err() != nil {
 			return statusClientClosed, reasonNone, false // the client went away

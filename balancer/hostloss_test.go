@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/berth-lb/berth/balancer/stats"
 	"golang.org/x/sys/unix"
 )
 
@@ -74,7 +75,7 @@ func TestSlowConnectIsGivenUpAfterTheHostsUsualTime(t *testing.T) {
 		start := time.Now()
 		_, err := dialTarget(lost, tc.timeout, tc.alternatives)
 		took := time.Since(start)
-		if err == nil || dialFailure(err) != ReasonConnectTimeout {
+		if err == nil || dialFailure(err) != stats.ReasonConnectTimeout {
 			t.Fatalf("alternatives %v: connect to a black hole: %v, want a connect timeout", tc.alternatives, err)
 		}
 		if took < tc.least || took > tc.most {

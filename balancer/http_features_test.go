@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"crypto/tls"
 	"encoding/json"
+	"github.com/berth-lb/berth/balancer/stats"
 	"io"
 	"math"
 	"net"
@@ -214,12 +215,12 @@ func TestActionsAreCheckedAsOnALB(t *testing.T) {
 		{"group stickiness too long", Action{WeightedForward: []WeightedGroup{{"a", 1}}, GroupStickiness: 8 * 24 * time.Hour}, "", "group stickiness 192h0m0s: use 1s..7d"},
 	}
 	for _, c := range cases {
-		_, _, err := (&Balancer{stats: map[[2]string]*routeStats{}}).compileTest(c.action, c.proto, groups)
+		_, _, err := (&Balancer{stats: map[[2]string]*stats.Route{}}).compileTest(c.action, c.proto, groups)
 		if err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%s: err = %v, want it to contain %q", c.name, err, c.want)
 		}
 	}
-	if _, _, err := (&Balancer{stats: map[[2]string]*routeStats{}}).compileTest(Action{Fixed: &FixedResponse{Status: 200, ContentType: "application/json; charset=utf-8", Body: strings.Repeat("x", 1024)}}, "", groups); err != nil {
+	if _, _, err := (&Balancer{stats: map[[2]string]*stats.Route{}}).compileTest(Action{Fixed: &FixedResponse{Status: 200, ContentType: "application/json; charset=utf-8", Body: strings.Repeat("x", 1024)}}, "", groups); err != nil {
 		t.Errorf("a 1024-byte JSON fixed response: %v", err)
 	}
 }

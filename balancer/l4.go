@@ -12,6 +12,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/berth-lb/berth/balancer/stats"
 	"github.com/berth-lb/berth/internal/backstop"
 )
 
@@ -52,7 +53,7 @@ type l4Conn struct {
 	clientTCP *net.TCPConn
 	upstream  *net.TCPConn
 	target    *targetState
-	stats     *routeStats
+	stats     *stats.Route
 	// terminated is set when Terminate closed the connection.
 	terminated atomic.Bool
 }
@@ -120,8 +121,8 @@ func (l *listener) serveL4(conn net.Conn) {
 		act = &rt.actions[i]
 	}
 	if act.group == nil {
-		l.errors[ReasonNoTarget].Add(1)
-		rec.Result = ReasonNoTarget.String()
+		l.errors[stats.ReasonNoTarget].Add(1)
+		rec.Result = stats.ReasonNoTarget.String()
 		tcp.SetLinger(0) // a reset, as NLB answers when no target can take the connection
 		return
 	}
@@ -137,11 +138,11 @@ func (l *listener) serveL4(conn net.Conn) {
 	c.upstream, c.target, c.stats = up, t, act.stats
 	rec.Target, rec.TargetAddress = t.id, t.address
 	t.openStream(c)
-	act.stats.connsActive.Add(1)
-	act.stats.connsTotal.Add(1)
+	act.stats.ConnsActive.Add(1)
+	act.stats.ConnsTotal.Add(1)
 	var in, out int64
 	defer func() {
-		act.stats.connsActive.Add(-1)
+		act.stats.ConnsActive.Add(-1)
 		t.closeStream(c)
 		rec.BytesIn, rec.BytesOut = in, out
 	}()
@@ -152,7 +153,7 @@ func (l *listener) serveL4(conn net.Conn) {
 			preamble = appendProxyHeaderV2(nil, tcp.RemoteAddr(), tcp.LocalAddr())
 		}
 		if _, err := up.Write(append(preamble, hello...)); err != nil {
-			rec.Result = ReasonTargetReset.String()
+			rec.Result = stats.ReasonTargetReset.String()
 			return
 		}
 		c.count(true, int64(len(hello)))
@@ -176,10 +177,10 @@ func (l *listener) serveL4(conn net.Conn) {
 
 // connectL4 dials a serving target of g, trying up to maxAttempts distinct
 // targets when connecting fails; passive health learns from every attempt.
-func (g *group) connectL4(hash uint64) (*net.TCPConn, *targetState, ErrorReason) {
+func (g *group) connectL4(hash uint64) (*net.TCPConn, *targetState, stats.ErrorReason) {
 	var triedArray [maxAttempts]*targetState
 	tried := triedArray[:0]
-	reason := ReasonNoTarget
+	reason := stats.ReasonNoTarget
 	for range maxAttempts {
 		t := g.pick(tried, hash)
 		if t == nil {
@@ -303,12 +304,12 @@ func (c *l4Conn) count(fromClient bool, n int64) {
 	}
 	if fromClient {
 		c.l.bytesIn.Add(uint64(n))
-		c.stats.bytesIn.Add(uint64(n))
+		c.stats.BytesIn.Add(uint64(n))
 		c.target.bytesIn.Add(uint64(n))
 		return
 	}
 	c.l.bytesOut.Add(uint64(n))
-	c.stats.bytesOut.Add(uint64(n))
+	c.stats.BytesOut.Add(uint64(n))
 	c.target.bytesOut.Add(uint64(n))
 }
 

@@ -14,6 +14,7 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"errors"
+	"github.com/berth-lb/berth/balancer/stats"
 	"io"
 	"math/big"
 	"net"
@@ -201,7 +202,7 @@ func TestTCPNoTargetResets(t *testing.T) {
 			t.Fatal("a connection without target stays open")
 		}
 	}
-	eventually(t, "the refusal to be counted", func() bool { return lb.Listeners()[0].Errors[ReasonNoTarget] == 1 })
+	eventually(t, "the refusal to be counted", func() bool { return lb.Listeners()[0].Errors[stats.ReasonNoTarget] == 1 })
 }
 
 // pipeFDs counts this process's open pipe descriptors.

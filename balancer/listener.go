@@ -7,6 +7,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/berth-lb/berth/balancer/stats"
 	"github.com/berth-lb/berth/internal/backstop"
 )
 
@@ -32,7 +33,7 @@ type listener struct {
 	// limit. panics counts the panics its connections' goroutines recovered.
 	refused atomic.Uint64
 	panics  atomic.Uint64
-	errors  [reasonCount]atomic.Uint64
+	errors  [stats.ReasonCount]atomic.Uint64
 	// bytesIn and bytesOut count the L4 traffic from and to clients.
 	bytesIn  atomic.Uint64
 	bytesOut atomic.Uint64

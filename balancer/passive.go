@@ -1,6 +1,7 @@
 package balancer
 
 import (
+	"github.com/berth-lb/berth/balancer/stats"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -85,10 +86,10 @@ func (t *targetState) healthy(now int64) bool {
 // slow discovery is enough. A target ejected already stays so for the back-off
 // it has: the requests that fail on a lost host all at once count as one
 // ejection, so the host is back soon after it answers again.
-func (t *targetState) failed(reason ErrorReason) {
+func (t *targetState) failed(reason stats.ErrorReason) {
 	t.failures.Add(1)
 	now := time.Now()
-	if reason != ReasonConnectTimeout && reason != ReasonTargetUnreachable {
+	if reason != stats.ReasonConnectTimeout && reason != stats.ReasonTargetUnreachable {
 		t.passive.failed(now)
 		return
 	}

@@ -17,6 +17,7 @@ import (
 	"unsafe"
 
 	"github.com/berth-lb/berth/balancer/http1"
+	"github.com/berth-lb/berth/balancer/stats"
 	"github.com/berth-lb/berth/internal/backstop"
 )
 
@@ -207,20 +208,20 @@ func (c *clientConn) awaitRequest(idleTimeout time.Duration) error {
 func (c *clientConn) rejectHead(err error) {
 	switch {
 	case errors.Is(err, http1.ErrLineTooLong) || errors.Is(err, http1.ErrHeadTooLarge):
-		c.answerError(431, ReasonHeadersTooLarge, false)
+		c.answerError(431, stats.ReasonHeadersTooLarge, false)
 		c.lingerBeforeClose()
 	case errors.Is(err, http1.ErrNotImplemented):
-		c.answerError(501, ReasonNotImplemented, false)
+		c.answerError(501, stats.ReasonNotImplemented, false)
 		c.lingerBeforeClose()
 	case errors.Is(err, http1.ErrVersion):
-		c.answerError(505, ReasonNotImplemented, false)
+		c.answerError(505, stats.ReasonNotImplemented, false)
 		c.lingerBeforeClose()
 	case errors.Is(err, os.ErrDeadlineExceeded):
-		c.answerError(408, ReasonClientTimeout, false)
+		c.answerError(408, stats.ReasonClientTimeout, false)
 	case errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, net.ErrClosed):
 		// the client went away mid-head: nobody to answer
 	default:
-		c.answerError(400, ReasonBadRequest, false)
+		c.answerError(400, stats.ReasonBadRequest, false)
 		c.lingerBeforeClose()
 	}
 }
@@ -246,7 +247,7 @@ func (c *clientConn) lingerBeforeClose() {
 
 // answerError writes one of the balancer's own error pages, in JSON when the
 // client's Accept asks for it, and counts it.
-func (c *clientConn) answerError(code int, reason ErrorReason, keep bool) {
+func (c *clientConn) answerError(code int, reason stats.ErrorReason, keep bool) {
 	c.l.errors[reason].Add(1)
 	page := errorPage(code, keep)
 	if c.req.wantsJSON() {
@@ -281,7 +282,7 @@ func (c *clientConn) handle(rt *route, start time.Time) bool {
 	}
 	if c.req.forwardedFor > maxForwardedFor {
 		c.ex.status = 463
-		c.answerError(463, ReasonTooManyForwardedFor, false)
+		c.answerError(463, stats.ReasonTooManyForwardedFor, false)
 		return false
 	}
 	act := c.matchRequest(rt)
@@ -301,7 +302,7 @@ func (c *clientConn) handle(rt *route, start time.Time) bool {
 		c.ex.status, c.ex.sent = act.code, int64(len(page))
 		c.bw.Write(page)
 		err := c.bw.Flush()
-		act.stats.observe(act.code, time.Since(start))
+		act.stats.Observe(act.code, time.Since(start))
 		return err == nil && keep
 	}
 	if c.req.Expect100 {
@@ -319,7 +320,7 @@ func (c *clientConn) handle(rt *route, start time.Time) bool {
 	g, stats := act.chooseGroup(&c.ex, groupToken)
 	code, keep := c.forward(g, rt)
 	c.ex.status = code
-	stats.observe(code, time.Since(start))
+	stats.Observe(code, time.Since(start))
 	return keep
 }
 
@@ -336,7 +337,7 @@ func (c *clientConn) discardRequestBody() error {
 		_, err = c.br.Discard(int(c.req.ContentLength))
 	}
 	if err != nil && c.src.err == nil {
-		c.answerError(400, ReasonBadRequest, false)
+		c.answerError(400, stats.ReasonBadRequest, false)
 		c.lingerBeforeClose()
 	}
 	return err
@@ -357,7 +358,7 @@ const (
 func (c *clientConn) forward(g *group, rt *route) (int, bool) {
 	var triedArray [maxAttempts]*targetState
 	tried := triedArray[:0]
-	reason := ReasonNoTarget
+	reason := stats.ReasonNoTarget
 	var stickyToken []byte
 	if g.sticky != nil {
 		stickyToken = c.cookie(g.sticky.cookie)
@@ -401,10 +402,10 @@ func (c *clientConn) forward(g *group, rt *route) (int, bool) {
 // client connection), the try stops counting in flight and its target
 // connection is closed, so neither leaks. alternatives tells whether another
 // target could take the request (see dialTarget).
-func (c *clientConn) attempt(t *targetState, g *group, rt *route, alternatives bool) (res attemptResult, code int, keep bool, why ErrorReason) {
+func (c *clientConn) attempt(t *targetState, g *group, rt *route, alternatives bool) (res attemptResult, code int, keep bool, why stats.ErrorReason) {
 	t.inFlight.Add(1)
 	defer t.inFlight.Add(-1)
-	defer t.latency.since(time.Now())
+	defer t.latency.Since(time.Now())
 	uc := t.get()
 	if uc == nil {
 		var err error
@@ -430,47 +431,47 @@ func closeUnfinished(uc *upstreamConn, finished *bool) {
 
 // dialFailure classifies a failed connect: a timeout or an unreachable
 // host or network says the host is gone.
-func dialFailure(err error) ErrorReason {
+func dialFailure(err error) stats.ErrorReason {
 	var ne net.Error
 	if errors.As(err, &ne) && ne.Timeout() || errors.Is(err, syscall.EHOSTUNREACH) || errors.Is(err, syscall.ENETUNREACH) {
-		return ReasonConnectTimeout
+		return stats.ReasonConnectTimeout
 	}
-	return ReasonConnectFailed
+	return stats.ReasonConnectFailed
 }
 
 // brokenReason tells a connection the target's host stopped acknowledging
 // (TCP_USER_TIMEOUT, keep-alive, unreachable: the host or the network is gone)
 // from one the target closed or reset.
-func brokenReason(err error) ErrorReason {
+func brokenReason(err error) stats.ErrorReason {
 	if errors.Is(err, syscall.ETIMEDOUT) || errors.Is(err, syscall.EHOSTUNREACH) || errors.Is(err, syscall.ENETUNREACH) {
-		return ReasonTargetUnreachable
+		return stats.ReasonTargetUnreachable
 	}
-	return ReasonTargetReset
+	return stats.ReasonTargetReset
 }
 
 // reasonNone marks a failed attempt that needs no error page.
-const reasonNone ErrorReason = -1
+const reasonNone stats.ErrorReason = -1
 
 // failWith answers the client with the error page of reason and returns its status.
-func (c *clientConn) failWith(reason ErrorReason, keep bool) int {
+func (c *clientConn) failWith(reason stats.ErrorReason, keep bool) int {
 	code := reasonStatus(reason)
 	c.answerError(code, reason, keep)
 	return code
 }
 
 // reasonStatus is the status of the balancer's answer to a forward that failed for reason.
-func reasonStatus(reason ErrorReason) int {
+func reasonStatus(reason stats.ErrorReason) int {
 	switch reason {
-	case ReasonNoTarget:
+	case stats.ReasonNoTarget:
 		return 503
-	case ReasonConnectTimeout, ReasonResponseTimeout, ReasonTargetUnreachable:
+	case stats.ReasonConnectTimeout, stats.ReasonResponseTimeout, stats.ReasonTargetUnreachable:
 		return 504
 	}
 	return 502
 }
 
 // roundTrip sends the request on uc and copies the response to the client.
-func (c *clientConn) roundTrip(uc *upstreamConn, g *group, rt *route) (res attemptResult, code int, keepClient bool, why ErrorReason) {
+func (c *clientConn) roundTrip(uc *upstreamConn, g *group, rt *route) (res attemptResult, code int, keepClient bool, why stats.ErrorReason) {
 	idleTimeout := rt.idleTimeout
 	hasBody := c.req.Chunked || c.req.ContentLength > 0
 	method := c.req.Method()
@@ -507,11 +508,11 @@ func (c *clientConn) roundTrip(uc *upstreamConn, g *group, rt *route) (res attem
 		uc.discard()
 		switch {
 		case c.src.err == nil:
-			c.answerError(400, ReasonBadRequest, false)
+			c.answerError(400, stats.ReasonBadRequest, false)
 			c.lingerBeforeClose()
 			return attemptFailed, 400, false, reasonNone
 		case errors.Is(c.src.err, os.ErrDeadlineExceeded):
-			c.answerError(408, ReasonClientTimeout, false)
+			c.answerError(408, stats.ReasonClientTimeout, false)
 			return attemptFailed, 408, false, reasonNone
 		}
 		return attemptFailed, statusClientClosed, false, reasonNone
@@ -539,17 +540,17 @@ func (c *clientConn) roundTrip(uc *upstreamConn, g *group, rt *route) (res attem
 			// The target's host was found lost while the answer was
 			// awaited: the request goes to another target now.
 			uc.discard()
-			return attemptRetryable, 0, false, ReasonTargetUnreachable
+			return attemptRetryable, 0, false, stats.ReasonTargetUnreachable
 		}
 		if err != nil {
 			uc.discard()
 			switch {
 			case errors.Is(err, os.ErrDeadlineExceeded):
-				return attemptFailed, 0, false, ReasonResponseTimeout
+				return attemptFailed, 0, false, stats.ReasonResponseTimeout
 			case retryable && len(c.resp.Raw) == 0:
 				return attemptRetryable, 0, false, brokenReason(err)
 			case brokeFraming(err):
-				return attemptFailed, 0, false, ReasonBadResponse
+				return attemptFailed, 0, false, stats.ReasonBadResponse
 			default:
 				return attemptFailed, 0, false, brokenReason(err)
 			}
@@ -559,7 +560,7 @@ func (c *clientConn) roundTrip(uc *upstreamConn, g *group, rt *route) (res attem
 				// A switch nobody asked for would turn the connection into
 				// a tunnel that no rule sees again.
 				uc.discard()
-				return attemptFailed, 0, false, ReasonBadResponse
+				return attemptFailed, 0, false, stats.ReasonBadResponse
 			}
 			return c.tunnel(uc, idleTimeout)
 		}
@@ -779,7 +780,7 @@ func (c *clientConn) writeResponseHead(keepClient, dechunk bool) {
 // tunnel hands the connection over to the protocol the target switched to (a
 // WebSocket): bytes flow both ways until either side closes, or neither
 // sends anything for the listener's idle timeout.
-func (c *clientConn) tunnel(uc *upstreamConn, idleTimeout time.Duration) (attemptResult, int, bool, ErrorReason) {
+func (c *clientConn) tunnel(uc *upstreamConn, idleTimeout time.Duration) (attemptResult, int, bool, stats.ErrorReason) {
 	c.writeResponseHead(true, false)
 	if err := c.bw.Flush(); err != nil {
 		uc.discard()

@@ -12,6 +12,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/berth-lb/berth/balancer/stats"
 	"golang.org/x/sys/unix"
 )
 
@@ -41,7 +42,7 @@ type targetState struct {
 	failures atomic.Uint64
 	// latency is the HTTP tries' durations, from the pick (dial included) to
 	// the end of the answer's copy.
-	latency histogram
+	latency stats.Latency
 	// serving is false once the target drains or leaves: pooled connections
 	// are closed instead of being reused.
 	serving atomic.Bool

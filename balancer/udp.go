@@ -12,6 +12,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/berth-lb/berth/balancer/stats"
 	"github.com/berth-lb/berth/internal/backstop"
 )
 
@@ -55,7 +56,7 @@ type udpFlow struct {
 	client   netip.AddrPort
 	upstream *net.UDPConn
 	target   *targetState
-	stats    *routeStats
+	stats    *stats.Route
 	rec      accessRecord
 	// last is when a datagram last went either way, in unix nanoseconds.
 	last      atomic.Int64
@@ -94,7 +95,7 @@ func (u *udpListener) forward(b []byte, client netip.AddrPort) {
 	if _, err := f.upstream.Write(b); err == nil {
 		f.in.Add(int64(len(b)))
 		u.l.bytesIn.Add(uint64(len(b)))
-		f.stats.bytesIn.Add(uint64(len(b)))
+		f.stats.BytesIn.Add(uint64(len(b)))
 		f.target.bytesIn.Add(uint64(len(b)))
 	}
 }
@@ -118,13 +119,13 @@ func (u *udpListener) flow(client netip.AddrPort) *udpFlow {
 	rec := accessRecord{Time: now, Listener: u.l.name, Protocol: ProtocolUDP, Client: client.String()}
 	act := &rt.fallback
 	if act.group == nil {
-		u.l.errors[ReasonNoTarget].Add(1)
+		u.l.errors[stats.ReasonNoTarget].Add(1)
 		return nil
 	}
 	rec.Group = act.group.name
 	up, t := act.group.dialUDP(hashBytes(client.Addr().AsSlice()))
 	if up == nil {
-		u.l.errors[ReasonNoTarget].Add(1)
+		u.l.errors[stats.ReasonNoTarget].Add(1)
 		return nil
 	}
 	rec.Target, rec.TargetAddress = t.id, t.address
@@ -139,8 +140,8 @@ func (u *udpListener) flow(client netip.AddrPort) *udpFlow {
 	u.flows[client] = f
 	u.mu.Unlock()
 	t.openStream(f)
-	f.stats.connsActive.Add(1)
-	f.stats.connsTotal.Add(1)
+	f.stats.ConnsActive.Add(1)
+	f.stats.ConnsTotal.Add(1)
 	u.l.active.Add(1)
 	u.l.total.Add(1)
 	go f.replies(rt.idleTimeout)
@@ -160,7 +161,7 @@ func (g *group) dialUDP(hash uint64) (*net.UDPConn, *targetState) {
 		tried = append(tried, t)
 		conn, err := net.Dial("udp", t.address)
 		if err != nil {
-			t.failed(ReasonConnectFailed)
+			t.failed(stats.ReasonConnectFailed)
 			continue
 		}
 		return conn.(*net.UDPConn), t
@@ -198,8 +199,8 @@ func (f *udpFlow) replies(idle time.Duration) {
 		}
 		if errors.Is(peekErr, syscall.ECONNREFUSED) {
 			// The target's host answered port unreachable.
-			f.target.failed(ReasonConnectFailed)
-			f.endBecause(ReasonConnectFailed.String())
+			f.target.failed(stats.ReasonConnectFailed)
+			f.endBecause(stats.ReasonConnectFailed.String())
 			return
 		}
 		bp := datagramPool.Get().(*[]byte)
@@ -210,8 +211,8 @@ func (f *udpFlow) replies(idle time.Duration) {
 		datagramPool.Put(bp)
 		if err != nil {
 			if errors.Is(err, syscall.ECONNREFUSED) {
-				f.target.failed(ReasonConnectFailed)
-				f.endBecause(ReasonConnectFailed.String())
+				f.target.failed(stats.ReasonConnectFailed)
+				f.endBecause(stats.ReasonConnectFailed.String())
 			}
 			return
 		}
@@ -219,7 +220,7 @@ func (f *udpFlow) replies(idle time.Duration) {
 		f.last.Store(time.Now().UnixNano())
 		f.out.Add(int64(n))
 		f.u.l.bytesOut.Add(uint64(n))
-		f.stats.bytesOut.Add(uint64(n))
+		f.stats.BytesOut.Add(uint64(n))
 		f.target.bytesOut.Add(uint64(n))
 	}
 }
@@ -235,7 +236,7 @@ func (f *udpFlow) Close() error {
 		f.u.mu.Unlock()
 		f.upstream.Close()
 		f.target.closeStream(f)
-		f.stats.connsActive.Add(-1)
+		f.stats.ConnsActive.Add(-1)
 		f.u.l.active.Add(-1)
 		f.rec.Duration = time.Since(f.rec.Time)
 		f.rec.BytesIn, f.rec.BytesOut = f.in.Load(), f.out.Load()

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/berth-lb/berth/balancer/stats"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
@@ -96,10 +97,10 @@ func TestAFailedTargetHandshakeIsAFailedConnect(t *testing.T) {
 	for _, tc := range []struct {
 		target string
 		code   int
-		reason ErrorReason
+		reason stats.ErrorReason
 	}{
-		{plain, 502, ReasonConnectFailed},
-		{silent, 504, ReasonConnectTimeout}, // the handshake is within the connect timeout
+		{plain, 502, stats.ReasonConnectFailed},
+		{silent, 504, stats.ReasonConnectTimeout}, // the handshake is within the connect timeout
 	} {
 		cfg := httpsGroup(webConfig(serving("t", tc.target)))
 		cfg.Groups[0].ConnectTimeout = 200 * time.Millisecond
@@ -186,7 +187,7 @@ func TestHTTP2ClientsReachAnHTTPSGroupOverTLS(t *testing.T) {
 	if code, _, _ := get(t, client, "http://"+lb.Addr("web")+"/"); code != 502 {
 		t.Errorf("a target without TLS: %d, want 502", code)
 	}
-	if n := lb.Listeners()[0].Errors[ReasonConnectFailed]; n != 1 {
+	if n := lb.Listeners()[0].Errors[stats.ReasonConnectFailed]; n != 1 {
 		t.Errorf("connect_failed errors: %d, want 1", n)
 	}
 }
