@@ -19,6 +19,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/berth-lb/berth/balancer/pool"
 	"github.com/berth-lb/berth/balancer/rules"
 	"github.com/berth-lb/berth/balancer/stats"
 )
@@ -36,8 +37,8 @@ type Balancer struct {
 
 	mu        sync.Mutex // held by writers: Apply and Shutdown
 	listeners map[string]*listener
-	targets   map[string]*targetState
-	hosts     map[string]*hostHealth // by the host part of target addresses
+	targets   map[string]*pool.Target
+	hosts     map[string]*pool.Host // by the host part of target addresses
 	stats     map[[2]string]*stats.Route
 	// tlsTargets holds the IDs of the targets that Apply's config speaks TLS to.
 	tlsTargets map[string]bool
@@ -64,8 +65,8 @@ func New(log *slog.Logger) *Balancer {
 	return &Balancer{
 		log:       log,
 		listeners: map[string]*listener{},
-		targets:   map[string]*targetState{},
-		hosts:     map[string]*hostHealth{},
+		targets:   map[string]*pool.Target{},
+		hosts:     map[string]*pool.Host{},
 		stats:     map[[2]string]*stats.Route{},
 		certs:     map[string]*certStore{},
 	}
@@ -91,7 +92,7 @@ type route struct {
 }
 
 type action struct {
-	group *group // forward
+	group *pool.Group // forward
 	// weighted, when set, splits requests among groups by weight
 	// (group and stats are its first group's).
 	weighted    []weightedGroup
@@ -129,42 +130,42 @@ func (b *Balancer) Apply(cfg Config) error {
 			}
 		}
 	}
-	groups := make(map[string]*group, len(cfg.Groups))
+	groups := make(map[string]*pool.Group, len(cfg.Groups))
 	seenTargets := make(map[string]bool)
-	suspects := make(map[*targetState]bool)
+	suspects := make(map[*pool.Target]bool)
 	for _, gc := range cfg.Groups {
-		g := &group{
-			name:              gc.Name,
-			algorithm:         gc.Algorithm,
-			connectTimeout:    orDefault(gc.ConnectTimeout, DefaultConnectTimeout),
-			responseTimeout:   orDefault(gc.ResponseTimeout, DefaultResponseTimeout),
-			proxyProtocol:     gc.ProxyProtocol,
-			slowStart:         gc.SlowStart,
-			anomalyMitigation: gc.AnomalyMitigation,
-			targetTLS:         gc.Protocol == ProtocolHTTPS,
+		g := &pool.Group{
+			Name:              gc.Name,
+			Algorithm:         gc.Algorithm,
+			ConnectTimeout:    orDefault(gc.ConnectTimeout, DefaultConnectTimeout),
+			ResponseTimeout:   orDefault(gc.ResponseTimeout, DefaultResponseTimeout),
+			ProxyProtocol:     gc.ProxyProtocol,
+			SlowStart:         gc.SlowStart,
+			AnomalyMitigation: gc.AnomalyMitigation,
+			TargetTLS:         gc.Protocol == ProtocolHTTPS,
 		}
-		var weighted []weightedTarget
+		var weighted []pool.WeightedTarget
 		warm := false // a target of the group served before this change
 		for _, tc := range gc.Targets {
 			ts := b.targetState(tc)
 			seenTargets[tc.ID] = true
 			suspects[ts] = suspects[ts] || tc.Suspect
 			if tc.Serving {
-				weighted = append(weighted, weightedTarget{ts, max(tc.Weight, 1)})
-				warm = warm || ts.serving.Load()
-				g.suspects = g.suspects || tc.Suspect
+				weighted = append(weighted, pool.WeightedTarget{T: ts, Weight: max(tc.Weight, 1)})
+				warm = warm || ts.Serving.Load()
+				g.Suspects = g.Suspects || tc.Suspect
 			}
 		}
-		markJoined(weighted, warm)
-		g.serving = interleave(weighted)
+		pool.MarkJoined(weighted, warm)
+		g.Serving = pool.Interleave(weighted)
 		for _, w := range weighted {
-			g.distinct = append(g.distinct, w.t)
+			g.Distinct = append(g.Distinct, w.T)
 		}
 		sticky, err := b.compileStickiness(gc)
 		if err != nil {
 			return err
 		}
-		g.sticky = sticky
+		g.Sticky = sticky
 		groups[gc.Name] = g
 	}
 
@@ -220,24 +221,24 @@ func (b *Balancer) Apply(cfg Config) error {
 
 	// A target is serving when any group lists it as serving; the flag decides
 	// whether its pooled connections may be reused.
-	servingIDs := make(map[*targetState]bool)
+	servingIDs := make(map[*pool.Target]bool)
 	for _, g := range groups {
-		for _, t := range g.serving {
+		for _, t := range g.Serving {
 			servingIDs[t] = true
 		}
 	}
 	for id, t := range b.targets {
 		serving := servingIDs[t]
-		was := t.serving.Swap(serving)
+		was := t.Serving.Swap(serving)
 		if was && !serving {
-			t.closeIdle()
+			t.CloseIdle()
 		}
-		if suspect := suspects[t]; t.suspect.Swap(suspect) != suspect && suspect {
-			t.abandon() // its host stopped answering the fleet: so did its connections
+		if suspect := suspects[t]; t.Suspect.Swap(suspect) != suspect && suspect {
+			t.Abandon() // its host stopped answering the fleet: so did its connections
 		}
 
 		if !seenTargets[id] {
-			t.closeIdle()
+			t.CloseIdle()
 			delete(b.targets, id)
 		}
 	}
@@ -247,38 +248,38 @@ func (b *Balancer) Apply(cfg Config) error {
 
 // groupByHost rebuilds the list of targets of each host, for passive health.
 func (b *Balancer) groupByHost() {
-	members := map[*hostHealth][]*targetState{}
+	members := map[*pool.Host][]*pool.Target{}
 	for _, t := range b.targets {
-		members[t.host] = append(members[t.host], t)
+		members[t.Host] = append(members[t.Host], t)
 	}
 	for host, h := range b.hosts {
-		h.mu.Lock()
-		h.members = members[h]
-		h.mu.Unlock()
+		h.Mu.Lock()
+		h.Members = members[h]
+		h.Mu.Unlock()
 		if members[h] == nil {
 			delete(b.hosts, host)
 		}
 	}
 }
 
-// targetState returns the state of a target, creating it on first sight. A
+// pool.Target returns the state of a target, creating it on first sight. A
 // known ID whose address or protocol changed gets a fresh state: its pool is
 // useless.
-func (b *Balancer) targetState(tc TargetConfig) *targetState {
+func (b *Balancer) targetState(tc TargetConfig) *pool.Target {
 	tls := b.tlsTargets[tc.ID]
-	if t, ok := b.targets[tc.ID]; ok && t.address == tc.Address && t.tls == tls {
+	if t, ok := b.targets[tc.ID]; ok && t.Address == tc.Address && t.TLS == tls {
 		return t
 	} else if ok {
-		t.serving.Store(false)
-		t.closeIdle()
+		t.Serving.Store(false)
+		t.CloseIdle()
 	}
 	host, _, _ := net.SplitHostPort(tc.Address)
 	h, ok := b.hosts[host]
 	if !ok {
-		h = &hostHealth{}
+		h = &pool.Host{}
 		b.hosts[host] = h
 	}
-	t := &targetState{id: tc.ID, address: tc.Address, tls: tls, host: h}
+	t := &pool.Target{ID: tc.ID, Address: tc.Address, TLS: tls, Host: h}
 	b.targets[tc.ID] = t
 	return t
 }
@@ -293,7 +294,7 @@ func (b *Balancer) routeStats(listener, group string) *stats.Route {
 	return s
 }
 
-func (b *Balancer) compileRoute(lc ListenerConfig, groups map[string]*group) (*route, error) {
+func (b *Balancer) compileRoute(lc ListenerConfig, groups map[string]*pool.Group) (*route, error) {
 	idle := DefaultIdleTimeout
 	switch lc.Protocol {
 	case ProtocolTCP, ProtocolTLS:
@@ -328,7 +329,7 @@ func (b *Balancer) compileRoute(lc ListenerConfig, groups map[string]*group) (*r
 	return rt, nil
 }
 
-func (b *Balancer) compileAction(listener, scheme string, a Action, groups map[string]*group) (action, error) {
+func (b *Balancer) compileAction(listener, scheme string, a Action, groups map[string]*pool.Group) (action, error) {
 	set := 0
 	for _, on := range []bool{a.Forward != "", len(a.WeightedForward) > 0, a.Redirect != nil, a.Fixed != nil} {
 		if on {
@@ -535,9 +536,9 @@ func (b *Balancer) Targets() []TargetStats {
 	out := make([]TargetStats, 0, len(b.targets))
 	now := time.Now().UnixNano()
 	for _, t := range b.targets {
-		out = append(out, TargetStats{ID: t.id, InFlight: t.inFlight.Load(), Requests: t.requests.Load(), Failures: t.failures.Load(),
-			Ejected: t.passive.ejected(now), Ejections: t.passive.totalEjected.Load(), Latency: t.latency.Copy(),
-			ActiveConnections: t.streamsActive.Load(), Connections: t.streamsTotal.Load(), BytesIn: t.bytesIn.Load(), BytesOut: t.bytesOut.Load()})
+		out = append(out, TargetStats{ID: t.ID, InFlight: t.InFlight.Load(), Requests: t.Requests.Load(), Failures: t.Failures.Load(),
+			Ejected: t.Passive.Ejected(now), Ejections: t.Passive.TotalEjected.Load(), Latency: t.Latency.Copy(),
+			ActiveConnections: t.StreamsActive.Load(), Connections: t.StreamsTotal.Load(), BytesIn: t.BytesIn.Load(), BytesOut: t.BytesOut.Load()})
 	}
 	b.mu.Unlock()
 	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
@@ -549,7 +550,7 @@ func (b *Balancer) InFlight(id string) int64 {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if t, ok := b.targets[id]; ok {
-		return t.inFlight.Load()
+		return t.InFlight.Load()
 	}
 	return 0
 }
@@ -651,8 +652,8 @@ func (b *Balancer) Shutdown(ctx context.Context) error {
 	}
 	b.mu.Lock()
 	for _, t := range b.targets {
-		t.serving.Store(false)
-		t.closeIdle()
+		t.Serving.Store(false)
+		t.CloseIdle()
 	}
 	b.mu.Unlock()
 	if a := b.access.Swap(nil); a != nil {
@@ -673,7 +674,7 @@ func (b *Balancer) Terminate(targetID string) int {
 	if !ok {
 		return 0
 	}
-	return t.terminate()
+	return t.Terminate()
 }
 
 func portOf(addr net.Addr) string {

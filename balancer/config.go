@@ -1,8 +1,10 @@
 package balancer
 
 import (
-	"github.com/berth-lb/berth/balancer/stats"
 	"time"
+
+	"github.com/berth-lb/berth/balancer/pool"
+	"github.com/berth-lb/berth/balancer/stats"
 )
 
 // Config is the complete desired routing state. The agent builds one from the
@@ -223,6 +225,27 @@ const (
 	// StickinessAppCookie: while the application's cookie is present, the
 	// balancer's cookie BERTHAPP names the target.
 	StickinessAppCookie = "app_cookie"
+)
+
+// The algorithms a group can use, with ALB's names (balancer/pool picks by them).
+const (
+	// AlgorithmRoundRobin takes the serving targets in turn, each as often as its weight.
+	AlgorithmRoundRobin = pool.AlgorithmRoundRobin
+	// AlgorithmLeastOutstanding takes the target with the fewest requests in
+	// flight from this node; ties go round robin.
+	AlgorithmLeastOutstanding = pool.AlgorithmLeastOutstanding
+	// AlgorithmWeightedRandom takes a target at random, in proportion to its weight.
+	AlgorithmWeightedRandom = pool.AlgorithmWeightedRandom
+	// AlgorithmSourceHash takes the target of a hash of the client's IP
+	// address, so one client keeps reaching one target while the serving
+	// targets stay the same (NLB's source_ip stickiness).
+	AlgorithmSourceHash = pool.AlgorithmSourceHash
+)
+
+// Slow start limits, as on ALB.
+const (
+	MinSlowStart = pool.MinSlowStart
+	MaxSlowStart = pool.MaxSlowStart
 )
 
 // TargetConfig is one target of a group.

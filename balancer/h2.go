@@ -15,6 +15,7 @@ import (
 	"golang.org/x/net/http2"
 
 	"github.com/berth-lb/berth/balancer/http1"
+	"github.com/berth-lb/berth/balancer/pool"
 )
 
 // HTTP/2 is served with golang.org/x/net/http2, not berth's HTTP/1.1 engine:
@@ -31,7 +32,7 @@ const h2Preface = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 // requests go over berth's own HTTP/1.1 connections), made on first use.
 // They dial with the group's connect timeout, carried in the request's
 // context. Toward an https group the connect includes the TLS handshake
-// (connectTarget), so they speak TLS whatever the scheme of the request's URL.
+// (pool.Connect), so they speak TLS whatever the scheme of the request's URL.
 type upstreamTransports struct {
 	once sync.Once
 	// h2c and h2 speak to http and https groups: each pools connections by address.
@@ -48,20 +49,20 @@ func (u *upstreamTransports) init() {
 				DialTLSContext: func(ctx context.Context, _, addr string, _ *tls.Config) (net.Conn, error) {
 					timeout, _ := ctx.Value(connectTimeoutKey{}).(time.Duration)
 					timeout = orDefault(timeout, DefaultConnectTimeout)
-					conn, _, err := connectTarget(ctx, addr, timeout, timeout, tlsConfig)
+					conn, _, err := pool.Connect(ctx, addr, timeout, timeout, tlsConfig)
 					return conn, err
 				},
-				IdleConnTimeout: upstreamIdleTimeout,
+				IdleConnTimeout: pool.IdleTimeout,
 			}
 		}
-		u.h2c, u.h2 = h2(nil), h2(targetTLSH2)
+		u.h2c, u.h2 = h2(nil), h2(pool.TargetTLSH2)
 	})
 }
 
 // transport is the HTTP/2 client toward g's targets: over TLS when g is https.
-func (u *upstreamTransports) transport(g *group) http.RoundTripper {
+func (u *upstreamTransports) transport(g *pool.Group) http.RoundTripper {
 	u.init()
-	if g.targetTLS {
+	if g.TargetTLS {
 		return u.h2
 	}
 	return u.h2c
@@ -102,7 +103,7 @@ var h2Limits = &http.Server{MaxHeaderBytes: http1.MaxHeadBytes}
 // knowledge) until it ends.
 func (l *listener) serveH2(conn net.Conn) {
 	hc := &h2Conn{conn: conn, requestIDPrefix: newRequestIDPrefix(), clientIP: clientIP(conn.RemoteAddr())}
-	hc.sourceHash, hc.source = hashBytes(hc.clientIP), peerAddr(hc.clientIP)
+	hc.sourceHash, hc.source = pool.HashBytes(hc.clientIP), peerAddr(hc.clientIP)
 	defer conn.Close()
 	defer track(l, l.h2conns, hc)()
 	// A client that takes no bytes for the idle timeout is closed, as on

@@ -16,6 +16,7 @@ import (
 	"unsafe"
 
 	"github.com/berth-lb/berth/balancer/http1"
+	"github.com/berth-lb/berth/balancer/pool"
 	"github.com/berth-lb/berth/balancer/rules"
 	"github.com/berth-lb/berth/balancer/stats"
 )
@@ -210,37 +211,37 @@ func writePage(w http.ResponseWriter, status int, p page) int64 {
 // forward sends the request to a target of g and streams the answer back.
 // A request is tried again on another target only when connecting failed,
 // since then nothing of it was sent. It returns the status the client got.
-func (q *h2Request) forward(g *group) int {
+func (q *h2Request) forward(g *pool.Group) int {
 	// gRPC needs HTTP/2 end to end for its trailers and full-duplex streams.
 	grpc := strings.HasPrefix(q.r.Header.Get("Content-Type"), "application/grpc")
 	var stickyToken []byte
-	if g.sticky != nil {
-		stickyToken = q.cookie(g.sticky.cookie)
+	if g.Sticky != nil {
+		stickyToken = q.cookie(g.Sticky.Cookie)
 	}
-	var triedArray [maxAttempts]*targetState
+	var triedArray [pool.MaxAttempts]*pool.Target
 	tried := triedArray[:0]
 	reason := stats.ReasonNoTarget
-	for range maxAttempts {
-		t := g.pickFor(&q.ex, tried, q.hc.sourceHash, stickyToken)
+	for range pool.MaxAttempts {
+		t := q.ex.pick(g, tried, q.hc.sourceHash, stickyToken)
 		if t == nil {
 			break
 		}
 		tried = append(tried, t)
-		code, why, retry := q.attempt(g, t, grpc, g.hasAlternative(tried))
+		code, why, retry := q.attempt(g, t, grpc, g.HasAlternative(tried))
 		switch {
 		case why == reasonNone:
 			if code >= 500 {
-				t.passive.failed(time.Now())
+				t.Passive.Failed(time.Now())
 			} else {
-				t.passive.succeeded()
+				t.Passive.Succeeded()
 			}
 			return code
 		case retry:
-			t.failed(why)
+			t.Failed(why)
 			reason = why
 			continue
 		default:
-			t.failed(why)
+			t.Failed(why)
 			return q.fail(reasonStatus(why), why)
 		}
 	}
@@ -249,12 +250,12 @@ func (q *h2Request) forward(g *group) int {
 
 // attempt is one try on t, in flight for its whole length, also when a
 // response that broke mid-body ends the handler by panic. alternatives tells
-// whether another target could take the request (see dialTarget).
-func (q *h2Request) attempt(g *group, t *targetState, grpc, alternatives bool) (int, stats.ErrorReason, bool) {
-	t.inFlight.Add(1)
-	defer t.inFlight.Add(-1)
-	defer t.latency.Since(time.Now())
-	t.requests.Add(1)
+// whether another target could take the request (see pool.Dial).
+func (q *h2Request) attempt(g *pool.Group, t *pool.Target, grpc, alternatives bool) (int, stats.ErrorReason, bool) {
+	t.InFlight.Add(1)
+	defer t.InFlight.Add(-1)
+	defer t.Latency.Since(time.Now())
+	t.Requests.Add(1)
 	if grpc {
 		return q.tryHTTP2(g, t, q.l.b.upstreams.transport(g))
 	}
@@ -280,19 +281,19 @@ func (countedBody) Close() error { return nil }
 // tryHTTP2 is one try on target t over HTTP/2. It reports the status sent
 // to the client, or a failure reason and whether the request may go to
 // another target.
-func (q *h2Request) tryHTTP2(g *group, t *targetState, transport http.RoundTripper) (int, stats.ErrorReason, bool) {
+func (q *h2Request) tryHTTP2(g *pool.Group, t *pool.Target, transport http.RoundTripper) (int, stats.ErrorReason, bool) {
 	r, w := q.r, q.w
-	ctx, cancel := context.WithCancel(context.WithValue(r.Context(), connectTimeoutKey{}, g.connectTimeout))
+	ctx, cancel := context.WithCancel(context.WithValue(r.Context(), connectTimeoutKey{}, g.ConnectTimeout))
 	defer cancel()
 	ex := &h2Exchange{cancel: cancel}
-	t.trackExchange(ex)
-	defer t.untrackExchange(ex)
+	t.AddStream(ex)
+	defer t.RemoveStream(ex)
 	timedOut := atomic.Bool{}
-	timer := time.AfterFunc(g.connectTimeout+g.responseTimeout, func() { timedOut.Store(true); cancel() })
+	timer := time.AfterFunc(g.ConnectTimeout+g.ResponseTimeout, func() { timedOut.Store(true); cancel() })
 	out := r.Clone(ctx)
 	out.RequestURI = ""
 	out.URL.Scheme = "http"
-	out.URL.Host = t.address
+	out.URL.Host = t.Address
 	out.Close = false
 	if r.Body != nil && r.Body != http.NoBody {
 		out.Body = countedBody{r.Body, &q.ex.received}
@@ -448,10 +449,10 @@ func (q *h2Request) addStickyCookies(setsCookie func(name string) bool) {
 		h.Add("Set-Cookie", string(appendCookie(nil, StickyCookieGroup, q.ex.groupToken, q.ex.groupStickiness)))
 	}
 	s := q.ex.sticky
-	if s == nil || q.ex.stickyToken == "" || s.appCookie != "" && !setsCookie(s.appCookie) {
+	if s == nil || q.ex.stickyToken == "" || s.AppCookie != "" && !setsCookie(s.AppCookie) {
 		return
 	}
-	h.Add("Set-Cookie", string(appendCookie(nil, s.cookie, q.ex.stickyToken, s.duration)))
+	h.Add("Set-Cookie", string(appendCookie(nil, s.Cookie, q.ex.stickyToken, s.Duration)))
 }
 
 // log writes the access-log line of the request, when an access log is open.
@@ -479,23 +480,6 @@ func (q *h2Request) log() {
 type h2Exchange struct{ cancel context.CancelFunc }
 
 func (e *h2Exchange) Close() error { e.cancel(); return nil }
-func (e *h2Exchange) terminate()   { e.cancel() }
-
-// trackExchange records ex among the target's streams, without the L4
-// connection counters.
-func (t *targetState) trackExchange(ex *h2Exchange) {
-	t.mu.Lock()
-	if t.streams == nil {
-		t.streams = map[stream]struct{}{}
-	}
-	t.streams[ex] = struct{}{}
-	t.mu.Unlock()
-}
-
-func (t *targetState) untrackExchange(ex *h2Exchange) {
-	t.mu.Lock()
-	delete(t.streams, ex)
-	t.mu.Unlock()
-}
+func (e *h2Exchange) Terminate()   { e.cancel() }
 
 var h2CopyBuffers = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"crypto/tls"
 	"encoding/json"
+	"github.com/berth-lb/berth/balancer/pool"
 	"github.com/berth-lb/berth/balancer/stats"
 	"io"
 	"math"
@@ -226,10 +227,10 @@ func TestActionsAreCheckedAsOnALB(t *testing.T) {
 }
 
 // compileTest compiles a as the default action of a listener of protocol proto.
-func (b *Balancer) compileTest(a Action, proto string, gcs []GroupConfig) (*route, map[string]*group, error) {
-	groups := map[string]*group{}
+func (b *Balancer) compileTest(a Action, proto string, gcs []GroupConfig) (*route, map[string]*pool.Group, error) {
+	groups := map[string]*pool.Group{}
 	for _, gc := range gcs {
-		groups[gc.Name] = &group{name: gc.Name}
+		groups[gc.Name] = &pool.Group{Name: gc.Name}
 	}
 	rt, err := b.compileRoute(ListenerConfig{Name: "web", Protocol: proto, Default: a}, groups)
 	return rt, groups, err

@@ -12,6 +12,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/berth-lb/berth/balancer/pool"
 	"github.com/berth-lb/berth/balancer/stats"
 	"github.com/berth-lb/berth/internal/backstop"
 )
@@ -52,13 +53,13 @@ type l4Conn struct {
 	client    net.Conn
 	clientTCP *net.TCPConn
 	upstream  *net.TCPConn
-	target    *targetState
+	target    *pool.Target
 	stats     *stats.Route
 	// terminated is set when Terminate closed the connection.
 	terminated atomic.Bool
 }
 
-func (c *l4Conn) terminate() {
+func (c *l4Conn) Terminate() {
 	c.terminated.Store(true)
 	c.Close()
 }
@@ -127,8 +128,8 @@ func (l *listener) serveL4(conn net.Conn) {
 		return
 	}
 	g := act.group
-	rec.Group = g.name
-	up, t, reason := g.connectL4(hashBytes(clientIP(tcp.RemoteAddr())))
+	rec.Group = g.Name
+	up, t, reason := connectL4(g, pool.HashBytes(clientIP(tcp.RemoteAddr())))
 	if up == nil {
 		l.errors[reason].Add(1)
 		rec.Result = reason.String()
@@ -136,20 +137,20 @@ func (l *listener) serveL4(conn net.Conn) {
 		return
 	}
 	c.upstream, c.target, c.stats = up, t, act.stats
-	rec.Target, rec.TargetAddress = t.id, t.address
-	t.openStream(c)
+	rec.Target, rec.TargetAddress = t.ID, t.Address
+	t.OpenStream(c)
 	act.stats.ConnsActive.Add(1)
 	act.stats.ConnsTotal.Add(1)
 	var in, out int64
 	defer func() {
 		act.stats.ConnsActive.Add(-1)
-		t.closeStream(c)
+		t.CloseStream(c)
 		rec.BytesIn, rec.BytesOut = in, out
 	}()
 
-	if g.proxyProtocol || len(hello) > 0 {
+	if g.ProxyProtocol || len(hello) > 0 {
 		var preamble []byte
-		if g.proxyProtocol {
+		if g.ProxyProtocol {
 			preamble = appendProxyHeaderV2(nil, tcp.RemoteAddr(), tcp.LocalAddr())
 		}
 		if _, err := up.Write(append(preamble, hello...)); err != nil {
@@ -175,30 +176,30 @@ func (l *listener) serveL4(conn net.Conn) {
 	}
 }
 
-// connectL4 dials a serving target of g, trying up to maxAttempts distinct
+// connectL4 dials a serving target of g, trying up to pool.MaxAttempts distinct
 // targets when connecting fails; passive health learns from every attempt.
-func (g *group) connectL4(hash uint64) (*net.TCPConn, *targetState, stats.ErrorReason) {
-	var triedArray [maxAttempts]*targetState
+func connectL4(g *pool.Group, hash uint64) (*net.TCPConn, *pool.Target, stats.ErrorReason) {
+	var triedArray [pool.MaxAttempts]*pool.Target
 	tried := triedArray[:0]
 	reason := stats.ReasonNoTarget
-	for range maxAttempts {
-		t := g.pick(tried, hash)
+	for range pool.MaxAttempts {
+		t := g.Pick(tried, hash)
 		if t == nil {
 			break
 		}
 		tried = append(tried, t)
 		// In flight while connecting too, so a drain that sees zero cannot
 		// miss a connection on its way; openStream takes over on success.
-		t.inFlight.Add(1)
-		d := targetDialer(g.connectTimeout)
-		conn, err := d.Dial("tcp", t.address)
-		t.inFlight.Add(-1)
+		t.InFlight.Add(1)
+		d := pool.Dialer(g.ConnectTimeout)
+		conn, err := d.Dial("tcp", t.Address)
+		t.InFlight.Add(-1)
 		if err != nil {
 			reason = dialFailure(err)
-			t.failed(reason)
+			t.Failed(reason)
 			continue
 		}
-		t.passive.succeeded()
+		t.Passive.Succeeded()
 		up := conn.(*net.TCPConn)
 		up.SetNoDelay(true)
 		return up, t, 0
@@ -305,12 +306,12 @@ func (c *l4Conn) count(fromClient bool, n int64) {
 	if fromClient {
 		c.l.bytesIn.Add(uint64(n))
 		c.stats.BytesIn.Add(uint64(n))
-		c.target.bytesIn.Add(uint64(n))
+		c.target.BytesIn.Add(uint64(n))
 		return
 	}
 	c.l.bytesOut.Add(uint64(n))
 	c.stats.BytesOut.Add(uint64(n))
-	c.target.bytesOut.Add(uint64(n))
+	c.target.BytesOut.Add(uint64(n))
 }
 
 // activity is the number of bytes both sockets have received, from the

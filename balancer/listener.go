@@ -7,6 +7,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/berth-lb/berth/balancer/pool"
 	"github.com/berth-lb/berth/balancer/stats"
 	"github.com/berth-lb/berth/internal/backstop"
 )
@@ -157,7 +158,7 @@ func (l *listener) serve(conn net.Conn) {
 		tc.SetNoDelay(true)
 	}
 	c := &clientConn{l: l, conn: conn, clientIP: clientIP(conn.RemoteAddr())}
-	c.sourceHash = hashBytes(c.clientIP)
+	c.sourceHash = pool.HashBytes(c.clientIP)
 	c.idle.Store(true)
 	defer conn.Close()
 	defer track(l, l.conns, c)()

@@ -12,6 +12,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/berth-lb/berth/balancer/pool"
 	"github.com/berth-lb/berth/balancer/stats"
 	"github.com/berth-lb/berth/internal/backstop"
 )
@@ -55,7 +56,7 @@ type udpFlow struct {
 	u        *udpListener
 	client   netip.AddrPort
 	upstream *net.UDPConn
-	target   *targetState
+	target   *pool.Target
 	stats    *stats.Route
 	rec      accessRecord
 	// last is when a datagram last went either way, in unix nanoseconds.
@@ -96,7 +97,7 @@ func (u *udpListener) forward(b []byte, client netip.AddrPort) {
 		f.in.Add(int64(len(b)))
 		u.l.bytesIn.Add(uint64(len(b)))
 		f.stats.BytesIn.Add(uint64(len(b)))
-		f.target.bytesIn.Add(uint64(len(b)))
+		f.target.BytesIn.Add(uint64(len(b)))
 	}
 }
 
@@ -122,13 +123,13 @@ func (u *udpListener) flow(client netip.AddrPort) *udpFlow {
 		u.l.errors[stats.ReasonNoTarget].Add(1)
 		return nil
 	}
-	rec.Group = act.group.name
-	up, t := act.group.dialUDP(hashBytes(client.Addr().AsSlice()))
+	rec.Group = act.group.Name
+	up, t := dialUDP(act.group, pool.HashBytes(client.Addr().AsSlice()))
 	if up == nil {
 		u.l.errors[stats.ReasonNoTarget].Add(1)
 		return nil
 	}
-	rec.Target, rec.TargetAddress = t.id, t.address
+	rec.Target, rec.TargetAddress = t.ID, t.Address
 	f = &udpFlow{u: u, client: client, upstream: up, target: t, stats: act.stats, rec: rec}
 	f.last.Store(now.UnixNano())
 	u.mu.Lock()
@@ -139,7 +140,7 @@ func (u *udpListener) flow(client netip.AddrPort) *udpFlow {
 	}
 	u.flows[client] = f
 	u.mu.Unlock()
-	t.openStream(f)
+	t.OpenStream(f)
 	f.stats.ConnsActive.Add(1)
 	f.stats.ConnsTotal.Add(1)
 	u.l.active.Add(1)
@@ -150,18 +151,18 @@ func (u *udpListener) flow(client netip.AddrPort) *udpFlow {
 
 // dialUDP opens a socket to a serving target. Nothing is sent yet, so a dead
 // target is only found when its host answers with an ICMP error (see replies).
-func (g *group) dialUDP(hash uint64) (*net.UDPConn, *targetState) {
-	var triedArray [maxAttempts]*targetState
+func dialUDP(g *pool.Group, hash uint64) (*net.UDPConn, *pool.Target) {
+	var triedArray [pool.MaxAttempts]*pool.Target
 	tried := triedArray[:0]
-	for range maxAttempts {
-		t := g.pick(tried, hash)
+	for range pool.MaxAttempts {
+		t := g.Pick(tried, hash)
 		if t == nil {
 			return nil, nil
 		}
 		tried = append(tried, t)
-		conn, err := net.Dial("udp", t.address)
+		conn, err := net.Dial("udp", t.Address)
 		if err != nil {
-			t.failed(stats.ReasonConnectFailed)
+			t.Failed(stats.ReasonConnectFailed)
 			continue
 		}
 		return conn.(*net.UDPConn), t
@@ -199,7 +200,7 @@ func (f *udpFlow) replies(idle time.Duration) {
 		}
 		if errors.Is(peekErr, syscall.ECONNREFUSED) {
 			// The target's host answered port unreachable.
-			f.target.failed(stats.ReasonConnectFailed)
+			f.target.Failed(stats.ReasonConnectFailed)
 			f.endBecause(stats.ReasonConnectFailed.String())
 			return
 		}
@@ -211,17 +212,17 @@ func (f *udpFlow) replies(idle time.Duration) {
 		datagramPool.Put(bp)
 		if err != nil {
 			if errors.Is(err, syscall.ECONNREFUSED) {
-				f.target.failed(stats.ReasonConnectFailed)
+				f.target.Failed(stats.ReasonConnectFailed)
 				f.endBecause(stats.ReasonConnectFailed.String())
 			}
 			return
 		}
-		f.target.passive.succeeded()
+		f.target.Passive.Succeeded()
 		f.last.Store(time.Now().UnixNano())
 		f.out.Add(int64(n))
 		f.u.l.bytesOut.Add(uint64(n))
 		f.stats.BytesOut.Add(uint64(n))
-		f.target.bytesOut.Add(uint64(n))
+		f.target.BytesOut.Add(uint64(n))
 	}
 }
 
@@ -235,7 +236,7 @@ func (f *udpFlow) Close() error {
 		}
 		f.u.mu.Unlock()
 		f.upstream.Close()
-		f.target.closeStream(f)
+		f.target.CloseStream(f)
 		f.stats.ConnsActive.Add(-1)
 		f.u.l.active.Add(-1)
 		f.rec.Duration = time.Since(f.rec.Time)
@@ -250,7 +251,7 @@ func (f *udpFlow) Close() error {
 }
 
 // terminate ends the flow as the deregistration delay's end asks.
-func (f *udpFlow) terminate() {
+func (f *udpFlow) Terminate() {
 	f.endBecause("terminated")
 	f.Close()
 }

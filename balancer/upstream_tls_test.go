@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/berth-lb/berth/balancer/pool"
 	"github.com/berth-lb/berth/balancer/stats"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
@@ -135,7 +136,7 @@ func TestStillOpenLooksBelowTLS(t *testing.T) {
 		<-hangUp
 		tc.Close()
 	})
-	conn, _, err := connectTarget(context.Background(), addr, 5*time.Second, 5*time.Second, targetTLSHTTP1)
+	conn, _, err := pool.Connect(context.Background(), addr, 5*time.Second, 5*time.Second, pool.TargetTLSHTTP1)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -149,11 +150,11 @@ func TestStillOpenLooksBelowTLS(t *testing.T) {
 	if line, err := bufio.NewReader(conn).ReadString('\n'); err != nil || line != "ping\n" {
 		t.Fatalf("echo over TLS: %q, %v", line, err)
 	}
-	if !stillOpen(conn) {
+	if !pool.StillOpen(conn) {
 		t.Fatal("an idle open TLS connection looks closed")
 	}
 	close(hangUp)
-	eventually(t, "the target's close to show", func() bool { return !stillOpen(conn) })
+	eventually(t, "the target's close to show", func() bool { return !pool.StillOpen(conn) })
 }
 
 func TestGRPCStreamsToATLSTarget(t *testing.T) {
