@@ -19,6 +19,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/berth-lb/berth/balancer/accesslog"
+	"github.com/berth-lb/berth/balancer/certstore"
 	"github.com/berth-lb/berth/balancer/pool"
 	"github.com/berth-lb/berth/balancer/rules"
 	"github.com/berth-lb/berth/balancer/stats"
@@ -48,11 +50,11 @@ type Balancer struct {
 
 	shuttingDown atomic.Bool
 	// access is the access log; nil when off.
-	access atomic.Pointer[accessLogger]
+	access atomic.Pointer[accesslog.Logger]
 	// accessDropped counts access-log lines dropped on a full queue.
 	accessDropped atomic.Uint64
 	// certs are the certificate stores of terminating listeners, by listener name.
-	certs map[string]*certStore
+	certs map[string]*certstore.Store
 	// upstreams are the HTTP/2 path's transports to targets.
 	upstreams upstreamTransports
 }
@@ -68,7 +70,7 @@ func New(log *slog.Logger) *Balancer {
 		targets:   map[string]*pool.Target{},
 		hosts:     map[string]*pool.Host{},
 		stats:     map[[2]string]*stats.Route{},
-		certs:     map[string]*certStore{},
+		certs:     map[string]*certstore.Store{},
 	}
 }
 
@@ -181,7 +183,7 @@ func (b *Balancer) Apply(cfg Config) error {
 			return err
 		}
 		if s := certs[lc.Name]; s != nil {
-			rt.tls = s.serverTLSConfig(alpn(lc.Protocol))
+			rt.tls = s.ServerConfig(alpn(lc.Protocol))
 		}
 		routes[lc.Name] = rt
 	}
@@ -189,21 +191,21 @@ func (b *Balancer) Apply(cfg Config) error {
 	access := b.access.Load()
 	if cfg.AccessLog != b.accessDest {
 		var err error
-		if access, err = openAccessLog(cfg.AccessLog, &b.accessDropped); err != nil {
+		if access, err = accesslog.Open(cfg.AccessLog, &b.accessDropped); err != nil {
 			return err
 		}
 	}
 	opened, err := b.openListeners(cfg.Listeners)
 	if err != nil {
 		if access != b.access.Load() && access != nil {
-			access.close()
+			access.Close()
 		}
 		b.dropNewCertStores(certs)
 		return err
 	}
 	b.swapCertStores(certs)
 	if old := b.access.Swap(access); old != access && old != nil {
-		old.close()
+		old.Close()
 	}
 	b.accessDest = cfg.AccessLog
 	for _, lc := range cfg.Listeners {
@@ -616,6 +618,17 @@ func (b *Balancer) Listeners() []ListenerStats {
 	return out
 }
 
+// accessLog writes r to the current access log, if any.
+func (b *Balancer) accessLog(r *accesslog.Record) {
+	if a := b.access.Load(); a != nil {
+		a.Write(r)
+	}
+}
+
+// AccessLogDropped returns how many access-log lines were dropped because
+// the log's queue was full: its destination took them slower than they came.
+func (b *Balancer) AccessLogDropped() uint64 { return b.accessDropped.Load() }
+
 // Shutdown stops accepting, lets requests in flight finish and closes idle
 // client connections; when ctx ends first, it closes the rest and returns
 // ctx's error.
@@ -657,7 +670,7 @@ func (b *Balancer) Shutdown(ctx context.Context) error {
 	}
 	b.mu.Unlock()
 	if a := b.access.Swap(nil); a != nil {
-		a.close()
+		a.Close()
 	}
 	return nil
 }

@@ -3,6 +3,7 @@ package balancer
 import (
 	"time"
 
+	"github.com/berth-lb/berth/balancer/accesslog"
 	"github.com/berth-lb/berth/balancer/pool"
 	"github.com/berth-lb/berth/balancer/stats"
 )
@@ -21,8 +22,8 @@ type Config struct {
 
 // Access log destinations besides a file path.
 const (
-	AccessLogStdout = "stdout"
-	AccessLogOff    = "off"
+	AccessLogStdout = accesslog.Stdout
+	AccessLogOff    = accesslog.Off
 )
 
 // ListenerConfig is one port the balancer accepts connections on.
@@ -91,12 +92,6 @@ const (
 	ProtocolHTTPS = "https"
 	ProtocolUDP   = "udp"
 )
-
-// Certificate is a PEM certificate chain and its private key, by file.
-type Certificate struct {
-	CertFile string
-	KeyFile  string
-}
 
 // Rule matches requests and applies an action. Values within Hosts are OR'd, as
 // are values within Paths; Hosts and Paths are AND'd. An empty list matches all.

@@ -211,7 +211,7 @@ func (c *clientConn) logRequest(rt *route) {
 		request: bstr(c.req.Raw[c.req.Line[0].Start:c.req.Line[2].End]), userAgent: bstr(c.req.Field(http1.FieldUserAgent)),
 		tlsProtocol: c.tlsProtocol, tlsCipher: c.tlsCipher, requestID: bstr(c.ids.current)}
 	c.buf = line.append(c.buf[:0], &c.ex, time.Now())
-	a.writeLine(c.buf)
+	a.WriteLine(c.buf)
 }
 
 // accessLine is what an access-log line tells beside the exchange: views of

@@ -25,8 +25,6 @@ import (
 // as the HTTP/1.1 path; toward targets it speaks HTTP/1.1, or h2c for gRPC,
 // which needs HTTP/2 end to end for its trailers.
 
-// h2Preface is what an HTTP/2 client sends first (RFC 9113 3.4).
-const h2Preface = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 
 // upstreamTransports are the HTTP/2 clients toward targets for gRPC (other
 // requests go over berth's own HTTP/1.1 connections), made on first use.
@@ -113,7 +111,7 @@ func (l *listener) serveH2(conn net.Conn) {
 	// 4.2) and what HAProxy and nginx take; x/net would announce 1 MiB, and
 	// h2spec 4.2 expects a larger HEADERS frame to be refused.
 	srv := &http2.Server{IdleTimeout: idle, WriteByteTimeout: idle, MaxReadFrameSize: 16 << 10}
-	srv.ServeConn(newCoalescingConn(conn, newH2Inbound(conn), l), &http2.ServeConnOpts{
+	srv.ServeConn(newCoalescingConn(conn, newH2Inbound(conn), l.reportPanic), &http2.ServeConnOpts{
 		Context:    context.WithValue(context.Background(), h2ConnKey{}, hc),
 		Handler:    streamBackstop{l},
 		BaseConfig: h2Limits,

@@ -10,6 +10,9 @@ import (
 	"github.com/berth-lb/berth/balancer/http1"
 )
 
+// h2Preface is what an HTTP/2 client sends first (RFC 9113 3.4).
+const h2Preface = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+
 // h2Inbound sits between an HTTP/2 client and x/net/http2's server and
 // corrects two of x/net's answers that RFC 9113 does not allow (h2spec
 // 6.5.3 and 8.1.2.2); every other byte passes unchanged, DATA without a copy.

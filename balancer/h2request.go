@@ -472,7 +472,7 @@ func (q *h2Request) log() {
 	if r.TLS != nil {
 		line.tlsProtocol, line.tlsCipher = tls.VersionName(r.TLS.Version), tls.CipherSuiteName(r.TLS.CipherSuite)
 	}
-	a.writeLine(line.append(nil, &q.ex, time.Now()))
+	a.WriteLine(line.append(nil, &q.ex, time.Now()))
 }
 
 // h2Exchange is an HTTP/2 request in flight to a target, registered with the

@@ -12,6 +12,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/berth-lb/berth/balancer/accesslog"
 	"github.com/berth-lb/berth/balancer/pool"
 	"github.com/berth-lb/berth/balancer/stats"
 	"github.com/berth-lb/berth/internal/backstop"
@@ -85,7 +86,7 @@ func (l *listener) serveL4(conn net.Conn) {
 	l.mu.Lock()
 	l.streams[c] = struct{}{}
 	l.mu.Unlock()
-	rec := accessRecord{Time: start, Listener: l.name, Protocol: l.protocol, Client: tcp.RemoteAddr().String()}
+	rec := accesslog.Record{Time: start, Listener: l.name, Protocol: l.protocol, Client: tcp.RemoteAddr().String()}
 	defer func() {
 		c.Close()
 		// Logged before the connection stops counting as open, so a

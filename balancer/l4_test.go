@@ -406,8 +406,10 @@ func TestL4DrainingAndTerminate(t *testing.T) {
 }
 
 func TestTerminateClosesBusyHTTPConnections(t *testing.T) {
+	arrived := make(chan struct{}, 1)
 	slow := backend(t, "slow", func(w http.ResponseWriter, r *http.Request) {
 		io.ReadAll(r.Body) // the request context ends with the connection only once the body is read
+		arrived <- struct{}{}
 		<-r.Context().Done()
 	})
 	lb := start(t, webConfig(serving("slow", addrOf(slow))))
@@ -422,7 +424,13 @@ func TestTerminateClosesBusyHTTPConnections(t *testing.T) {
 		resp.Body.Close()
 		done <- resp.StatusCode
 	}()
-	eventually(t, "the request to reach the target", func() bool { return lb.InFlight("slow") == 1 })
+	// In flight counts from before the connect; the target having the request
+	// means its connection is busy, which is what Terminate closes.
+	select {
+	case <-arrived:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the request did not reach the target")
+	}
 	if n := lb.Terminate("slow"); n != 1 {
 		t.Errorf("Terminate closed %d connections, want 1", n)
 	}

@@ -12,6 +12,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/berth-lb/berth/balancer/accesslog"
 	"github.com/berth-lb/berth/balancer/pool"
 	"github.com/berth-lb/berth/balancer/stats"
 	"github.com/berth-lb/berth/internal/backstop"
@@ -58,7 +59,7 @@ type udpFlow struct {
 	upstream *net.UDPConn
 	target   *pool.Target
 	stats    *stats.Route
-	rec      accessRecord
+	rec      accesslog.Record
 	// last is when a datagram last went either way, in unix nanoseconds.
 	last      atomic.Int64
 	in, out   atomic.Int64
@@ -117,7 +118,7 @@ func (u *udpListener) flow(client netip.AddrPort) *udpFlow {
 		return nil
 	}
 	now := time.Now()
-	rec := accessRecord{Time: now, Listener: u.l.name, Protocol: ProtocolUDP, Client: client.String()}
+	rec := accesslog.Record{Time: now, Listener: u.l.name, Protocol: ProtocolUDP, Client: client.String()}
 	act := &rt.fallback
 	if act.group == nil {
 		u.l.errors[stats.ReasonNoTarget].Add(1)
