@@ -14,6 +14,7 @@ import (
 
 	"golang.org/x/net/http2"
 
+	"github.com/berth-lb/berth/balancer/h2conn"
 	"github.com/berth-lb/berth/balancer/http1"
 	"github.com/berth-lb/berth/balancer/pool"
 )
@@ -24,7 +25,6 @@ import (
 // same target picks, retries, passive health, in-flight counts and metrics
 // as the HTTP/1.1 path; toward targets it speaks HTTP/1.1, or h2c for gRPC,
 // which needs HTTP/2 end to end for its trailers.
-
 
 // upstreamTransports are the HTTP/2 clients toward targets for gRPC (other
 // requests go over berth's own HTTP/1.1 connections), made on first use.
@@ -111,7 +111,7 @@ func (l *listener) serveH2(conn net.Conn) {
 	// 4.2) and what HAProxy and nginx take; x/net would announce 1 MiB, and
 	// h2spec 4.2 expects a larger HEADERS frame to be refused.
 	srv := &http2.Server{IdleTimeout: idle, WriteByteTimeout: idle, MaxReadFrameSize: 16 << 10}
-	srv.ServeConn(newCoalescingConn(conn, newH2Inbound(conn), l.reportPanic), &http2.ServeConnOpts{
+	srv.ServeConn(h2conn.NewCoalescingConn(conn, h2conn.NewInbound(conn), l.reportPanic), &http2.ServeConnOpts{
 		Context:    context.WithValue(context.Background(), h2ConnKey{}, hc),
 		Handler:    streamBackstop{l},
 		BaseConfig: h2Limits,
@@ -146,17 +146,17 @@ func (l *listener) serveHTTPS(conn net.Conn) {
 // HTTP/1.1 error page would be noise to it.
 func (l *listener) serveHTTP(conn net.Conn) {
 	conn.SetReadDeadline(time.Now().Add(l.route.Load().idleTimeout))
-	var first [len(h2Preface)]byte
+	var first [len(h2conn.Preface)]byte
 	n := 0
 	for n < len(first) {
 		m, err := conn.Read(first[n:])
 		n += m
-		if err != nil || !strings.HasPrefix(h2Preface, string(first[:n])) {
+		if err != nil || !strings.HasPrefix(h2conn.Preface, string(first[:n])) {
 			break
 		}
 	}
 	replay := &replayConn{Conn: conn, pending: first[:n]}
-	if n == len(h2Preface) && string(first[:]) == h2Preface {
+	if n == len(h2conn.Preface) && string(first[:]) == h2conn.Preface {
 		conn.SetReadDeadline(time.Time{})
 		l.serveH2(replay)
 		return

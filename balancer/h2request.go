@@ -15,6 +15,7 @@ import (
 	"time"
 	"unsafe"
 
+	"github.com/berth-lb/berth/balancer/h2conn"
 	"github.com/berth-lb/berth/balancer/http1"
 	"github.com/berth-lb/berth/balancer/pool"
 	"github.com/berth-lb/berth/balancer/rules"
@@ -65,7 +66,7 @@ func sbytes(s string) []byte { return unsafe.Slice(unsafe.StringData(s), len(s))
 
 func (q *h2Request) serve() {
 	r, rt, start := q.r, q.rt, q.ex.start
-	if !h2Downgradable(r.Method, r.RequestURI, r.Host) {
+	if !h2conn.Downgradable(r.Method, r.RequestURI, r.Host) {
 		q.fail(400, stats.ReasonBadRequest)
 		return
 	}

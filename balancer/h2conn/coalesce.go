@@ -1,4 +1,4 @@
-package balancer
+package h2conn
 
 import (
 	"crypto/tls"
@@ -19,7 +19,7 @@ import (
 type coalescingConn struct {
 	net.Conn
 	// reads is what the server reads: the connection, or a filter of its
-	// bytes (h2Inbound).
+	// bytes (Inbound).
 	reads   io.Reader
 	mu      sync.Mutex
 	drained *sync.Cond
@@ -38,9 +38,9 @@ const maxCoalesced = 256 << 10
 // written just before) to go out to a client that does not read.
 const closeFlushTimeout = time.Second
 
-// newCoalescingConn wraps c, reading from reads, or c when reads is nil;
+// NewCoalescingConn wraps c, reading from reads, or c when reads is nil;
 // recovered reports a panic of its write-out goroutine.
-func newCoalescingConn(c net.Conn, reads io.Reader, recovered func(v any)) net.Conn {
+func NewCoalescingConn(c net.Conn, reads io.Reader, recovered func(v any)) net.Conn {
 	if reads == nil {
 		reads = c
 	}
