@@ -3,13 +3,14 @@ package balancer
 import (
 	"errors"
 	"fmt"
-	"github.com/berth-lb/berth/balancer/pool"
-	"github.com/berth-lb/berth/balancer/stats"
 	"math/rand/v2"
 	"net/http"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/berth-lb/berth/balancer/pool"
+	"github.com/berth-lb/berth/balancer/stats"
 )
 
 // weightedGroup is one group of a weighted forward with the upper bound of

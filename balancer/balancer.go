@@ -1,9 +1,18 @@
-// Package balancer is berth's data plane: listeners, rules, target groups and
-// the HTTP/1.1 proxy. The agent describes the desired routing in a Config and
-// calls Apply; the balancer compiles it into an immutable route per listener and
-// swaps it in atomically, so the request path reads routing without a lock.
-// Listeners and per-target state (in-flight counts, pooled connections,
-// counters) outlive snapshots: a change never drops a connection.
+// Package balancer is berth's data plane. The agent describes the desired
+// routing in a Config and calls Apply; the balancer compiles it into an
+// immutable route per listener and swaps it in atomically, so the request path
+// reads routing without a lock. Listeners and per-target state (balancer/pool:
+// in-flight counts, pooled connections, counters) outlive snapshots: a change
+// never drops a connection.
+//
+// This package is the kernel and the fronts: Config and its validation, Apply
+// (balancer.go), the listeners' lifecycle (listener.go), the HTTP/1.1 and
+// HTTP/2 proxy (proxy.go, exchange.go, actions.go, h2*.go) and L4 (l4.go,
+// udp.go). The rooms below it each have one job and import nothing of it:
+// pool (targets and picking), stats (shared counters), h2conn (HTTP/2
+// connection plumbing), certstore (certificates), accesslog, rules (rule
+// matching), http1 (the codec) and health (active checks); docs/architecture.md
+// has the map. Nothing here imports agent/ or cmd/.
 package balancer
 
 import (

@@ -3,7 +3,6 @@ package balancer
 import (
 	"bufio"
 	"context"
-	"github.com/berth-lb/berth/balancer/pool"
 	"io"
 	"net"
 	"net/http"
@@ -13,6 +12,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/berth-lb/berth/balancer/pool"
 )
 
 // backend is a real HTTP server on loopback that names itself in every answer.

@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"errors"
-	"github.com/berth-lb/berth/balancer/accesslog"
 	"io"
 	"net"
 	"net/http"
@@ -12,6 +11,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/berth-lb/berth/balancer/accesslog"
 )
 
 // servedHTTP sends a request on a new connection and reads its answer: the

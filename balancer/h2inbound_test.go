@@ -6,9 +6,10 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/berth-lb/berth/balancer/h2conn"
 	"golang.org/x/net/http2"
 	"golang.org/x/net/http2/hpack"
+
+	"github.com/berth-lb/berth/balancer/h2conn"
 )
 
 // TestH2InboundFollowsSplitHeaderBlocks sends header blocks split over a

@@ -9,9 +9,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/berth-lb/berth/balancer/h2conn"
 	"golang.org/x/net/http2"
 	"golang.org/x/net/http2/hpack"
+
+	"github.com/berth-lb/berth/balancer/h2conn"
 )
 
 // rawH2Conn is an HTTP/2 client (prior knowledge) that sends whatever

@@ -115,4 +115,3 @@ func TestH2DowngradeRefusesWhatHTTP1CannotCarry(t *testing.T) {
 		t.Errorf("after the attacks: %d %q, want 200 \"recorded\"", code, body)
 	}
 }
-

@@ -8,9 +8,10 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/berth-lb/berth/balancer/pool"
 	"github.com/berth-lb/berth/balancer/stats"
-	"golang.org/x/sys/unix"
 )
 
 // blackHole returns an address on ip whose SYNs the kernel drops, as a host

@@ -4,8 +4,6 @@ import (
 	"bufio"
 	"crypto/tls"
 	"encoding/json"
-	"github.com/berth-lb/berth/balancer/pool"
-	"github.com/berth-lb/berth/balancer/stats"
 	"io"
 	"math"
 	"net"
@@ -16,6 +14,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/berth-lb/berth/balancer/pool"
+	"github.com/berth-lb/berth/balancer/stats"
 )
 
 // bothProtocols runs f with an HTTP/1.1 client and with an HTTP/2 (h2c)

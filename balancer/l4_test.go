@@ -14,7 +14,6 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"errors"
-	"github.com/berth-lb/berth/balancer/stats"
 	"io"
 	"math/big"
 	"net"
@@ -27,6 +26,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/berth-lb/berth/balancer/stats"
 )
 
 // tcpServer serves every connection of a loopback listener with handle.

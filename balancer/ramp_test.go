@@ -3,13 +3,14 @@ package balancer
 import (
 	"bufio"
 	"fmt"
-	"github.com/berth-lb/berth/balancer/pool"
 	"io"
 	"net"
 	"net/http"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/berth-lb/berth/balancer/pool"
 )
 
 // shares picks n times from the group of lb's web listener and returns the

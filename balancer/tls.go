@@ -2,8 +2,9 @@ package balancer
 
 import (
 	"fmt"
-	"github.com/berth-lb/berth/balancer/certstore"
 	"slices"
+
+	"github.com/berth-lb/berth/balancer/certstore"
 )
 
 // Certificate is a PEM certificate chain and its private key, by file.

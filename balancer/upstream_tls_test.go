@@ -14,11 +14,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/berth-lb/berth/balancer/pool"
-	"github.com/berth-lb/berth/balancer/stats"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/berth-lb/berth/balancer/pool"
+	"github.com/berth-lb/berth/balancer/stats"
 )
 
 // tlsTarget is an HTTPS server on loopback that answers with its name, the

@@ -67,6 +67,7 @@ const h2FrameHeaderLen = 9
 // without indexing (RFC 7541 6.2.2), new name "Malformed", empty value.
 var h2Malformed = []byte("\x00\x09Malformed\x00")
 
+// NewInbound filters the frames read from src, the client connection.
 func NewInbound(src io.Reader) *Inbound {
 	in := &Inbound{src: src, preface: len(Preface)}
 	// The size x/net's server announces and decodes with (its default).
@@ -81,6 +82,7 @@ func NewInbound(src io.Reader) *Inbound {
 	return in
 }
 
+// Read hands x/net the client's frames, corrected.
 func (in *Inbound) Read(p []byte) (int, error) {
 	for {
 		switch {

@@ -1,11 +1,12 @@
 package pool
 
 import (
-	"github.com/berth-lb/berth/balancer/stats"
 	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/berth-lb/berth/balancer/stats"
 )
 
 // Passive health: every node watches the answers of every target it sends to.
@@ -20,8 +21,8 @@ const (
 	passiveMaxBackoff = 30 * time.Second
 )
 
-// passiveState is the passive health of one target, part of Target.
-type passiveState struct {
+// PassiveHealth is the passive health of one target, part of Target.
+type PassiveHealth struct {
 	consecutive  atomic.Int32
 	ejections    atomic.Int32 // in a row, for the back-off
 	ejectedUntil atomic.Int64 // unix nanoseconds; 0 when never ejected
@@ -35,7 +36,8 @@ type passiveState struct {
 // while it is zero, picking a target needs no clock.
 var EjectedTargets atomic.Int64
 
-func (p *passiveState) Succeeded() {
+// Succeeded forgets the failures in a row and lowers the anomaly score.
+func (p *PassiveHealth) Succeeded() {
 	for a := p.anomaly.Load(); a > 0 && !p.anomaly.CompareAndSwap(a, a-1); a = p.anomaly.Load() {
 	}
 	if p.consecutive.Load() != 0 {
@@ -47,7 +49,7 @@ func (p *passiveState) Succeeded() {
 }
 
 // Failed counts a failure and ejects the target at the threshold.
-func (p *passiveState) Failed(now time.Time) {
+func (p *PassiveHealth) Failed(now time.Time) {
 	p.RaiseAnomaly()
 	if p.consecutive.Add(1) < PassiveThreshold {
 		return
@@ -56,7 +58,7 @@ func (p *passiveState) Failed(now time.Time) {
 }
 
 // eject takes the target out of the rotation for the next back-off.
-func (p *passiveState) eject(now time.Time) {
+func (p *PassiveHealth) eject(now time.Time) {
 	p.consecutive.Store(0)
 	n := p.ejections.Add(1)
 	backoff := PassiveBackoff << min(n-1, 5)
@@ -70,7 +72,8 @@ func (p *passiveState) eject(now time.Time) {
 	p.TotalEjected.Add(1)
 }
 
-func (p *passiveState) Ejected(now int64) bool {
+// Ejected reports whether the target is out of the rotation at now (unix nanoseconds).
+func (p *PassiveHealth) Ejected(now int64) bool {
 	return p.ejectedUntil.Load() > now
 }
 
@@ -119,7 +122,7 @@ func (h *Host) targets() []*Target {
 
 // RaiseAnomaly counts a failure for anomaly mitigation: a few failures weigh
 // more than one success, so a target that fails often loses most of its share.
-func (p *passiveState) RaiseAnomaly() {
+func (p *PassiveHealth) RaiseAnomaly() {
 	for a := p.anomaly.Load(); a < AnomalyMaxScore && !p.anomaly.CompareAndSwap(a, min(a+3, AnomalyMaxScore)); a = p.anomaly.Load() {
 	}
 }

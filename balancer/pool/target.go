@@ -12,8 +12,9 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/berth-lb/berth/balancer/stats"
 	"golang.org/x/sys/unix"
+
+	"github.com/berth-lb/berth/balancer/stats"
 )
 
 // Sizes of the buffered reader and writer of every connection, on both sides.
@@ -53,7 +54,7 @@ type Target struct {
 	// target's host (TargetConfig.Suspect): it gets requests only when no
 	// other target of its group can take them. Only Apply writes it.
 	Suspect atomic.Bool
-	Passive passiveState
+	Passive PassiveHealth
 	// Host groups the targets of one address for passive health; it is set
 	// when the state is made and never changes (nor does the address).
 	Host *Host
