@@ -5,11 +5,12 @@
 // in-flight counts, pooled connections, counters) outlive snapshots: a change
 // never drops a connection.
 //
-// This package is the kernel and the fronts: Config and its validation, Apply
-// (balancer.go), the listeners' lifecycle (listener.go), the HTTP/1.1 and
-// HTTP/2 proxy (proxy.go, exchange.go, actions.go, h2*.go) and L4 (l4.go,
-// udp.go). The rooms below it each have one job and import nothing of it:
-// pool (targets and picking), stats (shared counters), h2conn (HTTP/2
+// This package is the kernel and the HTTP front: Config and its validation,
+// Apply (balancer.go), the listeners' lifecycle (listener.go), the HTTP/1.1
+// and HTTP/2 proxy (proxy.go, exchange.go, actions.go, h2*.go), and the glue
+// to the L4 front (l4front.go). The rooms below it each have one job and
+// import nothing of it: l4 (TCP, TLS, UDP), pool (targets and picking), stats
+// (shared counters), h2conn (HTTP/2
 // connection plumbing), certstore (certificates), accesslog, rules (rule
 // matching), http1 (the codec) and health (active checks); docs/architecture.md
 // has the map. Nothing here imports agent/ or cmd/.
@@ -30,6 +31,7 @@ import (
 
 	"github.com/berth-lb/berth/balancer/accesslog"
 	"github.com/berth-lb/berth/balancer/certstore"
+	"github.com/berth-lb/berth/balancer/l4"
 	"github.com/berth-lb/berth/balancer/pool"
 	"github.com/berth-lb/berth/balancer/rules"
 	"github.com/berth-lb/berth/balancer/stats"
@@ -100,6 +102,8 @@ type route struct {
 	redirectPort int
 	// maxConns bounds the open client connections (UDP: flows); 0: none.
 	maxConns int64
+	// l4 is the L4 front's view of this route on tcp, tls and udp listeners.
+	l4 *l4.Route
 }
 
 type action struct {
@@ -193,6 +197,10 @@ func (b *Balancer) Apply(cfg Config) error {
 		}
 		if s := certs[lc.Name]; s != nil {
 			rt.tls = s.ServerConfig(alpn(lc.Protocol))
+		}
+		switch lc.Protocol {
+		case ProtocolTCP, ProtocolTLS, ProtocolUDP:
+			rt.l4 = rt.l4Route(lc.Protocol)
 		}
 		routes[lc.Name] = rt
 	}
@@ -615,7 +623,7 @@ func (b *Balancer) Listeners() []ListenerStats {
 		s := ListenerStats{Name: l.name, Protocol: l.protocol, Address: l.addr().String(), ActiveConnections: l.active.Load(), TotalConnections: l.total.Load(), Errors: map[stats.ErrorReason]uint64{},
 			BytesIn: l.bytesIn.Load(), BytesOut: l.bytesOut.Load(), Refused: l.refused.Load(), Panics: l.panics.Load()}
 		if l.udp != nil {
-			s.UDPFlowsDropped = l.udp.dropped.Load()
+			s.UDPFlowsDropped = l.udp.Dropped.Load()
 		}
 		for r := stats.ErrorReason(0); r < stats.ReasonCount; r++ {
 			s.Errors[r] = l.errors[r].Load()

@@ -16,6 +16,7 @@ import (
 
 	"github.com/berth-lb/berth/balancer/h2conn"
 	"github.com/berth-lb/berth/balancer/http1"
+	"github.com/berth-lb/berth/balancer/l4"
 	"github.com/berth-lb/berth/balancer/pool"
 )
 
@@ -126,7 +127,7 @@ func (l *listener) serveHTTPS(conn net.Conn) {
 		tc.SetNoDelay(true)
 	}
 	tc := tls.Server(conn, rt.tls)
-	conn.SetDeadline(time.Now().Add(handshakeTimeout))
+	conn.SetDeadline(time.Now().Add(l4.HandshakeTimeout))
 	if err := tc.Handshake(); err != nil {
 		conn.Close()
 		return

@@ -46,7 +46,7 @@ func (q *h2Request) tryHTTP1(g *pool.Group, t *pool.Target, alternatives bool) (
 	if uc == nil {
 		var err error
 		if uc, err = pool.Dial(t, g.ConnectTimeout, alternatives); err != nil {
-			return 0, dialFailure(err), true
+			return 0, pool.DialFailure(err), true
 		}
 	}
 	finished := false

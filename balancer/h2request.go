@@ -307,7 +307,7 @@ func (q *h2Request) tryHTTP2(g *pool.Group, t *pool.Target, transport http.Round
 	if err != nil {
 		var op *net.OpError
 		if errors.As(err, &op) && op.Op == "dial" {
-			return 0, dialFailure(err), true
+			return 0, pool.DialFailure(err), true
 		}
 		if timedOut.Load() || errors.Is(err, os.ErrDeadlineExceeded) {
 			return 0, stats.ReasonResponseTimeout, false

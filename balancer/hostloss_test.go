@@ -77,7 +77,7 @@ func TestSlowConnectIsGivenUpAfterTheHostsUsualTime(t *testing.T) {
 		start := time.Now()
 		_, err := pool.Dial(lost, tc.timeout, tc.alternatives)
 		took := time.Since(start)
-		if err == nil || dialFailure(err) != stats.ReasonConnectTimeout {
+		if err == nil || pool.DialFailure(err) != stats.ReasonConnectTimeout {
 			t.Fatalf("alternatives %v: connect to a black hole: %v, want a connect timeout", tc.alternatives, err)
 		}
 		if took < tc.least || took > tc.most {

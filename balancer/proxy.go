@@ -411,7 +411,7 @@ func (c *clientConn) attempt(t *pool.Target, g *pool.Group, rt *route, alternati
 	if uc == nil {
 		var err error
 		if uc, err = pool.Dial(t, g.ConnectTimeout, alternatives); err != nil {
-			return attemptRetryable, 0, false, dialFailure(err) // nothing was sent
+			return attemptRetryable, 0, false, pool.DialFailure(err) // nothing was sent
 		}
 	}
 	t.Requests.Add(1)
@@ -428,16 +428,6 @@ func closeUnfinished(uc *pool.Conn, finished *bool) {
 	if !*finished {
 		uc.Discard()
 	}
-}
-
-// dialFailure classifies a failed connect: a timeout or an unreachable
-// host or network says the host is gone.
-func dialFailure(err error) stats.ErrorReason {
-	var ne net.Error
-	if errors.As(err, &ne) && ne.Timeout() || errors.Is(err, syscall.EHOSTUNREACH) || errors.Is(err, syscall.ENETUNREACH) {
-		return stats.ReasonConnectTimeout
-	}
-	return stats.ReasonConnectFailed
 }
 
 // brokenReason tells a connection the target's host stopped acknowledging

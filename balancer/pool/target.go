@@ -394,3 +394,13 @@ func Dialer(timeout time.Duration) net.Dialer {
 		},
 	}
 }
+
+// DialFailure classifies a failed connect: a timeout or an unreachable
+// host or network says the host is gone.
+func DialFailure(err error) stats.ErrorReason {
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() || errors.Is(err, syscall.EHOSTUNREACH) || errors.Is(err, syscall.ENETUNREACH) {
+		return stats.ReasonConnectTimeout
+	}
+	return stats.ReasonConnectFailed
+}
