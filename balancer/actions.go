@@ -8,13 +8,16 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/berth-lb/berth/balancer/pool"
+	"github.com/berth-lb/berth/balancer/stats"
 )
 
 // weightedGroup is one group of a weighted forward with the upper bound of
 // its share in [0, total).
 type weightedGroup struct {
-	group *group
-	stats *routeStats
+	group *pool.Group
+	stats *stats.Route
 	upTo  int
 	// token names the group in the BERTHTG cookie.
 	token string
@@ -27,16 +30,16 @@ const StickyCookieGroup = "BERTHTG"
 // the counters of that choice, and records in ex the group and, with group
 // stickiness, its cookie. groupToken is the request's BERTHTG cookie, read
 // by the caller only when the action has group stickiness.
-func (a *action) chooseGroup(ex *exchange, groupToken []byte) (*group, *routeStats) {
+func (a *action) chooseGroup(ex *exchange, groupToken []byte) (*pool.Group, *stats.Route) {
 	if len(a.weighted) == 0 {
-		ex.group = a.group.name
+		ex.group = a.group.Name
 		return a.group, a.stats
 	}
 	wg := a.pickWeighted(groupToken)
 	if a.groupStickiness > 0 {
 		ex.groupToken, ex.groupStickiness = wg.token, a.groupStickiness
 	}
-	ex.group = wg.group.name
+	ex.group = wg.group.Name
 	return wg.group, wg.stats
 }
 
@@ -60,7 +63,7 @@ func (a *action) pickWeighted(groupToken []byte) *weightedGroup {
 	return &a.weighted[len(a.weighted)-1]
 }
 
-func (b *Balancer) compileWeighted(listener string, wf []WeightedGroup, stickiness time.Duration, groups map[string]*group) (action, error) {
+func (b *Balancer) compileWeighted(listener string, wf []WeightedGroup, stickiness time.Duration, groups map[string]*pool.Group) (action, error) {
 	if len(wf) > MaxForwardGroups {
 		return action{}, fmt.Errorf("forwards to %d groups: at most %d", len(wf), MaxForwardGroups)
 	}
@@ -255,18 +258,6 @@ func checkFixed(f *FixedResponse) error {
 	return nil
 }
 
-// stickiness is a group's compiled stickiness policy.
-type stickiness struct {
-	appCookie string // the application's cookie, for app_cookie
-	cookie    string // BERTHLB or BERTHAPP
-	duration  time.Duration
-	// targets maps a cookie's token to the group's serving and draining
-	// targets; a draining one keeps its sticky clients until the agent
-	// removes it at the end of its deregistration delay.
-	targets map[string]*targetState
-	tokens  map[*targetState]string
-}
-
 // Names of the balancer's stickiness cookies.
 const (
 	StickyCookieLB  = "BERTHLB"
@@ -279,29 +270,29 @@ const DefaultStickinessDuration = 24 * time.Hour
 // stickyToken is the opaque cookie value for a target: the same on every
 // node for the same target ID, so a fleet agrees on it.
 func stickyToken(id string) string {
-	return strconv.FormatUint(hashBytes([]byte("berth-sticky:"+id)), 36)
+	return strconv.FormatUint(pool.HashBytes([]byte("berth-sticky:"+id)), 36)
 }
 
-func (b *Balancer) compileStickiness(gc GroupConfig) (*stickiness, error) {
+func (b *Balancer) compileStickiness(gc GroupConfig) (*pool.Stickiness, error) {
 	sc := gc.Stickiness
 	if sc == nil {
 		return nil, nil
 	}
-	s := &stickiness{duration: sc.Duration, targets: map[string]*targetState{}, tokens: map[*targetState]string{}}
-	if s.duration == 0 {
-		s.duration = DefaultStickinessDuration
+	s := &pool.Stickiness{Duration: sc.Duration, Targets: map[string]*pool.Target{}, Tokens: map[*pool.Target]string{}}
+	if s.Duration == 0 {
+		s.Duration = DefaultStickinessDuration
 	}
-	if s.duration < time.Second || s.duration > 7*24*time.Hour {
+	if s.Duration < time.Second || s.Duration > 7*24*time.Hour {
 		return nil, fmt.Errorf("balancer: group %s: stickiness duration %s: use 1s..7d", gc.Name, sc.Duration)
 	}
 	switch sc.Type {
 	case StickinessLBCookie:
-		s.cookie = StickyCookieLB
+		s.Cookie = StickyCookieLB
 	case StickinessAppCookie:
 		if sc.Cookie == "" || strings.ContainsAny(sc.Cookie, "=; ,\t") || strings.HasPrefix(sc.Cookie, "BERTH") || strings.HasPrefix(sc.Cookie, "AWSALB") {
 			return nil, fmt.Errorf("balancer: group %s: app_cookie stickiness needs the application's cookie name (not BERTH* or AWSALB*), got %q", gc.Name, sc.Cookie)
 		}
-		s.cookie, s.appCookie = StickyCookieApp, sc.Cookie
+		s.Cookie, s.AppCookie = StickyCookieApp, sc.Cookie
 	default:
 		return nil, fmt.Errorf("balancer: group %s: stickiness type %q: use %s or %s", gc.Name, sc.Type, StickinessLBCookie, StickinessAppCookie)
 	}
@@ -311,7 +302,7 @@ func (b *Balancer) compileStickiness(gc GroupConfig) (*stickiness, error) {
 		}
 		t := b.targetState(tc)
 		tok := stickyToken(tc.ID)
-		s.targets[tok], s.tokens[t] = t, tok
+		s.Targets[tok], s.Tokens[t] = t, tok
 	}
 	return s, nil
 }

@@ -41,7 +41,12 @@ func (s streamBackstop) recoverStream() {
 		return
 	}
 	if v != http.ErrAbortHandler {
-		backstop.Report(s.l.b.log, &s.l.panics, v, "listener", s.l.name)
+		s.l.reportPanic(v)
 	}
 	panic(http.ErrAbortHandler) // the server resets the stream, and logs nothing more
+}
+
+// reportPanic logs and counts a panic recovered in one of l's connections.
+func (l *listener) reportPanic(v any) {
+	backstop.Report(l.b.log, &l.panics, v, "listener", l.name)
 }

@@ -1,9 +1,19 @@
-// Package balancer is berth's data plane: listeners, rules, target groups and
-// the HTTP/1.1 proxy. The agent describes the desired routing in a Config and
-// calls Apply; the balancer compiles it into an immutable route per listener and
-// swaps it in atomically, so the request path reads routing without a lock.
-// Listeners and per-target state (in-flight counts, pooled connections,
-// counters) outlive snapshots: a change never drops a connection.
+// Package balancer is berth's data plane. The agent describes the desired
+// routing in a Config and calls Apply; the balancer compiles it into an
+// immutable route per listener and swaps it in atomically, so the request path
+// reads routing without a lock. Listeners and per-target state (balancer/pool:
+// in-flight counts, pooled connections, counters) outlive snapshots: a change
+// never drops a connection.
+//
+// This package is the kernel and the HTTP front: Config and its validation,
+// Apply (balancer.go), the listeners' lifecycle (listener.go), the HTTP/1.1
+// and HTTP/2 proxy (proxy.go, exchange.go, actions.go, h2*.go), and the glue
+// to the L4 front (l4front.go). The rooms below it each have one job and
+// import nothing of it: l4 (TCP, TLS, UDP), pool (targets and picking), stats
+// (shared counters), h2conn (HTTP/2
+// connection plumbing), certstore (certificates), accesslog, rules (rule
+// matching), http1 (the codec) and health (active checks); docs/architecture.md
+// has the map. Nothing here imports agent/ or cmd/.
 package balancer
 
 import (
@@ -12,16 +22,19 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"net"
-	"slices"
 	"sort"
 	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/berth-lb/berth/balancer/accesslog"
+	"github.com/berth-lb/berth/balancer/certstore"
+	"github.com/berth-lb/berth/balancer/l4"
+	"github.com/berth-lb/berth/balancer/pool"
 	"github.com/berth-lb/berth/balancer/rules"
+	"github.com/berth-lb/berth/balancer/stats"
 )
 
 // Defaults for zero durations in a Config.
@@ -37,9 +50,9 @@ type Balancer struct {
 
 	mu        sync.Mutex // held by writers: Apply and Shutdown
 	listeners map[string]*listener
-	targets   map[string]*targetState
-	hosts     map[string]*hostHealth // by the host part of target addresses
-	stats     map[[2]string]*routeStats
+	targets   map[string]*pool.Target
+	hosts     map[string]*pool.Host // by the host part of target addresses
+	stats     map[[2]string]*stats.Route
 	// tlsTargets holds the IDs of the targets that Apply's config speaks TLS to.
 	tlsTargets map[string]bool
 	closed     bool
@@ -48,11 +61,11 @@ type Balancer struct {
 
 	shuttingDown atomic.Bool
 	// access is the access log; nil when off.
-	access atomic.Pointer[accessLogger]
+	access atomic.Pointer[accesslog.Logger]
 	// accessDropped counts access-log lines dropped on a full queue.
 	accessDropped atomic.Uint64
 	// certs are the certificate stores of terminating listeners, by listener name.
-	certs map[string]*certStore
+	certs map[string]*certstore.Store
 	// upstreams are the HTTP/2 path's transports to targets.
 	upstreams upstreamTransports
 }
@@ -65,10 +78,10 @@ func New(log *slog.Logger) *Balancer {
 	return &Balancer{
 		log:       log,
 		listeners: map[string]*listener{},
-		targets:   map[string]*targetState{},
-		hosts:     map[string]*hostHealth{},
-		stats:     map[[2]string]*routeStats{},
-		certs:     map[string]*certStore{},
+		targets:   map[string]*pool.Target{},
+		hosts:     map[string]*pool.Host{},
+		stats:     map[[2]string]*stats.Route{},
+		certs:     map[string]*certstore.Store{},
 	}
 }
 
@@ -89,10 +102,12 @@ type route struct {
 	redirectPort int
 	// maxConns bounds the open client connections (UDP: flows); 0: none.
 	maxConns int64
+	// l4 is the L4 front's view of this route on tcp, tls and udp listeners.
+	l4 *l4.Route
 }
 
 type action struct {
-	group *group // forward
+	group *pool.Group // forward
 	// weighted, when set, splits requests among groups by weight
 	// (group and stats are its first group's).
 	weighted    []weightedGroup
@@ -100,131 +115,12 @@ type action struct {
 	// groupStickiness keeps a client on its weighted group by BERTHTG; 0: off.
 	groupStickiness time.Duration
 	redirect        *redirectAction
-	fixed           []byte      // or a complete pre-rendered response
-	fixedPage       page        // and its body, for HTTP/2
-	stats           *routeStats // counters of this listener and group
-	code            int         // status of the fixed response
+	fixed           []byte       // or a complete pre-rendered response
+	fixedPage       page         // and its body, for HTTP/2
+	stats           *stats.Route // counters of this listener and group
+	code            int          // status of the fixed response
 	// priority is the rule's, for the access log; 0 for the default action.
 	priority int
-}
-
-// group is the immutable view of a target group in one snapshot.
-type group struct {
-	name      string
-	algorithm string
-	// serving is the rotation: every serving target as often as its weight,
-	// spread out evenly.
-	serving []*targetState
-	// distinct holds every serving target once, for least outstanding requests.
-	distinct        []*targetState
-	connectTimeout  time.Duration
-	responseTimeout time.Duration
-	proxyProtocol   bool
-	// sticky keeps clients on a target by a cookie; nil: no stickiness.
-	sticky *stickiness
-	// slowStart ramps a target's share of new requests up over this window
-	// after it starts serving; 0 gives full share at once.
-	slowStart time.Duration
-	// anomalyMitigation makes weighted_random pick targets with recent
-	// failures less often (with at least anomalyMinTargets targets).
-	anomalyMitigation bool
-	// targetTLS makes the HTTP listeners speak TLS to the group's targets.
-	targetTLS bool
-	// suspects is true when a serving target is suspect: picks then look
-	// past it.
-	suspects bool
-	// next is the round-robin cursor. It belongs to this snapshot's group and
-	// restarts with a new snapshot, which only shifts where the rotation begins.
-	next atomic.Uint64
-}
-
-// pick returns a serving target by the group's algorithm; sourceHash is the
-// hash of the client's IP address, for source_hash. It avoids the targets a
-// request already failed on and those passive health ejected, as long as
-// another target serves; nil when none serves.
-func (g *group) pick(tried []*targetState, sourceHash uint64) *targetState {
-	n := uint64(len(g.serving))
-	if n == 0 {
-		return nil
-	}
-	var t *targetState
-	switch g.algorithm {
-	case AlgorithmLeastOutstanding:
-		t = g.leastOutstanding(tried)
-	case AlgorithmWeightedRandom:
-		t = g.serving[rand.Uint64N(n)]
-		if g.anomalyMitigation || g.slowStart > 0 {
-			t = g.damp(t, func() *targetState { return g.serving[rand.Uint64N(n)] })
-		}
-	case AlgorithmSourceHash:
-		t = g.serving[sourceHash%n]
-	default:
-		t = g.serving[g.next.Add(1)%n]
-		if g.slowStart > 0 {
-			t = g.damp(t, func() *targetState { return g.serving[g.next.Add(1)%n] })
-		}
-	}
-	if len(tried) == 0 && ejectedTargets.Load() == 0 && !g.suspects {
-		return t // the fast path: nothing to avoid
-	}
-	return g.avoid(t, tried)
-}
-
-// hasAlternative reports whether a request that tried the targets in tried
-// (the current one included) could still go to another one.
-func (g *group) hasAlternative(tried []*targetState) bool {
-	return len(tried) < maxAttempts && len(g.distinct) > len(tried)
-}
-
-// avoid walks the rotation from t to the first target that was not tried and
-// is neither ejected nor suspect; failing that, to one not tried; failing
-// that, keeps t (fail open: a group never refuses because its targets look
-// unwell).
-func (g *group) avoid(t *targetState, tried []*targetState) *targetState {
-	now := time.Now().UnixNano()
-	if !slices.Contains(tried, t) && t.healthy(now) {
-		return t
-	}
-	n := uint64(len(g.serving))
-	start := g.next.Add(1)
-	var untried *targetState
-	for i := range n {
-		c := g.serving[(start+i)%n]
-		if slices.Contains(tried, c) {
-			continue
-		}
-		if c.healthy(now) {
-			return c
-		}
-		if untried == nil {
-			untried = c
-		}
-	}
-	if untried != nil {
-		return untried
-	}
-	return t
-}
-
-// leastOutstanding scans the targets from a rotating start, so ties spread.
-func (g *group) leastOutstanding(tried []*targetState) *targetState {
-	n := uint64(len(g.distinct))
-	start := g.next.Add(1)
-	var best *targetState
-	var bestLoad int64
-	for i := range n {
-		t := g.distinct[(start+i)%n]
-		if slices.Contains(tried, t) {
-			continue
-		}
-		if load := t.inFlight.Load(); best == nil || load < bestLoad {
-			best, bestLoad = t, load
-		}
-	}
-	if best == nil {
-		return g.distinct[start%n]
-	}
-	return best
 }
 
 // Apply validates cfg, opens listeners it adds, closes those it drops, and
@@ -249,42 +145,42 @@ func (b *Balancer) Apply(cfg Config) error {
 			}
 		}
 	}
-	groups := make(map[string]*group, len(cfg.Groups))
+	groups := make(map[string]*pool.Group, len(cfg.Groups))
 	seenTargets := make(map[string]bool)
-	suspects := make(map[*targetState]bool)
+	suspects := make(map[*pool.Target]bool)
 	for _, gc := range cfg.Groups {
-		g := &group{
-			name:              gc.Name,
-			algorithm:         gc.Algorithm,
-			connectTimeout:    orDefault(gc.ConnectTimeout, DefaultConnectTimeout),
-			responseTimeout:   orDefault(gc.ResponseTimeout, DefaultResponseTimeout),
-			proxyProtocol:     gc.ProxyProtocol,
-			slowStart:         gc.SlowStart,
-			anomalyMitigation: gc.AnomalyMitigation,
-			targetTLS:         gc.Protocol == ProtocolHTTPS,
+		g := &pool.Group{
+			Name:              gc.Name,
+			Algorithm:         gc.Algorithm,
+			ConnectTimeout:    orDefault(gc.ConnectTimeout, DefaultConnectTimeout),
+			ResponseTimeout:   orDefault(gc.ResponseTimeout, DefaultResponseTimeout),
+			ProxyProtocol:     gc.ProxyProtocol,
+			SlowStart:         gc.SlowStart,
+			AnomalyMitigation: gc.AnomalyMitigation,
+			TargetTLS:         gc.Protocol == ProtocolHTTPS,
 		}
-		var weighted []weightedTarget
+		var weighted []pool.WeightedTarget
 		warm := false // a target of the group served before this change
 		for _, tc := range gc.Targets {
 			ts := b.targetState(tc)
 			seenTargets[tc.ID] = true
 			suspects[ts] = suspects[ts] || tc.Suspect
 			if tc.Serving {
-				weighted = append(weighted, weightedTarget{ts, max(tc.Weight, 1)})
-				warm = warm || ts.serving.Load()
-				g.suspects = g.suspects || tc.Suspect
+				weighted = append(weighted, pool.WeightedTarget{T: ts, Weight: max(tc.Weight, 1)})
+				warm = warm || ts.Serving.Load()
+				g.Suspects = g.Suspects || tc.Suspect
 			}
 		}
-		markJoined(weighted, warm)
-		g.serving = interleave(weighted)
+		pool.MarkJoined(weighted, warm)
+		g.Serving = pool.Interleave(weighted)
 		for _, w := range weighted {
-			g.distinct = append(g.distinct, w.t)
+			g.Distinct = append(g.Distinct, w.T)
 		}
 		sticky, err := b.compileStickiness(gc)
 		if err != nil {
 			return err
 		}
-		g.sticky = sticky
+		g.Sticky = sticky
 		groups[gc.Name] = g
 	}
 
@@ -300,7 +196,11 @@ func (b *Balancer) Apply(cfg Config) error {
 			return err
 		}
 		if s := certs[lc.Name]; s != nil {
-			rt.tls = s.serverTLSConfig(alpn(lc.Protocol))
+			rt.tls = s.ServerConfig(alpn(lc.Protocol))
+		}
+		switch lc.Protocol {
+		case ProtocolTCP, ProtocolTLS, ProtocolUDP:
+			rt.l4 = rt.l4Route(lc.Protocol)
 		}
 		routes[lc.Name] = rt
 	}
@@ -308,21 +208,21 @@ func (b *Balancer) Apply(cfg Config) error {
 	access := b.access.Load()
 	if cfg.AccessLog != b.accessDest {
 		var err error
-		if access, err = openAccessLog(cfg.AccessLog, &b.accessDropped); err != nil {
+		if access, err = accesslog.Open(cfg.AccessLog, &b.accessDropped); err != nil {
 			return err
 		}
 	}
 	opened, err := b.openListeners(cfg.Listeners)
 	if err != nil {
 		if access != b.access.Load() && access != nil {
-			access.close()
+			access.Close()
 		}
 		b.dropNewCertStores(certs)
 		return err
 	}
 	b.swapCertStores(certs)
 	if old := b.access.Swap(access); old != access && old != nil {
-		old.close()
+		old.Close()
 	}
 	b.accessDest = cfg.AccessLog
 	for _, lc := range cfg.Listeners {
@@ -340,24 +240,24 @@ func (b *Balancer) Apply(cfg Config) error {
 
 	// A target is serving when any group lists it as serving; the flag decides
 	// whether its pooled connections may be reused.
-	servingIDs := make(map[*targetState]bool)
+	servingIDs := make(map[*pool.Target]bool)
 	for _, g := range groups {
-		for _, t := range g.serving {
+		for _, t := range g.Serving {
 			servingIDs[t] = true
 		}
 	}
 	for id, t := range b.targets {
 		serving := servingIDs[t]
-		was := t.serving.Swap(serving)
+		was := t.Serving.Swap(serving)
 		if was && !serving {
-			t.closeIdle()
+			t.CloseIdle()
 		}
-		if suspect := suspects[t]; t.suspect.Swap(suspect) != suspect && suspect {
-			t.abandon() // its host stopped answering the fleet: so did its connections
+		if suspect := suspects[t]; t.Suspect.Swap(suspect) != suspect && suspect {
+			t.Abandon() // its host stopped answering the fleet: so did its connections
 		}
 
 		if !seenTargets[id] {
-			t.closeIdle()
+			t.CloseIdle()
 			delete(b.targets, id)
 		}
 	}
@@ -367,53 +267,53 @@ func (b *Balancer) Apply(cfg Config) error {
 
 // groupByHost rebuilds the list of targets of each host, for passive health.
 func (b *Balancer) groupByHost() {
-	members := map[*hostHealth][]*targetState{}
+	members := map[*pool.Host][]*pool.Target{}
 	for _, t := range b.targets {
-		members[t.host] = append(members[t.host], t)
+		members[t.Host] = append(members[t.Host], t)
 	}
 	for host, h := range b.hosts {
-		h.mu.Lock()
-		h.members = members[h]
-		h.mu.Unlock()
+		h.Mu.Lock()
+		h.Members = members[h]
+		h.Mu.Unlock()
 		if members[h] == nil {
 			delete(b.hosts, host)
 		}
 	}
 }
 
-// targetState returns the state of a target, creating it on first sight. A
+// pool.Target returns the state of a target, creating it on first sight. A
 // known ID whose address or protocol changed gets a fresh state: its pool is
 // useless.
-func (b *Balancer) targetState(tc TargetConfig) *targetState {
+func (b *Balancer) targetState(tc TargetConfig) *pool.Target {
 	tls := b.tlsTargets[tc.ID]
-	if t, ok := b.targets[tc.ID]; ok && t.address == tc.Address && t.tls == tls {
+	if t, ok := b.targets[tc.ID]; ok && t.Address == tc.Address && t.TLS == tls {
 		return t
 	} else if ok {
-		t.serving.Store(false)
-		t.closeIdle()
+		t.Serving.Store(false)
+		t.CloseIdle()
 	}
 	host, _, _ := net.SplitHostPort(tc.Address)
 	h, ok := b.hosts[host]
 	if !ok {
-		h = &hostHealth{}
+		h = &pool.Host{}
 		b.hosts[host] = h
 	}
-	t := &targetState{id: tc.ID, address: tc.Address, tls: tls, host: h}
+	t := &pool.Target{ID: tc.ID, Address: tc.Address, TLS: tls, Host: h}
 	b.targets[tc.ID] = t
 	return t
 }
 
-func (b *Balancer) routeStats(listener, group string) *routeStats {
+func (b *Balancer) routeStats(listener, group string) *stats.Route {
 	key := [2]string{listener, group}
 	s, ok := b.stats[key]
 	if !ok {
-		s = newRouteStats(listener, group)
+		s = stats.NewRoute(listener, group)
 		b.stats[key] = s
 	}
 	return s
 }
 
-func (b *Balancer) compileRoute(lc ListenerConfig, groups map[string]*group) (*route, error) {
+func (b *Balancer) compileRoute(lc ListenerConfig, groups map[string]*pool.Group) (*route, error) {
 	idle := DefaultIdleTimeout
 	switch lc.Protocol {
 	case ProtocolTCP, ProtocolTLS:
@@ -448,7 +348,7 @@ func (b *Balancer) compileRoute(lc ListenerConfig, groups map[string]*group) (*r
 	return rt, nil
 }
 
-func (b *Balancer) compileAction(listener, scheme string, a Action, groups map[string]*group) (action, error) {
+func (b *Balancer) compileAction(listener, scheme string, a Action, groups map[string]*pool.Group) (action, error) {
 	set := 0
 	for _, on := range []bool{a.Forward != "", len(a.WeightedForward) > 0, a.Redirect != nil, a.Fixed != nil} {
 		if on {
@@ -526,6 +426,24 @@ func validate(cfg Config) error {
 	return errors.Join(errs...)
 }
 
+// validateRamp checks slow start and anomaly mitigation against the group's
+// algorithm.
+func validateRamp(g GroupConfig) []error {
+	var errs []error
+	if g.SlowStart != 0 {
+		if g.SlowStart < MinSlowStart || g.SlowStart > MaxSlowStart {
+			errs = append(errs, fmt.Errorf("balancer: group %s: slow start %s: use %s..%s, or 0 for none", g.Name, g.SlowStart, MinSlowStart, MaxSlowStart))
+		}
+		if g.Algorithm == AlgorithmLeastOutstanding || g.Algorithm == AlgorithmSourceHash {
+			errs = append(errs, fmt.Errorf("balancer: group %s: slow start does not work with %s: use %s or %s", g.Name, g.Algorithm, AlgorithmRoundRobin, AlgorithmWeightedRandom))
+		}
+	}
+	if g.AnomalyMitigation && g.Algorithm != AlgorithmWeightedRandom {
+		errs = append(errs, fmt.Errorf("balancer: group %s: anomaly mitigation needs algorithm %s", g.Name, AlgorithmWeightedRandom))
+	}
+	return errs
+}
+
 // validateL4 checks what the L4 protocols allow: they forward only, and only
 // TLS listeners have rules (by SNI) and certificates.
 func validateL4(l ListenerConfig) []error {
@@ -573,16 +491,6 @@ func validateL4(l ListenerConfig) []error {
 		fail("the default action of a %s listener forwards only", l.Protocol)
 	}
 	return errs
-}
-
-// hashBytes is FNV-1a, for source_hash.
-func hashBytes(b []byte) uint64 {
-	h := uint64(14695981039346656037)
-	for _, c := range b {
-		h ^= uint64(c)
-		h *= 1099511628211
-	}
-	return h
 }
 
 func orDefault(d, def time.Duration) time.Duration {
@@ -647,9 +555,9 @@ func (b *Balancer) Targets() []TargetStats {
 	out := make([]TargetStats, 0, len(b.targets))
 	now := time.Now().UnixNano()
 	for _, t := range b.targets {
-		out = append(out, TargetStats{ID: t.id, InFlight: t.inFlight.Load(), Requests: t.requests.Load(), Failures: t.failures.Load(),
-			Ejected: t.passive.ejected(now), Ejections: t.passive.totalEjected.Load(), Latency: t.latency.copy(),
-			ActiveConnections: t.streamsActive.Load(), Connections: t.streamsTotal.Load(), BytesIn: t.bytesIn.Load(), BytesOut: t.bytesOut.Load()})
+		out = append(out, TargetStats{ID: t.ID, InFlight: t.InFlight.Load(), Requests: t.Requests.Load(), Failures: t.Failures.Load(),
+			Ejected: t.Passive.Ejected(now), Ejections: t.Passive.TotalEjected.Load(), Latency: t.Latency.Copy(),
+			ActiveConnections: t.StreamsActive.Load(), Connections: t.StreamsTotal.Load(), BytesIn: t.BytesIn.Load(), BytesOut: t.BytesOut.Load()})
 	}
 	b.mu.Unlock()
 	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
@@ -661,17 +569,17 @@ func (b *Balancer) InFlight(id string) int64 {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if t, ok := b.targets[id]; ok {
-		return t.inFlight.Load()
+		return t.InFlight.Load()
 	}
 	return 0
 }
 
 // Routes returns the request counters of every listener and group pair.
-func (b *Balancer) Routes() []RouteStats {
+func (b *Balancer) Routes() []stats.RouteStats {
 	b.mu.Lock()
-	out := make([]RouteStats, 0, len(b.stats))
+	out := make([]stats.RouteStats, 0, len(b.stats))
 	for _, s := range b.stats {
-		out = append(out, s.copy())
+		out = append(out, s.Copy())
 	}
 	b.mu.Unlock()
 	sort.Slice(out, func(i, j int) bool {
@@ -695,7 +603,7 @@ type ListenerStats struct {
 	// Errors counts the balancer's own answers by reason; on L4 listeners,
 	// connections closed because no target could take them (no_target,
 	// connect_failed, connect_timeout).
-	Errors map[ErrorReason]uint64
+	Errors map[stats.ErrorReason]uint64
 	// BytesIn and BytesOut count L4 bytes from and to clients.
 	BytesIn, BytesOut uint64
 	// UDPFlowsDropped counts datagrams that would have opened a flow beyond
@@ -712,12 +620,12 @@ func (b *Balancer) Listeners() []ListenerStats {
 	b.mu.Lock()
 	out := make([]ListenerStats, 0, len(b.listeners))
 	for _, l := range b.listeners {
-		s := ListenerStats{Name: l.name, Protocol: l.protocol, Address: l.addr().String(), ActiveConnections: l.active.Load(), TotalConnections: l.total.Load(), Errors: map[ErrorReason]uint64{},
+		s := ListenerStats{Name: l.name, Protocol: l.protocol, Address: l.addr().String(), ActiveConnections: l.active.Load(), TotalConnections: l.total.Load(), Errors: map[stats.ErrorReason]uint64{},
 			BytesIn: l.bytesIn.Load(), BytesOut: l.bytesOut.Load(), Refused: l.refused.Load(), Panics: l.panics.Load()}
 		if l.udp != nil {
-			s.UDPFlowsDropped = l.udp.dropped.Load()
+			s.UDPFlowsDropped = l.udp.Dropped.Load()
 		}
-		for r := ErrorReason(0); r < reasonCount; r++ {
+		for r := stats.ErrorReason(0); r < stats.ReasonCount; r++ {
 			s.Errors[r] = l.errors[r].Load()
 		}
 		out = append(out, s)
@@ -726,6 +634,17 @@ func (b *Balancer) Listeners() []ListenerStats {
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	return out
 }
+
+// accessLog writes r to the current access log, if any.
+func (b *Balancer) accessLog(r *accesslog.Record) {
+	if a := b.access.Load(); a != nil {
+		a.Write(r)
+	}
+}
+
+// AccessLogDropped returns how many access-log lines were dropped because
+// the log's queue was full: its destination took them slower than they came.
+func (b *Balancer) AccessLogDropped() uint64 { return b.accessDropped.Load() }
 
 // Shutdown stops accepting, lets requests in flight finish and closes idle
 // client connections; when ctx ends first, it closes the rest and returns
@@ -763,12 +682,12 @@ func (b *Balancer) Shutdown(ctx context.Context) error {
 	}
 	b.mu.Lock()
 	for _, t := range b.targets {
-		t.serving.Store(false)
-		t.closeIdle()
+		t.Serving.Store(false)
+		t.CloseIdle()
 	}
 	b.mu.Unlock()
 	if a := b.access.Swap(nil); a != nil {
-		a.close()
+		a.Close()
 	}
 	return nil
 }
@@ -785,7 +704,7 @@ func (b *Balancer) Terminate(targetID string) int {
 	if !ok {
 		return 0
 	}
-	return t.terminate()
+	return t.Terminate()
 }
 
 func portOf(addr net.Addr) string {

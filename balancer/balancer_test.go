@@ -12,6 +12,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/berth-lb/berth/balancer/pool"
 )
 
 // backend is a real HTTP server on loopback that names itself in every answer.
@@ -602,15 +604,15 @@ func TestPassiveHealthEjectsAndReturns(t *testing.T) {
 			fives++
 		}
 	}
-	if fives != passiveThreshold {
-		t.Fatalf("%d answers of 503 before the sick target left the rotation, want %d", fives, passiveThreshold)
+	if fives != pool.PassiveThreshold {
+		t.Fatalf("%d answers of 503 before the sick target left the rotation, want %d", fives, pool.PassiveThreshold)
 	}
 	stats := lb.Targets()
 	if !stats[0].Ejected || stats[0].ID != "sick" || stats[0].Ejections != 1 {
 		t.Fatalf("target stats: %+v", stats)
 	}
 	failing.Store(false)
-	waitUntil := time.Now().Add(3 * passiveBackoff)
+	waitUntil := time.Now().Add(3 * pool.PassiveBackoff)
 	for {
 		if _, body, _ := get(t, http.DefaultClient, url); body == "sick" {
 			break // back in the rotation after its back-off
@@ -649,7 +651,7 @@ func TestStalePooledConnectionIsNotUsedForAPost(t *testing.T) {
 		t.Fatalf("first POST: %d", code)
 	}
 	be.CloseClientConnections() // the target closes the pooled connection while it idles
-	time.Sleep(livenessCheckAfter + 100*time.Millisecond)
+	time.Sleep(pool.LivenessCheckAfter + 100*time.Millisecond)
 	if code := post(); code != 200 {
 		t.Fatalf("a POST went into a connection the target had closed: %d", code)
 	}

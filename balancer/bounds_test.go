@@ -11,6 +11,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/berth-lb/berth/balancer/accesslog"
 )
 
 // servedHTTP sends a request on a new connection and reads its answer: the
@@ -139,7 +141,7 @@ func TestAccessLogNeverBlocksRequests(t *testing.T) {
 	bothProtocols(t, func(t *testing.T, client *http.Client, proto string) {
 		lb := start(t, webConfig(serving("a", namedRawBackend(t, "ok"))))
 		w := &stuckWriter{entered: make(chan struct{}), release: make(chan struct{})}
-		lb.access.Store(newAccessLogger(w, nil, 4<<10, &lb.accessDropped))
+		lb.access.Store(accesslog.New(w, nil, 4<<10, &lb.accessDropped))
 		url := "http://" + lb.Addr("web") + "/"
 		// Fill half the queue: the writer takes the lines and stays stuck.
 		sent := 0

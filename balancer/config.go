@@ -1,6 +1,12 @@
 package balancer
 
-import "time"
+import (
+	"time"
+
+	"github.com/berth-lb/berth/balancer/accesslog"
+	"github.com/berth-lb/berth/balancer/pool"
+	"github.com/berth-lb/berth/balancer/stats"
+)
 
 // Config is the complete desired routing state. The agent builds one from the
 // config file, the labels and the discovered targets and hands it to Apply; the
@@ -16,8 +22,8 @@ type Config struct {
 
 // Access log destinations besides a file path.
 const (
-	AccessLogStdout = "stdout"
-	AccessLogOff    = "off"
+	AccessLogStdout = accesslog.Stdout
+	AccessLogOff    = accesslog.Off
 )
 
 // ListenerConfig is one port the balancer accepts connections on.
@@ -86,12 +92,6 @@ const (
 	ProtocolHTTPS = "https"
 	ProtocolUDP   = "udp"
 )
-
-// Certificate is a PEM certificate chain and its private key, by file.
-type Certificate struct {
-	CertFile string
-	KeyFile  string
-}
 
 // Rule matches requests and applies an action. Values within Hosts are OR'd, as
 // are values within Paths; Hosts and Paths are AND'd. An empty list matches all.
@@ -222,19 +222,25 @@ const (
 	StickinessAppCookie = "app_cookie"
 )
 
-// The algorithms a group can use, with ALB's names.
+// The algorithms a group can use, with ALB's names (balancer/pool picks by them).
 const (
 	// AlgorithmRoundRobin takes the serving targets in turn, each as often as its weight.
-	AlgorithmRoundRobin = "round_robin"
+	AlgorithmRoundRobin = pool.AlgorithmRoundRobin
 	// AlgorithmLeastOutstanding takes the target with the fewest requests in
 	// flight from this node; ties go round robin.
-	AlgorithmLeastOutstanding = "least_outstanding_requests"
+	AlgorithmLeastOutstanding = pool.AlgorithmLeastOutstanding
 	// AlgorithmWeightedRandom takes a target at random, in proportion to its weight.
-	AlgorithmWeightedRandom = "weighted_random"
+	AlgorithmWeightedRandom = pool.AlgorithmWeightedRandom
 	// AlgorithmSourceHash takes the target of a hash of the client's IP
 	// address, so one client keeps reaching one target while the serving
 	// targets stay the same (NLB's source_ip stickiness).
-	AlgorithmSourceHash = "source_hash"
+	AlgorithmSourceHash = pool.AlgorithmSourceHash
+)
+
+// Slow start limits, as on ALB.
+const (
+	MinSlowStart = pool.MinSlowStart
+	MaxSlowStart = pool.MaxSlowStart
 )
 
 // TargetConfig is one target of a group.
@@ -271,7 +277,7 @@ type TargetStats struct {
 	Ejections uint64
 	// Latency is the HTTP tries' durations, from the pick (the connect
 	// included) to the end of the answer.
-	Latency Histogram
+	Latency stats.Histogram
 	// Open L4 connections (TCP, TLS) and UDP flows to the target now, those
 	// opened since start, and their bytes from clients (In) and to them (Out).
 	ActiveConnections int64

@@ -10,6 +10,8 @@ import (
 	"unicode/utf8"
 
 	"github.com/berth-lb/berth/balancer/http1"
+	"github.com/berth-lb/berth/balancer/pool"
+	"github.com/berth-lb/berth/balancer/stats"
 )
 
 // exchange is what happened to one request, kept on its client connection
@@ -19,13 +21,13 @@ type exchange struct {
 	start, sentToTarget, headReceived time.Time
 	status, targetStatus, priority    int
 	group                             string
-	target                            *targetState
-	sticky                            *stickiness
+	target                            *pool.Target
+	sticky                            *pool.Stickiness
 	stickyToken                       string
 	// groupToken, when set, goes out in BERTHTG for groupStickiness.
 	groupToken      string
 	groupStickiness time.Duration
-	reason          ErrorReason
+	reason          stats.ErrorReason
 	received, sent  int64
 	redirectURL     []byte
 }
@@ -98,39 +100,16 @@ func (c *clientConn) redirect(ra *redirectAction, rt *route, keep bool) []byte {
 	return c.buf
 }
 
-// stuckTarget returns the target a stickiness cookie's token names when
-// that target may take the request: serving, or draining with its delay still
-// running (the agent removes it from the group when the delay ends). nil
-// (also for a nil token) picks anew.
-func (s *stickiness) stuckTarget(token []byte) *targetState {
-	if token == nil {
-		return nil
-	}
-	t := s.targets[bstr(token)]
-	if t == nil || ejectedTargets.Load() > 0 && t.passive.ejected(time.Now().UnixNano()) {
-		return nil
-	}
-	return t
-}
-
-// pickFor picks the target of a request's next try: on the first try the
-// one its stickiness cookie names (stickyToken) when it may take it, else by
-// the group's algorithm. It records the pick in ex for the response's
-// stickiness cookie and the access log.
-func (g *group) pickFor(ex *exchange, tried []*targetState, sourceHash uint64, stickyToken []byte) *targetState {
-	var t *targetState
-	if len(tried) == 0 && g.sticky != nil {
-		t = g.sticky.stuckTarget(stickyToken)
-	}
-	if t == nil {
-		t = g.pick(tried, sourceHash)
-	}
+// pick picks the target of a request's next try (Group.PickFor) and records
+// it for the response's stickiness cookie and the access log.
+func (ex *exchange) pick(g *pool.Group, tried []*pool.Target, sourceHash uint64, stickyToken []byte) *pool.Target {
+	t := g.PickFor(tried, sourceHash, stickyToken)
 	if t == nil {
 		return nil
 	}
 	ex.target = t
-	if g.sticky != nil {
-		ex.sticky, ex.stickyToken = g.sticky, g.sticky.tokens[t]
+	if g.Sticky != nil {
+		ex.sticky, ex.stickyToken = g.Sticky, g.Sticky.Tokens[t]
 	}
 	return t
 }
@@ -177,10 +156,10 @@ func (c *clientConn) writeStickyCookie(w *bufio.Writer) {
 	if s == nil || c.ex.stickyToken == "" {
 		return
 	}
-	if s.appCookie != "" && !c.responseSetsCookie(s.appCookie) {
+	if s.AppCookie != "" && !c.responseSetsCookie(s.AppCookie) {
 		return
 	}
-	c.writeCookie(w, s.cookie, c.ex.stickyToken, s.duration)
+	c.writeCookie(w, s.Cookie, c.ex.stickyToken, s.Duration)
 }
 
 // writeCookie writes a Set-Cookie header line expiring after d.
@@ -232,7 +211,7 @@ func (c *clientConn) logRequest(rt *route) {
 		request: bstr(c.req.Raw[c.req.Line[0].Start:c.req.Line[2].End]), userAgent: bstr(c.req.Field(http1.FieldUserAgent)),
 		tlsProtocol: c.tlsProtocol, tlsCipher: c.tlsCipher, requestID: bstr(c.ids.current)}
 	c.buf = line.append(c.buf[:0], &c.ex, time.Now())
-	a.writeLine(c.buf)
+	a.WriteLine(c.buf)
 }
 
 // accessLine is what an access-log line tells beside the exchange: views of
@@ -253,9 +232,9 @@ func (f *accessLine) append(b []byte, e *exchange, end time.Time) []byte {
 	b = appendJSONString(b, f.client)
 	if e.target != nil {
 		b = append(b, `,"target":`...)
-		b = appendJSONString(b, e.target.id)
+		b = appendJSONString(b, e.target.ID)
 		b = append(b, `,"target_address":`...)
-		b = appendJSONString(b, e.target.address)
+		b = appendJSONString(b, e.target.Address)
 	}
 	b = append(b, `,"request_processing_time":`...)
 	b = appendSeconds(b, e.start, e.sentToTarget)

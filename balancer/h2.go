@@ -14,7 +14,10 @@ import (
 
 	"golang.org/x/net/http2"
 
+	"github.com/berth-lb/berth/balancer/h2conn"
 	"github.com/berth-lb/berth/balancer/http1"
+	"github.com/berth-lb/berth/balancer/l4"
+	"github.com/berth-lb/berth/balancer/pool"
 )
 
 // HTTP/2 is served with golang.org/x/net/http2, not berth's HTTP/1.1 engine:
@@ -24,14 +27,11 @@ import (
 // as the HTTP/1.1 path; toward targets it speaks HTTP/1.1, or h2c for gRPC,
 // which needs HTTP/2 end to end for its trailers.
 
-// h2Preface is what an HTTP/2 client sends first (RFC 9113 3.4).
-const h2Preface = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
-
 // upstreamTransports are the HTTP/2 clients toward targets for gRPC (other
 // requests go over berth's own HTTP/1.1 connections), made on first use.
 // They dial with the group's connect timeout, carried in the request's
 // context. Toward an https group the connect includes the TLS handshake
-// (connectTarget), so they speak TLS whatever the scheme of the request's URL.
+// (pool.Connect), so they speak TLS whatever the scheme of the request's URL.
 type upstreamTransports struct {
 	once sync.Once
 	// h2c and h2 speak to http and https groups: each pools connections by address.
@@ -48,20 +48,20 @@ func (u *upstreamTransports) init() {
 				DialTLSContext: func(ctx context.Context, _, addr string, _ *tls.Config) (net.Conn, error) {
 					timeout, _ := ctx.Value(connectTimeoutKey{}).(time.Duration)
 					timeout = orDefault(timeout, DefaultConnectTimeout)
-					conn, _, err := connectTarget(ctx, addr, timeout, timeout, tlsConfig)
+					conn, _, err := pool.Connect(ctx, addr, timeout, timeout, tlsConfig)
 					return conn, err
 				},
-				IdleConnTimeout: upstreamIdleTimeout,
+				IdleConnTimeout: pool.IdleTimeout,
 			}
 		}
-		u.h2c, u.h2 = h2(nil), h2(targetTLSH2)
+		u.h2c, u.h2 = h2(nil), h2(pool.TargetTLSH2)
 	})
 }
 
 // transport is the HTTP/2 client toward g's targets: over TLS when g is https.
-func (u *upstreamTransports) transport(g *group) http.RoundTripper {
+func (u *upstreamTransports) transport(g *pool.Group) http.RoundTripper {
 	u.init()
-	if g.targetTLS {
+	if g.TargetTLS {
 		return u.h2
 	}
 	return u.h2c
@@ -102,7 +102,7 @@ var h2Limits = &http.Server{MaxHeaderBytes: http1.MaxHeadBytes}
 // knowledge) until it ends.
 func (l *listener) serveH2(conn net.Conn) {
 	hc := &h2Conn{conn: conn, requestIDPrefix: newRequestIDPrefix(), clientIP: clientIP(conn.RemoteAddr())}
-	hc.sourceHash, hc.source = hashBytes(hc.clientIP), peerAddr(hc.clientIP)
+	hc.sourceHash, hc.source = pool.HashBytes(hc.clientIP), peerAddr(hc.clientIP)
 	defer conn.Close()
 	defer track(l, l.h2conns, hc)()
 	// A client that takes no bytes for the idle timeout is closed, as on
@@ -112,7 +112,7 @@ func (l *listener) serveH2(conn net.Conn) {
 	// 4.2) and what HAProxy and nginx take; x/net would announce 1 MiB, and
 	// h2spec 4.2 expects a larger HEADERS frame to be refused.
 	srv := &http2.Server{IdleTimeout: idle, WriteByteTimeout: idle, MaxReadFrameSize: 16 << 10}
-	srv.ServeConn(newCoalescingConn(conn, newH2Inbound(conn), l), &http2.ServeConnOpts{
+	srv.ServeConn(h2conn.NewCoalescingConn(conn, h2conn.NewInbound(conn), l.reportPanic), &http2.ServeConnOpts{
 		Context:    context.WithValue(context.Background(), h2ConnKey{}, hc),
 		Handler:    streamBackstop{l},
 		BaseConfig: h2Limits,
@@ -127,7 +127,7 @@ func (l *listener) serveHTTPS(conn net.Conn) {
 		tc.SetNoDelay(true)
 	}
 	tc := tls.Server(conn, rt.tls)
-	conn.SetDeadline(time.Now().Add(handshakeTimeout))
+	conn.SetDeadline(time.Now().Add(l4.HandshakeTimeout))
 	if err := tc.Handshake(); err != nil {
 		conn.Close()
 		return
@@ -147,17 +147,17 @@ func (l *listener) serveHTTPS(conn net.Conn) {
 // HTTP/1.1 error page would be noise to it.
 func (l *listener) serveHTTP(conn net.Conn) {
 	conn.SetReadDeadline(time.Now().Add(l.route.Load().idleTimeout))
-	var first [len(h2Preface)]byte
+	var first [len(h2conn.Preface)]byte
 	n := 0
 	for n < len(first) {
 		m, err := conn.Read(first[n:])
 		n += m
-		if err != nil || !strings.HasPrefix(h2Preface, string(first[:n])) {
+		if err != nil || !strings.HasPrefix(h2conn.Preface, string(first[:n])) {
 			break
 		}
 	}
 	replay := &replayConn{Conn: conn, pending: first[:n]}
-	if n == len(h2Preface) && string(first[:]) == h2Preface {
+	if n == len(h2conn.Preface) && string(first[:]) == h2conn.Preface {
 		conn.SetReadDeadline(time.Time{})
 		l.serveH2(replay)
 		return

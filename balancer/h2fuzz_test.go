@@ -12,6 +12,7 @@ import (
 
 	"golang.org/x/net/http2"
 
+	"github.com/berth-lb/berth/balancer/h2conn"
 	"github.com/berth-lb/berth/balancer/http1"
 )
 
@@ -43,9 +44,9 @@ type downgrade struct {
 
 // FuzzH2Downgrade sends requests made of arbitrary :method, :path,
 // :authority, Host and two more fields through a real x/net/http2 server to
-// the handler's checks and HTTP/1.1 head writer (h2Downgradable,
+// the handler's checks and HTTP/1.1 head writer (h2conn.Downgradable,
 // writeHTTP1Head). Each request is refused (by x/net's reset or 400, or by
-// h2Downgradable), or the head written parses back as one HTTP/1.1
+// h2conn.Downgradable), or the head written parses back as one HTTP/1.1
 // request with the same method, target, host and fields, and holds no CR,
 // LF or NUL but its line ends.
 func FuzzH2Downgrade(f *testing.F) {
@@ -55,7 +56,7 @@ func FuzzH2Downgrade(f *testing.F) {
 	rt := &route{scheme: "http", xff: xffAppend}
 	handler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		var d downgrade
-		if d.refused = !h2Downgradable(r.Method, r.RequestURI, r.Host); !d.refused {
+		if d.refused = !h2conn.Downgradable(r.Method, r.RequestURI, r.Host); !d.refused {
 			var b bytes.Buffer
 			bw := bufio.NewWriter(&b)
 			q := &h2Request{l: l, hc: hc, rt: rt, r: r, requestID: "fuzz"}

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/berth-lb/berth/balancer/http1"
+	"github.com/berth-lb/berth/balancer/pool"
+	"github.com/berth-lb/berth/balancer/stats"
 )
 
 // An HTTP/2 request that goes to its target over HTTP/1.1 takes berth's own
@@ -39,12 +41,12 @@ var upstreamHeadPool = sync.Pool{New: func() any { return new(upstreamHeads) }}
 // tryHTTP1 is one try on target t over an HTTP/1.1 connection. It reports
 // the status sent to the client, or a failure reason and whether the
 // request may go to another target.
-func (q *h2Request) tryHTTP1(g *group, t *targetState, alternatives bool) (int, ErrorReason, bool) {
-	uc := t.get()
+func (q *h2Request) tryHTTP1(g *pool.Group, t *pool.Target, alternatives bool) (int, stats.ErrorReason, bool) {
+	uc := t.Get()
 	if uc == nil {
 		var err error
-		if uc, err = dialTarget(t, g.connectTimeout, alternatives); err != nil {
-			return 0, dialFailure(err), true
+		if uc, err = pool.Dial(t, g.ConnectTimeout, alternatives); err != nil {
+			return 0, pool.DialFailure(err), true
 		}
 	}
 	finished := false
@@ -56,7 +58,7 @@ func (q *h2Request) tryHTTP1(g *group, t *targetState, alternatives bool) (int, 
 
 // exchangeHTTP1 sends the request on uc and streams the answer back. It
 // leaves uc in the pool or closed.
-func (q *h2Request) exchangeHTTP1(g *group, t *targetState, uc *upstreamConn) (int, ErrorReason, bool) {
+func (q *h2Request) exchangeHTTP1(g *pool.Group, t *pool.Target, uc *pool.Conn) (int, stats.ErrorReason, bool) {
 	heads := upstreamHeadPool.Get().(*upstreamHeads)
 	defer upstreamHeadPool.Put(heads)
 	resp := &heads.resp
@@ -67,23 +69,23 @@ func (q *h2Request) exchangeHTTP1(g *group, t *targetState, uc *upstreamConn) (i
 	// stream: its length 0 is what says there is none.
 	hasBody := r.ContentLength != 0
 	retryable := !hasBody && idempotent(sbytes(r.Method))
-	q.writeHTTP1Head(uc.bw, hasBody)
-	err := q.writeHTTP1Body(uc.bw, hasBody)
+	q.writeHTTP1Head(uc.Bw, hasBody)
+	err := q.writeHTTP1Body(uc.Bw, hasBody)
 	if err == nil {
-		err = uc.bw.Flush()
+		err = uc.Bw.Flush()
 	}
 	switch {
 	case errors.Is(err, errClientBody) && q.r.Context().Err() != nil:
-		uc.discard()
+		uc.Discard()
 		return statusClientClosed, reasonNone, false // the client went away mid-body: nobody to answer
 	case errors.Is(err, errClientBody) && errors.Is(err, os.ErrDeadlineExceeded):
-		uc.discard()
-		return q.fail(408, ReasonClientTimeout), reasonNone, false
+		uc.Discard()
+		return q.fail(408, stats.ReasonClientTimeout), reasonNone, false
 	case errors.Is(err, errClientBody):
-		uc.discard()
-		return q.fail(400, ReasonBadRequest), reasonNone, false // a body shorter or longer than its length
+		uc.Discard()
+		return q.fail(400, stats.ReasonBadRequest), reasonNone, false // a body shorter or longer than its length
 	case err != nil && !targetAnswered(uc):
-		uc.discard()
+		uc.Discard()
 		return 0, brokenReason(err), retryable
 	}
 	// With err still set, the target stopped taking the body and answered
@@ -91,24 +93,24 @@ func (q *h2Request) exchangeHTTP1(g *group, t *targetState, uc *upstreamConn) (i
 	bodyCut := err != nil
 
 	q.ex.sentToTarget = time.Now()
-	uc.conn.SetReadDeadline(q.ex.sentToTarget.Add(g.responseTimeout))
+	uc.Conn.SetReadDeadline(q.ex.sentToTarget.Add(g.ResponseTimeout))
 	for {
-		if err := resp.ReadResponse(uc.br); err != nil {
-			uc.discard()
+		if err := resp.ReadResponse(uc.Br); err != nil {
+			uc.Discard()
 			switch {
 			case errors.Is(err, os.ErrDeadlineExceeded):
-				return 0, ReasonResponseTimeout, false
+				return 0, stats.ReasonResponseTimeout, false
 			case retryable && len(resp.Raw) == 0:
 				return 0, brokenReason(err), true
 			case brokeFraming(err):
-				return 0, ReasonBadResponse, false
+				return 0, stats.ReasonBadResponse, false
 			default:
 				return 0, brokenReason(err), false
 			}
 		}
 		if resp.Status == 101 { // HTTP/2 has no upgrade to switch to
-			uc.discard()
-			return 0, ReasonBadResponse, false
+			uc.Discard()
+			return 0, stats.ReasonBadResponse, false
 		}
 		if resp.Status >= 200 {
 			break
@@ -122,7 +124,7 @@ func (q *h2Request) exchangeHTTP1(g *group, t *targetState, uc *upstreamConn) (i
 	q.w.WriteHeader(resp.Status)
 
 	body := h2BodyCopier{body: newStreamWriter(q.w, !noBody && resp.ContentLength < 0, q.rt.idleTimeout),
-		src: uc.br, conn: uc, idleTimeout: q.rt.idleTimeout, heads: heads}
+		src: uc.Br, conn: uc, idleTimeout: q.rt.idleTimeout, heads: heads}
 	switch {
 	case noBody:
 	case resp.Chunked:
@@ -138,17 +140,17 @@ func (q *h2Request) exchangeHTTP1(g *group, t *targetState, uc *upstreamConn) (i
 	q.ex.sent = body.sent
 	switch {
 	case errors.Is(err, errClientGone):
-		uc.discard()
+		uc.Discard()
 		return resp.Status, reasonNone, false
 	case err != nil:
-		uc.discard()
+		uc.Discard()
 		// The status went out already: the client sees the stream reset.
 		panic(http.ErrAbortHandler)
 	case framed && resp.KeepsAlive() && !bodyCut && !ambiguousBody(resp, method):
-		uc.verifyBeforeReuse = noBody
-		t.put(uc)
+		uc.VerifyBeforeReuse = noBody
+		t.Put(uc)
 	default:
-		uc.discard()
+		uc.Discard()
 	}
 	return resp.Status, reasonNone, false
 }
@@ -290,7 +292,7 @@ var errClientGone = errors.New("balancer: the client's stream is gone")
 type h2BodyCopier struct {
 	body        *streamWriter
 	src         *bufio.Reader
-	conn        *upstreamConn
+	conn        *pool.Conn
 	idleTimeout time.Duration
 	heads       *upstreamHeads
 	sent        int64
@@ -300,7 +302,7 @@ type h2BodyCopier struct {
 // read may block.
 func (b *h2BodyCopier) beforeRead() {
 	if b.src.Buffered() == 0 {
-		b.conn.conn.SetReadDeadline(time.Now().Add(b.idleTimeout))
+		b.conn.Conn.SetReadDeadline(time.Now().Add(b.idleTimeout))
 	}
 }
 

@@ -103,9 +103,9 @@ func assertNoBusyConnections(t *testing.T, lb *Balancer) {
 		lb.mu.Lock()
 		defer lb.mu.Unlock()
 		for _, ts := range lb.targets {
-			ts.mu.Lock()
-			busy := len(ts.busy)
-			ts.mu.Unlock()
+			ts.Mu.Lock()
+			busy := len(ts.Busy)
+			ts.Mu.Unlock()
 			if busy > 0 {
 				return false
 			}

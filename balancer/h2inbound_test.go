@@ -3,48 +3,18 @@ package balancer
 import (
 	"bytes"
 	"io"
-	"slices"
 	"strings"
 	"testing"
 
 	"golang.org/x/net/http2"
 	"golang.org/x/net/http2/hpack"
-)
 
-func TestH2InboundDedupSettings(t *testing.T) {
-	type setting = http2.Setting
-	for _, tc := range []struct {
-		name     string
-		in, want []setting
-	}{
-		{"no repeat", []setting{{ID: http2.SettingInitialWindowSize, Val: 100}, {ID: http2.SettingMaxFrameSize, Val: 1 << 15}},
-			[]setting{{ID: http2.SettingInitialWindowSize, Val: 100}, {ID: http2.SettingMaxFrameSize, Val: 1 << 15}}},
-		{"the last value", []setting{{ID: http2.SettingInitialWindowSize, Val: 100}, {ID: http2.SettingEnablePush, Val: 0}, {ID: http2.SettingInitialWindowSize, Val: 1}},
-			[]setting{{ID: http2.SettingInitialWindowSize, Val: 1}, {ID: http2.SettingEnablePush, Val: 0}}},
-		{"the smallest header table", []setting{{ID: http2.SettingHeaderTableSize, Val: 0}, {ID: http2.SettingHeaderTableSize, Val: 4096}},
-			[]setting{{ID: http2.SettingHeaderTableSize, Val: 0}}},
-		{"an invalid value stays", []setting{{ID: http2.SettingInitialWindowSize, Val: 1 << 31}, {ID: http2.SettingInitialWindowSize, Val: 1}},
-			[]setting{{ID: http2.SettingInitialWindowSize, Val: 1 << 31}}},
-	} {
-		var p []byte
-		for _, s := range tc.in {
-			p = append(p, byte(s.ID>>8), byte(s.ID), byte(s.Val>>24), byte(s.Val>>16), byte(s.Val>>8), byte(s.Val))
-		}
-		n := dedupSettings(p)
-		var got []setting
-		for i := 0; i+6 <= n; i += 6 {
-			got = append(got, setting{ID: http2.SettingID(p[i])<<8 | http2.SettingID(p[i+1]),
-				Val: uint32(p[i+2])<<24 | uint32(p[i+3])<<16 | uint32(p[i+4])<<8 | uint32(p[i+5])})
-		}
-		if !slices.Equal(got, tc.want) {
-			t.Errorf("%s: %v, want %v", tc.name, got, tc.want)
-		}
-	}
-}
+	"github.com/berth-lb/berth/balancer/h2conn"
+)
 
 // TestH2InboundFollowsSplitHeaderBlocks sends header blocks split over a
 // padded HEADERS frame with a priority and a CONTINUATION, on one
-// connection whose HPACK table fills as it goes: h2Inbound must find a
+// connection whose HPACK table fills as it goes: Inbound must find a
 // connection-specific field in them, and hand the others on intact.
 func TestH2InboundFollowsSplitHeaderBlocks(t *testing.T) {
 	rb := newRecordingBackend(t)
@@ -79,7 +49,7 @@ func TestH2InboundFollowsSplitHeaderBlocks(t *testing.T) {
 	}
 }
 
-// BenchmarkH2Inbound is what h2Inbound costs a request: its frames (a
+// BenchmarkH2Inbound is what Inbound costs a request: its frames (a
 // header block as a browser's, a WINDOW_UPDATE) read through it.
 func BenchmarkH2Inbound(b *testing.B) {
 	var stream, block bytes.Buffer
@@ -97,12 +67,12 @@ func BenchmarkH2Inbound(b *testing.B) {
 		fr.WriteHeaders(http2.HeadersFrameParam{StreamID: uint32(2*i + 1), BlockFragment: block.Bytes(), EndStream: true, EndHeaders: true})
 		fr.WriteWindowUpdate(0, 1000)
 	}
-	frames := append([]byte(h2Preface), stream.Bytes()...)
+	frames := append([]byte(h2conn.Preface), stream.Bytes()...)
 	buf := make([]byte, 4096)
 	b.SetBytes(int64(len(frames) / requests))
 	b.ReportAllocs()
 	for i := 0; i < b.N; i += requests {
-		in := newH2Inbound(bytes.NewReader(frames))
+		in := h2conn.NewInbound(bytes.NewReader(frames))
 		for {
 			if _, err := in.Read(buf); err == io.EOF {
 				break

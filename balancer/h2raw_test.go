@@ -11,6 +11,8 @@ import (
 
 	"golang.org/x/net/http2"
 	"golang.org/x/net/http2/hpack"
+
+	"github.com/berth-lb/berth/balancer/h2conn"
 )
 
 // rawH2Conn is an HTTP/2 client (prior knowledge) that sends whatever
@@ -51,7 +53,7 @@ func dialRawH2(addr string) (*rawH2Conn, error) {
 	c.enc = hpack.NewEncoder(&c.block)
 	c.fr.ReadMetaHeaders = hpack.NewDecoder(4096, nil)
 	conn.SetDeadline(time.Now().Add(10 * time.Second))
-	if _, err := conn.Write([]byte(h2Preface)); err != nil {
+	if _, err := conn.Write([]byte(h2conn.Preface)); err != nil {
 		conn.Close()
 		return nil, err
 	}

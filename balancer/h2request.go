@@ -15,8 +15,11 @@ import (
 	"time"
 	"unsafe"
 
+	"github.com/berth-lb/berth/balancer/h2conn"
 	"github.com/berth-lb/berth/balancer/http1"
+	"github.com/berth-lb/berth/balancer/pool"
 	"github.com/berth-lb/berth/balancer/rules"
+	"github.com/berth-lb/berth/balancer/stats"
 )
 
 // One HTTP/2 request (a stream), from routing to its access-log line. The
@@ -63,8 +66,8 @@ func sbytes(s string) []byte { return unsafe.Slice(unsafe.StringData(s), len(s))
 
 func (q *h2Request) serve() {
 	r, rt, start := q.r, q.rt, q.ex.start
-	if !h2Downgradable(r.Method, r.RequestURI, r.Host) {
-		q.fail(400, ReasonBadRequest)
+	if !h2conn.Downgradable(r.Method, r.RequestURI, r.Host) {
+		q.fail(400, stats.ReasonBadRequest)
 		return
 	}
 	host := r.Host
@@ -75,15 +78,15 @@ func (q *h2Request) serve() {
 	if rt.redirectPort != 0 {
 		q.ex.redirectURL = appendHTTPSLocation(nil, sbytes(host), sbytes(path), sbytes(r.URL.RawQuery), rt.redirectPort)
 		q.redirect(http.StatusMovedPermanently)
-		rt.fallback.stats.observe(http.StatusMovedPermanently, time.Since(start))
+		rt.fallback.stats.Observe(http.StatusMovedPermanently, time.Since(start))
 		return
 	}
 	if q.fieldTooLong() {
-		q.fail(431, ReasonHeadersTooLarge)
+		q.fail(431, stats.ReasonHeadersTooLarge)
 		return
 	}
 	if q.forwardedFor() > maxForwardedFor {
-		q.fail(463, ReasonTooManyForwardedFor)
+		q.fail(463, stats.ReasonTooManyForwardedFor)
 		return
 	}
 	matchPath := path
@@ -103,10 +106,10 @@ func (q *h2Request) serve() {
 			path: sbytes(strings.TrimPrefix(path, "/")), query: sbytes(r.URL.RawQuery)}
 		q.ex.redirectURL = act.redirect.appendLocation(nil, &parts)
 		q.redirect(act.redirect.status)
-		act.stats.observe(act.redirect.status, time.Since(start))
+		act.stats.Observe(act.redirect.status, time.Since(start))
 	case act.group == nil:
 		q.ex.status, q.ex.sent = act.code, writePage(q.w, act.code, act.fixedPage)
-		act.stats.observe(act.code, time.Since(start))
+		act.stats.Observe(act.code, time.Since(start))
 	default:
 		var groupToken []byte
 		if act.groupStickiness > 0 {
@@ -114,7 +117,7 @@ func (q *h2Request) serve() {
 		}
 		g, stats := act.chooseGroup(&q.ex, groupToken)
 		q.ex.status = q.forward(g)
-		stats.observe(q.ex.status, time.Since(start))
+		stats.Observe(q.ex.status, time.Since(start))
 	}
 }
 
@@ -163,7 +166,7 @@ func (q *h2Request) redirect(status int) {
 
 // fail answers with the balancer's error page for code, in JSON when the
 // client asked for it, and counts reason.
-func (q *h2Request) fail(code int, reason ErrorReason) int {
+func (q *h2Request) fail(code int, reason stats.ErrorReason) int {
 	q.l.errors[reason].Add(1)
 	page := errorBodies[code][0]
 	if q.wantsJSON {
@@ -209,37 +212,37 @@ func writePage(w http.ResponseWriter, status int, p page) int64 {
 // forward sends the request to a target of g and streams the answer back.
 // A request is tried again on another target only when connecting failed,
 // since then nothing of it was sent. It returns the status the client got.
-func (q *h2Request) forward(g *group) int {
+func (q *h2Request) forward(g *pool.Group) int {
 	// gRPC needs HTTP/2 end to end for its trailers and full-duplex streams.
 	grpc := strings.HasPrefix(q.r.Header.Get("Content-Type"), "application/grpc")
 	var stickyToken []byte
-	if g.sticky != nil {
-		stickyToken = q.cookie(g.sticky.cookie)
+	if g.Sticky != nil {
+		stickyToken = q.cookie(g.Sticky.Cookie)
 	}
-	var triedArray [maxAttempts]*targetState
+	var triedArray [pool.MaxAttempts]*pool.Target
 	tried := triedArray[:0]
-	reason := ReasonNoTarget
-	for range maxAttempts {
-		t := g.pickFor(&q.ex, tried, q.hc.sourceHash, stickyToken)
+	reason := stats.ReasonNoTarget
+	for range pool.MaxAttempts {
+		t := q.ex.pick(g, tried, q.hc.sourceHash, stickyToken)
 		if t == nil {
 			break
 		}
 		tried = append(tried, t)
-		code, why, retry := q.attempt(g, t, grpc, g.hasAlternative(tried))
+		code, why, retry := q.attempt(g, t, grpc, g.HasAlternative(tried))
 		switch {
 		case why == reasonNone:
 			if code >= 500 {
-				t.passive.failed(time.Now())
+				t.Passive.Failed(time.Now())
 			} else {
-				t.passive.succeeded()
+				t.Passive.Succeeded()
 			}
 			return code
 		case retry:
-			t.failed(why)
+			t.Failed(why)
 			reason = why
 			continue
 		default:
-			t.failed(why)
+			t.Failed(why)
 			return q.fail(reasonStatus(why), why)
 		}
 	}
@@ -248,12 +251,12 @@ func (q *h2Request) forward(g *group) int {
 
 // attempt is one try on t, in flight for its whole length, also when a
 // response that broke mid-body ends the handler by panic. alternatives tells
-// whether another target could take the request (see dialTarget).
-func (q *h2Request) attempt(g *group, t *targetState, grpc, alternatives bool) (int, ErrorReason, bool) {
-	t.inFlight.Add(1)
-	defer t.inFlight.Add(-1)
-	defer t.latency.since(time.Now())
-	t.requests.Add(1)
+// whether another target could take the request (see pool.Dial).
+func (q *h2Request) attempt(g *pool.Group, t *pool.Target, grpc, alternatives bool) (int, stats.ErrorReason, bool) {
+	t.InFlight.Add(1)
+	defer t.InFlight.Add(-1)
+	defer t.Latency.Since(time.Now())
+	t.Requests.Add(1)
 	if grpc {
 		return q.tryHTTP2(g, t, q.l.b.upstreams.transport(g))
 	}
@@ -279,19 +282,19 @@ func (countedBody) Close() error { return nil }
 // tryHTTP2 is one try on target t over HTTP/2. It reports the status sent
 // to the client, or a failure reason and whether the request may go to
 // another target.
-func (q *h2Request) tryHTTP2(g *group, t *targetState, transport http.RoundTripper) (int, ErrorReason, bool) {
+func (q *h2Request) tryHTTP2(g *pool.Group, t *pool.Target, transport http.RoundTripper) (int, stats.ErrorReason, bool) {
 	r, w := q.r, q.w
-	ctx, cancel := context.WithCancel(context.WithValue(r.Context(), connectTimeoutKey{}, g.connectTimeout))
+	ctx, cancel := context.WithCancel(context.WithValue(r.Context(), connectTimeoutKey{}, g.ConnectTimeout))
 	defer cancel()
 	ex := &h2Exchange{cancel: cancel}
-	t.trackExchange(ex)
-	defer t.untrackExchange(ex)
+	t.AddStream(ex)
+	defer t.RemoveStream(ex)
 	timedOut := atomic.Bool{}
-	timer := time.AfterFunc(g.connectTimeout+g.responseTimeout, func() { timedOut.Store(true); cancel() })
+	timer := time.AfterFunc(g.ConnectTimeout+g.ResponseTimeout, func() { timedOut.Store(true); cancel() })
 	out := r.Clone(ctx)
 	out.RequestURI = ""
 	out.URL.Scheme = "http"
-	out.URL.Host = t.address
+	out.URL.Host = t.Address
 	out.Close = false
 	if r.Body != nil && r.Body != http.NoBody {
 		out.Body = countedBody{r.Body, &q.ex.received}
@@ -304,10 +307,10 @@ func (q *h2Request) tryHTTP2(g *group, t *targetState, transport http.RoundTripp
 	if err != nil {
 		var op *net.OpError
 		if errors.As(err, &op) && op.Op == "dial" {
-			return 0, dialFailure(err), true
+			return 0, pool.DialFailure(err), true
 		}
 		if timedOut.Load() || errors.Is(err, os.ErrDeadlineExceeded) {
-			return 0, ReasonResponseTimeout, false
+			return 0, stats.ReasonResponseTimeout, false
 		}
 		if r.Context().Err() != nil {
 			return statusClientClosed, reasonNone, false // the client went away
@@ -447,10 +450,10 @@ func (q *h2Request) addStickyCookies(setsCookie func(name string) bool) {
 		h.Add("Set-Cookie", string(appendCookie(nil, StickyCookieGroup, q.ex.groupToken, q.ex.groupStickiness)))
 	}
 	s := q.ex.sticky
-	if s == nil || q.ex.stickyToken == "" || s.appCookie != "" && !setsCookie(s.appCookie) {
+	if s == nil || q.ex.stickyToken == "" || s.AppCookie != "" && !setsCookie(s.AppCookie) {
 		return
 	}
-	h.Add("Set-Cookie", string(appendCookie(nil, s.cookie, q.ex.stickyToken, s.duration)))
+	h.Add("Set-Cookie", string(appendCookie(nil, s.Cookie, q.ex.stickyToken, s.Duration)))
 }
 
 // log writes the access-log line of the request, when an access log is open.
@@ -470,7 +473,7 @@ func (q *h2Request) log() {
 	if r.TLS != nil {
 		line.tlsProtocol, line.tlsCipher = tls.VersionName(r.TLS.Version), tls.CipherSuiteName(r.TLS.CipherSuite)
 	}
-	a.writeLine(line.append(nil, &q.ex, time.Now()))
+	a.WriteLine(line.append(nil, &q.ex, time.Now()))
 }
 
 // h2Exchange is an HTTP/2 request in flight to a target, registered with the
@@ -478,23 +481,6 @@ func (q *h2Request) log() {
 type h2Exchange struct{ cancel context.CancelFunc }
 
 func (e *h2Exchange) Close() error { e.cancel(); return nil }
-func (e *h2Exchange) terminate()   { e.cancel() }
-
-// trackExchange records ex among the target's streams, without the L4
-// connection counters.
-func (t *targetState) trackExchange(ex *h2Exchange) {
-	t.mu.Lock()
-	if t.streams == nil {
-		t.streams = map[stream]struct{}{}
-	}
-	t.streams[ex] = struct{}{}
-	t.mu.Unlock()
-}
-
-func (t *targetState) untrackExchange(ex *h2Exchange) {
-	t.mu.Lock()
-	delete(t.streams, ex)
-	t.mu.Unlock()
-}
+func (e *h2Exchange) Terminate()   { e.cancel() }
 
 var h2CopyBuffers = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}

@@ -59,7 +59,7 @@ func TestH2DowngradeRefusesWhatHTTP1CannotCarry(t *testing.T) {
 		{name: "NUL in a value", fields: requestFields("GET", "/raw/public", host, "x-a", "1\x002"), want: refused(0)},
 		{name: "a space in a name", fields: requestFields("GET", "/raw/public", host, "x a", "1"), want: refused(0)},
 		{name: "a colon in a name", fields: requestFields("GET", "/raw/public", host, "x:a", "1"), want: refused(0)},
-		// Refused by h2Inbound (x/net would answer 400: RFC 9113 8.2.2 wants a reset).
+		// Refused by Inbound (x/net would answer 400: RFC 9113 8.2.2 wants a reset).
 		{name: "a connection-specific field", fields: requestFields("GET", "/raw/public", host, "connection", "content-length"), want: refused(0)},
 		{name: "Transfer-Encoding", fields: requestFields("POST", "/raw/public", host, "transfer-encoding", "chunked"), want: refused(0)},
 		{name: "TE other than trailers", fields: requestFields("GET", "/raw/public", host, "te", "gzip"), want: refused(0)},
@@ -113,33 +113,5 @@ func TestH2DowngradeRefusesWhatHTTP1CannotCarry(t *testing.T) {
 	// Still serving, also an HTTP/1.1 client.
 	if code, body, _ := get(t, &http.Client{}, "http://"+addr+"/raw/after"); code != 200 || body != "recorded" {
 		t.Errorf("after the attacks: %d %q, want 200 \"recorded\"", code, body)
-	}
-}
-
-func TestH2Downgradable(t *testing.T) {
-	for _, tc := range []struct {
-		method, path, authority string
-		want                    bool
-	}{
-		{"GET", "/a/b?c=d&e=%20", "a.example", true},
-		{"OPTIONS", "*", "a.example", true},
-		{"OPTIONS", "*", "", false},
-		{"GET", "*", "a.example", false},
-		{"GET", "/", "", false},
-		{"", "/", "a.example", false},
-		{"GET /admin", "/", "a.example", false},
-		{"GET\t", "/", "a.example", false},
-		{"G\xc3\x89T", "/", "a.example", false},
-		{"CONNECT", "/", "a.example:443", false},
-		{"GET", "", "a.example", false},
-		{"GET", "a/b", "a.example", false},
-		{"GET", "/a b", "a.example", false},
-		{"GET", "/a\x7f", "a.example", false},
-		{"GET", "/\xc3\xa9", "a.example", false},
-		{"GET", "/a#b", "a.example", false},
-	} {
-		if got := h2Downgradable(tc.method, tc.path, tc.authority); got != tc.want {
-			t.Errorf("h2Downgradable(%q, %q, %q) = %v, want %v", tc.method, tc.path, tc.authority, got, tc.want)
-		}
 	}
 }

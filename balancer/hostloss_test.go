@@ -9,6 +9,9 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/berth-lb/berth/balancer/pool"
+	"github.com/berth-lb/berth/balancer/stats"
 )
 
 // blackHole returns an address on ip whose SYNs the kernel drops, as a host
@@ -44,7 +47,7 @@ func blackHole(t *testing.T, ip string) string {
 }
 
 // A connect to a host whose SYNs vanish is given up after the host's usual
-// connect time (at least connectFloor) when another target could take the
+// connect time (at least pool.ConnectFloor) when another target could take the
 // request, and after the whole connect timeout when none could.
 func TestSlowConnectIsGivenUpAfterTheHostsUsualTime(t *testing.T) {
 	alive, err := net.Listen("tcp", "127.0.0.3:0")
@@ -53,28 +56,28 @@ func TestSlowConnectIsGivenUpAfterTheHostsUsualTime(t *testing.T) {
 	}
 	defer alive.Close()
 	hole := blackHole(t, "127.0.0.3")
-	host := &hostHealth{}
-	live := &targetState{address: alive.Addr().String(), host: host}
+	host := &pool.Host{}
+	live := &pool.Target{Address: alive.Addr().String(), Host: host}
 	for range 5 {
-		uc, err := dialTarget(live, 10*time.Second, true)
+		uc, err := pool.Dial(live, 10*time.Second, true)
 		if err != nil {
 			t.Fatal(err)
 		}
-		uc.discard()
+		uc.Discard()
 	}
-	lost := &targetState{address: hole, host: host}
+	lost := &pool.Target{Address: hole, Host: host}
 	for _, tc := range []struct {
 		alternatives bool
 		timeout      time.Duration
 		least, most  time.Duration
 	}{
-		{true, 10 * time.Second, connectFloor, 4 * connectFloor},
+		{true, 10 * time.Second, pool.ConnectFloor, 4 * pool.ConnectFloor},
 		{false, 1500 * time.Millisecond, 1500 * time.Millisecond, 3 * time.Second},
 	} {
 		start := time.Now()
-		_, err := dialTarget(lost, tc.timeout, tc.alternatives)
+		_, err := pool.Dial(lost, tc.timeout, tc.alternatives)
 		took := time.Since(start)
-		if err == nil || dialFailure(err) != ReasonConnectTimeout {
+		if err == nil || pool.DialFailure(err) != stats.ReasonConnectTimeout {
 			t.Fatalf("alternatives %v: connect to a black hole: %v, want a connect timeout", tc.alternatives, err)
 		}
 		if took < tc.least || took > tc.most {
@@ -96,8 +99,8 @@ func TestRequestsPassALostHostQuickly(t *testing.T) {
 	for i := range 6 {
 		start := time.Now()
 		code, body, _ := get(t, http.DefaultClient, url)
-		if took := time.Since(start); code != 200 || body != "alive" || took > 2*connectInitial {
-			t.Fatalf("request %d: %d %q after %v, want 200 from the live target within %v", i, code, body, took, 2*connectInitial)
+		if took := time.Since(start); code != 200 || body != "alive" || took > 2*pool.ConnectInitial {
+			t.Fatalf("request %d: %d %q after %v, want 200 from the live target within %v", i, code, body, took, 2*pool.ConnectInitial)
 		}
 	}
 	for _, st := range lb.Targets() {

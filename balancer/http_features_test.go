@@ -14,6 +14,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/berth-lb/berth/balancer/pool"
+	"github.com/berth-lb/berth/balancer/stats"
 )
 
 // bothProtocols runs f with an HTTP/1.1 client and with an HTTP/2 (h2c)
@@ -214,21 +217,21 @@ func TestActionsAreCheckedAsOnALB(t *testing.T) {
 		{"group stickiness too long", Action{WeightedForward: []WeightedGroup{{"a", 1}}, GroupStickiness: 8 * 24 * time.Hour}, "", "group stickiness 192h0m0s: use 1s..7d"},
 	}
 	for _, c := range cases {
-		_, _, err := (&Balancer{stats: map[[2]string]*routeStats{}}).compileTest(c.action, c.proto, groups)
+		_, _, err := (&Balancer{stats: map[[2]string]*stats.Route{}}).compileTest(c.action, c.proto, groups)
 		if err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%s: err = %v, want it to contain %q", c.name, err, c.want)
 		}
 	}
-	if _, _, err := (&Balancer{stats: map[[2]string]*routeStats{}}).compileTest(Action{Fixed: &FixedResponse{Status: 200, ContentType: "application/json; charset=utf-8", Body: strings.Repeat("x", 1024)}}, "", groups); err != nil {
+	if _, _, err := (&Balancer{stats: map[[2]string]*stats.Route{}}).compileTest(Action{Fixed: &FixedResponse{Status: 200, ContentType: "application/json; charset=utf-8", Body: strings.Repeat("x", 1024)}}, "", groups); err != nil {
 		t.Errorf("a 1024-byte JSON fixed response: %v", err)
 	}
 }
 
 // compileTest compiles a as the default action of a listener of protocol proto.
-func (b *Balancer) compileTest(a Action, proto string, gcs []GroupConfig) (*route, map[string]*group, error) {
-	groups := map[string]*group{}
+func (b *Balancer) compileTest(a Action, proto string, gcs []GroupConfig) (*route, map[string]*pool.Group, error) {
+	groups := map[string]*pool.Group{}
 	for _, gc := range gcs {
-		groups[gc.Name] = &group{name: gc.Name}
+		groups[gc.Name] = &pool.Group{Name: gc.Name}
 	}
 	rt, err := b.compileRoute(ListenerConfig{Name: "web", Protocol: proto, Default: a}, groups)
 	return rt, groups, err

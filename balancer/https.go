@@ -23,7 +23,7 @@ func (c *clientConn) redirectToHTTPS(rt *route, start time.Time) bool {
 	}
 	c.bw.WriteString("\r\n")
 	err := c.bw.Flush()
-	rt.fallback.stats.observe(301, time.Since(start))
+	rt.fallback.stats.Observe(301, time.Since(start))
 	return err == nil && keep
 }
 

@@ -2,11 +2,15 @@ package balancer
 
 import (
 	"errors"
+	"io"
 	"net"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/berth-lb/berth/balancer/l4"
+	"github.com/berth-lb/berth/balancer/pool"
+	"github.com/berth-lb/berth/balancer/stats"
 	"github.com/berth-lb/berth/internal/backstop"
 )
 
@@ -18,7 +22,7 @@ type listener struct {
 	address  string
 	protocol string
 	ln       net.Listener // nil for UDP
-	udp      *udpListener // UDP only
+	udp      *l4.UDP      // UDP only
 	port     []byte       // for X-Forwarded-Port
 	// forwardedProto is X-Forwarded-Proto: http, or https on https listeners.
 	forwardedProto string
@@ -32,7 +36,7 @@ type listener struct {
 	// limit. panics counts the panics its connections' goroutines recovered.
 	refused atomic.Uint64
 	panics  atomic.Uint64
-	errors  [reasonCount]atomic.Uint64
+	errors  [stats.ReasonCount]atomic.Uint64
 	// bytesIn and bytesOut count the L4 traffic from and to clients.
 	bytesIn  atomic.Uint64
 	bytesOut atomic.Uint64
@@ -40,7 +44,7 @@ type listener struct {
 	mu    sync.Mutex
 	conns map[*clientConn]struct{}
 	// streams are the open L4 connections, for shutdown.
-	streams map[*l4Conn]struct{}
+	streams map[io.Closer]struct{}
 	// h2conns are the open HTTP/2 client connections, for shutdown.
 	h2conns map[*h2Conn]struct{}
 }
@@ -51,20 +55,20 @@ func newListener(b *Balancer, name, address, protocol string, ln net.Listener) *
 		proto = "https"
 	}
 	return &listener{b: b, name: name, address: address, protocol: protocol, ln: ln, port: []byte(portOf(ln.Addr())), forwardedProto: proto,
-		conns: map[*clientConn]struct{}{}, streams: map[*l4Conn]struct{}{}, h2conns: map[*h2Conn]struct{}{}}
+		conns: map[*clientConn]struct{}{}, streams: map[io.Closer]struct{}{}, h2conns: map[*h2Conn]struct{}{}}
 }
 
 // addr is the bound address.
 func (l *listener) addr() net.Addr {
 	if l.udp != nil {
-		return l.udp.pc.LocalAddr()
+		return l.udp.Addr()
 	}
 	return l.ln.Addr()
 }
 
 func (l *listener) acceptLoop() {
 	if l.udp != nil {
-		l.udp.readLoop()
+		l.udp.Serve()
 		return
 	}
 	serve := l.serveHTTP
@@ -156,7 +160,7 @@ func (l *listener) serve(conn net.Conn) {
 		tc.SetNoDelay(true)
 	}
 	c := &clientConn{l: l, conn: conn, clientIP: clientIP(conn.RemoteAddr())}
-	c.sourceHash = hashBytes(c.clientIP)
+	c.sourceHash = pool.HashBytes(c.clientIP)
 	c.idle.Store(true)
 	defer conn.Close()
 	defer track(l, l.conns, c)()
@@ -177,7 +181,7 @@ func clientIP(a net.Addr) []byte {
 // go on with: its flows end with the socket.
 func (l *listener) close() {
 	if l.udp != nil {
-		l.udp.close()
+		l.udp.Close()
 		return
 	}
 	l.ln.Close()

@@ -17,12 +17,10 @@ import (
 	"unsafe"
 
 	"github.com/berth-lb/berth/balancer/http1"
+	"github.com/berth-lb/berth/balancer/pool"
+	"github.com/berth-lb/berth/balancer/stats"
 	"github.com/berth-lb/berth/internal/backstop"
 )
-
-// maxAttempts bounds how often one request is tried: the first try and at most
-// two more, each only when the target cannot have seen the request.
-const maxAttempts = 3
 
 // idleBufferRelease is how long a client connection may sit idle before it
 // returns its buffers to the pools: busy keep-alive connections keep theirs,
@@ -30,8 +28,8 @@ const maxAttempts = 3
 const idleBufferRelease = 250 * time.Millisecond
 
 var (
-	readerPool = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, connBufferSize) }}
-	writerPool = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, connBufferSize) }}
+	readerPool = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, pool.ConnBufferSize) }}
+	writerPool = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, pool.ConnBufferSize) }}
 )
 
 // clientConn is one client connection and the request it is serving.
@@ -211,20 +209,20 @@ func (c *clientConn) awaitRequest(idleTimeout time.Duration) error {
 func (c *clientConn) rejectHead(err error) {
 	switch {
 	case errors.Is(err, http1.ErrLineTooLong) || errors.Is(err, http1.ErrHeadTooLarge):
-		c.answerError(431, ReasonHeadersTooLarge, false)
+		c.answerError(431, stats.ReasonHeadersTooLarge, false)
 		c.lingerBeforeClose()
 	case errors.Is(err, http1.ErrNotImplemented):
-		c.answerError(501, ReasonNotImplemented, false)
+		c.answerError(501, stats.ReasonNotImplemented, false)
 		c.lingerBeforeClose()
 	case errors.Is(err, http1.ErrVersion):
-		c.answerError(505, ReasonNotImplemented, false)
+		c.answerError(505, stats.ReasonNotImplemented, false)
 		c.lingerBeforeClose()
 	case errors.Is(err, os.ErrDeadlineExceeded):
-		c.answerError(408, ReasonClientTimeout, false)
+		c.answerError(408, stats.ReasonClientTimeout, false)
 	case errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, net.ErrClosed):
 		// the client went away mid-head: nobody to answer
 	default:
-		c.answerError(400, ReasonBadRequest, false)
+		c.answerError(400, stats.ReasonBadRequest, false)
 		c.lingerBeforeClose()
 	}
 }
@@ -250,7 +248,7 @@ func (c *clientConn) lingerBeforeClose() {
 
 // answerError writes one of the balancer's own error pages, in JSON when the
 // client's Accept asks for it, and counts it.
-func (c *clientConn) answerError(code int, reason ErrorReason, keep bool) {
+func (c *clientConn) answerError(code int, reason stats.ErrorReason, keep bool) {
 	c.l.errors[reason].Add(1)
 	page := errorPage(code, keep)
 	if c.req.wantsJSON() {
@@ -285,7 +283,7 @@ func (c *clientConn) handle(rt *route, start time.Time) bool {
 	}
 	if c.req.forwardedFor > maxForwardedFor {
 		c.ex.status = 463
-		c.answerError(463, ReasonTooManyForwardedFor, false)
+		c.answerError(463, stats.ReasonTooManyForwardedFor, false)
 		return false
 	}
 	act := c.matchRequest(rt)
@@ -305,7 +303,7 @@ func (c *clientConn) handle(rt *route, start time.Time) bool {
 		c.ex.status, c.ex.sent = act.code, int64(len(page))
 		c.bw.Write(page)
 		err := c.bw.Flush()
-		act.stats.observe(act.code, time.Since(start))
+		act.stats.Observe(act.code, time.Since(start))
 		return err == nil && keep
 	}
 	if c.req.Expect100 {
@@ -323,7 +321,7 @@ func (c *clientConn) handle(rt *route, start time.Time) bool {
 	g, stats := act.chooseGroup(&c.ex, groupToken)
 	code, keep := c.forward(g, rt)
 	c.ex.status = code
-	stats.observe(code, time.Since(start))
+	stats.Observe(code, time.Since(start))
 	return keep
 }
 
@@ -340,7 +338,7 @@ func (c *clientConn) discardRequestBody() error {
 		_, err = c.br.Discard(int(c.req.ContentLength))
 	}
 	if err != nil && c.src.err == nil {
-		c.answerError(400, ReasonBadRequest, false)
+		c.answerError(400, stats.ReasonBadRequest, false)
 		c.lingerBeforeClose()
 	}
 	return err
@@ -358,38 +356,38 @@ const (
 // forward sends the request to a target of g, retrying on another target while
 // the failed one cannot have processed it. It returns the status the client got
 // and whether the client connection stays open.
-func (c *clientConn) forward(g *group, rt *route) (int, bool) {
-	var triedArray [maxAttempts]*targetState
+func (c *clientConn) forward(g *pool.Group, rt *route) (int, bool) {
+	var triedArray [pool.MaxAttempts]*pool.Target
 	tried := triedArray[:0]
-	reason := ReasonNoTarget
+	reason := stats.ReasonNoTarget
 	var stickyToken []byte
-	if g.sticky != nil {
-		stickyToken = c.cookie(g.sticky.cookie)
+	if g.Sticky != nil {
+		stickyToken = c.cookie(g.Sticky.Cookie)
 	}
-	for range maxAttempts {
-		t := g.pickFor(&c.ex, tried, c.sourceHash, stickyToken)
+	for range pool.MaxAttempts {
+		t := c.ex.pick(g, tried, c.sourceHash, stickyToken)
 		if t == nil {
 			break
 		}
 		tried = append(tried, t)
-		res, code, keep, why := c.attempt(t, g, rt, g.hasAlternative(tried))
+		res, code, keep, why := c.attempt(t, g, rt, g.HasAlternative(tried))
 		switch res {
 		case attemptDone:
 			if code >= 500 {
-				t.passive.failed(time.Now())
+				t.Passive.Failed(time.Now())
 			} else {
-				t.passive.succeeded()
+				t.Passive.Succeeded()
 			}
 			return code, keep
 		case attemptRetryable:
-			t.failed(why)
+			t.Failed(why)
 			reason = why
 			continue
 		default:
 			if why == reasonNone {
 				return code, false // the client went away or the response broke mid-body
 			}
-			t.failed(why)
+			t.Failed(why)
 			return c.failWith(why, false), false
 		}
 	}
@@ -404,19 +402,19 @@ func (c *clientConn) forward(g *group, rt *route) (int, bool) {
 // still connecting. Should a bug panic mid-way (the backstop then ends the
 // client connection), the try stops counting in flight and its target
 // connection is closed, so neither leaks. alternatives tells whether another
-// target could take the request (see dialTarget).
-func (c *clientConn) attempt(t *targetState, g *group, rt *route, alternatives bool) (res attemptResult, code int, keep bool, why ErrorReason) {
-	t.inFlight.Add(1)
-	defer t.inFlight.Add(-1)
-	defer t.latency.since(time.Now())
-	uc := t.get()
+// target could take the request (see pool.Dial).
+func (c *clientConn) attempt(t *pool.Target, g *pool.Group, rt *route, alternatives bool) (res attemptResult, code int, keep bool, why stats.ErrorReason) {
+	t.InFlight.Add(1)
+	defer t.InFlight.Add(-1)
+	defer t.Latency.Since(time.Now())
+	uc := t.Get()
 	if uc == nil {
 		var err error
-		if uc, err = dialTarget(t, g.connectTimeout, alternatives); err != nil {
-			return attemptRetryable, 0, false, dialFailure(err) // nothing was sent
+		if uc, err = pool.Dial(t, g.ConnectTimeout, alternatives); err != nil {
+			return attemptRetryable, 0, false, pool.DialFailure(err) // nothing was sent
 		}
 	}
-	t.requests.Add(1)
+	t.Requests.Add(1)
 	finished := false
 	defer closeUnfinished(uc, &finished)
 	res, code, keep, why = c.roundTrip(uc, g, rt)
@@ -426,55 +424,45 @@ func (c *clientConn) attempt(t *targetState, g *group, rt *route, alternatives b
 
 // closeUnfinished closes a target connection whose exchange did not finish:
 // a panic left it in an unknown state.
-func closeUnfinished(uc *upstreamConn, finished *bool) {
+func closeUnfinished(uc *pool.Conn, finished *bool) {
 	if !*finished {
-		uc.discard()
+		uc.Discard()
 	}
-}
-
-// dialFailure classifies a failed connect: a timeout or an unreachable
-// host or network says the host is gone.
-func dialFailure(err error) ErrorReason {
-	var ne net.Error
-	if errors.As(err, &ne) && ne.Timeout() || errors.Is(err, syscall.EHOSTUNREACH) || errors.Is(err, syscall.ENETUNREACH) {
-		return ReasonConnectTimeout
-	}
-	return ReasonConnectFailed
 }
 
 // brokenReason tells a connection the target's host stopped acknowledging
 // (TCP_USER_TIMEOUT, keep-alive, unreachable: the host or the network is gone)
 // from one the target closed or reset.
-func brokenReason(err error) ErrorReason {
+func brokenReason(err error) stats.ErrorReason {
 	if errors.Is(err, syscall.ETIMEDOUT) || errors.Is(err, syscall.EHOSTUNREACH) || errors.Is(err, syscall.ENETUNREACH) {
-		return ReasonTargetUnreachable
+		return stats.ReasonTargetUnreachable
 	}
-	return ReasonTargetReset
+	return stats.ReasonTargetReset
 }
 
 // reasonNone marks a failed attempt that needs no error page.
-const reasonNone ErrorReason = -1
+const reasonNone stats.ErrorReason = -1
 
 // failWith answers the client with the error page of reason and returns its status.
-func (c *clientConn) failWith(reason ErrorReason, keep bool) int {
+func (c *clientConn) failWith(reason stats.ErrorReason, keep bool) int {
 	code := reasonStatus(reason)
 	c.answerError(code, reason, keep)
 	return code
 }
 
 // reasonStatus is the status of the balancer's answer to a forward that failed for reason.
-func reasonStatus(reason ErrorReason) int {
+func reasonStatus(reason stats.ErrorReason) int {
 	switch reason {
-	case ReasonNoTarget:
+	case stats.ReasonNoTarget:
 		return 503
-	case ReasonConnectTimeout, ReasonResponseTimeout, ReasonTargetUnreachable:
+	case stats.ReasonConnectTimeout, stats.ReasonResponseTimeout, stats.ReasonTargetUnreachable:
 		return 504
 	}
 	return 502
 }
 
 // roundTrip sends the request on uc and copies the response to the client.
-func (c *clientConn) roundTrip(uc *upstreamConn, g *group, rt *route) (res attemptResult, code int, keepClient bool, why ErrorReason) {
+func (c *clientConn) roundTrip(uc *pool.Conn, g *pool.Group, rt *route) (res attemptResult, code int, keepClient bool, why stats.ErrorReason) {
 	idleTimeout := rt.idleTimeout
 	hasBody := c.req.Chunked || c.req.ContentLength > 0
 	method := c.req.Method()
@@ -488,9 +476,9 @@ func (c *clientConn) roundTrip(uc *upstreamConn, g *group, rt *route) (res attem
 	if retryable {
 		// Awaited from before the request goes out: a host found lost the
 		// moment the target has it must still move it elsewhere.
-		uc.awaiting.Store(awaitHead)
+		uc.Awaiting.Store(pool.AwaitHead)
 	}
-	c.writeRequestHead(uc.bw, rt.xff)
+	c.writeRequestHead(uc.Bw, rt.xff)
 	var err error
 	var bodyIn int64
 	// The body streams to the target as the client sends it; a client that
@@ -500,35 +488,35 @@ func (c *clientConn) roundTrip(uc *upstreamConn, g *group, rt *route) (res attem
 	switch {
 	case c.req.Chunked:
 		c.chunks.Dechunk = false
-		bodyIn, err = c.chunks.Copy(uc.bw, c.br, nil)
+		bodyIn, err = c.chunks.Copy(uc.Bw, c.br, nil)
 	case c.req.ContentLength > 0:
-		bodyIn, err = http1.CopyN(uc.bw, c.br, c.req.ContentLength, nil)
+		bodyIn, err = http1.CopyN(uc.Bw, c.br, c.req.ContentLength, nil)
 	}
 	c.ex.received += bodyIn
 	if err != nil && (c.src.err != nil || brokeFraming(err)) {
 		// The client's side broke off or broke its body's framing, not the
 		// target's: the target is not blamed (no passive-health failure).
-		uc.discard()
+		uc.Discard()
 		switch {
 		case c.src.err == nil:
-			c.answerError(400, ReasonBadRequest, false)
+			c.answerError(400, stats.ReasonBadRequest, false)
 			c.lingerBeforeClose()
 			return attemptFailed, 400, false, reasonNone
 		case errors.Is(c.src.err, os.ErrDeadlineExceeded):
-			c.answerError(408, ReasonClientTimeout, false)
+			c.answerError(408, stats.ReasonClientTimeout, false)
 			return attemptFailed, 408, false, reasonNone
 		}
 		return attemptFailed, statusClientClosed, false, reasonNone
 	}
 	if err == nil {
-		err = uc.bw.Flush()
+		err = uc.Bw.Flush()
 	}
 	// bodyCut: the target stopped taking the body, and may have answered
 	// already (an early 405 or 413, then a close). That answer goes to the
 	// client, whose connection then closes: the rest of its body is unread.
 	bodyCut := err != nil && targetAnswered(uc)
 	if err != nil && !bodyCut {
-		uc.discard()
+		uc.Discard()
 		if retryable {
 			return attemptRetryable, 0, false, brokenReason(err)
 		}
@@ -536,24 +524,24 @@ func (c *clientConn) roundTrip(uc *upstreamConn, g *group, rt *route) (res attem
 	}
 
 	c.ex.sentToTarget = time.Now()
-	uc.conn.SetReadDeadline(c.ex.sentToTarget.Add(g.responseTimeout))
+	uc.Conn.SetReadDeadline(c.ex.sentToTarget.Add(g.ResponseTimeout))
 	for {
-		err = c.resp.ReadResponse(uc.br)
-		if uc.awaiting.Swap(awaitNone) == awaitAbandoned {
+		err = c.resp.ReadResponse(uc.Br)
+		if uc.Awaiting.Swap(pool.AwaitNone) == pool.AwaitAbandoned {
 			// The target's host was found lost while the answer was
 			// awaited: the request goes to another target now.
-			uc.discard()
-			return attemptRetryable, 0, false, ReasonTargetUnreachable
+			uc.Discard()
+			return attemptRetryable, 0, false, stats.ReasonTargetUnreachable
 		}
 		if err != nil {
-			uc.discard()
+			uc.Discard()
 			switch {
 			case errors.Is(err, os.ErrDeadlineExceeded):
-				return attemptFailed, 0, false, ReasonResponseTimeout
+				return attemptFailed, 0, false, stats.ReasonResponseTimeout
 			case retryable && len(c.resp.Raw) == 0:
 				return attemptRetryable, 0, false, brokenReason(err)
 			case brokeFraming(err):
-				return attemptFailed, 0, false, ReasonBadResponse
+				return attemptFailed, 0, false, stats.ReasonBadResponse
 			default:
 				return attemptFailed, 0, false, brokenReason(err)
 			}
@@ -562,8 +550,8 @@ func (c *clientConn) roundTrip(uc *upstreamConn, g *group, rt *route) (res attem
 			if !c.req.upgrade || !switchesTo(&c.resp, "websocket") {
 				// A switch nobody asked for would turn the connection into
 				// a tunnel that no rule sees again.
-				uc.discard()
-				return attemptFailed, 0, false, ReasonBadResponse
+				uc.Discard()
+				return attemptFailed, 0, false, stats.ReasonBadResponse
 			}
 			return c.tunnel(uc, idleTimeout)
 		}
@@ -592,7 +580,7 @@ func (c *clientConn) roundTrip(uc *upstreamConn, g *group, rt *route) (res attem
 
 	refresh := func() {
 		deadline := time.Now().Add(idleTimeout)
-		uc.conn.SetReadDeadline(deadline)
+		uc.Conn.SetReadDeadline(deadline)
 		c.conn.SetWriteDeadline(deadline)
 	}
 	var bodyOut int64
@@ -600,21 +588,21 @@ func (c *clientConn) roundTrip(uc *upstreamConn, g *group, rt *route) (res attem
 	case noBody:
 	case c.resp.Chunked:
 		c.chunks.Dechunk = dechunk
-		bodyOut, err = c.chunks.Copy(c.bw, uc.br, refresh)
+		bodyOut, err = c.chunks.Copy(c.bw, uc.Br, refresh)
 	case c.resp.ContentLength >= 0:
-		bodyOut, err = http1.CopyN(c.bw, uc.br, c.resp.ContentLength, refresh)
+		bodyOut, err = http1.CopyN(c.bw, uc.Br, c.resp.ContentLength, refresh)
 	default:
-		bodyOut, err = http1.CopyUntilEOF(c.bw, uc.br, refresh)
+		bodyOut, err = http1.CopyUntilEOF(c.bw, uc.Br, refresh)
 	}
 	c.ex.sent = int64(len(c.resp.Raw)) + bodyOut
 	if err == nil {
 		err = c.bw.Flush()
 	}
 	if err != nil || !framed || !c.resp.KeepsAlive() || c.req.HTTP10 || bodyCut || ambiguousBody(&c.resp, method) {
-		uc.discard()
+		uc.Discard()
 	} else {
-		uc.verifyBeforeReuse = noBody
-		uc.target.put(uc)
+		uc.VerifyBeforeReuse = noBody
+		uc.Target.Put(uc)
 	}
 	if bodyCut && err == nil {
 		c.lingerBeforeClose()
@@ -663,9 +651,9 @@ const earlyAnswerWait = time.Second
 
 // targetAnswered reports whether a target that stopped taking the request's
 // body has sent an answer.
-func targetAnswered(uc *upstreamConn) bool {
-	uc.conn.SetReadDeadline(time.Now().Add(earlyAnswerWait))
-	_, err := uc.br.Peek(1)
+func targetAnswered(uc *pool.Conn) bool {
+	uc.Conn.SetReadDeadline(time.Now().Add(earlyAnswerWait))
+	_, err := uc.Br.Peek(1)
 	return err == nil
 }
 
@@ -783,18 +771,18 @@ func (c *clientConn) writeResponseHead(keepClient, dechunk bool) {
 // tunnel hands the connection over to the protocol the target switched to (a
 // WebSocket): bytes flow both ways until either side closes, or neither
 // sends anything for the listener's idle timeout.
-func (c *clientConn) tunnel(uc *upstreamConn, idleTimeout time.Duration) (attemptResult, int, bool, ErrorReason) {
+func (c *clientConn) tunnel(uc *pool.Conn, idleTimeout time.Duration) (attemptResult, int, bool, stats.ErrorReason) {
 	c.writeResponseHead(true, false)
 	if err := c.bw.Flush(); err != nil {
-		uc.discard()
+		uc.Discard()
 		return attemptFailed, 101, false, reasonNone
 	}
 	c.conn.SetDeadline(time.Time{})
 	c.src.headUntil, c.src.readTimeout = time.Time{}, 0 // the tunnel sets its own deadlines
-	uc.conn.SetDeadline(time.Time{})
+	uc.Conn.SetDeadline(time.Time{})
 	var lastActive atomic.Int64
 	lastActive.Store(time.Now().UnixNano())
-	fromTarget := tunnelReader{r: uc.br, conn: uc.conn, idle: idleTimeout, lastActive: &lastActive}
+	fromTarget := tunnelReader{r: uc.Br, conn: uc.Conn, idle: idleTimeout, lastActive: &lastActive}
 	fromClient := tunnelReader{r: c.br, conn: c.conn, idle: idleTimeout, lastActive: &lastActive}
 	done := make(chan struct{})
 	go func() {
@@ -803,8 +791,8 @@ func (c *clientConn) tunnel(uc *upstreamConn, idleTimeout time.Duration) (attemp
 		io.Copy(c.conn, &fromTarget)
 		c.conn.Close()
 	}()
-	io.Copy(uc.conn, &fromClient)
-	uc.discard()
+	io.Copy(uc.Conn, &fromClient)
+	uc.Discard()
 	<-done
 	return attemptDone, 101, false, 0
 }

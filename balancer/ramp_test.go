@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/berth-lb/berth/balancer/pool"
 )
 
 // shares picks n times from the group of lb's web listener and returns the
@@ -17,7 +19,7 @@ func shares(lb *Balancer, n int) map[string]float64 {
 	g := lb.listeners["web"].route.Load().fallback.group
 	count := map[string]int{}
 	for range n {
-		count[g.pick(nil, 0).id]++
+		count[g.Pick(nil, 0).ID]++
 	}
 	out := map[string]float64{}
 	for id, c := range count {
@@ -42,7 +44,7 @@ func TestSlowStartRampsANewTargetsShare(t *testing.T) {
 			// full weight 1 gives w/(1+w) of the requests.
 			previous := -1.0
 			for _, elapsed := range []float64{0, 25, 50, 75, 100, 150} {
-				fresh.servingSince.Store(time.Now().Add(-time.Duration(elapsed * float64(time.Second))).UnixNano())
+				fresh.ServingSince.Store(time.Now().Add(-time.Duration(elapsed * float64(time.Second))).UnixNano())
 				got := shares(lb, 20000)["new"]
 				w := min(elapsed/100, 1)
 				want := w / (1 + w)
@@ -64,10 +66,10 @@ func TestPickWithSlowStartAndMitigationAllocatesNothing(t *testing.T) {
 	cfg.Groups[0].SlowStart = MinSlowStart
 	cfg.Groups[0].AnomalyMitigation = true
 	lb := start(t, cfg)
-	lb.targets["c"].passive.raiseAnomaly()
-	lb.targets["b"].servingSince.Store(time.Now().UnixNano())
+	lb.targets["c"].Passive.RaiseAnomaly()
+	lb.targets["b"].ServingSince.Store(time.Now().UnixNano())
 	g := lb.listeners["web"].route.Load().fallback.group
-	if n := testing.AllocsPerRun(1000, func() { g.pick(nil, 0) }); n != 0 {
+	if n := testing.AllocsPerRun(1000, func() { g.Pick(nil, 0) }); n != 0 {
 		t.Errorf("a pick allocates %.1f times", n)
 	}
 }
@@ -100,13 +102,13 @@ func TestAnomalyMitigationShiftsWeightAndBack(t *testing.T) {
 	lb := start(t, cfg)
 	sick := lb.targets["c"]
 	for range 5 {
-		sick.passive.raiseAnomaly()
+		sick.Passive.RaiseAnomaly()
 	}
 	if got := shares(lb, 20000)["c"]; got > 0.1 {
 		t.Errorf("a target with recent failures still gets %.3f of the picks", got)
 	}
-	for range anomalyMaxScore {
-		sick.passive.succeeded()
+	for range pool.AnomalyMaxScore {
+		sick.Passive.Succeeded()
 	}
 	if got := shares(lb, 20000)["c"]; got < 0.28 || got > 0.39 {
 		t.Errorf("a recovered target gets %.3f of the picks, want about 1/3", got)
@@ -119,7 +121,7 @@ func TestAnomalyMitigationShiftsWeightAndBack(t *testing.T) {
 		t.Fatal(err)
 	}
 	for range 5 {
-		lb.targets["c"].passive.raiseAnomaly()
+		lb.targets["c"].Passive.RaiseAnomaly()
 	}
 	if got := shares(lb, 20000)["c"]; got < 0.45 {
 		t.Errorf("with two targets mitigation must not act, the failing one got %.3f", got)

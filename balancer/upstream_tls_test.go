@@ -17,6 +17,9 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/berth-lb/berth/balancer/pool"
+	"github.com/berth-lb/berth/balancer/stats"
 )
 
 // tlsTarget is an HTTPS server on loopback that answers with its name, the
@@ -96,10 +99,10 @@ func TestAFailedTargetHandshakeIsAFailedConnect(t *testing.T) {
 	for _, tc := range []struct {
 		target string
 		code   int
-		reason ErrorReason
+		reason stats.ErrorReason
 	}{
-		{plain, 502, ReasonConnectFailed},
-		{silent, 504, ReasonConnectTimeout}, // the handshake is within the connect timeout
+		{plain, 502, stats.ReasonConnectFailed},
+		{silent, 504, stats.ReasonConnectTimeout}, // the handshake is within the connect timeout
 	} {
 		cfg := httpsGroup(webConfig(serving("t", tc.target)))
 		cfg.Groups[0].ConnectTimeout = 200 * time.Millisecond
@@ -134,7 +137,7 @@ func TestStillOpenLooksBelowTLS(t *testing.T) {
 		<-hangUp
 		tc.Close()
 	})
-	conn, _, err := connectTarget(context.Background(), addr, 5*time.Second, 5*time.Second, targetTLSHTTP1)
+	conn, _, err := pool.Connect(context.Background(), addr, 5*time.Second, 5*time.Second, pool.TargetTLSHTTP1)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -148,11 +151,11 @@ func TestStillOpenLooksBelowTLS(t *testing.T) {
 	if line, err := bufio.NewReader(conn).ReadString('\n'); err != nil || line != "ping\n" {
 		t.Fatalf("echo over TLS: %q, %v", line, err)
 	}
-	if !stillOpen(conn) {
+	if !pool.StillOpen(conn) {
 		t.Fatal("an idle open TLS connection looks closed")
 	}
 	close(hangUp)
-	eventually(t, "the target's close to show", func() bool { return !stillOpen(conn) })
+	eventually(t, "the target's close to show", func() bool { return !pool.StillOpen(conn) })
 }
 
 func TestGRPCStreamsToATLSTarget(t *testing.T) {
@@ -186,7 +189,7 @@ func TestHTTP2ClientsReachAnHTTPSGroupOverTLS(t *testing.T) {
 	if code, _, _ := get(t, client, "http://"+lb.Addr("web")+"/"); code != 502 {
 		t.Errorf("a target without TLS: %d, want 502", code)
 	}
-	if n := lb.Listeners()[0].Errors[ReasonConnectFailed]; n != 1 {
+	if n := lb.Listeners()[0].Errors[stats.ReasonConnectFailed]; n != 1 {
 		t.Errorf("connect_failed errors: %d, want 1", n)
 	}
 }

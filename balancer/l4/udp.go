@@ -1,4 +1,4 @@
-package balancer
+package l4
 
 import (
 	"errors"
@@ -12,51 +12,51 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/berth-lb/berth/balancer/accesslog"
+	"github.com/berth-lb/berth/balancer/pool"
+	"github.com/berth-lb/berth/balancer/stats"
 	"github.com/berth-lb/berth/internal/backstop"
 )
-
-// DefaultMaxUDPFlows bounds the flow table of a UDP listener whose
-// MaxConnections is 0: a datagram from a new client address beyond it is
-// dropped and counted (ListenerStats.UDPFlowsDropped).
-const DefaultMaxUDPFlows = 65536
 
 // maxDatagram is the largest UDP payload.
 const maxDatagram = 64 << 10
 
 var datagramPool = sync.Pool{New: func() any { b := make([]byte, maxDatagram); return &b }}
 
-// udpListener forwards datagrams by flow: all datagrams from one client
+// UDP forwards datagrams by flow: all datagrams from one client
 // address go to one target over one socket, and the target's replies on that
 // socket go back to the client from the listener's address.
-type udpListener struct {
-	l  *listener
+type UDP struct {
+	l  Listener
 	pc *net.UDPConn
 
 	mu     sync.Mutex
 	flows  map[netip.AddrPort]*udpFlow
 	closed bool
 
-	dropped atomic.Uint64
+	Dropped atomic.Uint64
 }
 
-func newUDPListener(b *Balancer, name, address string) (*listener, error) {
+// ListenUDP opens the socket of a UDP listener that serves for l.
+func ListenUDP(address string, l Listener) (*UDP, error) {
 	pc, err := net.ListenPacket("udp", address)
 	if err != nil {
 		return nil, err
 	}
-	l := &listener{b: b, name: name, address: address, protocol: ProtocolUDP, conns: map[*clientConn]struct{}{}, streams: map[*l4Conn]struct{}{}}
-	l.udp = &udpListener{l: l, pc: pc.(*net.UDPConn), flows: map[netip.AddrPort]*udpFlow{}}
-	return l, nil
+	return &UDP{l: l, pc: pc.(*net.UDPConn), flows: map[netip.AddrPort]*udpFlow{}}, nil
 }
+
+// Addr is the bound address.
+func (u *UDP) Addr() net.Addr { return u.pc.LocalAddr() }
 
 // udpFlow is the traffic of one client address.
 type udpFlow struct {
-	u        *udpListener
+	u        *UDP
 	client   netip.AddrPort
 	upstream *net.UDPConn
-	target   *targetState
-	stats    *routeStats
-	rec      accessRecord
+	target   *pool.Target
+	stats    *stats.Route
+	rec      accesslog.Record
 	// last is when a datagram last went either way, in unix nanoseconds.
 	last      atomic.Int64
 	in, out   atomic.Int64
@@ -67,7 +67,8 @@ type udpFlow struct {
 
 func (f *udpFlow) endBecause(reason string) { f.reason.CompareAndSwap(nil, &reason) }
 
-func (u *udpListener) readLoop() {
+// Serve forwards datagrams until the listener closes.
+func (u *UDP) Serve() {
 	buf := make([]byte, maxDatagram)
 	for {
 		n, client, err := u.pc.ReadFromUDPAddrPort(buf)
@@ -83,9 +84,9 @@ func (u *udpListener) readLoop() {
 
 // forward sends a datagram from client to the target of its flow. The read
 // loop serves every flow, so a panic here drops that datagram only.
-func (u *udpListener) forward(b []byte, client netip.AddrPort) {
-	defer backstop.Recover(u.l.b.log, &u.l.panics, nil, "listener", u.l.name)
-	runTestHook(u.l, "datagram")
+func (u *UDP) forward(b []byte, client netip.AddrPort) {
+	defer backstop.Recover(u.l.Log(), u.l.Panics(), nil, "listener", u.l.Name())
+	u.l.Hook("datagram")
 	f := u.flow(client)
 	if f == nil {
 		return
@@ -93,42 +94,42 @@ func (u *udpListener) forward(b []byte, client netip.AddrPort) {
 	f.last.Store(time.Now().UnixNano())
 	if _, err := f.upstream.Write(b); err == nil {
 		f.in.Add(int64(len(b)))
-		u.l.bytesIn.Add(uint64(len(b)))
-		f.stats.bytesIn.Add(uint64(len(b)))
-		f.target.bytesIn.Add(uint64(len(b)))
+		u.l.CountBytes(true, uint64(len(b)))
+		f.stats.BytesIn.Add(uint64(len(b)))
+		f.target.BytesIn.Add(uint64(len(b)))
 	}
 }
 
 // flow returns the flow of a client address, opening one to a target when it
 // is new; nil when the datagram must be dropped.
-func (u *udpListener) flow(client netip.AddrPort) *udpFlow {
-	rt := u.l.route.Load()
+func (u *UDP) flow(client netip.AddrPort) *udpFlow {
+	rt := u.l.Route()
 	u.mu.Lock()
 	f, ok := u.flows[client]
-	full := rt.maxConns > 0 && int64(len(u.flows)) >= rt.maxConns
+	full := rt.MaxFlows > 0 && int64(len(u.flows)) >= rt.MaxFlows
 	u.mu.Unlock()
 	if ok {
 		return f
 	}
 	if full {
-		u.dropped.Add(1)
+		u.Dropped.Add(1)
 		return nil
 	}
 	now := time.Now()
-	rec := accessRecord{Time: now, Listener: u.l.name, Protocol: ProtocolUDP, Client: client.String()}
-	act := &rt.fallback
-	if act.group == nil {
-		u.l.errors[ReasonNoTarget].Add(1)
+	rec := accesslog.Record{Time: now, Listener: u.l.Name(), Protocol: u.l.Protocol(), Client: client.String()}
+	act := &rt.Fallback
+	if act.Group == nil {
+		u.l.CountError(stats.ReasonNoTarget)
 		return nil
 	}
-	rec.Group = act.group.name
-	up, t := act.group.dialUDP(hashBytes(client.Addr().AsSlice()))
+	rec.Group = act.Group.Name
+	up, t := dialUDP(act.Group, pool.HashBytes(client.Addr().AsSlice()))
 	if up == nil {
-		u.l.errors[ReasonNoTarget].Add(1)
+		u.l.CountError(stats.ReasonNoTarget)
 		return nil
 	}
-	rec.Target, rec.TargetAddress = t.id, t.address
-	f = &udpFlow{u: u, client: client, upstream: up, target: t, stats: act.stats, rec: rec}
+	rec.Target, rec.TargetAddress = t.ID, t.Address
+	f = &udpFlow{u: u, client: client, upstream: up, target: t, stats: act.Stats, rec: rec}
 	f.last.Store(now.UnixNano())
 	u.mu.Lock()
 	if u.closed {
@@ -138,29 +139,28 @@ func (u *udpListener) flow(client netip.AddrPort) *udpFlow {
 	}
 	u.flows[client] = f
 	u.mu.Unlock()
-	t.openStream(f)
-	f.stats.connsActive.Add(1)
-	f.stats.connsTotal.Add(1)
-	u.l.active.Add(1)
-	u.l.total.Add(1)
-	go f.replies(rt.idleTimeout)
+	t.OpenStream(f)
+	f.stats.ConnsActive.Add(1)
+	f.stats.ConnsTotal.Add(1)
+	u.l.CountFlow(1)
+	go f.replies(rt.IdleTimeout)
 	return f
 }
 
 // dialUDP opens a socket to a serving target. Nothing is sent yet, so a dead
 // target is only found when its host answers with an ICMP error (see replies).
-func (g *group) dialUDP(hash uint64) (*net.UDPConn, *targetState) {
-	var triedArray [maxAttempts]*targetState
+func dialUDP(g *pool.Group, hash uint64) (*net.UDPConn, *pool.Target) {
+	var triedArray [pool.MaxAttempts]*pool.Target
 	tried := triedArray[:0]
-	for range maxAttempts {
-		t := g.pick(tried, hash)
+	for range pool.MaxAttempts {
+		t := g.Pick(tried, hash)
 		if t == nil {
 			return nil, nil
 		}
 		tried = append(tried, t)
-		conn, err := net.Dial("udp", t.address)
+		conn, err := net.Dial("udp", t.Address)
 		if err != nil {
-			t.failed(ReasonConnectFailed)
+			t.Failed(stats.ReasonConnectFailed)
 			continue
 		}
 		return conn.(*net.UDPConn), t
@@ -172,7 +172,7 @@ func (g *group) dialUDP(hash uint64) (*net.UDPConn, *targetState) {
 // idle for idleTimeout or closed. It waits for a datagram without holding a
 // buffer (65,536 waiting flows would otherwise hold 4 GiB).
 func (f *udpFlow) replies(idle time.Duration) {
-	defer backstop.Recover(f.u.l.b.log, &f.u.l.panics, f, "listener", f.u.l.name)
+	defer backstop.Recover(f.u.l.Log(), f.u.l.Panics(), f, "listener", f.u.l.Name())
 	defer f.Close()
 	raw, err := f.upstream.SyscallConn()
 	if err != nil {
@@ -198,8 +198,8 @@ func (f *udpFlow) replies(idle time.Duration) {
 		}
 		if errors.Is(peekErr, syscall.ECONNREFUSED) {
 			// The target's host answered port unreachable.
-			f.target.failed(ReasonConnectFailed)
-			f.endBecause(ReasonConnectFailed.String())
+			f.target.Failed(stats.ReasonConnectFailed)
+			f.endBecause(stats.ReasonConnectFailed.String())
 			return
 		}
 		bp := datagramPool.Get().(*[]byte)
@@ -210,17 +210,17 @@ func (f *udpFlow) replies(idle time.Duration) {
 		datagramPool.Put(bp)
 		if err != nil {
 			if errors.Is(err, syscall.ECONNREFUSED) {
-				f.target.failed(ReasonConnectFailed)
-				f.endBecause(ReasonConnectFailed.String())
+				f.target.Failed(stats.ReasonConnectFailed)
+				f.endBecause(stats.ReasonConnectFailed.String())
 			}
 			return
 		}
-		f.target.passive.succeeded()
+		f.target.Passive.Succeeded()
 		f.last.Store(time.Now().UnixNano())
 		f.out.Add(int64(n))
-		f.u.l.bytesOut.Add(uint64(n))
-		f.stats.bytesOut.Add(uint64(n))
-		f.target.bytesOut.Add(uint64(n))
+		f.u.l.CountBytes(false, uint64(n))
+		f.stats.BytesOut.Add(uint64(n))
+		f.target.BytesOut.Add(uint64(n))
 	}
 }
 
@@ -234,28 +234,28 @@ func (f *udpFlow) Close() error {
 		}
 		f.u.mu.Unlock()
 		f.upstream.Close()
-		f.target.closeStream(f)
-		f.stats.connsActive.Add(-1)
-		f.u.l.active.Add(-1)
+		f.target.CloseStream(f)
+		f.stats.ConnsActive.Add(-1)
+		f.u.l.CountFlow(-1)
 		f.rec.Duration = time.Since(f.rec.Time)
 		f.rec.BytesIn, f.rec.BytesOut = f.in.Load(), f.out.Load()
 		f.rec.Result = "ok"
 		if r := f.reason.Load(); r != nil {
 			f.rec.Result = *r
 		}
-		f.u.l.b.accessLog(&f.rec)
+		f.u.l.Access(&f.rec)
 	})
 	return nil
 }
 
-// terminate ends the flow as the deregistration delay's end asks.
-func (f *udpFlow) terminate() {
+// Terminate ends the flow as the deregistration delay's end asks.
+func (f *udpFlow) Terminate() {
 	f.endBecause("terminated")
 	f.Close()
 }
 
-// close stops the listener and ends every flow.
-func (u *udpListener) close() {
+// Close stops the listener and ends every flow.
+func (u *UDP) Close() {
 	u.mu.Lock()
 	u.closed = true
 	flows := make([]*udpFlow, 0, len(u.flows))

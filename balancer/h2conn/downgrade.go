@@ -1,4 +1,4 @@
-package balancer
+package h2conn
 
 import "github.com/berth-lb/berth/balancer/http1"
 
@@ -14,10 +14,10 @@ import "github.com/berth-lb/berth/balancer/http1"
 // "*". What it lets through and an HTTP/1.1 head cannot carry is checked
 // here, before anything is sent: its answer is 400.
 
-// h2Downgradable reports whether a request with this :method, :path (x/net's
+// Downgradable reports whether a request with this :method, :path (x/net's
 // RequestURI) and :authority (or Host) can be forwarded as an HTTP/1.1
 // request.
-func h2Downgradable(method, path, authority string) bool {
+func Downgradable(method, path, authority string) bool {
 	switch {
 	case !http1.IsToken(method):
 		return false

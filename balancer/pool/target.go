@@ -1,4 +1,4 @@
-package balancer
+package pool
 
 import (
 	"bufio"
@@ -13,131 +13,133 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/berth-lb/berth/balancer/stats"
 )
 
 // Sizes of the buffered reader and writer of every connection, on both sides.
-const connBufferSize = 4 << 10
+const ConnBufferSize = 4 << 10
 
 // maxIdlePerTarget bounds the pooled idle connections to one target.
 const maxIdlePerTarget = 512
 
-// upstreamIdleTimeout closes pooled connections unused for this long, below the
+// IdleTimeout closes pooled connections unused for this long, below the
 // keep-alive timeout of common servers (Go 3 min, nginx 75 s, Node 5 s is the
 // exception that the retry on a stale connection covers).
-const upstreamIdleTimeout = 60 * time.Second
+const IdleTimeout = 60 * time.Second
 
-// targetState is the mutable state of one target. It lives outside the routing
+// Target is the mutable state of one target. It lives outside the routing
 // snapshot, keyed by target ID, so a new snapshot keeps counters and pooled
 // connections.
-type targetState struct {
-	id      string
-	address string
-	// tls makes the HTTP/1.1 engine speak TLS to the target (a group of
+type Target struct {
+	ID      string
+	Address string
+	// TLS makes the HTTP/1.1 engine speak TLS to the target (a group of
 	// protocol https lists it); like the address, it never changes.
-	tls bool
+	TLS bool
 
-	inFlight atomic.Int64
-	requests atomic.Uint64
-	failures atomic.Uint64
-	// latency is the HTTP tries' durations, from the pick (dial included) to
+	InFlight atomic.Int64
+	Requests atomic.Uint64
+	Failures atomic.Uint64
+	// Latency is the HTTP tries' durations, from the pick (dial included) to
 	// the end of the answer's copy.
-	latency histogram
-	// serving is false once the target drains or leaves: pooled connections
+	Latency stats.Latency
+	// Serving is false once the target drains or leaves: pooled connections
 	// are closed instead of being reused.
-	serving atomic.Bool
-	// servingSince is when the target last started serving (unix
+	Serving atomic.Bool
+	// ServingSince is when the target last started serving (unix
 	// nanoseconds), for slow start.
-	servingSince atomic.Int64
-	// suspect is true while the fleet's failure detection cannot reach the
+	ServingSince atomic.Int64
+	// Suspect is true while the fleet's failure detection cannot reach the
 	// target's host (TargetConfig.Suspect): it gets requests only when no
 	// other target of its group can take them. Only Apply writes it.
-	suspect atomic.Bool
-	passive passiveState
-	// host groups the targets of one address for passive health; it is set
+	Suspect atomic.Bool
+	Passive PassiveHealth
+	// Host groups the targets of one address for passive health; it is set
 	// when the state is made and never changes (nor does the address).
-	host *hostHealth
+	Host *Host
 
 	// L4 counters: open connections and UDP flows (also counted in
 	// inFlight, which least_outstanding_requests reads), and their bytes.
-	streamsActive atomic.Int64
-	streamsTotal  atomic.Uint64
-	bytesIn       atomic.Uint64
-	bytesOut      atomic.Uint64
+	StreamsActive atomic.Int64
+	StreamsTotal  atomic.Uint64
+	BytesIn       atomic.Uint64
+	BytesOut      atomic.Uint64
 
-	mu   sync.Mutex
-	idle []*upstreamConn // LIFO: the warmest connection first
-	// busy holds the HTTP connections carrying a request (or a tunnel) now,
+	Mu   sync.Mutex
+	idle []*Conn // LIFO: the warmest connection first
+	// Busy holds the HTTP connections carrying a request (or a tunnel) now,
 	// streams the open L4 connections and UDP flows: Terminate closes them.
-	busy    map[*upstreamConn]struct{}
-	streams map[stream]struct{}
+	Busy    map[*Conn]struct{}
+	Streams map[Stream]struct{}
 }
 
-// stream is an open L4 connection or UDP flow, or an HTTP/2 request in
+// Stream is an open L4 connection or UDP flow, or an HTTP/2 request in
 // flight (h2Exchange).
-type stream interface {
+type Stream interface {
 	io.Closer
-	// terminate closes it because its target's deregistration delay ended.
-	terminate()
+	// Terminate closes it because its target's deregistration delay ended.
+	Terminate()
 }
 
-// upstreamConn is a connection to a target with its buffers.
-type upstreamConn struct {
-	conn     net.Conn
-	br       *bufio.Reader
-	bw       *bufio.Writer
-	target   *targetState
+// Conn is a connection to a target with its buffers.
+type Conn struct {
+	Conn     net.Conn
+	Br       *bufio.Reader
+	Bw       *bufio.Writer
+	Target   *Target
 	reused   bool
 	idleFrom time.Time
-	// verifyBeforeReuse is set after a response that has no body by rule
+	// VerifyBeforeReuse is set after a response that has no body by rule
 	// (to HEAD, 204, 304): a target that sends a body anyway sends it
 	// after the head, so the connection is checked for stray bytes before
 	// it carries another request, however soon.
-	verifyBeforeReuse bool
-	// awaiting is awaitHead while a request that may go to another target
+	VerifyBeforeReuse bool
+	// Awaiting is AwaitHead while a request that may go to another target
 	// waits for the first byte of its answer: abandon may then close the
-	// connection and the request is retried (awaitAbandoned).
-	awaiting atomic.Int32
+	// connection and the request is retried (AwaitAbandoned).
+	Awaiting atomic.Int32
 }
 
-// The states of upstreamConn.awaiting.
+// The states of Conn.awaiting.
 const (
-	awaitNone int32 = iota
-	awaitHead
-	awaitAbandoned
+	AwaitNone int32 = iota
+	AwaitHead
+	AwaitAbandoned
 )
 
-// get returns a pooled connection or nil.
-func (t *targetState) get() *upstreamConn {
+// Get returns a pooled connection or nil.
+func (t *Target) Get() *Conn {
 	now := time.Now()
-	t.mu.Lock()
+	t.Mu.Lock()
 	for n := len(t.idle); n > 0; n = len(t.idle) {
 		c := t.idle[n-1]
 		t.idle[n-1] = nil
 		t.idle = t.idle[:n-1]
 		idle := now.Sub(c.idleFrom)
-		if idle < upstreamIdleTimeout && (idle < livenessCheckAfter && !c.verifyBeforeReuse || stillOpen(c.conn)) {
+		if idle < IdleTimeout && (idle < LivenessCheckAfter && !c.VerifyBeforeReuse || StillOpen(c.Conn)) {
 			t.markBusy(c)
-			t.mu.Unlock()
+			t.Mu.Unlock()
 			c.reused = true
 			return c
 		}
-		c.conn.Close()
+		c.Conn.Close()
 	}
-	t.mu.Unlock()
+	t.Mu.Unlock()
 	return nil
 }
 
-// livenessCheckAfter: a pooled connection idle this long is checked before
+// LivenessCheckAfter: a pooled connection idle this long is checked before
 // reuse. Servers close idle keep-alive connections after a few seconds (Node
 // 5 s, Go's ReadHeaderTimeout when no IdleTimeout is set); a request written
 // into one that is already closed fails, and one that is not idempotent
 // cannot be retried. Busier connections skip the check (a syscall).
-const livenessCheckAfter = time.Second
+const LivenessCheckAfter = time.Second
 
-// stillOpen peeks at a pooled connection without blocking: the peer's FIN
+// StillOpen peeks at a pooled connection without blocking: the peer's FIN
 // (a read of 0), a reset, or bytes nobody asked for all mean it cannot
 // carry a request.
-func stillOpen(conn net.Conn) bool {
+func StillOpen(conn net.Conn) bool {
 	// A TLS connection is peeked at below TLS: a close_notify alert counts
 	// as bytes nobody asked for, which is right, since a FIN follows it.
 	if tc, ok := conn.(*tls.Conn); ok {
@@ -161,136 +163,147 @@ func stillOpen(conn net.Conn) bool {
 	return open
 }
 
-// put returns a connection to the pool, or closes it when the target no longer
+// Put returns a connection to the pool, or closes it when the target no longer
 // serves or the pool is full.
-func (t *targetState) put(c *upstreamConn) {
+func (t *Target) Put(c *Conn) {
 	// Bytes after the response are nobody's answer: the next request's
 	// client must never read them as its own.
-	if !t.serving.Load() || c.br.Buffered() > 0 {
-		c.discard()
+	if !t.Serving.Load() || c.Br.Buffered() > 0 {
+		c.Discard()
 		return
 	}
 	c.idleFrom = time.Now()
-	t.mu.Lock()
-	delete(t.busy, c)
+	t.Mu.Lock()
+	delete(t.Busy, c)
 	if len(t.idle) < maxIdlePerTarget {
 		t.idle = append(t.idle, c)
-		t.mu.Unlock()
+		t.Mu.Unlock()
 		return
 	}
-	t.mu.Unlock()
-	c.conn.Close()
+	t.Mu.Unlock()
+	c.Conn.Close()
 }
 
 // markBusy records c as carrying a request; t.mu is held.
-func (t *targetState) markBusy(c *upstreamConn) {
-	if t.busy == nil {
-		t.busy = map[*upstreamConn]struct{}{}
+func (t *Target) markBusy(c *Conn) {
+	if t.Busy == nil {
+		t.Busy = map[*Conn]struct{}{}
 	}
-	t.busy[c] = struct{}{}
+	t.Busy[c] = struct{}{}
 }
 
 // track records a freshly dialled connection as busy.
-func (t *targetState) track(c *upstreamConn) {
-	t.mu.Lock()
+func (t *Target) track(c *Conn) {
+	t.Mu.Lock()
 	t.markBusy(c)
-	t.mu.Unlock()
+	t.Mu.Unlock()
 }
 
-// discard closes a connection that is not to be reused and stops tracking
+// Discard closes a connection that is not to be reused and stops tracking
 // it. A connection a request used ends either here or back in the pool
 // (put): untracking it after put could drop the tracking of another request
 // that took it from the pool meanwhile, hiding it from Terminate.
-func (c *upstreamConn) discard() {
-	c.conn.Close()
-	c.target.untrack(c)
+func (c *Conn) Discard() {
+	c.Conn.Close()
+	c.Target.untrack(c)
 }
 
 // untrack forgets a connection that is no longer busy.
-func (t *targetState) untrack(c *upstreamConn) {
-	t.mu.Lock()
-	delete(t.busy, c)
-	t.mu.Unlock()
+func (t *Target) untrack(c *Conn) {
+	t.Mu.Lock()
+	delete(t.Busy, c)
+	t.Mu.Unlock()
 }
 
-// openStream records an L4 connection or UDP flow to the target.
-func (t *targetState) openStream(s stream) {
-	t.mu.Lock()
-	if t.streams == nil {
-		t.streams = map[stream]struct{}{}
+// OpenStream records an L4 connection or UDP flow to the target.
+func (t *Target) OpenStream(s Stream) {
+	t.AddStream(s)
+	t.InFlight.Add(1)
+	t.StreamsActive.Add(1)
+	t.StreamsTotal.Add(1)
+}
+
+// CloseStream forgets an L4 connection or UDP flow.
+func (t *Target) CloseStream(s Stream) {
+	t.RemoveStream(s)
+	t.InFlight.Add(-1)
+	t.StreamsActive.Add(-1)
+}
+
+// AddStream records s among the streams Terminate closes, without the L4
+// connection counters (an HTTP/2 request counts as a request).
+func (t *Target) AddStream(s Stream) {
+	t.Mu.Lock()
+	if t.Streams == nil {
+		t.Streams = map[Stream]struct{}{}
 	}
-	t.streams[s] = struct{}{}
-	t.mu.Unlock()
-	t.inFlight.Add(1)
-	t.streamsActive.Add(1)
-	t.streamsTotal.Add(1)
+	t.Streams[s] = struct{}{}
+	t.Mu.Unlock()
 }
 
-// closeStream forgets an L4 connection or UDP flow.
-func (t *targetState) closeStream(s stream) {
-	t.mu.Lock()
-	delete(t.streams, s)
-	t.mu.Unlock()
-	t.inFlight.Add(-1)
-	t.streamsActive.Add(-1)
+// RemoveStream forgets s.
+func (t *Target) RemoveStream(s Stream) {
+	t.Mu.Lock()
+	delete(t.Streams, s)
+	t.Mu.Unlock()
 }
 
-// terminate closes every connection to the target: pooled, busy HTTP ones
+// Terminate closes every connection to the target: pooled, busy HTTP ones
 // (their requests fail) and L4 ones. It returns how many were busy or L4.
-func (t *targetState) terminate() int {
-	t.closeIdle()
-	t.mu.Lock()
-	busy := make([]net.Conn, 0, len(t.busy))
-	for c := range t.busy {
-		busy = append(busy, c.conn)
+func (t *Target) Terminate() int {
+	t.CloseIdle()
+	t.Mu.Lock()
+	busy := make([]net.Conn, 0, len(t.Busy))
+	for c := range t.Busy {
+		busy = append(busy, c.Conn)
 	}
-	streams := make([]stream, 0, len(t.streams))
-	for s := range t.streams {
+	streams := make([]Stream, 0, len(t.Streams))
+	for s := range t.Streams {
 		streams = append(streams, s)
 	}
-	t.mu.Unlock()
+	t.Mu.Unlock()
 	for _, c := range busy {
 		c.Close()
 	}
 	for _, s := range streams {
-		s.terminate()
+		s.Terminate()
 	}
 	return len(busy) + len(streams)
 }
 
-// abandon closes the connections to a target whose host is lost: the pooled
+// Abandon closes the connections to a target whose host is lost: the pooled
 // ones, and the busy ones whose request waits for an answer and may go to
-// another target (awaitHead), so that it goes there now rather than after
+// another target (AwaitHead), so that it goes there now rather than after
 // TCP_USER_TIMEOUT. A request whose answer began, or that cannot be retried,
 // keeps its connection.
-func (t *targetState) abandon() {
-	t.closeIdle()
+func (t *Target) Abandon() {
+	t.CloseIdle()
 	var waiting []net.Conn
-	t.mu.Lock()
-	for c := range t.busy {
-		if c.awaiting.CompareAndSwap(awaitHead, awaitAbandoned) {
-			waiting = append(waiting, c.conn)
+	t.Mu.Lock()
+	for c := range t.Busy {
+		if c.Awaiting.CompareAndSwap(AwaitHead, AwaitAbandoned) {
+			waiting = append(waiting, c.Conn)
 		}
 	}
-	t.mu.Unlock()
+	t.Mu.Unlock()
 	for _, c := range waiting {
 		c.Close()
 	}
 }
 
-// closeIdle closes every pooled connection: a draining target keeps its busy
+// CloseIdle closes every pooled connection: a draining target keeps its busy
 // connections until their requests end but gets no new request on idle ones.
-func (t *targetState) closeIdle() {
-	t.mu.Lock()
+func (t *Target) CloseIdle() {
+	t.Mu.Lock()
 	idle := t.idle
 	t.idle = nil
-	t.mu.Unlock()
+	t.Mu.Unlock()
 	for _, c := range idle {
-		c.conn.Close()
+		c.Conn.Close()
 	}
 }
 
-// dialTarget connects to a target. A peer that stops acknowledging for as long
+// Dial connects to a target. A peer that stops acknowledging for as long
 // as the connect timeout is dead: TCP_USER_TIMEOUT ends a connection whose
 // sent data stays unacknowledged that long, and keep-alive probes after that
 // much silence catch one that waits for a response from a host that is gone.
@@ -298,25 +311,25 @@ func (t *targetState) closeIdle() {
 // rather than the kernel's default minutes. With alternatives (another target
 // could take the request) a connect is given up after the host's adaptive
 // limit (connectTimes) rather than the whole timeout.
-func dialTarget(t *targetState, timeout time.Duration, alternatives bool) (*upstreamConn, error) {
+func Dial(t *Target, timeout time.Duration, alternatives bool) (*Conn, error) {
 	var tlsConfig *tls.Config
-	if t.tls {
-		tlsConfig = targetTLSHTTP1
+	if t.TLS {
+		tlsConfig = TargetTLSHTTP1
 	}
 	giveUp := timeout
 	if alternatives {
-		giveUp = t.host.connect.giveUpAfter(timeout)
+		giveUp = t.Host.connect.giveUpAfter(timeout)
 	}
-	conn, took, err := connectTarget(context.Background(), t.address, giveUp, timeout, tlsConfig)
+	conn, took, err := Connect(context.Background(), t.Address, giveUp, timeout, tlsConfig)
 	if err != nil {
 		return nil, err
 	}
-	t.host.connect.observe(took)
-	uc := &upstreamConn{
-		conn:   conn,
-		br:     bufio.NewReaderSize(conn, connBufferSize),
-		bw:     bufio.NewWriterSize(conn, connBufferSize),
-		target: t,
+	t.Host.connect.observe(took)
+	uc := &Conn{
+		Conn:   conn,
+		Br:     bufio.NewReaderSize(conn, ConnBufferSize),
+		Bw:     bufio.NewWriterSize(conn, ConnBufferSize),
+		Target: t,
 	}
 	t.track(uc)
 	return uc, nil
@@ -330,21 +343,21 @@ func dialTarget(t *targetState, timeout time.Duration, alternatives bool) (*upst
 // so a new connection to a target costs less than a full handshake.
 var (
 	targetSessions = tls.NewLRUClientSessionCache(1024)
-	targetTLSHTTP1 = targetTLS("http/1.1")
-	targetTLSH2    = targetTLS("h2")
+	TargetTLSHTTP1 = targetTLS("http/1.1")
+	TargetTLSH2    = targetTLS("h2")
 )
 
 func targetTLS(alpn string) *tls.Config {
 	return &tls.Config{InsecureSkipVerify: true, NextProtos: []string{alpn}, ClientSessionCache: targetSessions}
 }
 
-// connectTarget opens a TCP connection to addr within giveUp and, with
+// Connect opens a TCP connection to addr within giveUp and, with
 // tlsConfig, a TLS session over it within timeout; it returns how long the
 // TCP connect took. A failed handshake is a failed connect (a *net.OpError of
 // Op "dial"): nothing of the request was sent, so it may go to another target.
-func connectTarget(ctx context.Context, addr string, giveUp, timeout time.Duration, tlsConfig *tls.Config) (net.Conn, time.Duration, error) {
+func Connect(ctx context.Context, addr string, giveUp, timeout time.Duration, tlsConfig *tls.Config) (net.Conn, time.Duration, error) {
 	start := time.Now()
-	d := targetDialer(timeout)
+	d := Dialer(timeout)
 	d.Timeout = giveUp
 	conn, err := d.DialContext(ctx, "tcp", addr)
 	if err != nil {
@@ -367,8 +380,8 @@ func connectTarget(ctx context.Context, addr string, giveUp, timeout time.Durati
 	return tc, took, nil
 }
 
-// targetDialer dials targets with the dead-peer detection described at dialTarget.
-func targetDialer(timeout time.Duration) net.Dialer {
+// Dialer dials targets with the dead-peer detection described at Dial.
+func Dialer(timeout time.Duration) net.Dialer {
 	return net.Dialer{
 		Timeout:         timeout,
 		KeepAliveConfig: net.KeepAliveConfig{Enable: true, Idle: timeout, Interval: timeout, Count: 2},
@@ -380,4 +393,14 @@ func targetDialer(timeout time.Duration) net.Dialer {
 			return errors.Join(err, serr)
 		},
 	}
+}
+
+// DialFailure classifies a failed connect: a timeout or an unreachable
+// host or network says the host is gone.
+func DialFailure(err error) stats.ErrorReason {
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() || errors.Is(err, syscall.EHOSTUNREACH) || errors.Is(err, syscall.ENETUNREACH) {
+		return stats.ReasonConnectTimeout
+	}
+	return stats.ReasonConnectFailed
 }

@@ -1,4 +1,4 @@
-package balancer
+package l4
 
 import (
 	"errors"

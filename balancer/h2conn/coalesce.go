@@ -1,4 +1,4 @@
-package balancer
+package h2conn
 
 import (
 	"crypto/tls"
@@ -6,8 +6,6 @@ import (
 	"net"
 	"sync"
 	"time"
-
-	"github.com/berth-lb/berth/internal/backstop"
 )
 
 // coalescingConn gathers what is written to a client connection while an
@@ -21,7 +19,7 @@ import (
 type coalescingConn struct {
 	net.Conn
 	// reads is what the server reads: the connection, or a filter of its
-	// bytes (h2Inbound).
+	// bytes (Inbound).
 	reads   io.Reader
 	mu      sync.Mutex
 	drained *sync.Cond
@@ -29,8 +27,8 @@ type coalescingConn struct {
 	spare   []byte
 	writing bool
 	err     error
-	// l counts and logs a panic of the goroutine that writes out.
-	l *listener
+	// recovered reports a panic of the goroutine that writes out; nil: none.
+	recovered func(v any)
 }
 
 // maxCoalesced bounds what waits for a slow client: writers block above it.
@@ -40,13 +38,13 @@ const maxCoalesced = 256 << 10
 // written just before) to go out to a client that does not read.
 const closeFlushTimeout = time.Second
 
-// newCoalescingConn wraps c, reading from reads, or c when reads is nil; l
-// counts a panic of its write-out goroutine.
-func newCoalescingConn(c net.Conn, reads io.Reader, l *listener) net.Conn {
+// NewCoalescingConn wraps c, reading from reads, or c when reads is nil;
+// recovered reports a panic of its write-out goroutine.
+func NewCoalescingConn(c net.Conn, reads io.Reader, recovered func(v any)) net.Conn {
 	if reads == nil {
 		reads = c
 	}
-	cc := &coalescingConn{Conn: c, reads: reads, l: l}
+	cc := &coalescingConn{Conn: c, reads: reads, recovered: recovered}
 	cc.drained = sync.NewCond(&cc.mu)
 	if tc, ok := c.(*tls.Conn); ok {
 		return &coalescingTLSConn{coalescingConn: cc, tls: tc}
@@ -110,7 +108,9 @@ func (c *coalescingConn) recoverWriteOut() {
 	c.err, c.writing = net.ErrClosed, false
 	c.drained.Broadcast()
 	c.mu.Unlock()
-	backstop.Report(c.l.b.log, &c.l.panics, v, "listener", c.l.name)
+	if c.recovered != nil {
+		c.recovered(v)
+	}
 }
 
 // Close sends what is pending, then closes the connection.

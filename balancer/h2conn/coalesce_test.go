@@ -1,4 +1,4 @@
-package balancer
+package h2conn
 
 import (
 	"bytes"
@@ -34,7 +34,7 @@ func tcpPair(t *testing.T) (client, server net.Conn) {
 
 func TestCoalescingConnKeepsOrderAndSendsAllBeforeClose(t *testing.T) {
 	client, server := tcpPair(t)
-	c := newCoalescingConn(server, nil, nil)
+	c := NewCoalescingConn(server, nil, nil)
 	var want bytes.Buffer
 	for i := range 20000 {
 		line := []byte("frame " + strconv.Itoa(i) + "\n")
@@ -59,7 +59,7 @@ func TestCoalescingConnKeepsOrderAndSendsAllBeforeClose(t *testing.T) {
 func TestCoalescingConnHoldsBackWritersOfASlowClient(t *testing.T) {
 	client, server := net.Pipe() // a write blocks until the client reads it
 	defer client.Close()
-	c := newCoalescingConn(server, nil, nil).(*coalescingConn)
+	c := NewCoalescingConn(server, nil, nil).(*coalescingConn)
 	const chunk, total = 16 << 10, 2 << 20
 	var written atomic.Int64
 	done := make(chan error, 1)
@@ -108,7 +108,7 @@ func TestCoalescingConnHoldsBackWritersOfASlowClient(t *testing.T) {
 
 func TestCoalescingConnReportsAWriteErrorOnTheNextWrite(t *testing.T) {
 	client, server := net.Pipe()
-	c := newCoalescingConn(server, nil, nil)
+	c := NewCoalescingConn(server, nil, nil)
 	client.Close()
 	deadline := time.Now().Add(5 * time.Second)
 	for {

@@ -1,4 +1,13 @@
-package balancer
+// Package accesslog writes the access log: one JSON line per L4 connection or
+// UDP flow (Record), and the HTTP listeners' lines, rendered by the HTTP proxy
+// and queued whole (WriteLine). Lines go through a bounded queue to one writer
+// goroutine, so a slow or stuck destination drops lines (counted) and never
+// holds up a request or a connection.
+//
+// Write and WriteLine are called on the request path: they must not block on
+// the destination nor allocate beyond the line's copy into the queue. It knows
+// nothing of listeners or routes and imports no other balancer package.
+package accesslog
 
 import (
 	"encoding/json"
@@ -31,8 +40,14 @@ const (
 	accessLogCloseWait = 2 * time.Second
 )
 
-// accessRecord is one access-log line: one L4 connection or UDP flow.
-type accessRecord struct {
+// Destinations besides a file path.
+const (
+	Stdout = "stdout"
+	Off    = "off"
+)
+
+// Record is one access-log line: one L4 connection or UDP flow.
+type Record struct {
 	Time          time.Time     `json:"time"`
 	Listener      string        `json:"listener"`
 	Protocol      string        `json:"protocol"`
@@ -51,10 +66,10 @@ type accessRecord struct {
 	Result string `json:"result"`
 }
 
-// accessLogger queues access-log lines for its writer goroutine. The
+// Logger queues access-log lines for its writer goroutine. The
 // connection path copies a line into the queue under a mutex, nothing more:
 // no allocation, no system call.
-type accessLogger struct {
+type Logger struct {
 	out   io.Writer
 	file  *os.File // nil for stdout
 	limit int      // accessLogQueue; smaller in tests
@@ -73,27 +88,27 @@ type accessLogger struct {
 	done chan struct{}
 }
 
-// openAccessLog opens dest: AccessLogStdout, AccessLogOff or "" (nil), or a
+// Open opens dest: Stdout, Off or "" (nil), or a
 // file path, appended to. Lines that find the queue full count in dropped.
-func openAccessLog(dest string, dropped *atomic.Uint64) (*accessLogger, error) {
+func Open(dest string, dropped *atomic.Uint64) (*Logger, error) {
 	switch dest {
-	case "", AccessLogOff:
+	case "", Off:
 		return nil, nil
-	case AccessLogStdout:
-		return newAccessLogger(os.Stdout, nil, accessLogQueue, dropped), nil
+	case Stdout:
+		return New(os.Stdout, nil, accessLogQueue, dropped), nil
 	}
 	f, err := os.OpenFile(dest, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
 	if err != nil {
 		return nil, fmt.Errorf("balancer: access log: %w", err)
 	}
-	return newAccessLogger(f, f, accessLogQueue, dropped), nil
+	return New(f, f, accessLogQueue, dropped), nil
 }
 
-// newAccessLogger starts the writer of a log to out, with a queue of limit bytes.
-func newAccessLogger(out io.Writer, file *os.File, limit int, dropped *atomic.Uint64) *accessLogger {
+// New starts the writer of a log to out, with a queue of limit bytes.
+func New(out io.Writer, file *os.File, limit int, dropped *atomic.Uint64) *Logger {
 	// Both buffers are allocated whole, so queueing never allocates; the
 	// pages of the part never used are never touched, so cost no memory.
-	a := &accessLogger{out: out, file: file, limit: limit, batch: min(accessLogBatch, limit/2), dropped: dropped, pending: make([]byte, 0, limit),
+	a := &Logger{out: out, file: file, limit: limit, batch: min(accessLogBatch, limit/2), dropped: dropped, pending: make([]byte, 0, limit),
 		wake: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
 	go a.writeLoop()
 	return a
@@ -103,7 +118,7 @@ func newAccessLogger(out io.Writer, file *os.File, limit int, dropped *atomic.Ui
 // and once more when the log closes. It swaps the queue with a spare buffer
 // and writes without the mutex, so lines keep queueing while it waits on
 // the destination.
-func (a *accessLogger) writeLoop() {
+func (a *Logger) writeLoop() {
 	defer close(a.done)
 	tick := time.NewTicker(accessLogFlush)
 	defer tick.Stop()
@@ -130,20 +145,21 @@ func (a *accessLogger) writeLoop() {
 	}
 }
 
-func (a *accessLogger) write(r *accessRecord) {
+// Write queues r as one JSON line.
+func (a *Logger) Write(r *Record) {
 	r.DurationMS = float64(r.Duration.Microseconds()) / 1000
 	line, err := json.Marshal(r)
 	if err != nil {
 		return // a record of strings and numbers always encodes
 	}
-	a.writeLine(line, newline)
+	a.WriteLine(line, newline)
 }
 
 var newline = []byte{'\n'}
 
-// writeLine queues one line, ready in parts that end with its newline, or
+// WriteLine queues one line, ready in parts that end with its newline, or
 // drops and counts it when the queue is full.
-func (a *accessLogger) writeLine(parts ...[]byte) {
+func (a *Logger) WriteLine(parts ...[]byte) {
 	n := 0
 	for _, p := range parts {
 		n += len(p)
@@ -167,9 +183,9 @@ func (a *accessLogger) writeLine(parts ...[]byte) {
 	}
 }
 
-// close writes what is queued, waiting at most accessLogCloseWait for a
+// Close writes what is queued, waiting at most accessLogCloseWait for a
 // destination that does not take it, and closes a file.
-func (a *accessLogger) close() {
+func (a *Logger) Close() {
 	close(a.stop)
 	select {
 	case <-a.done:
@@ -179,14 +195,3 @@ func (a *accessLogger) close() {
 		a.file.Close()
 	}
 }
-
-// accessLog writes r to the current access log, if any.
-func (b *Balancer) accessLog(r *accessRecord) {
-	if a := b.access.Load(); a != nil {
-		a.write(r)
-	}
-}
-
-// AccessLogDropped returns how many access-log lines were dropped because
-// the log's queue was full: its destination took them slower than they came.
-func (b *Balancer) AccessLogDropped() uint64 { return b.accessDropped.Load() }

@@ -1,4 +1,4 @@
-package balancer
+package l4
 
 import (
 	"encoding/binary"
@@ -6,16 +6,16 @@ import (
 	"net/netip"
 )
 
-// proxyV2Signature opens every proxy protocol v2 header.
-const proxyV2Signature = "\r\n\r\n\x00\r\nQUIT\n"
+// ProxyV2Signature opens every proxy protocol v2 header.
+const ProxyV2Signature = "\r\n\r\n\x00\r\nQUIT\n"
 
-// appendProxyHeaderV2 appends a proxy protocol v2 header (PROXY command) that
+// AppendProxyHeaderV2 appends a proxy protocol v2 header (PROXY command) that
 // tells the target the client's address (src) and the listener's (dst):
 // TCP or UDP over IPv4 when both are IPv4, else over IPv6.
-func appendProxyHeaderV2(b []byte, src, dst net.Addr) []byte {
-	s, transport := addrPort(src)
-	d, _ := addrPort(dst)
-	b = append(b, proxyV2Signature...)
+func AppendProxyHeaderV2(b []byte, src, dst net.Addr) []byte {
+	s, transport := AddrPort(src)
+	d, _ := AddrPort(dst)
+	b = append(b, ProxyV2Signature...)
 	b = append(b, 0x21) // version 2, PROXY
 	if s.Addr().Is4() && d.Addr().Is4() {
 		b = append(b, 0x10|transport, 0, 12)
@@ -30,9 +30,9 @@ func appendProxyHeaderV2(b []byte, src, dst net.Addr) []byte {
 	return binary.BigEndian.AppendUint16(b, d.Port())
 }
 
-// addrPort returns the address (IPv4-mapped IPv6 unmapped) and the proxy
+// AddrPort returns the address (IPv4-mapped IPv6 unmapped) and the proxy
 // protocol's transport nibble: 1 stream, 2 datagram.
-func addrPort(a net.Addr) (netip.AddrPort, byte) {
+func AddrPort(a net.Addr) (netip.AddrPort, byte) {
 	switch a := a.(type) {
 	case *net.TCPAddr:
 		ap := a.AddrPort()

@@ -1,4 +1,14 @@
-package balancer
+// Package h2conn is the plumbing of an HTTP/2 client connection around
+// x/net/http2's server, none of which knows routes or targets: Inbound filters
+// the frames the client sends and corrects two of x/net's answers that RFC
+// 9113 forbids; NewCoalescingConn batches the server's writes into fewer
+// syscalls and TLS records; Downgradable decides whether a request can be
+// forwarded as HTTP/1.1. The HTTP/2 front (balancer/h2.go) wires them up.
+//
+// Everything here runs on every frame or write of a connection: it must not
+// allocate per frame, block other than on the connection itself, or import
+// another balancer package but the codec's limits (balancer/http1).
+package h2conn
 
 import (
 	"encoding/binary"
@@ -10,7 +20,10 @@ import (
 	"github.com/berth-lb/berth/balancer/http1"
 )
 
-// h2Inbound sits between an HTTP/2 client and x/net/http2's server and
+// Preface is what an HTTP/2 client sends first (RFC 9113 3.4).
+const Preface = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+
+// Inbound sits between an HTTP/2 client and x/net/http2's server and
 // corrects two of x/net's answers that RFC 9113 does not allow (h2spec
 // 6.5.3 and 8.1.2.2); every other byte passes unchanged, DATA without a copy.
 //
@@ -30,7 +43,7 @@ import (
 // Header blocks are decoded beside x/net's decoder, so the dynamic tables
 // agree; a block it cannot follow (too large, undecodable: x/net closes the
 // connection for both) ends the inspection and every later byte passes.
-type h2Inbound struct {
+type Inbound struct {
 	src     io.Reader
 	preface int // preface bytes still to pass
 	payload int // bytes of the current frame's payload still to pass
@@ -54,8 +67,9 @@ const h2FrameHeaderLen = 9
 // without indexing (RFC 7541 6.2.2), new name "Malformed", empty value.
 var h2Malformed = []byte("\x00\x09Malformed\x00")
 
-func newH2Inbound(src io.Reader) *h2Inbound {
-	in := &h2Inbound{src: src, preface: len(h2Preface)}
+// NewInbound filters the frames read from src, the client connection.
+func NewInbound(src io.Reader) *Inbound {
+	in := &Inbound{src: src, preface: len(Preface)}
 	// The size x/net's server announces and decodes with (its default).
 	in.hdec = hpack.NewDecoder(4096, func(f hpack.HeaderField) {
 		switch f.Name {
@@ -68,7 +82,8 @@ func newH2Inbound(src io.Reader) *h2Inbound {
 	return in
 }
 
-func (in *h2Inbound) Read(p []byte) (int, error) {
+// Read hands x/net the client's frames, corrected.
+func (in *Inbound) Read(p []byte) (int, error) {
 	for {
 		switch {
 		case in.sent < len(in.out):
@@ -95,7 +110,7 @@ func (in *h2Inbound) Read(p []byte) (int, error) {
 }
 
 // next reads the next frame header and decides what goes on to x/net.
-func (in *h2Inbound) next() error {
+func (in *Inbound) next() error {
 	start := len(in.block)
 	in.block = append(in.block, make([]byte, h2FrameHeaderLen)...)
 	hdr := in.block[start:]
@@ -140,7 +155,7 @@ func keepSmall(b []byte) []byte {
 	return b[:0]
 }
 
-func (in *h2Inbound) readPayload(n int) error {
+func (in *Inbound) readPayload(n int) error {
 	start := len(in.block)
 	in.block = append(in.block, make([]byte, n)...)
 	_, err := io.ReadFull(in.src, in.block[start:])
@@ -149,7 +164,7 @@ func (in *h2Inbound) readPayload(n int) error {
 
 // endBlock decodes the gathered header block and hands it on, marked when
 // it is malformed.
-func (in *h2Inbound) endBlock() {
+func (in *Inbound) endBlock() {
 	in.bad = false
 	ok, last := true, 0
 	for f := in.block; ok && len(f) >= h2FrameHeaderLen; {
@@ -179,7 +194,7 @@ func (in *h2Inbound) endBlock() {
 // markMalformed adds h2Malformed to the block in out whose last frame
 // starts at last: in its own CONTINUATION, so no frame grows past the size
 // x/net reads.
-func (in *h2Inbound) markMalformed(last int) {
+func (in *Inbound) markMalformed(last int) {
 	in.out[last+4] &^= byte(http2.FlagHeadersEndHeaders)
 	var hdr [h2FrameHeaderLen]byte
 	hdr[2] = byte(len(h2Malformed))

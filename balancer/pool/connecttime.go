@@ -1,4 +1,4 @@
-package balancer
+package pool
 
 import (
 	"sync/atomic"
@@ -12,15 +12,15 @@ import (
 // that takes much longer than this host's connects usually take is given up
 // and the request tried there. The limit is TCP's retransmission timeout
 // (RFC 6298) over the host's TCP connect times: the smoothed time plus four
-// times its mean deviation, at least connectFloor, at most the group's
+// times its mean deviation, at least ConnectFloor, at most the group's
 // connect-timeout, which stays the limit of a request's last try.
 const (
-	// connectFloor keeps a connect a moment even to a host that answers in
+	// ConnectFloor keeps a connect a moment even to a host that answers in
 	// microseconds: a scheduler hiccup on a busy node is not a lost host.
-	connectFloor = 200 * time.Millisecond
-	// connectInitial is the limit while a host has no connect time yet:
+	ConnectFloor = 200 * time.Millisecond
+	// ConnectInitial is the limit while a host has no connect time yet:
 	// RFC 6298's initial retransmission timeout.
-	connectInitial = time.Second
+	ConnectInitial = time.Second
 )
 
 // connectTimes are a host's smoothed TCP connect time and its mean deviation
@@ -51,9 +51,9 @@ func (c *connectTimes) observe(d time.Duration) {
 // giveUpAfter is how long a connect to the host may take while another
 // target could take the request instead; limit is the group's connect-timeout.
 func (c *connectTimes) giveUpAfter(limit time.Duration) time.Duration {
-	d := connectInitial
+	d := ConnectInitial
 	if s := c.srtt.Load(); s > 0 {
 		d = time.Duration(s + 4*c.rttvar.Load())
 	}
-	return min(max(d, connectFloor), limit)
+	return min(max(d, ConnectFloor), limit)
 }

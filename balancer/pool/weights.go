@@ -1,54 +1,55 @@
-package balancer
+package pool
 
 // maxRotation bounds the length of a group's rotation: weights are scaled down
 // to fit, so a group of many heavily weighted targets stays cheap to hold.
 const maxRotation = 4096
 
-type weightedTarget struct {
-	t      *targetState
-	weight int
+// WeightedTarget is a serving target and its weight, the input of Interleave.
+type WeightedTarget struct {
+	T      *Target
+	Weight int
 }
 
-// interleave turns weights into a rotation in which every target appears as
+// Interleave turns weights into a rotation in which every target appears as
 // often as its weight, spread out evenly (nginx's smooth weighted round robin),
 // so round robin over the rotation honours the weights without bursts.
-func interleave(targets []weightedTarget) []*targetState {
+func Interleave(targets []WeightedTarget) []*Target {
 	total := 0
 	for _, w := range targets {
-		total += w.weight
+		total += w.Weight
 	}
 	if total > maxRotation {
 		for i := range targets {
-			targets[i].weight = max(targets[i].weight*maxRotation/total, 1)
+			targets[i].Weight = max(targets[i].Weight*maxRotation/total, 1)
 		}
 		total = 0
 		for _, w := range targets {
-			total += w.weight
+			total += w.Weight
 		}
 	}
 	g := 0
 	for _, w := range targets {
-		g = gcd(g, w.weight)
+		g = gcd(g, w.Weight)
 	}
 	if g > 1 {
 		total = 0
 		for i := range targets {
-			targets[i].weight /= g
-			total += targets[i].weight
+			targets[i].Weight /= g
+			total += targets[i].Weight
 		}
 	}
-	rotation := make([]*targetState, 0, total)
+	rotation := make([]*Target, 0, total)
 	current := make([]int, len(targets))
 	for range total {
 		best := 0
 		for i, w := range targets {
-			current[i] += w.weight
+			current[i] += w.Weight
 			if current[i] > current[best] {
 				best = i
 			}
 		}
 		current[best] -= total
-		rotation = append(rotation, targets[best].t)
+		rotation = append(rotation, targets[best].T)
 	}
 	return rotation
 }

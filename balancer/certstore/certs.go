@@ -1,4 +1,14 @@
-package balancer
+// Package certstore keeps the certificates of the listeners that terminate TLS
+// (https, and tls with certificates): it loads a listener's PEM files, picks a
+// certificate by the client's SNI and signature algorithms during the
+// handshake, and reloads the files when they change, without a restart and
+// without closing a connection. It also holds the server-side TLS policy
+// (ServerConfig).
+//
+// Handshakes read the loaded set through an atomic pointer; only Watch's
+// goroutine touches the files. It must not import another balancer package:
+// which listener uses which store is the balancer's business (tls.go there).
+package certstore
 
 import (
 	"crypto/tls"
@@ -16,12 +26,12 @@ import (
 // for a change.
 const certReloadInterval = time.Second
 
-// certStore serves the certificates of one terminating listener (https, or
+// Store serves the certificates of one terminating listener (https, or
 // tls with certificates). Handshakes read the current set through an atomic
 // pointer, so a renewed certificate is served to new connections while the
 // open ones carry on with the old one.
-type certStore struct {
-	files   []Certificate
+type Store struct {
+	Files   []Certificate
 	current atomic.Pointer[certSet]
 	stop    chan struct{}
 }
@@ -32,10 +42,10 @@ type certSet struct {
 	stamp string
 }
 
-// newCertStore loads the files; an unreadable file or a key that does not
+// New loads the files; an unreadable file or a key that does not
 // match its certificate is an error.
-func newCertStore(files []Certificate) (*certStore, error) {
-	s := &certStore{files: slices.Clone(files), stop: make(chan struct{})}
+func New(files []Certificate) (*Store, error) {
+	s := &Store{Files: slices.Clone(files), stop: make(chan struct{})}
 	set, err := loadCertSet(files)
 	if err != nil {
 		return nil, err
@@ -82,12 +92,12 @@ func loadCertSet(files []Certificate) (*certSet, error) {
 // reload loads the files again when they changed since the last loading. A
 // file caught half-written fails to load and is tried again at the next poll;
 // the old certificates stay until then.
-func (s *certStore) reload(log *slog.Logger, listener string) {
-	stamp, err := fileStamp(s.files)
+func (s *Store) reload(log *slog.Logger, listener string) {
+	stamp, err := fileStamp(s.Files)
 	if err != nil || stamp == s.current.Load().stamp {
 		return
 	}
-	set, err := loadCertSet(s.files)
+	set, err := loadCertSet(s.Files)
 	if err != nil {
 		log.Warn("balancer: certificate reload failed; serving the previous certificates", "listener", listener, "err", err)
 		return
@@ -96,8 +106,8 @@ func (s *certStore) reload(log *slog.Logger, listener string) {
 	log.Info("balancer: certificates reloaded", "listener", listener)
 }
 
-// watch polls the files until close.
-func (s *certStore) watch(log *slog.Logger, listener string) {
+// Watch polls the files until close.
+func (s *Store) Watch(log *slog.Logger, listener string) {
 	tick := time.NewTicker(certReloadInterval)
 	defer tick.Stop()
 	for {
@@ -110,12 +120,13 @@ func (s *certStore) watch(log *slog.Logger, listener string) {
 	}
 }
 
-func (s *certStore) close() { close(s.stop) }
+// Close stops Watch.
+func (s *Store) Close() { close(s.stop) }
 
 // getCertificate picks the first certificate that fits the client's SNI
 // (wildcards included) and its signature algorithms; the first certificate
 // when none does.
-func (s *certStore) getCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
+func (s *Store) getCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
 	certs := s.current.Load().certs
 	if hello.ServerName != "" {
 		for i := range certs {
@@ -127,11 +138,11 @@ func (s *certStore) getCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate
 	return &certs[0], nil
 }
 
-// serverTLSConfig is the modern default policy: TLS 1.2 and 1.3 only; TLS
+// ServerConfig is the modern default policy: TLS 1.2 and 1.3 only; TLS
 // 1.2 with forward-secret AEAD suites only (ECDHE with AES-GCM or
 // ChaCha20-Poly1305); TLS 1.3 with Go's suites, which are all AEAD.
 // nextProtos is the ALPN list offered (h2 first on https listeners).
-func (s *certStore) serverTLSConfig(nextProtos []string) *tls.Config {
+func (s *Store) ServerConfig(nextProtos []string) *tls.Config {
 	return &tls.Config{
 		MinVersion:     tls.VersionTLS12,
 		GetCertificate: s.getCertificate,
@@ -147,59 +158,8 @@ func (s *certStore) serverTLSConfig(nextProtos []string) *tls.Config {
 	}
 }
 
-// alpn is what a terminating listener offers: HTTP/2 then HTTP/1.1 on https;
-// nothing on tls, whose clients speak whatever the targets do.
-func alpn(protocol string) []string {
-	if protocol == ProtocolHTTPS {
-		return []string{"h2", "http/1.1"}
-	}
-	return nil
-}
-
-// certStores returns the certificate store of every listener with
-// certificates: the current one when its files are the same, else a new one
-// (not yet watched). Reading a file is an error that leaves everything as it was.
-func (b *Balancer) certStores(listeners []ListenerConfig) (map[string]*certStore, error) {
-	stores := map[string]*certStore{}
-	for _, lc := range listeners {
-		if len(lc.Certificates) == 0 {
-			continue
-		}
-		if s, ok := b.certs[lc.Name]; ok && slices.Equal(s.files, lc.Certificates) {
-			stores[lc.Name] = s
-			continue
-		}
-		s, err := newCertStore(lc.Certificates)
-		if err != nil {
-			b.dropNewCertStores(stores)
-			return nil, fmt.Errorf("balancer: listener %s: %w", lc.Name, err)
-		}
-		stores[lc.Name] = s
-	}
-	return stores, nil
-}
-
-// dropNewCertStores forgets the stores of a failed Apply that are not in use.
-func (b *Balancer) dropNewCertStores(stores map[string]*certStore) {
-	for name, s := range stores {
-		if b.certs[name] != s {
-			s.close()
-		}
-	}
-}
-
-// swapCertStores makes stores the current ones: new stores start watching
-// their files, stores no longer used stop.
-func (b *Balancer) swapCertStores(stores map[string]*certStore) {
-	for name, s := range b.certs {
-		if stores[name] != s {
-			s.close()
-		}
-	}
-	for name, s := range stores {
-		if b.certs[name] != s {
-			go s.watch(b.log, name)
-		}
-	}
-	b.certs = stores
+// Certificate is a PEM certificate chain and its private key, by file.
+type Certificate struct {
+	CertFile string
+	KeyFile  string
 }

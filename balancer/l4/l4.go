@@ -1,9 +1,21 @@
-package balancer
+// Package l4 is the L4 front: it proxies whole TCP connections, TLS
+// connections (passed through by the SNI of their ClientHello, or terminated
+// with a listener's certificates) and UDP flows to a target group's targets,
+// with the proxy protocol v2 header when the group asks for it. Bytes move
+// with splice(2) between the two sockets once a connection streams.
+//
+// It sees the listener that accepted a connection only through Listener (its
+// name, counters, the L4 part of its routing snapshot, the access log), and
+// picks targets from balancer/pool. It must not know HTTP, compile routes or
+// import the balancer package; the balancer's listener calls Serve for each
+// TCP or TLS connection and runs a UDP listener's Serve loop.
+package l4
 
 import (
 	"crypto/tls"
 	"errors"
 	"io"
+	"log/slog"
 	"net"
 	"os"
 	"sync"
@@ -12,30 +24,28 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/berth-lb/berth/balancer/accesslog"
+	"github.com/berth-lb/berth/balancer/pool"
+	"github.com/berth-lb/berth/balancer/rules"
+	"github.com/berth-lb/berth/balancer/stats"
 	"github.com/berth-lb/berth/internal/backstop"
 )
 
-// Defaults of the L4 listeners, NLB's.
-const (
-	DefaultTCPIdleTimeout = 350 * time.Second
-	DefaultUDPIdleTimeout = 120 * time.Second
-)
-
-// handshakeTimeout bounds reading a ClientHello (passthrough) or a whole TLS
+// HandshakeTimeout bounds reading a ClientHello (passthrough) or a whole TLS
 // handshake (termination): a client that opens a connection and says nothing
 // holds no target.
-const handshakeTimeout = 10 * time.Second
+const HandshakeTimeout = 10 * time.Second
 
 // l4Chunk is how much one splice call may move before the counters are
 // updated and the idle deadline re-armed: metrics of a long transfer move
 // while it runs, and splice still moves the bytes without copying them.
 const l4Chunk = 4 << 20
 
-// smallCopyBuffer is the read size of a connection's first phase: reads that
+// SmallCopyBuffer is the read size of a connection's first phase: reads that
 // fill it switch the direction to splice.
-const smallCopyBuffer = 16 << 10
+const SmallCopyBuffer = 16 << 10
 
-var smallCopyBuffers = sync.Pool{New: func() any { return new([smallCopyBuffer]byte) }}
+var smallCopyBuffers = sync.Pool{New: func() any { return new([SmallCopyBuffer]byte) }}
 
 // errIdle ends a connection on which nothing flowed for the idle timeout.
 var errIdle = errors.New("idle timeout")
@@ -43,21 +53,66 @@ var errIdle = errors.New("idle timeout")
 // errRecovered ends a connection whose copy from the target panicked.
 var errRecovered = errors.New("panic recovered")
 
+// Listener is the listener a connection or UDP flow came in on, as the L4
+// front needs it; the balancer's listener implements it. The counting
+// methods run for every chunk copied and every datagram: they must not block.
+type Listener interface {
+	Name() string
+	Protocol() string
+	// Route is the L4 part of the listener's current routing snapshot.
+	Route() *Route
+	Log() *slog.Logger
+	// Panics counts the panics recovered in the listener's goroutines.
+	Panics() *atomic.Uint64
+	CountError(reason stats.ErrorReason)
+	CountBytes(fromClient bool, n uint64)
+	// CountFlow counts a UDP flow opened (+1) or ended (-1) as a connection.
+	CountFlow(delta int64)
+	// Track records an open connection for shutdown until untrack is called.
+	Track(c io.Closer) (untrack func())
+	Access(r *accesslog.Record)
+	// Hook runs the tests' hook at the start of a datagram; nothing in production.
+	Hook(where string)
+}
+
+// Route is what an L4 listener's snapshot says: where connections go.
+type Route struct {
+	// TLS terminates TLS (a tls listener with certificates); nil passes it through.
+	TLS *tls.Config
+	// Passthrough reads the ClientHello of a tls listener without
+	// certificates, for its SNI.
+	Passthrough bool
+	// Table matches the SNI to Actions; Fallback when no rule matches.
+	Table       *rules.Table
+	Actions     []Forward
+	Fallback    Forward
+	IdleTimeout time.Duration
+	// MaxFlows bounds a UDP listener's flow table; 0: none.
+	MaxFlows int64
+}
+
+// Forward sends connections to a group; a nil Group has no target.
+type Forward struct {
+	Group *pool.Group
+	Stats *stats.Route
+}
+
 // l4Conn is one proxied TCP or TLS connection.
 type l4Conn struct {
-	l *listener
+	l Listener
 	// client is what the balancer reads from and writes to: the raw
 	// *net.TCPConn, or a *tls.Conn over it when the listener terminates TLS.
 	client    net.Conn
 	clientTCP *net.TCPConn
 	upstream  *net.TCPConn
-	target    *targetState
-	stats     *routeStats
+	target    *pool.Target
+	stats     *stats.Route
 	// terminated is set when Terminate closed the connection.
 	terminated atomic.Bool
 }
 
-func (c *l4Conn) terminate() {
+// Terminate closes the connection because its target's deregistration delay ended.
+func (c *l4Conn) Terminate() {
 	c.terminated.Store(true)
 	c.Close()
 }
@@ -73,33 +128,30 @@ func (c *l4Conn) Close() error {
 	return nil
 }
 
-// serveL4 proxies one TCP or TLS client connection to a target.
-func (l *listener) serveL4(conn net.Conn) {
+// Serve proxies one TCP or TLS client connection to a target; sourceHash is
+// the hash of the client's IP address, for source_hash.
+func Serve(l Listener, conn net.Conn, sourceHash uint64) {
 	start := time.Now()
 	tcp := conn.(*net.TCPConn)
 	tcp.SetNoDelay(true)
-	rt := l.route.Load()
+	rt := l.Route()
 	c := &l4Conn{l: l, client: tcp, clientTCP: tcp}
-	l.mu.Lock()
-	l.streams[c] = struct{}{}
-	l.mu.Unlock()
-	rec := accessRecord{Time: start, Listener: l.name, Protocol: l.protocol, Client: tcp.RemoteAddr().String()}
+	untrack := l.Track(c)
+	rec := accesslog.Record{Time: start, Listener: l.Name(), Protocol: l.Protocol(), Client: tcp.RemoteAddr().String()}
 	defer func() {
 		c.Close()
 		// Logged before the connection stops counting as open, so a
 		// shutdown that waits for open connections also waits for the line.
 		rec.Duration = time.Since(start)
-		l.b.accessLog(&rec)
-		l.mu.Lock()
-		delete(l.streams, c)
-		l.mu.Unlock()
+		l.Access(&rec)
+		untrack()
 	}()
 
 	var hello []byte
 	switch {
-	case rt.tls != nil:
-		tc := tls.Server(tcp, rt.tls)
-		tcp.SetDeadline(start.Add(handshakeTimeout))
+	case rt.TLS != nil:
+		tc := tls.Server(tcp, rt.TLS)
+		tcp.SetDeadline(start.Add(HandshakeTimeout))
 		if err := tc.Handshake(); err != nil {
 			rec.Result = "tls_handshake_failed"
 			return
@@ -107,52 +159,52 @@ func (l *listener) serveL4(conn net.Conn) {
 		tcp.SetDeadline(time.Time{})
 		rec.SNI = tc.ConnectionState().ServerName
 		c.client = tc
-	case l.protocol == ProtocolTLS:
+	case rt.Passthrough:
 		var err error
-		if hello, rec.SNI, err = readClientHello(tcp, start.Add(handshakeTimeout)); err != nil {
+		if hello, rec.SNI, err = readClientHello(tcp, start.Add(HandshakeTimeout)); err != nil {
 			rec.Result = "bad_client_hello"
 			return
 		}
 	}
 
-	act := &rt.fallback
-	if i := rt.table.Match(rec.SNI, ""); i >= 0 {
-		act = &rt.actions[i]
+	act := &rt.Fallback
+	if i := rt.Table.Match(rec.SNI, ""); i >= 0 {
+		act = &rt.Actions[i]
 	}
-	if act.group == nil {
-		l.errors[ReasonNoTarget].Add(1)
-		rec.Result = ReasonNoTarget.String()
+	if act.Group == nil {
+		l.CountError(stats.ReasonNoTarget)
+		rec.Result = stats.ReasonNoTarget.String()
 		tcp.SetLinger(0) // a reset, as NLB answers when no target can take the connection
 		return
 	}
-	g := act.group
-	rec.Group = g.name
-	up, t, reason := g.connectL4(hashBytes(clientIP(tcp.RemoteAddr())))
+	g := act.Group
+	rec.Group = g.Name
+	up, t, reason := connectL4(g, sourceHash)
 	if up == nil {
-		l.errors[reason].Add(1)
+		l.CountError(reason)
 		rec.Result = reason.String()
 		tcp.SetLinger(0)
 		return
 	}
-	c.upstream, c.target, c.stats = up, t, act.stats
-	rec.Target, rec.TargetAddress = t.id, t.address
-	t.openStream(c)
-	act.stats.connsActive.Add(1)
-	act.stats.connsTotal.Add(1)
+	c.upstream, c.target, c.stats = up, t, act.Stats
+	rec.Target, rec.TargetAddress = t.ID, t.Address
+	t.OpenStream(c)
+	act.Stats.ConnsActive.Add(1)
+	act.Stats.ConnsTotal.Add(1)
 	var in, out int64
 	defer func() {
-		act.stats.connsActive.Add(-1)
-		t.closeStream(c)
+		act.Stats.ConnsActive.Add(-1)
+		t.CloseStream(c)
 		rec.BytesIn, rec.BytesOut = in, out
 	}()
 
-	if g.proxyProtocol || len(hello) > 0 {
+	if g.ProxyProtocol || len(hello) > 0 {
 		var preamble []byte
-		if g.proxyProtocol {
-			preamble = appendProxyHeaderV2(nil, tcp.RemoteAddr(), tcp.LocalAddr())
+		if g.ProxyProtocol {
+			preamble = AppendProxyHeaderV2(nil, tcp.RemoteAddr(), tcp.LocalAddr())
 		}
 		if _, err := up.Write(append(preamble, hello...)); err != nil {
-			rec.Result = ReasonTargetReset.String()
+			rec.Result = stats.ReasonTargetReset.String()
 			return
 		}
 		c.count(true, int64(len(hello)))
@@ -160,7 +212,7 @@ func (l *listener) serveL4(conn net.Conn) {
 	}
 	var err error
 	var n int64
-	n, out, err = c.pipe(rt.idleTimeout)
+	n, out, err = c.pipe(rt.IdleTimeout)
 	in += n
 	switch {
 	case c.terminated.Load():
@@ -174,30 +226,30 @@ func (l *listener) serveL4(conn net.Conn) {
 	}
 }
 
-// connectL4 dials a serving target of g, trying up to maxAttempts distinct
+// connectL4 dials a serving target of g, trying up to pool.MaxAttempts distinct
 // targets when connecting fails; passive health learns from every attempt.
-func (g *group) connectL4(hash uint64) (*net.TCPConn, *targetState, ErrorReason) {
-	var triedArray [maxAttempts]*targetState
+func connectL4(g *pool.Group, hash uint64) (*net.TCPConn, *pool.Target, stats.ErrorReason) {
+	var triedArray [pool.MaxAttempts]*pool.Target
 	tried := triedArray[:0]
-	reason := ReasonNoTarget
-	for range maxAttempts {
-		t := g.pick(tried, hash)
+	reason := stats.ReasonNoTarget
+	for range pool.MaxAttempts {
+		t := g.Pick(tried, hash)
 		if t == nil {
 			break
 		}
 		tried = append(tried, t)
 		// In flight while connecting too, so a drain that sees zero cannot
 		// miss a connection on its way; openStream takes over on success.
-		t.inFlight.Add(1)
-		d := targetDialer(g.connectTimeout)
-		conn, err := d.Dial("tcp", t.address)
-		t.inFlight.Add(-1)
+		t.InFlight.Add(1)
+		d := pool.Dialer(g.ConnectTimeout)
+		conn, err := d.Dial("tcp", t.Address)
+		t.InFlight.Add(-1)
 		if err != nil {
-			reason = dialFailure(err)
-			t.failed(reason)
+			reason = pool.DialFailure(err)
+			t.Failed(reason)
 			continue
 		}
-		t.passive.succeeded()
+		t.Passive.Succeeded()
 		up := conn.(*net.TCPConn)
 		up.SetNoDelay(true)
 		return up, t, 0
@@ -220,7 +272,7 @@ func (c *l4Conn) pipe(idle time.Duration) (in, out int64, err error) {
 		// reports, or the connection's goroutine would wait here for ever.
 		r := result{err: errRecovered}
 		defer func() { back <- r }()
-		defer backstop.Recover(c.l.b.log, &c.l.panics, c, "listener", c.l.name)
+		defer backstop.Recover(c.l.Log(), c.l.Panics(), c, "listener", c.l.Name())
 		r.n, r.err = c.copyHalf(c.client, c.upstream, false, idle)
 	}()
 	in, err = c.copyHalf(c.upstream, c.client, true, idle)
@@ -238,7 +290,7 @@ func (c *l4Conn) copyHalf(dst, src net.Conn, fromClient bool, idle time.Duration
 	var total int64
 	seen := c.activity()
 	bulk := false
-	buf := smallCopyBuffers.Get().(*[smallCopyBuffer]byte)
+	buf := smallCopyBuffers.Get().(*[SmallCopyBuffer]byte)
 	defer func() {
 		if buf != nil {
 			smallCopyBuffers.Put(buf)
@@ -301,15 +353,14 @@ func (c *l4Conn) count(fromClient bool, n int64) {
 	if n == 0 {
 		return
 	}
+	c.l.CountBytes(fromClient, uint64(n))
 	if fromClient {
-		c.l.bytesIn.Add(uint64(n))
-		c.stats.bytesIn.Add(uint64(n))
-		c.target.bytesIn.Add(uint64(n))
+		c.stats.BytesIn.Add(uint64(n))
+		c.target.BytesIn.Add(uint64(n))
 		return
 	}
-	c.l.bytesOut.Add(uint64(n))
-	c.stats.bytesOut.Add(uint64(n))
-	c.target.bytesOut.Add(uint64(n))
+	c.stats.BytesOut.Add(uint64(n))
+	c.target.BytesOut.Add(uint64(n))
 }
 
 // activity is the number of bytes both sockets have received, from the

@@ -1,0 +1,31 @@
+package h2conn
+
+import "testing"
+
+func TestH2Downgradable(t *testing.T) {
+	for _, tc := range []struct {
+		method, path, authority string
+		want                    bool
+	}{
+		{"GET", "/a/b?c=d&e=%20", "a.example", true},
+		{"OPTIONS", "*", "a.example", true},
+		{"OPTIONS", "*", "", false},
+		{"GET", "*", "a.example", false},
+		{"GET", "/", "", false},
+		{"", "/", "a.example", false},
+		{"GET /admin", "/", "a.example", false},
+		{"GET\t", "/", "a.example", false},
+		{"G\xc3\x89T", "/", "a.example", false},
+		{"CONNECT", "/", "a.example:443", false},
+		{"GET", "", "a.example", false},
+		{"GET", "a/b", "a.example", false},
+		{"GET", "/a b", "a.example", false},
+		{"GET", "/a\x7f", "a.example", false},
+		{"GET", "/\xc3\xa9", "a.example", false},
+		{"GET", "/a#b", "a.example", false},
+	} {
+		if got := Downgradable(tc.method, tc.path, tc.authority); got != tc.want {
+			t.Errorf("h2Downgradable(%q, %q, %q) = %v, want %v", tc.method, tc.path, tc.authority, got, tc.want)
+		}
+	}
+}
