@@ -108,11 +108,14 @@ func (s *Server) Serve(h Handler) error {
 
 // converse runs one hand-over; took reports that the new agent took over.
 func (s *Server) converse(c conn, h Handler) (took bool, err error) {
-	if err := c.checkPeer(); err != nil {
-		return false, c.fail(err)
-	}
+	// The hello is read first, so that a refusal is the peer's next
+	// message: closing on a message unread would reset the connection
+	// before the peer reads why.
 	if _, err := c.expect(msgHello, time.Now().Add(helloTimeout)); err != nil {
 		return false, err
+	}
+	if err := c.checkPeer(); err != nil {
+		return false, c.fail(err)
 	}
 	socks, err := h.Sockets()
 	if err != nil {
