@@ -5,6 +5,7 @@ package agent
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -58,6 +59,9 @@ type Agent struct {
 	lb      *balancer.Balancer
 	watcher *docker.Watcher
 	cluster *gossip.Cluster // nil when cluster.enabled is false
+	// leftFleet: this agent left the fleet for its successor; its last view
+	// of the fleet's targets stays in force until it stops.
+	leftFleet bool
 	own     *ownSockets
 	// insecure: the cluster runs beyond loopback without a key (cluster.insecure).
 	insecure  bool
@@ -108,6 +112,8 @@ func run(ctx context.Context, opts Options, created chan<- *Agent) error {
 		manualDrains: map[string]bool{}, kick: make(chan struct{}, 1), own: newOwnSockets()}
 	defer a.checker.Close()
 	cfg := opts.Config
+	up := a.takeOver(ctx, cfg)
+	defer up.abandon()
 	if cfg.Docker.Enabled {
 		w, err := docker.New(docker.Options{
 			Host: cfg.Docker.Host, LabelPrefix: cfg.Docker.LabelPrefix, Node: cfg.Node.Name,
@@ -119,12 +125,18 @@ func run(ctx context.Context, opts Options, created chan<- *Agent) error {
 		a.watcher = w
 	}
 	if cfg.Cluster.Enabled {
+		if err := up.release(ctx); err != nil {
+			return err
+		}
 		c, err := startCluster(cfg, opts.Version, opts.Logger, a.own)
 		if err != nil {
 			return err
 		}
 		a.cluster, a.insecure = c, insecureCluster(cfg)
 		defer func() {
+			if a.leftFleet {
+				return
+			}
 			if err := c.Close(5 * time.Second); err != nil {
 				a.log.Warn("agent: leaving the cluster", "err", err)
 			}
@@ -139,7 +151,7 @@ func run(ctx context.Context, opts Options, created chan<- *Agent) error {
 	if err != nil {
 		return err
 	}
-	adminLn, err := net.Listen("tcp", cfg.Admin.Listen)
+	adminLn, err := up.listenAdmin(cfg.Admin.Listen)
 	if err != nil {
 		return fmt.Errorf("agent: admin listener: %w; set admin.listen to a free address", err)
 	}
@@ -178,6 +190,21 @@ func run(ctx context.Context, opts Options, created chan<- *Agent) error {
 	if err := a.apply(cfg, local); err != nil {
 		return err
 	}
+	if up.pred != nil && a.cluster != nil {
+		a.awaitFleet(ctx, cfg)
+		if err := a.apply(cfg, local); err != nil {
+			return err
+		}
+	}
+	successor := &upgradeHandler{a: a, adminLn: adminLn, adminAddr: cfg.Admin.Listen, releases: make(chan chan error), handedOver: make(chan struct{})}
+	if srv := a.ready(ctx, cfg, &up); srv != nil {
+		defer srv.Close()
+		go func() {
+			if err := srv.Serve(successor); err != nil && !errors.Is(err, net.ErrClosed) {
+				a.log.Warn("agent: upgrade socket", "err", err)
+			}
+		}()
+	}
 	a.log.Info("agent: serving", "node", cfg.Node.Name, "admin", adminLn.Addr().String(), "listeners", len(cfg.Listeners))
 	if opts.Ready != nil {
 		close(opts.Ready)
@@ -193,6 +220,14 @@ func run(ctx context.Context, opts Options, created chan<- *Agent) error {
 		select {
 		case <-ctx.Done():
 			return a.shutdown(adminSrv)
+		case <-successor.handedOver:
+			a.log.Info("agent: a new agent took over the listeners; finishing requests in flight, then exiting")
+			adminLn.Close() // the admin API is the successor's now
+			return a.shutdown(adminSrv)
+		case done := <-successor.releases:
+			a.leaveFleet()
+			done <- nil
+			continue
 		case local = <-updates:
 		case <-remoteChanges:
 		case <-a.checker.Changes():
@@ -232,8 +267,10 @@ func (a *Agent) apply(cfg *config.Config, local discovery.State) error {
 	local.Targets = a.withDrains(a.withHealth(cfg, local.Targets))
 	var remote []discovery.Target
 	if a.cluster != nil {
-		a.own.set(a.sockets(cfg))
-		a.cluster.Publish(local.Targets, configHash(cfg))
+		if !a.leftFleet {
+			a.own.set(a.sockets(cfg))
+			a.cluster.Publish(local.Targets, configHash(cfg))
+		}
 		remote = a.cluster.Targets()
 	}
 	a.trackDrains(local.Targets, remote)

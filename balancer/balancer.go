@@ -55,6 +55,8 @@ type Balancer struct {
 	certs map[string]*certStore
 	// upstreams are the HTTP/2 path's transports to targets.
 	upstreams upstreamTransports
+	// inherited are the sockets a predecessor handed over (handover.go).
+	inherited inheritedSockets
 }
 
 // New returns a balancer with no listener; Apply starts them.
@@ -610,7 +612,7 @@ func (b *Balancer) openListeners(cfgs []ListenerConfig) ([]*listener, error) {
 			l, err = newUDPListener(b, lc.Name, lc.Address)
 		} else {
 			var ln net.Listener
-			if ln, err = net.Listen("tcp", lc.Address); err == nil {
+			if ln, err = b.listenTCP(lc.Name, lc.Address); err == nil {
 				l = newListener(b, lc.Name, lc.Address, protocol, ln)
 			}
 		}

@@ -1,6 +1,7 @@
 package balancer
 
 import (
+	"context"
 	"errors"
 	"net"
 	"sync"
@@ -183,8 +184,8 @@ func (l *listener) close() {
 	l.ln.Close()
 }
 
-// closeIdleConns wakes every idle connection so it closes, and returns how
-// many connections are still open.
+// closeIdleConns wakes every idle connection so it closes, tells HTTP/2
+// clients to go away, and returns how many connections are still open.
 func (l *listener) closeIdleConns() int {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -194,9 +195,10 @@ func (l *listener) closeIdleConns() int {
 		}
 	}
 	for c := range l.h2conns {
-		if c.active.Load() == 0 {
-			c.conn.Close()
-		}
+		// GOAWAY, then the connection closes a second after its last
+		// stream. Asked at every call: a connection whose serving has not
+		// begun yet misses the first.
+		c.base.Shutdown(context.Background())
 	}
 	return len(l.conns) + len(l.streams) + len(l.h2conns)
 }
@@ -226,4 +228,13 @@ func track[K comparable](l *listener, set map[K]struct{}, k K) (untrack func()) 
 		delete(set, k)
 		l.mu.Unlock()
 	}
+}
+
+// keepsAlive: the connection may carry another request after this one. A
+// draining balancer (Shutdown, a successor took over) answers with
+// `Connection: close`, so a keep-alive client opens its next connection on
+// the listener's socket, now served by the successor, instead of having an
+// idle connection closed under a request it is sending.
+func (c *clientConn) keepsAlive() bool {
+	return c.req.KeepsAlive() && !c.l.b.shuttingDown.Load()
 }

@@ -297,7 +297,7 @@ func (c *clientConn) handle(rt *route, start time.Time) bool {
 			return false
 		}
 		c.conn.SetWriteDeadline(time.Now().Add(rt.idleTimeout))
-		keep := c.req.KeepsAlive()
+		keep := c.keepsAlive()
 		page := act.fixed
 		if act.redirect != nil {
 			page = c.redirect(act.redirect, rt, keep)
@@ -395,7 +395,7 @@ func (c *clientConn) forward(g *group, rt *route) (int, bool) {
 	}
 	// Nothing of the request body was read: the connection can carry another
 	// request only when there was none.
-	keep := c.req.KeepsAlive() && !c.req.Chunked && c.req.ContentLength <= 0
+	keep := c.keepsAlive() && !c.req.Chunked && c.req.ContentLength <= 0
 	return c.failWith(reason, keep), keep
 }
 
@@ -587,7 +587,7 @@ func (c *clientConn) roundTrip(uc *upstreamConn, g *group, rt *route) (res attem
 	framed := noBody || c.resp.Chunked || c.resp.ContentLength >= 0
 	// An HTTP/1.0 client cannot read chunks: it gets the data up to the close.
 	dechunk := c.resp.Chunked && c.req.HTTP10 && !noBody
-	keepClient = framed && !dechunk && c.req.KeepsAlive() && !bodyCut
+	keepClient = framed && !dechunk && c.keepsAlive() && !bodyCut
 	c.writeResponseHead(keepClient, dechunk)
 
 	refresh := func() {

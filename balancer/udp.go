@@ -40,7 +40,7 @@ type udpListener struct {
 }
 
 func newUDPListener(b *Balancer, name, address string) (*listener, error) {
-	pc, err := net.ListenPacket("udp", address)
+	pc, err := b.listenUDP(name, address)
 	if err != nil {
 		return nil, err
 	}

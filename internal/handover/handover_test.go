@@ -14,6 +14,8 @@ import (
 	"time"
 )
 
+var hostA = Identity{Node: "host-a", Admin: "127.0.0.1:9900"}
+
 // recorder is a Handler that offers dups of real sockets and records the
 // calls it gets.
 type recorder struct {
@@ -45,7 +47,7 @@ func listenTCP(t *testing.T) (*net.TCPListener, *os.File) {
 func serve(t *testing.T, h Handler) (*Server, chan error) {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "run", "upgrade.sock")
-	s, err := Listen(path, nil)
+	s, err := Listen(path, hostA, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -77,7 +79,7 @@ func TestHandOverSharesTheKernelSocket(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	c, err := Dial(ctx, s.Path())
+	c, err := Dial(ctx, s.Path(), hostA)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -123,7 +125,7 @@ func TestHandOverSharesTheKernelSocket(t *testing.T) {
 		t.Fatalf("inherited %s, want %s", pc.LocalAddr(), udp.LocalAddr())
 	}
 	// The successor's control socket replaces the old one's at the path.
-	next, err := Listen(s.Path(), nil)
+	next, err := Listen(s.Path(), hostA, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -157,7 +159,7 @@ func TestNoPredecessor(t *testing.T) {
 	ln.SetUnlinkOnClose(false)
 	ln.Close() // a crashed agent's file: nothing listens on it
 	for _, path := range []string{filepath.Join(dir, "missing.sock"), stale} {
-		if _, err := Dial(context.Background(), path); !errors.Is(err, ErrNoPredecessor) {
+		if _, err := Dial(context.Background(), path, hostA); !errors.Is(err, ErrNoPredecessor) {
 			t.Errorf("Dial(%s) = %v, want ErrNoPredecessor", path, err)
 		}
 	}
@@ -179,8 +181,10 @@ func TestRefusesBadPeers(t *testing.T) {
 		want  string
 	}{
 		{"ready before hello", []byte("BHO1\x05"), nil, "message type 5 where 1 belongs"},
+		{"another node", []byte("BHO1\x01\x06host-b\x0e127.0.0.1:9900"), nil, "the new agent is node host-b with its admin API on 127.0.0.1:9900, this one node host-a on 127.0.0.1:9900"},
+		{"another admin address", []byte("BHO1\x01\x06host-a\x0e127.0.0.1:9901"), nil, "the new agent is node host-a with its admin API on 127.0.0.1:9901"},
 		{"http", []byte("GET / HTTP/1.1\r\n\r\n"), nil, "not a berth hand-over message"},
-		{"descriptors with hello", []byte("BHO1\x01"), []*os.File{devNull}, "1 descriptors came with 0 socket entries"},
+		{"descriptors with hello", []byte("BHO1\x01\x06host-a\x0e127.0.0.1:9900"), []*os.File{devNull}, "1 descriptors came with 0 socket entries"},
 		{"sockets to the old agent", sockets("web", "0.0.0.0:80", "tcp"), []*os.File{devNull}, "not a socket"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -203,7 +207,7 @@ func TestRefusesBadPeers(t *testing.T) {
 			}
 		})
 	}
-	c, err := Dial(context.Background(), s.Path())
+	c, err := Dial(context.Background(), s.Path(), hostA)
 	if err != nil {
 		t.Fatalf("a well-behaved agent after the bad ones: %v", err)
 	}
@@ -256,7 +260,7 @@ func TestPeerProcess(t *testing.T) {
 		t.Fatalf("peer: %v", err)
 	}
 	c := conn{nc.(*net.UnixConn)}
-	c.send(message{kind: msgHello}, nil)
+	c.send(message{kind: msgHello, who: hostA}, nil)
 	_, socks, err := c.recv(time.Now().Add(5 * time.Second))
 	t.Logf("peer: %v (%d sockets) uid %s", err, len(socks), strconv.Itoa(os.Getuid()))
 	if err == nil {

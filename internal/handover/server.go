@@ -38,6 +38,8 @@ const (
 // Server is the control socket of a running agent.
 type Server struct {
 	path string
+	// who is this agent: only an agent of the same identity takes over.
+	who Identity
 	ln   *net.UnixListener
 	// created identifies the file this server put at path, so Close removes
 	// it only while no successor has replaced it.
@@ -51,7 +53,7 @@ type Server struct {
 // Listen creates the control socket at path, mode 0600 in a directory of
 // mode 0700 (created when missing), replacing whatever is there in one step:
 // a predecessor that has handed over keeps no claim to the path.
-func Listen(path string, log *slog.Logger) (*Server, error) {
+func Listen(path string, who Identity, log *slog.Logger) (*Server, error) {
 	if log == nil {
 		log = slog.Default()
 	}
@@ -82,7 +84,7 @@ func Listen(path string, log *slog.Logger) (*Server, error) {
 	if err := os.Rename(tmp, path); err != nil {
 		return fail(err)
 	}
-	return &Server{path: path, ln: ln, created: info, log: log}, nil
+	return &Server{path: path, who: who, ln: ln, created: info, log: log}, nil
 }
 
 // Path is the control socket's path.
@@ -111,11 +113,19 @@ func (s *Server) converse(c conn, h Handler) (took bool, err error) {
 	// The hello is read first, so that a refusal is the peer's next
 	// message: closing on a message unread would reset the connection
 	// before the peer reads why.
-	if _, err := c.expect(msgHello, time.Now().Add(helloTimeout)); err != nil {
+	hello, _, err := c.recv(time.Now().Add(helloTimeout))
+	if err != nil {
 		return false, err
+	}
+	if hello.kind != msgHello {
+		return false, c.fail(fmt.Errorf("handover: message type %d where %d belongs", hello.kind, msgHello))
 	}
 	if err := c.checkPeer(); err != nil {
 		return false, c.fail(err)
+	}
+	if hello.who != s.who {
+		return false, c.fail(fmt.Errorf("handover: the new agent is node %s with its admin API on %s, this one node %s on %s: only the same agent takes over (agents that differ need different upgrade.socket paths)",
+			hello.who.Node, hello.who.Admin, s.who.Node, s.who.Admin))
 	}
 	socks, err := h.Sockets()
 	if err != nil {
@@ -186,9 +196,9 @@ type Client struct {
 	sockets []Socket
 }
 
-// Dial connects to the running agent at path and receives its sockets.
-// ErrNoPredecessor when no agent serves there.
-func Dial(ctx context.Context, path string) (*Client, error) {
+// Dial connects to the running agent at path, as who, and receives its
+// sockets. ErrNoPredecessor when no agent serves there.
+func Dial(ctx context.Context, path string, who Identity) (*Client, error) {
 	var d net.Dialer
 	nc, err := d.DialContext(ctx, "unixpacket", path)
 	if err != nil {
@@ -205,7 +215,7 @@ func Dial(ctx context.Context, path string) (*Client, error) {
 	if err := c.checkPeer(); err != nil {
 		return fail(err)
 	}
-	if err := c.send(message{kind: msgHello}, nil); err != nil {
+	if err := c.send(message{kind: msgHello, who: who}, nil); err != nil {
 		return fail(err)
 	}
 	socks, err := c.expect(msgSockets, deadlineOf(ctx, helloTimeout))

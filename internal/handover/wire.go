@@ -9,7 +9,7 @@
 // The conversation, one SOCK_SEQPACKET message each (so a message and its
 // descriptors arrive together, whole or not at all):
 //
-//	new -> old  hello
+//	new -> old  hello     (the new agent's node name and admin API address)
 //	old -> new  sockets   (a list of name, address, network; one descriptor each)
 //	new -> old  release   (optional: free what cannot be shared, the gossip port)
 //	old -> new  released
@@ -68,11 +68,28 @@ type Entry struct {
 }
 
 // message is one decoded message. entries are set for msgSockets, text for
-// msgError.
+// msgError, who for msgHello.
 type message struct {
 	kind    byte
 	entries []Entry
 	text    string
+	who     Identity
+}
+
+// Identity is what makes two agents the same agent of a host, one the
+// successor of the other: their node name and their admin API's address.
+// Agents that differ in either (several nodes on one machine, as in tests)
+// leave each other alone.
+type Identity struct {
+	Node  string
+	Admin string
+}
+
+func (id Identity) check() error {
+	if id.Node == "" || len(id.Node) > maxField || !allIn(id.Node, nameByte) {
+		return fmt.Errorf("handover: node name %q: use 1 to %d letters, digits, '.', '_' or '-'", id.Node, maxField)
+	}
+	return checkAddress("the admin API", id.Admin)
 }
 
 // encode renders m. It fails on what decode would refuse, so a peer never
@@ -80,8 +97,14 @@ type message struct {
 func encode(m message) ([]byte, error) {
 	b := append(magic[:len(magic):len(magic)], m.kind)
 	switch m.kind {
-	case msgHello, msgRelease, msgReleased, msgReady, msgDone:
+	case msgRelease, msgReleased, msgReady, msgDone:
 		return b, nil
+	case msgHello:
+		if err := m.who.check(); err != nil {
+			return nil, err
+		}
+		b = append(append(b, byte(len(m.who.Node))), m.who.Node...)
+		return append(append(b, byte(len(m.who.Admin))), m.who.Admin...), nil
 	case msgError:
 		if err := checkText(m.text); err != nil {
 			return nil, err
@@ -122,7 +145,12 @@ func decode(b []byte) (message, error) {
 	m := message{kind: b[4]}
 	r := reader{b: b[headerLen:]}
 	switch m.kind {
-	case msgHello, msgRelease, msgReleased, msgReady, msgDone:
+	case msgRelease, msgReleased, msgReady, msgDone:
+	case msgHello:
+		m.who = Identity{Node: r.field(), Admin: r.field()}
+		if r.err == nil {
+			r.err = m.who.check()
+		}
 	case msgError:
 		m.text = r.field()
 		if r.err == nil {
@@ -195,18 +223,23 @@ func (e Entry) check() error {
 	if e.Name == "" || len(e.Name) > maxField || !allIn(e.Name, nameByte) {
 		return fmt.Errorf("handover: socket name %q: use 1 to %d letters, digits, '.', '_' or '-'", e.Name, maxField)
 	}
-	if len(e.Address) > maxField || !allIn(e.Address, addressByte) {
-		return fmt.Errorf("handover: socket %s: address %q is not host:port", e.Name, e.Address)
-	}
-	port, ok := portOf(e.Address)
-	if !ok {
-		return fmt.Errorf("handover: socket %s: address %q is not host:port", e.Name, e.Address)
-	}
-	if _, err := strconv.ParseUint(port, 10, 16); err != nil {
-		return fmt.Errorf("handover: socket %s: port %q: use 0..65535", e.Name, port)
+	if err := checkAddress("socket "+e.Name, e.Address); err != nil {
+		return err
 	}
 	if e.Network != NetworkTCP && e.Network != NetworkUDP {
 		return fmt.Errorf("handover: socket %s: network %q: use %s or %s", e.Name, e.Network, NetworkTCP, NetworkUDP)
+	}
+	return nil
+}
+
+// checkAddress accepts host:port, what of is told in the error.
+func checkAddress(of, addr string) error {
+	port, ok := portOf(addr)
+	if len(addr) > maxField || !allIn(addr, addressByte) || !ok {
+		return fmt.Errorf("handover: %s: address %q is not host:port", of, addr)
+	}
+	if _, err := strconv.ParseUint(port, 10, 16); err != nil {
+		return fmt.Errorf("handover: %s: port %q: use 0..65535", of, port)
 	}
 	return nil
 }

@@ -8,7 +8,7 @@ import (
 
 func TestMessagesRoundTrip(t *testing.T) {
 	for _, m := range []message{
-		{kind: msgHello},
+		{kind: msgHello, who: Identity{"host-a.example", "127.0.0.1:9900"}},
 		{kind: msgRelease},
 		{kind: msgReleased},
 		{kind: msgReady},
@@ -25,7 +25,7 @@ func TestMessagesRoundTrip(t *testing.T) {
 		if err != nil {
 			t.Fatalf("decode %q: %v", b, err)
 		}
-		if got.kind != m.kind || got.text != m.text || len(got.entries) != len(m.entries) {
+		if got.kind != m.kind || got.text != m.text || got.who != m.who || len(got.entries) != len(m.entries) {
 			t.Fatalf("decode(encode(%+v)) = %+v", m, got)
 		}
 		for i := range m.entries {
@@ -56,7 +56,11 @@ func TestDecodeRefuses(t *testing.T) {
 		{"other version", []byte("BHO2\x01"), "not a berth hand-over message"},
 		{"unknown type", []byte("BHO1\x09"), "unknown message type 9"},
 		{"type zero", []byte("BHO1\x00"), "unknown message type 0"},
-		{"trailing after hello", []byte("BHO1\x01x"), "bytes after the end"},
+		{"trailing after hello", []byte("BHO1\x01\x01a\x03a:1x"), "bytes after the end"},
+		{"hello without a node", []byte("BHO1\x01\x00\x03a:1"), "node name \"\""},
+		{"hello with a bad node", []byte("BHO1\x01\x03a b\x03a:1"), "node name \"a b\""},
+		{"hello without an admin address", []byte("BHO1\x01\x01a"), "cut short"},
+		{"hello with a bad admin address", []byte("BHO1\x01\x01a\x01a"), "the admin API: address \"a\""},
 		{"count without entries", []byte("BHO1\x02\x01"), "cut short"},
 		{"field longer than the message", []byte("BHO1\x02\x01\x09web"), "cut short"},
 		{"too many sockets", []byte("BHO1\x02\xc9"), "at most 200"},
@@ -99,7 +103,7 @@ func TestEncodeRefusesWhatDecodeWould(t *testing.T) {
 // what encode writes for the result.
 func FuzzDecode(f *testing.F) {
 	for _, seed := range [][]byte{
-		[]byte("BHO1\x01"),
+		[]byte("BHO1\x01\x06host-a\x0e127.0.0.1:9900"),
 		[]byte("BHO1\x05"),
 		[]byte("BHO1\x07\x02no"),
 		sockets("web", "0.0.0.0:80", "tcp", "dns", "[::]:53", "udp"),
