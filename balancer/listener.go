@@ -158,7 +158,9 @@ func (l *listener) serve(conn net.Conn) {
 	}
 	c := &clientConn{l: l, conn: conn, clientIP: clientIP(conn.RemoteAddr())}
 	c.sourceHash = hashBytes(c.clientIP)
-	c.idle.Store(true)
+	// Not idle yet: a new connection's first request is on its way, and a
+	// draining balancer lets it arrive (awaitRequest) rather than close the
+	// connection under it, which would reset it.
 	defer conn.Close()
 	defer track(l, l.conns, c)()
 	c.serve()

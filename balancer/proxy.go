@@ -152,7 +152,7 @@ func (c *clientConn) serve() {
 	c.acquireBuffers()
 	defer c.releaseBuffers()
 	for {
-		if c.l.b.shuttingDown.Load() {
+		if c.idle.Load() && c.l.b.shuttingDown.Load() {
 			return
 		}
 		idleTimeout := c.l.route.Load().idleTimeout
@@ -196,6 +196,7 @@ func (c *clientConn) awaitRequest(idleTimeout time.Duration) error {
 	if err == nil || !errors.Is(err, os.ErrDeadlineExceeded) || idleTimeout <= idleBufferRelease || c.l.b.shuttingDown.Load() {
 		return err // shutdown wakes idle connections with an expired deadline
 	}
+	c.idle.Store(true) // a new connection that sent nothing yet is idle now too
 	c.releaseBuffers()
 	c.conn.SetReadDeadline(now.Add(idleTimeout))
 	if _, err := c.conn.Read(c.src.pending[:]); err != nil {
