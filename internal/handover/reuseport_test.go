@@ -64,11 +64,19 @@ func TestReusePortLosesTheQueue(t *testing.T) {
 		accepted++
 		defer c.Close() // open until the count: closing with "x" unread would reset it too
 	}
-	reset := 0
-	readUntil := time.Now().Add(200 * time.Millisecond) // a reset is there at once
+	// Read all at once: a read past its deadline reports the timeout, not a
+	// reset that came meanwhile.
+	results := make(chan error, n)
 	for _, c := range conns {
-		c.SetReadDeadline(readUntil)
-		if _, err := c.Read(make([]byte, 1)); errors.Is(err, syscall.ECONNRESET) {
+		go func() {
+			c.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
+			_, err := c.Read(make([]byte, 1))
+			results <- err
+		}()
+	}
+	reset := 0
+	for range n {
+		if errors.Is(<-results, syscall.ECONNRESET) {
 			reset++
 		}
 	}
