@@ -157,7 +157,12 @@ func run(ctx context.Context, opts Options, created chan<- *Agent) error {
 	}
 	adminSrv := &http.Server{Handler: admin.Handler(a, a.registry, access), ReadHeaderTimeout: 10 * time.Second}
 	a.adminAddr = adminLn.Addr().String()
-	go adminSrv.Serve(adminLn)
+	// An agent taking over answers its admin API once it serves: until then
+	// its predecessor answers on the same socket, so a new answer (a later
+	// started time in the status) tells berth rollout that it is ready.
+	if up.pred == nil {
+		go adminSrv.Serve(adminLn)
+	}
 	defer adminSrv.Close()
 
 	runCtx, cancel := context.WithCancel(ctx)
@@ -197,7 +202,12 @@ func run(ctx context.Context, opts Options, created chan<- *Agent) error {
 		}
 	}
 	successor := &upgradeHandler{a: a, adminLn: adminLn, adminAddr: cfg.Admin.Listen, releases: make(chan chan error), handedOver: make(chan struct{})}
-	if srv := a.ready(ctx, cfg, &up); srv != nil {
+	tookOver := up.pred != nil
+	srv := a.ready(ctx, cfg, &up)
+	if tookOver {
+		go adminSrv.Serve(adminLn)
+	}
+	if srv != nil {
 		defer srv.Close()
 		go func() {
 			if err := srv.Serve(successor); err != nil && !errors.Is(err, net.ErrClosed) {
