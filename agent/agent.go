@@ -59,9 +59,10 @@ type Agent struct {
 	lb      *balancer.Balancer
 	watcher *docker.Watcher
 	cluster *gossip.Cluster // nil when cluster.enabled is false
-	// leftFleet: this agent left the fleet for its successor; its last view
-	// of the fleet's targets stays in force until it stops.
-	leftFleet bool
+	// leftFleet: this agent left the fleet for its successor; lastRemote,
+	// the fleet's targets as it last knew them, stay in force until it stops.
+	leftFleet  bool
+	lastRemote []discovery.Target
 	own     *ownSockets
 	// insecure: the cluster runs beyond loopback without a key (cluster.insecure).
 	insecure  bool
@@ -277,11 +278,12 @@ func (a *Agent) apply(cfg *config.Config, local discovery.State) error {
 	local.Targets = a.withDrains(a.withHealth(cfg, local.Targets))
 	var remote []discovery.Target
 	if a.cluster != nil {
+		remote = a.lastRemote
 		if !a.leftFleet {
 			a.own.set(a.sockets(cfg))
 			a.cluster.Publish(local.Targets, configHash(cfg))
+			remote = a.cluster.Targets()
 		}
-		remote = a.cluster.Targets()
 	}
 	a.trackDrains(local.Targets, remote)
 	d := compile(cfg, local, remote, a, time.Now())

@@ -156,6 +156,7 @@ func (a *Agent) ready(ctx context.Context, cfg *config.Config, s *succession) *h
 		a.log.Info("agent: the new config has no listener for some of the sockets taken over; closed them", "listeners", names)
 	}
 	if s.pred != nil {
+		a.lb.StartAccepting()
 		err := s.pred.Ready(ctx)
 		s.pred.Close()
 		s.pred = nil
@@ -183,6 +184,9 @@ func (a *Agent) leaveFleet() {
 		return
 	}
 	a.leftFleet = true
+	// A cluster that has left knows no live member, so no target: routing
+	// keeps what it knew.
+	a.lastRemote = a.cluster.Targets()
 	a.log.Info("agent: leaving the fleet for the agent taking over; routing keeps the fleet's last targets")
 	// Close frees the port even when the goodbye fails: the successor can
 	// bind it either way.

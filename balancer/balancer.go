@@ -336,9 +336,7 @@ func (b *Balancer) Apply(cfg Config) error {
 			delete(b.listeners, name)
 		}
 	}
-	for _, l := range opened {
-		go l.acceptLoop()
-	}
+	b.inherited.start(opened)
 
 	// A target is serving when any group lists it as serving; the flag decides
 	// whether its pooled connections may be reused.

@@ -20,20 +20,53 @@ type Socket struct {
 }
 
 // inheritedSockets are the sockets received from a predecessor that no
-// listener has taken yet, by listener name, address and network.
+// listener has taken yet, by listener name, address and network; and, until
+// StartAccepting, the listeners opened but not yet accepting.
 type inheritedSockets struct {
 	mu    sync.Mutex
 	files map[[3]string]*os.File
+	// holding: Inherit was called and StartAccepting not yet.
+	holding bool
+	held    []*listener
+}
+
+// start starts the accept loops of opened listeners, or holds them.
+func (in *inheritedSockets) start(opened []*listener) {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	if in.holding {
+		in.held = append(in.held, opened...)
+		return
+	}
+	for _, l := range opened {
+		go l.acceptLoop()
+	}
+}
+
+// StartAccepting starts the listeners Apply opened since Inherit: until
+// then they do not accept, so connections go to the predecessor, which
+// routes with complete state, while this balancer's routing is not yet
+// complete (the fleet's targets still arriving). Connections meanwhile
+// queue in the shared sockets, none is refused.
+func (b *Balancer) StartAccepting() {
+	in := &b.inherited
+	in.mu.Lock()
+	held := in.held
+	in.holding, in.held = false, nil
+	in.mu.Unlock()
+	in.start(held)
 }
 
 // Inherit gives the balancer sockets to serve on instead of binding: Apply
 // opens a listener on the one of its name, address and network, and binds
-// only the listeners that have none. A listener serving an inherited socket
-// accepts, at once, the connections its predecessor left in the queue.
+// only the listeners that have none. The listeners Apply opens accept only
+// after StartAccepting; then they take, too, the connections waiting in the
+// queues when the predecessor stops.
 func (b *Balancer) Inherit(socks []Socket) {
 	in := &b.inherited
 	in.mu.Lock()
 	defer in.mu.Unlock()
+	in.holding = true
 	if in.files == nil {
 		in.files = map[[3]string]*os.File{}
 	}
