@@ -156,45 +156,50 @@ func envOf(info container.InspectResponse, key string) string {
 // one keeps serving with its restart policy as it was.
 func TestRolloutOfTheAgentItself(t *testing.T) {
 	p := newAgentProject(t)
-
-	load := loadtest.Start(p.url, 200)
-	time.Sleep(time.Second)
-	out, err := p.rollout(t, "AGENT_VERSION=v2")
-	time.Sleep(time.Second)
-	res := load.Stop()
-	t.Logf("berth rollout of the agent: %d answered, %d failed\n%s", res.OK, res.Failed, out)
+	out, res, err := p.rolloutUnderLoad(t, "AGENT_VERSION=v2")
 	if err != nil {
 		t.Fatalf("rollout: %v\n%s", err, out)
 	}
 	if res.Failed > 0 {
 		t.Fatalf("%d requests failed while the agent rolled out: %v", res.Failed, res.Errors)
 	}
-	agents := p.agents()
-	if len(agents) != 1 || !agents[0].State.Running || envOf(agents[0], "AGENT_VERSION") != "v2" {
-		t.Fatalf("after the rollout: %d agent container(s), want one running v2", len(agents))
-	}
+	p.requireOneAgent("v2")
 
 	t.Run("a new agent that cannot take over is rolled back", func(t *testing.T) {
-		load := loadtest.Start(p.url, 200)
-		time.Sleep(time.Second)
 		// It misses its predecessor's socket, so it binds the ports the old
 		// one holds, fails and exits.
-		out, err := p.rollout(t, "AGENT_VERSION=v3", "UPGRADE_SOCKET=/run/berth/elsewhere.sock")
-		time.Sleep(time.Second)
-		res := load.Stop()
-		t.Logf("failed rollout of the agent: %d answered, %d failed\n%s", res.OK, res.Failed, out)
+		out, res, err := p.rolloutUnderLoad(t, "AGENT_VERSION=v3", "UPGRADE_SOCKET=/run/berth/elsewhere.sock")
 		if err == nil || !strings.Contains(err.Error(), "rolled back") {
 			t.Fatalf("rollout = %v, want a roll back\n%s", err, out)
 		}
 		if res.Failed > 0 {
 			t.Fatalf("%d requests failed while the rollout rolled back: %v", res.Failed, res.Errors)
 		}
-		agents := p.agents()
-		if len(agents) != 1 || !agents[0].State.Running || envOf(agents[0], "AGENT_VERSION") != "v2" {
-			t.Fatalf("after the roll back: %d agent container(s), want the v2 one running", len(agents))
-		}
-		if policy := agents[0].HostConfig.RestartPolicy.Name; policy != container.RestartPolicyUnlessStopped {
+		if policy := p.requireOneAgent("v2").HostConfig.RestartPolicy.Name; policy != container.RestartPolicyUnlessStopped {
 			t.Fatalf("the old agent's restart policy is %q after the roll back, want unless-stopped", policy)
 		}
 	})
+}
+
+// rolloutUnderLoad runs `berth rollout agent` in the middle of a steady
+// load, a second of it on either side.
+func (p *agentProject) rolloutUnderLoad(t *testing.T, env ...string) (string, loadtest.Result, error) {
+	load := loadtest.Start(p.url, 200)
+	time.Sleep(time.Second)
+	out, err := p.rollout(t, env...)
+	time.Sleep(time.Second)
+	res := load.Stop()
+	t.Logf("berth rollout of the agent (%s): %d answered, %d failed\n%s", strings.Join(env, " "), res.OK, res.Failed, out)
+	return out, res, err
+}
+
+// requireOneAgent fails the test unless the project has exactly one agent
+// container, running the given AGENT_VERSION, and returns it.
+func (p *agentProject) requireOneAgent(version string) container.InspectResponse {
+	p.t.Helper()
+	agents := p.agents()
+	if len(agents) != 1 || !agents[0].State.Running || envOf(agents[0], "AGENT_VERSION") != version {
+		p.t.Fatalf("%d agent container(s), want one running %s", len(agents), version)
+	}
+	return agents[0]
 }
