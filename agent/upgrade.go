@@ -78,8 +78,10 @@ func (s *succession) listenAdmin(addr string) (net.Listener, error) {
 	if s.admin == nil {
 		return net.Listen("tcp", addr)
 	}
-	defer s.admin.Close()
-	return net.FileListener(s.admin)
+	f := s.admin
+	s.admin = nil
+	defer f.Close() // FileListener made its own copy
+	return net.FileListener(f)
 }
 
 // release makes the predecessor leave the fleet, so this agent can bind the
