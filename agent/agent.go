@@ -202,7 +202,8 @@ func run(ctx context.Context, opts Options, created chan<- *Agent) error {
 			return err
 		}
 	}
-	successor := &upgradeHandler{a: a, adminLn: adminLn, adminAddr: cfg.Admin.Listen, releases: make(chan chan error), handedOver: make(chan struct{})}
+	successor := &upgradeHandler{a: a, adminLn: adminLn, adminAddr: cfg.Admin.Listen, releases: make(chan chan error), handedOver: make(chan struct{}),
+		stopping: runCtx.Done()}
 	tookOver := up.pred != nil
 	srv := a.ready(ctx, cfg, &up)
 	if tookOver {

@@ -205,9 +205,10 @@ type upgradeHandler struct {
 	adminLn   net.Listener
 	adminAddr string
 	// releases asks the control loop to leave the fleet; handedOver is
-	// closed when a successor serves.
+	// closed when a successor serves; stopping when the control loop ends.
 	releases   chan chan error
 	handedOver chan struct{}
+	stopping   <-chan struct{}
 }
 
 // Sockets implements handover.Handler.
@@ -233,8 +234,12 @@ func (h *upgradeHandler) Sockets() ([]handover.Socket, error) {
 // Release implements handover.Handler.
 func (h *upgradeHandler) Release() error {
 	done := make(chan error, 1)
-	h.releases <- done
-	return <-done
+	select {
+	case h.releases <- done:
+		return <-done
+	case <-h.stopping:
+		return errors.New("agent: this agent is shutting down; start the new one again once it has exited")
+	}
 }
 
 // Ready implements handover.Handler.
