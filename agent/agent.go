@@ -63,7 +63,7 @@ type Agent struct {
 	// the fleet's targets as it last knew them, stay in force until it stops.
 	leftFleet  bool
 	lastRemote []discovery.Target
-	own     *ownSockets
+	own        *ownSockets
 	// insecure: the cluster runs beyond loopback without a key (cluster.insecure).
 	insecure  bool
 	adminAddr string

@@ -40,7 +40,7 @@ type Server struct {
 	path string
 	// who is this agent: only an agent of the same identity takes over.
 	who Identity
-	ln   *net.UnixListener
+	ln  *net.UnixListener
 	// created identifies the file this server put at path, so Close removes
 	// it only while no successor has replaced it.
 	created os.FileInfo
