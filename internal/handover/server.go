@@ -9,7 +9,6 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
-	"sync"
 	"time"
 )
 
@@ -45,9 +44,6 @@ type Server struct {
 	// it only while no successor has replaced it.
 	created os.FileInfo
 	log     *slog.Logger
-
-	mu   sync.Mutex
-	busy bool
 }
 
 // Listen creates the control socket at path, mode 0600 in a directory of
