@@ -77,7 +77,7 @@ func (c conn) recv(deadline time.Time) (message, []Socket, error) {
 	if err != nil {
 		return message{}, nil, fmt.Errorf("handover: receive: %w", err)
 	}
-	m, socks, err := c.parse(buf[:n], oob[:oobn], flags)
+	m, socks, err := parse(buf[:n], oob[:oobn], flags)
 	if err != nil {
 		return message{}, nil, c.fail(err)
 	}
@@ -87,42 +87,36 @@ func (c conn) recv(deadline time.Time) (message, []Socket, error) {
 	return m, socks, nil
 }
 
-// parse checks a message and its descriptors.
-func (c conn) parse(buf, oob []byte, flags int) (message, []Socket, error) {
-	n := len(buf)
-	files, ferr := filesOf(oob)
-	closeAll := func() {
-		for _, f := range files {
-			f.Close()
+// parse checks a message and its descriptors; it closes them when it
+// refuses them.
+func parse(buf, oob []byte, flags int) (m message, socks []Socket, err error) {
+	files, err := filesOf(oob)
+	defer func() {
+		if err != nil {
+			for _, f := range files {
+				f.Close()
+			}
 		}
-	}
-	if ferr != nil {
-		closeAll()
-		return message{}, nil, ferr
-	}
-	if flags&(unix.MSG_TRUNC|unix.MSG_CTRUNC) != 0 {
-		closeAll()
+	}()
+	switch {
+	case err != nil:
+		return message{}, nil, err
+	case flags&(unix.MSG_TRUNC|unix.MSG_CTRUNC) != 0:
 		return message{}, nil, errors.New("handover: message or descriptors cut short: more than the protocol allows")
-	}
-	if n == 0 {
-		closeAll()
+	case len(buf) == 0:
 		return message{}, nil, errors.New("handover: the peer closed the connection")
 	}
-	m, err := decode(buf[:n])
-	if err != nil {
-		closeAll()
+	if m, err = decode(buf); err != nil {
 		return message{}, nil, err
 	}
 	if len(files) != len(m.entries) {
-		closeAll()
 		return message{}, nil, fmt.Errorf("handover: %d descriptors came with %d socket entries", len(files), len(m.entries))
 	}
-	socks := make([]Socket, len(files))
+	socks = make([]Socket, len(files))
 	for i, f := range files {
 		socks[i] = Socket{Entry: m.entries[i], File: f}
 	}
-	if err := checkKinds(socks); err != nil {
-		closeAll()
+	if err = checkKinds(socks); err != nil {
 		return message{}, nil, err
 	}
 	return m, socks, nil
