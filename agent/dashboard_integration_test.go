@@ -63,14 +63,15 @@ func TestDashboardFollowsContainers(t *testing.T) {
 	t.Run("a stopped container drains, then is gone", func(t *testing.T) {
 		victim, name := ids[0], names[0]
 		id := targetOf(t, ra.agent, name)
-		// Requests in flight on the victim keep its drain going while they last.
+		// Requests in flight on the victim keep its drain going while they last:
+		// 6 s, so that a page on a loaded machine polls it several times.
 		var held sync.WaitGroup
 		codes := make(chan int, 8)
 		for range cap(codes) {
 			held.Add(1)
 			go func() {
 				defer held.Done()
-				codes <- status(ra.url + "/sleep?ms=3000")
+				codes <- status(ra.url + "/sleep?ms=6000")
 			}()
 		}
 		dockertest.Eventually(t, 5*time.Second, func() bool { return inFlight(ra.agent, id) > 0 }, "no request in flight to %s", id)

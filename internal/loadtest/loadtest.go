@@ -39,7 +39,8 @@ type Result struct {
 	LastSeen map[string]time.Time
 }
 
-// Start sends perSecond GET requests a second to url until Stop.
+// Start sends perSecond GET requests a second to url, on a fixed schedule,
+// until Stop.
 func Start(url string, perSecond int) *Load { return StartMethod(http.MethodGet, url, perSecond) }
 
 // StartMethod is Start with another method. A POST (with a small body) is
@@ -49,16 +50,22 @@ func StartMethod(method, url string, perSecond int) *Load {
 	l := &Load{cancel: cancel, answers: map[string]int{}, last: map[string]time.Time{}}
 	keepAlive := &http.Client{Timeout: 10 * time.Second}
 	fresh := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
-	tick := time.NewTicker(time.Second / time.Duration(perSecond))
+	interval := time.Second / time.Duration(perSecond)
+	started := time.Now()
 	l.wg.Add(1)
 	go func() {
 		defer l.wg.Done()
-		defer tick.Stop()
+		// Request i is due at started + i*interval: a load starved of CPU
+		// catches up in a burst instead of skipping ticks, so a test's count
+		// of answers measures the balancer, not the client.
+		timer := time.NewTimer(0)
+		defer timer.Stop()
 		for i := 0; ; i++ {
+			timer.Reset(time.Until(started.Add(time.Duration(i) * interval)))
 			select {
 			case <-ctx.Done():
 				return
-			case <-tick.C:
+			case <-timer.C:
 			}
 			c := keepAlive
 			if i%2 == 1 {
