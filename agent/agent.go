@@ -5,6 +5,7 @@ package agent
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -58,7 +59,11 @@ type Agent struct {
 	lb      *balancer.Balancer
 	watcher *docker.Watcher
 	cluster *gossip.Cluster // nil when cluster.enabled is false
-	own     *ownSockets
+	// leftFleet: this agent left the fleet for its successor; lastRemote,
+	// the fleet's targets as it last knew them, stay in force until it stops.
+	leftFleet  bool
+	lastRemote []discovery.Target
+	own        *ownSockets
 	// insecure: the cluster runs beyond loopback without a key (cluster.insecure).
 	insecure  bool
 	adminAddr string
@@ -108,6 +113,8 @@ func run(ctx context.Context, opts Options, created chan<- *Agent) error {
 		manualDrains: map[string]bool{}, kick: make(chan struct{}, 1), own: newOwnSockets()}
 	defer a.checker.Close()
 	cfg := opts.Config
+	up := a.takeOver(ctx, cfg)
+	defer up.abandon()
 	if cfg.Docker.Enabled {
 		w, err := docker.New(docker.Options{
 			Host: cfg.Docker.Host, LabelPrefix: cfg.Docker.LabelPrefix, Node: cfg.Node.Name,
@@ -119,12 +126,18 @@ func run(ctx context.Context, opts Options, created chan<- *Agent) error {
 		a.watcher = w
 	}
 	if cfg.Cluster.Enabled {
+		if err := up.release(ctx); err != nil {
+			return err
+		}
 		c, err := startCluster(cfg, opts.Version, opts.Logger, a.own)
 		if err != nil {
 			return err
 		}
 		a.cluster, a.insecure = c, insecureCluster(cfg)
 		defer func() {
+			if a.leftFleet {
+				return
+			}
 			if err := c.Close(5 * time.Second); err != nil {
 				a.log.Warn("agent: leaving the cluster", "err", err)
 			}
@@ -139,13 +152,18 @@ func run(ctx context.Context, opts Options, created chan<- *Agent) error {
 	if err != nil {
 		return err
 	}
-	adminLn, err := net.Listen("tcp", cfg.Admin.Listen)
+	adminLn, err := up.listenAdmin(cfg.Admin.Listen)
 	if err != nil {
 		return fmt.Errorf("agent: admin listener: %w; set admin.listen to a free address", err)
 	}
 	adminSrv := &http.Server{Handler: admin.Handler(a, a.registry, access), ReadHeaderTimeout: 10 * time.Second}
 	a.adminAddr = adminLn.Addr().String()
-	go adminSrv.Serve(adminLn)
+	// An agent taking over answers its admin API once it serves: until then
+	// its predecessor answers on the same socket, so a new answer (a later
+	// started time in the status) tells berth rollout that it is ready.
+	if up.pred == nil {
+		go adminSrv.Serve(adminLn)
+	}
 	defer adminSrv.Close()
 
 	runCtx, cancel := context.WithCancel(ctx)
@@ -178,6 +196,27 @@ func run(ctx context.Context, opts Options, created chan<- *Agent) error {
 	if err := a.apply(cfg, local); err != nil {
 		return err
 	}
+	if up.pred != nil && a.cluster != nil {
+		a.awaitFleet(ctx, cfg)
+		if err := a.apply(cfg, local); err != nil {
+			return err
+		}
+	}
+	successor := &upgradeHandler{a: a, adminLn: adminLn, adminAddr: cfg.Admin.Listen, releases: make(chan chan error), handedOver: make(chan struct{}),
+		stopping: runCtx.Done()}
+	tookOver := up.pred != nil
+	srv := a.ready(ctx, cfg, &up)
+	if tookOver {
+		go adminSrv.Serve(adminLn)
+	}
+	if srv != nil {
+		defer srv.Close()
+		go func() {
+			if err := srv.Serve(successor); err != nil && !errors.Is(err, net.ErrClosed) {
+				a.log.Warn("agent: upgrade socket", "err", err)
+			}
+		}()
+	}
 	a.log.Info("agent: serving", "node", cfg.Node.Name, "admin", adminLn.Addr().String(), "listeners", len(cfg.Listeners))
 	if opts.Ready != nil {
 		close(opts.Ready)
@@ -193,6 +232,14 @@ func run(ctx context.Context, opts Options, created chan<- *Agent) error {
 		select {
 		case <-ctx.Done():
 			return a.shutdown(adminSrv)
+		case <-successor.handedOver:
+			a.log.Info("agent: a new agent took over the listeners; finishing requests in flight, then exiting")
+			adminLn.Close() // the admin API is the successor's now
+			return a.shutdown(adminSrv)
+		case done := <-successor.releases:
+			a.leaveFleet()
+			done <- nil
+			continue
 		case local = <-updates:
 		case <-remoteChanges:
 		case <-a.checker.Changes():
@@ -232,9 +279,12 @@ func (a *Agent) apply(cfg *config.Config, local discovery.State) error {
 	local.Targets = a.withDrains(a.withHealth(cfg, local.Targets))
 	var remote []discovery.Target
 	if a.cluster != nil {
-		a.own.set(a.sockets(cfg))
-		a.cluster.Publish(local.Targets, configHash(cfg))
-		remote = a.cluster.Targets()
+		remote = a.lastRemote
+		if !a.leftFleet {
+			a.own.set(a.sockets(cfg))
+			a.cluster.Publish(local.Targets, configHash(cfg))
+			remote = a.cluster.Targets()
+		}
 	}
 	a.trackDrains(local.Targets, remote)
 	d := compile(cfg, local, remote, a, time.Now())

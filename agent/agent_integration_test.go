@@ -33,6 +33,9 @@ type runningAgent struct {
 	file  string // the config file it watches
 	// stop shuts the agent down gracefully; the test's end calls it too.
 	stop func()
+	// exited receives run's result when the agent stops; a test that reads
+	// it sends it back, for stop.
+	exited chan error
 }
 
 // startAgent runs an agent that reads containers labelled with a prefix unique
@@ -85,7 +88,7 @@ func startAgentWith(t *testing.T, webAddr, yaml string) *runningAgent {
 	ctx, cancel := context.WithCancel(context.Background())
 	ready := make(chan struct{})
 	done := make(chan error, 1)
-	ra := &runningAgent{url: "http://" + webAddr, file: file}
+	ra := &runningAgent{url: "http://" + webAddr, file: file, exited: done}
 	agentCh := make(chan *Agent, 1)
 	go func() {
 		done <- run(ctx, Options{Config: cfg, ConfigPath: file, Version: "test", Ready: ready,

@@ -39,8 +39,9 @@ func fleetKeyFile(t *testing.T) string {
 	return file
 }
 
-// startHostAgent starts the agent of a host; prefix "" picks a new label prefix.
-func startHostAgent(t *testing.T, node, ip, webPort, gossipAddr string, join []string, prefix string) *hostAgent {
+// startHostAgent starts the agent of a host; prefix "" picks a new label
+// prefix; extra are more lines of config.
+func startHostAgent(t *testing.T, node, ip, webPort, gossipAddr string, join []string, prefix string, extra ...string) *hostAgent {
 	t.Helper()
 	if prefix == "" {
 		suffix := make([]byte, 4)
@@ -64,7 +65,7 @@ listeners:
     default: {forward: web}
 groups:
   web: {deregistration-delay: 30s, connect-timeout: 1s}
-`, node, ip, h.prefix, gossipAddr, joinYAML, fleetKeyFile(t), freeport.TCP(t, ip), web))
+%s`, node, ip, h.prefix, gossipAddr, joinYAML, fleetKeyFile(t), freeport.TCP(t, ip), web, strings.Join(extra, "\n")))
 	return h
 }
 

@@ -68,6 +68,8 @@ type Balancer struct {
 	certs map[string]*certstore.Store
 	// upstreams are the HTTP/2 path's transports to targets.
 	upstreams upstreamTransports
+	// inherited are the sockets a predecessor handed over (handover.go).
+	inherited inheritedSockets
 }
 
 // New returns a balancer with no listener; Apply starts them.
@@ -234,9 +236,7 @@ func (b *Balancer) Apply(cfg Config) error {
 			delete(b.listeners, name)
 		}
 	}
-	for _, l := range opened {
-		go l.acceptLoop()
-	}
+	b.inherited.start(opened)
 
 	// A target is serving when any group lists it as serving; the flag decides
 	// whether its pooled connections may be reused.
@@ -518,7 +518,7 @@ func (b *Balancer) openListeners(cfgs []ListenerConfig) ([]*listener, error) {
 			l, err = newUDPListener(b, lc.Name, lc.Address)
 		} else {
 			var ln net.Listener
-			if ln, err = net.Listen("tcp", lc.Address); err == nil {
+			if ln, err = b.listenTCP(lc.Name, lc.Address); err == nil {
 				l = newListener(b, lc.Name, lc.Address, protocol, ln)
 			}
 		}

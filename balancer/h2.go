@@ -89,6 +89,9 @@ type h2Conn struct {
 	clientIP   []byte
 	sourceHash uint64
 	source     netip.Addr
+	// base carries the header limit and, when it shuts down, makes the
+	// connection send GOAWAY and close once its streams are done.
+	base *http.Server
 }
 
 type h2ConnKey struct{}
@@ -104,7 +107,6 @@ func (l *listener) serveH2(conn net.Conn) {
 	hc := &h2Conn{conn: conn, requestIDPrefix: newRequestIDPrefix(), clientIP: clientIP(conn.RemoteAddr())}
 	hc.sourceHash, hc.source = pool.HashBytes(hc.clientIP), peerAddr(hc.clientIP)
 	defer conn.Close()
-	defer track(l, l.h2conns, hc)()
 	// A client that takes no bytes for the idle timeout is closed, as on
 	// HTTP/1.1.
 	idle := l.route.Load().idleTimeout
@@ -112,10 +114,15 @@ func (l *listener) serveH2(conn net.Conn) {
 	// 4.2) and what HAProxy and nginx take; x/net would announce 1 MiB, and
 	// h2spec 4.2 expects a larger HEADERS frame to be refused.
 	srv := &http2.Server{IdleTimeout: idle, WriteByteTimeout: idle, MaxReadFrameSize: 16 << 10}
+	// One base per connection, with h2Limits, so that shutting it down (a
+	// draining balancer) sends this connection's GOAWAY.
+	hc.base = &http.Server{MaxHeaderBytes: h2Limits.MaxHeaderBytes}
+	http2.ConfigureServer(hc.base, srv) // fails only on a TLS config, and the base has none of its own
+	defer track(l, l.h2conns, hc)()
 	srv.ServeConn(h2conn.NewCoalescingConn(conn, h2conn.NewInbound(conn), l.reportPanic), &http2.ServeConnOpts{
 		Context:    context.WithValue(context.Background(), h2ConnKey{}, hc),
 		Handler:    streamBackstop{l},
-		BaseConfig: h2Limits,
+		BaseConfig: hc.base,
 	})
 }
 

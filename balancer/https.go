@@ -14,7 +14,7 @@ func (c *clientConn) redirectToHTTPS(rt *route, start time.Time) bool {
 		return false
 	}
 	c.ex.redirectURL = appendHTTPSLocation(c.ex.redirectURL[:0], host, path, c.req.Query(), rt.redirectPort)
-	keep := c.req.KeepsAlive()
+	keep := c.keepsAlive()
 	c.bw.WriteString("HTTP/1.1 301 Moved Permanently\r\nLocation: ")
 	c.bw.Write(c.ex.redirectURL)
 	c.bw.WriteString("\r\nContent-Length: 0\r\n")

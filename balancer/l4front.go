@@ -60,11 +60,11 @@ func (l *listener) serveL4(conn net.Conn) {
 // newUDPListener opens a UDP listener; its flows are the L4 front's.
 func newUDPListener(b *Balancer, name, address string) (*listener, error) {
 	l := &listener{b: b, name: name, address: address, protocol: ProtocolUDP, conns: map[*clientConn]struct{}{}, streams: map[io.Closer]struct{}{}}
-	u, err := l4.ListenUDP(address, l4Listener{l})
+	pc, err := b.listenUDP(name, address)
 	if err != nil {
 		return nil, err
 	}
-	l.udp = u
+	l.udp = l4.NewUDP(pc.(*net.UDPConn), l4Listener{l})
 	return l, nil
 }
 

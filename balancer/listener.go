@@ -1,6 +1,7 @@
 package balancer
 
 import (
+	"context"
 	"errors"
 	"io"
 	"net"
@@ -161,7 +162,9 @@ func (l *listener) serve(conn net.Conn) {
 	}
 	c := &clientConn{l: l, conn: conn, clientIP: clientIP(conn.RemoteAddr())}
 	c.sourceHash = pool.HashBytes(c.clientIP)
-	c.idle.Store(true)
+	// Not idle yet: a new connection's first request is on its way, and a
+	// draining balancer lets it arrive (awaitRequest) rather than close the
+	// connection under it, which would reset it.
 	defer conn.Close()
 	defer track(l, l.conns, c)()
 	c.serve()
@@ -187,8 +190,8 @@ func (l *listener) close() {
 	l.ln.Close()
 }
 
-// closeIdleConns wakes every idle connection so it closes, and returns how
-// many connections are still open.
+// closeIdleConns wakes every idle connection so it closes, tells HTTP/2
+// clients to go away, and returns how many connections are still open.
 func (l *listener) closeIdleConns() int {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -198,9 +201,10 @@ func (l *listener) closeIdleConns() int {
 		}
 	}
 	for c := range l.h2conns {
-		if c.active.Load() == 0 {
-			c.conn.Close()
-		}
+		// GOAWAY, then the connection closes a second after its last
+		// stream. Asked at every call: a connection whose serving has not
+		// begun yet misses the first.
+		c.base.Shutdown(context.Background())
 	}
 	return len(l.conns) + len(l.streams) + len(l.h2conns)
 }
@@ -230,4 +234,13 @@ func track[K comparable](l *listener, set map[K]struct{}, k K) (untrack func()) 
 		delete(set, k)
 		l.mu.Unlock()
 	}
+}
+
+// keepsAlive: the connection may carry another request after this one. A
+// draining balancer (Shutdown, a successor took over) answers with
+// `Connection: close`, so a keep-alive client opens its next connection on
+// the listener's socket, now served by the successor, instead of having an
+// idle connection closed under a request it is sending.
+func (c *clientConn) keepsAlive() bool {
+	return c.req.KeepsAlive() && !c.l.b.shuttingDown.Load()
 }

@@ -150,7 +150,7 @@ func (c *clientConn) serve() {
 	c.acquireBuffers()
 	defer c.releaseBuffers()
 	for {
-		if c.l.b.shuttingDown.Load() {
+		if c.idle.Load() && c.l.b.shuttingDown.Load() {
 			return
 		}
 		idleTimeout := c.l.route.Load().idleTimeout
@@ -194,6 +194,7 @@ func (c *clientConn) awaitRequest(idleTimeout time.Duration) error {
 	if err == nil || !errors.Is(err, os.ErrDeadlineExceeded) || idleTimeout <= idleBufferRelease || c.l.b.shuttingDown.Load() {
 		return err // shutdown wakes idle connections with an expired deadline
 	}
+	c.idle.Store(true) // a new connection that sent nothing yet is idle now too
 	c.releaseBuffers()
 	c.conn.SetReadDeadline(now.Add(idleTimeout))
 	if _, err := c.conn.Read(c.src.pending[:]); err != nil {
@@ -295,7 +296,7 @@ func (c *clientConn) handle(rt *route, start time.Time) bool {
 			return false
 		}
 		c.conn.SetWriteDeadline(time.Now().Add(rt.idleTimeout))
-		keep := c.req.KeepsAlive()
+		keep := c.keepsAlive()
 		page := act.fixed
 		if act.redirect != nil {
 			page = c.redirect(act.redirect, rt, keep)
@@ -393,7 +394,7 @@ func (c *clientConn) forward(g *pool.Group, rt *route) (int, bool) {
 	}
 	// Nothing of the request body was read: the connection can carry another
 	// request only when there was none.
-	keep := c.req.KeepsAlive() && !c.req.Chunked && c.req.ContentLength <= 0
+	keep := c.keepsAlive() && !c.req.Chunked && c.req.ContentLength <= 0
 	return c.failWith(reason, keep), keep
 }
 
@@ -575,7 +576,7 @@ func (c *clientConn) roundTrip(uc *pool.Conn, g *pool.Group, rt *route) (res att
 	framed := noBody || c.resp.Chunked || c.resp.ContentLength >= 0
 	// An HTTP/1.0 client cannot read chunks: it gets the data up to the close.
 	dechunk := c.resp.Chunked && c.req.HTTP10 && !noBody
-	keepClient = framed && !dechunk && c.req.KeepsAlive() && !bodyCut
+	keepClient = framed && !dechunk && c.keepsAlive() && !bodyCut
 	c.writeResponseHead(keepClient, dechunk)
 
 	refresh := func() {

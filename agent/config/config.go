@@ -25,6 +25,7 @@ type Config struct {
 	Cluster   Cluster             `mapstructure:"cluster"`
 	Admin     Admin               `mapstructure:"admin"`
 	Log       Log                 `mapstructure:"log"`
+	Upgrade   Upgrade             `mapstructure:"upgrade"`
 	Listeners []Listener          `mapstructure:"listeners"`
 	Groups    map[string]Group    `mapstructure:"groups"`
 	Static    map[string][]string `mapstructure:"static"`
@@ -82,6 +83,15 @@ type Admin struct {
 	// AllowedHosts are the names, besides loopback and the listen address, that
 	// a request's Host header may carry (a DNS name the admin API is reached by).
 	AllowedHosts []string `mapstructure:"allowed-hosts"`
+}
+
+// Upgrade is how a new agent takes over from the running one without a
+// request lost (docs/rollout.md, "Upgrading the agent").
+type Upgrade struct {
+	// Socket is the unix control socket on which the running agent hands its
+	// listening sockets to a new agent of the same node; "" turns the
+	// hand-over off (a second agent then fails to bind the ports).
+	Socket string `mapstructure:"socket"`
 }
 
 // Log is where the agent writes what is not its own diagnostics.
@@ -328,7 +338,12 @@ var overridable = []setting{
 	{"admin.insecure", ""},
 	{"admin.allowed-hosts", ""},
 	{"log.access", ""},
+	{"upgrade.socket", ""},
 }
+
+// DefaultUpgradeSocket is upgrade.socket's default: /run is a tmpfs, so a
+// socket left by a crash goes with a reboot.
+const DefaultUpgradeSocket = "/run/berth/upgrade.sock"
 
 // EnvName is the environment variable that overrides the dotted key path.
 func EnvName(path string) string {
@@ -373,6 +388,7 @@ func defaults() map[string]any {
 		"admin.insecure":          false,
 		"admin.allowed-hosts":     []string{},
 		"log.access":              "off",
+		"upgrade.socket":          DefaultUpgradeSocket,
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/netip"
 	"net/url"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"strconv"
@@ -81,6 +82,7 @@ func (c *Config) Validate() Errors {
 	v.cluster(c.Cluster)
 	v.admin(c.Admin)
 	v.listeners(c.Listeners)
+	v.upgrade(c.Upgrade)
 	for _, name := range sortedKeys(c.Groups) {
 		v.group("groups."+name, name, c.Groups[name])
 	}
@@ -94,6 +96,19 @@ type validation struct{ errs Errors }
 
 func (v *validation) add(path, format string, args ...any) {
 	v.errs = append(v.errs, FieldError{Path: path, Message: fmt.Sprintf(format, args...)})
+}
+
+// maxUnixPath is the room for a unix socket's path (sun_path, with its NUL).
+const maxUnixPath = 107
+
+func (v *validation) upgrade(u Upgrade) {
+	switch {
+	case u.Socket == "":
+	case !filepath.IsAbs(u.Socket):
+		v.add("upgrade.socket", "%q is not an absolute path: use one like %s, or \"\" to turn the hand-over off", u.Socket, DefaultUpgradeSocket)
+	case len(u.Socket) > maxUnixPath:
+		v.add("upgrade.socket", "%d bytes is longer than a unix socket's path may be (%d)", len(u.Socket), maxUnixPath)
+	}
 }
 
 func (v *validation) node(n Node) {

@@ -37,17 +37,17 @@ type UDP struct {
 	Dropped atomic.Uint64
 }
 
-// ListenUDP opens the socket of a UDP listener that serves for l.
-func ListenUDP(address string, l Listener) (*UDP, error) {
-	pc, err := net.ListenPacket("udp", address)
-	if err != nil {
-		return nil, err
-	}
-	return &UDP{l: l, pc: pc.(*net.UDPConn), flows: map[netip.AddrPort]*udpFlow{}}, nil
+// NewUDP serves the UDP listener l on pc, a socket the kernel opened or
+// took over from the agent before it (an upgrade).
+func NewUDP(pc *net.UDPConn, l Listener) *UDP {
+	return &UDP{l: l, pc: pc, flows: map[netip.AddrPort]*udpFlow{}}
 }
 
 // Addr is the bound address.
 func (u *UDP) Addr() net.Addr { return u.pc.LocalAddr() }
+
+// File duplicates the socket's descriptor, for the agent that takes over.
+func (u *UDP) File() (*os.File, error) { return u.pc.File() }
 
 // udpFlow is the traffic of one client address.
 type udpFlow struct {

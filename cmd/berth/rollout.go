@@ -155,6 +155,14 @@ func (r *rollout) run(ctx context.Context) error {
 		r.progress.say("removing %d container(s) that do not run: %s", len(stale), describe(stale))
 		r.remove(ctx, stale)
 	}
+	if agent, err := r.agentService(ctx, old); err != nil {
+		return err
+	} else if agent {
+		if desired != 1 {
+			return fmt.Errorf("the agent's service %s runs one agent per host, not %d: drop --scale (or the compose file's scale)", r.service, desired)
+		}
+		return r.rollAgent(ctx, old[0], def.hash)
+	}
 	surge := r.surge
 	if surge <= 0 || surge > desired {
 		surge = desired
