@@ -18,7 +18,6 @@ package balancer
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -31,6 +30,7 @@ import (
 
 	"github.com/berth-lb/berth/balancer/accesslog"
 	"github.com/berth-lb/berth/balancer/certstore"
+	"github.com/berth-lb/berth/balancer/httpfront"
 	"github.com/berth-lb/berth/balancer/l4"
 	"github.com/berth-lb/berth/balancer/pool"
 	"github.com/berth-lb/berth/balancer/rules"
@@ -40,7 +40,7 @@ import (
 // Defaults for zero durations in a Config.
 const (
 	DefaultIdleTimeout     = 60 * time.Second
-	DefaultConnectTimeout  = 10 * time.Second
+	DefaultConnectTimeout  = httpfront.DefaultConnectTimeout
 	DefaultResponseTimeout = 60 * time.Second
 )
 
@@ -67,7 +67,7 @@ type Balancer struct {
 	// certs are the certificate stores of terminating listeners, by listener name.
 	certs map[string]*certstore.Store
 	// upstreams are the HTTP/2 path's transports to targets.
-	upstreams upstreamTransports
+	upstreams httpfront.Transports
 	// inherited are the sockets a predecessor handed over (handover.go).
 	inherited inheritedSockets
 }
@@ -87,42 +87,14 @@ func New(log *slog.Logger) *Balancer {
 	}
 }
 
-// route is the immutable routing of one listener.
+// route is the immutable routing of one listener: the HTTP front's, with
+// what the kernel and the L4 front need beside it.
 type route struct {
-	table       *rules.Table
-	actions     []action // indexed by rules.Rule.Target
-	fallback    action   // when no rule matches
-	idleTimeout time.Duration
-	// scheme is the listener's protocol as clients see it: http or https.
-	scheme string
-	xff    xffMode
-	// tls terminates TLS on an https listener and a tls listener with
-	// certificates; nil passes TLS through.
-	tls *tls.Config
-	// redirectPort, when not 0, answers every request of an http listener
-	// with a redirect to https on this port.
-	redirectPort int
+	httpfront.Route
 	// maxConns bounds the open client connections (UDP: flows); 0: none.
 	maxConns int64
 	// l4 is the L4 front's view of this route on tcp, tls and udp listeners.
 	l4 *l4.Route
-}
-
-type action struct {
-	group *pool.Group // forward
-	// weighted, when set, splits requests among groups by weight
-	// (group and stats are its first group's).
-	weighted    []weightedGroup
-	totalWeight int
-	// groupStickiness keeps a client on its weighted group by BERTHTG; 0: off.
-	groupStickiness time.Duration
-	redirect        *redirectAction
-	fixed           []byte       // or a complete pre-rendered response
-	fixedPage       page         // and its body, for HTTP/2
-	stats           *stats.Route // counters of this listener and group
-	code            int          // status of the fixed response
-	// priority is the rule's, for the access log; 0 for the default action.
-	priority int
 }
 
 // Apply validates cfg, opens listeners it adds, closes those it drops, and
@@ -198,7 +170,7 @@ func (b *Balancer) Apply(cfg Config) error {
 			return err
 		}
 		if s := certs[lc.Name]; s != nil {
-			rt.tls = s.ServerConfig(alpn(lc.Protocol))
+			rt.TLS = s.ServerConfig(alpn(lc.Protocol))
 		}
 		switch lc.Protocol {
 		case ProtocolTCP, ProtocolTLS, ProtocolUDP:
@@ -321,34 +293,34 @@ func (b *Balancer) compileRoute(lc ListenerConfig, groups map[string]*pool.Group
 	case ProtocolUDP:
 		idle = DefaultUDPIdleTimeout
 	}
-	rt := &route{idleTimeout: orDefault(lc.IdleTimeout, idle), redirectPort: lc.RedirectToHTTPS, maxConns: maxConns(lc)}
+	rt := &route{Route: httpfront.Route{IdleTimeout: orDefault(lc.IdleTimeout, idle), RedirectPort: lc.RedirectToHTTPS}, maxConns: maxConns(lc)}
 	in := make([]rules.Rule, len(lc.Rules))
 	scheme, xff, err := httpPolicies(lc)
 	if err != nil {
 		return nil, fmt.Errorf("balancer: listener %s: %w", lc.Name, err)
 	}
-	rt.scheme, rt.xff = scheme, xff
+	rt.Scheme, rt.XFF = scheme, xff
 	for i, r := range lc.Rules {
 		in[i] = ruleOf(r, i)
 		a, err := b.compileAction(lc.Name, scheme, r.Action, groups)
 		if err != nil {
 			return nil, fmt.Errorf("balancer: listener %s: rule %d: %w", lc.Name, r.Priority, err)
 		}
-		a.priority = r.Priority
-		rt.actions = append(rt.actions, a)
+		a.Priority = r.Priority
+		rt.Actions = append(rt.Actions, a)
 	}
 	table, err := rules.Compile(in)
 	if err != nil {
 		return nil, fmt.Errorf("balancer: listener %s: %w", lc.Name, err)
 	}
-	rt.table = table
-	if rt.fallback, err = b.compileAction(lc.Name, scheme, lc.Default, groups); err != nil {
+	rt.Table = table
+	if rt.Fallback, err = b.compileAction(lc.Name, scheme, lc.Default, groups); err != nil {
 		return nil, fmt.Errorf("balancer: listener %s: default action: %w", lc.Name, err)
 	}
 	return rt, nil
 }
 
-func (b *Balancer) compileAction(listener, scheme string, a Action, groups map[string]*pool.Group) (action, error) {
+func (b *Balancer) compileAction(listener, scheme string, a Action, groups map[string]*pool.Group) (httpfront.Action, error) {
 	set := 0
 	for _, on := range []bool{a.Forward != "", len(a.WeightedForward) > 0, a.Redirect != nil, a.Fixed != nil} {
 		if on {
@@ -357,31 +329,27 @@ func (b *Balancer) compileAction(listener, scheme string, a Action, groups map[s
 	}
 	switch {
 	case set > 1:
-		return action{}, errors.New("an action either forwards, redirects or answers a fixed response, only one of them")
+		return httpfront.Action{}, errors.New("an action either forwards, redirects or answers a fixed response, only one of them")
 	case a.GroupStickiness != 0 && len(a.WeightedForward) == 0:
-		return action{}, errors.New("group stickiness needs a weighted forward")
+		return httpfront.Action{}, errors.New("group stickiness needs a weighted forward")
 	case len(a.WeightedForward) > 0:
 		return b.compileWeighted(listener, a.WeightedForward, a.GroupStickiness, groups)
 	case a.Redirect != nil:
-		ra, err := compileRedirect(a.Redirect, scheme)
+		ra, err := httpfront.CompileRedirect(a.Redirect, scheme)
 		if err != nil {
-			return action{}, err
+			return httpfront.Action{}, err
 		}
-		return action{redirect: ra, code: ra.status, stats: b.routeStats(listener, "")}, nil
+		return httpfront.Action{Redirect: ra, Code: ra.Status, Stats: b.routeStats(listener, "")}, nil
 	case a.Forward != "":
 		g, ok := groups[a.Forward]
 		if !ok {
-			return action{}, fmt.Errorf("forwards to unknown group %q", a.Forward)
+			return httpfront.Action{}, fmt.Errorf("forwards to unknown group %q", a.Forward)
 		}
-		return action{group: g, stats: b.routeStats(listener, a.Forward)}, nil
+		return httpfront.Action{Group: g, Stats: b.routeStats(listener, a.Forward)}, nil
 	case a.Fixed != nil:
-		if err := checkFixed(a.Fixed); err != nil {
-			return action{}, err
-		}
-		raw, fixedPage := renderFixed(a.Fixed)
-		return action{fixed: raw, fixedPage: fixedPage, code: a.Fixed.Status, stats: b.routeStats(listener, "")}, nil
+		return httpfront.FixedAction(a.Fixed, b.routeStats(listener, ""))
 	default:
-		return action{fixed: pageNotFound, fixedPage: errorBodies[404][0], code: 404, stats: b.routeStats(listener, "")}, nil
+		return httpfront.NotFound(b.routeStats(listener, "")), nil
 	}
 }
 
@@ -659,7 +627,7 @@ func (b *Balancer) Shutdown(ctx context.Context) error {
 		ls = append(ls, l)
 		l.close()
 	}
-	b.upstreams.closeIdle()
+	b.upstreams.CloseIdle()
 	b.mu.Unlock()
 	tick := time.NewTicker(10 * time.Millisecond)
 	defer tick.Stop()

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/berth-lb/berth/balancer/httpfront"
 	"github.com/berth-lb/berth/balancer/pool"
 )
 
@@ -497,7 +498,7 @@ func TestLongIdleConnectionServesAgain(t *testing.T) {
 		if code, body, _ := get(t, client, url); code != 200 || body != "ok" {
 			t.Fatalf("got %d %q", code, body)
 		}
-		time.Sleep(idleBufferRelease + 100*time.Millisecond) // past the release of the idle connection's buffers
+		time.Sleep(httpfront.IdleBufferRelease + 100*time.Millisecond) // past the release of the idle connection's buffers
 	}
 	if n := lb.Listeners()[0].TotalConnections; n != 1 {
 		t.Fatalf("%d client connections, want the one kept alive", n)

@@ -4,6 +4,7 @@ import (
 	"time"
 
 	"github.com/berth-lb/berth/balancer/accesslog"
+	"github.com/berth-lb/berth/balancer/httpfront"
 	"github.com/berth-lb/berth/balancer/pool"
 	"github.com/berth-lb/berth/balancer/stats"
 )
@@ -151,24 +152,19 @@ type QueryCondition struct {
 	Value string
 }
 
-// Redirect answers with a redirect built from the request's parts. Each
-// field may use #{protocol}, #{host}, #{port}, #{path} and #{query}; an
-// empty field keeps the request's value. Path must start with "/".
-type Redirect struct {
-	Status   int // 301 or 302
-	Protocol string
-	Host     string
-	Port     string
-	Path     string
-	Query    string
-}
+// Redirect and FixedResponse are the HTTP front's: see there.
+type (
+	Redirect      = httpfront.Redirect
+	FixedResponse = httpfront.FixedResponse
+)
 
-// FixedResponse is answered by the balancer itself.
-type FixedResponse struct {
-	Status      int
-	ContentType string
-	Body        string
-}
+// MaxFixedBody and FixedContentTypes are ALB's limits of a fixed response.
+const MaxFixedBody = httpfront.MaxFixedBody
+
+var FixedContentTypes = httpfront.FixedContentTypes
+
+// StickyCookieGroup is the cookie of a weighted forward's group stickiness.
+const StickyCookieGroup = httpfront.StickyCookieGroup
 
 // GroupConfig is a target group and its policies.
 type GroupConfig struct {

@@ -10,6 +10,7 @@ import (
 	"golang.org/x/net/http2/hpack"
 
 	"github.com/berth-lb/berth/balancer/h2conn"
+	"github.com/berth-lb/berth/internal/h2raw"
 )
 
 // TestH2InboundFollowsSplitHeaderBlocks sends header blocks split over a
@@ -19,23 +20,23 @@ import (
 func TestH2InboundFollowsSplitHeaderBlocks(t *testing.T) {
 	rb := newRecordingBackend(t)
 	lb := start(t, webConfig(serving("a", rb.addr)))
-	c, err := dialRawH2(lb.Addr("web"))
+	c, err := h2raw.Dial(lb.Addr("web"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	c.split = true
+	c.Split = true
 	for i, tc := range []struct {
 		fields [][2]string
-		want   h2Answer
+		want   h2raw.Answer
 	}{
-		{requestFields("GET", "/one", "a.example", "x-long", strings.Repeat("v", 300)), h2Answer{status: 200, body: "recorded"}},
-		{requestFields("GET", "/two", "a.example", "x-long", strings.Repeat("v", 300), "keep-alive", "timeout=5"), h2Answer{reset: http2.ErrCodeProtocol}},
-		{requestFields("GET", "/three", "a.example", "x-long", strings.Repeat("v", 300), "te", "trailers"), h2Answer{status: 200, body: "recorded"}},
-		{requestFields("GET", "/four", "a.example", "upgrade", "h2c"), h2Answer{reset: http2.ErrCodeProtocol}},
-		{requestFields("GET", "/five", "a.example", "x-long", strings.Repeat("v", 300)), h2Answer{status: 200, body: "recorded"}},
+		{h2raw.Fields("GET", "/one", "a.example", "x-long", strings.Repeat("v", 300)), h2raw.Answer{Status: 200, Body: "recorded"}},
+		{h2raw.Fields("GET", "/two", "a.example", "x-long", strings.Repeat("v", 300), "keep-alive", "timeout=5"), h2raw.Answer{Reset: http2.ErrCodeProtocol}},
+		{h2raw.Fields("GET", "/three", "a.example", "x-long", strings.Repeat("v", 300), "te", "trailers"), h2raw.Answer{Status: 200, Body: "recorded"}},
+		{h2raw.Fields("GET", "/four", "a.example", "upgrade", "h2c"), h2raw.Answer{Reset: http2.ErrCodeProtocol}},
+		{h2raw.Fields("GET", "/five", "a.example", "x-long", strings.Repeat("v", 300)), h2raw.Answer{Status: 200, Body: "recorded"}},
 	} {
-		got, err := c.do(tc.fields, nil)
+		got, err := c.Do(tc.fields, nil)
 		if err != nil {
 			t.Fatalf("request %d: %v", i, err)
 		}
@@ -58,7 +59,7 @@ func BenchmarkH2Inbound(b *testing.B) {
 	const requests = 1000
 	for i := range requests {
 		block.Reset()
-		for _, f := range requestFields("GET", "/static/app.js?v=1", "www.example.com",
+		for _, f := range h2raw.Fields("GET", "/static/app.js?v=1", "www.example.com",
 			"user-agent", "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0",
 			"accept", "*/*", "accept-language", "en-US,en;q=0.5", "accept-encoding", "gzip, deflate, br",
 			"cookie", "session=0123456789abcdef", "te", "trailers") {

@@ -5,6 +5,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/berth-lb/berth/internal/h2raw"
 	"golang.org/x/net/http2"
 )
 
@@ -20,66 +21,66 @@ func TestH2DowngradeRefusesWhatHTTP1CannotCarry(t *testing.T) {
 	lb := start(t, cfg)
 	addr := lb.Addr("web")
 	const host = "public.example"
-	refused := func(status int) h2Answer {
+	refused := func(status int) h2raw.Answer {
 		if status == 0 {
-			return h2Answer{reset: http2.ErrCodeProtocol}
+			return h2raw.Answer{Reset: http2.ErrCodeProtocol}
 		}
-		return h2Answer{status: status, body: "400 Bad Request\n"}
+		return h2raw.Answer{Status: status, Body: "400 Bad Request\n"}
 	}
-	forwarded := h2Answer{status: 200, body: "recorded"}
+	forwarded := h2raw.Answer{Status: 200, Body: "recorded"}
 	for _, tc := range []struct {
 		name   string
 		fields [][2]string
 		body   []byte
-		want   h2Answer
+		want   h2raw.Answer
 		// head is how the target's bytes start, absent what they must not hold.
 		head   string
 		absent []string
 	}{
 		// Refused by berth (x/net lets them through).
 		{name: "a space in :method smuggles a path past the rules",
-			fields: requestFields("GET /admin/secret", "/raw/public", host), want: refused(400)},
-		{name: "a space in :path", fields: requestFields("GET", "/raw/public /admin/secret", host), want: refused(400)},
-		{name: "a tab in :method", fields: requestFields("GET\t/admin", "/raw/public", host), want: refused(400)},
-		{name: "a separator in :method", fields: requestFields("GET/admin", "/raw/public", host), want: refused(400)},
-		{name: "non-ASCII in :path", fields: requestFields("GET", "/raw/\xc3\xa9", host), want: refused(400)},
-		{name: "a fragment in :path", fields: requestFields("GET", "/raw/x#/../../admin", host), want: refused(400)},
-		{name: "* for GET", fields: requestFields("GET", "*", host), want: refused(400)},
+			fields: h2raw.Fields("GET /admin/secret", "/raw/public", host), want: refused(400)},
+		{name: "a space in :path", fields: h2raw.Fields("GET", "/raw/public /admin/secret", host), want: refused(400)},
+		{name: "a tab in :method", fields: h2raw.Fields("GET\t/admin", "/raw/public", host), want: refused(400)},
+		{name: "a separator in :method", fields: h2raw.Fields("GET/admin", "/raw/public", host), want: refused(400)},
+		{name: "non-ASCII in :path", fields: h2raw.Fields("GET", "/raw/\xc3\xa9", host), want: refused(400)},
+		{name: "a fragment in :path", fields: h2raw.Fields("GET", "/raw/x#/../../admin", host), want: refused(400)},
+		{name: "* for GET", fields: h2raw.Fields("GET", "*", host), want: refused(400)},
 		{name: "CONNECT", fields: [][2]string{{":method", "CONNECT"}, {":authority", "internal.example:22"}}, want: refused(400)},
-		{name: "neither :authority nor Host", fields: requestFields("GET", "/raw/public", ""), want: refused(400)},
+		{name: "neither :authority nor Host", fields: h2raw.Fields("GET", "/raw/public", ""), want: refused(400)},
 		// Refused by x/net/http2 before berth's handler runs: kept here so
 		// that an x/net upgrade that stops refusing them is noticed.
-		{name: "a control byte in :method", fields: requestFields("GE\x01T", "/raw/public", host), want: refused(0)},
-		{name: "DEL in :path", fields: requestFields("GET", "/raw/\x7f", host), want: refused(0)},
+		{name: "a control byte in :method", fields: h2raw.Fields("GE\x01T", "/raw/public", host), want: refused(0)},
+		{name: "DEL in :path", fields: h2raw.Fields("GET", "/raw/\x7f", host), want: refused(0)},
 		{name: ":authority and Host disagree",
-			fields: requestFields("GET", "/raw/public", host, "host", "internal.example"), want: refused(0)},
+			fields: h2raw.Fields("GET", "/raw/public", host, "host", "internal.example"), want: refused(0)},
 		{name: "CR LF in a value",
-			fields: requestFields("GET", "/raw/public", host, "x-a", "1\r\nGET /admin/secret HTTP/1.1"), want: refused(0)},
-		{name: "a bare LF in a value", fields: requestFields("GET", "/raw/public", host, "x-a", "1\nx-b: 2"), want: refused(0)},
-		{name: "NUL in a value", fields: requestFields("GET", "/raw/public", host, "x-a", "1\x002"), want: refused(0)},
-		{name: "a space in a name", fields: requestFields("GET", "/raw/public", host, "x a", "1"), want: refused(0)},
-		{name: "a colon in a name", fields: requestFields("GET", "/raw/public", host, "x:a", "1"), want: refused(0)},
+			fields: h2raw.Fields("GET", "/raw/public", host, "x-a", "1\r\nGET /admin/secret HTTP/1.1"), want: refused(0)},
+		{name: "a bare LF in a value", fields: h2raw.Fields("GET", "/raw/public", host, "x-a", "1\nx-b: 2"), want: refused(0)},
+		{name: "NUL in a value", fields: h2raw.Fields("GET", "/raw/public", host, "x-a", "1\x002"), want: refused(0)},
+		{name: "a space in a name", fields: h2raw.Fields("GET", "/raw/public", host, "x a", "1"), want: refused(0)},
+		{name: "a colon in a name", fields: h2raw.Fields("GET", "/raw/public", host, "x:a", "1"), want: refused(0)},
 		// Refused by Inbound (x/net would answer 400: RFC 9113 8.2.2 wants a reset).
-		{name: "a connection-specific field", fields: requestFields("GET", "/raw/public", host, "connection", "content-length"), want: refused(0)},
-		{name: "Transfer-Encoding", fields: requestFields("POST", "/raw/public", host, "transfer-encoding", "chunked"), want: refused(0)},
-		{name: "TE other than trailers", fields: requestFields("GET", "/raw/public", host, "te", "gzip"), want: refused(0)},
+		{name: "a connection-specific field", fields: h2raw.Fields("GET", "/raw/public", host, "connection", "content-length"), want: refused(0)},
+		{name: "Transfer-Encoding", fields: h2raw.Fields("POST", "/raw/public", host, "transfer-encoding", "chunked"), want: refused(0)},
+		{name: "TE other than trailers", fields: h2raw.Fields("GET", "/raw/public", host, "te", "gzip"), want: refused(0)},
 		// Forwarded.
-		{name: "TE: trailers", fields: requestFields("GET", "/raw/public", host, "te", "trailers"), want: forwarded,
+		{name: "TE: trailers", fields: h2raw.Fields("GET", "/raw/public", host, "te", "trailers"), want: forwarded,
 			head: "GET /raw/public HTTP/1.1\r\n", absent: []string{"te", "content-length"}},
-		{name: "GET without a body", fields: requestFields("GET", "/raw/public?q=1", host), want: forwarded,
+		{name: "GET without a body", fields: h2raw.Fields("GET", "/raw/public?q=1", host), want: forwarded,
 			head: "GET /raw/public?q=1 HTTP/1.1\r\nHost: public.example\r\n", absent: []string{"content-length", "transfer-encoding"}},
-		{name: "Host without :authority", fields: requestFields("GET", "/raw/public", "", "host", host), want: forwarded,
+		{name: "Host without :authority", fields: h2raw.Fields("GET", "/raw/public", "", "host", host), want: forwarded,
 			head: "GET /raw/public HTTP/1.1\r\nHost: public.example\r\n", absent: []string{"content-length", "transfer-encoding"}},
-		{name: "OPTIONS *", fields: requestFields("OPTIONS", "*", host), want: forwarded,
+		{name: "OPTIONS *", fields: h2raw.Fields("OPTIONS", "*", host), want: forwarded,
 			head: "OPTIONS * HTTP/1.1\r\nHost: public.example\r\n", absent: []string{"content-length", "transfer-encoding"}},
-		{name: "POST with a length", fields: requestFields("POST", "/raw/upload", host, "content-length", "5"), body: []byte("hello"),
+		{name: "POST with a length", fields: h2raw.Fields("POST", "/raw/upload", host, "content-length", "5"), body: []byte("hello"),
 			want: forwarded, head: "POST /raw/upload HTTP/1.1\r\n", absent: []string{"transfer-encoding"}},
-		{name: "POST declaring an empty body", fields: requestFields("POST", "/raw/upload", host, "content-length", "0"),
+		{name: "POST declaring an empty body", fields: h2raw.Fields("POST", "/raw/upload", host, "content-length", "0"),
 			want: forwarded, head: "POST /raw/upload HTTP/1.1\r\n", absent: []string{"transfer-encoding"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			rb.take()
-			got, err := rawH2Do(addr, tc.fields, tc.body)
+			got, err := h2raw.DoOnce(addr, tc.fields, tc.body)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -8,8 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/berth-lb/berth/internal/h2raw"
 	"golang.org/x/net/http2"
-	"golang.org/x/net/http2/hpack"
 )
 
 // TestHandOverToASuccessor: a successor balancer serves on its
@@ -117,17 +117,15 @@ func TestShutdownSendsGoAway(t *testing.T) {
 	if err := lb.Apply(webConfig(serving("a", addrOf(be)))); err != nil {
 		t.Fatal(err)
 	}
-	c, err := dialRawH2(lb.Addr("web"))
+	c, err := h2raw.Dial(lb.Addr("web"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	for _, f := range requestFields("GET", "/", "example.com") {
-		c.enc.WriteField(hpack.HeaderField{Name: f[0], Value: f[1]})
-	}
-	if err := c.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: c.block.Bytes(), EndStream: true, EndHeaders: true}); err != nil {
+	if _, err := c.Send(h2raw.Fields("GET", "/", "example.com"), nil); err != nil {
 		t.Fatal(err)
 	}
+	fr := c.Framer()
 	for lb.InFlight("a") == 0 {
 		time.Sleep(time.Millisecond)
 	}
@@ -140,14 +138,14 @@ func TestShutdownSendsGoAway(t *testing.T) {
 	var goAway *http2.GoAwayFrame
 	status, body := "", ""
 	for done := false; !done; {
-		f, err := c.fr.ReadFrame()
+		f, err := fr.ReadFrame()
 		if err != nil {
 			t.Fatalf("reading frames (GOAWAY %v, status %q, body %q): %v", goAway, status, body, err)
 		}
 		switch f := f.(type) {
 		case *http2.SettingsFrame:
 			if !f.IsAck() {
-				c.fr.WriteSettingsAck()
+				fr.WriteSettingsAck()
 			}
 		case *http2.GoAwayFrame:
 			goAway = f

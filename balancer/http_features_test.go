@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/berth-lb/berth/balancer/httpfront"
 	"github.com/berth-lb/berth/balancer/pool"
 	"github.com/berth-lb/berth/balancer/stats"
 )
@@ -379,7 +380,7 @@ func TestForwardedForModesAndRequestID(t *testing.T) {
 			switch {
 			case c.wantID != "" && id != c.wantID:
 				t.Errorf("mode %q: X-Request-Id = %q, want the client's %q", c.mode, id, c.wantID)
-			case c.wantID == "" && (len(h.Values("X-Request-Id")) != 1 || !validRequestID([]byte(id)) || strings.Contains(id, " ")):
+			case c.wantID == "" && (len(h.Values("X-Request-Id")) != 1 || !httpfront.ValidRequestID([]byte(id)) || strings.Contains(id, " ")):
 				t.Errorf("mode %q: X-Request-Id = %q, want one generated", c.mode, h.Values("X-Request-Id"))
 			}
 		}

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/berth-lb/berth/balancer/accesslog"
+	"github.com/berth-lb/berth/balancer/httpfront"
 	"github.com/berth-lb/berth/balancer/l4"
 	"github.com/berth-lb/berth/balancer/pool"
 	"github.com/berth-lb/berth/balancer/stats"
@@ -54,12 +55,12 @@ func (x l4Listener) CountFlow(delta int64) {
 
 // serveL4 proxies one TCP or TLS client connection (the L4 front's Serve).
 func (l *listener) serveL4(conn net.Conn) {
-	l4.Serve(l4Listener{l}, conn, pool.HashBytes(clientIP(conn.RemoteAddr())))
+	l4.Serve(l4Listener{l}, conn, pool.HashBytes(pool.ClientIP(conn.RemoteAddr())))
 }
 
 // newUDPListener opens a UDP listener; its flows are the L4 front's.
 func newUDPListener(b *Balancer, name, address string) (*listener, error) {
-	l := &listener{b: b, name: name, address: address, protocol: ProtocolUDP, conns: map[*clientConn]struct{}{}, streams: map[io.Closer]struct{}{}}
+	l := &listener{b: b, name: name, address: address, protocol: ProtocolUDP, conns: map[*httpfront.ClientConn]struct{}{}, streams: map[io.Closer]struct{}{}}
 	pc, err := b.listenUDP(name, address)
 	if err != nil {
 		return nil, err
@@ -70,10 +71,10 @@ func newUDPListener(b *Balancer, name, address string) (*listener, error) {
 
 // l4Route is the L4 front's part of rt, for a tcp, tls or udp listener.
 func (rt *route) l4Route(protocol string) *l4.Route {
-	forward := func(a action) l4.Forward { return l4.Forward{Group: a.group, Stats: a.stats} }
-	r := &l4.Route{TLS: rt.tls, Passthrough: protocol == ProtocolTLS, Table: rt.table, Fallback: forward(rt.fallback),
-		IdleTimeout: rt.idleTimeout, MaxFlows: rt.maxConns}
-	for _, a := range rt.actions {
+	forward := func(a httpfront.Action) l4.Forward { return l4.Forward{Group: a.Group, Stats: a.Stats} }
+	r := &l4.Route{TLS: rt.TLS, Passthrough: protocol == ProtocolTLS, Table: rt.Table, Fallback: forward(rt.Fallback),
+		IdleTimeout: rt.IdleTimeout, MaxFlows: rt.maxConns}
+	for _, a := range rt.Actions {
 		r.Actions = append(r.Actions, forward(a))
 	}
 	return r

@@ -1,7 +1,6 @@
 package balancer
 
 import (
-	"context"
 	"errors"
 	"io"
 	"net"
@@ -9,8 +8,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/berth-lb/berth/balancer/httpfront"
 	"github.com/berth-lb/berth/balancer/l4"
-	"github.com/berth-lb/berth/balancer/pool"
 	"github.com/berth-lb/berth/balancer/stats"
 	"github.com/berth-lb/berth/internal/backstop"
 )
@@ -43,11 +42,11 @@ type listener struct {
 	bytesOut atomic.Uint64
 
 	mu    sync.Mutex
-	conns map[*clientConn]struct{}
+	conns map[*httpfront.ClientConn]struct{}
 	// streams are the open L4 connections, for shutdown.
 	streams map[io.Closer]struct{}
 	// h2conns are the open HTTP/2 client connections, for shutdown.
-	h2conns map[*h2Conn]struct{}
+	h2conns map[*httpfront.H2Conn]struct{}
 }
 
 func newListener(b *Balancer, name, address, protocol string, ln net.Listener) *listener {
@@ -56,7 +55,7 @@ func newListener(b *Balancer, name, address, protocol string, ln net.Listener) *
 		proto = "https"
 	}
 	return &listener{b: b, name: name, address: address, protocol: protocol, ln: ln, port: []byte(portOf(ln.Addr())), forwardedProto: proto,
-		conns: map[*clientConn]struct{}{}, streams: map[io.Closer]struct{}{}, h2conns: map[*h2Conn]struct{}{}}
+		conns: map[*httpfront.ClientConn]struct{}{}, streams: map[io.Closer]struct{}{}, h2conns: map[*httpfront.H2Conn]struct{}{}}
 }
 
 // addr is the bound address.
@@ -156,30 +155,6 @@ func (l *listener) serveConn(serve func(net.Conn), conn net.Conn) {
 	serve(conn)
 }
 
-func (l *listener) serve(conn net.Conn) {
-	if tc, ok := conn.(*net.TCPConn); ok {
-		tc.SetNoDelay(true)
-	}
-	c := &clientConn{l: l, conn: conn, clientIP: clientIP(conn.RemoteAddr())}
-	c.sourceHash = pool.HashBytes(c.clientIP)
-	// Not idle yet: a new connection's first request is on its way, and a
-	// draining balancer lets it arrive (awaitRequest) rather than close the
-	// connection under it, which would reset it.
-	defer conn.Close()
-	defer track(l, l.conns, c)()
-	c.serve()
-}
-
-func clientIP(a net.Addr) []byte {
-	if t, ok := a.(*net.TCPAddr); ok {
-		if v4 := t.IP.To4(); v4 != nil {
-			return []byte(v4.String())
-		}
-		return []byte(t.IP.String())
-	}
-	return []byte(a.String())
-}
-
 // close stops accepting; open connections go on. UDP has no connection to
 // go on with: its flows end with the socket.
 func (l *listener) close() {
@@ -196,15 +171,10 @@ func (l *listener) closeIdleConns() int {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	for c := range l.conns {
-		if c.idle.Load() {
-			c.conn.SetReadDeadline(time.Now())
-		}
+		c.WakeIfIdle()
 	}
 	for c := range l.h2conns {
-		// GOAWAY, then the connection closes a second after its last
-		// stream. Asked at every call: a connection whose serving has not
-		// begun yet misses the first.
-		c.base.Shutdown(context.Background())
+		c.GoAway()
 	}
 	return len(l.conns) + len(l.streams) + len(l.h2conns)
 }
@@ -213,13 +183,13 @@ func (l *listener) closeAllConns() {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	for c := range l.conns {
-		c.conn.Close()
+		c.Close()
 	}
 	for s := range l.streams {
 		s.Close()
 	}
 	for c := range l.h2conns {
-		c.conn.Close()
+		c.Close()
 	}
 }
 
@@ -234,13 +204,4 @@ func track[K comparable](l *listener, set map[K]struct{}, k K) (untrack func()) 
 		delete(set, k)
 		l.mu.Unlock()
 	}
-}
-
-// keepsAlive: the connection may carry another request after this one. A
-// draining balancer (Shutdown, a successor took over) answers with
-// `Connection: close`, so a keep-alive client opens its next connection on
-// the listener's socket, now served by the successor, instead of having an
-// idle connection closed under a request it is sending.
-func (c *clientConn) keepsAlive() bool {
-	return c.req.KeepsAlive() && !c.l.b.shuttingDown.Load()
 }

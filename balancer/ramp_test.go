@@ -16,7 +16,7 @@ import (
 // shares picks n times from the group of lb's web listener and returns the
 // fraction each target ID got.
 func shares(lb *Balancer, n int) map[string]float64 {
-	g := lb.listeners["web"].route.Load().fallback.group
+	g := lb.listeners["web"].route.Load().Fallback.Group
 	count := map[string]int{}
 	for range n {
 		count[g.Pick(nil, 0).ID]++
@@ -68,7 +68,7 @@ func TestPickWithSlowStartAndMitigationAllocatesNothing(t *testing.T) {
 	lb := start(t, cfg)
 	lb.targets["c"].Passive.RaiseAnomaly()
 	lb.targets["b"].ServingSince.Store(time.Now().UnixNano())
-	g := lb.listeners["web"].route.Load().fallback.group
+	g := lb.listeners["web"].route.Load().Fallback.Group
 	if n := testing.AllocsPerRun(1000, func() { g.Pick(nil, 0) }); n != 0 {
 		t.Errorf("a pick allocates %.1f times", n)
 	}

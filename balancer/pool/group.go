@@ -2,6 +2,7 @@ package pool
 
 import (
 	"math/rand/v2"
+	"net"
 	"slices"
 	"sync/atomic"
 	"time"
@@ -153,6 +154,18 @@ func HashBytes(b []byte) uint64 {
 		h *= 1099511628211
 	}
 	return h
+}
+
+// ClientIP is the client's address without its port: what source_hash
+// hashes, source-ip conditions match and the access log writes.
+func ClientIP(a net.Addr) []byte {
+	if t, ok := a.(*net.TCPAddr); ok {
+		if v4 := t.IP.To4(); v4 != nil {
+			return []byte(v4.String())
+		}
+		return []byte(t.IP.String())
+	}
+	return []byte(a.String())
 }
 
 // Stickiness is a group's compiled stickiness policy.

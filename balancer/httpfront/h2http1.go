@@ -1,4 +1,4 @@
-package balancer
+package httpfront
 
 import (
 	"bufio"
@@ -123,8 +123,8 @@ func (q *h2Request) exchangeHTTP1(g *pool.Group, t *pool.Target, uc *pool.Conn) 
 	q.writeHTTP1ResponseHeader(resp)
 	q.w.WriteHeader(resp.Status)
 
-	body := h2BodyCopier{body: newStreamWriter(q.w, !noBody && resp.ContentLength < 0, q.rt.idleTimeout),
-		src: uc.Br, conn: uc, idleTimeout: q.rt.idleTimeout, heads: heads}
+	body := h2BodyCopier{body: newStreamWriter(q.w, !noBody && resp.ContentLength < 0, q.rt.IdleTimeout),
+		src: uc.Br, conn: uc, idleTimeout: q.rt.IdleTimeout, heads: heads}
 	switch {
 	case noBody:
 	case resp.Chunked:
@@ -183,9 +183,9 @@ func (q *h2Request) writeHTTP1Head(w *bufio.Writer, hasBody bool) {
 	w.WriteString("X-Request-Id: ")
 	w.WriteString(q.requestID)
 	w.WriteString("\r\nX-Forwarded-Proto: ")
-	w.WriteString(q.rt.scheme)
+	w.WriteString(q.rt.Scheme)
 	w.WriteString("\r\nX-Forwarded-Port: ")
-	w.Write(q.l.port)
+	w.Write(q.l.ForwardedPort())
 	switch {
 	case hasBody && r.ContentLength >= 0:
 		w.WriteString("\r\nContent-Length: ")
@@ -216,8 +216,8 @@ func (q *h2Request) writeHTTP1Body(w *bufio.Writer, hasBody bool) error {
 	var sent int64
 	for {
 		if now := time.Now(); now.After(extendAt) {
-			rc.SetReadDeadline(now.Add(q.rt.idleTimeout))
-			extendAt = now.Add(q.rt.idleTimeout / 2)
+			rc.SetReadDeadline(now.Add(q.rt.IdleTimeout))
+			extendAt = now.Add(q.rt.IdleTimeout / 2)
 		}
 		n, rerr := q.r.Body.Read(*buf)
 		if n > 0 {

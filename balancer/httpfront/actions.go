@@ -1,4 +1,4 @@
-package balancer
+package httpfront
 
 import (
 	"errors"
@@ -13,14 +13,34 @@ import (
 	"github.com/berth-lb/berth/balancer/stats"
 )
 
-// weightedGroup is one group of a weighted forward with the upper bound of
+// Share is one group of a weighted forward with the upper bound of
 // its share in [0, total).
-type weightedGroup struct {
-	group *pool.Group
-	stats *stats.Route
-	upTo  int
-	// token names the group in the BERTHTG cookie.
-	token string
+type Share struct {
+	Group *pool.Group
+	Stats *stats.Route
+	UpTo  int
+	// Token names the group in the BERTHTG cookie.
+	Token string
+}
+
+// Action is what a listener does with a request that a rule (or none)
+// matched: forward to a group, split among weighted groups, redirect, or
+// answer a fixed response. The kernel compiles it; it never changes.
+type Action struct {
+	Group *pool.Group // forward
+	// Weighted, when set, splits requests among groups by weight
+	// (Group and Stats are its first group's).
+	Weighted    []Share
+	TotalWeight int
+	// GroupStickiness keeps a client on its weighted group by BERTHTG; 0: off.
+	GroupStickiness time.Duration
+	Redirect        *RedirectAction
+	Fixed           []byte       // or a complete pre-rendered response
+	FixedPage       page         // and its body, for HTTP/2 (FixedAction, NotFound)
+	Stats           *stats.Route // counters of this listener and group
+	Code            int          // status of the fixed response
+	// Priority is the rule's, for the access log; 0 for the default action.
+	Priority int
 }
 
 // StickyCookieGroup is the cookie of a weighted forward's group stickiness.
@@ -30,76 +50,42 @@ const StickyCookieGroup = "BERTHTG"
 // the counters of that choice, and records in ex the group and, with group
 // stickiness, its cookie. groupToken is the request's BERTHTG cookie, read
 // by the caller only when the action has group stickiness.
-func (a *action) chooseGroup(ex *exchange, groupToken []byte) (*pool.Group, *stats.Route) {
-	if len(a.weighted) == 0 {
-		ex.group = a.group.Name
-		return a.group, a.stats
+func (a *Action) chooseGroup(ex *exchange, groupToken []byte) (*pool.Group, *stats.Route) {
+	if len(a.Weighted) == 0 {
+		ex.group = a.Group.Name
+		return a.Group, a.Stats
 	}
 	wg := a.pickWeighted(groupToken)
-	if a.groupStickiness > 0 {
-		ex.groupToken, ex.groupStickiness = wg.token, a.groupStickiness
+	if a.GroupStickiness > 0 {
+		ex.groupToken, ex.groupStickiness = wg.Token, a.GroupStickiness
 	}
-	ex.group = wg.group.Name
-	return wg.group, wg.stats
+	ex.group = wg.Group.Name
+	return wg.Group, wg.Stats
 }
 
 // pickWeighted chooses the group of a weighted forward: the one groupToken
 // (the request's BERTHTG cookie, nil without group stickiness) names while
 // that group still has a weight, else by weight.
-func (a *action) pickWeighted(groupToken []byte) *weightedGroup {
+func (a *Action) pickWeighted(groupToken []byte) *Share {
 	if groupToken != nil {
-		for i := range a.weighted {
-			if a.weighted[i].token == bstr(groupToken) {
-				return &a.weighted[i]
+		for i := range a.Weighted {
+			if a.Weighted[i].Token == bstr(groupToken) {
+				return &a.Weighted[i]
 			}
 		}
 	}
-	n := rand.IntN(a.totalWeight)
-	for i := range a.weighted {
-		if n < a.weighted[i].upTo {
-			return &a.weighted[i]
+	n := rand.IntN(a.TotalWeight)
+	for i := range a.Weighted {
+		if n < a.Weighted[i].UpTo {
+			return &a.Weighted[i]
 		}
 	}
-	return &a.weighted[len(a.weighted)-1]
+	return &a.Weighted[len(a.Weighted)-1]
 }
 
-func (b *Balancer) compileWeighted(listener string, wf []WeightedGroup, stickiness time.Duration, groups map[string]*pool.Group) (action, error) {
-	if len(wf) > MaxForwardGroups {
-		return action{}, fmt.Errorf("forwards to %d groups: at most %d", len(wf), MaxForwardGroups)
-	}
-	if stickiness != 0 && (stickiness < time.Second || stickiness > 7*24*time.Hour) {
-		return action{}, fmt.Errorf("group stickiness %s: use 1s..7d", stickiness)
-	}
-	a := action{groupStickiness: stickiness}
-	seen := map[string]bool{}
-	for _, w := range wf {
-		g, ok := groups[w.Group]
-		if !ok {
-			return action{}, fmt.Errorf("forwards to unknown group %q", w.Group)
-		}
-		if seen[w.Group] {
-			return action{}, fmt.Errorf("forwards to group %q twice: list each group once", w.Group)
-		}
-		seen[w.Group] = true
-		if w.Weight < 0 || w.Weight > MaxForwardWeight {
-			return action{}, fmt.Errorf("group %q has weight %d: use 0..%d", w.Group, w.Weight, MaxForwardWeight)
-		}
-		if w.Weight == 0 {
-			continue
-		}
-		a.totalWeight += w.Weight
-		a.weighted = append(a.weighted, weightedGroup{group: g, stats: b.routeStats(listener, w.Group), upTo: a.totalWeight, token: stickyToken("group:" + w.Group)})
-	}
-	if a.totalWeight == 0 {
-		return action{}, errors.New("every group of the forward has weight 0: give one a weight above 0")
-	}
-	a.group, a.stats = a.weighted[0].group, a.weighted[0].stats
-	return a, nil
-}
-
-// redirectAction is a compiled redirect: each part is a template.
-type redirectAction struct {
-	status                            int
+// RedirectAction is a compiled redirect: each part is a template.
+type RedirectAction struct {
+	Status                            int
 	protocol, host, port, path, query string
 }
 
@@ -112,14 +98,14 @@ const (
 	phQuery    = "#{query}"
 )
 
-// compileRedirect checks r as ALB does: 301 or 302, a protocol of HTTP, HTTPS
+// CompileRedirect checks r as ALB does: 301 or 302, a protocol of HTTP, HTTPS
 // or #{protocol}, a path starting with "/", no HTTPS to HTTP, and at least one
 // part that changes. scheme is the listener's ("http" or "https").
-func compileRedirect(r *Redirect, scheme string) (*redirectAction, error) {
+func CompileRedirect(r *Redirect, scheme string) (*RedirectAction, error) {
 	if r.Status != 301 && r.Status != 302 {
 		return nil, fmt.Errorf("redirect status %d: use 301 or 302", r.Status)
 	}
-	ra := &redirectAction{status: r.Status, protocol: r.Protocol, host: r.Host, port: r.Port, path: r.Path, query: r.Query}
+	ra := &RedirectAction{Status: r.Status, protocol: r.Protocol, host: r.Host, port: r.Port, path: r.Path, query: r.Query}
 	if ra.protocol == "" {
 		ra.protocol = phProtocol
 	}
@@ -166,7 +152,7 @@ type redirectParts struct {
 
 // appendLocation appends the Location of the redirect for the request parts p.
 // A port that is the protocol's default is left out, as ALB does.
-func (ra *redirectAction) appendLocation(dst []byte, p *redirectParts) []byte {
+func (ra *RedirectAction) appendLocation(dst []byte, p *redirectParts) []byte {
 	start := len(dst)
 	dst = expand(dst, ra.protocol, p)
 	proto := string(dst[start:]) // short; only compared below
@@ -258,51 +244,36 @@ func checkFixed(f *FixedResponse) error {
 	return nil
 }
 
-// Names of the balancer's stickiness cookies.
-const (
-	StickyCookieLB  = "BERTHLB"
-	StickyCookieApp = "BERTHAPP"
-)
-
-// DefaultStickinessDuration is the lifetime of a stickiness cookie, as on ALB.
-const DefaultStickinessDuration = 24 * time.Hour
-
-// stickyToken is the opaque cookie value for a target: the same on every
-// node for the same target ID, so a fleet agrees on it.
-func stickyToken(id string) string {
-	return strconv.FormatUint(pool.HashBytes([]byte("berth-sticky:"+id)), 36)
+// FixedAction is the action that answers f, checked against ALB's limits and
+// rendered once for HTTP/1.1 and HTTP/2.
+func FixedAction(f *FixedResponse, counters *stats.Route) (Action, error) {
+	if err := checkFixed(f); err != nil {
+		return Action{}, err
+	}
+	raw, fixedPage := renderFixed(f)
+	return Action{Fixed: raw, FixedPage: fixedPage, Code: f.Status, Stats: counters}, nil
 }
 
-func (b *Balancer) compileStickiness(gc GroupConfig) (*pool.Stickiness, error) {
-	sc := gc.Stickiness
-	if sc == nil {
-		return nil, nil
-	}
-	s := &pool.Stickiness{Duration: sc.Duration, Targets: map[string]*pool.Target{}, Tokens: map[*pool.Target]string{}}
-	if s.Duration == 0 {
-		s.Duration = DefaultStickinessDuration
-	}
-	if s.Duration < time.Second || s.Duration > 7*24*time.Hour {
-		return nil, fmt.Errorf("balancer: group %s: stickiness duration %s: use 1s..7d", gc.Name, sc.Duration)
-	}
-	switch sc.Type {
-	case StickinessLBCookie:
-		s.Cookie = StickyCookieLB
-	case StickinessAppCookie:
-		if sc.Cookie == "" || strings.ContainsAny(sc.Cookie, "=; ,\t") || strings.HasPrefix(sc.Cookie, "BERTH") || strings.HasPrefix(sc.Cookie, "AWSALB") {
-			return nil, fmt.Errorf("balancer: group %s: app_cookie stickiness needs the application's cookie name (not BERTH* or AWSALB*), got %q", gc.Name, sc.Cookie)
-		}
-		s.Cookie, s.AppCookie = StickyCookieApp, sc.Cookie
-	default:
-		return nil, fmt.Errorf("balancer: group %s: stickiness type %q: use %s or %s", gc.Name, sc.Type, StickinessLBCookie, StickinessAppCookie)
-	}
-	for _, tc := range gc.Targets {
-		if !tc.Serving && !tc.Draining {
-			continue
-		}
-		t := b.targetState(tc)
-		tok := stickyToken(tc.ID)
-		s.Targets[tok], s.Tokens[t] = t, tok
-	}
-	return s, nil
+// NotFound is the action of a listener with no default: the balancer's 404.
+func NotFound(counters *stats.Route) Action {
+	return Action{Fixed: pageNotFound, FixedPage: errorBodies[404][0], Code: 404, Stats: counters}
+}
+
+// Redirect answers with a redirect built from the request's parts. Each
+// field may use #{protocol}, #{host}, #{port}, #{path} and #{query}; an
+// empty field keeps the request's value. Path must start with "/".
+type Redirect struct {
+	Status   int // 301 or 302
+	Protocol string
+	Host     string
+	Port     string
+	Path     string
+	Query    string
+}
+
+// FixedResponse is answered by the balancer itself.
+type FixedResponse struct {
+	Status      int
+	ContentType string
+	Body        string
 }

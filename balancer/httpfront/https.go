@@ -1,4 +1,4 @@
-package balancer
+package httpfront
 
 import (
 	"strconv"
@@ -8,12 +8,12 @@ import (
 // redirectToHTTPS answers a request of an http listener with
 // redirect-to-https: 301 to the same host, path and query on https. It
 // reports whether the connection may carry another request.
-func (c *clientConn) redirectToHTTPS(rt *route, start time.Time) bool {
+func (c *ClientConn) redirectToHTTPS(rt *Route, start time.Time) bool {
 	host, path := c.req.HostAndPath()
 	if err := c.discardRequestBody(); err != nil {
 		return false
 	}
-	c.ex.redirectURL = appendHTTPSLocation(c.ex.redirectURL[:0], host, path, c.req.Query(), rt.redirectPort)
+	c.ex.redirectURL = appendHTTPSLocation(c.ex.redirectURL[:0], host, path, c.req.Query(), rt.RedirectPort)
 	keep := c.keepsAlive()
 	c.bw.WriteString("HTTP/1.1 301 Moved Permanently\r\nLocation: ")
 	c.bw.Write(c.ex.redirectURL)
@@ -23,7 +23,7 @@ func (c *clientConn) redirectToHTTPS(rt *route, start time.Time) bool {
 	}
 	c.bw.WriteString("\r\n")
 	err := c.bw.Flush()
-	rt.fallback.stats.Observe(301, time.Since(start))
+	rt.Fallback.Stats.Observe(301, time.Since(start))
 	return err == nil && keep
 }
 

@@ -1,4 +1,4 @@
-package balancer
+package httpfront
 
 import (
 	"bytes"
@@ -27,12 +27,12 @@ import (
 // as the HTTP/1.1 path; toward targets it speaks HTTP/1.1, or h2c for gRPC,
 // which needs HTTP/2 end to end for its trailers.
 
-// upstreamTransports are the HTTP/2 clients toward targets for gRPC (other
+// Transports are the HTTP/2 clients toward targets for gRPC (other
 // requests go over berth's own HTTP/1.1 connections), made on first use.
 // They dial with the group's connect timeout, carried in the request's
 // context. Toward an https group the connect includes the TLS handshake
 // (pool.Connect), so they speak TLS whatever the scheme of the request's URL.
-type upstreamTransports struct {
+type Transports struct {
 	once sync.Once
 	// h2c and h2 speak to http and https groups: each pools connections by address.
 	h2c, h2 *http2.Transport
@@ -40,14 +40,20 @@ type upstreamTransports struct {
 
 type connectTimeoutKey struct{}
 
-func (u *upstreamTransports) init() {
+// DefaultConnectTimeout is the connect timeout of a group whose Config has
+// none (the kernel's balancer.DefaultConnectTimeout).
+const DefaultConnectTimeout = 10 * time.Second
+
+func (u *Transports) init() {
 	u.once.Do(func() {
 		h2 := func(tlsConfig *tls.Config) *http2.Transport {
 			return &http2.Transport{
 				AllowHTTP: true,
 				DialTLSContext: func(ctx context.Context, _, addr string, _ *tls.Config) (net.Conn, error) {
 					timeout, _ := ctx.Value(connectTimeoutKey{}).(time.Duration)
-					timeout = orDefault(timeout, DefaultConnectTimeout)
+					if timeout == 0 {
+						timeout = DefaultConnectTimeout
+					}
 					conn, _, err := pool.Connect(ctx, addr, timeout, timeout, tlsConfig)
 					return conn, err
 				},
@@ -58,8 +64,8 @@ func (u *upstreamTransports) init() {
 	})
 }
 
-// transport is the HTTP/2 client toward g's targets: over TLS when g is https.
-func (u *upstreamTransports) transport(g *pool.Group) http.RoundTripper {
+// Transport is the HTTP/2 client toward g's targets: over TLS when g is https.
+func (u *Transports) Transport(g *pool.Group) http.RoundTripper {
 	u.init()
 	if g.TargetTLS {
 		return u.h2
@@ -67,17 +73,17 @@ func (u *upstreamTransports) transport(g *pool.Group) http.RoundTripper {
 	return u.h2c
 }
 
-// closeIdle closes the pooled upstream connections, at shutdown.
-func (u *upstreamTransports) closeIdle() {
+// CloseIdle closes the pooled upstream connections, at shutdown.
+func (u *Transports) CloseIdle() {
 	if u.h2c != nil {
 		u.h2c.CloseIdleConnections()
 		u.h2.CloseIdleConnections()
 	}
 }
 
-// h2Conn is one client HTTP/2 connection, tracked so shutdown can close it
+// H2Conn is one client HTTP/2 connection, tracked so shutdown can close it
 // once no stream is active.
-type h2Conn struct {
+type H2Conn struct {
 	conn   net.Conn
 	active atomic.Int64
 	// requestIDPrefix and requestIDs make the IDs of requests without a valid
@@ -94,6 +100,14 @@ type h2Conn struct {
 	base *http.Server
 }
 
+// GoAway sends GOAWAY; the connection closes a second after its last
+// stream. Asked at every drain tick: a connection whose serving has not
+// begun yet misses the first.
+func (c *H2Conn) GoAway() { c.base.Shutdown(context.Background()) }
+
+// Close closes the connection under its streams.
+func (c *H2Conn) Close() { c.conn.Close() }
+
 type h2ConnKey struct{}
 
 // h2Limits gives HTTP/2 connections the HTTP/1.1 engine's limit on a
@@ -103,13 +117,13 @@ var h2Limits = &http.Server{MaxHeaderBytes: http1.MaxHeadBytes}
 
 // serveH2 serves one HTTP/2 connection (TLS with ALPN h2, or h2c with prior
 // knowledge) until it ends.
-func (l *listener) serveH2(conn net.Conn) {
-	hc := &h2Conn{conn: conn, requestIDPrefix: newRequestIDPrefix(), clientIP: clientIP(conn.RemoteAddr())}
+func serveH2(l Listener, conn net.Conn) {
+	hc := &H2Conn{conn: conn, requestIDPrefix: newRequestIDPrefix(), clientIP: pool.ClientIP(conn.RemoteAddr())}
 	hc.sourceHash, hc.source = pool.HashBytes(hc.clientIP), peerAddr(hc.clientIP)
 	defer conn.Close()
 	// A client that takes no bytes for the idle timeout is closed, as on
 	// HTTP/1.1.
-	idle := l.route.Load().idleTimeout
+	idle := l.Route().IdleTimeout
 	// Frames of at most 16 KiB, the size every peer may assume (RFC 9113
 	// 4.2) and what HAProxy and nginx take; x/net would announce 1 MiB, and
 	// h2spec 4.2 expects a larger HEADERS frame to be refused.
@@ -118,22 +132,22 @@ func (l *listener) serveH2(conn net.Conn) {
 	// draining balancer) sends this connection's GOAWAY.
 	hc.base = &http.Server{MaxHeaderBytes: h2Limits.MaxHeaderBytes}
 	http2.ConfigureServer(hc.base, srv) // fails only on a TLS config, and the base has none of its own
-	defer track(l, l.h2conns, hc)()
-	srv.ServeConn(h2conn.NewCoalescingConn(conn, h2conn.NewInbound(conn), l.reportPanic), &http2.ServeConnOpts{
+	defer l.TrackH2(hc)()
+	srv.ServeConn(h2conn.NewCoalescingConn(conn, h2conn.NewInbound(conn), func(v any) { reportPanic(l, v) }), &http2.ServeConnOpts{
 		Context:    context.WithValue(context.Background(), h2ConnKey{}, hc),
 		Handler:    streamBackstop{l},
 		BaseConfig: hc.base,
 	})
 }
 
-// serveHTTPS terminates TLS and serves HTTP/2 or HTTP/1.1, as the client
+// ServeHTTPS terminates TLS and serves HTTP/2 or HTTP/1.1, as the client
 // chose by ALPN.
-func (l *listener) serveHTTPS(conn net.Conn) {
-	rt := l.route.Load()
+func ServeHTTPS(l Listener, conn net.Conn) {
+	rt := l.Route()
 	if tc, ok := conn.(*net.TCPConn); ok {
 		tc.SetNoDelay(true)
 	}
-	tc := tls.Server(conn, rt.tls)
+	tc := tls.Server(conn, rt.TLS)
 	conn.SetDeadline(time.Now().Add(l4.HandshakeTimeout))
 	if err := tc.Handshake(); err != nil {
 		conn.Close()
@@ -141,19 +155,19 @@ func (l *listener) serveHTTPS(conn net.Conn) {
 	}
 	conn.SetDeadline(time.Time{})
 	if tc.ConnectionState().NegotiatedProtocol == "h2" {
-		l.serveH2(tc)
+		serveH2(l, tc)
 		return
 	}
-	l.serve(tc)
+	serve(l, tc)
 }
 
-// serveHTTP serves a plain connection: HTTP/2 when it starts with the
+// ServeHTTP serves a plain connection: HTTP/2 when it starts with the
 // HTTP/2 preface (h2c with prior knowledge), else HTTP/1.1. A connection
 // whose first line is not an HTTP request line is neither: it is closed
 // without an answer (h2spec 3.5 sends such an invalid preface), as an
 // HTTP/1.1 error page would be noise to it.
-func (l *listener) serveHTTP(conn net.Conn) {
-	conn.SetReadDeadline(time.Now().Add(l.route.Load().idleTimeout))
+func ServeHTTP(l Listener, conn net.Conn) {
+	conn.SetReadDeadline(time.Now().Add(l.Route().IdleTimeout))
 	var first [len(h2conn.Preface)]byte
 	n := 0
 	for n < len(first) {
@@ -166,7 +180,7 @@ func (l *listener) serveHTTP(conn net.Conn) {
 	replay := &replayConn{Conn: conn, pending: first[:n]}
 	if n == len(h2conn.Preface) && string(first[:]) == h2conn.Preface {
 		conn.SetReadDeadline(time.Time{})
-		l.serveH2(replay)
+		serveH2(l, replay)
 		return
 	}
 	// The rest of the first line, as far as it came: a client waiting for a
@@ -183,10 +197,10 @@ func (l *listener) serveHTTP(conn net.Conn) {
 		conn.Close()
 		return
 	}
-	l.serve(replay)
+	serve(l, replay)
 }
 
-// sniffBytes is how much of a first line serveHTTP reads: most whole.
+// sniffBytes is how much of a first line ServeHTTP reads: most whole.
 const sniffBytes = 4 << 10
 
 var sniffBuffers = sync.Pool{New: func() any { return new([sniffBytes]byte) }}
@@ -229,7 +243,7 @@ func (c *replayConn) release() {
 }
 
 // CloseWrite closes the sending side of the connection underneath, for a
-// lingering close (clientConn.lingerBeforeClose).
+// lingering close (ClientConn.lingerBeforeClose).
 func (c *replayConn) CloseWrite() error {
 	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
 		return cw.CloseWrite()

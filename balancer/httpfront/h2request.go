@@ -1,4 +1,4 @@
-package balancer
+package httpfront
 
 import (
 	"context"
@@ -31,9 +31,9 @@ import (
 
 // h2Request is one stream being served.
 type h2Request struct {
-	l         *listener
-	hc        *h2Conn
-	rt        *route
+	l         Listener
+	hc        *H2Conn
+	rt        *Route
 	w         http.ResponseWriter
 	r         *http.Request
 	ex        exchange
@@ -42,15 +42,15 @@ type h2Request struct {
 	wantsJSON bool
 }
 
-// ServeHTTP routes and answers one HTTP/2 request.
-func (l *listener) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	hc := r.Context().Value(h2ConnKey{}).(*h2Conn)
+// serveStream routes and answers one HTTP/2 request.
+func serveStream(l Listener, w http.ResponseWriter, r *http.Request) {
+	hc := r.Context().Value(h2ConnKey{}).(*H2Conn)
 	hc.active.Add(1)
 	defer hc.active.Add(-1)
-	q := &h2Request{l: l, hc: hc, rt: l.route.Load(), w: w, r: r}
+	q := &h2Request{l: l, hc: hc, rt: l.Route(), w: w, r: r}
 	q.ex.reset(time.Now())
 	q.requestID = r.Header.Get("X-Request-Id")
-	if !validRequestID(sbytes(q.requestID)) {
+	if !ValidRequestID(sbytes(q.requestID)) {
 		q.requestID = string(appendRequestID(nil, hc.requestIDPrefix, hc.requestIDs.Add(1)))
 	}
 	for _, v := range r.Header.Values("Accept") {
@@ -75,10 +75,10 @@ func (q *h2Request) serve() {
 		host = h
 	}
 	path := r.URL.EscapedPath()
-	if rt.redirectPort != 0 {
-		q.ex.redirectURL = appendHTTPSLocation(nil, sbytes(host), sbytes(path), sbytes(r.URL.RawQuery), rt.redirectPort)
+	if rt.RedirectPort != 0 {
+		q.ex.redirectURL = appendHTTPSLocation(nil, sbytes(host), sbytes(path), sbytes(r.URL.RawQuery), rt.RedirectPort)
 		q.redirect(http.StatusMovedPermanently)
-		rt.fallback.stats.Observe(http.StatusMovedPermanently, time.Since(start))
+		rt.Fallback.Stats.Observe(http.StatusMovedPermanently, time.Since(start))
 		return
 	}
 	if q.fieldTooLong() {
@@ -95,24 +95,24 @@ func (q *h2Request) serve() {
 	}
 	req := rules.Request{Host: rules.NormalizeHost(host), Path: matchPath, Method: r.Method, Query: r.URL.RawQuery,
 		Headers: &h2Headers{header: r.Header}, Source: q.hc.source}
-	act := &rt.fallback
-	if i := rt.table.MatchRequest(&req); i >= 0 {
-		act = &rt.actions[i]
+	act := &rt.Fallback
+	if i := rt.Table.MatchRequest(&req); i >= 0 {
+		act = &rt.Actions[i]
 	}
-	q.ex.priority = act.priority
+	q.ex.priority = act.Priority
 	switch {
-	case act.redirect != nil:
-		parts := redirectParts{protocol: []byte(rt.scheme), host: sbytes(host), port: q.l.port,
+	case act.Redirect != nil:
+		parts := redirectParts{protocol: []byte(rt.Scheme), host: sbytes(host), port: q.l.ForwardedPort(),
 			path: sbytes(strings.TrimPrefix(path, "/")), query: sbytes(r.URL.RawQuery)}
-		q.ex.redirectURL = act.redirect.appendLocation(nil, &parts)
-		q.redirect(act.redirect.status)
-		act.stats.Observe(act.redirect.status, time.Since(start))
-	case act.group == nil:
-		q.ex.status, q.ex.sent = act.code, writePage(q.w, act.code, act.fixedPage)
-		act.stats.Observe(act.code, time.Since(start))
+		q.ex.redirectURL = act.Redirect.appendLocation(nil, &parts)
+		q.redirect(act.Redirect.Status)
+		act.Stats.Observe(act.Redirect.Status, time.Since(start))
+	case act.Group == nil:
+		q.ex.status, q.ex.sent = act.Code, writePage(q.w, act.Code, act.FixedPage)
+		act.Stats.Observe(act.Code, time.Since(start))
 	default:
 		var groupToken []byte
-		if act.groupStickiness > 0 {
+		if act.GroupStickiness > 0 {
 			groupToken = q.cookie(StickyCookieGroup)
 		}
 		g, stats := act.chooseGroup(&q.ex, groupToken)
@@ -167,7 +167,7 @@ func (q *h2Request) redirect(status int) {
 // fail answers with the balancer's error page for code, in JSON when the
 // client asked for it, and counts reason.
 func (q *h2Request) fail(code int, reason stats.ErrorReason) int {
-	q.l.errors[reason].Add(1)
+	q.l.CountError(reason)
 	page := errorBodies[code][0]
 	if q.wantsJSON {
 		page = errorBodies[code][1]
@@ -258,7 +258,7 @@ func (q *h2Request) attempt(g *pool.Group, t *pool.Target, grpc, alternatives bo
 	defer t.Latency.Since(time.Now())
 	t.Requests.Add(1)
 	if grpc {
-		return q.tryHTTP2(g, t, q.l.b.upstreams.transport(g))
+		return q.tryHTTP2(g, t, q.l.Transport(g))
 	}
 	return q.tryHTTP1(g, t, alternatives)
 }
@@ -404,8 +404,8 @@ func (q *h2Request) writeRequestHeader(h http.Header) {
 		h.Set("X-Forwarded-For", xff)
 	}
 	h.Set("X-Request-Id", q.requestID)
-	h.Set("X-Forwarded-Proto", q.rt.scheme)
-	h.Set("X-Forwarded-Port", string(q.l.port))
+	h.Set("X-Forwarded-Proto", q.rt.Scheme)
+	h.Set("X-Forwarded-Port", string(q.l.ForwardedPort()))
 }
 
 // forwardedForValue is the X-Forwarded-For a target gets by the listener's
@@ -413,13 +413,13 @@ func (q *h2Request) writeRequestHeader(h http.Header) {
 // it came, or none (""). Several lines are one list (RFC 9110 5.3).
 func (q *h2Request) forwardedForValue() string {
 	xff := strings.Join(q.r.Header.Values("X-Forwarded-For"), ", ")
-	switch q.rt.xff {
-	case xffAppend:
+	switch q.rt.XFF {
+	case XFFAppend:
 		if xff == "" {
 			return string(q.hc.clientIP)
 		}
 		return xff + ", " + string(q.hc.clientIP)
-	case xffPreserve:
+	case XFFPreserve:
 		return xff
 	}
 	return ""
@@ -458,7 +458,7 @@ func (q *h2Request) addStickyCookies(setsCookie func(name string) bool) {
 
 // log writes the access-log line of the request, when an access log is open.
 func (q *h2Request) log() {
-	a := q.l.b.access.Load()
+	a := q.l.AccessLog()
 	if a == nil {
 		return
 	}
@@ -468,7 +468,7 @@ func (q *h2Request) log() {
 			q.ex.received += int64(len(k) + len(v) + 4) // as the header lines of HTTP/1.1
 		}
 	}
-	line := accessLine{scheme: q.rt.scheme, listener: q.l.name, client: bstr(q.hc.clientIP),
+	line := accessLine{scheme: q.rt.Scheme, listener: q.l.Name(), client: bstr(q.hc.clientIP),
 		request: r.Method + " " + r.URL.RequestURI() + " " + r.Proto, userAgent: r.UserAgent(), requestID: q.requestID}
 	if r.TLS != nil {
 		line.tlsProtocol, line.tlsCipher = tls.VersionName(r.TLS.Version), tls.CipherSuiteName(r.TLS.CipherSuite)

@@ -1,4 +1,4 @@
-package balancer
+package httpfront
 
 import (
 	"bufio"
@@ -51,8 +51,8 @@ const maxRequestID = 128
 
 // requestID sets c.ids.current: the client's X-Request-Id when it is valid,
 // else a new one.
-func (c *clientConn) requestID() {
-	if id := c.req.Field(http1.FieldXRequestID); validRequestID(id) {
+func (c *ClientConn) requestID() {
+	if id := c.req.Field(http1.FieldXRequestID); ValidRequestID(id) {
 		c.ids.current = id
 		return
 	}
@@ -75,8 +75,8 @@ func appendRequestID(dst []byte, prefix, n uint64) []byte {
 	return strconv.AppendUint(dst, n, 16)
 }
 
-// validRequestID accepts 1..128 bytes of letters, digits and -._:+/=@.
-func validRequestID(id []byte) bool {
+// ValidRequestID accepts 1..128 bytes of letters, digits and -._:+/=@.
+func ValidRequestID(id []byte) bool {
 	if len(id) == 0 || len(id) > maxRequestID {
 		return false
 	}
@@ -89,14 +89,14 @@ func validRequestID(id []byte) bool {
 }
 
 // redirect renders the response of ra for the current request into c.buf.
-func (c *clientConn) redirect(ra *redirectAction, rt *route, keep bool) []byte {
+func (c *ClientConn) redirect(ra *RedirectAction, rt *Route, keep bool) []byte {
 	host, path := c.req.HostAndPath()
 	if len(path) > 0 && path[0] == '/' {
 		path = path[1:]
 	}
-	parts := redirectParts{protocol: []byte(rt.scheme), host: host, port: c.l.port, path: path, query: c.req.Query()}
+	parts := redirectParts{protocol: []byte(rt.Scheme), host: host, port: c.forwardedPort, path: path, query: c.req.Query()}
 	c.ex.redirectURL = ra.appendLocation(c.ex.redirectURL[:0], &parts)
-	c.buf = appendRedirectResponse(c.buf[:0], ra.status, c.ex.redirectURL, keep)
+	c.buf = appendRedirectResponse(c.buf[:0], ra.Status, c.ex.redirectURL, keep)
 	return c.buf
 }
 
@@ -115,7 +115,7 @@ func (ex *exchange) pick(g *pool.Group, tried []*pool.Target, sourceHash uint64,
 }
 
 // cookie returns the value of the request's cookie name, or nil.
-func (c *clientConn) cookie(name string) []byte {
+func (c *ClientConn) cookie(name string) []byte {
 	h := &c.req
 	for i := range h.Fields {
 		if h.Fields[i].Kind != http1.FieldCookie {
@@ -148,7 +148,7 @@ func cookieValue(header []byte, name string) []byte {
 // writeStickyCookie adds the stickiness cookie to a response of a sticky
 // group with a fresh expiry: always for lb_cookie, and for app_cookie when the
 // application sets its cookie in this response.
-func (c *clientConn) writeStickyCookie(w *bufio.Writer) {
+func (c *ClientConn) writeStickyCookie(w *bufio.Writer) {
 	if c.ex.groupToken != "" {
 		c.writeCookie(w, StickyCookieGroup, c.ex.groupToken, c.ex.groupStickiness)
 	}
@@ -163,7 +163,7 @@ func (c *clientConn) writeStickyCookie(w *bufio.Writer) {
 }
 
 // writeCookie writes a Set-Cookie header line expiring after d.
-func (c *clientConn) writeCookie(w *bufio.Writer, name, value string, d time.Duration) {
+func (c *ClientConn) writeCookie(w *bufio.Writer, name, value string, d time.Duration) {
 	w.WriteString("Set-Cookie: ")
 	c.buf = appendCookie(c.buf[:0], name, value, d)
 	w.Write(c.buf)
@@ -181,7 +181,7 @@ func appendCookie(dst []byte, name, value string, d time.Duration) []byte {
 }
 
 // responseSetsCookie reports whether the target's response sets cookie name.
-func (c *clientConn) responseSetsCookie(name string) bool {
+func (c *ClientConn) responseSetsCookie(name string) bool {
 	h := &c.resp
 	for i := range h.Fields {
 		if h.Fields[i].Kind != http1.FieldSetCookie {
@@ -201,13 +201,13 @@ func setsCookie(setCookie []byte, name string) bool {
 
 // logRequest writes the access-log line of the request just served, when
 // an access log is open. The line is built in c.buf: no allocation.
-func (c *clientConn) logRequest(rt *route) {
-	a := c.l.b.access.Load()
+func (c *ClientConn) logRequest(rt *Route) {
+	a := c.l.AccessLog()
 	if a == nil {
 		return
 	}
 	c.ex.received += int64(len(c.req.Raw))
-	line := accessLine{scheme: rt.scheme, listener: c.l.name, client: bstr(c.clientIP),
+	line := accessLine{scheme: rt.Scheme, listener: c.l.Name(), client: bstr(c.clientIP),
 		request: bstr(c.req.Raw[c.req.Line[0].Start:c.req.Line[2].End]), userAgent: bstr(c.req.Field(http1.FieldUserAgent)),
 		tlsProtocol: c.tlsProtocol, tlsCipher: c.tlsCipher, requestID: bstr(c.ids.current)}
 	c.buf = line.append(c.buf[:0], &c.ex, time.Now())

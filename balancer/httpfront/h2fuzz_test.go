@@ -1,4 +1,4 @@
-package balancer
+package httpfront
 
 import (
 	"bufio"
@@ -14,6 +14,7 @@ import (
 
 	"github.com/berth-lb/berth/balancer/h2conn"
 	"github.com/berth-lb/berth/balancer/http1"
+	"github.com/berth-lb/berth/internal/h2raw"
 )
 
 // parseForwardedHead reads head as one HTTP/1.1 request head, as a target
@@ -51,9 +52,9 @@ type downgrade struct {
 // LF or NUL but its line ends.
 func FuzzH2Downgrade(f *testing.F) {
 	results := make(chan downgrade, 1)
-	l := &listener{port: []byte("8080")}
-	hc := &h2Conn{clientIP: []byte("192.0.2.1")}
-	rt := &route{scheme: "http", xff: xffAppend}
+	l := fuzzListener{}
+	hc := &H2Conn{clientIP: []byte("192.0.2.1")}
+	rt := &Route{Scheme: "http", XFF: XFFAppend}
 	handler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		var d downgrade
 		if d.refused = !h2conn.Downgradable(r.Method, r.RequestURI, r.Host); !d.refused {
@@ -82,7 +83,7 @@ func FuzzH2Downgrade(f *testing.F) {
 			go srv.ServeConn(conn, &http2.ServeConnOpts{Handler: handler, BaseConfig: h2Limits})
 		}
 	}()
-	var c *rawH2Conn // one connection for many inputs, until one ends it
+	var c *h2raw.Conn // one connection for many inputs, until one ends it
 	f.Cleanup(func() {
 		if c != nil {
 			c.Close()
@@ -96,12 +97,12 @@ func FuzzH2Downgrade(f *testing.F) {
 			}
 		}
 		if c == nil {
-			if c, err = dialRawH2(ln.Addr().String()); err != nil {
+			if c, err = h2raw.Dial(ln.Addr().String()); err != nil {
 				t.Fatal(err)
 			}
 		}
-		answer, err := c.do(requestFields(method, path, authority, more...), nil)
-		if err != nil || answer.goaway {
+		answer, err := c.Do(h2raw.Fields(method, path, authority, more...), nil)
+		if err != nil || answer.GoAway {
 			c.Close()
 			c = nil
 		}
@@ -112,7 +113,7 @@ func FuzzH2Downgrade(f *testing.F) {
 		select {
 		case d = <-results:
 		default: // x/net refused the request: berth's handler never ran
-			if answer.status != 0 && answer.status < 400 {
+			if answer.Status != 0 && answer.Status < 400 {
 				t.Fatalf("answered %v without berth's handler", answer)
 			}
 			return
@@ -160,3 +161,9 @@ func checkDowngradedHead(t *testing.T, head []byte, method, path, authority, hos
 		}
 	}
 }
+
+// fuzzListener is the listener of FuzzH2Downgrade: the head writer reads its
+// forwarded port; any other method panics, failing the input.
+type fuzzListener struct{ Listener }
+
+func (fuzzListener) ForwardedPort() []byte { return []byte("8080") }

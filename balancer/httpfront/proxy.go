@@ -1,4 +1,4 @@
-package balancer
+package httpfront
 
 import (
 	"bufio"
@@ -22,20 +22,25 @@ import (
 	"github.com/berth-lb/berth/internal/backstop"
 )
 
-// idleBufferRelease is how long a client connection may sit idle before it
+// IdleBufferRelease is how long a client connection may sit idle before it
 // returns its buffers to the pools: busy keep-alive connections keep theirs,
 // thousands of idle ones do not hold 8 KiB each.
-const idleBufferRelease = 250 * time.Millisecond
+const IdleBufferRelease = 250 * time.Millisecond
 
 var (
 	readerPool = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, pool.ConnBufferSize) }}
 	writerPool = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, pool.ConnBufferSize) }}
 )
 
-// clientConn is one client connection and the request it is serving.
-type clientConn struct {
-	l    *listener
+// ClientConn is one client connection and the request it is serving.
+type ClientConn struct {
+	l    Listener
 	conn net.Conn
+	// draining, forwardedPort and forwardedProto are the listener's, read
+	// once per connection: each request reads them.
+	draining       *atomic.Bool
+	forwardedPort  []byte
+	forwardedProto string
 	// src is what br reads: the connection, after a byte read while idle.
 	src      prefixReader
 	br       *bufio.Reader // nil while the connection idles without buffers
@@ -119,7 +124,7 @@ func (p *prefixReader) Read(b []byte) (int, error) {
 // closed its connection before the answer, as ALB's 460.
 const statusClientClosed = 460
 
-func (c *clientConn) acquireBuffers() {
+func (c *ClientConn) acquireBuffers() {
 	c.heads = headsPool.Get().(*heads)
 	c.br = readerPool.Get().(*bufio.Reader)
 	c.br.Reset(&c.src)
@@ -127,7 +132,7 @@ func (c *clientConn) acquireBuffers() {
 	c.bw.Reset(c.conn)
 }
 
-func (c *clientConn) releaseBuffers() {
+func (c *ClientConn) releaseBuffers() {
 	if c.br == nil {
 		return
 	}
@@ -140,7 +145,7 @@ func (c *clientConn) releaseBuffers() {
 }
 
 // serve handles requests until the client or the balancer ends the connection.
-func (c *clientConn) serve() {
+func (c *ClientConn) serve() {
 	c.src.conn = c.conn
 	c.sourceAddr = peerAddr(c.clientIP)
 	if tc, ok := c.conn.(*tls.Conn); ok {
@@ -150,10 +155,10 @@ func (c *clientConn) serve() {
 	c.acquireBuffers()
 	defer c.releaseBuffers()
 	for {
-		if c.idle.Load() && c.l.b.shuttingDown.Load() {
+		if c.idle.Load() && c.draining.Load() {
 			return
 		}
-		idleTimeout := c.l.route.Load().idleTimeout
+		idleTimeout := c.l.Route().IdleTimeout
 		c.src.headUntil, c.src.readTimeout = time.Time{}, 0
 		if err := c.awaitRequest(idleTimeout); err != nil {
 			// A client that closes or stays silent while idle has nothing in
@@ -178,7 +183,7 @@ func (c *clientConn) serve() {
 			c.rejectHead(err)
 			return
 		}
-		if !c.handle(c.l.route.Load(), start) {
+		if !c.handle(c.l.Route(), start) {
 			return
 		}
 		c.idle.Store(true)
@@ -186,12 +191,12 @@ func (c *clientConn) serve() {
 }
 
 // awaitRequest waits for the first byte of the next request, for at most
-// idleTimeout. Past idleBufferRelease it waits without buffers.
-func (c *clientConn) awaitRequest(idleTimeout time.Duration) error {
+// idleTimeout. Past IdleBufferRelease it waits without buffers.
+func (c *ClientConn) awaitRequest(idleTimeout time.Duration) error {
 	now := time.Now()
-	c.conn.SetReadDeadline(now.Add(min(idleTimeout, idleBufferRelease)))
+	c.conn.SetReadDeadline(now.Add(min(idleTimeout, IdleBufferRelease)))
 	_, err := c.br.Peek(1)
-	if err == nil || !errors.Is(err, os.ErrDeadlineExceeded) || idleTimeout <= idleBufferRelease || c.l.b.shuttingDown.Load() {
+	if err == nil || !errors.Is(err, os.ErrDeadlineExceeded) || idleTimeout <= IdleBufferRelease || c.draining.Load() {
 		return err // shutdown wakes idle connections with an expired deadline
 	}
 	c.idle.Store(true) // a new connection that sent nothing yet is idle now too
@@ -207,7 +212,7 @@ func (c *clientConn) awaitRequest(idleTimeout time.Duration) error {
 
 // rejectHead answers a request whose head could not be read, then the
 // connection closes: its framing is lost.
-func (c *clientConn) rejectHead(err error) {
+func (c *ClientConn) rejectHead(err error) {
 	switch {
 	case errors.Is(err, http1.ErrLineTooLong) || errors.Is(err, http1.ErrHeadTooLarge):
 		c.answerError(431, stats.ReasonHeadersTooLarge, false)
@@ -239,7 +244,7 @@ const (
 // client still sends (the rest of a head that was too large), for a moment,
 // before the connection closes: closing with unread bytes resets it, and a
 // client still writing would lose the answer (RFC 9112 9.6).
-func (c *clientConn) lingerBeforeClose() {
+func (c *ClientConn) lingerBeforeClose() {
 	if cw, ok := c.conn.(interface{ CloseWrite() error }); ok {
 		cw.CloseWrite()
 	}
@@ -249,8 +254,8 @@ func (c *clientConn) lingerBeforeClose() {
 
 // answerError writes one of the balancer's own error pages, in JSON when the
 // client's Accept asks for it, and counts it.
-func (c *clientConn) answerError(code int, reason stats.ErrorReason, keep bool) {
-	c.l.errors[reason].Add(1)
+func (c *ClientConn) answerError(code int, reason stats.ErrorReason, keep bool) {
+	c.l.CountError(reason)
 	page := errorPage(code, keep)
 	if c.req.wantsJSON() {
 		page = jsonErrorPage(code, keep)
@@ -258,7 +263,7 @@ func (c *clientConn) answerError(code int, reason stats.ErrorReason, keep bool) 
 	c.ex.reason, c.ex.sent = reason, int64(len(page))
 	// The error may come late in the exchange (a body that stalled, a slow
 	// target): the page gets its own time to go out.
-	c.conn.SetWriteDeadline(time.Now().Add(c.l.route.Load().idleTimeout))
+	c.conn.SetWriteDeadline(time.Now().Add(c.l.Route().IdleTimeout))
 	c.bw.Write(page)
 	c.bw.Flush()
 }
@@ -274,11 +279,11 @@ func bstr(b []byte) string {
 
 // handle routes and answers one request; it reports whether the client
 // connection may carry another one.
-func (c *clientConn) handle(rt *route, start time.Time) bool {
+func (c *ClientConn) handle(rt *Route, start time.Time) bool {
 	c.ex.reset(start)
 	c.requestID()
 	defer c.logRequest(rt)
-	if rt.redirectPort != 0 {
+	if rt.RedirectPort != 0 {
 		c.ex.status = 301
 		return c.redirectToHTTPS(rt, start)
 	}
@@ -288,23 +293,23 @@ func (c *clientConn) handle(rt *route, start time.Time) bool {
 		return false
 	}
 	act := c.matchRequest(rt)
-	c.ex.priority = act.priority
-	if act.group == nil {
+	c.ex.priority = act.Priority
+	if act.Group == nil {
 		// A fixed response or a redirect: read and drop the request body so
 		// the next request on this connection starts where it should.
 		if err := c.discardRequestBody(); err != nil {
 			return false
 		}
-		c.conn.SetWriteDeadline(time.Now().Add(rt.idleTimeout))
+		c.conn.SetWriteDeadline(time.Now().Add(rt.IdleTimeout))
 		keep := c.keepsAlive()
-		page := act.fixed
-		if act.redirect != nil {
-			page = c.redirect(act.redirect, rt, keep)
+		page := act.Fixed
+		if act.Redirect != nil {
+			page = c.redirect(act.Redirect, rt, keep)
 		}
-		c.ex.status, c.ex.sent = act.code, int64(len(page))
+		c.ex.status, c.ex.sent = act.Code, int64(len(page))
 		c.bw.Write(page)
 		err := c.bw.Flush()
-		act.stats.Observe(act.code, time.Since(start))
+		act.Stats.Observe(act.Code, time.Since(start))
 		return err == nil && keep
 	}
 	if c.req.Expect100 {
@@ -316,7 +321,7 @@ func (c *clientConn) handle(rt *route, start time.Time) bool {
 		}
 	}
 	var groupToken []byte
-	if act.groupStickiness > 0 {
+	if act.GroupStickiness > 0 {
 		groupToken = c.cookie(StickyCookieGroup)
 	}
 	g, stats := act.chooseGroup(&c.ex, groupToken)
@@ -329,7 +334,7 @@ func (c *clientConn) handle(rt *route, start time.Time) bool {
 // discardRequestBody reads and drops the request body, so the next request
 // on the connection starts where it should. A body that breaks its framing
 // is answered 400 and the connection closes.
-func (c *clientConn) discardRequestBody() error {
+func (c *ClientConn) discardRequestBody() error {
 	var err error
 	switch {
 	case c.req.Chunked:
@@ -357,7 +362,7 @@ const (
 // forward sends the request to a target of g, retrying on another target while
 // the failed one cannot have processed it. It returns the status the client got
 // and whether the client connection stays open.
-func (c *clientConn) forward(g *pool.Group, rt *route) (int, bool) {
+func (c *ClientConn) forward(g *pool.Group, rt *Route) (int, bool) {
 	var triedArray [pool.MaxAttempts]*pool.Target
 	tried := triedArray[:0]
 	reason := stats.ReasonNoTarget
@@ -404,7 +409,7 @@ func (c *clientConn) forward(g *pool.Group, rt *route) (int, bool) {
 // client connection), the try stops counting in flight and its target
 // connection is closed, so neither leaks. alternatives tells whether another
 // target could take the request (see pool.Dial).
-func (c *clientConn) attempt(t *pool.Target, g *pool.Group, rt *route, alternatives bool) (res attemptResult, code int, keep bool, why stats.ErrorReason) {
+func (c *ClientConn) attempt(t *pool.Target, g *pool.Group, rt *Route, alternatives bool) (res attemptResult, code int, keep bool, why stats.ErrorReason) {
 	t.InFlight.Add(1)
 	defer t.InFlight.Add(-1)
 	defer t.Latency.Since(time.Now())
@@ -445,7 +450,7 @@ func brokenReason(err error) stats.ErrorReason {
 const reasonNone stats.ErrorReason = -1
 
 // failWith answers the client with the error page of reason and returns its status.
-func (c *clientConn) failWith(reason stats.ErrorReason, keep bool) int {
+func (c *ClientConn) failWith(reason stats.ErrorReason, keep bool) int {
 	code := reasonStatus(reason)
 	c.answerError(code, reason, keep)
 	return code
@@ -463,8 +468,8 @@ func reasonStatus(reason stats.ErrorReason) int {
 }
 
 // roundTrip sends the request on uc and copies the response to the client.
-func (c *clientConn) roundTrip(uc *pool.Conn, g *pool.Group, rt *route) (res attemptResult, code int, keepClient bool, why stats.ErrorReason) {
-	idleTimeout := rt.idleTimeout
+func (c *ClientConn) roundTrip(uc *pool.Conn, g *pool.Group, rt *Route) (res attemptResult, code int, keepClient bool, why stats.ErrorReason) {
+	idleTimeout := rt.IdleTimeout
 	hasBody := c.req.Chunked || c.req.ContentLength > 0
 	method := c.req.Method()
 	// A request may go to another target when the connection ended before one
@@ -479,7 +484,7 @@ func (c *clientConn) roundTrip(uc *pool.Conn, g *pool.Group, rt *route) (res att
 		// moment the target has it must still move it elsewhere.
 		uc.Awaiting.Store(pool.AwaitHead)
 	}
-	c.writeRequestHead(uc.Bw, rt.xff)
+	c.writeRequestHead(uc.Bw, rt.XFF)
 	var err error
 	var bodyIn int64
 	// The body streams to the target as the client sends it; a client that
@@ -663,7 +668,7 @@ var hostField = []byte("Host")
 // writeRequestHead writes the request line and fields to the target, in
 // canonical form, without hop-by-hop fields, with X-Forwarded-For (by
 // mode), -Proto, -Port and X-Request-Id.
-func (c *clientConn) writeRequestHead(w *bufio.Writer, mode xffMode) {
+func (c *ClientConn) writeRequestHead(w *bufio.Writer, mode XFFMode) {
 	h := &c.req
 	h.WriteRequestLine(w)
 	if h.AbsoluteForm {
@@ -697,7 +702,7 @@ func (c *clientConn) writeRequestHead(w *bufio.Writer, mode xffMode) {
 		h.WriteFieldLine(w, f)
 	}
 	switch {
-	case mode == xffAppend:
+	case mode == XFFAppend:
 		w.WriteString("X-Forwarded-For: ")
 		if len(xff) > 0 {
 			w.Write(xff)
@@ -705,7 +710,7 @@ func (c *clientConn) writeRequestHead(w *bufio.Writer, mode xffMode) {
 		}
 		w.Write(c.clientIP)
 		w.WriteString("\r\n")
-	case mode == xffPreserve && len(xff) > 0:
+	case mode == XFFPreserve && len(xff) > 0:
 		w.WriteString("X-Forwarded-For: ")
 		w.Write(xff)
 		w.WriteString("\r\n")
@@ -713,9 +718,9 @@ func (c *clientConn) writeRequestHead(w *bufio.Writer, mode xffMode) {
 	w.WriteString("X-Request-Id: ")
 	w.Write(c.ids.current)
 	w.WriteString("\r\nX-Forwarded-Proto: ")
-	w.WriteString(c.l.forwardedProto)
+	w.WriteString(c.forwardedProto)
 	w.WriteString("\r\nX-Forwarded-Port: ")
-	w.Write(c.l.port)
+	w.Write(c.forwardedPort)
 	if h.upgrade {
 		w.WriteString("\r\nConnection: Upgrade")
 	}
@@ -726,7 +731,7 @@ func (c *clientConn) writeRequestHead(w *bufio.Writer, mode xffMode) {
 // canonical form, without hop-by-hop fields; keepClient decides the
 // Connection field of a final response, dechunk drops Transfer-Encoding for
 // a body sent unframed.
-func (c *clientConn) writeResponseHead(keepClient, dechunk bool) {
+func (c *ClientConn) writeResponseHead(keepClient, dechunk bool) {
 	h := &c.resp
 	w := c.bw
 	h.WriteStatusLine(w)
@@ -772,7 +777,7 @@ func (c *clientConn) writeResponseHead(keepClient, dechunk bool) {
 // tunnel hands the connection over to the protocol the target switched to (a
 // WebSocket): bytes flow both ways until either side closes, or neither
 // sends anything for the listener's idle timeout.
-func (c *clientConn) tunnel(uc *pool.Conn, idleTimeout time.Duration) (attemptResult, int, bool, stats.ErrorReason) {
+func (c *ClientConn) tunnel(uc *pool.Conn, idleTimeout time.Duration) (attemptResult, int, bool, stats.ErrorReason) {
 	c.writeResponseHead(true, false)
 	if err := c.bw.Flush(); err != nil {
 		uc.Discard()
@@ -788,7 +793,7 @@ func (c *clientConn) tunnel(uc *pool.Conn, idleTimeout time.Duration) (attemptRe
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		defer backstop.Recover(c.l.b.log, &c.l.panics, c.conn, "listener", c.l.name)
+		defer backstop.Recover(c.l.Log(), c.l.Panics(), c.conn, "listener", c.l.Name())
 		io.Copy(c.conn, &fromTarget)
 		c.conn.Close()
 	}()
@@ -890,3 +895,39 @@ func renderFixed(f *FixedResponse) ([]byte, page) {
 	raw := []byte("HTTP/1.1 " + strconv.Itoa(f.Status) + " " + http.StatusText(f.Status) + "\r\nContent-Type: " + ct + "\r\nContent-Length: " + strconv.Itoa(len(f.Body)) + "\r\n\r\n" + f.Body)
 	return raw, page{contentType: []string{ct}, body: []byte(f.Body)}
 }
+
+// serve runs one HTTP/1.1 client connection of l until it ends.
+func serve(l Listener, conn net.Conn) {
+	if tc, ok := conn.(*net.TCPConn); ok {
+		tc.SetNoDelay(true)
+	}
+	c := &ClientConn{l: l, conn: conn, draining: l.Draining(), forwardedPort: l.ForwardedPort(), forwardedProto: l.ForwardedProto(),
+		clientIP: pool.ClientIP(conn.RemoteAddr())}
+	c.sourceHash = pool.HashBytes(c.clientIP)
+	// Not idle yet: a new connection's first request is on its way, and a
+	// draining balancer lets it arrive (awaitRequest) rather than close the
+	// connection under it, which would reset it.
+	defer conn.Close()
+	defer l.TrackConn(c)()
+	c.serve()
+}
+
+// keepsAlive: the connection may carry another request after this one. A
+// draining balancer (Shutdown, a successor took over) answers with
+// `Connection: close`, so a keep-alive client opens its next connection on
+// the listener's socket, now served by the successor, instead of having an
+// idle connection closed under a request it is sending.
+func (c *ClientConn) keepsAlive() bool {
+	return c.req.KeepsAlive() && !c.draining.Load()
+}
+
+// WakeIfIdle makes an idle connection's wait for a request end now, so it
+// closes (shutdown, draining); a busy one finishes its request first.
+func (c *ClientConn) WakeIfIdle() {
+	if c.idle.Load() {
+		c.conn.SetReadDeadline(time.Now())
+	}
+}
+
+// Close closes the connection under whatever it is doing.
+func (c *ClientConn) Close() { c.conn.Close() }

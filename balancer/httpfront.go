@@ -1,0 +1,36 @@
+package balancer
+
+import (
+	"log/slog"
+	"net"
+	"net/http"
+	"sync/atomic"
+
+	"github.com/berth-lb/berth/balancer/accesslog"
+	"github.com/berth-lb/berth/balancer/httpfront"
+	"github.com/berth-lb/berth/balancer/pool"
+	"github.com/berth-lb/berth/balancer/stats"
+)
+
+// httpListener is a listener as the HTTP front sees it.
+type httpListener struct{ l *listener }
+
+func (x httpListener) Name() string                              { return x.l.name }
+func (x httpListener) Route() *httpfront.Route                   { return &x.l.route.Load().Route }
+func (x httpListener) ForwardedPort() []byte                     { return x.l.port }
+func (x httpListener) ForwardedProto() string                    { return x.l.forwardedProto }
+func (x httpListener) Log() *slog.Logger                         { return x.l.b.log }
+func (x httpListener) Panics() *atomic.Uint64                    { return &x.l.panics }
+func (x httpListener) CountError(reason stats.ErrorReason)       { x.l.errors[reason].Add(1) }
+func (x httpListener) AccessLog() *accesslog.Logger              { return x.l.b.access.Load() }
+func (x httpListener) Draining() *atomic.Bool                    { return &x.l.b.shuttingDown }
+func (x httpListener) TrackConn(c *httpfront.ClientConn) func()  { return track(x.l, x.l.conns, c) }
+func (x httpListener) TrackH2(c *httpfront.H2Conn) func()        { return track(x.l, x.l.h2conns, c) }
+func (x httpListener) Transport(g *pool.Group) http.RoundTripper { return x.l.b.upstreams.Transport(g) }
+func (x httpListener) Hook(where string)                         { runTestHook(x.l, where) }
+
+// serveHTTP serves a plain http listener's connection (the HTTP front's ServeHTTP).
+func (l *listener) serveHTTP(conn net.Conn) { httpfront.ServeHTTP(httpListener{l}, conn) }
+
+// serveHTTPS serves an https listener's connection (the HTTP front's ServeHTTPS).
+func (l *listener) serveHTTPS(conn net.Conn) { httpfront.ServeHTTPS(httpListener{l}, conn) }
