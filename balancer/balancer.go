@@ -5,15 +5,16 @@
 // in-flight counts, pooled connections, counters) outlive snapshots: a change
 // never drops a connection.
 //
-// This package is the kernel and the HTTP front: Config and its validation,
-// Apply (balancer.go), the listeners' lifecycle (listener.go), the HTTP/1.1
-// and HTTP/2 proxy (proxy.go, exchange.go, actions.go, h2*.go), and the glue
-// to the L4 front (l4front.go). The rooms below it each have one job and
-// import nothing of it: l4 (TCP, TLS, UDP), pool (targets and picking), stats
-// (shared counters), h2conn (HTTP/2
-// connection plumbing), certstore (certificates), accesslog, rules (rule
-// matching), http1 (the codec) and health (active checks); docs/architecture.md
-// has the map. Nothing here imports agent/ or cmd/.
+// This package is the kernel: Config and its validation, Apply (balancer.go,
+// and httproute.go for the HTTP rules and actions), the listeners' lifecycle
+// (listener.go, handover.go), and the glue to the two fronts that serve their
+// connections: httpfront.go to balancer/httpfront (HTTP/1.1 and HTTP/2) and
+// l4front.go to balancer/l4 (TCP, TLS, UDP). The rooms below it each have one
+// job and import nothing of it: httpfront, l4, pool (targets and picking),
+// stats (shared counters), h2conn (HTTP/2 connection plumbing), certstore
+// (certificates), accesslog, rules (rule matching), http1 (the codec) and
+// health (active checks); docs/architecture.md has the map. Nothing here
+// imports agent/ or cmd/.
 package balancer
 
 import (
