@@ -9,7 +9,8 @@
 // timeouts; Pick and PickFor choose a target by the algorithm, slow start and
 // anomaly mitigation (damp), stickiness and passive health (avoid), without a
 // lock or an allocation. Connect dials with the host's adaptive connect
-// timeout (connecttime.go) and TLS toward https groups.
+// timeout (connecttime.go) and TLS toward https groups. ClientIP and HashBytes
+// are a client's key for source_hash, the same for both fronts.
 //
 // It must not know the protocols that use it: it imports no other balancer
 // package but stats, parses no request and writes no response. What runs per
