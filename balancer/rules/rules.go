@@ -70,9 +70,12 @@ type Request struct {
 	Source netip.Addr
 }
 
-// Table is a compiled, immutable rule list in priority order.
+// Table is a compiled, immutable rule list in priority order, with the index
+// that finds the rules a request may match (index.go).
 type Table struct {
-	rules []compiled
+	rules        []compiled
+	hosts, paths patternIndex
+	unfiled      []int32 // ranks of the rules filed under no pattern
 }
 
 type compiled struct {
@@ -176,6 +179,7 @@ func Compile(in []Rule) (*Table, error) {
 		return nil, errors.Join(errs...)
 	}
 	sort.Slice(t.rules, func(i, j int) bool { return t.rules[i].priority < t.rules[j].priority })
+	t.fileRules()
 	return t, nil
 }
 
@@ -259,29 +263,13 @@ func validMethod(s string) bool {
 // must be without port; path without query. It serves listeners that only see
 // a host (SNI).
 func (t *Table) Match(host, path string) int {
-	for i := range t.rules {
-		r := &t.rules[i]
-		if r.hostsOnly && r.matchHostPath(host, path) {
-			return r.target
-		}
-	}
-	return -1
+	return t.find(&matcher{host: host, path: path})
 }
 
 // MatchRequest returns the Target of the first rule (lowest priority) whose
 // conditions all hold for req, or -1. It never allocates.
 func (t *Table) MatchRequest(req *Request) int {
-	for i := range t.rules {
-		r := &t.rules[i]
-		if !r.matchHostPath(req.Host, req.Path) {
-			continue
-		}
-		if !r.hostsOnly && !r.matchOthers(req) {
-			continue
-		}
-		return r.target
-	}
-	return -1
+	return t.find(&matcher{host: req.Host, path: req.Path, req: req})
 }
 
 func (r *compiled) matchHostPath(host, path string) bool {

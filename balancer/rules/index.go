@@ -1,0 +1,239 @@
+package rules
+
+import (
+	"cmp"
+	"slices"
+	"sort"
+)
+
+// A Table finds the rules a request may match without scanning them all.
+// Compile files each rule, by its position in priority order (its rank),
+// under the literal ends of its host patterns; a rule that has no host
+// condition, or a host pattern with no literal end (such as "*"), is filed
+// under its path patterns instead, and a rule that cannot be filed under
+// either is checked on every request. A pattern is filed under the longest
+// literal it starts or ends with: the whole pattern when it has no wildcard
+// (svc1.example.com, /health), else its literal prefix (/api/*, api.*) or
+// suffix (*.example.com, *.png), whichever is longer. Matching hashes the
+// request's host and path once from each end, looks up each hash at the
+// lengths some filed literal has, checks all the conditions of the rules it
+// finds there, and keeps the one of lowest rank: exactly the rule a scan in
+// priority order would return, since every rule that matches is found under
+// the literal end of the pattern it matches by.
+
+// FNV-1a, 64 bits: computed one byte at a time, so a request's host or path
+// is hashed once for every prefix (or suffix) length at which it is looked up.
+const (
+	hashOffset uint64 = 14695981039346656037
+	hashPrime  uint64 = 1099511628211
+)
+
+func hashByte(h uint64, c byte) uint64 { return (h ^ uint64(c)) * hashPrime }
+
+// literalIndex holds ranks by the hash of a literal: of whole patterns, of
+// prefixes or of suffixes. Hashes that collide share a span; the rules found
+// are checked in full, so a collision costs a check, never a wrong answer.
+type literalIndex struct {
+	spans map[uint64]rankSpan
+	ranks []int32 // ascending within each span
+	lens  []int   // the distinct lengths of the filed literals, ascending
+}
+
+// rankSpan is where one hash's ranks lie in literalIndex.ranks.
+type rankSpan struct{ start, end int32 }
+
+func (x *literalIndex) lookup(h uint64) []int32 {
+	s := x.spans[h]
+	return x.ranks[s.start:s.end]
+}
+
+func (x *literalIndex) hasLen(n int) bool {
+	i := sort.SearchInts(x.lens, n)
+	return i < len(x.lens) && x.lens[i] == n
+}
+
+// filedLiteral is one literal to file: its hash, length and rule rank.
+type filedLiteral struct {
+	hash   uint64
+	length int
+	rank   int32
+}
+
+func newLiteralIndex(filed []filedLiteral) literalIndex {
+	slices.SortFunc(filed, func(a, b filedLiteral) int {
+		return cmp.Or(cmp.Compare(a.hash, b.hash), cmp.Compare(a.rank, b.rank))
+	})
+	x := literalIndex{spans: make(map[uint64]rankSpan)}
+	for i, f := range filed {
+		if i > 0 && f.hash == filed[i-1].hash && f.rank == filed[i-1].rank {
+			continue // two patterns of one rule with one literal
+		}
+		s := x.spans[f.hash]
+		if s.end == 0 {
+			s.start = int32(len(x.ranks))
+		}
+		x.ranks = append(x.ranks, f.rank)
+		s.end = int32(len(x.ranks))
+		x.spans[f.hash] = s
+		x.lens = append(x.lens, f.length)
+	}
+	slices.Sort(x.lens)
+	x.lens = slices.Compact(x.lens)
+	return x
+}
+
+// patternIndex files the patterns of one condition: hosts (foldCase) or paths.
+type patternIndex struct {
+	foldCase              bool
+	exact, prefix, suffix literalIndex
+}
+
+// patternFiling collects the literals of one condition's patterns while the
+// rules are filed.
+type patternFiling struct {
+	exact, prefix, suffix []filedLiteral
+}
+
+// fileable reports whether every pattern has a literal end to file it under;
+// a rule with a pattern such as "*" or "*x*" matches too many strings for it.
+func fileable(patterns []pattern) bool {
+	for i := range patterns {
+		if p := &patterns[i]; !p.literal && p.prefix == "" && p.suffix == "" {
+			return false
+		}
+	}
+	return len(patterns) > 0
+}
+
+func (f *patternFiling) add(rank int32, patterns []pattern) {
+	for i := range patterns {
+		switch p := &patterns[i]; {
+		case p.literal:
+			f.exact = append(f.exact, filedLiteral{hashForward(p.text), len(p.text), rank})
+		case len(p.prefix) >= len(p.suffix):
+			f.prefix = append(f.prefix, filedLiteral{hashForward(p.prefix), len(p.prefix), rank})
+		default:
+			f.suffix = append(f.suffix, filedLiteral{hashBackward(p.suffix), len(p.suffix), rank})
+		}
+	}
+}
+
+func (f *patternFiling) index(foldCase bool) patternIndex {
+	return patternIndex{foldCase: foldCase, exact: newLiteralIndex(f.exact),
+		prefix: newLiteralIndex(f.prefix), suffix: newLiteralIndex(f.suffix)}
+}
+
+// hashForward and hashBackward hash a compiled (already lower-cased) literal
+// the way search hashes a request's string from its start and from its end.
+func hashForward(s string) uint64 {
+	h := hashOffset
+	for i := 0; i < len(s); i++ {
+		h = hashByte(h, s[i])
+	}
+	return h
+}
+
+func hashBackward(s string) uint64 {
+	h := hashOffset
+	for i := len(s) - 1; i >= 0; i-- {
+		h = hashByte(h, s[i])
+	}
+	return h
+}
+
+// search offers m every rule filed under a literal s starts with, ends with
+// or is. It hashes s no further than the longest literal it can be filed
+// under, so a long path costs no more than a short one.
+func (x *patternIndex) search(s string, m *matcher) {
+	lens := x.prefix.lens
+	n := 0
+	if len(lens) > 0 {
+		n = min(len(s), lens[len(lens)-1])
+	}
+	exact := len(x.exact.lens) > 0 && x.exact.hasLen(len(s))
+	if exact {
+		n = len(s)
+	}
+	h, next := hashOffset, 0
+	for i := 0; i < n; i++ {
+		h = hashByte(h, fold(s[i], x.foldCase))
+		if next < len(lens) && lens[next] == i+1 {
+			m.consider(x.prefix.lookup(h))
+			next++
+		}
+	}
+	if exact {
+		m.consider(x.exact.lookup(h))
+	}
+	lens = x.suffix.lens
+	if len(lens) == 0 {
+		return
+	}
+	h, next = hashOffset, 0
+	for i := 1; i <= min(len(s), lens[len(lens)-1]); i++ {
+		h = hashByte(h, fold(s[len(s)-i], x.foldCase))
+		if lens[next] == i {
+			m.consider(x.suffix.lookup(h))
+			next++
+		}
+	}
+}
+
+// matcher is one search of a Table: the request, and the lowest rank found
+// so far whose rule holds.
+type matcher struct {
+	rules      []compiled
+	host, path string
+	req        *Request // nil for Match: host and path only
+	best       int32
+}
+
+// consider checks the rules of ranks, ascending, until one holds; ranks at or
+// above the best found so far cannot win and are not checked.
+func (m *matcher) consider(ranks []int32) {
+	for _, rank := range ranks {
+		if rank >= m.best {
+			return
+		}
+		if m.holds(&m.rules[rank]) {
+			m.best = rank
+			return
+		}
+	}
+}
+
+func (m *matcher) holds(r *compiled) bool {
+	if m.req == nil {
+		return r.hostsOnly && r.matchHostPath(m.host, m.path)
+	}
+	return r.matchHostPath(m.host, m.path) && (r.hostsOnly || r.matchOthers(m.req))
+}
+
+// fileRules builds the index of t.rules, which are in priority order.
+func (t *Table) fileRules() {
+	var hosts, paths patternFiling
+	for i := range t.rules {
+		r, rank := &t.rules[i], int32(i)
+		switch {
+		case fileable(r.hosts):
+			hosts.add(rank, r.hosts)
+		case fileable(r.paths):
+			paths.add(rank, r.paths)
+		default:
+			t.unfiled = append(t.unfiled, rank)
+		}
+	}
+	t.hosts, t.paths = hosts.index(true), paths.index(false)
+}
+
+// find returns the Target of the lowest-ranked rule that holds for m, or -1.
+func (t *Table) find(m *matcher) int {
+	m.rules, m.best = t.rules, int32(len(t.rules))
+	m.consider(t.unfiled)
+	t.hosts.search(m.host, m)
+	t.paths.search(m.path, m)
+	if int(m.best) == len(t.rules) {
+		return -1
+	}
+	return t.rules[m.best].target
+}
