@@ -2,6 +2,7 @@ package rules
 
 import (
 	"cmp"
+	"math"
 	"slices"
 	"sort"
 )
@@ -11,7 +12,7 @@ import (
 // under the literal ends of its host patterns; a rule that has no host
 // condition, or a host pattern with no literal end (such as "*"), is filed
 // under its path patterns instead, and a rule that cannot be filed under
-// either is checked on every request. A pattern is filed under the longest
+// either is checked on every request, as are all the rules of a small table. A pattern is filed under the longest
 // literal it starts or ends with: the whole pattern when it has no wildcard
 // (svc1.example.com, /health), else its literal prefix (/api/*, api.*) or
 // suffix (*.example.com, *.png), whichever is longer. Matching hashes the
@@ -86,12 +87,16 @@ func newLiteralIndex(filed []filedLiteral) literalIndex {
 type patternIndex struct {
 	foldCase              bool
 	exact, prefix, suffix literalIndex
+	// first is the lowest rank filed here: once a rule of lower rank holds,
+	// nothing here can win and the search is skipped.
+	first int32
 }
 
 // patternFiling collects the literals of one condition's patterns while the
 // rules are filed.
 type patternFiling struct {
 	exact, prefix, suffix []filedLiteral
+	first                 int32
 }
 
 // fileable reports whether every pattern has a literal end to file it under;
@@ -106,6 +111,7 @@ func fileable(patterns []pattern) bool {
 }
 
 func (f *patternFiling) add(rank int32, patterns []pattern) {
+	f.first = min(f.first, rank)
 	for i := range patterns {
 		switch p := &patterns[i]; {
 		case p.literal:
@@ -120,7 +126,7 @@ func (f *patternFiling) add(rank int32, patterns []pattern) {
 
 func (f *patternFiling) index(foldCase bool) patternIndex {
 	return patternIndex{foldCase: foldCase, exact: newLiteralIndex(f.exact),
-		prefix: newLiteralIndex(f.prefix), suffix: newLiteralIndex(f.suffix)}
+		prefix: newLiteralIndex(f.prefix), suffix: newLiteralIndex(f.suffix), first: f.first}
 }
 
 // hashForward and hashBackward hash a compiled (already lower-cased) literal
@@ -145,6 +151,9 @@ func hashBackward(s string) uint64 {
 // or is. It hashes s no further than the longest literal it can be filed
 // under, so a long path costs no more than a short one.
 func (x *patternIndex) search(s string, m *matcher) {
+	if x.first >= m.best {
+		return
+	}
 	lens := x.prefix.lens
 	n := 0
 	if len(lens) > 0 {
@@ -209,10 +218,19 @@ func (m *matcher) holds(r *compiled) bool {
 	return r.matchHostPath(m.host, m.path) && (r.hostsOnly || r.matchOthers(m.req))
 }
 
+// scanUpTo is the size up to which a table is scanned in priority order
+// rather than searched: checking a few rules costs less than hashing a host
+// and a path (about 150 instructions against 650 for one rule).
+const scanUpTo = 8
+
 // fileRules builds the index of t.rules, which are in priority order.
 func (t *Table) fileRules() {
-	var hosts, paths patternFiling
+	hosts, paths := patternFiling{first: math.MaxInt32}, patternFiling{first: math.MaxInt32}
 	for i := range t.rules {
+		if len(t.rules) <= scanUpTo {
+			t.unfiled = append(t.unfiled, int32(i))
+			continue
+		}
 		r, rank := &t.rules[i], int32(i)
 		switch {
 		case fileable(r.hosts):

@@ -133,8 +133,14 @@ func hasPrefixFold(s, prefix string, foldCase bool) bool {
 	if len(s) < len(prefix) {
 		return false
 	}
+	if s[:len(prefix)] == prefix {
+		return true // most hosts arrive lower-case already: one memory compare
+	}
+	if !foldCase {
+		return false
+	}
 	for i := 0; i < len(prefix); i++ {
-		if fold(s[i], foldCase) != prefix[i] {
+		if fold(s[i], true) != prefix[i] {
 			return false
 		}
 	}
