@@ -32,20 +32,52 @@ const (
 func hashByte(h uint64, c byte) uint64 { return (h ^ uint64(c)) * hashPrime }
 
 // literalIndex holds ranks by the hash of a literal: of whole patterns, of
-// prefixes or of suffixes. Hashes that collide share a span; the rules found
-// are checked in full, so a collision costs a check, never a wrong answer.
+// prefixes or of suffixes. The keys are hashes already, so it is an open
+// addressing table of them rather than a map, which would hash them again.
+// Hashes that collide share a slot; the rules found are checked in full, so a
+// collision costs a check, never a wrong answer.
 type literalIndex struct {
-	spans map[uint64]rankSpan
-	ranks []int32 // ascending within each span
-	lens  []int   // the distinct lengths of the filed literals, ascending
+	slots []rankSlot // a power of two in number, at most half of them used
+	shift uint8      // 64 - log2(len(slots)): hashes pick slots by their top bits
+	ranks []int32    // ascending within each slot's span
+	lens  []int      // the distinct lengths of the filed literals, ascending
 }
 
-// rankSpan is where one hash's ranks lie in literalIndex.ranks.
-type rankSpan struct{ start, end int32 }
+// rankSlot is where one hash's ranks lie in literalIndex.ranks; end is 0 in
+// an empty slot, since a used one holds at least one rank.
+type rankSlot struct {
+	hash       uint64
+	start, end int32
+}
+
+// slotOf spreads h over the slots by Fibonacci hashing: FNV-1a's low bits
+// depend only on the low bits of what it hashed, its top bits on all of it.
+func (x *literalIndex) slotOf(h uint64) int {
+	return int((h * 0x9e3779b97f4a7c15) >> x.shift)
+}
 
 func (x *literalIndex) lookup(h uint64) []int32 {
-	s := x.spans[h]
-	return x.ranks[s.start:s.end]
+	if len(x.slots) == 0 {
+		return nil
+	}
+	for i := x.slotOf(h); ; i = (i + 1) & (len(x.slots) - 1) {
+		s := &x.slots[i]
+		if s.end == 0 {
+			return nil
+		}
+		if s.hash == h {
+			return x.ranks[s.start:s.end]
+		}
+	}
+}
+
+// emptySlot is where a hash not filed yet goes: its first free slot.
+func (x *literalIndex) emptySlot(h uint64) int {
+	i := x.slotOf(h)
+	for x.slots[i].end != 0 {
+		i = (i + 1) & (len(x.slots) - 1)
+	}
+	return i
 }
 
 func (x *literalIndex) hasLen(n int) bool {
@@ -61,22 +93,31 @@ type filedLiteral struct {
 }
 
 func newLiteralIndex(filed []filedLiteral) literalIndex {
+	var x literalIndex
+	if len(filed) == 0 {
+		return x // searched never: it has no lengths
+	}
 	slices.SortFunc(filed, func(a, b filedLiteral) int {
 		return cmp.Or(cmp.Compare(a.hash, b.hash), cmp.Compare(a.rank, b.rank))
 	})
-	x := literalIndex{spans: make(map[uint64]rankSpan)}
+	bits := uint8(1)
+	for 1<<bits < 2*len(filed) {
+		bits++
+	}
+	x.slots, x.shift = make([]rankSlot, 1<<bits), 64-bits
+	last := 0 // the slot of the hash filed last
 	for i, f := range filed {
-		if i > 0 && f.hash == filed[i-1].hash && f.rank == filed[i-1].rank {
-			continue // two patterns of one rule with one literal
-		}
-		s := x.spans[f.hash]
-		if s.end == 0 {
-			s.start = int32(len(x.ranks))
-		}
-		x.ranks = append(x.ranks, f.rank)
-		s.end = int32(len(x.ranks))
-		x.spans[f.hash] = s
 		x.lens = append(x.lens, f.length)
+		if i > 0 && f.hash == filed[i-1].hash {
+			if f.rank != filed[i-1].rank { // else two patterns of one rule with one literal
+				x.ranks = append(x.ranks, f.rank)
+				x.slots[last].end = int32(len(x.ranks))
+			}
+			continue
+		}
+		last = x.emptySlot(f.hash)
+		x.ranks = append(x.ranks, f.rank)
+		x.slots[last] = rankSlot{hash: f.hash, start: int32(len(x.ranks) - 1), end: int32(len(x.ranks))}
 	}
 	slices.Sort(x.lens)
 	x.lens = slices.Compact(x.lens)

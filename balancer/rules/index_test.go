@@ -3,6 +3,7 @@ package rules
 import (
 	"math/rand/v2"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -258,4 +259,47 @@ func patternList(field string) []string {
 		return nil
 	}
 	return strings.Split(field, ",")
+}
+
+// TestLiteralIndex files hashes directly, many of them shared by several
+// ranks and many landing on a taken slot, and looks each one up, and hashes
+// never filed.
+func TestLiteralIndex(t *testing.T) {
+	rng := rand.New(rand.NewPCG(14, 2))
+	want := map[uint64][]int32{}
+	var filed []filedLiteral
+	for rank := range int32(5000) {
+		h := rng.Uint64() % 3000 * 0x100000001b3 // 3,000 hashes, shared by several ranks
+		filed = append(filed, filedLiteral{hash: h, length: 1 + int(h%7), rank: rank})
+		if rank%10 == 0 { // one rule with two patterns of one literal
+			filed = append(filed, filedLiteral{hash: h, length: 1 + int(h%7), rank: rank})
+		}
+		want[h] = append(want[h], rank)
+	}
+	rng.Shuffle(len(filed), func(i, j int) { filed[i], filed[j] = filed[j], filed[i] })
+	x := newLiteralIndex(filed)
+	displaced := 0
+	for h, ranks := range want {
+		if got := x.lookup(h); !slices.Equal(got, ranks) {
+			t.Fatalf("lookup(%#x) = %v, want %v", h, got, ranks)
+		}
+		if x.slots[x.slotOf(h)].hash != h {
+			displaced++
+		}
+	}
+	if displaced == 0 {
+		t.Fatal("no hash landed on a taken slot: the probing is not tested")
+	}
+	for range 10000 {
+		if h := rng.Uint64(); want[h] == nil && x.lookup(h) != nil {
+			t.Fatalf("lookup(%#x) of a hash never filed = %v", h, x.lookup(h))
+		}
+	}
+	if !slices.Equal(x.lens, []int{1, 2, 3, 4, 5, 6, 7}) {
+		t.Errorf("lens = %v, want 1..7", x.lens)
+	}
+	var empty literalIndex
+	if empty.lookup(1) != nil || empty.hasLen(0) {
+		t.Error("an empty index found something")
+	}
 }

@@ -5,6 +5,15 @@
 // methods are exact, source IPs are CIDRs of the TCP peer; patterns take the
 // wildcards * (any run, also empty) and ? (exactly one byte). Values within a
 // condition are OR'd, conditions are AND'd.
+//
+// A Table is searched, not scanned: Compile files each rule under the literal
+// start or end of its host patterns (svc1.example.com, *.example.com), or of
+// its path patterns (/api/*) when it has no host condition or a host pattern
+// with no literal end, and a request is checked only against the rules filed
+// under what its host and path start or end with. Of those that hold, the one
+// of lowest priority wins: the rule a scan in priority order finds (index.go).
+// A match costs about as much with 100,000 rules as with 100 and allocates
+// nothing.
 package rules
 
 import (
