@@ -1,9 +1,7 @@
 package rules
 
 import (
-	"cmp"
 	"math"
-	"slices"
 	"sort"
 )
 
@@ -60,21 +58,14 @@ func (x *literalIndex) lookup(h uint64) []int32 {
 	if len(x.slots) == 0 {
 		return nil
 	}
-	for i := x.slotOf(h); ; i = (i + 1) & (len(x.slots) - 1) {
-		s := &x.slots[i]
-		if s.end == 0 {
-			return nil
-		}
-		if s.hash == h {
-			return x.ranks[s.start:s.end]
-		}
-	}
+	s := &x.slots[x.slotFor(h)]
+	return x.ranks[s.start:s.end]
 }
 
-// emptySlot is where a hash not filed yet goes: its first free slot.
-func (x *literalIndex) emptySlot(h uint64) int {
+// slotFor is the slot that holds h, or the empty one where h goes.
+func (x *literalIndex) slotFor(h uint64) int {
 	i := x.slotOf(h)
-	for x.slots[i].end != 0 {
+	for x.slots[i].end != 0 && x.slots[i].hash != h {
 		i = (i + 1) & (len(x.slots) - 1)
 	}
 	return i
@@ -92,35 +83,60 @@ type filedLiteral struct {
 	rank   int32
 }
 
+// newLiteralIndex files literals given in ascending rank order, so that each
+// hash's ranks come out ascending without a sort: a first pass counts them
+// in their slots (a rule with two patterns of one literal counts once), a
+// second places each hash's span, a third writes the ranks.
 func newLiteralIndex(filed []filedLiteral) literalIndex {
 	var x literalIndex
 	if len(filed) == 0 {
 		return x // searched never: it has no lengths
 	}
-	slices.SortFunc(filed, func(a, b filedLiteral) int {
-		return cmp.Or(cmp.Compare(a.hash, b.hash), cmp.Compare(a.rank, b.rank))
-	})
 	bits := uint8(1)
 	for 1<<bits < 2*len(filed) {
 		bits++
 	}
 	x.slots, x.shift = make([]rankSlot, 1<<bits), 64-bits
-	last := 0 // the slot of the hash filed last
-	for i, f := range filed {
-		x.lens = append(x.lens, f.length)
-		if i > 0 && f.hash == filed[i-1].hash {
-			if f.rank != filed[i-1].rank { // else two patterns of one rule with one literal
-				x.ranks = append(x.ranks, f.rank)
-				x.slots[last].end = int32(len(x.ranks))
-			}
+	// next is per slot the rank counted last, plus one, then where the
+	// slot's next rank goes.
+	next := make([]int32, len(x.slots))
+	var hasLen []bool // by length: literals of two lengths may share a hash
+	for _, f := range filed {
+		i := x.slotFor(f.hash)
+		switch s := &x.slots[i]; {
+		case s.end == 0:
+			*s = rankSlot{hash: f.hash, end: 1}
+		case next[i] != f.rank+1:
+			s.end++
+		}
+		next[i] = f.rank + 1
+		if f.length >= len(hasLen) {
+			hasLen = append(hasLen, make([]bool, f.length+1-len(hasLen))...)
+		}
+		hasLen[f.length] = true
+	}
+	for n, ok := range hasLen {
+		if ok {
+			x.lens = append(x.lens, n)
+		}
+	}
+	total := int32(0)
+	for i := range x.slots {
+		if s := &x.slots[i]; s.end != 0 {
+			s.start, next[i] = total, total
+			total += s.end
+			s.end = total
+		}
+	}
+	x.ranks = make([]int32, total)
+	for _, f := range filed {
+		i := x.slotFor(f.hash)
+		if next[i] > x.slots[i].start && x.ranks[next[i]-1] == f.rank {
 			continue
 		}
-		last = x.emptySlot(f.hash)
-		x.ranks = append(x.ranks, f.rank)
-		x.slots[last] = rankSlot{hash: f.hash, start: int32(len(x.ranks) - 1), end: int32(len(x.ranks))}
+		x.ranks[next[i]] = f.rank
+		next[i]++
 	}
-	slices.Sort(x.lens)
-	x.lens = slices.Compact(x.lens)
 	return x
 }
 
