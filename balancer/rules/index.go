@@ -10,15 +10,15 @@ import (
 // under the literal ends of its host patterns; a rule that has no host
 // condition, or a host pattern with no literal end (such as "*"), is filed
 // under its path patterns instead, and a rule that cannot be filed under
-// either is checked on every request, as are all the rules of a small table. A pattern is filed under the longest
-// literal it starts or ends with: the whole pattern when it has no wildcard
-// (svc1.example.com, /health), else its literal prefix (/api/*, api.*) or
-// suffix (*.example.com, *.png), whichever is longer. Matching hashes the
-// request's host and path once from each end, looks up each hash at the
-// lengths some filed literal has, checks all the conditions of the rules it
-// finds there, and keeps the one of lowest rank: exactly the rule a scan in
-// priority order would return, since every rule that matches is found under
-// the literal end of the pattern it matches by.
+// either is checked on every request, as are all the rules of a small table.
+// A pattern is filed under the longest literal it starts or ends with: the
+// whole pattern when it has no wildcard (svc1.example.com, /health), else its
+// literal prefix (/api/*, api.*) or suffix (*.example.com, *.png), whichever
+// is longer. Matching hashes the request's host and path once from each end,
+// looks up each hash at the lengths some filed literal has, checks all the
+// conditions of the rules it finds there, and keeps the one of lowest rank:
+// exactly the rule a scan in priority order would return, since every rule
+// that matches is found under the literal end of the pattern it matches by.
 
 // FNV-1a, 64 bits: computed one byte at a time, so a request's host or path
 // is hashed once for every prefix (or suffix) length at which it is looked up.
@@ -277,7 +277,7 @@ func (m *matcher) holds(r *compiled) bool {
 
 // scanUpTo is the size up to which a table is scanned in priority order
 // rather than searched: checking a few rules costs less than hashing a host
-// and a path (about 150 instructions against 650 for one rule).
+// and a path (for one rule, about 250 instructions against 680).
 const scanUpTo = 8
 
 // fileRules builds the index of t.rules, which are in priority order.
