@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
-# bench-sut.sh LISTEN BACKENDS: runs berth in the foreground as vs-peers' system
+# bench-sut.sh LISTEN BACKENDS [RULES]: runs berth in the foreground as vs-peers' system
 # under test: one HTTP listener on LISTEN forwarding to the static targets BACKENDS
-# (comma-separated host:port), Docker discovery off. The listener carries 100 rules
-# that the benchmark's requests do not match (host and path conditions, as a real
-# config has), so every request is checked against all of them before the default
-# action forwards it: the worst case of rule matching.
+# (comma-separated host:port), Docker discovery off. The listener carries rules that the
+# benchmark's requests (host 127.0.0.1, path /) do not match, so every request is looked
+# up in all of them before the default action forwards it: the worst case of rule matching.
+# Without RULES, 100 rules as a real config has them (an exact and a wildcard host and a
+# path each); with RULES, that many in the shape of a platform with a rule per app
+# (issue #14): RULES/2 exact hosts, then RULES/2 path prefixes.
 set -euo pipefail
-listen=$1 backends=$2
+listen=$1 backends=$2 many=${3:-}
 # exec below replaces this shell, so the file is named by port and overwritten next time.
 conf=/tmp/berth-bench-${listen##*:}.yaml
 cat > "$conf" <<CONF
@@ -21,9 +23,14 @@ listeners:
     # make bench holds 10,000 idle connections, the default limit: allow them all.
     max-connections: 20000
     rules:
-$(for i in $(seq 1 100); do
-  echo "      - {priority: $i, host: [\"svc$i.example.com\", \"*.svc$i.internal\"], path: [\"/api/v$i/*\"], forward: bench}"
-done)
+$(if [[ -z $many ]]; then
+  for i in $(seq 1 100); do
+    echo "      - {priority: $i, host: [\"svc$i.example.com\", \"*.svc$i.internal\"], path: [\"/api/v$i/*\"], forward: bench}"
+  done
+else
+  awk -v n="$many" 'BEGIN { for (i = 1; i <= n; i++) if (i <= n / 2) printf "      - {priority: %d, host: [\"svc%d.example.com\"], forward: bench}\n", i, i
+    else printf "      - {priority: %d, path: [\"/api/v%d/*\"], forward: bench}\n", i, i }'
+fi)
 static:
   bench: [${backends}]
 CONF

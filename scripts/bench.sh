@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # bench.sh: berth's benchmarks, run by `make bench`. Loopback only.
-#   1. Go benchmarks of the data plane (-benchmem), 5 runs each, medians by benchstat when present.
+#   1. Go benchmarks of the data plane (-benchmem), 5 runs each, medians; the rule index's
+#      at 1 to 100,000 rules, 3 short runs each.
 #   2. ../shared/bench/vs-peers in http mode: berth beside HAProxy and nginx, one pinned core each;
+#      again with 10,000 rules loaded (scripts/bench-sut.sh ... 10000; the peers have none);
 #      then in tcp mode (scripts/bench-tcp.sh, its own block of docs/benchmarks.md).
 #      then HTTPS and HTTP/2 beside HAProxy with h2load (scripts/bench-tls.sh).
 #   3. Resident memory of berth with 10,000 idle keep-alive client connections.
@@ -13,24 +15,34 @@ trap 'rm -rf "$out"; [[ -n ${pids:-} ]] && kill $pids 2>/dev/null || true' EXIT
 rounds=${BENCH_ROUNDS:-3} seconds=${BENCH_SECONDS:-6}
 vs_peers=${VS_PEERS:-../shared/bench/vs-peers}
 
-# median_benchmarks FILE: one line per benchmark with the medians of ns/op, B/op, allocs/op.
+# median_benchmarks FILE: one line per benchmark with the median of each of its figures
+# (ns/op, B/op, allocs/op and any the benchmark reports itself, such as heap-bytes).
 median_benchmarks() {
-  awk '/^Benchmark/ { n[$1]++; ns[$1, n[$1]] = $3; by[$1, n[$1]] = $5; al[$1, n[$1]] = $7 }
-    function med(a, k, c,   i, j, t, v) { for (i = 1; i <= c; i++) v[i] = a[k, i] + 0
-      for (i = 1; i <= c; i++) for (j = i + 1; j <= c; j++) if (v[j] < v[i]) { t = v[i]; v[i] = v[j]; v[j] = t }
-      return c % 2 ? v[(c + 1) / 2] : (v[c / 2] + v[c / 2 + 1]) / 2 }
-    END { for (k in n) printf "%-32s %12.0f ns/op %8.0f B/op %6.0f allocs/op\n", k, med(ns, k, n[k]), med(by, k, n[k]), med(al, k, n[k]) }' "$1" | sort
+  awk '/^Benchmark/ { k = $1; r = ++n[k]; for (i = 3; i < NF; i += 2) { if (!((k, $(i + 1)) in seen)) { seen[k, $(i + 1)] = 1; units[k] = units[k] " " $(i + 1) }; v[k, $(i + 1), r] = $i } }
+    function med(k, u, c,   i, j, t, a) { for (i = 1; i <= c; i++) a[i] = v[k, u, i] + 0
+      for (i = 1; i <= c; i++) for (j = i + 1; j <= c; j++) if (a[j] < a[i]) { t = a[i]; a[i] = a[j]; a[j] = t }
+      return c % 2 ? a[(c + 1) / 2] : (a[c / 2] + a[c / 2 + 1]) / 2 }
+    END { for (k in n) { line = sprintf("%-44s", k); m = split(substr(units[k], 2), us, " ")
+      for (i = 1; i <= m; i++) line = line sprintf(" %12.0f %s", med(k, us[i], n[k]), us[i]); print line } }' "$1" | sort
 }
 
 scripts/ensure-tools.sh haproxy=haproxy nginx=nginx wrk=wrk h2load=nghttp2-client
 make --no-print-directory build >/dev/null
 go build -o "$out/idleconns" ./internal/bench/idleconns
 
+# The rule index's benchmarks at up to 100,000 rules run on their own, shorter.
+rule_benchmarks='BenchmarkMatchRequestRules|BenchmarkCompileRules'
 echo "== go benchmarks" >&2
-go test -run '^$' -bench . -benchmem -count 5 ./balancer/... | tee "$out/go.txt" >&2
+go test -run '^$' -bench . -skip "$rule_benchmarks" -benchmem -count 5 ./balancer/... | tee "$out/go.txt" >&2
+
+echo "== rule index, 1 to 100,000 rules" >&2
+go test -run '^$' -bench "$rule_benchmarks" -benchmem -benchtime 200ms -count 3 ./balancer/rules | tee "$out/rules.txt" >&2
 
 echo "== vs-peers http ($rounds rounds of ${seconds}s)" >&2
 "$vs_peers" --mode http --rounds "$rounds" --seconds "$seconds" -- scripts/bench-sut.sh {LISTEN} {BACKENDS} | tee "$out/vs-peers.txt" >&2
+
+echo "== vs-peers http with 10,000 rules loaded" >&2
+"$vs_peers" --mode http --rounds "$rounds" --seconds "$seconds" -- scripts/bench-sut.sh {LISTEN} {BACKENDS} 10000 | tee "$out/vs-peers-rules.txt" >&2
 
 echo "== vs-peers tcp" >&2
 scripts/bench-tcp.sh
@@ -81,6 +93,10 @@ for _ in $(seq 50); do curl -fs -o /dev/null "http://$hap_listen/" && break; sle
   echo '```'
   cat "$out/vs-peers.txt"
   echo '```'
+  echo "The same with 10,000 rules loaded (5,000 exact hosts, 5,000 path prefixes; HAProxy and nginx have none):"
+  echo '```'
+  cat "$out/vs-peers-rules.txt"
+  echo '```'
   echo "HTTPS and HTTP/2 beside HAProxy, same certificate and backend (scripts/bench-tls.sh):"
   echo '```'
   cat "$out/tls.txt"
@@ -96,6 +112,10 @@ for _ in $(seq 50); do curl -fs -o /dev/null "http://$hap_listen/" && break; sle
   echo "Go benchmarks (\`go test -run '^\$' -bench . -benchmem -count 5 ./balancer/...\`), medians of 5 runs:"
   echo '```'
   median_benchmarks "$out/go.txt"
+  echo '```'
+  echo "Rule index (\`go test -run '^\$' -bench '$rule_benchmarks' -benchmem -benchtime 200ms -count 3 ./balancer/rules\`), medians of 3 runs:"
+  echo '```'
+  median_benchmarks "$out/rules.txt"
   echo '```'
   echo "<!-- bench:end -->"
 } | scripts/write-block.py bench docs/benchmarks.md

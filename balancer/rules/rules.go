@@ -5,6 +5,15 @@
 // methods are exact, source IPs are CIDRs of the TCP peer; patterns take the
 // wildcards * (any run, also empty) and ? (exactly one byte). Values within a
 // condition are OR'd, conditions are AND'd.
+//
+// A Table is searched, not scanned: Compile files each rule under the literal
+// start or end of its host patterns (svc1.example.com, *.example.com), or of
+// its path patterns (/api/*) when it has no host condition or a host pattern
+// with no literal end, and a request is checked only against the rules filed
+// under what its host and path start or end with. Of those that hold, the one
+// of lowest priority wins: the rule a scan in priority order finds (index.go).
+// What a match costs depends on how many lengths the filed literals have, not
+// on how many rules there are, and it allocates nothing.
 package rules
 
 import (
@@ -70,9 +79,12 @@ type Request struct {
 	Source netip.Addr
 }
 
-// Table is a compiled, immutable rule list in priority order.
+// Table is a compiled, immutable rule list in priority order, with the index
+// that finds the rules a request may match (index.go).
 type Table struct {
-	rules []compiled
+	rules        []compiled
+	hosts, paths patternIndex
+	unfiled      []int32 // ranks of the rules filed under no pattern
 }
 
 type compiled struct {
@@ -130,8 +142,14 @@ func hasPrefixFold(s, prefix string, foldCase bool) bool {
 	if len(s) < len(prefix) {
 		return false
 	}
+	if s[:len(prefix)] == prefix {
+		return true // most hosts arrive lower-case already: one memory compare
+	}
+	if !foldCase {
+		return false
+	}
 	for i := 0; i < len(prefix); i++ {
-		if fold(s[i], foldCase) != prefix[i] {
+		if fold(s[i], true) != prefix[i] {
 			return false
 		}
 	}
@@ -176,6 +194,7 @@ func Compile(in []Rule) (*Table, error) {
 		return nil, errors.Join(errs...)
 	}
 	sort.Slice(t.rules, func(i, j int) bool { return t.rules[i].priority < t.rules[j].priority })
+	t.fileRules()
 	return t, nil
 }
 
@@ -259,29 +278,13 @@ func validMethod(s string) bool {
 // must be without port; path without query. It serves listeners that only see
 // a host (SNI).
 func (t *Table) Match(host, path string) int {
-	for i := range t.rules {
-		r := &t.rules[i]
-		if r.hostsOnly && r.matchHostPath(host, path) {
-			return r.target
-		}
-	}
-	return -1
+	return t.find(&matcher{host: host, path: path})
 }
 
 // MatchRequest returns the Target of the first rule (lowest priority) whose
 // conditions all hold for req, or -1. It never allocates.
 func (t *Table) MatchRequest(req *Request) int {
-	for i := range t.rules {
-		r := &t.rules[i]
-		if !r.matchHostPath(req.Host, req.Path) {
-			continue
-		}
-		if !r.hostsOnly && !r.matchOthers(req) {
-			continue
-		}
-		return r.target
-	}
-	return -1
+	return t.find(&matcher{host: req.Host, path: req.Path, req: req})
 }
 
 func (r *compiled) matchHostPath(host, path string) bool {

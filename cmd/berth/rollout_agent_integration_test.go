@@ -5,19 +5,15 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
-	"io"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/filters"
-	"github.com/docker/docker/client"
 
 	"github.com/berth-lb/berth/internal/dockertest"
 	"github.com/berth-lb/berth/internal/freeport"
@@ -47,32 +43,21 @@ volumes:
   upgrade:
 `
 
-// agentProject is a compose project that runs the agent itself.
-type agentProject struct {
-	t       *testing.T
-	name    string
-	file    string
-	env     []string
-	url     string
-	admin   string
-	docker  *client.Client
-	compose []string
-}
-
-func newAgentProject(t *testing.T) *agentProject {
+// newAgentProject starts a compose project whose one service, agent, is
+// the berth agent itself, serving a backend of the test on loopback.
+func newAgentProject(t *testing.T) *project {
 	t.Helper()
 	compose := defaultCompose(t)
 	cli := dockertest.Client(t)
 	image := dockertest.BuildImage(t, cli, "github.com/berth-lb/berth/cmd/berth")
 	suffix := make([]byte, 4)
 	rand.Read(suffix)
-	dir := t.TempDir()
 	web := freeport.TCP(t)
-	p := &agentProject{t: t, name: "berthagent" + hex.EncodeToString(suffix), file: filepath.Join(dir, "compose.yaml"),
-		url: "http://" + web + "/", admin: freeport.TCP(t), docker: cli, compose: compose,
+	p := &project{t: t, name: "berthagent" + hex.EncodeToString(suffix), dir: t.TempDir(), service: "agent",
+		url: "http://" + web, admin: freeport.TCP(t), docker: cli, compose: compose,
 		env: []string{"IMAGE=" + image, "BERTH_COMPOSE=" + strings.Join(compose, " ")}}
-	os.WriteFile(p.file, []byte(agentComposeFile), 0o644)
-	os.WriteFile(filepath.Join(dir, "berth.yaml"), []byte(fmt.Sprintf(`node: {name: test-agent, advertise: 127.0.0.1}
+	os.WriteFile(filepath.Join(p.dir, "compose.yaml"), []byte(agentComposeFile), 0o644)
+	os.WriteFile(filepath.Join(p.dir, "berth.yaml"), []byte(fmt.Sprintf(`node: {name: test-agent, advertise: 127.0.0.1}
 docker: {enabled: false}
 cluster: {enabled: false}
 admin: {listen: %s}
@@ -81,17 +66,10 @@ listeners:
 static:
   web: [%s]
 `, p.admin, web, serveBackend(t))), 0o644)
-	t.Cleanup(func() {
-		p.composeRun("down", "-v", "--remove-orphans", "-t", "1")
-		list, _ := cli.ContainerList(context.Background(), container.ListOptions{All: true,
-			Filters: filters.NewArgs(filters.Arg("label", "com.docker.compose.project="+p.name))})
-		for _, c := range list {
-			cli.ContainerRemove(context.Background(), c.ID, container.RemoveOptions{Force: true})
-		}
-	})
+	t.Cleanup(p.down)
 	p.composeRun("up", "-d")
 	dockertest.Eventually(t, 30*time.Second, func() bool {
-		resp, err := http.Get(p.url)
+		resp, err := http.Get(p.url + "/")
 		if err != nil {
 			return false
 		}
@@ -101,28 +79,8 @@ static:
 	return p
 }
 
-func (p *agentProject) composeRun(args ...string) {
-	p.t.Helper()
-	cmd := exec.Command(p.compose[0], append(append(slices.Clone(p.compose[1:]), "-f", p.file, "-p", p.name), args...)...)
-	cmd.Env = append(os.Environ(), p.env...)
-	if out, err := cmd.CombinedOutput(); err != nil {
-		p.t.Fatalf("%s: %v\n%s", strings.Join(cmd.Args, " "), err, out)
-	}
-}
-
-// rollout runs `berth rollout agent` as a user would, with extra environment.
-func (p *agentProject) rollout(t *testing.T, env ...string) (string, error) {
-	for _, kv := range append(slices.Clone(p.env), env...) {
-		k, v, _ := strings.Cut(kv, "=")
-		t.Setenv(k, v)
-	}
-	var out strings.Builder
-	err := runRollout([]string{"-f", p.file, "-p", p.name, "--admin", p.admin, "--timeout", "30s", "agent"}, &out, io.Discard)
-	return out.String(), err
-}
-
 // agents returns the project's agent containers, inspected.
-func (p *agentProject) agents() []container.InspectResponse {
+func (p *project) agents() []container.InspectResponse {
 	p.t.Helper()
 	list, err := p.docker.ContainerList(context.Background(), container.ListOptions{All: true,
 		Filters: filters.NewArgs(filters.Arg("label", "com.docker.compose.project="+p.name))})
@@ -183,8 +141,8 @@ func TestRolloutOfTheAgentItself(t *testing.T) {
 
 // rolloutUnderLoad runs `berth rollout agent` in the middle of a steady
 // load, a second of it on either side.
-func (p *agentProject) rolloutUnderLoad(t *testing.T, env ...string) (string, loadtest.Result, error) {
-	load := loadtest.Start(p.url, 200)
+func (p *project) rolloutUnderLoad(t *testing.T, env ...string) (string, loadtest.Result, error) {
+	load := loadtest.Start(p.url+"/", 200)
 	time.Sleep(time.Second)
 	out, err := p.rollout(t, env...)
 	time.Sleep(time.Second)
@@ -195,7 +153,7 @@ func (p *agentProject) rolloutUnderLoad(t *testing.T, env ...string) (string, lo
 
 // requireOneAgent fails the test unless the project has exactly one agent
 // container, running the given AGENT_VERSION, and returns it.
-func (p *agentProject) requireOneAgent(version string) container.InspectResponse {
+func (p *project) requireOneAgent(version string) container.InspectResponse {
 	p.t.Helper()
 	agents := p.agents()
 	if len(agents) != 1 || !agents[0].State.Running || envOf(agents[0], "AGENT_VERSION") != version {

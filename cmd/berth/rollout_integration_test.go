@@ -45,12 +45,14 @@ const composeFile = `services:
 
 // project is a compose project and an agent watching it, all on loopback.
 type project struct {
-	t     *testing.T
-	name  string
-	dir   string
-	env   []string
-	url   string // the agent's web listener
-	admin string
+	t    *testing.T
+	name string
+	dir  string // holds compose.yaml
+	env  []string
+	// service is what berth rollout rolls out.
+	service string
+	url     string // the agent's web listener
+	admin   string
 	// tokenFile is the agent's admin.token-file.
 	tokenFile string
 	docker    *client.Client
@@ -89,7 +91,7 @@ func newProject(t *testing.T, compose []string, env ...string) *project {
 	suffix := make([]byte, 4)
 	rand.Read(suffix)
 	id := hex.EncodeToString(suffix)
-	p := &project{t: t, name: "berthtest" + id, dir: t.TempDir(), docker: cli, compose: compose,
+	p := &project{t: t, name: "berthtest" + id, dir: t.TempDir(), service: "web", docker: cli, compose: compose,
 		env: append([]string{"IMAGE=" + image, "PREFIX=berthroll" + id, "BERTH_COMPOSE=" + strings.Join(compose, " ")}, env...)}
 	p.writeComposeFile("")
 	web := freeport.TCP(t)
@@ -127,13 +129,7 @@ groups:
 		t.Fatalf("agent: %v", err)
 	}
 	t.Cleanup(func() {
-		p.composeRun("down", "-v", "--remove-orphans", "-t", "1")
-		// Whatever compose missed: every container of the project, by ID.
-		list, _ := cli.ContainerList(context.Background(), container.ListOptions{All: true,
-			Filters: filters.NewArgs(filters.Arg("label", "com.docker.compose.project="+p.name))})
-		for _, c := range list {
-			cli.ContainerRemove(context.Background(), c.ID, container.RemoveOptions{Force: true})
-		}
+		p.down()
 		cancel()
 		<-done
 	})
@@ -147,6 +143,17 @@ func (p *project) writeComposeFile(extra string) {
 	p.t.Helper()
 	if err := os.WriteFile(filepath.Join(p.dir, "compose.yaml"), []byte(composeFile+extra), 0o644); err != nil {
 		p.t.Fatal(err)
+	}
+}
+
+// down removes the project and whatever compose missed of it: every
+// container of the project, by ID.
+func (p *project) down() {
+	p.composeRun("down", "-v", "--remove-orphans", "-t", "1")
+	list, _ := p.docker.ContainerList(context.Background(), container.ListOptions{All: true,
+		Filters: filters.NewArgs(filters.Arg("label", "com.docker.compose.project="+p.name))})
+	for _, c := range list {
+		p.docker.ContainerRemove(context.Background(), c.ID, container.RemoveOptions{Force: true})
 	}
 }
 
@@ -178,15 +185,19 @@ func (p *project) answers(n int) map[string]int {
 	return seen
 }
 
-// rollout runs `berth rollout web` with extra environment, as a user would;
-// the environment is t's, so that it ends with t.
+// rollout runs `berth rollout SERVICE` with extra environment, as a user
+// would; the environment is t's, so that it ends with t.
 func (p *project) rollout(t *testing.T, env ...string) (string, error) {
 	for _, kv := range append(append([]string(nil), p.env...), env...) {
 		k, v, _ := strings.Cut(kv, "=")
 		t.Setenv(k, v)
 	}
 	var out bytes.Buffer
-	err := runRollout([]string{"-f", filepath.Join(p.dir, "compose.yaml"), "-p", p.name, "--admin", p.admin, "--token-file", p.tokenFile, "--timeout", "30s", "web"}, &out, io.Discard)
+	args := []string{"-f", filepath.Join(p.dir, "compose.yaml"), "-p", p.name, "--admin", p.admin, "--timeout", "30s"}
+	if p.tokenFile != "" {
+		args = append(args, "--token-file", p.tokenFile)
+	}
+	err := runRollout(append(args, p.service), &out, io.Discard)
 	return out.String(), err
 }
 
