@@ -1,8 +1,6 @@
 package balancer
 
-import (
-	"sync/atomic"
-)
+import "sync/atomic"
 
 // A panic in the goroutine of one client connection, UDP datagram or flow
 // is recovered by backstop.Recover, deferred at its top: it is logged with
