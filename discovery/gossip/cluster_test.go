@@ -481,8 +481,8 @@ func TestDrainProgressCountsEveryNode(t *testing.T) {
 
 // A node cut off is suspect on every other node within about 2 s, with
 // berth's production settings (memberlist declares it dead only seconds
-// later): its targets stay, marked Suspect. When it answers again they are
-// not suspect any more.
+// later): its targets stay, marked Suspect, and so does its member in
+// Members and Stats. When it answers again they are not suspect any more.
 func TestCutOffNodeIsSuspectOnEveryNode(t *testing.T) {
 	var nodes []*node
 	for i := range 3 {
@@ -501,6 +501,9 @@ func TestCutOffNodeIsSuspectOnEveryNode(t *testing.T) {
 				if got, ok := find(n, tg.ID); !ok || got.Suspect != want {
 					return false
 				}
+				if memberSuspect(n, "n2") != want || (n.c.Stats().Suspect == 1) != want {
+					return false
+				}
 			}
 			return true
 		}
@@ -512,4 +515,20 @@ func TestCutOffNodeIsSuspectOnEveryNode(t *testing.T) {
 	t.Logf("suspect on every node %v after the cut", time.Since(start).Round(time.Millisecond))
 	cut(nodes, 2, false)
 	waitFor(t, 3*time.Second, suspectOn(false), "n2's target is still suspect 3 s after the cut healed")
+	for _, n := range nodes[:2] {
+		if got := n.c.Stats().Suspicions; got == 0 {
+			t.Errorf("%s counts no suspicion after the cut", n.c.Name())
+		}
+	}
+}
+
+// memberSuspect reports whether n's Members shows the live member of owner
+// as suspect.
+func memberSuspect(n *node, owner string) bool {
+	for _, m := range n.c.Members() {
+		if m.Node == owner && m.State == "alive" {
+			return m.Suspect
+		}
+	}
+	return false
 }
