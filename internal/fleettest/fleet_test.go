@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/berth-lb/berth/agent/api"
 	"github.com/berth-lb/berth/agent/config"
 )
 
@@ -138,6 +139,7 @@ func TestFleet(t *testing.T) {
 			}
 		}
 		t.Cleanup(linkUp)
+		waitSuspectShown(t, f, 3, h2.Name)
 		r, err := load.Wait()
 		if err != nil {
 			t.Fatal(err)
@@ -238,6 +240,50 @@ func TestFleet(t *testing.T) {
 		})
 	}
 	t.Logf("fleet test body took %v", time.Since(started).Round(time.Millisecond))
+}
+
+// waitSuspectShown waits until host `on`'s agent shows the node named node
+// suspect, in its nodes and on each of its targets, while memberlist still
+// has it alive: suspicion comes first, and it is what status must show.
+func waitSuspectShown(t *testing.T, f *Fleet, on int, node string) {
+	t.Helper()
+	deadline := time.Now().Add(reachTimeout)
+	for {
+		status, err := f.Status(on)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var member api.Node
+		for _, n := range status.Nodes {
+			if n.Node == node && (member.Name == "" || n.State == "alive") {
+				member = n
+			}
+		}
+		if member.State != "alive" {
+			t.Fatalf("h%d's agent does not show %s suspect before memberlist calls it %q: %+v", on, node, member.State, status.Nodes)
+		}
+		targets, err := f.Targets(on)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var suspect, of int
+		for _, tg := range targets {
+			if tg.Node == node {
+				of++
+				if tg.Suspect {
+					suspect++
+				}
+			}
+		}
+		if member.Suspect && of > 0 && suspect == of {
+			t.Logf("h%d's agent shows %s suspect, and its %d targets", on, node, of)
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("h%d's agent does not show %s suspect within %v: node %+v, %d of its %d targets suspect", on, node, reachTimeout, member, suspect, of)
+		}
+		time.Sleep(pollInterval)
+	}
 }
 
 // waitTargetsMatchDocker waits until every agent's targets are what docker ps

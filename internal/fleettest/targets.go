@@ -15,24 +15,36 @@ import (
 	"github.com/berth-lb/berth/agent/api"
 )
 
-// Targets returns host i's agent's targets (GET /api/v1/targets), asked with
-// `berth targets -o json` from inside the host, where its admin API is.
+// Targets returns host i's agent's targets (GET /api/v1/targets).
 func (f *Fleet) Targets(i int) ([]api.Target, error) {
+	var targets []api.Target
+	return targets, f.askAgent(i, "targets", &targets)
+}
+
+// Status returns host i's agent's status (GET /api/v1/status), its view of
+// the fleet's nodes included.
+func (f *Fleet) Status(i int) (api.Status, error) {
+	var status api.Status
+	return status, f.askAgent(i, "status", &status)
+}
+
+// askAgent runs `berth <command> -o json` inside host i, where its agent's
+// admin API is, and decodes what it prints into v.
+func (f *Fleet) askAgent(i int, command string, v any) error {
 	h := f.Host(i)
 	ctx, cancel := context.WithTimeout(context.Background(), commandTimeout)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, "nsenter", "--net=/run/netns/"+h.Namespace, f.berth, "targets",
+	cmd := exec.CommandContext(ctx, "nsenter", "--net=/run/netns/"+h.Namespace, f.berth, command,
 		"--admin", fmt.Sprintf("%s:%d", h.IP, AdminPort), "--token-file", h.TokenFile(), "-o", "json")
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Run(); err != nil {
-		return nil, fmt.Errorf("fleettest: berth targets on %s: %w: %s", h.Name, err, strings.TrimSpace(stderr.String()))
+		return fmt.Errorf("fleettest: berth %s on %s: %w: %s", command, h.Name, err, strings.TrimSpace(stderr.String()))
 	}
-	var targets []api.Target
-	if err := json.Unmarshal(stdout.Bytes(), &targets); err != nil {
-		return nil, fmt.Errorf("fleettest: berth targets on %s printed %q: %w", h.Name, stdout.String(), err)
+	if err := json.Unmarshal(stdout.Bytes(), v); err != nil {
+		return fmt.Errorf("fleettest: berth %s on %s printed %q: %w", command, h.Name, stdout.String(), err)
 	}
-	return targets, nil
+	return nil
 }
 
 // RunningTargets returns the targets host i's agent must have for its own
