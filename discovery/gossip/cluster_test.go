@@ -28,10 +28,10 @@ func fastDetection(c *memberlist.Config) {
 	c.TCPTimeout = time.Second
 }
 
-// partitionable wraps memberlist's network transport and drops everything
+// partitionable wraps berth's network transport and drops everything
 // sent to a blocked address, both packets and streams.
 type partitionable struct {
-	*memberlist.NetTransport
+	*transport
 	mu      sync.Mutex
 	blocked map[string]bool
 }
@@ -54,7 +54,7 @@ func (p *partitionable) WriteToAddress(b []byte, addr memberlist.Address) (time.
 	if p.isBlocked(addr.Addr) {
 		return time.Now(), nil // lost on the way
 	}
-	return p.NetTransport.WriteToAddress(b, addr)
+	return p.transport.WriteToAddress(b, addr)
 }
 
 func (p *partitionable) WriteTo(b []byte, addr string) (time.Time, error) {
@@ -65,7 +65,7 @@ func (p *partitionable) DialAddressTimeout(addr memberlist.Address, timeout time
 	if p.isBlocked(addr.Addr) {
 		return nil, fmt.Errorf("partitioned from %s", addr.Addr)
 	}
-	return p.NetTransport.DialAddressTimeout(addr, timeout)
+	return p.transport.DialAddressTimeout(addr, timeout)
 }
 
 func (p *partitionable) DialTimeout(addr string, timeout time.Duration) (net.Conn, error) {
@@ -122,11 +122,12 @@ var testKeys = [][]byte{[]byte("berth-test-key-0")}
 func startNode(t testing.TB, name string, ip int, join []string, o nodeOptions) *node {
 	t.Helper()
 	addr := fmt.Sprintf("127.0.0.%d", ip)
-	nt, err := memberlist.NewNetTransport(&memberlist.NetTransportConfig{BindAddrs: []string{addr}, BindPort: 0})
+	logger := slog.New(slog.NewTextHandler(cmp.Or(o.log, io.Discard), nil))
+	nt, err := newTransport(addr+":0", logger)
 	if err != nil {
 		t.Fatal(err)
 	}
-	pt := &partitionable{NetTransport: nt, blocked: map[string]bool{}}
+	pt := &partitionable{transport: nt, blocked: map[string]bool{}}
 	keys := o.keys
 	if keys == nil && !o.keyless {
 		keys = testKeys
@@ -137,7 +138,7 @@ func startNode(t testing.TB, name string, ip int, join []string, o nodeOptions) 
 	}
 	c, err := Start(Options{
 		Node: name, Version: "v-" + name, Bind: addr + ":0", Join: join, Keys: keys, Label: o.label, Transport: pt, Tune: tune, InFlight: o.inFlight, Reserved: o.reserved,
-		Logger: slog.New(slog.NewTextHandler(cmp.Or(o.log, io.Discard), nil)), RejoinGrace: 2 * time.Second,
+		Logger: logger, RejoinGrace: 2 * time.Second,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -189,14 +190,14 @@ func cluster(t testing.TB, size int) []*node {
 // waitFormed waits until every node sees every other.
 func waitFormed(t testing.TB, nodes []*node, timeout time.Duration) {
 	t.Helper()
+	seen := map[int]int{} // members seen -> nodes seeing that many, at the last look
 	waitFor(t, timeout, func() bool {
+		clear(seen)
 		for _, n := range nodes {
-			if n.c.ml.NumMembers() != len(nodes) {
-				return false
-			}
+			seen[n.c.ml.NumMembers()]++
 		}
-		return true
-	}, "the cluster of %d did not form", len(nodes))
+		return seen[len(nodes)] == len(nodes)
+	}, "the cluster of %d did not form: nodes by members seen %v", len(nodes), seen)
 }
 
 func waitFor(t testing.TB, timeout time.Duration, cond func() bool, msg string, args ...any) {
