@@ -190,14 +190,31 @@ func cluster(t testing.TB, size int) []*node {
 // waitFormed waits until every node sees every other.
 func waitFormed(t testing.TB, nodes []*node, timeout time.Duration) {
 	t.Helper()
-	seen := map[int]int{} // members seen -> nodes seeing that many, at the last look
-	waitFor(t, timeout, func() bool {
-		clear(seen)
+	deadline := time.Now().Add(timeout)
+	for {
+		seen := map[int]int{} // members seen (dead ones not counted) -> nodes seeing that many
 		for _, n := range nodes {
 			seen[n.c.ml.NumMembers()]++
 		}
-		return seen[len(nodes)] == len(nodes)
-	}, "the cluster of %d did not form: nodes by members seen %v", len(nodes), seen)
+		if seen[len(nodes)] == len(nodes) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the cluster of %d did not form: nodes by members seen %v; members refused %v", len(nodes), seen, refused(nodes))
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// refused sums the nodes' refused members by reason.
+func refused(nodes []*node) map[string]uint64 {
+	sum := map[string]uint64{}
+	for _, n := range nodes {
+		for reason, k := range n.c.Stats().MembersRefused {
+			sum[reason] += k
+		}
+	}
+	return sum
 }
 
 func waitFor(t testing.TB, timeout time.Duration, cond func() bool, msg string, args ...any) {
