@@ -491,7 +491,7 @@ func (a *Agent) Nodes() []api.Node {
 	own := members[0].ConfigHash
 	for i, m := range members {
 		out[i] = api.Node{Name: m.Name, Node: m.Node, Address: m.Address, State: m.State, Seq: m.Seq, Known: m.Known,
-			Targets: m.Targets, ConfigHash: m.ConfigHash, Version: m.Version, Self: m.Self, HasOurs: m.HasOurs,
+			Targets: m.Targets, ConfigHash: m.ConfigHash, Version: m.Version, Self: m.Self, HasOurs: m.HasOurs, Suspect: m.Suspect,
 			ConfigDrift: !m.Self && m.State == "alive" && m.ConfigHash != "" && m.ConfigHash != own}
 	}
 	return out

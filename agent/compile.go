@@ -110,7 +110,7 @@ func compile(cfg *config.Config, local discovery.State, remote []discovery.Targe
 			members[g] = append(members[g], balancer.TargetConfig{ID: t.ID, Address: t.Address, Serving: state == "healthy", Draining: state == "draining", Suspect: t.Suspect, Weight: t.Weight})
 			d.targets = append(d.targets, api.Target{
 				ID: t.ID, Group: g, Node: t.Node, Address: t.Address, LocalOnly: t.LocalOnly,
-				State: state, Reason: reason, Container: t.ContainerName, Source: source,
+				State: state, Reason: reason, Suspect: t.Suspect, Container: t.ContainerName, Source: source,
 			})
 		}
 	}

@@ -79,6 +79,10 @@ var (
 
 	descMembers = prometheus.NewDesc("berth_cluster_members",
 		"Agents of the fleet by state (alive, left, dead), this one included.", []string{"state"}, nil)
+	descMembersSuspect = prometheus.NewDesc("berth_cluster_members_suspect",
+		"Alive agents this one suspects: they miss its pings, and its balancers avoid their targets.", nil, nil)
+	descSuspicions = prometheus.NewDesc("berth_cluster_suspicions_total",
+		"Times an agent became suspect here (missed pings in a row).", nil, nil)
 	descConfigDrift = prometheus.NewDesc("berth_cluster_config_drift_nodes",
 		"Alive agents whose listeners and groups config differs from this agent's.", nil, nil)
 	descOwnersInSync = prometheus.NewDesc("berth_cluster_nodes_in_sync",
@@ -117,7 +121,7 @@ func (c collector) Describe(ch chan<- *prometheus.Desc) {
 		descTargetConnsActive, descTargetConnsTotal, descTargetBytes,
 		descTargetInFlight, descTargetRequests, descTargetFailures, descTargetEjected, descTargetEjections, descTargets, descSkipped, descLabelProblems,
 		descDockerConnected, descDockerEvents, descDockerResyncs, descDockerReconnects,
-		descMembers, descConfigDrift, descOwnersInSync, descOwners, descPropagation, descQueue, descDropped,
+		descMembers, descMembersSuspect, descSuspicions, descConfigDrift, descOwnersInSync, descOwners, descPropagation, descQueue, descDropped,
 		descTargetsRefused, descMembersRefused,
 		descDirect, descPulls, descPushPull, descHealthScore} {
 		ch <- d
@@ -220,6 +224,8 @@ func (c collector) collectCluster(ch chan<- prometheus.Metric) {
 	for _, state := range []string{"alive", "left", "dead"} {
 		ch <- prometheus.MustNewConstMetric(descMembers, prometheus.GaugeValue, float64(s.Members[state]), state)
 	}
+	ch <- prometheus.MustNewConstMetric(descMembersSuspect, prometheus.GaugeValue, float64(s.Suspect))
+	ch <- prometheus.MustNewConstMetric(descSuspicions, prometheus.CounterValue, float64(s.Suspicions))
 	drift := 0
 	for _, n := range c.a.Nodes() {
 		if n.ConfigDrift {

@@ -105,10 +105,12 @@ func TestDashboardInChromium(t *testing.T) {
 				Rules: []api.Rule{{Priority: 5, Paths: []string{"/" + hostile}, Action: "forward web", Source: "labels"}}}},
 			Groups:        []api.Group{group},
 			Skipped:       []api.Skipped{{Container: "cccccccccccc", Name: "bad", Reason: "label berth.rule.host: " + hostile}},
-			LabelProblems: []api.LabelProblem{{Container: "dddddddddddd", Name: "lenient", Reason: "label berth.rule.path left out: " + hostile}}},
+			LabelProblems: []api.LabelProblem{{Container: "dddddddddddd", Name: "lenient", Reason: "label berth.rule.path left out: " + hostile}},
+			Nodes: []api.Node{{Name: "host-a@1", Node: "host-a", State: "alive", Self: true},
+				{Name: "host-b@1", Node: "host-b", Address: "10.0.0.6:7946", State: "alive", Suspect: true}}},
 		TargetList: []api.Target{
 			{ID: "host-a/111111111111/8080", Group: "web", Node: "host-a", Address: "127.0.0.1:32768", State: "healthy", Container: hostile, Source: "docker"},
-			{ID: "host-b/222222222222/8080", Group: "web", Node: "host-b", Address: "10.0.0.6:32768", State: "healthy", Container: "app-2", Source: "gossip"},
+			{ID: "host-b/222222222222/8080", Group: "web", Node: "host-b", Address: "10.0.0.6:32768", State: "healthy", Suspect: true, Container: "app-2", Source: "gossip"},
 		},
 	}}
 	server := httptest.NewServer(Handler(src, prometheus.NewRegistry(), Access{Token: token}))
@@ -130,6 +132,15 @@ func TestDashboardInChromium(t *testing.T) {
 	page.WaitText("node", "v9.9.9", false)
 	if got := page.Eval(`document.querySelector('[data-group="web"] tbody').textContent`); !strings.Contains(got, "host-b") || !strings.Contains(got, "10.0.0.6:32768") {
 		t.Fatalf("the target rows lack the host and address: %q", got)
+	}
+	// host-b misses this node's pings: its node and its target show it.
+	if got := page.Eval(`document.querySelector('#fleet tbody tr:nth-child(2)').textContent`); !strings.Contains(got, "host-b") || !strings.Contains(got, "suspect") {
+		t.Fatalf("the fleet row of the suspect node is %q, want host-b suspect", got)
+	}
+	for id, want := range map[string]string{"host-a/111111111111/8080": "healthy", "host-b/222222222222/8080": "healthy suspect"} {
+		if got := page.Eval(`[...document.querySelectorAll('[data-group="web"] tbody tr')].find((r) => r.textContent.includes('` + id + `')).querySelector('td:nth-child(2)').textContent`); got != want {
+			t.Errorf("the state cell of %s reads %q, want %q", id, got, want)
+		}
 	}
 	// Only this node's own containers can be drained here.
 	if n := page.Eval(`String(document.querySelectorAll('button[data-action="drain"]').length)`); n != "1" {

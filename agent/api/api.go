@@ -103,7 +103,10 @@ type Target struct {
 	Reason string `json:"reason,omitempty"`
 	// Ejected is true while this node's passive health check keeps the target
 	// out of its rotation (consecutive failures; it returns after a back-off).
-	Ejected   bool   `json:"ejected,omitempty"`
+	Ejected bool `json:"ejected,omitempty"`
+	// Suspect is true while this node suspects the target's node (it misses
+	// pings): this node's balancers prefer every other target to it.
+	Suspect   bool   `json:"suspect,omitempty"`
 	Container string `json:"container,omitempty"`
 	Source    string `json:"source"`
 	InFlight  int64  `json:"in_flight"`
@@ -140,11 +143,11 @@ type Node struct {
 	// State is alive, left (said goodbye: its targets stay routable for
 	// cluster.rejoin-grace) or dead (unreachable: its targets are not routed).
 	State string `json:"state"`
-	// Reason says why a target gets no new traffic, with ALB's codes where ALB
-	// has one: Elb.InitialHealthChecking, Target.ResponseCodeMismatch,
-	// Target.Timeout, Target.FailedHealthChecks, Target.DeregistrationInProgress,
-	// Docker.HealthStarting, Docker.Unhealthy, Target.WeightZero.
-	Reason string `json:"reason,omitempty"`
+	// Suspect is true while this agent suspects the node: alive for
+	// memberlist, but it misses this agent's pings, so this agent's balancers
+	// prefer every other node's targets to its own (docs/fleet.md). Each
+	// agent has its own view.
+	Suspect bool `json:"suspect,omitempty"`
 	// Seq is the version of its targets it announces; Known the version whose
 	// every change arrived here. Known < Seq for long means updates are lost.
 	Seq   uint64 `json:"seq"`

@@ -312,7 +312,13 @@ func writeStatus(w io.Writer, status api.Status, at time.Time) error {
 			case n.ConfigDrift:
 				config += " (differs)"
 			}
-			fmt.Fprintf(nodes, "%s\t%s\t%s\t%d\t%d/%d\t%s\n", n.Name, n.State, n.Address, n.Targets, n.Known, n.Seq, orDash(config))
+			state := n.State
+			if n.Suspect {
+				// Alive for memberlist, but it misses this node's pings: its
+				// targets are avoided here.
+				state = "suspect"
+			}
+			fmt.Fprintf(nodes, "%s\t%s\t%s\t%d\t%d/%d\t%s\n", n.Name, state, n.Address, n.Targets, n.Known, n.Seq, orDash(config))
 		}
 		if err := nodes.Flush(); err != nil {
 			return err
@@ -365,8 +371,15 @@ func writeTargets(w io.Writer, targets []api.Target) error {
 			address += " (local)"
 		}
 		state := t.State
+		var avoided []string
 		if t.Ejected {
-			state += " (ejected)"
+			avoided = append(avoided, "ejected")
+		}
+		if t.Suspect {
+			avoided = append(avoided, "suspect")
+		}
+		if len(avoided) > 0 {
+			state += " (" + strings.Join(avoided, ", ") + ")"
 		}
 		fmt.Fprintf(table, "%s\t%s\t%s\t%s\t%s\t%d\t%d\t%d\n", t.Group, t.ID, address, state, orDash(t.Container), t.InFlight, t.Requests, t.Failures)
 	}

@@ -40,6 +40,7 @@ func busySource() fakeSource {
 		{Name: "host-a@dn1b2c3d4e5f", Node: "host-a", Address: "10.0.0.5:7946", State: "alive", Seq: 42, Known: 42, Targets: 4, ConfigHash: "3f2a9c1d0b7e", Self: true},
 		{Name: "host-b@dn1b2c3d9x8y", Node: "host-b", Address: "10.0.0.6:7946", State: "alive", Seq: 17, Known: 17, Targets: 1, ConfigHash: "8e1f0a2b3c4d", ConfigDrift: true},
 		{Name: "host-c@dn1b2c0a1b2c", Node: "host-c", Address: "10.0.0.7:7946", State: "dead", Seq: 9, Known: 9, Targets: 2, ConfigHash: "3f2a9c1d0b7e"},
+		{Name: "host-d@dn1b2c1d2e3f", Node: "host-d", Address: "10.0.0.8:7946", State: "alive", Suspect: true, Seq: 5, Known: 5, Targets: 1, ConfigHash: "3f2a9c1d0b7e"},
 	}
 	web := api.Group{Name: "web", Algorithm: "least_outstanding_requests", Protocol: "https", DeregistrationDelay: "30s", Targets: 3,
 		States: map[string]int{"healthy": 1, "draining": 1, "unhealthy": 1}, InFlight: 4, Requests: 10452}
@@ -75,6 +76,7 @@ func busySource() fakeSource {
 			{ID: "host-b/5e6f7a8b9c0d/8080", Group: "web", Node: "host-b", Address: "10.0.0.6:32770", State: "unhealthy", Container: "5e6f7a8b9c0d", Source: "gossip", Failures: 3},
 			{ID: "host-a/1a2b3c4d5e6f/8080", Group: "web", Node: "host-a", Address: "10.0.0.5:32768", State: "healthy", Container: "1a2b3c4d5e6f", Source: "docker", InFlight: 4, Requests: 10210},
 			{ID: "host-a/3c4d5e6f7a8b/8080", Group: "web", Node: "host-a", Address: "10.0.0.5:32769", State: "draining", Container: "3c4d5e6f7a8b", Source: "docker", Requests: 242, Failures: 1},
+			{ID: "host-d/6f7a8b9c0d1e/8080", Group: "web", Node: "host-d", Address: "10.0.0.8:32772", State: "healthy", Suspect: true, Container: "6f7a8b9c0d1e", Source: "gossip", Requests: 12},
 			{ID: "host-a/7a8b9c0d1e2f/9000", Group: "users", Node: "host-a", Address: "127.0.0.1:32771", LocalOnly: true, State: "healthy", Container: "7a8b9c0d1e2f", Source: "docker", Requests: 87},
 			{ID: "static/127.0.0.1:9001", Group: "bench", Node: "host-a", Address: "127.0.0.1:9001", State: "healthy", Source: "static"},
 		},

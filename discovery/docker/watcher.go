@@ -154,6 +154,9 @@ func (w *Watcher) Run(ctx context.Context, out chan<- discovery.State) error {
 		if established {
 			backoff = minBackoff
 		}
+		if established {
+			r.lost = time.Now()
+		}
 		w.updateStats(func(s *Stats) {
 			s.Connected = false
 			s.LastError = err.Error()
@@ -187,6 +190,8 @@ type run struct {
 	since time.Time
 	// sessions counts the sessions that listed successfully.
 	sessions int
+	// lost is when the last established session ended.
+	lost time.Time
 }
 
 // session connects, lists and follows the events until an error or ctx ends.
@@ -214,6 +219,9 @@ func (r *run) session(ctx context.Context) (established bool, err error) {
 		r.since = subscribed
 	}
 	r.sessions++
+	if r.sessions > 1 {
+		w.log.Info("docker: connected again; containers listed", "down", time.Since(r.lost).Round(time.Millisecond))
+	}
 	w.updateStats(func(s *Stats) {
 		s.Connected = true
 		if r.sessions > 1 {

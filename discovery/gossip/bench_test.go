@@ -3,9 +3,11 @@ package gossip
 import (
 	"crypto/ed25519"
 	"fmt"
+	"runtime"
 	"slices"
 	"strconv"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -210,6 +212,46 @@ func BenchmarkGossipHostLoss(b *testing.B) {
 			avoided.report(b, "avoided")
 		})
 	}
+}
+
+// BenchmarkGossipIdleCost measures what a fleet that changes nothing costs
+// in one process, per agent: CPU and bytes allocated per second, and the
+// process's garbage collections per second. The agents only ping each other
+// (suspect.go), run memberlist's probes and gossip. Each iteration is one
+// window of idleCostWindow.
+func BenchmarkGossipIdleCost(b *testing.B) {
+	const idleCostWindow = 2 * time.Second
+	for _, size := range []int{10, 50} {
+		b.Run(fmt.Sprintf("nodes=%d", size), func(b *testing.B) {
+			benchCluster(b, size)
+			time.Sleep(idleCostWindow) // the joins' own traffic settles
+			var cpu, measured time.Duration
+			var bytes, gcs uint64
+			for b.Loop() {
+				cpu0, bytes0, gcs0 := processUsage(b)
+				time.Sleep(idleCostWindow)
+				cpu1, bytes1, gcs1 := processUsage(b)
+				cpu, bytes, gcs = cpu+cpu1-cpu0, bytes+bytes1-bytes0, gcs+gcs1-gcs0
+				measured += idleCostWindow
+			}
+			perAgentSecond := float64(size) * measured.Seconds()
+			b.ReportMetric(float64(cpu.Milliseconds())/perAgentSecond, "cpu-ms/agent-s")
+			b.ReportMetric(float64(bytes)/1024/perAgentSecond, "alloc-KiB/agent-s")
+			b.ReportMetric(float64(gcs)/measured.Seconds(), "gc/s")
+		})
+	}
+}
+
+// processUsage is the CPU time this process has used, the bytes it has
+// allocated and its garbage collections so far.
+func processUsage(b *testing.B) (cpu time.Duration, allocated, gcs uint64) {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		b.Fatal(err)
+	}
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()), ms.TotalAlloc, uint64(ms.NumGC)
 }
 
 // BenchmarkGossipBytesPerTarget reports the bytes one target takes: in a

@@ -54,7 +54,8 @@ type Options struct {
 	// restarting while its containers run) routable this long (default 60s).
 	RejoinGrace time.Duration
 	Logger      *slog.Logger
-	// Transport replaces memberlist's network transport (tests: packet loss, partitions).
+	// Transport replaces berth's network transport (tests: packet loss,
+	// partitions); nil listens on Bind.
 	Transport memberlist.NodeAwareTransport
 	// Tune adjusts memberlist's config after berth's defaults (tests: faster failure detection).
 	Tune func(*memberlist.Config)
@@ -216,6 +217,12 @@ func Start(opts Options) (*Cluster, error) {
 	conf.Logger = log.New(&logAdapter{log: c.log}, "", 0)
 	if opts.Transport != nil {
 		conf.Transport = opts.Transport
+	} else {
+		t, err := newTransport(opts.Bind, c.log)
+		if err != nil {
+			return nil, err
+		}
+		conf.Transport = t
 	}
 	if opts.Tune != nil {
 		opts.Tune(conf)
@@ -223,6 +230,7 @@ func Start(opts Options) (*Cluster, error) {
 	c.queue = &memberlist.TransmitLimitedQueue{NumNodes: c.numMembers, RetransmitMult: conf.RetransmitMult}
 	ml, err := memberlist.Create(conf)
 	if err != nil {
+		conf.Transport.Shutdown()
 		return nil, fmt.Errorf("gossip: start memberlist on %s: %w", opts.Bind, err)
 	}
 	c.ml = ml

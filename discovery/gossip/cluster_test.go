@@ -28,10 +28,10 @@ func fastDetection(c *memberlist.Config) {
 	c.TCPTimeout = time.Second
 }
 
-// partitionable wraps memberlist's network transport and drops everything
+// partitionable wraps berth's network transport and drops everything
 // sent to a blocked address, both packets and streams.
 type partitionable struct {
-	*memberlist.NetTransport
+	*transport
 	mu      sync.Mutex
 	blocked map[string]bool
 }
@@ -54,7 +54,7 @@ func (p *partitionable) WriteToAddress(b []byte, addr memberlist.Address) (time.
 	if p.isBlocked(addr.Addr) {
 		return time.Now(), nil // lost on the way
 	}
-	return p.NetTransport.WriteToAddress(b, addr)
+	return p.transport.WriteToAddress(b, addr)
 }
 
 func (p *partitionable) WriteTo(b []byte, addr string) (time.Time, error) {
@@ -65,7 +65,7 @@ func (p *partitionable) DialAddressTimeout(addr memberlist.Address, timeout time
 	if p.isBlocked(addr.Addr) {
 		return nil, fmt.Errorf("partitioned from %s", addr.Addr)
 	}
-	return p.NetTransport.DialAddressTimeout(addr, timeout)
+	return p.transport.DialAddressTimeout(addr, timeout)
 }
 
 func (p *partitionable) DialTimeout(addr string, timeout time.Duration) (net.Conn, error) {
@@ -122,11 +122,12 @@ var testKeys = [][]byte{[]byte("berth-test-key-0")}
 func startNode(t testing.TB, name string, ip int, join []string, o nodeOptions) *node {
 	t.Helper()
 	addr := fmt.Sprintf("127.0.0.%d", ip)
-	nt, err := memberlist.NewNetTransport(&memberlist.NetTransportConfig{BindAddrs: []string{addr}, BindPort: 0})
+	logger := slog.New(slog.NewTextHandler(cmp.Or(o.log, io.Discard), nil))
+	nt, err := newTransport(addr+":0", logger)
 	if err != nil {
 		t.Fatal(err)
 	}
-	pt := &partitionable{NetTransport: nt, blocked: map[string]bool{}}
+	pt := &partitionable{transport: nt, blocked: map[string]bool{}}
 	keys := o.keys
 	if keys == nil && !o.keyless {
 		keys = testKeys
@@ -137,7 +138,7 @@ func startNode(t testing.TB, name string, ip int, join []string, o nodeOptions) 
 	}
 	c, err := Start(Options{
 		Node: name, Version: "v-" + name, Bind: addr + ":0", Join: join, Keys: keys, Label: o.label, Transport: pt, Tune: tune, InFlight: o.inFlight, Reserved: o.reserved,
-		Logger: slog.New(slog.NewTextHandler(cmp.Or(o.log, io.Discard), nil)), RejoinGrace: 2 * time.Second,
+		Logger: logger, RejoinGrace: 2 * time.Second,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -189,14 +190,31 @@ func cluster(t testing.TB, size int) []*node {
 // waitFormed waits until every node sees every other.
 func waitFormed(t testing.TB, nodes []*node, timeout time.Duration) {
 	t.Helper()
-	waitFor(t, timeout, func() bool {
+	deadline := time.Now().Add(timeout)
+	for {
+		seen := map[int]int{} // members seen (dead ones not counted) -> nodes seeing that many
 		for _, n := range nodes {
-			if n.c.ml.NumMembers() != len(nodes) {
-				return false
-			}
+			seen[n.c.ml.NumMembers()]++
 		}
-		return true
-	}, "the cluster of %d did not form", len(nodes))
+		if seen[len(nodes)] == len(nodes) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the cluster of %d did not form: nodes by members seen %v; members refused %v", len(nodes), seen, refused(nodes))
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// refused sums the nodes' refused members by reason.
+func refused(nodes []*node) map[string]uint64 {
+	sum := map[string]uint64{}
+	for _, n := range nodes {
+		for reason, k := range n.c.Stats().MembersRefused {
+			sum[reason] += k
+		}
+	}
+	return sum
 }
 
 func waitFor(t testing.TB, timeout time.Duration, cond func() bool, msg string, args ...any) {
@@ -481,8 +499,8 @@ func TestDrainProgressCountsEveryNode(t *testing.T) {
 
 // A node cut off is suspect on every other node within about 2 s, with
 // berth's production settings (memberlist declares it dead only seconds
-// later): its targets stay, marked Suspect. When it answers again they are
-// not suspect any more.
+// later): its targets stay, marked Suspect, and so does its member in
+// Members and Stats. When it answers again they are not suspect any more.
 func TestCutOffNodeIsSuspectOnEveryNode(t *testing.T) {
 	var nodes []*node
 	for i := range 3 {
@@ -501,6 +519,9 @@ func TestCutOffNodeIsSuspectOnEveryNode(t *testing.T) {
 				if got, ok := find(n, tg.ID); !ok || got.Suspect != want {
 					return false
 				}
+				if memberSuspect(n, "n2") != want || (n.c.Stats().Suspect == 1) != want {
+					return false
+				}
 			}
 			return true
 		}
@@ -512,4 +533,20 @@ func TestCutOffNodeIsSuspectOnEveryNode(t *testing.T) {
 	t.Logf("suspect on every node %v after the cut", time.Since(start).Round(time.Millisecond))
 	cut(nodes, 2, false)
 	waitFor(t, 3*time.Second, suspectOn(false), "n2's target is still suspect 3 s after the cut healed")
+	for _, n := range nodes[:2] {
+		if got := n.c.Stats().Suspicions; got == 0 {
+			t.Errorf("%s counts no suspicion after the cut", n.c.Name())
+		}
+	}
+}
+
+// memberSuspect reports whether n's Members shows the live member of owner
+// as suspect.
+func memberSuspect(n *node, owner string) bool {
+	for _, m := range n.c.Members() {
+		if m.Node == owner && m.State == "alive" {
+			return m.Suspect
+		}
+	}
+	return false
 }

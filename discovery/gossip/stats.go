@@ -15,6 +15,7 @@ var PropagationBuckets = []float64{0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 
 type stats struct {
 	fanoutSends, fanoutFailures    atomic.Uint64
 	pulls, joinFailures            atomic.Uint64
+	suspicions                     atomic.Uint64
 	pushPullSent, pushPullReceived atomic.Uint64
 	mu                             sync.Mutex
 	dropped                        map[string]uint64
@@ -60,8 +61,13 @@ func (s *stats) observePropagation(d time.Duration) {
 
 // Stats describe the cluster for metrics and status.
 type Stats struct {
-	// Members counts memberlist members by state (alive, suspect, left, dead), this node included.
+	// Members counts memberlist members by state (alive, left, dead), this node included.
 	Members map[string]int
+	// Suspect counts the alive members this node suspects (suspect.go):
+	// they miss its pings, and their targets are avoided here.
+	Suspect int
+	// Suspicions counts the times a member became suspect here.
+	Suspicions uint64
 	// QueuedBroadcasts is the depth of the gossip queue.
 	QueuedBroadcasts int
 	// Dropped counts received messages that were not trusted, by reason:
@@ -97,7 +103,7 @@ func (c *Cluster) Stats() Stats {
 		Members: map[string]int{}, QueuedBroadcasts: c.queue.NumQueued(),
 		DirectSends: c.stats.fanoutSends.Load(), DirectFailures: c.stats.fanoutFailures.Load(), Pulls: c.stats.pulls.Load(),
 		PushPullBytesSent: c.stats.pushPullSent.Load(), PushPullBytesReceived: c.stats.pushPullReceived.Load(),
-		HealthScore: c.ml.GetHealthScore(),
+		HealthScore: c.ml.GetHealthScore(), Suspicions: c.stats.suspicions.Load(),
 	}
 	c.stats.mu.Lock()
 	st.Dropped, st.TargetsRefused, st.MembersRefused = maps.Clone(c.stats.dropped), maps.Clone(c.stats.targetsRefused), maps.Clone(c.stats.membersRefused)
@@ -110,12 +116,15 @@ func (c *Cluster) Stats() Stats {
 	c.stats.mu.Unlock()
 	st.Members[memberAlive.String()]++ // this node
 	c.mu.Lock()
-	for _, ns := range c.names {
+	for name, ns := range c.names {
 		st.Members[ns.state.String()]++
 		if ns.state != memberAlive {
 			continue
 		}
 		st.Owners++
+		if c.suspects[name] {
+			st.Suspect++
+		}
 		if o := c.table.owners[ns.owner]; o != nil && o.epoch == ns.meta.Epoch && o.complete >= ns.meta.Seq {
 			st.OwnersInSync++
 		}
@@ -129,8 +138,12 @@ type Member struct {
 	// Name is the memberlist name, "node@epoch"; Node the host name.
 	Name, Node string
 	Address    string
-	// State is alive, suspect, left or dead.
+	// State is memberlist's: alive, left or dead.
 	State string
+	// Suspect is true while this node suspects the member, alive for
+	// memberlist: it misses this node's pings, and its targets are avoided
+	// here (suspect.go). It is this node's view; other nodes may differ.
+	Suspect bool
 	// Epoch and Seq are the version of the node's state it announces; Known the
 	// seq whose every change arrived here.
 	Epoch      int64
@@ -160,7 +173,7 @@ func (c *Cluster) Members() []Member {
 		ns := c.names[name]
 		known, acked := c.acks[name]
 		m := Member{Name: name, Node: ns.owner, Address: ns.node.Address(), State: ns.state.String(), Epoch: ns.epoch, Seq: ns.meta.Seq, ConfigHash: ns.meta.ConfigHash,
-			Version: ns.meta.Version, HasOurs: acked && known >= c.seq}
+			Version: ns.meta.Version, HasOurs: acked && known >= c.seq, Suspect: ns.state == memberAlive && c.suspects[name]}
 		if o := c.table.owners[ns.owner]; o != nil && o.epoch == ns.epoch {
 			m.Known = o.complete
 			for _, r := range o.records {

@@ -121,6 +121,7 @@ func (c *Cluster) setSuspect(name string, suspect bool) {
 		return
 	}
 	if suspect {
+		c.stats.suspicions.Add(1)
 		c.log.Warn("gossip: member suspect: it misses pings; its targets are avoided", "member", name, "missed", suspectAfter)
 	} else {
 		c.log.Info("gossip: member answers pings again", "member", name)

@@ -1,7 +1,9 @@
 package fleettest
 
 import (
+	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -9,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/berth-lb/berth/agent/api"
 	"github.com/berth-lb/berth/agent/config"
 )
 
@@ -136,6 +139,7 @@ func TestFleet(t *testing.T) {
 			}
 		}
 		t.Cleanup(linkUp)
+		waitSuspectShown(t, f, 3, h2.Name)
 		r, err := load.Wait()
 		if err != nil {
 			t.Fatal(err)
@@ -163,7 +167,199 @@ func TestFleet(t *testing.T) {
 		t.Logf("host 2 back: h3's balancer answers from its replicas %v %v after the link came up",
 			replicas[2], time.Since(back).Round(time.Millisecond))
 	})
+
+	// Host 1 runs h1-2 and a new h1-3 for the restarts; h1-1 stays stopped
+	// (unless-stopped), so a daemon that brought it back would show.
+	id, name := f.RunApp(t, 1)
+	ids[name] = id
+	running1 := []string{replicas[1][1], name}
+	all = append(all, name)
+	for _, tt := range []struct {
+		name        string
+		liveRestore bool
+	}{
+		{"dockerd of host 1 restarted with live-restore under load to host 3: its replicas keep serving", true},
+		{"dockerd of host 1 restarted without live-restore under load to host 3: its replicas drain and come back", false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			if err := f.ConfigureDocker(1, DockerConfig{LiveRestore: tt.liveRestore}); err != nil {
+				t.Fatal(err)
+			}
+			waitAnswers(t, f, 3, h3.BalancerURL(), append(slices.Clone(running1), replicas[2]...), all)
+			before := waitTargetsMatchDocker(t, f)
+
+			load := f.StartLoad(3, LoadOptions{URL: h3.BalancerURL(), Rate: 200, Duration: 10 * time.Second, Timeout: 3 * time.Second})
+			time.Sleep(time.Second)
+			stopping := time.Now()
+			if err := f.StopDocker(1); err != nil {
+				t.Fatal(err)
+			}
+			down := time.Now()
+			t.Logf("h1's dockerd stopped in %v", down.Sub(stopping).Round(time.Millisecond))
+
+			// While the daemon is down, every agent routes to what runs:
+			// host 1's replicas with live-restore, none of them without.
+			whileDown := maps.Clone(before)
+			if !tt.liveRestore {
+				maps.DeleteFunc(whileDown, func(id, _ string) bool { return strings.HasPrefix(id, h1.Name+"/") })
+			}
+			waitTargetsAre(t, f, whileDown, "while h1's dockerd is down")
+			answers := probe(f, 3, h3.BalancerURL()).Answers
+			for _, replica := range running1 {
+				if serving := answers[replica] > 0; serving != tt.liveRestore {
+					t.Errorf("while h1's dockerd is down, replica %s answers: %v, want %v (answers %v)", replica, serving, tt.liveRestore, answers)
+				}
+			}
+
+			if err := f.StartDocker(1); err != nil {
+				t.Fatal(err)
+			}
+			answered := time.Now()
+			t.Logf("h1's dockerd down for %v", answered.Sub(down).Round(time.Millisecond))
+			waitAnswers(t, f, 3, h3.BalancerURL(), append(slices.Clone(running1), replicas[2]...), all)
+			after := waitTargetsMatchDocker(t, f)
+			t.Logf("h1's replicas %v answer again and every agent's targets are docker ps's %v after the daemon answered", running1, time.Since(answered).Round(time.Millisecond))
+			// The same containers, restarted in place without live-restore
+			// (their published ports may change), untouched with it.
+			if !slices.Equal(slices.Sorted(maps.Keys(after)), slices.Sorted(maps.Keys(before))) || tt.liveRestore && !maps.Equal(after, before) {
+				t.Errorf("targets after the restart %v, before %v", after, before)
+			}
+
+			r, err := load.Wait()
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Logf("load to h3 around the restart: %d ok, %d failed, answers %v", r.OK, r.Failed, r.Answers)
+			if r.Failed != 0 {
+				t.Fatalf("%d requests failed around the restart of h1's dockerd (the first sent %v after the stop began); first errors: %v",
+					r.Failed, time.Unix(0, r.FirstFailureSent).Sub(stopping).Round(time.Millisecond), strings.Join(firstErrors(r), "; "))
+			}
+			if r.Sent != 2000 || r.OK != r.Sent {
+				t.Fatalf("%d of %d requests were answered; 2000 were due in 10 s at 200/s", r.OK, r.Sent)
+			}
+		})
+	}
 	t.Logf("fleet test body took %v", time.Since(started).Round(time.Millisecond))
+}
+
+// waitSuspectShown waits until host `on`'s agent shows the node named node
+// suspect, in its nodes and on each of its targets, while memberlist still
+// has it alive: suspicion comes first, and it is what status must show.
+func waitSuspectShown(t *testing.T, f *Fleet, on int, node string) {
+	t.Helper()
+	deadline := time.Now().Add(reachTimeout)
+	for {
+		status, err := f.Status(on)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var member api.Node
+		for _, n := range status.Nodes {
+			if n.Node == node && (member.Name == "" || n.State == "alive") {
+				member = n
+			}
+		}
+		if member.State != "alive" {
+			t.Fatalf("h%d's agent does not show %s suspect before memberlist calls it %q: %+v", on, node, member.State, status.Nodes)
+		}
+		targets, err := f.Targets(on)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var suspect, of int
+		for _, tg := range targets {
+			if tg.Node == node {
+				of++
+				if tg.Suspect {
+					suspect++
+				}
+			}
+		}
+		if member.Suspect && of > 0 && suspect == of {
+			t.Logf("h%d's agent shows %s suspect, and its %d targets", on, node, of)
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("h%d's agent does not show %s suspect within %v: node %+v, %d of its %d targets suspect", on, node, reachTimeout, member, suspect, of)
+		}
+		time.Sleep(pollInterval)
+	}
+}
+
+// waitTargetsMatchDocker waits until every agent's targets are what docker ps
+// says runs on the hosts, and returns them.
+func waitTargetsMatchDocker(t *testing.T, f *Fleet) map[string]string {
+	t.Helper()
+	deadline := time.Now().Add(reachTimeout)
+	for {
+		want := map[string]string{}
+		var err error
+		for _, h := range f.Hosts {
+			var running map[string]string
+			if running, err = f.RunningTargets(h.Index); err != nil {
+				break
+			}
+			maps.Copy(want, running)
+		}
+		if err == nil && targetsAre(f, want) == nil {
+			return want
+		}
+		if time.Now().After(deadline) {
+			if err == nil {
+				err = targetsAre(f, want)
+			}
+			t.Fatalf("the agents' targets are not docker ps's within %v: %v", reachTimeout, err)
+		}
+		time.Sleep(pollInterval)
+	}
+}
+
+// waitTargetsAre waits until every agent has exactly the targets want (ID to
+// address), each healthy.
+func waitTargetsAre(t *testing.T, f *Fleet, want map[string]string, when string) {
+	t.Helper()
+	deadline := time.Now().Add(reachTimeout)
+	for {
+		err := targetsAre(f, want)
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s, the agents' targets are not %v within %v: %v", when, want, reachTimeout, err)
+		}
+		time.Sleep(pollInterval)
+	}
+}
+
+// targetsAre tells how the agents' targets differ from want: one target too
+// many (stale), listed twice (duplicate), missing, at another address or not
+// healthy.
+func targetsAre(f *Fleet, want map[string]string) error {
+	var errs []error
+	for _, h := range f.Hosts {
+		targets, err := f.Targets(h.Index)
+		if err != nil {
+			return err
+		}
+		seen := map[string]bool{}
+		for _, tg := range targets {
+			switch {
+			case seen[tg.ID]:
+				errs = append(errs, fmt.Errorf("%s lists %s twice", h.Name, tg.ID))
+			case want[tg.ID] == "":
+				errs = append(errs, fmt.Errorf("%s has a stale target %s (%s, %s)", h.Name, tg.ID, tg.Address, tg.State))
+			case want[tg.ID] != tg.Address || tg.State != "healthy":
+				errs = append(errs, fmt.Errorf("%s has %s at %s, %s; want %s, healthy", h.Name, tg.ID, tg.Address, tg.State, want[tg.ID]))
+			}
+			seen[tg.ID] = true
+		}
+		for id := range want {
+			if !seen[id] {
+				errs = append(errs, fmt.Errorf("%s misses %s", h.Name, id))
+			}
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // TestAgentConfigIsValid loads the config the harness writes for each agent

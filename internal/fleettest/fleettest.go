@@ -344,49 +344,41 @@ func (f *Fleet) addHost(t testing.TB, i int) *Host {
 	return h
 }
 
+// DockerConfig is the daemon.json the harness writes for a host's dockerd;
+// the zero value is the config every host starts with.
+type DockerConfig struct {
+	// LiveRestore keeps the containers running while dockerd is down
+	// (live-restore: true), as on hosts that upgrade Docker in place.
+	LiveRestore bool `json:"live-restore"`
+}
+
+// writeDockerConfig writes the host's daemon.json. It never holds the
+// machine's own settings (/etc/docker/daemon.json is for its own engine, and
+// its data-root would clash with ours).
+func writeDockerConfig(h *Host, cfg DockerConfig) error {
+	data, err := json.Marshal(cfg)
+	if err != nil {
+		return fmt.Errorf("fleettest: dockerd config of %s: %w", h.Name, err)
+	}
+	if err := os.WriteFile(filepath.Join(h.dir, "daemon.json"), append(data, '\n'), 0o600); err != nil {
+		return fmt.Errorf("fleettest: dockerd config of %s: %w", h.Name, err)
+	}
+	return nil
+}
+
 // startDocker starts the host's dockerd in its namespace, waits until it
 // answers and loads the app image into it.
 func (f *Fleet) startDocker(h *Host, appTar []byte) error {
-	// An empty config file: the machine's /etc/docker/daemon.json is for its
-	// own engine, and its data-root would clash with ours.
-	config := filepath.Join(h.dir, "daemon.json")
-	if err := os.WriteFile(config, []byte("{}\n"), 0o600); err != nil {
-		return fmt.Errorf("fleettest: dockerd config of %s: %w", h.Name, err)
-	}
-	// nsenter, not `ip netns exec`, which remounts /sys and hides the cgroup
-	// mounts dockerd needs. With iptables off, Docker's userland proxy still
-	// publishes ports, in the host's namespace only.
-	args := []string{"--net=/run/netns/" + h.Namespace, "dockerd",
-		"--config-file", config,
-		"--data-root", filepath.Join(h.dir, "data"),
-		"--exec-root", filepath.Join(h.dir, "exec"),
-		"--pidfile", filepath.Join(h.dir, "docker.pid"),
-		"-H", "unix://" + h.dockerSock,
-		"--cgroup-parent", h.Namespace,
-		"--iptables=false", "--ip-masq=false",
-		"--bip", fmt.Sprintf("172.%d.%d.1/24", 20+h.Index, f.subnet),
-		"--shutdown-timeout", "5",
-		// Warnings and errors only: a failed test shows the log's tail.
-		"--log-level", "warn",
-	}
-	p, err := startProcess("dockerd of "+h.Name, filepath.Join(h.dir, "dockerd.log"), "nsenter", args...)
-	if err != nil {
+	if err := writeDockerConfig(h, DockerConfig{}); err != nil {
 		return err
 	}
-	h.dockerd = p
-
 	cli, err := client.NewClientWithOpts(client.WithHost("unix://"+h.dockerSock), client.WithAPIVersionNegotiation())
 	if err != nil {
 		return fmt.Errorf("fleettest: docker client of %s: %w", h.Name, err)
 	}
 	h.Docker = cli
-	if err := waitFor(startTimeout, p, func() bool {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		defer cancel()
-		_, err := cli.Ping(ctx)
-		return err == nil
-	}); err != nil {
-		return fmt.Errorf("fleettest: dockerd of %s does not answer on %s: %w\n%s", h.Name, h.dockerSock, err, tail(p.log))
+	if err := f.launchDocker(h); err != nil {
+		return err
 	}
 
 	ctx, cancel := context.WithTimeout(context.Background(), apiTimeout)
@@ -404,6 +396,88 @@ func (f *Fleet) startDocker(h *Host, appTar []byte) error {
 		return fmt.Errorf("fleettest: the app image is not in %s after loading it (%s): %w", h.Name, strings.TrimSpace(out.String()), err)
 	}
 	return nil
+}
+
+// launchDocker starts the host's dockerd with its daemon.json and its data
+// (a restarted daemon finds its containers and images again) and waits until
+// it answers.
+func (f *Fleet) launchDocker(h *Host) error {
+	// nsenter, not `ip netns exec`, which remounts /sys and hides the cgroup
+	// mounts dockerd needs. Its iptables rules are the host namespace's own,
+	// as on a real host they are the host's: published ports keep forwarding
+	// while dockerd is down (live-restore), which Docker's userland proxy,
+	// a child of dockerd, does not. No masquerading: the apps need no way out.
+	args := []string{"--net=/run/netns/" + h.Namespace, "dockerd",
+		"--config-file", filepath.Join(h.dir, "daemon.json"),
+		"--data-root", filepath.Join(h.dir, "data"),
+		"--exec-root", filepath.Join(h.dir, "exec"),
+		"--pidfile", filepath.Join(h.dir, "docker.pid"),
+		"-H", "unix://" + h.dockerSock,
+		"--cgroup-parent", h.Namespace,
+		"--ip-masq=false",
+		"--bip", fmt.Sprintf("172.%d.%d.1/24", 20+h.Index, f.subnet),
+		"--shutdown-timeout", "5",
+		// Warnings and errors only: a failed test shows the log's tail.
+		"--log-level", "warn",
+	}
+	p, err := startProcess("dockerd of "+h.Name, filepath.Join(h.dir, "dockerd.log"), "nsenter", args...)
+	if err != nil {
+		return err
+	}
+	h.dockerd = p
+	if err := waitFor(startTimeout, p, func() bool {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		_, err := h.Docker.Ping(ctx)
+		return err == nil
+	}); err != nil {
+		return fmt.Errorf("fleettest: dockerd of %s does not answer on %s: %w\n%s", h.Name, h.dockerSock, err, tail(p.log))
+	}
+	return nil
+}
+
+// ConfigureDocker writes cfg to host i's daemon.json and has its dockerd
+// reload it (SIGHUP), then waits until the daemon reports it in force.
+func (f *Fleet) ConfigureDocker(i int, cfg DockerConfig) error {
+	h := f.Host(i)
+	if err := writeDockerConfig(h, cfg); err != nil {
+		return err
+	}
+	if err := h.dockerd.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		return fmt.Errorf("fleettest: reload the dockerd of %s: %w", h.Name, err)
+	}
+	var last string
+	if err := waitFor(startTimeout, h.dockerd, func() bool {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		info, err := h.Docker.Info(ctx)
+		if err != nil {
+			last = err.Error()
+			return false
+		}
+		last = fmt.Sprintf("live-restore %v", info.LiveRestoreEnabled)
+		return info.LiveRestoreEnabled == cfg.LiveRestore
+	}); err != nil {
+		return fmt.Errorf("fleettest: the dockerd of %s does not take %+v (last seen: %s): %w\n%s", h.Name, cfg, last, err, tail(h.dockerd.log))
+	}
+	return nil
+}
+
+// StopDocker stops host i's dockerd as a service manager does (SIGTERM) and
+// waits until it has ended: without live-restore it stops the containers
+// first, with it they keep running.
+func (f *Fleet) StopDocker(i int) error {
+	h := f.Host(i)
+	if err := h.dockerd.terminate(stopTimeout); err != nil {
+		return fmt.Errorf("%w\n%s", err, tail(h.dockerd.log))
+	}
+	return nil
+}
+
+// StartDocker starts host i's dockerd again after StopDocker, on the same
+// data, and waits until it answers.
+func (f *Fleet) StartDocker(i int) error {
+	return f.launchDocker(f.Host(i))
 }
 
 // agentConfig is the berth config of a host: its own daemon, every listener on
@@ -511,7 +585,13 @@ func (f *Fleet) RunApp(t testing.TB, i int) (id, name string) {
 		ExposedPorts: nat.PortSet{port: {}},
 		StopTimeout:  &stopTimeout,
 	}
-	hostConfig := &container.HostConfig{PortBindings: nat.PortMap{port: {{HostIP: "", HostPort: ""}}}}
+	// unless-stopped, as compose files for services usually say: the
+	// replicas that ran come back when the host's dockerd restarts, the
+	// ones stopped by hand stay stopped.
+	hostConfig := &container.HostConfig{
+		PortBindings:  nat.PortMap{port: {{HostIP: "", HostPort: ""}}},
+		RestartPolicy: container.RestartPolicy{Name: container.RestartPolicyUnlessStopped},
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), apiTimeout)
 	defer cancel()
 	created, err := h.Docker.ContainerCreate(ctx, config, hostConfig, nil, nil, name)
@@ -905,7 +985,8 @@ func mountsUnder(dir string) []string {
 // the test process dies without its cleanup, the child gets SIGTERM and shuts
 // down by itself (dockerd then stops its containers and unmounts).
 func startProcess(name, logPath, command string, args ...string) (*process, error) {
-	log, err := os.Create(logPath)
+	// Appended to: a restarted daemon's log follows its first run's.
+	log, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("fleettest: log of the %s: %w", name, err)
 	}
@@ -934,21 +1015,28 @@ func (p *process) ended() bool {
 	}
 }
 
-// stop sends SIGTERM, then SIGKILL if the process has not ended within
-// stopTimeout, and waits for it.
-func (p *process) stop(t testing.TB) {
+// terminate sends SIGTERM and waits up to timeout for the process to end.
+func (p *process) terminate(timeout time.Duration) error {
 	if p.ended() {
-		return
+		return nil
 	}
 	p.cmd.Process.Signal(syscall.SIGTERM)
 	select {
 	case <-p.exited:
-		return
-	case <-time.After(stopTimeout):
+		return nil
+	case <-time.After(timeout):
+		return fmt.Errorf("fleettest: the %s did not stop within %v of SIGTERM", p.name, timeout)
 	}
-	t.Errorf("fleettest: the %s did not stop within %v of SIGTERM; killing it", p.name, stopTimeout)
-	p.cmd.Process.Kill()
-	<-p.exited
+}
+
+// stop terminates the process, and kills it if it has not ended within
+// stopTimeout of SIGTERM.
+func (p *process) stop(t testing.TB) {
+	if err := p.terminate(stopTimeout); err != nil {
+		t.Errorf("%v; killing it", err)
+		p.cmd.Process.Kill()
+		<-p.exited
+	}
 }
 
 // waitFor polls cond until it holds, the deadline passes or p ends.

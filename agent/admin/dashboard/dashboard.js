@@ -122,7 +122,8 @@ function renderFleet(status) {
   const nodes = status.nodes.length ? status.nodes : [{ node: status.node, state: 'alive', version: status.version, self: true, address: '', targets: null, config_drift: false, has_ours: true }];
   const rows = nodes.map((n) => [
     el('span', {}, n.node, n.self ? el('span', { class: 'reason' }, 'this agent') : null),
-    pill(n.state),
+    // Alive for memberlist, but missing this agent's pings: avoided here.
+    pill(n.suspect ? 'suspect' : n.state),
     n.version || '–',
     el('span', { class: 'mono' }, n.address || '–'),
     n.targets === null ? '–' : String(n.targets),
@@ -174,7 +175,7 @@ function renderGroups(status, targets, drains) {
       const tr = rates('targets', key);
       return [
         el('span', { class: 'mono' }, t.id),
-        el('span', {}, pill(t.state), t.ejected ? [' ', pill('ejected')] : null, t.reason ? el('span', { class: 'reason' }, t.reason) : null),
+        el('span', {}, pill(t.state), t.ejected ? [' ', pill('ejected')] : null, t.suspect ? [' ', pill('suspect')] : null, t.reason ? el('span', { class: 'reason' }, t.reason) : null),
         t.node,
         el('span', { class: 'mono' }, t.address),
         t.container || '–',
