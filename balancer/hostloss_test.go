@@ -145,6 +145,15 @@ func TestSuspectTargetsAreAvoided(t *testing.T) {
 // A GET that waits for an answer from a target whose host becomes suspect is
 // taken off that connection and answered by another target at once.
 func TestAwaitedRequestLeavesASuspectHost(t *testing.T) {
+	for _, client := range []struct {
+		name string
+		c    *http.Client
+	}{{"HTTP/1.1", http.DefaultClient}, {"HTTP/2 downgraded to HTTP/1.1", h2cClient()}} {
+		t.Run(client.name, func(t *testing.T) { awaitedRequestLeavesASuspectHost(t, client.c) })
+	}
+}
+
+func awaitedRequestLeavesASuspectHost(t *testing.T, client *http.Client) {
 	entered := make(chan struct{}, 1)
 	release := make(chan struct{})
 	defer close(release)
@@ -161,7 +170,7 @@ func TestAwaitedRequestLeavesASuspectHost(t *testing.T) {
 	got := make(chan answer, 1)
 	send := func() {
 		go func() {
-			code, body, _ := get(t, http.DefaultClient, "http://"+lb.Addr("web")+"/")
+			code, body, _ := get(t, client, "http://"+lb.Addr("web")+"/")
 			got <- answer{code, body}
 		}()
 	}

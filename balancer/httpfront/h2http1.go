@@ -69,6 +69,11 @@ func (q *h2Request) exchangeHTTP1(g *pool.Group, t *pool.Target, uc *pool.Conn) 
 	// stream: its length 0 is what says there is none.
 	hasBody := r.ContentLength != 0
 	retryable := !hasBody && idempotent(sbytes(r.Method))
+	if retryable {
+		// As on HTTP/1.1 (roundTrip): awaited from before the request goes
+		// out, so a host found lost while it waits moves it elsewhere.
+		uc.Awaiting.Store(pool.AwaitHead)
+	}
 	q.writeHTTP1Head(uc.Bw, hasBody)
 	err := q.writeHTTP1Body(uc.Bw, hasBody)
 	if err == nil {
@@ -95,7 +100,12 @@ func (q *h2Request) exchangeHTTP1(g *pool.Group, t *pool.Target, uc *pool.Conn) 
 	q.ex.sentToTarget = time.Now()
 	uc.Conn.SetReadDeadline(q.ex.sentToTarget.Add(g.ResponseTimeout))
 	for {
-		if err := resp.ReadResponse(uc.Br); err != nil {
+		err := resp.ReadResponse(uc.Br)
+		if uc.Awaiting.Swap(pool.AwaitNone) == pool.AwaitAbandoned {
+			uc.Discard()
+			return 0, stats.ReasonTargetUnreachable, true
+		}
+		if err != nil {
 			uc.Discard()
 			switch {
 			case errors.Is(err, os.ErrDeadlineExceeded):
