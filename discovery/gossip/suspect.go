@@ -19,16 +19,18 @@ import (
 // acks in a row (a missed ack is followed by the next ping at once) is
 // suspect here until it answers again: its targets stay routed, marked
 // Suspect, and balancers prefer every other target. A host cut off is thus
-// avoided on each node 1 to 1.6 s after the cut (up to 2.1 s at 50 members),
+// avoided on each node 1 to 1.6 s after the cut (p99 1.6 s at 50 members too),
 // without any message having to reach the others; memberlist's own detection
 // still removes it later.
 const (
 	probeEvery   = 500 * time.Millisecond
 	suspectAfter = 2
-	// maxPingRate bounds the pings one node starts per second: past 25
-	// members each is pinged less often than every probeEvery (at 50, every
-	// second), so the fleet's pings grow with its size, not its square.
-	maxPingRate = 50
+	// maxPingRate bounds the pings one node starts per second: past 50
+	// members each is pinged less often than every probeEvery (at 100, every
+	// second), so the fleet's pings grow with its size, not its square. 50 a
+	// second gave p99 2.1 s to suspect a host at 50 members, 100 gives 1.6 s
+	// for 6 ms more CPU per agent and second (docs/benchmarks.md).
+	maxPingRate = 100
 	// pingTick is how often the prober looks for members due a ping;
 	// pingJitter spreads their pings so that they do not come in bursts.
 	pingTick   = 50 * time.Millisecond
