@@ -32,6 +32,7 @@ import (
 	"github.com/berth-lb/berth/balancer/accesslog"
 	"github.com/berth-lb/berth/balancer/certstore"
 	"github.com/berth-lb/berth/balancer/httpfront"
+	"github.com/berth-lb/berth/balancer/httpfront/h2front"
 	"github.com/berth-lb/berth/balancer/l4"
 	"github.com/berth-lb/berth/balancer/pool"
 	"github.com/berth-lb/berth/balancer/rules"
@@ -41,7 +42,7 @@ import (
 // Defaults for zero durations in a Config.
 const (
 	DefaultIdleTimeout     = 60 * time.Second
-	DefaultConnectTimeout  = httpfront.DefaultConnectTimeout
+	DefaultConnectTimeout  = h2front.DefaultConnectTimeout
 	DefaultResponseTimeout = 60 * time.Second
 )
 
@@ -68,7 +69,7 @@ type Balancer struct {
 	// certs are the certificate stores of terminating listeners, by listener name.
 	certs map[string]*certstore.Store
 	// upstreams are the HTTP/2 path's transports to targets.
-	upstreams httpfront.Transports
+	upstreams h2front.Transports
 	// inherited are the sockets a predecessor handed over (handover.go).
 	inherited inheritedSockets
 }

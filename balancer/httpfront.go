@@ -8,11 +8,12 @@ import (
 
 	"github.com/berth-lb/berth/balancer/accesslog"
 	"github.com/berth-lb/berth/balancer/httpfront"
+	"github.com/berth-lb/berth/balancer/httpfront/h2front"
 	"github.com/berth-lb/berth/balancer/pool"
 	"github.com/berth-lb/berth/balancer/stats"
 )
 
-// httpListener is a listener as the HTTP front sees it.
+// httpListener is a listener as the HTTP fronts (httpfront, h2front) see it.
 type httpListener struct{ l *listener }
 
 func (x httpListener) Name() string                              { return x.l.name }
@@ -25,12 +26,12 @@ func (x httpListener) CountError(reason stats.ErrorReason)       { x.l.errors[re
 func (x httpListener) AccessLog() *accesslog.Logger              { return x.l.b.access.Load() }
 func (x httpListener) Draining() *atomic.Bool                    { return &x.l.b.shuttingDown }
 func (x httpListener) TrackConn(c *httpfront.ClientConn) func()  { return track(x.l, x.l.conns, c) }
-func (x httpListener) TrackH2(c *httpfront.H2Conn) func()        { return track(x.l, x.l.h2conns, c) }
+func (x httpListener) TrackH2(c *h2front.H2Conn) func()          { return track(x.l, x.l.h2conns, c) }
 func (x httpListener) Transport(g *pool.Group) http.RoundTripper { return x.l.b.upstreams.Transport(g) }
 func (x httpListener) Hook(where string)                         { runTestHook(x.l, where) }
 
-// serveHTTP serves a plain http listener's connection (the HTTP front's ServeHTTP).
-func (l *listener) serveHTTP(conn net.Conn) { httpfront.ServeHTTP(httpListener{l}, conn) }
+// serveHTTP serves a plain http listener's connection (the HTTP/2 front's ServeHTTP: it sniffs either protocol).
+func (l *listener) serveHTTP(conn net.Conn) { h2front.ServeHTTP(httpListener{l}, conn) }
 
-// serveHTTPS serves an https listener's connection (the HTTP front's ServeHTTPS).
-func (l *listener) serveHTTPS(conn net.Conn) { httpfront.ServeHTTPS(httpListener{l}, conn) }
+// serveHTTPS serves an https listener's connection (the HTTP/2 front's ServeHTTPS: ALPN picks the protocol).
+func (l *listener) serveHTTPS(conn net.Conn) { h2front.ServeHTTPS(httpListener{l}, conn) }

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/berth-lb/berth/balancer/httpfront"
+	"github.com/berth-lb/berth/balancer/httpfront/h2front"
 	"github.com/berth-lb/berth/balancer/l4"
 	"github.com/berth-lb/berth/balancer/stats"
 	"github.com/berth-lb/berth/internal/backstop"
@@ -46,7 +47,7 @@ type listener struct {
 	// streams are the open L4 connections, for shutdown.
 	streams map[io.Closer]struct{}
 	// h2conns are the open HTTP/2 client connections, for shutdown.
-	h2conns map[*httpfront.H2Conn]struct{}
+	h2conns map[*h2front.H2Conn]struct{}
 }
 
 func newListener(b *Balancer, name, address, protocol string, ln net.Listener) *listener {
@@ -55,7 +56,7 @@ func newListener(b *Balancer, name, address, protocol string, ln net.Listener) *
 		proto = "https"
 	}
 	return &listener{b: b, name: name, address: address, protocol: protocol, ln: ln, port: []byte(portOf(ln.Addr())), forwardedProto: proto,
-		conns: map[*httpfront.ClientConn]struct{}{}, streams: map[io.Closer]struct{}{}, h2conns: map[*httpfront.H2Conn]struct{}{}}
+		conns: map[*httpfront.ClientConn]struct{}{}, streams: map[io.Closer]struct{}{}, h2conns: map[*h2front.H2Conn]struct{}{}}
 }
 
 // addr is the bound address.

@@ -36,7 +36,7 @@ type Action struct {
 	GroupStickiness time.Duration
 	Redirect        *RedirectAction
 	Fixed           []byte       // or a complete pre-rendered response
-	FixedPage       page         // and its body, for HTTP/2 (FixedAction, NotFound)
+	FixedPage       Page         // and its body, for HTTP/2 (FixedAction, NotFound)
 	Stats           *stats.Route // counters of this listener and group
 	Code            int          // status of the fixed response
 	// Priority is the rule's, for the access log; 0 for the default action.
@@ -46,20 +46,20 @@ type Action struct {
 // StickyCookieGroup is the cookie of a weighted forward's group stickiness.
 const StickyCookieGroup = "BERTHTG"
 
-// chooseGroup returns the group the forward action sends a request to and
+// ChooseGroup returns the group the forward action sends a request to and
 // the counters of that choice, and records in ex the group and, with group
 // stickiness, its cookie. groupToken is the request's BERTHTG cookie, read
 // by the caller only when the action has group stickiness.
-func (a *Action) chooseGroup(ex *exchange, groupToken []byte) (*pool.Group, *stats.Route) {
+func (a *Action) ChooseGroup(ex *Exchange, groupToken []byte) (*pool.Group, *stats.Route) {
 	if len(a.Weighted) == 0 {
-		ex.group = a.Group.Name
+		ex.Group = a.Group.Name
 		return a.Group, a.Stats
 	}
 	wg := a.pickWeighted(groupToken)
 	if a.GroupStickiness > 0 {
-		ex.groupToken, ex.groupStickiness = wg.Token, a.GroupStickiness
+		ex.GroupToken, ex.GroupStickiness = wg.Token, a.GroupStickiness
 	}
-	ex.group = wg.Group.Name
+	ex.Group = wg.Group.Name
 	return wg.Group, wg.Stats
 }
 
@@ -69,7 +69,7 @@ func (a *Action) chooseGroup(ex *exchange, groupToken []byte) (*pool.Group, *sta
 func (a *Action) pickWeighted(groupToken []byte) *Share {
 	if groupToken != nil {
 		for i := range a.Weighted {
-			if a.Weighted[i].Token == bstr(groupToken) {
+			if a.Weighted[i].Token == Bstr(groupToken) {
 				return &a.Weighted[i]
 			}
 		}
@@ -145,14 +145,14 @@ func CompileRedirect(r *Redirect, scheme string) (*RedirectAction, error) {
 	return ra, nil
 }
 
-// redirectParts are a request's values for the placeholders.
-type redirectParts struct {
-	protocol, host, port, path, query []byte // path without its leading "/"
+// RedirectParts are a request's values for the placeholders.
+type RedirectParts struct {
+	Protocol, Host, Port, Path, Query []byte // path without its leading "/"
 }
 
-// appendLocation appends the Location of the redirect for the request parts p.
+// AppendLocation appends the Location of the redirect for the request parts p.
 // A port that is the protocol's default is left out, as ALB does.
-func (ra *RedirectAction) appendLocation(dst []byte, p *redirectParts) []byte {
+func (ra *RedirectAction) AppendLocation(dst []byte, p *RedirectParts) []byte {
 	start := len(dst)
 	dst = expand(dst, ra.protocol, p)
 	proto := string(dst[start:]) // short; only compared below
@@ -175,7 +175,7 @@ func (ra *RedirectAction) appendLocation(dst []byte, p *redirectParts) []byte {
 }
 
 // expand appends template with its placeholders replaced.
-func expand(dst []byte, template string, p *redirectParts) []byte {
+func expand(dst []byte, template string, p *RedirectParts) []byte {
 	for {
 		i := strings.Index(template, "#{")
 		if i < 0 {
@@ -185,15 +185,15 @@ func expand(dst []byte, template string, p *redirectParts) []byte {
 		rest := template[i:]
 		switch {
 		case strings.HasPrefix(rest, phProtocol):
-			dst, template = append(dst, p.protocol...), rest[len(phProtocol):]
+			dst, template = append(dst, p.Protocol...), rest[len(phProtocol):]
 		case strings.HasPrefix(rest, phHost):
-			dst, template = append(dst, p.host...), rest[len(phHost):]
+			dst, template = append(dst, p.Host...), rest[len(phHost):]
 		case strings.HasPrefix(rest, phPort):
-			dst, template = append(dst, p.port...), rest[len(phPort):]
+			dst, template = append(dst, p.Port...), rest[len(phPort):]
 		case strings.HasPrefix(rest, phPath):
-			dst, template = append(dst, p.path...), rest[len(phPath):]
+			dst, template = append(dst, p.Path...), rest[len(phPath):]
 		case strings.HasPrefix(rest, phQuery):
-			dst, template = append(dst, p.query...), rest[len(phQuery):]
+			dst, template = append(dst, p.Query...), rest[len(phQuery):]
 		default:
 			dst, template = append(dst, "#{"...), rest[2:]
 		}
@@ -256,7 +256,7 @@ func FixedAction(f *FixedResponse, counters *stats.Route) (Action, error) {
 
 // NotFound is the action of a listener with no default: the balancer's 404.
 func NotFound(counters *stats.Route) Action {
-	return Action{Fixed: pageNotFound, FixedPage: errorBodies[404][0], Code: 404, Stats: counters}
+	return Action{Fixed: pageNotFound, FixedPage: ErrorBodies[404][0], Code: 404, Stats: counters}
 }
 
 // Redirect answers with a redirect built from the request's parts. Each

@@ -14,26 +14,28 @@ import (
 	"github.com/berth-lb/berth/balancer/stats"
 )
 
-// exchange is what happened to one request, kept on its client connection
+// Exchange is what happened to one request, kept on its client connection
 // and reset per request: the response head reads its stickiness, the access
 // log all of it.
-type exchange struct {
-	start, sentToTarget, headReceived time.Time
-	status, targetStatus, priority    int
-	group                             string
-	target                            *pool.Target
-	sticky                            *pool.Stickiness
-	stickyToken                       string
-	// groupToken, when set, goes out in BERTHTG for groupStickiness.
-	groupToken      string
-	groupStickiness time.Duration
-	reason          stats.ErrorReason
-	received, sent  int64
-	redirectURL     []byte
+type Exchange struct {
+	Start, SentToTarget, HeadReceived time.Time
+	Status, TargetStatus, Priority    int
+	Group                             string
+	Target                            *pool.Target
+	Sticky                            *pool.Stickiness
+	StickyToken                       string
+	// GroupToken, when set, goes out in BERTHTG for GroupStickiness.
+	GroupToken      string
+	GroupStickiness time.Duration
+	Reason          stats.ErrorReason
+	Received, Sent  int64
+	RedirectURL     []byte
 }
 
-func (e *exchange) reset(start time.Time) {
-	*e = exchange{start: start, targetStatus: -1, reason: reasonNone, redirectURL: e.redirectURL[:0]}
+// Reset starts e over for a request that began at start, keeping
+// RedirectURL's buffer.
+func (e *Exchange) Reset(start time.Time) {
+	*e = Exchange{Start: start, TargetStatus: -1, Reason: ReasonNone, RedirectURL: e.RedirectURL[:0]}
 }
 
 // requestIDs makes this connection's request IDs: a random prefix per
@@ -58,18 +60,18 @@ func (c *ClientConn) requestID() {
 	}
 	ids := &c.ids
 	if ids.prefix == 0 {
-		ids.prefix = newRequestIDPrefix()
+		ids.prefix = NewRequestIDPrefix()
 	}
 	ids.counter++
-	ids.buf = appendRequestID(ids.buf[:0], ids.prefix, ids.counter)
+	ids.buf = AppendRequestID(ids.buf[:0], ids.prefix, ids.counter)
 	ids.current = ids.buf
 }
 
-// newRequestIDPrefix is the random, never zero, part of a connection's request IDs.
-func newRequestIDPrefix() uint64 { return rand.Uint64() | 1 }
+// NewRequestIDPrefix is the random, never zero, part of a connection's request IDs.
+func NewRequestIDPrefix() uint64 { return rand.Uint64() | 1 }
 
-// appendRequestID appends the request ID numbered n under prefix.
-func appendRequestID(dst []byte, prefix, n uint64) []byte {
+// AppendRequestID appends the request ID numbered n under prefix.
+func AppendRequestID(dst []byte, prefix, n uint64) []byte {
 	dst = strconv.AppendUint(dst, prefix, 16)
 	dst = append(dst, '-')
 	return strconv.AppendUint(dst, n, 16)
@@ -94,22 +96,22 @@ func (c *ClientConn) redirect(ra *RedirectAction, rt *Route, keep bool) []byte {
 	if len(path) > 0 && path[0] == '/' {
 		path = path[1:]
 	}
-	parts := redirectParts{protocol: []byte(rt.Scheme), host: host, port: c.forwardedPort, path: path, query: c.req.Query()}
-	c.ex.redirectURL = ra.appendLocation(c.ex.redirectURL[:0], &parts)
-	c.buf = appendRedirectResponse(c.buf[:0], ra.Status, c.ex.redirectURL, keep)
+	parts := RedirectParts{Protocol: []byte(rt.Scheme), Host: host, Port: c.forwardedPort, Path: path, Query: c.req.Query()}
+	c.ex.RedirectURL = ra.AppendLocation(c.ex.RedirectURL[:0], &parts)
+	c.buf = appendRedirectResponse(c.buf[:0], ra.Status, c.ex.RedirectURL, keep)
 	return c.buf
 }
 
-// pick picks the target of a request's next try (Group.PickFor) and records
+// Pick picks the target of a request's next try (Group.PickFor) and records
 // it for the response's stickiness cookie and the access log.
-func (ex *exchange) pick(g *pool.Group, tried []*pool.Target, sourceHash uint64, stickyToken []byte) *pool.Target {
+func (ex *Exchange) Pick(g *pool.Group, tried []*pool.Target, sourceHash uint64, stickyToken []byte) *pool.Target {
 	t := g.PickFor(tried, sourceHash, stickyToken)
 	if t == nil {
 		return nil
 	}
-	ex.target = t
+	ex.Target = t
 	if g.Sticky != nil {
-		ex.sticky, ex.stickyToken = g.Sticky, g.Sticky.Tokens[t]
+		ex.Sticky, ex.StickyToken = g.Sticky, g.Sticky.Tokens[t]
 	}
 	return t
 }
@@ -121,15 +123,15 @@ func (c *ClientConn) cookie(name string) []byte {
 		if h.Fields[i].Kind != http1.FieldCookie {
 			continue
 		}
-		if v := cookieValue(h.Fields[i].Value.Of(h.Raw), name); v != nil {
+		if v := CookieValue(h.Fields[i].Value.Of(h.Raw), name); v != nil {
 			return v
 		}
 	}
 	return nil
 }
 
-// cookieValue returns the value of cookie name in one Cookie header value, or nil.
-func cookieValue(header []byte, name string) []byte {
+// CookieValue returns the value of cookie name in one Cookie header value, or nil.
+func CookieValue(header []byte, name string) []byte {
 	for v := header; len(v) > 0; {
 		pair := v
 		if semi := bytes.IndexByte(v, ';'); semi >= 0 {
@@ -149,29 +151,29 @@ func cookieValue(header []byte, name string) []byte {
 // group with a fresh expiry: always for lb_cookie, and for app_cookie when the
 // application sets its cookie in this response.
 func (c *ClientConn) writeStickyCookie(w *bufio.Writer) {
-	if c.ex.groupToken != "" {
-		c.writeCookie(w, StickyCookieGroup, c.ex.groupToken, c.ex.groupStickiness)
+	if c.ex.GroupToken != "" {
+		c.writeCookie(w, StickyCookieGroup, c.ex.GroupToken, c.ex.GroupStickiness)
 	}
-	s := c.ex.sticky
-	if s == nil || c.ex.stickyToken == "" {
+	s := c.ex.Sticky
+	if s == nil || c.ex.StickyToken == "" {
 		return
 	}
 	if s.AppCookie != "" && !c.responseSetsCookie(s.AppCookie) {
 		return
 	}
-	c.writeCookie(w, s.Cookie, c.ex.stickyToken, s.Duration)
+	c.writeCookie(w, s.Cookie, c.ex.StickyToken, s.Duration)
 }
 
 // writeCookie writes a Set-Cookie header line expiring after d.
 func (c *ClientConn) writeCookie(w *bufio.Writer, name, value string, d time.Duration) {
 	w.WriteString("Set-Cookie: ")
-	c.buf = appendCookie(c.buf[:0], name, value, d)
+	c.buf = AppendCookie(c.buf[:0], name, value, d)
 	w.Write(c.buf)
 	w.WriteString("\r\n")
 }
 
-// appendCookie appends a Set-Cookie value: name=value expiring after d, for every path.
-func appendCookie(dst []byte, name, value string, d time.Duration) []byte {
+// AppendCookie appends a Set-Cookie value: name=value expiring after d, for every path.
+func AppendCookie(dst []byte, name, value string, d time.Duration) []byte {
 	dst = append(dst, name...)
 	dst = append(dst, '=')
 	dst = append(dst, value...)
@@ -187,15 +189,15 @@ func (c *ClientConn) responseSetsCookie(name string) bool {
 		if h.Fields[i].Kind != http1.FieldSetCookie {
 			continue
 		}
-		if setsCookie(h.Fields[i].Value.Of(h.Raw), name) {
+		if SetsCookie(h.Fields[i].Value.Of(h.Raw), name) {
 			return true
 		}
 	}
 	return false
 }
 
-// setsCookie reports whether a Set-Cookie value sets cookie name.
-func setsCookie(setCookie []byte, name string) bool {
+// SetsCookie reports whether a Set-Cookie value sets cookie name.
+func SetsCookie(setCookie []byte, name string) bool {
 	return len(setCookie) > len(name) && setCookie[len(name)] == '=' && string(setCookie[:len(name)]) == name
 }
 
@@ -206,88 +208,88 @@ func (c *ClientConn) logRequest(rt *Route) {
 	if a == nil {
 		return
 	}
-	c.ex.received += int64(len(c.req.Raw))
-	line := accessLine{scheme: rt.Scheme, listener: c.l.Name(), client: bstr(c.clientIP),
-		request: bstr(c.req.Raw[c.req.Line[0].Start:c.req.Line[2].End]), userAgent: bstr(c.req.Field(http1.FieldUserAgent)),
-		tlsProtocol: c.tlsProtocol, tlsCipher: c.tlsCipher, requestID: bstr(c.ids.current)}
-	c.buf = line.append(c.buf[:0], &c.ex, time.Now())
+	c.ex.Received += int64(len(c.req.Raw))
+	line := AccessLine{Scheme: rt.Scheme, Listener: c.l.Name(), Client: Bstr(c.clientIP),
+		Request: Bstr(c.req.Raw[c.req.Line[0].Start:c.req.Line[2].End]), UserAgent: Bstr(c.req.Field(http1.FieldUserAgent)),
+		TLSProtocol: c.tlsProtocol, TLSCipher: c.tlsCipher, RequestID: Bstr(c.ids.current)}
+	c.buf = line.Append(c.buf[:0], &c.ex, time.Now())
 	a.WriteLine(c.buf)
 }
 
-// accessLine is what an access-log line tells beside the exchange: views of
+// AccessLine is what an access-log line tells beside the exchange: views of
 // the request, valid while it is served.
-type accessLine struct {
-	scheme, listener, client, request, userAgent, tlsProtocol, tlsCipher, requestID string
+type AccessLine struct {
+	Scheme, Listener, Client, Request, UserAgent, TLSProtocol, TLSCipher, RequestID string
 }
 
-// append appends the JSON line of exchange e, which ended at end.
-func (f *accessLine) append(b []byte, e *exchange, end time.Time) []byte {
+// Append appends the JSON line of exchange e, which ended at end.
+func (f *AccessLine) Append(b []byte, e *Exchange, end time.Time) []byte {
 	b = append(b, `{"type":"`...)
-	b = append(b, f.scheme...)
+	b = append(b, f.Scheme...)
 	b = append(b, `","time":"`...)
 	b = end.UTC().AppendFormat(b, time.RFC3339Nano)
 	b = append(b, `","listener":`...)
-	b = appendJSONString(b, f.listener)
+	b = appendJSONString(b, f.Listener)
 	b = append(b, `,"client":`...)
-	b = appendJSONString(b, f.client)
-	if e.target != nil {
+	b = appendJSONString(b, f.Client)
+	if e.Target != nil {
 		b = append(b, `,"target":`...)
-		b = appendJSONString(b, e.target.ID)
+		b = appendJSONString(b, e.Target.ID)
 		b = append(b, `,"target_address":`...)
-		b = appendJSONString(b, e.target.Address)
+		b = appendJSONString(b, e.Target.Address)
 	}
 	b = append(b, `,"request_processing_time":`...)
-	b = appendSeconds(b, e.start, e.sentToTarget)
+	b = appendSeconds(b, e.Start, e.SentToTarget)
 	b = append(b, `,"target_processing_time":`...)
-	b = appendSeconds(b, e.sentToTarget, e.headReceived)
+	b = appendSeconds(b, e.SentToTarget, e.HeadReceived)
 	b = append(b, `,"response_processing_time":`...)
-	b = appendSeconds(b, e.headReceived, end)
+	b = appendSeconds(b, e.HeadReceived, end)
 	b = append(b, `,"elb_status_code":`...)
-	b = strconv.AppendInt(b, int64(e.status), 10)
+	b = strconv.AppendInt(b, int64(e.Status), 10)
 	b = append(b, `,"target_status_code":`...)
-	b = strconv.AppendInt(b, int64(e.targetStatus), 10)
+	b = strconv.AppendInt(b, int64(e.TargetStatus), 10)
 	b = append(b, `,"received_bytes":`...)
-	b = strconv.AppendInt(b, e.received, 10)
+	b = strconv.AppendInt(b, e.Received, 10)
 	b = append(b, `,"sent_bytes":`...)
-	b = strconv.AppendInt(b, e.sent, 10)
+	b = strconv.AppendInt(b, e.Sent, 10)
 	b = append(b, `,"request":`...)
-	b = appendJSONString(b, f.request)
+	b = appendJSONString(b, f.Request)
 	b = append(b, `,"user_agent":`...)
-	b = appendJSONString(b, f.userAgent)
-	if f.tlsProtocol != "" {
+	b = appendJSONString(b, f.UserAgent)
+	if f.TLSProtocol != "" {
 		b = append(b, `,"tls_protocol":`...)
-		b = appendJSONString(b, f.tlsProtocol)
+		b = appendJSONString(b, f.TLSProtocol)
 		b = append(b, `,"tls_cipher":`...)
-		b = appendJSONString(b, f.tlsCipher)
+		b = appendJSONString(b, f.TLSCipher)
 	}
-	if e.group != "" {
+	if e.Group != "" {
 		b = append(b, `,"group":`...)
-		b = appendJSONString(b, e.group)
+		b = appendJSONString(b, e.Group)
 	}
 	b = append(b, `,"matched_rule_priority":`...)
-	b = strconv.AppendInt(b, int64(e.priority), 10)
+	b = strconv.AppendInt(b, int64(e.Priority), 10)
 	b = append(b, `,"actions_executed":"`...)
 	switch {
-	case e.status == 463:
-	case len(e.redirectURL) > 0:
+	case e.Status == 463:
+	case len(e.RedirectURL) > 0:
 		b = append(b, "redirect"...)
-	case e.group != "":
+	case e.Group != "":
 		b = append(b, "forward"...)
 	default:
 		b = append(b, "fixed-response"...)
 	}
 	b = append(b, '"')
-	if len(e.redirectURL) > 0 {
+	if len(e.RedirectURL) > 0 {
 		b = append(b, `,"redirect_url":`...)
-		b = appendJSONString(b, bstr(e.redirectURL))
+		b = appendJSONString(b, Bstr(e.RedirectURL))
 	}
-	if e.reason != reasonNone {
+	if e.Reason != ReasonNone {
 		b = append(b, `,"error_reason":"`...)
-		b = append(b, e.reason.String()...)
+		b = append(b, e.Reason.String()...)
 		b = append(b, '"')
 	}
 	b = append(b, `,"request_id":`...)
-	b = appendJSONString(b, f.requestID)
+	b = appendJSONString(b, f.RequestID)
 	return append(b, "}\n"...)
 }
 

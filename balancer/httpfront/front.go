@@ -1,11 +1,17 @@
-// Package httpfront is berth's HTTP front: it serves the client connections
-// of http and https listeners, HTTP/1.1 with berth's own codec
-// (balancer/http1) and HTTP/2 with golang.org/x/net/http2, and proxies each
-// request to a target that balancer/pool picks. It owns what a request meets
-// on its way: rule matching on the listener's compiled Route, the actions
-// (forward, weighted forward, redirect, fixed response), stickiness cookies,
-// X-Forwarded-* headers, request IDs, retries, upgrades and tunnels, the
-// balancer's own error pages and the access-log line.
+// Package httpfront is berth's HTTP front: it serves the HTTP/1.1 client
+// connections of http and https listeners with berth's own codec
+// (balancer/http1), and proxies each request to a target that balancer/pool
+// picks. It owns what a request meets on its way: rule matching on the
+// listener's compiled Route, the actions (forward, weighted forward,
+// redirect, fixed response), stickiness cookies, X-Forwarded-* headers,
+// request IDs, retries, upgrades and tunnels, the balancer's own error pages
+// and the access-log line.
+//
+// HTTP/2 is its subpackage h2front, which makes the same decisions through
+// what this package exports for it (Exchange, AccessLine, the cookie and
+// request-ID helpers, the error pages' Page bodies, the failure reasons), so
+// that both protocols answer alike. h2front imports this package, never the
+// other way.
 //
 // The kernel (package balancer) compiles a Config into a Route and swaps it
 // in; this package reads it through its Listener and never compiles, opens,
@@ -18,12 +24,10 @@ package httpfront
 import (
 	"crypto/tls"
 	"log/slog"
-	"net/http"
 	"sync/atomic"
 	"time"
 
 	"github.com/berth-lb/berth/balancer/accesslog"
-	"github.com/berth-lb/berth/balancer/pool"
 	"github.com/berth-lb/berth/balancer/rules"
 	"github.com/berth-lb/berth/balancer/stats"
 )
@@ -49,14 +53,9 @@ type Listener interface {
 	// connections close, answers say Connection: close. A flag, not a
 	// method's answer: every request reads it, inlined.
 	Draining() *atomic.Bool
-	// TrackConn and TrackH2 keep a connection in the listener's sets, for
-	// shutdown and draining, until untrack is called.
+	// TrackConn keeps a connection in the listener's sets, for shutdown and
+	// draining, until untrack is called.
 	TrackConn(c *ClientConn) (untrack func())
-	TrackH2(c *H2Conn) (untrack func())
-	// Transport is the HTTP/2 client toward g's targets (gRPC).
-	Transport(g *pool.Group) http.RoundTripper
-	// Hook is the tests' hook, called at the start of every HTTP/2 stream.
-	Hook(where string)
 }
 
 // Route is the immutable HTTP routing of one listener, compiled by the

@@ -15,23 +15,23 @@ const (
 	XFFRemove
 )
 
-// maxForwardedFor is how many X-Forwarded-For addresses a request may carry
+// MaxForwardedFor is how many X-Forwarded-For addresses a request may carry
 // before the balancer answers 463, as ALB does.
-const maxForwardedFor = 30
+const MaxForwardedFor = 30
 
 // matchRequest finds the action of the request in c.req on rt.
 func (c *ClientConn) matchRequest(rt *Route) *Action {
 	host, path := c.req.HostAndPath()
-	matchPath := bstr(path)
+	matchPath := Bstr(path)
 	if normal, changed := rules.NormalizePath(c.matchPath, matchPath); changed {
 		c.matchPath = normal
-		matchPath = bstr(normal)
+		matchPath = Bstr(normal)
 	}
 	req := rules.Request{
-		Host:    rules.NormalizeHost(bstr(host)),
+		Host:    rules.NormalizeHost(Bstr(host)),
 		Path:    matchPath,
-		Method:  bstr(c.req.Method()),
-		Query:   bstr(c.req.Query()),
+		Method:  Bstr(c.req.Method()),
+		Query:   Bstr(c.req.Query()),
 		Headers: &c.req,
 		Source:  c.sourceAddr,
 	}
@@ -41,8 +41,8 @@ func (c *ClientConn) matchRequest(rt *Route) *Action {
 	return &rt.Fallback
 }
 
-// peerAddr parses the client's IP once per connection, for source-ip.
-func peerAddr(ip []byte) netip.Addr {
-	a, _ := netip.ParseAddr(bstr(ip))
+// PeerAddr parses the client's IP once per connection, for source-ip.
+func PeerAddr(ip []byte) netip.Addr {
+	a, _ := netip.ParseAddr(Bstr(ip))
 	return a.Unmap()
 }

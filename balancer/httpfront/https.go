@@ -13,10 +13,10 @@ func (c *ClientConn) redirectToHTTPS(rt *Route, start time.Time) bool {
 	if err := c.discardRequestBody(); err != nil {
 		return false
 	}
-	c.ex.redirectURL = appendHTTPSLocation(c.ex.redirectURL[:0], host, path, c.req.Query(), rt.RedirectPort)
+	c.ex.RedirectURL = AppendHTTPSLocation(c.ex.RedirectURL[:0], host, path, c.req.Query(), rt.RedirectPort)
 	keep := c.keepsAlive()
 	c.bw.WriteString("HTTP/1.1 301 Moved Permanently\r\nLocation: ")
-	c.bw.Write(c.ex.redirectURL)
+	c.bw.Write(c.ex.RedirectURL)
 	c.bw.WriteString("\r\nContent-Length: 0\r\n")
 	if !keep {
 		c.bw.WriteString("Connection: close\r\n")
@@ -27,9 +27,9 @@ func (c *ClientConn) redirectToHTTPS(rt *Route, start time.Time) bool {
 	return err == nil && keep
 }
 
-// appendHTTPSLocation appends where a listener that redirects every request
+// AppendHTTPSLocation appends where a listener that redirects every request
 // to https on port sends the request for host, path and query.
-func appendHTTPSLocation(dst, host, path, query []byte, port int) []byte {
+func AppendHTTPSLocation(dst, host, path, query []byte, port int) []byte {
 	dst = append(dst, "https://"...)
 	dst = append(dst, host...)
 	if port != 443 {

@@ -54,7 +54,7 @@ type ClientConn struct {
 	ids requestIDs
 	// ex is what the current request's exchange did, for the response
 	// head (stickiness cookie) and the access log.
-	ex exchange
+	ex Exchange
 	// buf is scratch reused for redirects and log lines.
 	buf []byte
 	// tlsProtocol and tlsCipher name the TLS session of an https
@@ -120,9 +120,9 @@ func (p *prefixReader) Read(b []byte) (int, error) {
 	return n, err
 }
 
-// statusClientClosed is what the access log shows for a request whose client
+// StatusClientClosed is what the access log shows for a request whose client
 // closed its connection before the answer, as ALB's 460.
-const statusClientClosed = 460
+const StatusClientClosed = 460
 
 func (c *ClientConn) acquireBuffers() {
 	c.heads = headsPool.Get().(*heads)
@@ -147,7 +147,7 @@ func (c *ClientConn) releaseBuffers() {
 // serve handles requests until the client or the balancer ends the connection.
 func (c *ClientConn) serve() {
 	c.src.conn = c.conn
-	c.sourceAddr = peerAddr(c.clientIP)
+	c.sourceAddr = PeerAddr(c.clientIP)
 	if tc, ok := c.conn.(*tls.Conn); ok {
 		st := tc.ConnectionState()
 		c.tlsProtocol, c.tlsCipher = tls.VersionName(st.Version), tls.CipherSuiteName(st.CipherSuite)
@@ -260,7 +260,7 @@ func (c *ClientConn) answerError(code int, reason stats.ErrorReason, keep bool) 
 	if c.req.wantsJSON() {
 		page = jsonErrorPage(code, keep)
 	}
-	c.ex.reason, c.ex.sent = reason, int64(len(page))
+	c.ex.Reason, c.ex.Sent = reason, int64(len(page))
 	// The error may come late in the exchange (a body that stalled, a slow
 	// target): the page gets its own time to go out.
 	c.conn.SetWriteDeadline(time.Now().Add(c.l.Route().IdleTimeout))
@@ -268,9 +268,9 @@ func (c *ClientConn) answerError(code int, reason stats.ErrorReason, keep bool) 
 	c.bw.Flush()
 }
 
-// bstr views bytes of a head as a string without copying, for matching only:
+// Bstr views bytes of a head as a string without copying, for matching only:
 // the string must not outlive the head's next read.
-func bstr(b []byte) string {
+func Bstr(b []byte) string {
 	if len(b) == 0 {
 		return ""
 	}
@@ -280,20 +280,20 @@ func bstr(b []byte) string {
 // handle routes and answers one request; it reports whether the client
 // connection may carry another one.
 func (c *ClientConn) handle(rt *Route, start time.Time) bool {
-	c.ex.reset(start)
+	c.ex.Reset(start)
 	c.requestID()
 	defer c.logRequest(rt)
 	if rt.RedirectPort != 0 {
-		c.ex.status = 301
+		c.ex.Status = 301
 		return c.redirectToHTTPS(rt, start)
 	}
-	if c.req.forwardedFor > maxForwardedFor {
-		c.ex.status = 463
+	if c.req.forwardedFor > MaxForwardedFor {
+		c.ex.Status = 463
 		c.answerError(463, stats.ReasonTooManyForwardedFor, false)
 		return false
 	}
 	act := c.matchRequest(rt)
-	c.ex.priority = act.Priority
+	c.ex.Priority = act.Priority
 	if act.Group == nil {
 		// A fixed response or a redirect: read and drop the request body so
 		// the next request on this connection starts where it should.
@@ -306,7 +306,7 @@ func (c *ClientConn) handle(rt *Route, start time.Time) bool {
 		if act.Redirect != nil {
 			page = c.redirect(act.Redirect, rt, keep)
 		}
-		c.ex.status, c.ex.sent = act.Code, int64(len(page))
+		c.ex.Status, c.ex.Sent = act.Code, int64(len(page))
 		c.bw.Write(page)
 		err := c.bw.Flush()
 		act.Stats.Observe(act.Code, time.Since(start))
@@ -324,9 +324,9 @@ func (c *ClientConn) handle(rt *Route, start time.Time) bool {
 	if act.GroupStickiness > 0 {
 		groupToken = c.cookie(StickyCookieGroup)
 	}
-	g, stats := act.chooseGroup(&c.ex, groupToken)
+	g, stats := act.ChooseGroup(&c.ex, groupToken)
 	code, keep := c.forward(g, rt)
-	c.ex.status = code
+	c.ex.Status = code
 	stats.Observe(code, time.Since(start))
 	return keep
 }
@@ -371,7 +371,7 @@ func (c *ClientConn) forward(g *pool.Group, rt *Route) (int, bool) {
 		stickyToken = c.cookie(g.Sticky.Cookie)
 	}
 	for range pool.MaxAttempts {
-		t := c.ex.pick(g, tried, c.sourceHash, stickyToken)
+		t := c.ex.Pick(g, tried, c.sourceHash, stickyToken)
 		if t == nil {
 			break
 		}
@@ -390,7 +390,7 @@ func (c *ClientConn) forward(g *pool.Group, rt *Route) (int, bool) {
 			reason = why
 			continue
 		default:
-			if why == reasonNone {
+			if why == ReasonNone {
 				return code, false // the client went away or the response broke mid-body
 			}
 			t.Failed(why)
@@ -422,42 +422,42 @@ func (c *ClientConn) attempt(t *pool.Target, g *pool.Group, rt *Route, alternati
 	}
 	t.Requests.Add(1)
 	finished := false
-	defer closeUnfinished(uc, &finished)
+	defer CloseUnfinished(uc, &finished)
 	res, code, keep, why = c.roundTrip(uc, g, rt)
 	finished = true
 	return res, code, keep, why
 }
 
-// closeUnfinished closes a target connection whose exchange did not finish:
+// CloseUnfinished closes a target connection whose exchange did not finish:
 // a panic left it in an unknown state.
-func closeUnfinished(uc *pool.Conn, finished *bool) {
+func CloseUnfinished(uc *pool.Conn, finished *bool) {
 	if !*finished {
 		uc.Discard()
 	}
 }
 
-// brokenReason tells a connection the target's host stopped acknowledging
+// BrokenReason tells a connection the target's host stopped acknowledging
 // (TCP_USER_TIMEOUT, keep-alive, unreachable: the host or the network is gone)
 // from one the target closed or reset.
-func brokenReason(err error) stats.ErrorReason {
+func BrokenReason(err error) stats.ErrorReason {
 	if errors.Is(err, syscall.ETIMEDOUT) || errors.Is(err, syscall.EHOSTUNREACH) || errors.Is(err, syscall.ENETUNREACH) {
 		return stats.ReasonTargetUnreachable
 	}
 	return stats.ReasonTargetReset
 }
 
-// reasonNone marks a failed attempt that needs no error page.
-const reasonNone stats.ErrorReason = -1
+// ReasonNone marks a failed attempt that needs no error page.
+const ReasonNone stats.ErrorReason = -1
 
 // failWith answers the client with the error page of reason and returns its status.
 func (c *ClientConn) failWith(reason stats.ErrorReason, keep bool) int {
-	code := reasonStatus(reason)
+	code := ReasonStatus(reason)
 	c.answerError(code, reason, keep)
 	return code
 }
 
-// reasonStatus is the status of the balancer's answer to a forward that failed for reason.
-func reasonStatus(reason stats.ErrorReason) int {
+// ReasonStatus is the status of the balancer's answer to a forward that failed for reason.
+func ReasonStatus(reason stats.ErrorReason) int {
 	switch reason {
 	case stats.ReasonNoTarget:
 		return 503
@@ -477,7 +477,7 @@ func (c *ClientConn) roundTrip(uc *pool.Conn, g *pool.Group, rt *Route) (res att
 	// idempotent (RFC 9110 9.2.2). That covers a pooled connection the target
 	// closed while idle and a target shutting down behind Docker's port proxy,
 	// which accepts the connection and then closes it.
-	retryable := !hasBody && idempotent(method)
+	retryable := !hasBody && Idempotent(method)
 
 	if retryable {
 		// Awaited from before the request goes out: a host found lost the
@@ -498,8 +498,8 @@ func (c *ClientConn) roundTrip(uc *pool.Conn, g *pool.Group, rt *Route) (res att
 	case c.req.ContentLength > 0:
 		bodyIn, err = http1.CopyN(uc.Bw, c.br, c.req.ContentLength, nil)
 	}
-	c.ex.received += bodyIn
-	if err != nil && (c.src.err != nil || brokeFraming(err)) {
+	c.ex.Received += bodyIn
+	if err != nil && (c.src.err != nil || BrokeFraming(err)) {
 		// The client's side broke off or broke its body's framing, not the
 		// target's: the target is not blamed (no passive-health failure).
 		uc.Discard()
@@ -507,12 +507,12 @@ func (c *ClientConn) roundTrip(uc *pool.Conn, g *pool.Group, rt *Route) (res att
 		case c.src.err == nil:
 			c.answerError(400, stats.ReasonBadRequest, false)
 			c.lingerBeforeClose()
-			return attemptFailed, 400, false, reasonNone
+			return attemptFailed, 400, false, ReasonNone
 		case errors.Is(c.src.err, os.ErrDeadlineExceeded):
 			c.answerError(408, stats.ReasonClientTimeout, false)
-			return attemptFailed, 408, false, reasonNone
+			return attemptFailed, 408, false, ReasonNone
 		}
-		return attemptFailed, statusClientClosed, false, reasonNone
+		return attemptFailed, StatusClientClosed, false, ReasonNone
 	}
 	if err == nil {
 		err = uc.Bw.Flush()
@@ -520,17 +520,17 @@ func (c *ClientConn) roundTrip(uc *pool.Conn, g *pool.Group, rt *Route) (res att
 	// bodyCut: the target stopped taking the body, and may have answered
 	// already (an early 405 or 413, then a close). That answer goes to the
 	// client, whose connection then closes: the rest of its body is unread.
-	bodyCut := err != nil && targetAnswered(uc)
+	bodyCut := err != nil && TargetAnswered(uc)
 	if err != nil && !bodyCut {
 		uc.Discard()
 		if retryable {
-			return attemptRetryable, 0, false, brokenReason(err)
+			return attemptRetryable, 0, false, BrokenReason(err)
 		}
-		return attemptFailed, 0, false, brokenReason(err)
+		return attemptFailed, 0, false, BrokenReason(err)
 	}
 
-	c.ex.sentToTarget = time.Now()
-	uc.Conn.SetReadDeadline(c.ex.sentToTarget.Add(g.ResponseTimeout))
+	c.ex.SentToTarget = time.Now()
+	uc.Conn.SetReadDeadline(c.ex.SentToTarget.Add(g.ResponseTimeout))
 	for {
 		err = c.resp.ReadResponse(uc.Br)
 		if uc.Awaiting.Swap(pool.AwaitNone) == pool.AwaitAbandoned {
@@ -545,11 +545,11 @@ func (c *ClientConn) roundTrip(uc *pool.Conn, g *pool.Group, rt *Route) (res att
 			case errors.Is(err, os.ErrDeadlineExceeded):
 				return attemptFailed, 0, false, stats.ReasonResponseTimeout
 			case retryable && len(c.resp.Raw) == 0:
-				return attemptRetryable, 0, false, brokenReason(err)
-			case brokeFraming(err):
+				return attemptRetryable, 0, false, BrokenReason(err)
+			case BrokeFraming(err):
 				return attemptFailed, 0, false, stats.ReasonBadResponse
 			default:
-				return attemptFailed, 0, false, brokenReason(err)
+				return attemptFailed, 0, false, BrokenReason(err)
 			}
 		}
 		if c.resp.Status == 101 {
@@ -571,11 +571,11 @@ func (c *ClientConn) roundTrip(uc *pool.Conn, g *pool.Group, rt *Route) (res att
 		}
 	}
 
-	c.ex.targetStatus, c.ex.headReceived = c.resp.Status, time.Now()
-	if c.ex.headReceived.Sub(c.ex.start) > idleTimeout/2 {
+	c.ex.TargetStatus, c.ex.HeadReceived = c.resp.Status, time.Now()
+	if c.ex.HeadReceived.Sub(c.ex.Start) > idleTimeout/2 {
 		// The answer came long after the request head (a slow upload, a
 		// slow target): the client gets the idle timeout from now to take it.
-		c.conn.SetWriteDeadline(c.ex.headReceived.Add(idleTimeout))
+		c.conn.SetWriteDeadline(c.ex.HeadReceived.Add(idleTimeout))
 	}
 	noBody := http1.ResponseHasNoBody(method, c.resp.Status)
 	framed := noBody || c.resp.Chunked || c.resp.ContentLength >= 0
@@ -600,11 +600,11 @@ func (c *ClientConn) roundTrip(uc *pool.Conn, g *pool.Group, rt *Route) (res att
 	default:
 		bodyOut, err = http1.CopyUntilEOF(c.bw, uc.Br, refresh)
 	}
-	c.ex.sent = int64(len(c.resp.Raw)) + bodyOut
+	c.ex.Sent = int64(len(c.resp.Raw)) + bodyOut
 	if err == nil {
 		err = c.bw.Flush()
 	}
-	if err != nil || !framed || !c.resp.KeepsAlive() || c.req.HTTP10 || bodyCut || ambiguousBody(&c.resp, method) {
+	if err != nil || !framed || !c.resp.KeepsAlive() || c.req.HTTP10 || bodyCut || AmbiguousBody(&c.resp, method) {
 		uc.Discard()
 	} else {
 		uc.VerifyBeforeReuse = noBody
@@ -617,14 +617,14 @@ func (c *ClientConn) roundTrip(uc *pool.Conn, g *pool.Group, rt *Route) (res att
 		// What came of the response goes out: the client sees it broken off
 		// (a chunked body without its last chunk, a short body).
 		c.bw.Flush()
-		return attemptFailed, c.resp.Status, false, reasonNone
+		return attemptFailed, c.resp.Status, false, ReasonNone
 	}
 	return attemptDone, c.resp.Status, keepClient, 0
 }
 
-// brokeFraming reports whether err says a peer broke HTTP/1.1's grammar or
+// BrokeFraming reports whether err says a peer broke HTTP/1.1's grammar or
 // framing, rather than a read or write failing.
-func brokeFraming(err error) bool {
+func BrokeFraming(err error) bool {
 	for _, e := range [...]error{http1.ErrMalformed, http1.ErrBadFraming, http1.ErrBadChunk, http1.ErrVersion,
 		http1.ErrNotImplemented, http1.ErrLineTooLong, http1.ErrHeadTooLarge} {
 		if errors.Is(err, e) {
@@ -634,11 +634,11 @@ func brokeFraming(err error) bool {
 	return false
 }
 
-// ambiguousBody reports whether a response that has no body by rule
+// AmbiguousBody reports whether a response that has no body by rule
 // announced one anyway (a 1xx or 204 with a length or chunks, a chunked
 // 304): what the target sends next may be that body, so its connection
 // carries no other request.
-func ambiguousBody(resp *http1.Head, method []byte) bool {
+func AmbiguousBody(resp *http1.Head, method []byte) bool {
 	if string(method) == "HEAD" || resp.Status >= 200 && resp.Status != 204 && resp.Status != 304 {
 		return false
 	}
@@ -655,9 +655,9 @@ func switchesTo(resp *http1.Head, protocol string) bool {
 // given to show the answer it may have sent.
 const earlyAnswerWait = time.Second
 
-// targetAnswered reports whether a target that stopped taking the request's
+// TargetAnswered reports whether a target that stopped taking the request's
 // body has sent an answer.
-func targetAnswered(uc *pool.Conn) bool {
+func TargetAnswered(uc *pool.Conn) bool {
 	uc.Conn.SetReadDeadline(time.Now().Add(earlyAnswerWait))
 	_, err := uc.Br.Peek(1)
 	return err == nil
@@ -781,7 +781,7 @@ func (c *ClientConn) tunnel(uc *pool.Conn, idleTimeout time.Duration) (attemptRe
 	c.writeResponseHead(true, false)
 	if err := c.bw.Flush(); err != nil {
 		uc.Discard()
-		return attemptFailed, 101, false, reasonNone
+		return attemptFailed, 101, false, ReasonNone
 	}
 	c.conn.SetDeadline(time.Time{})
 	c.src.headUntil, c.src.readTimeout = time.Time{}, 0 // the tunnel sets its own deadlines
@@ -833,17 +833,17 @@ var errorPages = map[int][2][]byte{}
 
 var pageNotFound []byte
 
-// page is the body of one of the balancer's own answers with its content
+// Page is the body of one of the balancer's own answers with its content
 // type, for HTTP/2 streams; HTTP/1.1 connections get it rendered whole
 // (errorPages, action.fixed).
-type page struct {
+type Page struct {
 	// contentType is the header value, shared by every answer: never changed.
-	contentType []string
-	body        []byte
+	ContentType []string
+	Body        []byte
 }
 
-// errorBodies are the pages of errorPages and jsonErrorPages: [code][json].
-var errorBodies = map[int][2]page{}
+// ErrorBodies are the pages of errorPages and jsonErrorPages: [code][json].
+var ErrorBodies = map[int][2]Page{}
 
 func init() {
 	for _, code := range []int{400, 404, 408, 431, 463, 501, 502, 503, 504, 505} {
@@ -854,7 +854,7 @@ func init() {
 		jsonBody := `{"error":"` + text + `","status":` + strconv.Itoa(code) + "}\n"
 		jsonPage := "HTTP/1.1 " + strconv.Itoa(code) + " " + text + "\r\nContent-Type: application/json\r\nContent-Length: " + strconv.Itoa(len(jsonBody)) + "\r\n"
 		jsonErrorPages[code] = [2][]byte{[]byte(jsonPage + "Connection: close\r\n\r\n" + jsonBody), []byte(jsonPage + "\r\n" + jsonBody)}
-		errorBodies[code] = [2]page{{[]string{textPlain}, []byte(body)}, {[]string{"application/json"}, []byte(jsonBody)}}
+		ErrorBodies[code] = [2]Page{{[]string{textPlain}, []byte(body)}, {[]string{"application/json"}, []byte(jsonBody)}}
 	}
 	pageNotFound = errorPage(404, true)
 }
@@ -887,17 +887,17 @@ func errorPage(code int, keep bool) []byte {
 }
 
 // renderFixed renders a fixed response for HTTP/1.1 and as a page for HTTP/2.
-func renderFixed(f *FixedResponse) ([]byte, page) {
+func renderFixed(f *FixedResponse) ([]byte, Page) {
 	ct := f.ContentType
 	if ct == "" {
 		ct = textPlain
 	}
 	raw := []byte("HTTP/1.1 " + strconv.Itoa(f.Status) + " " + http.StatusText(f.Status) + "\r\nContent-Type: " + ct + "\r\nContent-Length: " + strconv.Itoa(len(f.Body)) + "\r\n\r\n" + f.Body)
-	return raw, page{contentType: []string{ct}, body: []byte(f.Body)}
+	return raw, Page{ContentType: []string{ct}, Body: []byte(f.Body)}
 }
 
-// serve runs one HTTP/1.1 client connection of l until it ends.
-func serve(l Listener, conn net.Conn) {
+// Serve runs one HTTP/1.1 client connection of l until it ends.
+func Serve(l Listener, conn net.Conn) {
 	if tc, ok := conn.(*net.TCPConn); ok {
 		tc.SetNoDelay(true)
 	}

@@ -37,7 +37,7 @@ func (r *request) inspect() {
 // own error pages are then JSON. Asked only when berth answers itself.
 func (r *request) wantsJSON() bool {
 	for i := range r.Fields {
-		if f := &r.Fields[i]; f.Kind == http1.FieldAccept && containsFold(f.Value.Of(r.Raw), "application/json") {
+		if f := &r.Fields[i]; f.Kind == http1.FieldAccept && ContainsFold(f.Value.Of(r.Raw), "application/json") {
 			return true
 		}
 	}
@@ -53,9 +53,9 @@ func (r *request) HeaderAt(i int) (name, value []byte) {
 	return f.Name.Of(r.Raw), f.Value.Of(r.Raw)
 }
 
-// containsFold reports whether b contains the lower-case ASCII string sub,
+// ContainsFold reports whether b contains the lower-case ASCII string sub,
 // ignoring case.
-func containsFold(b []byte, sub string) bool {
+func ContainsFold(b []byte, sub string) bool {
 	for i := 0; i+len(sub) <= len(b); i++ {
 		if http1.EqualFold(b[i:i+len(sub)], sub) {
 			return true
@@ -64,9 +64,9 @@ func containsFold(b []byte, sub string) bool {
 	return false
 }
 
-// idempotent methods may be retried on a new connection when a reused one
+// Idempotent methods may be retried on a new connection when a reused one
 // failed before any byte of the response arrived.
-func idempotent(method []byte) bool {
+func Idempotent(method []byte) bool {
 	switch string(method) { // the compiler does not allocate for a switch on string(bytes)
 	case "GET", "HEAD", "OPTIONS", "TRACE":
 		return true

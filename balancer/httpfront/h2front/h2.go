@@ -1,4 +1,4 @@
-package httpfront
+package h2front
 
 import (
 	"bytes"
@@ -16,6 +16,7 @@ import (
 
 	"github.com/berth-lb/berth/balancer/h2conn"
 	"github.com/berth-lb/berth/balancer/http1"
+	"github.com/berth-lb/berth/balancer/httpfront"
 	"github.com/berth-lb/berth/balancer/l4"
 	"github.com/berth-lb/berth/balancer/pool"
 )
@@ -118,8 +119,8 @@ var h2Limits = &http.Server{MaxHeaderBytes: http1.MaxHeadBytes}
 // serveH2 serves one HTTP/2 connection (TLS with ALPN h2, or h2c with prior
 // knowledge) until it ends.
 func serveH2(l Listener, conn net.Conn) {
-	hc := &H2Conn{conn: conn, requestIDPrefix: newRequestIDPrefix(), clientIP: pool.ClientIP(conn.RemoteAddr())}
-	hc.sourceHash, hc.source = pool.HashBytes(hc.clientIP), peerAddr(hc.clientIP)
+	hc := &H2Conn{conn: conn, requestIDPrefix: httpfront.NewRequestIDPrefix(), clientIP: pool.ClientIP(conn.RemoteAddr())}
+	hc.sourceHash, hc.source = pool.HashBytes(hc.clientIP), httpfront.PeerAddr(hc.clientIP)
 	defer conn.Close()
 	// A client that takes no bytes for the idle timeout is closed, as on
 	// HTTP/1.1.
@@ -158,7 +159,7 @@ func ServeHTTPS(l Listener, conn net.Conn) {
 		serveH2(l, tc)
 		return
 	}
-	serve(l, tc)
+	httpfront.Serve(l, tc)
 }
 
 // ServeHTTP serves a plain connection: HTTP/2 when it starts with the
@@ -197,7 +198,7 @@ func ServeHTTP(l Listener, conn net.Conn) {
 		conn.Close()
 		return
 	}
-	serve(l, replay)
+	httpfront.Serve(l, replay)
 }
 
 // sniffBytes is how much of a first line ServeHTTP reads: most whole.

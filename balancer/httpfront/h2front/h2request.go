@@ -1,4 +1,4 @@
-package httpfront
+package h2front
 
 import (
 	"context"
@@ -17,6 +17,7 @@ import (
 
 	"github.com/berth-lb/berth/balancer/h2conn"
 	"github.com/berth-lb/berth/balancer/http1"
+	"github.com/berth-lb/berth/balancer/httpfront"
 	"github.com/berth-lb/berth/balancer/pool"
 	"github.com/berth-lb/berth/balancer/rules"
 	"github.com/berth-lb/berth/balancer/stats"
@@ -33,10 +34,10 @@ import (
 type h2Request struct {
 	l         Listener
 	hc        *H2Conn
-	rt        *Route
+	rt        *httpfront.Route
 	w         http.ResponseWriter
 	r         *http.Request
-	ex        exchange
+	ex        httpfront.Exchange
 	requestID string
 	// wantsJSON is true when Accept names application/json: error pages in JSON.
 	wantsJSON bool
@@ -48,13 +49,13 @@ func serveStream(l Listener, w http.ResponseWriter, r *http.Request) {
 	hc.active.Add(1)
 	defer hc.active.Add(-1)
 	q := &h2Request{l: l, hc: hc, rt: l.Route(), w: w, r: r}
-	q.ex.reset(time.Now())
+	q.ex.Reset(time.Now())
 	q.requestID = r.Header.Get("X-Request-Id")
-	if !ValidRequestID(sbytes(q.requestID)) {
-		q.requestID = string(appendRequestID(nil, hc.requestIDPrefix, hc.requestIDs.Add(1)))
+	if !httpfront.ValidRequestID(sbytes(q.requestID)) {
+		q.requestID = string(httpfront.AppendRequestID(nil, hc.requestIDPrefix, hc.requestIDs.Add(1)))
 	}
 	for _, v := range r.Header.Values("Accept") {
-		q.wantsJSON = q.wantsJSON || containsFold(sbytes(v), "application/json")
+		q.wantsJSON = q.wantsJSON || httpfront.ContainsFold(sbytes(v), "application/json")
 	}
 	// Deferred: a response that breaks mid-body ends the stream by panic.
 	defer q.log()
@@ -65,7 +66,7 @@ func serveStream(l Listener, w http.ResponseWriter, r *http.Request) {
 func sbytes(s string) []byte { return unsafe.Slice(unsafe.StringData(s), len(s)) }
 
 func (q *h2Request) serve() {
-	r, rt, start := q.r, q.rt, q.ex.start
+	r, rt, start := q.r, q.rt, q.ex.Start
 	if !h2conn.Downgradable(r.Method, r.RequestURI, r.Host) {
 		q.fail(400, stats.ReasonBadRequest)
 		return
@@ -76,7 +77,7 @@ func (q *h2Request) serve() {
 	}
 	path := r.URL.EscapedPath()
 	if rt.RedirectPort != 0 {
-		q.ex.redirectURL = appendHTTPSLocation(nil, sbytes(host), sbytes(path), sbytes(r.URL.RawQuery), rt.RedirectPort)
+		q.ex.RedirectURL = httpfront.AppendHTTPSLocation(nil, sbytes(host), sbytes(path), sbytes(r.URL.RawQuery), rt.RedirectPort)
 		q.redirect(http.StatusMovedPermanently)
 		rt.Fallback.Stats.Observe(http.StatusMovedPermanently, time.Since(start))
 		return
@@ -85,7 +86,7 @@ func (q *h2Request) serve() {
 		q.fail(431, stats.ReasonHeadersTooLarge)
 		return
 	}
-	if q.forwardedFor() > maxForwardedFor {
+	if q.forwardedFor() > httpfront.MaxForwardedFor {
 		q.fail(463, stats.ReasonTooManyForwardedFor)
 		return
 	}
@@ -99,25 +100,25 @@ func (q *h2Request) serve() {
 	if i := rt.Table.MatchRequest(&req); i >= 0 {
 		act = &rt.Actions[i]
 	}
-	q.ex.priority = act.Priority
+	q.ex.Priority = act.Priority
 	switch {
 	case act.Redirect != nil:
-		parts := redirectParts{protocol: []byte(rt.Scheme), host: sbytes(host), port: q.l.ForwardedPort(),
-			path: sbytes(strings.TrimPrefix(path, "/")), query: sbytes(r.URL.RawQuery)}
-		q.ex.redirectURL = act.Redirect.appendLocation(nil, &parts)
+		parts := httpfront.RedirectParts{Protocol: []byte(rt.Scheme), Host: sbytes(host), Port: q.l.ForwardedPort(),
+			Path: sbytes(strings.TrimPrefix(path, "/")), Query: sbytes(r.URL.RawQuery)}
+		q.ex.RedirectURL = act.Redirect.AppendLocation(nil, &parts)
 		q.redirect(act.Redirect.Status)
 		act.Stats.Observe(act.Redirect.Status, time.Since(start))
 	case act.Group == nil:
-		q.ex.status, q.ex.sent = act.Code, writePage(q.w, act.Code, act.FixedPage)
+		q.ex.Status, q.ex.Sent = act.Code, writePage(q.w, act.Code, act.FixedPage)
 		act.Stats.Observe(act.Code, time.Since(start))
 	default:
 		var groupToken []byte
 		if act.GroupStickiness > 0 {
-			groupToken = q.cookie(StickyCookieGroup)
+			groupToken = q.cookie(httpfront.StickyCookieGroup)
 		}
-		g, stats := act.chooseGroup(&q.ex, groupToken)
-		q.ex.status = q.forward(g)
-		stats.Observe(q.ex.status, time.Since(start))
+		g, stats := act.ChooseGroup(&q.ex, groupToken)
+		q.ex.Status = q.forward(g)
+		stats.Observe(q.ex.Status, time.Since(start))
 	}
 }
 
@@ -150,29 +151,29 @@ func (q *h2Request) forwardedFor() int {
 // cookie returns the value of the request's cookie name, or nil.
 func (q *h2Request) cookie(name string) []byte {
 	for _, v := range q.r.Header.Values("Cookie") {
-		if c := cookieValue(sbytes(v), name); c != nil {
+		if c := httpfront.CookieValue(sbytes(v), name); c != nil {
 			return c
 		}
 	}
 	return nil
 }
 
-// redirect answers with ex.redirectURL as the location.
+// redirect answers with ex.RedirectURL as the location.
 func (q *h2Request) redirect(status int) {
-	q.w.Header().Set("Location", string(q.ex.redirectURL))
+	q.w.Header().Set("Location", string(q.ex.RedirectURL))
 	q.w.WriteHeader(status)
-	q.ex.status = status
+	q.ex.Status = status
 }
 
 // fail answers with the balancer's error page for code, in JSON when the
 // client asked for it, and counts reason.
 func (q *h2Request) fail(code int, reason stats.ErrorReason) int {
 	q.l.CountError(reason)
-	page := errorBodies[code][0]
+	page := httpfront.ErrorBodies[code][0]
 	if q.wantsJSON {
-		page = errorBodies[code][1]
+		page = httpfront.ErrorBodies[code][1]
 	}
-	q.ex.status, q.ex.reason, q.ex.sent = code, reason, writePage(q.w, code, page)
+	q.ex.Status, q.ex.Reason, q.ex.Sent = code, reason, writePage(q.w, code, page)
 	return code
 }
 
@@ -202,10 +203,10 @@ func (h *h2Headers) HeaderAt(i int) (name, value []byte) {
 
 // writePage answers with one of the balancer's own pages and returns the
 // length of its body.
-func writePage(w http.ResponseWriter, status int, p page) int64 {
-	w.Header()["Content-Type"] = p.contentType
+func writePage(w http.ResponseWriter, status int, p httpfront.Page) int64 {
+	w.Header()["Content-Type"] = p.ContentType
 	w.WriteHeader(status)
-	n, _ := w.Write(p.body)
+	n, _ := w.Write(p.Body)
 	return int64(n)
 }
 
@@ -223,14 +224,14 @@ func (q *h2Request) forward(g *pool.Group) int {
 	tried := triedArray[:0]
 	reason := stats.ReasonNoTarget
 	for range pool.MaxAttempts {
-		t := q.ex.pick(g, tried, q.hc.sourceHash, stickyToken)
+		t := q.ex.Pick(g, tried, q.hc.sourceHash, stickyToken)
 		if t == nil {
 			break
 		}
 		tried = append(tried, t)
 		code, why, retry := q.attempt(g, t, grpc, g.HasAlternative(tried))
 		switch {
-		case why == reasonNone:
+		case why == httpfront.ReasonNone:
 			if code >= 500 {
 				t.Passive.Failed(time.Now())
 			} else {
@@ -243,10 +244,10 @@ func (q *h2Request) forward(g *pool.Group) int {
 			continue
 		default:
 			t.Failed(why)
-			return q.fail(reasonStatus(why), why)
+			return q.fail(httpfront.ReasonStatus(why), why)
 		}
 	}
-	return q.fail(reasonStatus(reason), reason)
+	return q.fail(httpfront.ReasonStatus(reason), reason)
 }
 
 // attempt is one try on t, in flight for its whole length, also when a
@@ -297,11 +298,11 @@ func (q *h2Request) tryHTTP2(g *pool.Group, t *pool.Target, transport http.Round
 	out.URL.Host = t.Address
 	out.Close = false
 	if r.Body != nil && r.Body != http.NoBody {
-		out.Body = countedBody{r.Body, &q.ex.received}
+		out.Body = countedBody{r.Body, &q.ex.Received}
 	}
 	q.writeRequestHeader(out.Header)
 
-	q.ex.sentToTarget = time.Now()
+	q.ex.SentToTarget = time.Now()
 	resp, err := transport.RoundTrip(out)
 	timer.Stop()
 	if err != nil {
@@ -313,11 +314,11 @@ func (q *h2Request) tryHTTP2(g *pool.Group, t *pool.Target, transport http.Round
 			return 0, stats.ReasonResponseTimeout, false
 		}
 		if r.Context().Err() != nil {
-			return statusClientClosed, reasonNone, false // the client went away
+			return httpfront.StatusClientClosed, httpfront.ReasonNone, false // the client went away
 		}
-		return 0, brokenReason(err), false
+		return 0, httpfront.BrokenReason(err), false
 	}
-	q.ex.headReceived, q.ex.targetStatus = time.Now(), resp.StatusCode
+	q.ex.HeadReceived, q.ex.TargetStatus = time.Now(), resp.StatusCode
 	defer resp.Body.Close()
 	// The answer ended the exchange: a client still sending (a gRPC stream
 	// that failed early) must not keep the upstream request body open,
@@ -335,9 +336,9 @@ func (q *h2Request) tryHTTP2(g *pool.Group, t *pool.Target, transport http.Round
 		n, rerr := resp.Body.Read(*buf)
 		if n > 0 {
 			if _, werr := body.Write((*buf)[:n]); werr != nil {
-				return resp.StatusCode, reasonNone, false
+				return resp.StatusCode, httpfront.ReasonNone, false
 			}
-			q.ex.sent += int64(n)
+			q.ex.Sent += int64(n)
 		}
 		if rerr == io.EOF {
 			break
@@ -350,7 +351,7 @@ func (q *h2Request) tryHTTP2(g *pool.Group, t *pool.Target, transport http.Round
 	for k, vs := range resp.Trailer {
 		w.Header()[http.TrailerPrefix+k] = vs
 	}
-	return resp.StatusCode, reasonNone, false
+	return resp.StatusCode, httpfront.ReasonNone, false
 }
 
 // streamWriter writes a response body to an HTTP/2 client. A response
@@ -414,12 +415,12 @@ func (q *h2Request) writeRequestHeader(h http.Header) {
 func (q *h2Request) forwardedForValue() string {
 	xff := strings.Join(q.r.Header.Values("X-Forwarded-For"), ", ")
 	switch q.rt.XFF {
-	case XFFAppend:
+	case httpfront.XFFAppend:
 		if xff == "" {
 			return string(q.hc.clientIP)
 		}
 		return xff + ", " + string(q.hc.clientIP)
-	case XFFPreserve:
+	case httpfront.XFFPreserve:
 		return xff
 	}
 	return ""
@@ -437,7 +438,7 @@ func (q *h2Request) writeResponseHeader(resp *http.Response) {
 		h[k] = vs
 	}
 	q.addStickyCookies(func(name string) bool {
-		return slices.ContainsFunc(resp.Header.Values("Set-Cookie"), func(v string) bool { return setsCookie(sbytes(v), name) })
+		return slices.ContainsFunc(resp.Header.Values("Set-Cookie"), func(v string) bool { return httpfront.SetsCookie(sbytes(v), name) })
 	})
 }
 
@@ -446,14 +447,14 @@ func (q *h2Request) writeResponseHeader(resp *http.Response) {
 // response sets the application's cookie, which setsCookie tells).
 func (q *h2Request) addStickyCookies(setsCookie func(name string) bool) {
 	h := q.w.Header()
-	if q.ex.groupToken != "" {
-		h.Add("Set-Cookie", string(appendCookie(nil, StickyCookieGroup, q.ex.groupToken, q.ex.groupStickiness)))
+	if q.ex.GroupToken != "" {
+		h.Add("Set-Cookie", string(httpfront.AppendCookie(nil, httpfront.StickyCookieGroup, q.ex.GroupToken, q.ex.GroupStickiness)))
 	}
-	s := q.ex.sticky
-	if s == nil || q.ex.stickyToken == "" || s.AppCookie != "" && !setsCookie(s.AppCookie) {
+	s := q.ex.Sticky
+	if s == nil || q.ex.StickyToken == "" || s.AppCookie != "" && !setsCookie(s.AppCookie) {
 		return
 	}
-	h.Add("Set-Cookie", string(appendCookie(nil, s.Cookie, q.ex.stickyToken, s.Duration)))
+	h.Add("Set-Cookie", string(httpfront.AppendCookie(nil, s.Cookie, q.ex.StickyToken, s.Duration)))
 }
 
 // log writes the access-log line of the request, when an access log is open.
@@ -465,15 +466,15 @@ func (q *h2Request) log() {
 	r := q.r
 	for k, vs := range r.Header {
 		for _, v := range vs {
-			q.ex.received += int64(len(k) + len(v) + 4) // as the header lines of HTTP/1.1
+			q.ex.Received += int64(len(k) + len(v) + 4) // as the header lines of HTTP/1.1
 		}
 	}
-	line := accessLine{scheme: q.rt.Scheme, listener: q.l.Name(), client: bstr(q.hc.clientIP),
-		request: r.Method + " " + r.URL.RequestURI() + " " + r.Proto, userAgent: r.UserAgent(), requestID: q.requestID}
+	line := httpfront.AccessLine{Scheme: q.rt.Scheme, Listener: q.l.Name(), Client: httpfront.Bstr(q.hc.clientIP),
+		Request: r.Method + " " + r.URL.RequestURI() + " " + r.Proto, UserAgent: r.UserAgent(), RequestID: q.requestID}
 	if r.TLS != nil {
-		line.tlsProtocol, line.tlsCipher = tls.VersionName(r.TLS.Version), tls.CipherSuiteName(r.TLS.CipherSuite)
+		line.TLSProtocol, line.TLSCipher = tls.VersionName(r.TLS.Version), tls.CipherSuiteName(r.TLS.CipherSuite)
 	}
-	a.WriteLine(line.append(nil, &q.ex, time.Now()))
+	a.WriteLine(line.Append(nil, &q.ex, time.Now()))
 }
 
 // h2Exchange is an HTTP/2 request in flight to a target, registered with the

@@ -1,4 +1,4 @@
-package httpfront
+package h2front
 
 import (
 	"bufio"
@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/berth-lb/berth/balancer/http1"
+	"github.com/berth-lb/berth/balancer/httpfront"
 	"github.com/berth-lb/berth/balancer/pool"
 	"github.com/berth-lb/berth/balancer/stats"
 )
@@ -50,7 +51,7 @@ func (q *h2Request) tryHTTP1(g *pool.Group, t *pool.Target, alternatives bool) (
 		}
 	}
 	finished := false
-	defer closeUnfinished(uc, &finished)
+	defer httpfront.CloseUnfinished(uc, &finished)
 	code, why, retry := q.exchangeHTTP1(g, t, uc)
 	finished = true
 	return code, why, retry
@@ -68,7 +69,7 @@ func (q *h2Request) exchangeHTTP1(g *pool.Group, t *pool.Target, uc *pool.Conn) 
 	// x/net gives every request a Body, also one whose HEADERS ended the
 	// stream: its length 0 is what says there is none.
 	hasBody := r.ContentLength != 0
-	retryable := !hasBody && idempotent(sbytes(r.Method))
+	retryable := !hasBody && httpfront.Idempotent(sbytes(r.Method))
 	if retryable {
 		// As on HTTP/1.1 (roundTrip): awaited from before the request goes
 		// out, so a host found lost while it waits moves it elsewhere.
@@ -82,23 +83,23 @@ func (q *h2Request) exchangeHTTP1(g *pool.Group, t *pool.Target, uc *pool.Conn) 
 	switch {
 	case errors.Is(err, errClientBody) && q.r.Context().Err() != nil:
 		uc.Discard()
-		return statusClientClosed, reasonNone, false // the client went away mid-body: nobody to answer
+		return httpfront.StatusClientClosed, httpfront.ReasonNone, false // the client went away mid-body: nobody to answer
 	case errors.Is(err, errClientBody) && errors.Is(err, os.ErrDeadlineExceeded):
 		uc.Discard()
-		return q.fail(408, stats.ReasonClientTimeout), reasonNone, false
+		return q.fail(408, stats.ReasonClientTimeout), httpfront.ReasonNone, false
 	case errors.Is(err, errClientBody):
 		uc.Discard()
-		return q.fail(400, stats.ReasonBadRequest), reasonNone, false // a body shorter or longer than its length
-	case err != nil && !targetAnswered(uc):
+		return q.fail(400, stats.ReasonBadRequest), httpfront.ReasonNone, false // a body shorter or longer than its length
+	case err != nil && !httpfront.TargetAnswered(uc):
 		uc.Discard()
-		return 0, brokenReason(err), retryable
+		return 0, httpfront.BrokenReason(err), retryable
 	}
 	// With err still set, the target stopped taking the body and answered
 	// early: that answer goes to the client, and the connection is not reused.
 	bodyCut := err != nil
 
-	q.ex.sentToTarget = time.Now()
-	uc.Conn.SetReadDeadline(q.ex.sentToTarget.Add(g.ResponseTimeout))
+	q.ex.SentToTarget = time.Now()
+	uc.Conn.SetReadDeadline(q.ex.SentToTarget.Add(g.ResponseTimeout))
 	for {
 		err := resp.ReadResponse(uc.Br)
 		if uc.Awaiting.Swap(pool.AwaitNone) == pool.AwaitAbandoned {
@@ -111,11 +112,11 @@ func (q *h2Request) exchangeHTTP1(g *pool.Group, t *pool.Target, uc *pool.Conn) 
 			case errors.Is(err, os.ErrDeadlineExceeded):
 				return 0, stats.ReasonResponseTimeout, false
 			case retryable && len(resp.Raw) == 0:
-				return 0, brokenReason(err), true
-			case brokeFraming(err):
+				return 0, httpfront.BrokenReason(err), true
+			case httpfront.BrokeFraming(err):
 				return 0, stats.ReasonBadResponse, false
 			default:
-				return 0, brokenReason(err), false
+				return 0, httpfront.BrokenReason(err), false
 			}
 		}
 		if resp.Status == 101 { // HTTP/2 has no upgrade to switch to
@@ -126,7 +127,7 @@ func (q *h2Request) exchangeHTTP1(g *pool.Group, t *pool.Target, uc *pool.Conn) 
 			break
 		}
 	}
-	q.ex.headReceived, q.ex.targetStatus = time.Now(), resp.Status
+	q.ex.HeadReceived, q.ex.TargetStatus = time.Now(), resp.Status
 	method := sbytes(r.Method)
 	noBody := http1.ResponseHasNoBody(method, resp.Status)
 	framed := noBody || resp.Chunked || resp.ContentLength >= 0
@@ -147,22 +148,22 @@ func (q *h2Request) exchangeHTTP1(g *pool.Group, t *pool.Target, uc *pool.Conn) 
 			err = nil
 		}
 	}
-	q.ex.sent = body.sent
+	q.ex.Sent = body.sent
 	switch {
 	case errors.Is(err, errClientGone):
 		uc.Discard()
-		return resp.Status, reasonNone, false
+		return resp.Status, httpfront.ReasonNone, false
 	case err != nil:
 		uc.Discard()
 		// The status went out already: the client sees the stream reset.
 		panic(http.ErrAbortHandler)
-	case framed && resp.KeepsAlive() && !bodyCut && !ambiguousBody(resp, method):
+	case framed && resp.KeepsAlive() && !bodyCut && !httpfront.AmbiguousBody(resp, method):
 		uc.VerifyBeforeReuse = noBody
 		t.Put(uc)
 	default:
 		uc.Discard()
 	}
-	return resp.Status, reasonNone, false
+	return resp.Status, httpfront.ReasonNone, false
 }
 
 // writeHTTP1Head writes the request line and header fields for the target.
@@ -251,7 +252,7 @@ func (q *h2Request) writeHTTP1Body(w *bufio.Writer, hasBody bool) error {
 			return errors.Join(errClientBody, rerr)
 		}
 	}
-	q.ex.received += sent
+	q.ex.Received += sent
 	if chunked {
 		w.WriteString("0\r\n\r\n")
 	}
@@ -283,7 +284,7 @@ func (q *h2Request) writeHTTP1ResponseHeader(resp *http1.Head) {
 	}
 	q.addStickyCookies(func(name string) bool {
 		for i := range resp.Fields {
-			if resp.Fields[i].Kind == http1.FieldSetCookie && setsCookie(resp.Fields[i].Value.Of(resp.Raw), name) {
+			if resp.Fields[i].Kind == http1.FieldSetCookie && httpfront.SetsCookie(resp.Fields[i].Value.Of(resp.Raw), name) {
 				return true
 			}
 		}

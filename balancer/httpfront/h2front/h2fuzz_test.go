@@ -1,4 +1,4 @@
-package httpfront
+package h2front
 
 import (
 	"bufio"
@@ -14,6 +14,7 @@ import (
 
 	"github.com/berth-lb/berth/balancer/h2conn"
 	"github.com/berth-lb/berth/balancer/http1"
+	"github.com/berth-lb/berth/balancer/httpfront"
 	"github.com/berth-lb/berth/internal/h2raw"
 )
 
@@ -54,7 +55,7 @@ func FuzzH2Downgrade(f *testing.F) {
 	results := make(chan downgrade, 1)
 	l := fuzzListener{}
 	hc := &H2Conn{clientIP: []byte("192.0.2.1")}
-	rt := &Route{Scheme: "http", XFF: XFFAppend}
+	rt := &httpfront.Route{Scheme: "http", XFF: httpfront.XFFAppend}
 	handler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		var d downgrade
 		if d.refused = !h2conn.Downgradable(r.Method, r.RequestURI, r.Host); !d.refused {

@@ -1,4 +1,4 @@
-package httpfront
+package h2front
 
 import (
 	"net/http"
