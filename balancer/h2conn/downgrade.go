@@ -24,12 +24,13 @@ func Downgradable(method, path, authority string) bool {
 	case method == "CONNECT": // a tunnel through a target, past every rule
 		return false
 	case path == "*":
-		return method == "OPTIONS" && authority != ""
+		return method == "OPTIONS" && http1.ValidAuthority(authority)
 	}
 	// The HTTP/1.1 codec's own grammar: a space would end the request
 	// target, bytes outside ASCII are read differently by different targets
 	// (RFC 3986 wants them percent-encoded), and a "#" would end the path
 	// for a target while berth matched the part after it. HTTP/1.1 requires
-	// Host, and the host rules need one.
-	return http1.ValidOriginForm(path) && authority != ""
+	// Host, and the host rules need one: x/net lets ":" through as an
+	// authority, which no HTTP/1.1 parser should take as a Host.
+	return http1.ValidOriginForm(path) && http1.ValidAuthority(authority)
 }

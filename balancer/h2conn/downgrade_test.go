@@ -12,6 +12,10 @@ func TestH2Downgradable(t *testing.T) {
 		{"OPTIONS", "*", "", false},
 		{"GET", "*", "a.example", false},
 		{"GET", "/", "", false},
+		{"GET", "/", ":", false}, // a port without a host (x/net lets it through)
+		{"GET", "/", ":8080", false},
+		{"GET", "/", "a.example:", true}, // an empty port is allowed (RFC 3986 3.2.3)
+		{"OPTIONS", "*", ":", false},
 		{"", "/", "a.example", false},
 		{"GET /admin", "/", "a.example", false},
 		{"GET\t", "/", "a.example", false},

@@ -97,15 +97,14 @@ func ValidOriginForm(s string) bool {
 
 // validAuthority reports whether b is uri-host [":" port]: reg-name or
 // IPv4 characters, or an IP-literal in brackets, then digits after a colon.
-func validAuthority(b []byte) bool {
+func validAuthority[T string | []byte](b T) bool {
 	if len(b) == 0 {
 		return false
 	}
-	host := b
 	if b[0] == '[' {
 		end := 0
-		for i, c := range b {
-			if c == ']' {
+		for i := 1; i < len(b); i++ {
+			if b[i] == ']' {
 				end = i
 				break
 			}
@@ -113,19 +112,19 @@ func validAuthority(b []byte) bool {
 		if end < 2 {
 			return false
 		}
-		for _, c := range b[1:end] {
-			if !(isHex(c) || c == ':' || c == '.') {
+		for i := 1; i < end; i++ {
+			if c := b[i]; !(isHex(c) || c == ':' || c == '.') {
 				return false
 			}
 		}
-		host = nil
 		b = b[end+1:]
 		if len(b) > 0 && b[0] != ':' {
 			return false
 		}
 	} else {
 		colon := -1
-		for i, c := range b {
+		for i := 0; i < len(b); i++ {
+			c := b[i]
 			if !hostChar[c] || c == '[' || c == ']' {
 				return false
 			}
@@ -139,21 +138,27 @@ func validAuthority(b []byte) bool {
 		if colon < 0 {
 			return true
 		}
-		host, b = b[:colon], b[colon:]
-		if len(host) == 0 {
+		if colon == 0 { // a port without a host
 			return false
 		}
+		b = b[colon:]
 	}
 	if len(b) == 0 {
 		return true
 	}
-	for _, c := range b[1:] { // the port; empty is allowed (RFC 3986 3.2.3)
-		if !isDigit(c) {
+	for i := 1; i < len(b); i++ { // the port; empty is allowed (RFC 3986 3.2.3)
+		if !isDigit(b[i]) {
 			return false
 		}
 	}
 	return len(b) <= 6
 }
+
+// ValidAuthority reports whether s may be a Host field's value as the codec
+// reads one: uri-host [":" port], the host not empty. What a request from
+// another protocol (HTTP/2) carries as its authority must pass it to be
+// forwarded in a Host field.
+func ValidAuthority(s string) bool { return validAuthority(s) }
 
 func isHex(c byte) bool {
 	return isDigit(c) || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F'
