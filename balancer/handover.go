@@ -107,30 +107,29 @@ func (in *inheritedSockets) take(name, address, network string) *os.File {
 
 // listenTCP serves a TCP listener on its inherited socket, else binds one.
 func (b *Balancer) listenTCP(name, address string) (net.Listener, error) {
-	f := b.inherited.take(name, address, "tcp")
-	if f == nil {
-		return net.Listen("tcp", address)
-	}
-	defer f.Close() // FileListener made its own copy
-	ln, err := net.FileListener(f)
-	if err != nil {
-		return nil, fmt.Errorf("inherited socket: %w", err)
-	}
-	return ln, nil
+	return listenOn(&b.inherited, name, address, "tcp", net.Listen, net.FileListener)
 }
 
 // listenUDP is listenTCP for a UDP listener.
 func (b *Balancer) listenUDP(name, address string) (net.PacketConn, error) {
-	f := b.inherited.take(name, address, "udp")
+	return listenOn(&b.inherited, name, address, "udp", net.ListenPacket, net.FilePacketConn)
+}
+
+// listenOn opens a listener's socket from its inherited descriptor, or binds
+// a new one when it inherited none.
+func listenOn[S any](in *inheritedSockets, name, address, network string,
+	bind func(network, address string) (S, error), fromFile func(*os.File) (S, error)) (S, error) {
+	f := in.take(name, address, network)
 	if f == nil {
-		return net.ListenPacket("udp", address)
+		return bind(network, address)
 	}
-	defer f.Close()
-	pc, err := net.FilePacketConn(f)
+	defer f.Close() // fromFile made its own copy
+	s, err := fromFile(f)
 	if err != nil {
-		return nil, fmt.Errorf("inherited socket: %w", err)
+		var none S
+		return none, fmt.Errorf("inherited socket: %w", err)
 	}
-	return pc, nil
+	return s, nil
 }
 
 // Sockets returns a copy of every listener's socket, for a successor to
