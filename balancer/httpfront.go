@@ -26,9 +26,19 @@ func (x httpListener) CountError(reason stats.ErrorReason)       { x.l.errors[re
 func (x httpListener) AccessLog() *accesslog.Logger              { return x.l.b.access.Load() }
 func (x httpListener) Draining() *atomic.Bool                    { return &x.l.b.shuttingDown }
 func (x httpListener) TrackConn(c *httpfront.ClientConn) func()  { return track(x.l, x.l.conns, c) }
+func (x httpListener) Detach() func()                            { return x.l.detach() }
 func (x httpListener) TrackH2(c *h2front.H2Conn) func()          { return track(x.l, x.l.h2conns, c) }
 func (x httpListener) Transport(g *pool.Group) http.RoundTripper { return x.l.b.upstreams.Transport(g) }
 func (x httpListener) Hook(where string)                         { runTestHook(x.l, where) }
+
+// detach counts a connection whose accepting goroutine is about to end as
+// active again, until release: the accept loop's count ends with that
+// goroutine (serveConn). Counted twice for a moment rather than not at all,
+// the listener may refuse one connection too many then, never admit one.
+func (l *listener) detach() (release func()) {
+	l.active.Add(1)
+	return func() { l.active.Add(-1) }
+}
 
 // serveHTTP serves a plain http listener's connection (the HTTP/2 front's ServeHTTP: it sniffs either protocol).
 func (l *listener) serveHTTP(conn net.Conn) { h2front.ServeHTTP(httpListener{l}, conn) }

@@ -56,6 +56,11 @@ type Listener interface {
 	// TrackConn keeps a connection in the listener's sets, for shutdown and
 	// draining, until untrack is called.
 	TrackConn(c *ClientConn) (untrack func())
+	// Detach keeps a connection counted in the listener (max-connections)
+	// after the goroutine it was accepted on ends: an idle connection parks
+	// with no goroutine (idlepark) and resumes on another. release ends the
+	// count. Until that first goroutine ends, the connection counts twice.
+	Detach() (release func())
 }
 
 // Route is the immutable HTTP routing of one listener, compiled by the

@@ -17,6 +17,7 @@ import (
 	"unsafe"
 
 	"github.com/berth-lb/berth/balancer/http1"
+	"github.com/berth-lb/berth/balancer/idlepark"
 	"github.com/berth-lb/berth/balancer/pool"
 	"github.com/berth-lb/berth/balancer/stats"
 	"github.com/berth-lb/berth/internal/backstop"
@@ -62,6 +63,14 @@ type ClientConn struct {
 	tlsProtocol, tlsCipher string
 	// idle is true while the connection waits for a request: shutdown may close it.
 	idle atomic.Bool
+	// idleUntil is when an idle connection that waits without buffers closes.
+	idleUntil time.Time
+	// spot is where idlepark holds the connection while it is parked.
+	spot idlepark.Spot
+	// untrack takes the connection out of the listener's sets; detached,
+	// once the connection parked, ends its count in the listener (the
+	// goroutine that counted it is gone).
+	untrack, detached func()
 
 	// heads come from a pool with the buffers: nil while the connection
 	// idles without them.
@@ -144,23 +153,20 @@ func (c *ClientConn) releaseBuffers() {
 	c.br, c.bw, c.heads = nil, nil, nil
 }
 
-// serve handles requests until the client or the balancer ends the connection.
+// serve handles requests until the client or the balancer ends the
+// connection, or the connection parks idle (idlepark): its goroutine ends
+// then, and resume goes on with another.
 func (c *ClientConn) serve() {
-	c.src.conn = c.conn
-	c.sourceAddr = PeerAddr(c.clientIP)
-	if tc, ok := c.conn.(*tls.Conn); ok {
-		st := tc.ConnectionState()
-		c.tlsProtocol, c.tlsCipher = tls.VersionName(st.Version), tls.CipherSuiteName(st.CipherSuite)
-	}
-	c.acquireBuffers()
-	defer c.releaseBuffers()
-	for {
-		if c.idle.Load() && c.draining.Load() {
-			return
+	parked := false
+	defer func() {
+		if !parked {
+			c.end()
 		}
-		idleTimeout := c.l.Route().IdleTimeout
-		c.src.headUntil, c.src.readTimeout = time.Time{}, 0
-		if err := c.awaitRequest(idleTimeout); err != nil {
+	}()
+	idleTimeout := c.l.Route().IdleTimeout
+	for {
+		var err error
+		if parked, err = c.awaitRequest(idleTimeout); err != nil || parked {
 			// A client that closes or stays silent while idle has nothing in
 			// flight: it is closed quietly.
 			return
@@ -172,7 +178,7 @@ func (c *ClientConn) serve() {
 		start := time.Now()
 		c.src.headUntil = start.Add(idleTimeout)
 		c.idle.Store(false)
-		err := c.req.ReadRequest(c.br)
+		err = c.req.ReadRequest(c.br)
 		c.req.inspect()
 		c.src.headUntil, c.src.readTimeout = time.Time{}, idleTimeout
 		// A client that stops reading its answer holds a goroutine and a
@@ -187,27 +193,111 @@ func (c *ClientConn) serve() {
 			return
 		}
 		c.idle.Store(true)
+		if c.draining.Load() {
+			return
+		}
+		idleTimeout = c.l.Route().IdleTimeout
+	}
+}
+
+// end closes the connection and lets the listener forget it.
+func (c *ClientConn) end() {
+	c.releaseBuffers()
+	c.untrack()
+	c.conn.Close()
+	if c.detached != nil {
+		c.detached()
 	}
 }
 
 // awaitRequest waits for the first byte of the next request, for at most
-// idleTimeout. Past IdleBufferRelease it waits without buffers.
-func (c *ClientConn) awaitRequest(idleTimeout time.Duration) error {
+// idleTimeout. Past IdleBufferRelease it waits without buffers, parked
+// (no goroutine) when it can: parked is then true, and the connection is
+// resume's.
+func (c *ClientConn) awaitRequest(idleTimeout time.Duration) (parked bool, err error) {
+	c.src.headUntil, c.src.readTimeout = time.Time{}, 0
 	now := time.Now()
 	c.conn.SetReadDeadline(now.Add(min(idleTimeout, IdleBufferRelease)))
-	_, err := c.br.Peek(1)
+	_, err = c.br.Peek(1)
 	if err == nil || !errors.Is(err, os.ErrDeadlineExceeded) || idleTimeout <= IdleBufferRelease || c.draining.Load() {
-		return err // shutdown wakes idle connections with an expired deadline
+		return false, err // shutdown wakes idle connections with an expired deadline
 	}
 	c.idle.Store(true) // a new connection that sent nothing yet is idle now too
 	c.releaseBuffers()
-	c.conn.SetReadDeadline(now.Add(idleTimeout))
+	c.idleUntil = now.Add(idleTimeout)
+	if c.park() {
+		return true, nil
+	}
+	return false, c.readFirstByte()
+}
+
+// readFirstByte waits until idleUntil for the first byte of a request, and
+// takes buffers for it.
+func (c *ClientConn) readFirstByte() error {
+	c.conn.SetReadDeadline(c.idleUntil)
 	if _, err := c.conn.Read(c.src.pending[:]); err != nil {
 		return err
 	}
 	c.src.has = true
 	c.acquireBuffers()
 	return nil
+}
+
+// park hands the idle connection to idlepark until it turns readable or
+// idleUntil passes. It parks only a socket whose next bytes nothing holds
+// in user space: br is released, and a conn that wraps the socket holds
+// nothing once a request was read (h2front's sniffed bytes are the first
+// read's; TLS keeps at most part of a record, whose rest the socket
+// announces). It reports false when the connection cannot park (not a
+// socket, or idlepark failed): it then waits in its goroutine.
+func (c *ClientConn) park() bool {
+	rc := rawConnOf(c.conn)
+	if rc == nil {
+		return false
+	}
+	detach := c.detached == nil
+	if detach {
+		c.detached = c.l.Detach()
+	}
+	if idlepark.Park(&c.spot, rc, c.idleUntil, c.resume) != nil {
+		if detach {
+			c.detached()
+			c.detached = nil
+		}
+		return false
+	}
+	return true
+}
+
+// resume goes on with a parked connection, on a goroutine of its own (the
+// backstop is its own too): it serves the request that made it readable,
+// or ends it (idle timeout, shutdown, closed).
+func (c *ClientConn) resume(readable bool) {
+	defer backstop.Recover(c.l.Log(), c.l.Panics(), c.conn, "listener", c.l.Name())
+	if !readable || c.draining.Load() || c.readFirstByte() != nil {
+		c.end()
+		return
+	}
+	c.serve()
+}
+
+// rawConnOf is the socket under conn (through TLS and other wrappers that
+// name their NetConn), or nil.
+func rawConnOf(conn net.Conn) syscall.RawConn {
+	for {
+		switch x := conn.(type) {
+		case syscall.Conn:
+			rc, err := x.SyscallConn()
+			if err != nil {
+				return nil
+			}
+			return rc
+		case interface{ NetConn() net.Conn }:
+			conn = x.NetConn()
+		default:
+			return nil
+		}
+	}
 }
 
 // rejectHead answers a request whose head could not be read, then the
@@ -896,7 +986,8 @@ func renderFixed(f *FixedResponse) ([]byte, Page) {
 	return raw, Page{ContentType: []string{ct}, Body: []byte(f.Body)}
 }
 
-// Serve runs one HTTP/1.1 client connection of l until it ends.
+// Serve runs one HTTP/1.1 client connection of l until it ends or parks
+// idle (then its own goroutines go on with it).
 func Serve(l Listener, conn net.Conn) {
 	if tc, ok := conn.(*net.TCPConn); ok {
 		tc.SetNoDelay(true)
@@ -904,11 +995,17 @@ func Serve(l Listener, conn net.Conn) {
 	c := &ClientConn{l: l, conn: conn, draining: l.Draining(), forwardedPort: l.ForwardedPort(), forwardedProto: l.ForwardedProto(),
 		clientIP: pool.ClientIP(conn.RemoteAddr())}
 	c.sourceHash = pool.HashBytes(c.clientIP)
+	c.src.conn = c.conn
+	c.sourceAddr = PeerAddr(c.clientIP)
+	if tc, ok := conn.(*tls.Conn); ok {
+		st := tc.ConnectionState()
+		c.tlsProtocol, c.tlsCipher = tls.VersionName(st.Version), tls.CipherSuiteName(st.CipherSuite)
+	}
 	// Not idle yet: a new connection's first request is on its way, and a
 	// draining balancer lets it arrive (awaitRequest) rather than close the
 	// connection under it, which would reset it.
-	defer conn.Close()
-	defer l.TrackConn(c)()
+	c.untrack = l.TrackConn(c)
+	c.acquireBuffers()
 	c.serve()
 }
 
@@ -921,13 +1018,19 @@ func (c *ClientConn) keepsAlive() bool {
 	return c.req.KeepsAlive() && !c.draining.Load()
 }
 
-// WakeIfIdle makes an idle connection's wait for a request end now, so it
-// closes (shutdown, draining); a busy one finishes its request first.
+// WakeIfIdle makes an idle connection's wait for a request end now, parked
+// or not, so it closes (shutdown, draining); a busy one finishes its request
+// first.
 func (c *ClientConn) WakeIfIdle() {
 	if c.idle.Load() {
 		c.conn.SetReadDeadline(time.Now())
+		idlepark.Wake(&c.spot)
 	}
 }
 
-// Close closes the connection under whatever it is doing.
-func (c *ClientConn) Close() { c.conn.Close() }
+// Close closes the connection under whatever it is doing; a parked one
+// resumes to end.
+func (c *ClientConn) Close() {
+	c.conn.Close()
+	idlepark.Wake(&c.spot)
+}

@@ -252,6 +252,11 @@ func (c *replayConn) CloseWrite() error {
 	return nil
 }
 
+// NetConn is the connection underneath, for an idle connection that waits
+// parked on its socket (httpfront's park): the bytes replayed are the first
+// read's, long gone by then.
+func (c *replayConn) NetConn() net.Conn { return c.Conn }
+
 func (c *replayConn) Read(b []byte) (int, error) {
 	if len(c.pending) > 0 {
 		n := copy(b, c.pending)
