@@ -224,6 +224,7 @@ func (c *ClientConn) awaitRequest(idleTimeout time.Duration) (parked bool, err e
 	}
 	c.idle.Store(true) // a new connection that sent nothing yet is idle now too
 	c.releaseBuffers()
+	c.src.err = nil // the timeout above: an idle connection keeps no error
 	c.idleUntil = now.Add(idleTimeout)
 	if c.park() {
 		return true, nil
