@@ -1,6 +1,7 @@
 package balancer
 
 import (
+	"bufio"
 	"context"
 	"io"
 	"net/http"
@@ -69,6 +70,18 @@ func TestHandOverToASuccessor(t *testing.T) {
 		}
 	}
 
+	// A keep-alive connection idle long enough to park (no goroutine) is
+	// closed at once by the predecessor's drain.
+	parked := dial(t, old.Addr("web"))
+	parkedReader := bufio.NewReader(parked)
+	io.WriteString(parked, "GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+	if resp, err := http.ReadResponse(parkedReader, nil); err != nil {
+		t.Fatal(err)
+	} else if body, _ := io.ReadAll(resp.Body); string(body) != "old" {
+		t.Fatalf("the predecessor answered %q", body)
+	}
+	waitParked(t)
+
 	keepAlive := &http.Client{Timeout: 5 * time.Second}
 	type answer struct {
 		body  string
@@ -93,6 +106,10 @@ func TestHandOverToASuccessor(t *testing.T) {
 	defer cancel()
 	if err := old.Shutdown(ctx); err != nil {
 		t.Fatal(err)
+	}
+	parked.SetReadDeadline(time.Now().Add(time.Second))
+	if _, err := parkedReader.ReadByte(); err != io.EOF {
+		t.Fatalf("the parked connection after the predecessor's shutdown: %v, want EOF", err)
 	}
 	if a := <-inFlight; a.body != "old" || !a.close {
 		t.Fatalf("the request in flight at the predecessor's shutdown: %q, Connection: close %v; want old and true", a.body, a.close)
