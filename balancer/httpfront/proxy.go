@@ -24,8 +24,9 @@ import (
 )
 
 // IdleBufferRelease is how long a client connection may sit idle before it
-// returns its buffers to the pools: busy keep-alive connections keep theirs,
-// thousands of idle ones do not hold 8 KiB each.
+// returns its buffers to the pools and parks with no goroutine (idlepark):
+// busy keep-alive connections keep theirs and pay no hand-off, thousands of
+// idle ones hold neither 8 KiB of buffers nor a goroutine's stack each.
 const IdleBufferRelease = 250 * time.Millisecond
 
 var (
