@@ -3,6 +3,7 @@ package balancer
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"errors"
 	"io"
 	"net"
@@ -42,6 +43,12 @@ func waitParked(t *testing.T) {
 func requestOn(t *testing.T, c net.Conn, r *bufio.Reader) {
 	t.Helper()
 	io.WriteString(c, "GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+	readOK(t, c, r)
+}
+
+// readOK reads the target's answer "ok" from c.
+func readOK(t *testing.T, c net.Conn, r *bufio.Reader) {
+	t.Helper()
 	c.SetReadDeadline(time.Now().Add(5 * time.Second))
 	resp, err := http.ReadResponse(r, nil)
 	if err != nil {
@@ -99,4 +106,25 @@ func TestConnectionLimitCountsParkedConnections(t *testing.T) {
 	conns[0].Close()
 	eventually(t, "the parked connection's end to free its slot", func() bool { return lb.Listeners()[0].ActiveConnections == 0 })
 	servedHTTP(t, addr)
+}
+
+// TestParkedTLSConnectionServesAgain: an HTTP/1.1 connection over TLS parks
+// on its socket too, and serves a request that comes in two records after.
+func TestParkedTLSConnectionServesAgain(t *testing.T) {
+	pki := newTestPKI(t)
+	lb := start(t, httpsConfig([]Certificate{pki.leaf(t, "one.example.com")}, serving("a", namedRawBackend(t, "ok"))))
+	c, err := tls.Dial("tcp", lb.Addr("web"), &tls.Config{ServerName: "one.example.com", RootCAs: pki.pool, NextProtos: []string{"http/1.1"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	r := bufio.NewReader(c)
+	requestOn(t, c, r)
+	waitParked(t)
+	io.WriteString(c, "GET / HT")
+	time.Sleep(50 * time.Millisecond) // the resumed connection reads the rest of the head from a second record
+	io.WriteString(c, "TP/1.1\r\nHost: a\r\n\r\n")
+	readOK(t, c, r)
+	waitParked(t)
+	requestOn(t, c, r)
 }
