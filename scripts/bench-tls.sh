@@ -26,6 +26,8 @@ pids="$pids $!"
 berth=127.0.0.1:$(freeport)
 cat >"$out/berth.yaml" <<CONF
 node: {name: bench, advertise: 127.0.0.1}
+# Its own agent, not an upgrade of another benchmark's (same node name): no hand-over.
+upgrade: {socket: ""}
 docker: {enabled: false}
 cluster: {enabled: false}
 admin: {listen: 127.0.0.1:0}
