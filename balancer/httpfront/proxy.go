@@ -16,6 +16,7 @@ import (
 	"time"
 	"unsafe"
 
+	"github.com/berth-lb/berth/balancer/deadline"
 	"github.com/berth-lb/berth/balancer/http1"
 	"github.com/berth-lb/berth/balancer/pool"
 	"github.com/berth-lb/berth/balancer/stats"
@@ -42,10 +43,12 @@ type ClientConn struct {
 	forwardedPort  []byte
 	forwardedProto string
 	// src is what br reads: the connection, after a byte read while idle.
-	src      prefixReader
-	br       *bufio.Reader // nil while the connection idles without buffers
-	bw       *bufio.Writer
-	clientIP []byte
+	src prefixReader
+	// deadlines are conn's, set only through it (deadline.Coarse).
+	deadlines deadline.Coarse
+	br        *bufio.Reader // nil while the connection idles without buffers
+	bw        *bufio.Writer
+	clientIP  []byte
 	// sourceHash is the hash of clientIP that the source_hash algorithm uses.
 	sourceHash uint64
 	// sourceAddr is clientIP parsed, for source-ip conditions.
@@ -88,9 +91,10 @@ var headsPool = sync.Pool{New: func() any {
 
 // prefixReader reads one held-back byte, then from conn.
 type prefixReader struct {
-	conn    net.Conn
-	pending [1]byte
-	has     bool
+	conn      net.Conn
+	deadlines *deadline.Coarse
+	pending   [1]byte
+	has       bool
 	// err is the last error reading conn: it tells a client that broke off
 	// from a target that did, when a copy between them fails.
 	err error
@@ -109,9 +113,9 @@ func (p *prefixReader) Read(b []byte) (int, error) {
 	}
 	switch {
 	case !p.headUntil.IsZero():
-		p.conn.SetReadDeadline(p.headUntil)
+		p.deadlines.SetRead(p.conn, p.headUntil)
 	case p.readTimeout > 0:
-		p.conn.SetReadDeadline(time.Now().Add(p.readTimeout))
+		p.deadlines.ExtendRead(p.conn, time.Now(), p.readTimeout)
 	}
 	n, err := p.conn.Read(b)
 	if err != nil {
@@ -146,7 +150,7 @@ func (c *ClientConn) releaseBuffers() {
 
 // serve handles requests until the client or the balancer ends the connection.
 func (c *ClientConn) serve() {
-	c.src.conn = c.conn
+	c.src.conn, c.src.deadlines = c.conn, &c.deadlines
 	c.sourceAddr = PeerAddr(c.clientIP)
 	if tc, ok := c.conn.(*tls.Conn); ok {
 		st := tc.ConnectionState()
@@ -178,7 +182,7 @@ func (c *ClientConn) serve() {
 		// A client that stops reading its answer holds a goroutine and a
 		// target connection: writes to it fail after the idle timeout
 		// without progress (roundTrip extends the deadline as the body flows).
-		c.conn.SetWriteDeadline(time.Now().Add(idleTimeout))
+		c.deadlines.ExtendWrite(c.conn, time.Now(), idleTimeout)
 		if err != nil {
 			c.rejectHead(err)
 			return
@@ -194,14 +198,14 @@ func (c *ClientConn) serve() {
 // idleTimeout. Past IdleBufferRelease it waits without buffers.
 func (c *ClientConn) awaitRequest(idleTimeout time.Duration) error {
 	now := time.Now()
-	c.conn.SetReadDeadline(now.Add(min(idleTimeout, IdleBufferRelease)))
+	c.deadlines.ExtendRead(c.conn, now, min(idleTimeout, IdleBufferRelease))
 	_, err := c.br.Peek(1)
 	if err == nil || !errors.Is(err, os.ErrDeadlineExceeded) || idleTimeout <= IdleBufferRelease || c.draining.Load() {
 		return err // shutdown wakes idle connections with an expired deadline
 	}
 	c.idle.Store(true) // a new connection that sent nothing yet is idle now too
 	c.releaseBuffers()
-	c.conn.SetReadDeadline(now.Add(idleTimeout))
+	c.deadlines.ExtendRead(c.conn, now, idleTimeout)
 	if _, err := c.conn.Read(c.src.pending[:]); err != nil {
 		return err
 	}
@@ -248,7 +252,7 @@ func (c *ClientConn) lingerBeforeClose() {
 	if cw, ok := c.conn.(interface{ CloseWrite() error }); ok {
 		cw.CloseWrite()
 	}
-	c.conn.SetReadDeadline(time.Now().Add(lingerTimeout))
+	c.deadlines.SetRead(c.conn, time.Now().Add(lingerTimeout))
 	io.CopyN(io.Discard, c.conn, maxLingerBytes)
 }
 
@@ -263,7 +267,7 @@ func (c *ClientConn) answerError(code int, reason stats.ErrorReason, keep bool) 
 	c.ex.Reason, c.ex.Sent = reason, int64(len(page))
 	// The error may come late in the exchange (a body that stalled, a slow
 	// target): the page gets its own time to go out.
-	c.conn.SetWriteDeadline(time.Now().Add(c.l.Route().IdleTimeout))
+	c.deadlines.ExtendWrite(c.conn, time.Now(), c.l.Route().IdleTimeout)
 	c.bw.Write(page)
 	c.bw.Flush()
 }
@@ -300,7 +304,7 @@ func (c *ClientConn) handle(rt *Route, start time.Time) bool {
 		if err := c.discardRequestBody(); err != nil {
 			return false
 		}
-		c.conn.SetWriteDeadline(time.Now().Add(rt.IdleTimeout))
+		c.deadlines.ExtendWrite(c.conn, time.Now(), rt.IdleTimeout)
 		keep := c.keepsAlive()
 		page := act.Fixed
 		if act.Redirect != nil {
@@ -530,7 +534,7 @@ func (c *ClientConn) roundTrip(uc *pool.Conn, g *pool.Group, rt *Route) (res att
 	}
 
 	c.ex.SentToTarget = time.Now()
-	uc.Conn.SetReadDeadline(c.ex.SentToTarget.Add(g.ResponseTimeout))
+	uc.Deadlines.ExtendRead(uc.Conn, c.ex.SentToTarget, g.ResponseTimeout)
 	for {
 		err = c.resp.ReadResponse(uc.Br)
 		if uc.Awaiting.Swap(pool.AwaitNone) == pool.AwaitAbandoned {
@@ -575,7 +579,7 @@ func (c *ClientConn) roundTrip(uc *pool.Conn, g *pool.Group, rt *Route) (res att
 	if c.ex.HeadReceived.Sub(c.ex.Start) > idleTimeout/2 {
 		// The answer came long after the request head (a slow upload, a
 		// slow target): the client gets the idle timeout from now to take it.
-		c.conn.SetWriteDeadline(c.ex.HeadReceived.Add(idleTimeout))
+		c.deadlines.ExtendWrite(c.conn, c.ex.HeadReceived, idleTimeout)
 	}
 	noBody := http1.ResponseHasNoBody(method, c.resp.Status)
 	framed := noBody || c.resp.Chunked || c.resp.ContentLength >= 0
@@ -585,9 +589,9 @@ func (c *ClientConn) roundTrip(uc *pool.Conn, g *pool.Group, rt *Route) (res att
 	c.writeResponseHead(keepClient, dechunk)
 
 	refresh := func() {
-		deadline := time.Now().Add(idleTimeout)
-		uc.Conn.SetReadDeadline(deadline)
-		c.conn.SetWriteDeadline(deadline)
+		now := time.Now()
+		uc.Deadlines.ExtendRead(uc.Conn, now, idleTimeout)
+		c.deadlines.ExtendWrite(c.conn, now, idleTimeout)
 	}
 	var bodyOut int64
 	switch {
@@ -658,7 +662,7 @@ const earlyAnswerWait = time.Second
 // TargetAnswered reports whether a target that stopped taking the request's
 // body has sent an answer.
 func TargetAnswered(uc *pool.Conn) bool {
-	uc.Conn.SetReadDeadline(time.Now().Add(earlyAnswerWait))
+	uc.Deadlines.SetRead(uc.Conn, time.Now().Add(earlyAnswerWait))
 	_, err := uc.Br.Peek(1)
 	return err == nil
 }
@@ -783,13 +787,13 @@ func (c *ClientConn) tunnel(uc *pool.Conn, idleTimeout time.Duration) (attemptRe
 		uc.Discard()
 		return attemptFailed, 101, false, ReasonNone
 	}
-	c.conn.SetDeadline(time.Time{})
+	c.deadlines.Set(c.conn, time.Time{})
 	c.src.headUntil, c.src.readTimeout = time.Time{}, 0 // the tunnel sets its own deadlines
-	uc.Conn.SetDeadline(time.Time{})
+	uc.Deadlines.Set(uc.Conn, time.Time{})
 	var lastActive atomic.Int64
 	lastActive.Store(time.Now().UnixNano())
-	fromTarget := tunnelReader{r: uc.Br, conn: uc.Conn, idle: idleTimeout, lastActive: &lastActive}
-	fromClient := tunnelReader{r: c.br, conn: c.conn, idle: idleTimeout, lastActive: &lastActive}
+	fromTarget := tunnelReader{r: uc.Br, conn: uc.Conn, deadlines: &uc.Deadlines, idle: idleTimeout, lastActive: &lastActive}
+	fromClient := tunnelReader{r: c.br, conn: c.conn, deadlines: &c.deadlines, idle: idleTimeout, lastActive: &lastActive}
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -809,13 +813,14 @@ func (c *ClientConn) tunnel(uc *pool.Conn, idleTimeout time.Duration) (attemptRe
 type tunnelReader struct {
 	r          io.Reader
 	conn       net.Conn
+	deadlines  *deadline.Coarse
 	idle       time.Duration
 	lastActive *atomic.Int64
 }
 
 func (t *tunnelReader) Read(b []byte) (int, error) {
 	for {
-		t.conn.SetReadDeadline(time.Now().Add(t.idle))
+		t.deadlines.ExtendRead(t.conn, time.Now(), t.idle)
 		n, err := t.r.Read(b)
 		if n > 0 {
 			t.lastActive.Store(time.Now().UnixNano())
@@ -925,7 +930,7 @@ func (c *ClientConn) keepsAlive() bool {
 // closes (shutdown, draining); a busy one finishes its request first.
 func (c *ClientConn) WakeIfIdle() {
 	if c.idle.Load() {
-		c.conn.SetReadDeadline(time.Now())
+		c.deadlines.SetRead(c.conn, time.Now())
 	}
 }
 

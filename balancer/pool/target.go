@@ -14,6 +14,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/berth-lb/berth/balancer/deadline"
 	"github.com/berth-lb/berth/balancer/stats"
 )
 
@@ -95,6 +96,8 @@ type Conn struct {
 	// after the head, so the connection is checked for stray bytes before
 	// it carries another request, however soon.
 	VerifyBeforeReuse bool
+	// Deadlines are Conn's, set only through it.
+	Deadlines deadline.Coarse
 	// Awaiting is AwaitHead while a request that may go to another target
 	// waits for the first byte of its answer: abandon may then close the
 	// connection and the request is retried (AwaitAbandoned).
