@@ -4,12 +4,14 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
+	"errors"
 	"net"
 	"net/http"
 	"net/netip"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"golang.org/x/net/http2"
@@ -251,6 +253,20 @@ func (c *replayConn) CloseWrite() error {
 	}
 	return nil
 }
+
+// SyscallConn is the client socket's, for a wait on it (netwait), which
+// Buffered tells the bytes it would not see.
+func (c *replayConn) SyscallConn() (syscall.RawConn, error) {
+	sc, ok := c.Conn.(syscall.Conn)
+	if !ok {
+		return nil, errors.ErrUnsupported
+	}
+	return sc.SyscallConn()
+}
+
+// Buffered is how many bytes of the client's were read ahead and not yet
+// replayed.
+func (c *replayConn) Buffered() int { return len(c.pending) }
 
 func (c *replayConn) Read(b []byte) (int, error) {
 	if len(c.pending) > 0 {
