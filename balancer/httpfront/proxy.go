@@ -38,11 +38,11 @@ var (
 type ClientConn struct {
 	l    Listener
 	conn net.Conn
-	// draining, forwardedPort and forwardedProto are the listener's, read
+	// draining, forwardedPort and forwardedFields are the listener's, read
 	// once per connection: each request reads them.
-	draining       *atomic.Bool
-	forwardedPort  []byte
-	forwardedProto string
+	draining        *atomic.Bool
+	forwardedPort   []byte
+	forwardedFields []byte
 	// src is what br reads: the connection, after a byte read while idle.
 	src prefixReader
 	// deadlines are conn's, set only through it (deadline.Coarse).
@@ -765,14 +765,12 @@ func (c *ClientConn) writeRequestHead(w *bufio.Writer, mode XFFMode) {
 	}
 	w.WriteString("X-Request-Id: ")
 	w.Write(c.ids.current)
-	w.WriteString("\r\nX-Forwarded-Proto: ")
-	w.WriteString(c.forwardedProto)
-	w.WriteString("\r\nX-Forwarded-Port: ")
-	w.Write(c.forwardedPort)
+	w.WriteString("\r\n")
+	w.Write(c.forwardedFields)
 	if h.upgrade {
-		w.WriteString("\r\nConnection: Upgrade")
+		w.WriteString("Connection: Upgrade\r\n")
 	}
-	w.WriteString("\r\n\r\n")
+	w.WriteString("\r\n")
 }
 
 // writeResponseHead writes the status line and fields to the client in
@@ -950,7 +948,7 @@ func Serve(l Listener, conn net.Conn) {
 	if tc, ok := conn.(*net.TCPConn); ok {
 		tc.SetNoDelay(true)
 	}
-	c := &ClientConn{l: l, conn: conn, draining: l.Draining(), forwardedPort: l.ForwardedPort(), forwardedProto: l.ForwardedProto(),
+	c := &ClientConn{l: l, conn: conn, draining: l.Draining(), forwardedPort: l.ForwardedPort(), forwardedFields: l.ForwardedFields(),
 		clientIP: pool.ClientIP(conn.RemoteAddr())}
 	c.sourceHash = pool.HashBytes(c.clientIP)
 	c.wait.Init(conn)

@@ -72,7 +72,7 @@ type Target struct {
 	idle []*Conn // LIFO: the warmest connection first
 	// Busy holds the HTTP connections carrying a request (or a tunnel) now,
 	// streams the open L4 connections and UDP flows: Terminate closes them.
-	Busy    map[*Conn]struct{}
+	Busy    []*Conn
 	Streams map[Stream]struct{}
 }
 
@@ -97,6 +97,9 @@ type Conn struct {
 	// after the head, so the connection is checked for stray bytes before
 	// it carries another request, however soon.
 	VerifyBeforeReuse bool
+	// busyAt is Conn's index in Target.Busy plus one, 0 when not busy: a
+	// request takes it out of the set without hashing.
+	busyAt int
 	// Deadlines are Conn's, set only through it.
 	Deadlines deadline.Coarse
 	// wait writes requests and waits for their answers (FlushAndAwait).
@@ -180,7 +183,7 @@ func (t *Target) Put(c *Conn) {
 	}
 	c.idleFrom = time.Now()
 	t.Mu.Lock()
-	delete(t.Busy, c)
+	t.unmarkBusy(c)
 	if len(t.idle) < maxIdlePerTarget {
 		t.idle = append(t.idle, c)
 		t.Mu.Unlock()
@@ -192,10 +195,21 @@ func (t *Target) Put(c *Conn) {
 
 // markBusy records c as carrying a request; t.mu is held.
 func (t *Target) markBusy(c *Conn) {
-	if t.Busy == nil {
-		t.Busy = map[*Conn]struct{}{}
+	t.Busy = append(t.Busy, c)
+	c.busyAt = len(t.Busy)
+}
+
+// unmarkBusy forgets c as busy, if it was; t.mu is held.
+func (t *Target) unmarkBusy(c *Conn) {
+	if c.busyAt == 0 {
+		return
 	}
-	t.Busy[c] = struct{}{}
+	last := len(t.Busy) - 1
+	moved := t.Busy[last]
+	t.Busy[c.busyAt-1], moved.busyAt = moved, c.busyAt
+	t.Busy[last] = nil
+	t.Busy = t.Busy[:last]
+	c.busyAt = 0
 }
 
 // track records a freshly dialled connection as busy.
@@ -217,7 +231,7 @@ func (c *Conn) Discard() {
 // untrack forgets a connection that is no longer busy.
 func (t *Target) untrack(c *Conn) {
 	t.Mu.Lock()
-	delete(t.Busy, c)
+	t.unmarkBusy(c)
 	t.Mu.Unlock()
 }
 
@@ -260,7 +274,7 @@ func (t *Target) Terminate() int {
 	t.CloseIdle()
 	t.Mu.Lock()
 	busy := make([]net.Conn, 0, len(t.Busy))
-	for c := range t.Busy {
+	for _, c := range t.Busy {
 		busy = append(busy, c.Conn)
 	}
 	streams := make([]Stream, 0, len(t.Streams))
@@ -286,7 +300,7 @@ func (t *Target) Abandon() {
 	t.CloseIdle()
 	var waiting []net.Conn
 	t.Mu.Lock()
-	for c := range t.Busy {
+	for _, c := range t.Busy {
 		if c.Awaiting.CompareAndSwap(AwaitHead, AwaitAbandoned) {
 			waiting = append(waiting, c.Conn)
 		}
