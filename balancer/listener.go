@@ -27,7 +27,9 @@ type listener struct {
 	port     []byte       // for X-Forwarded-Port
 	// forwardedProto is X-Forwarded-Proto: http, or https on https listeners.
 	forwardedProto string
-	route          atomic.Pointer[route]
+	// forwardedFields are the X-Forwarded-Proto and -Port field lines.
+	forwardedFields []byte
+	route           atomic.Pointer[route]
 
 	// active counts the client connections (UDP: flows) from their accept
 	// to their end; max-connections bounds it.
@@ -55,8 +57,10 @@ func newListener(b *Balancer, name, address, protocol string, ln net.Listener) *
 	if protocol == ProtocolHTTPS {
 		proto = "https"
 	}
-	return &listener{b: b, name: name, address: address, protocol: protocol, ln: ln, port: []byte(portOf(ln.Addr())), forwardedProto: proto,
-		conns: map[*httpfront.ClientConn]struct{}{}, streams: map[io.Closer]struct{}{}, h2conns: map[*h2front.H2Conn]struct{}{}}
+	port := portOf(ln.Addr())
+	return &listener{b: b, name: name, address: address, protocol: protocol, ln: ln, port: []byte(port), forwardedProto: proto,
+		forwardedFields: []byte("X-Forwarded-Proto: " + proto + "\r\nX-Forwarded-Port: " + port + "\r\n"),
+		conns:           map[*httpfront.ClientConn]struct{}{}, streams: map[io.Closer]struct{}{}, h2conns: map[*h2front.H2Conn]struct{}{}}
 }
 
 // addr is the bound address.

@@ -54,6 +54,7 @@ package http1
 import (
 	"bufio"
 	"bytes"
+	"encoding/binary"
 	"errors"
 )
 
@@ -125,22 +126,83 @@ var knownFields = [...]struct {
 }
 
 // knownByLength lists knownFields by the length of their names: a field
-// name is compared with the few known names of its length only.
-var knownByLength [len("x-forwarded-proto") + 1][]int
+// name is compared with the few known names of its length only, eight
+// bytes at a time (foldedName).
+var knownByLength [len("x-forwarded-proto") + 1][]foldedName
+
+// foldedName is a known name as 64-bit words (the last one overlapping the
+// one before it when the length is not a multiple of 8) and, per word, the
+// bits that fold case: 0x20 in each byte that is a letter. A byte matches
+// when, with its 0x20 bit set where the name has a letter, it is the name's:
+// an upper-case letter then becomes its lower case, and any byte that is not
+// a letter must be the name's own.
+type foldedName struct {
+	words, folds [3]uint64
+	kind         FieldKind
+}
 
 func init() {
-	for i, k := range knownFields {
-		knownByLength[len(k.name)] = append(knownByLength[len(k.name)], i)
+	for _, k := range knownFields {
+		f := foldedName{kind: k.kind}
+		for w, at := range wordStarts(len(k.name)) {
+			f.words[w] = loadWord([]byte(k.name[at:]))
+			for i := range min(8, len(k.name)-at) {
+				if c := k.name[at+i]; 'a' <= c && c <= 'z' {
+					f.folds[w] |= 0x20 << (8 * i)
+				}
+			}
+		}
+		knownByLength[len(k.name)] = append(knownByLength[len(k.name)], f)
 	}
 }
 
+// wordStarts are the offsets of the words of a name of n bytes, at most 24:
+// every 8 bytes, the last one ending at n.
+func wordStarts(n int) []int {
+	switch {
+	case n <= 8:
+		return []int{0}
+	case n <= 16:
+		return []int{0, n - 8}
+	}
+	return []int{0, 8, n - 8}
+}
+
+// loadWord reads up to 8 bytes of b as a little-endian word.
+func loadWord(b []byte) uint64 {
+	if len(b) >= 8 {
+		return binary.LittleEndian.Uint64(b)
+	}
+	var w uint64
+	for i := len(b) - 1; i >= 0; i-- {
+		w = w<<8 | uint64(b[i])
+	}
+	return w
+}
+
 func classify(name []byte) FieldKind {
-	if len(name) >= len(knownByLength) {
+	n := len(name)
+	if n >= len(knownByLength) {
 		return FieldOther
 	}
-	for _, i := range knownByLength[len(name)] {
-		if EqualFold(name, knownFields[i].name) {
-			return knownFields[i].kind
+	candidates := knownByLength[n]
+	if len(candidates) == 0 {
+		return FieldOther
+	}
+	// The name's words, as the candidates' are laid out.
+	var words [3]uint64
+	switch {
+	case n <= 8:
+		words[0] = loadWord(name)
+	case n <= 16:
+		words[0], words[1] = loadWord(name), loadWord(name[n-8:])
+	default:
+		words[0], words[1], words[2] = loadWord(name), loadWord(name[8:]), loadWord(name[n-8:])
+	}
+	for i := range candidates {
+		f := &candidates[i]
+		if words[0]|f.folds[0] == f.words[0] && words[1]|f.folds[1] == f.words[1] && words[2]|f.folds[2] == f.words[2] {
+			return f.kind
 		}
 	}
 	return FieldOther

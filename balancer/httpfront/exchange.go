@@ -43,7 +43,10 @@ func (e *Exchange) Reset(start time.Time) {
 type requestIDs struct {
 	prefix  uint64
 	counter uint64
-	buf     []byte
+	// buf starts with the prefix in hex and a dash, prefixLen bytes,
+	// rendered once: only the counter is rendered per request.
+	buf       []byte
+	prefixLen int
 	// current is the ID of the request being served: the client's or buf.
 	current []byte
 }
@@ -61,9 +64,11 @@ func (c *ClientConn) requestID() {
 	ids := &c.ids
 	if ids.prefix == 0 {
 		ids.prefix = NewRequestIDPrefix()
+		ids.buf = appendRequestIDPrefix(ids.buf[:0], ids.prefix)
+		ids.prefixLen = len(ids.buf)
 	}
 	ids.counter++
-	ids.buf = AppendRequestID(ids.buf[:0], ids.prefix, ids.counter)
+	ids.buf = strconv.AppendUint(ids.buf[:ids.prefixLen], ids.counter, 16)
 	ids.current = ids.buf
 }
 
@@ -72,9 +77,12 @@ func NewRequestIDPrefix() uint64 { return rand.Uint64() | 1 }
 
 // AppendRequestID appends the request ID numbered n under prefix.
 func AppendRequestID(dst []byte, prefix, n uint64) []byte {
-	dst = strconv.AppendUint(dst, prefix, 16)
-	dst = append(dst, '-')
-	return strconv.AppendUint(dst, n, 16)
+	return strconv.AppendUint(appendRequestIDPrefix(dst, prefix), n, 16)
+}
+
+// appendRequestIDPrefix appends what all IDs under prefix begin with.
+func appendRequestIDPrefix(dst []byte, prefix uint64) []byte {
+	return append(strconv.AppendUint(dst, prefix, 16), '-')
 }
 
 // ValidRequestID accepts 1..128 bytes of letters, digits and -._:+/=@.

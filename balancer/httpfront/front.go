@@ -43,6 +43,8 @@ type Listener interface {
 	// X-Forwarded-Proto: the bound port, and http or https.
 	ForwardedPort() []byte
 	ForwardedProto() string
+	// ForwardedFields are the two as field lines, rendered once.
+	ForwardedFields() []byte
 	Log() *slog.Logger
 	// Panics counts the panics recovered in the listener's connections.
 	Panics() *atomic.Uint64

@@ -42,8 +42,11 @@ func (f *fakeListener) Route() *Route {
 	}
 	return &f.route
 }
-func (f *fakeListener) ForwardedPort() []byte        { return []byte("80") }
-func (f *fakeListener) ForwardedProto() string       { return "http" }
+func (f *fakeListener) ForwardedPort() []byte  { return []byte("80") }
+func (f *fakeListener) ForwardedProto() string { return "http" }
+func (f *fakeListener) ForwardedFields() []byte {
+	return []byte("X-Forwarded-Proto: http\r\nX-Forwarded-Port: 80\r\n")
+}
 func (f *fakeListener) Log() *slog.Logger            { return slog.New(slog.DiscardHandler) }
 func (f *fakeListener) Panics() *atomic.Uint64       { return &f.panics }
 func (f *fakeListener) CountError(stats.ErrorReason) {}

@@ -16,8 +16,10 @@ import (
 	"time"
 	"unsafe"
 
+	"github.com/berth-lb/berth/balancer/deadline"
 	"github.com/berth-lb/berth/balancer/http1"
 	"github.com/berth-lb/berth/balancer/idlepark"
+	"github.com/berth-lb/berth/balancer/netwait"
 	"github.com/berth-lb/berth/balancer/pool"
 	"github.com/berth-lb/berth/balancer/stats"
 	"github.com/berth-lb/berth/internal/backstop"
@@ -38,16 +40,25 @@ var (
 type ClientConn struct {
 	l    Listener
 	conn net.Conn
-	// draining, forwardedPort and forwardedProto are the listener's, read
+	// draining, forwardedPort and forwardedFields are the listener's, read
 	// once per connection: each request reads them.
-	draining       *atomic.Bool
-	forwardedPort  []byte
-	forwardedProto string
+	draining        *atomic.Bool
+	forwardedPort   []byte
+	forwardedFields []byte
 	// src is what br reads: the connection, after a byte read while idle.
-	src      prefixReader
-	br       *bufio.Reader // nil while the connection idles without buffers
-	bw       *bufio.Writer
-	clientIP []byte
+	src prefixReader
+	// deadlines are conn's, set only through it (deadline.Coarse).
+	deadlines deadline.Coarse
+	// wait writes the end of a response and waits for the next request in
+	// one (awaitRequest); flushPending says bw holds such an end. above is
+	// conn's when it holds bytes read ahead of the socket (a sniffed
+	// first line), which the wait would not see.
+	wait         netwait.FlushWaiter
+	flushPending bool
+	above        interface{ Buffered() int }
+	br           *bufio.Reader // nil while the connection idles without buffers
+	bw           *bufio.Writer
+	clientIP     []byte
 	// sourceHash is the hash of clientIP that the source_hash algorithm uses.
 	sourceHash uint64
 	// sourceAddr is clientIP parsed, for source-ip conditions.
@@ -98,9 +109,10 @@ var headsPool = sync.Pool{New: func() any {
 
 // prefixReader reads one held-back byte, then from conn.
 type prefixReader struct {
-	conn    net.Conn
-	pending [1]byte
-	has     bool
+	conn      net.Conn
+	deadlines *deadline.Coarse
+	pending   [1]byte
+	has       bool
 	// err is the last error reading conn: it tells a client that broke off
 	// from a target that did, when a copy between them fails.
 	err error
@@ -119,9 +131,9 @@ func (p *prefixReader) Read(b []byte) (int, error) {
 	}
 	switch {
 	case !p.headUntil.IsZero():
-		p.conn.SetReadDeadline(p.headUntil)
+		p.deadlines.SetRead(p.conn, p.headUntil)
 	case p.readTimeout > 0:
-		p.conn.SetReadDeadline(time.Now().Add(p.readTimeout))
+		p.deadlines.ExtendRead(p.conn, time.Now(), p.readTimeout)
 	}
 	n, err := p.conn.Read(b)
 	if err != nil {
@@ -185,7 +197,7 @@ func (c *ClientConn) serve() {
 		// A client that stops reading its answer holds a goroutine and a
 		// target connection: writes to it fail after the idle timeout
 		// without progress (roundTrip extends the deadline as the body flows).
-		c.conn.SetWriteDeadline(time.Now().Add(idleTimeout))
+		c.deadlines.ExtendWrite(c.conn, time.Now(), idleTimeout)
 		if err != nil {
 			c.rejectHead(err)
 			return
@@ -203,6 +215,7 @@ func (c *ClientConn) serve() {
 
 // end closes the connection and lets the listener forget it.
 func (c *ClientConn) end() {
+	c.flushResponse() // before the buffers go
 	c.releaseBuffers()
 	c.untrack()
 	c.conn.Close()
@@ -218,7 +231,12 @@ func (c *ClientConn) end() {
 func (c *ClientConn) awaitRequest(idleTimeout time.Duration) (parked bool, err error) {
 	c.src.headUntil, c.src.readTimeout = time.Time{}, 0
 	now := time.Now()
-	c.conn.SetReadDeadline(now.Add(min(idleTimeout, IdleBufferRelease)))
+	c.deadlines.ExtendRead(c.conn, now, min(idleTimeout, IdleBufferRelease))
+	if c.flushPending {
+		if err := c.flushAndAwait(); err != nil {
+			return false, err
+		}
+	}
 	_, err = c.br.Peek(1)
 	if err == nil || !errors.Is(err, os.ErrDeadlineExceeded) || idleTimeout <= IdleBufferRelease || c.draining.Load() {
 		return false, err // shutdown wakes idle connections with an expired deadline
@@ -236,7 +254,7 @@ func (c *ClientConn) awaitRequest(idleTimeout time.Duration) (parked bool, err e
 // readFirstByte waits until idleUntil for the first byte of a request, and
 // takes buffers for it.
 func (c *ClientConn) readFirstByte() error {
-	c.conn.SetReadDeadline(c.idleUntil)
+	c.deadlines.SetRead(c.conn, c.idleUntil)
 	if _, err := c.conn.Read(c.src.pending[:]); err != nil {
 		return err
 	}
@@ -247,14 +265,14 @@ func (c *ClientConn) readFirstByte() error {
 
 // park hands the idle connection to idlepark until it turns readable or
 // idleUntil passes. It parks only a socket whose next bytes nothing holds
-// in user space: br is released, and a conn that wraps the socket holds
-// nothing once a request was read (h2front's sniffed bytes are the first
-// read's; TLS keeps at most part of a record, whose rest the socket
-// announces). It reports false when the connection cannot park (not a
-// socket, or idlepark failed): it then waits in its goroutine.
+// in user space: br is released, a wrapper's read-ahead (h2front's sniffed
+// first line) must be empty, and TLS keeps at most part of a record, whose
+// rest the socket announces. It reports false when the connection cannot
+// park (not a socket, bytes above it, or idlepark failed): it then waits in
+// its goroutine.
 func (c *ClientConn) park() bool {
 	rc := rawConnOf(c.conn)
-	if rc == nil {
+	if rc == nil || c.above != nil && c.above.Buffered() > 0 {
 		return false
 	}
 	detach := c.detached == nil
@@ -302,6 +320,25 @@ func rawConnOf(conn net.Conn) syscall.RawConn {
 	}
 }
 
+// flushAndAwait writes the end of the last response, then waits for the
+// next request without a read that would find nothing (netwait), unless a
+// request is read ahead already.
+func (c *ClientConn) flushAndAwait() error {
+	c.flushPending = false
+	if c.br.Buffered() > 0 || c.src.has || c.above != nil && c.above.Buffered() > 0 {
+		return c.bw.Flush()
+	}
+	return c.wait.FlushAndAwait(c.bw)
+}
+
+// flushResponse writes the end of the last response when it waits in bw.
+func (c *ClientConn) flushResponse() {
+	if c.flushPending {
+		c.flushPending = false
+		c.bw.Flush()
+	}
+}
+
 // rejectHead answers a request whose head could not be read, then the
 // connection closes: its framing is lost.
 func (c *ClientConn) rejectHead(err error) {
@@ -340,7 +377,7 @@ func (c *ClientConn) lingerBeforeClose() {
 	if cw, ok := c.conn.(interface{ CloseWrite() error }); ok {
 		cw.CloseWrite()
 	}
-	c.conn.SetReadDeadline(time.Now().Add(lingerTimeout))
+	c.deadlines.SetRead(c.conn, time.Now().Add(lingerTimeout))
 	io.CopyN(io.Discard, c.conn, maxLingerBytes)
 }
 
@@ -355,7 +392,7 @@ func (c *ClientConn) answerError(code int, reason stats.ErrorReason, keep bool) 
 	c.ex.Reason, c.ex.Sent = reason, int64(len(page))
 	// The error may come late in the exchange (a body that stalled, a slow
 	// target): the page gets its own time to go out.
-	c.conn.SetWriteDeadline(time.Now().Add(c.l.Route().IdleTimeout))
+	c.deadlines.ExtendWrite(c.conn, time.Now(), c.l.Route().IdleTimeout)
 	c.bw.Write(page)
 	c.bw.Flush()
 }
@@ -392,7 +429,7 @@ func (c *ClientConn) handle(rt *Route, start time.Time) bool {
 		if err := c.discardRequestBody(); err != nil {
 			return false
 		}
-		c.conn.SetWriteDeadline(time.Now().Add(rt.IdleTimeout))
+		c.deadlines.ExtendWrite(c.conn, time.Now(), rt.IdleTimeout)
 		keep := c.keepsAlive()
 		page := act.Fixed
 		if act.Redirect != nil {
@@ -606,7 +643,14 @@ func (c *ClientConn) roundTrip(uc *pool.Conn, g *pool.Group, rt *Route) (res att
 		}
 		return attemptFailed, StatusClientClosed, false, ReasonNone
 	}
-	if err == nil {
+	// A request without a body waits for its answer as it goes out
+	// (FlushAndAwait), its response deadline set before.
+	awaited := err == nil && !hasBody
+	if awaited {
+		c.ex.SentToTarget = time.Now()
+		uc.Deadlines.ExtendRead(uc.Conn, c.ex.SentToTarget, g.ResponseTimeout)
+		err = uc.FlushAndAwait()
+	} else if err == nil {
 		err = uc.Bw.Flush()
 	}
 	// bodyCut: the target stopped taking the body, and may have answered
@@ -620,9 +664,10 @@ func (c *ClientConn) roundTrip(uc *pool.Conn, g *pool.Group, rt *Route) (res att
 		}
 		return attemptFailed, 0, false, BrokenReason(err)
 	}
-
-	c.ex.SentToTarget = time.Now()
-	uc.Conn.SetReadDeadline(c.ex.SentToTarget.Add(g.ResponseTimeout))
+	if !awaited {
+		c.ex.SentToTarget = time.Now()
+		uc.Deadlines.ExtendRead(uc.Conn, c.ex.SentToTarget, g.ResponseTimeout)
+	}
 	for {
 		err = c.resp.ReadResponse(uc.Br)
 		if uc.Awaiting.Swap(pool.AwaitNone) == pool.AwaitAbandoned {
@@ -667,7 +712,7 @@ func (c *ClientConn) roundTrip(uc *pool.Conn, g *pool.Group, rt *Route) (res att
 	if c.ex.HeadReceived.Sub(c.ex.Start) > idleTimeout/2 {
 		// The answer came long after the request head (a slow upload, a
 		// slow target): the client gets the idle timeout from now to take it.
-		c.conn.SetWriteDeadline(c.ex.HeadReceived.Add(idleTimeout))
+		c.deadlines.ExtendWrite(c.conn, c.ex.HeadReceived, idleTimeout)
 	}
 	noBody := http1.ResponseHasNoBody(method, c.resp.Status)
 	framed := noBody || c.resp.Chunked || c.resp.ContentLength >= 0
@@ -677,9 +722,9 @@ func (c *ClientConn) roundTrip(uc *pool.Conn, g *pool.Group, rt *Route) (res att
 	c.writeResponseHead(keepClient, dechunk)
 
 	refresh := func() {
-		deadline := time.Now().Add(idleTimeout)
-		uc.Conn.SetReadDeadline(deadline)
-		c.conn.SetWriteDeadline(deadline)
+		now := time.Now()
+		uc.Deadlines.ExtendRead(uc.Conn, now, idleTimeout)
+		c.deadlines.ExtendWrite(c.conn, now, idleTimeout)
 	}
 	var bodyOut int64
 	switch {
@@ -693,7 +738,10 @@ func (c *ClientConn) roundTrip(uc *pool.Conn, g *pool.Group, rt *Route) (res att
 		bodyOut, err = http1.CopyUntilEOF(c.bw, uc.Br, refresh)
 	}
 	c.ex.Sent = int64(len(c.resp.Raw)) + bodyOut
-	if err == nil {
+	switch {
+	case err == nil && keepClient && c.wait.CanAwait():
+		c.flushPending = true // written as the next request is awaited
+	case err == nil:
 		err = c.bw.Flush()
 	}
 	if err != nil || !framed || !c.resp.KeepsAlive() || c.req.HTTP10 || bodyCut || AmbiguousBody(&c.resp, method) {
@@ -750,7 +798,7 @@ const earlyAnswerWait = time.Second
 // TargetAnswered reports whether a target that stopped taking the request's
 // body has sent an answer.
 func TargetAnswered(uc *pool.Conn) bool {
-	uc.Conn.SetReadDeadline(time.Now().Add(earlyAnswerWait))
+	uc.Deadlines.SetRead(uc.Conn, time.Now().Add(earlyAnswerWait))
 	_, err := uc.Br.Peek(1)
 	return err == nil
 }
@@ -809,14 +857,12 @@ func (c *ClientConn) writeRequestHead(w *bufio.Writer, mode XFFMode) {
 	}
 	w.WriteString("X-Request-Id: ")
 	w.Write(c.ids.current)
-	w.WriteString("\r\nX-Forwarded-Proto: ")
-	w.WriteString(c.forwardedProto)
-	w.WriteString("\r\nX-Forwarded-Port: ")
-	w.Write(c.forwardedPort)
+	w.WriteString("\r\n")
+	w.Write(c.forwardedFields)
 	if h.upgrade {
-		w.WriteString("\r\nConnection: Upgrade")
+		w.WriteString("Connection: Upgrade\r\n")
 	}
-	w.WriteString("\r\n\r\n")
+	w.WriteString("\r\n")
 }
 
 // writeResponseHead writes the status line and fields to the client in
@@ -875,13 +921,13 @@ func (c *ClientConn) tunnel(uc *pool.Conn, idleTimeout time.Duration) (attemptRe
 		uc.Discard()
 		return attemptFailed, 101, false, ReasonNone
 	}
-	c.conn.SetDeadline(time.Time{})
+	c.deadlines.Set(c.conn, time.Time{})
 	c.src.headUntil, c.src.readTimeout = time.Time{}, 0 // the tunnel sets its own deadlines
-	uc.Conn.SetDeadline(time.Time{})
+	uc.Deadlines.Set(uc.Conn, time.Time{})
 	var lastActive atomic.Int64
 	lastActive.Store(time.Now().UnixNano())
-	fromTarget := tunnelReader{r: uc.Br, conn: uc.Conn, idle: idleTimeout, lastActive: &lastActive}
-	fromClient := tunnelReader{r: c.br, conn: c.conn, idle: idleTimeout, lastActive: &lastActive}
+	fromTarget := tunnelReader{r: uc.Br, conn: uc.Conn, deadlines: &uc.Deadlines, idle: idleTimeout, lastActive: &lastActive}
+	fromClient := tunnelReader{r: c.br, conn: c.conn, deadlines: &c.deadlines, idle: idleTimeout, lastActive: &lastActive}
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -901,13 +947,14 @@ func (c *ClientConn) tunnel(uc *pool.Conn, idleTimeout time.Duration) (attemptRe
 type tunnelReader struct {
 	r          io.Reader
 	conn       net.Conn
+	deadlines  *deadline.Coarse
 	idle       time.Duration
 	lastActive *atomic.Int64
 }
 
 func (t *tunnelReader) Read(b []byte) (int, error) {
 	for {
-		t.conn.SetReadDeadline(time.Now().Add(t.idle))
+		t.deadlines.ExtendRead(t.conn, time.Now(), t.idle)
 		n, err := t.r.Read(b)
 		if n > 0 {
 			t.lastActive.Store(time.Now().UnixNano())
@@ -994,15 +1041,17 @@ func Serve(l Listener, conn net.Conn) {
 	if tc, ok := conn.(*net.TCPConn); ok {
 		tc.SetNoDelay(true)
 	}
-	c := &ClientConn{l: l, conn: conn, draining: l.Draining(), forwardedPort: l.ForwardedPort(), forwardedProto: l.ForwardedProto(),
+	c := &ClientConn{l: l, conn: conn, draining: l.Draining(), forwardedPort: l.ForwardedPort(), forwardedFields: l.ForwardedFields(),
 		clientIP: pool.ClientIP(conn.RemoteAddr())}
 	c.sourceHash = pool.HashBytes(c.clientIP)
-	c.src.conn = c.conn
+	c.src.conn, c.src.deadlines = c.conn, &c.deadlines
 	c.sourceAddr = PeerAddr(c.clientIP)
 	if tc, ok := conn.(*tls.Conn); ok {
 		st := tc.ConnectionState()
 		c.tlsProtocol, c.tlsCipher = tls.VersionName(st.Version), tls.CipherSuiteName(st.CipherSuite)
 	}
+	c.wait.Init(conn)
+	c.above, _ = conn.(interface{ Buffered() int })
 	// Not idle yet: a new connection's first request is on its way, and a
 	// draining balancer lets it arrive (awaitRequest) rather than close the
 	// connection under it, which would reset it.
@@ -1025,7 +1074,7 @@ func (c *ClientConn) keepsAlive() bool {
 // first.
 func (c *ClientConn) WakeIfIdle() {
 	if c.idle.Load() {
-		c.conn.SetReadDeadline(time.Now())
+		c.deadlines.SetRead(c.conn, time.Now())
 		idlepark.Wake(&c.spot)
 	}
 }

@@ -14,6 +14,8 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/berth-lb/berth/balancer/deadline"
+	"github.com/berth-lb/berth/balancer/netwait"
 	"github.com/berth-lb/berth/balancer/stats"
 )
 
@@ -70,7 +72,7 @@ type Target struct {
 	idle []*Conn // LIFO: the warmest connection first
 	// Busy holds the HTTP connections carrying a request (or a tunnel) now,
 	// streams the open L4 connections and UDP flows: Terminate closes them.
-	Busy    map[*Conn]struct{}
+	Busy    []*Conn
 	Streams map[Stream]struct{}
 }
 
@@ -95,6 +97,13 @@ type Conn struct {
 	// after the head, so the connection is checked for stray bytes before
 	// it carries another request, however soon.
 	VerifyBeforeReuse bool
+	// busyAt is Conn's index in Target.Busy plus one, 0 when not busy: a
+	// request takes it out of the set without hashing.
+	busyAt int
+	// Deadlines are Conn's, set only through it.
+	Deadlines deadline.Coarse
+	// wait writes requests and waits for their answers (FlushAndAwait).
+	wait netwait.FlushWaiter
 	// Awaiting is AwaitHead while a request that may go to another target
 	// waits for the first byte of its answer: abandon may then close the
 	// connection and the request is retried (AwaitAbandoned).
@@ -174,7 +183,7 @@ func (t *Target) Put(c *Conn) {
 	}
 	c.idleFrom = time.Now()
 	t.Mu.Lock()
-	delete(t.Busy, c)
+	t.unmarkBusy(c)
 	if len(t.idle) < maxIdlePerTarget {
 		t.idle = append(t.idle, c)
 		t.Mu.Unlock()
@@ -186,10 +195,21 @@ func (t *Target) Put(c *Conn) {
 
 // markBusy records c as carrying a request; t.mu is held.
 func (t *Target) markBusy(c *Conn) {
-	if t.Busy == nil {
-		t.Busy = map[*Conn]struct{}{}
+	t.Busy = append(t.Busy, c)
+	c.busyAt = len(t.Busy)
+}
+
+// unmarkBusy forgets c as busy, if it was; t.mu is held.
+func (t *Target) unmarkBusy(c *Conn) {
+	if c.busyAt == 0 {
+		return
 	}
-	t.Busy[c] = struct{}{}
+	last := len(t.Busy) - 1
+	moved := t.Busy[last]
+	t.Busy[c.busyAt-1], moved.busyAt = moved, c.busyAt
+	t.Busy[last] = nil
+	t.Busy = t.Busy[:last]
+	c.busyAt = 0
 }
 
 // track records a freshly dialled connection as busy.
@@ -211,7 +231,7 @@ func (c *Conn) Discard() {
 // untrack forgets a connection that is no longer busy.
 func (t *Target) untrack(c *Conn) {
 	t.Mu.Lock()
-	delete(t.Busy, c)
+	t.unmarkBusy(c)
 	t.Mu.Unlock()
 }
 
@@ -254,7 +274,7 @@ func (t *Target) Terminate() int {
 	t.CloseIdle()
 	t.Mu.Lock()
 	busy := make([]net.Conn, 0, len(t.Busy))
-	for c := range t.Busy {
+	for _, c := range t.Busy {
 		busy = append(busy, c.Conn)
 	}
 	streams := make([]Stream, 0, len(t.Streams))
@@ -280,7 +300,7 @@ func (t *Target) Abandon() {
 	t.CloseIdle()
 	var waiting []net.Conn
 	t.Mu.Lock()
-	for c := range t.Busy {
+	for _, c := range t.Busy {
 		if c.Awaiting.CompareAndSwap(AwaitHead, AwaitAbandoned) {
 			waiting = append(waiting, c.Conn)
 		}
@@ -331,8 +351,20 @@ func Dial(t *Target, timeout time.Duration, alternatives bool) (*Conn, error) {
 		Bw:     bufio.NewWriterSize(conn, ConnBufferSize),
 		Target: t,
 	}
+	uc.wait.Init(conn)
 	t.track(uc)
 	return uc, nil
+}
+
+// FlushAndAwait writes what Bw holds, then waits until Conn has something
+// to read (the answer, its end) or its read deadline passes, without a read
+// that would find nothing (package netwait), and returns the write's error.
+// Only while nothing else reads Conn: the request has no body still to send.
+func (c *Conn) FlushAndAwait() error {
+	if c.Br.Buffered() > 0 {
+		return c.Bw.Flush()
+	}
+	return c.wait.FlushAndAwait(c.Bw)
 }
 
 // The TLS configurations toward targets, by the protocol offered by ALPN.

@@ -4,12 +4,14 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
+	"errors"
 	"net"
 	"net/http"
 	"net/netip"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"golang.org/x/net/http2"
@@ -252,10 +254,19 @@ func (c *replayConn) CloseWrite() error {
 	return nil
 }
 
-// NetConn is the connection underneath, for an idle connection that waits
-// parked on its socket (httpfront's park): the bytes replayed are the first
-// read's, long gone by then.
-func (c *replayConn) NetConn() net.Conn { return c.Conn }
+// SyscallConn is the client socket's, for a wait on it (netwait), which
+// Buffered tells the bytes it would not see.
+func (c *replayConn) SyscallConn() (syscall.RawConn, error) {
+	sc, ok := c.Conn.(syscall.Conn)
+	if !ok {
+		return nil, errors.ErrUnsupported
+	}
+	return sc.SyscallConn()
+}
+
+// Buffered is how many bytes of the client's were read ahead and not yet
+// replayed.
+func (c *replayConn) Buffered() int { return len(c.pending) }
 
 func (c *replayConn) Read(b []byte) (int, error) {
 	if len(c.pending) > 0 {

@@ -99,7 +99,7 @@ func (q *h2Request) exchangeHTTP1(g *pool.Group, t *pool.Target, uc *pool.Conn) 
 	bodyCut := err != nil
 
 	q.ex.SentToTarget = time.Now()
-	uc.Conn.SetReadDeadline(q.ex.SentToTarget.Add(g.ResponseTimeout))
+	uc.Deadlines.ExtendRead(uc.Conn, q.ex.SentToTarget, g.ResponseTimeout)
 	for {
 		err := resp.ReadResponse(uc.Br)
 		if uc.Awaiting.Swap(pool.AwaitNone) == pool.AwaitAbandoned {
@@ -313,7 +313,7 @@ type h2BodyCopier struct {
 // read may block.
 func (b *h2BodyCopier) beforeRead() {
 	if b.src.Buffered() == 0 {
-		b.conn.Conn.SetReadDeadline(time.Now().Add(b.idleTimeout))
+		b.conn.Deadlines.ExtendRead(b.conn.Conn, time.Now(), b.idleTimeout)
 	}
 }
 
