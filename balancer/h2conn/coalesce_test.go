@@ -8,32 +8,12 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/berth-lb/berth/internal/tcppair"
 )
 
-// tcpPair is a connected loopback TCP pair.
-func tcpPair(t *testing.T) (client, server net.Conn) {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	accepted := make(chan net.Conn, 1)
-	go func() {
-		c, _ := ln.Accept()
-		accepted <- c
-	}()
-	client, err = net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	server = <-accepted
-	t.Cleanup(func() { client.Close(); server.Close() })
-	return client, server
-}
-
 func TestCoalescingConnKeepsOrderAndSendsAllBeforeClose(t *testing.T) {
-	client, server := tcpPair(t)
+	client, server := tcppair.Loopback(t)
 	c := NewCoalescingConn(server, nil, nil)
 	var want bytes.Buffer
 	for i := range 20000 {

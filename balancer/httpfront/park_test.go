@@ -13,6 +13,7 @@ import (
 	"github.com/berth-lb/berth/balancer/accesslog"
 	"github.com/berth-lb/berth/balancer/rules"
 	"github.com/berth-lb/berth/balancer/stats"
+	"github.com/berth-lb/berth/internal/tcppair"
 )
 
 // fakeListener answers every request with a fixed 200 and counts what the
@@ -58,27 +59,15 @@ func (f *fakeListener) TrackConn(*ClientConn) func() {
 }
 func (f *fakeListener) Detach() func() { f.detached.Add(1); return func() { f.detached.Add(-1) } }
 
-// serveOne accepts one connection on a loopback listener and serves it with
-// f (a fakeListener); it returns the client's end and a channel closed when Serve returns.
+// serveOne serves the server end of a loopback connection with f (a
+// fakeListener); it returns the client's end and a channel closed when
+// Serve returns.
 func serveOne(t *testing.T, f Listener) (net.Conn, chan struct{}) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	client, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { client.Close() })
-	conn, err := ln.Accept()
-	if err != nil {
-		t.Fatal(err)
-	}
+	client, server := tcppair.Loopback(t)
 	returned := make(chan struct{})
 	go func() {
 		defer close(returned)
-		Serve(f, conn)
+		Serve(f, server)
 	}()
 	return client, returned
 }

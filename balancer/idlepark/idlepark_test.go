@@ -5,27 +5,9 @@ import (
 	"syscall"
 	"testing"
 	"time"
-)
 
-// pair is a connected loopback pair: client's bytes reach server.
-func pair(t *testing.T) (client, server *net.TCPConn) {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	c, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := ln.Accept()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close(); s.Close() })
-	return c.(*net.TCPConn), s.(*net.TCPConn)
-}
+	"github.com/berth-lb/berth/internal/tcppair"
+)
 
 func rawOf(t *testing.T, c *net.TCPConn) syscall.RawConn {
 	t.Helper()
@@ -69,7 +51,7 @@ func TestParkedConnectionResumes(t *testing.T) {
 		{"closed under it, then woken", time.Minute, func(_, server *net.TCPConn, s *Spot) { server.Close(); Wake(s) }, false, 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			client, server := pair(t)
+			client, server := tcppair.Loopback(t)
 			var s Spot
 			r := make(resumed, 1)
 			start := time.Now()
@@ -103,7 +85,7 @@ func TestDeadlinesInAnyOrder(t *testing.T) {
 	order := make(chan int, len(deadlines))
 	var clients []*net.TCPConn
 	for i, d := range deadlines {
-		client, server := pair(t)
+		client, server := tcppair.Loopback(t)
 		clients = append(clients, client)
 		if err := Park(&spots[i], rawOf(t, server), start.Add(d), func(bool) { order <- i }); err != nil {
 			t.Fatal(err)

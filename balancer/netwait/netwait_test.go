@@ -10,27 +10,9 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
-)
 
-// pair returns the two ends of a loopback TCP connection.
-func pair(t *testing.T) (client, server *net.TCPConn) {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	c, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := ln.Accept()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close(); s.Close() })
-	return c.(*net.TCPConn), s.(*net.TCPConn)
-}
+	"github.com/berth-lb/berth/internal/tcppair"
+)
 
 // readable reports whether conn has bytes to read now, without waiting.
 func readable(t *testing.T, conn *net.TCPConn) bool {
@@ -50,7 +32,7 @@ func readable(t *testing.T, conn *net.TCPConn) bool {
 // An answer that comes at once, before the wait could begin after the
 // write, is not missed; and FlushAndAwait returns only once it is there.
 func TestFlushAndAwaitSeesEveryAnswer(t *testing.T) {
-	client, server := pair(t)
+	client, server := tcppair.Loopback(t)
 	go io.Copy(server, server) // an echo: each request is answered at once
 	var f FlushWaiter
 	f.Init(client)
@@ -77,7 +59,7 @@ func TestFlushAndAwaitSeesEveryAnswer(t *testing.T) {
 // A wait ends at the read deadline: the write went out, and the read that
 // follows reports the timeout.
 func TestFlushAndAwaitEndsAtTheDeadline(t *testing.T) {
-	client, server := pair(t)
+	client, server := tcppair.Loopback(t)
 	var f FlushWaiter
 	f.Init(client)
 	w := bufio.NewWriter(client)
@@ -107,7 +89,7 @@ func TestFlushAndAwaitEndsAtTheDeadline(t *testing.T) {
 
 // The peer's close ends the wait, and a write that fails is reported.
 func TestFlushAndAwaitEndsWithThePeer(t *testing.T) {
-	client, server := pair(t)
+	client, server := tcppair.Loopback(t)
 	var f FlushWaiter
 	f.Init(client)
 	w := bufio.NewWriter(client)
