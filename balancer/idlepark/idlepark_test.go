@@ -112,3 +112,70 @@ func TestDeadlinesInAnyOrder(t *testing.T) {
 		t.Fatalf("%d connections still due", len(the.due))
 	}
 }
+
+// TestConcurrentParksResumeOnceEach parks many connections at once, in
+// rounds that reuse the slots: a third turn readable, a third are woken, a
+// third reach their deadlines, all at the same time; each is resumed once,
+// as what happened to it.
+func TestConcurrentParksResumeOnceEach(t *testing.T) {
+	const n = 150
+	type parkedConn struct {
+		client, server *net.TCPConn
+		spot           Spot
+	}
+	conns := make([]parkedConn, n)
+	for i := range conns {
+		conns[i].client, conns[i].server = tcppair.Loopback(t)
+	}
+	for round := range 3 {
+		got := make(chan [2]int, n) // index, readable (1) or not (0)
+		start := time.Now()
+		for i := range conns {
+			deadline := start.Add(time.Minute)
+			if i%3 == 2 {
+				deadline = start.Add(time.Duration(i) * time.Millisecond)
+			}
+			if err := Park(&conns[i].spot, rawOf(t, conns[i].server), deadline, func(readable bool) {
+				r := 0
+				if readable {
+					r = 1
+				}
+				got <- [2]int{i, r}
+			}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for i := range conns {
+			switch i % 3 {
+			case 0:
+				go conns[i].client.Write([]byte("G"))
+			case 1:
+				go Wake(&conns[i].spot)
+			}
+		}
+		seen := make([]bool, n)
+		for range n {
+			select {
+			case g := <-got:
+				i, readable := g[0], g[1] == 1
+				if seen[i] {
+					t.Fatalf("round %d: connection %d resumed twice", round, i)
+				}
+				seen[i] = true
+				if readable != (i%3 == 0) {
+					t.Fatalf("round %d: connection %d resumed readable=%v", round, i, readable)
+				}
+			case <-time.After(5 * time.Second):
+				t.Fatalf("round %d: not every connection resumed", round)
+			}
+		}
+		for i := 0; i < n; i += 3 { // drain what made them readable, for the next round
+			conns[i].server.Read(make([]byte, 1))
+		}
+	}
+	the.mu.Lock()
+	defer the.mu.Unlock()
+	if len(the.due) != 0 {
+		t.Fatalf("%d connections still due", len(the.due))
+	}
+}
