@@ -18,12 +18,16 @@ package idlepark
 import (
 	"container/heap"
 	"fmt"
+	"log/slog"
 	"os"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/berth-lb/berth/internal/backstop"
 )
 
 // Spot is where a parked connection is found, kept in the connection's own
@@ -168,31 +172,42 @@ func (p *parker) unpark(i int32, readable bool) {
 func (p *parker) run() {
 	events := make([]unix.EpollEvent, 256)
 	for {
-		n := 0
-		err := p.wait.Read(func(fd uintptr) bool {
-			n, _ = unix.EpollWait(int(fd), events, 0)
-			return n > 0
-		})
-		p.mu.Lock()
-		for _, ev := range events[:max(n, 0)] {
-			if i := ev.Fd; i >= 0 && int(i) < len(p.slots) && p.slots[i].spot != nil && p.slots[i].gen == uint32(ev.Pad) {
-				p.unpark(i, true)
-			}
+		p.resumeReady(events)
+	}
+}
+
+// loopPanics counts the panics of the parker's loop: each is a bug, but the
+// process and the other parked connections go on.
+var loopPanics atomic.Uint64
+
+// resumeReady waits once for readiness or the earliest deadline and resumes
+// what is due.
+func (p *parker) resumeReady(events []unix.EpollEvent) {
+	defer backstop.Recover(slog.Default(), &loopPanics, nil, "component", "idlepark")
+	n := 0
+	err := p.wait.Read(func(fd uintptr) bool {
+		n, _ = unix.EpollWait(int(fd), events, 0)
+		return n > 0
+	})
+	p.mu.Lock()
+	defer p.mu.Unlock() // before the backstop, should a bug panic below
+	for _, ev := range events[:max(n, 0)] {
+		if i := ev.Fd; i >= 0 && int(i) < len(p.slots) && p.slots[i].spot != nil && p.slots[i].gen == uint32(ev.Pad) {
+			p.unpark(i, true)
 		}
-		now := int64(time.Since(epoch))
-		for len(p.due) > 0 && p.slots[p.due[0]].deadline <= now {
-			p.unpark(p.due[0], false)
+	}
+	now := int64(time.Since(epoch))
+	for len(p.due) > 0 && p.slots[p.due[0]].deadline <= now {
+		p.unpark(p.due[0], false)
+	}
+	if err != nil {
+		// The wait ended at its deadline: wait next for the earliest
+		// one, or without one.
+		next := time.Time{}
+		if len(p.due) > 0 {
+			next = epoch.Add(time.Duration(p.slots[p.due[0]].deadline))
 		}
-		if err != nil {
-			// The wait ended at its deadline: wait next for the earliest
-			// one, or without one.
-			next := time.Time{}
-			if len(p.due) > 0 {
-				next = epoch.Add(time.Duration(p.slots[p.due[0]].deadline))
-			}
-			p.file.SetReadDeadline(next)
-		}
-		p.mu.Unlock()
+		p.file.SetReadDeadline(next)
 	}
 }
 
