@@ -16,6 +16,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"math"
 	"net"
 	"os"
 	"sync"
@@ -288,7 +289,6 @@ func (c *l4Conn) pipe(idle time.Duration) (in, out int64, err error) {
 // inside the kernel: no wrapper may hide either connection's type here.
 func (c *l4Conn) copyHalf(dst, src net.Conn, fromClient bool, idle time.Duration) (int64, error) {
 	var total int64
-	seen := c.activity()
 	bulk := false
 	buf := smallCopyBuffers.Get().(*[SmallCopyBuffer]byte)
 	defer func() {
@@ -296,8 +296,15 @@ func (c *l4Conn) copyHalf(dst, src net.Conn, fromClient bool, idle time.Duration
 			smallCopyBuffers.Put(buf)
 		}
 	}()
+	// The idle deadline is armed when the direction starts and again only
+	// when it fires, not before every read: each arming is a timer
+	// operation, and a read per request made it one per request.
+	wait := idle
 	for {
-		src.SetReadDeadline(time.Now().Add(idle))
+		if wait > 0 {
+			src.SetReadDeadline(time.Now().Add(wait))
+			wait = 0
+		}
 		var n int64
 		var err error
 		if bulk {
@@ -332,10 +339,11 @@ func (c *l4Conn) copyHalf(dst, src net.Conn, fromClient bool, idle time.Duration
 			}
 			return total, nil
 		case errors.Is(err, os.ErrDeadlineExceeded):
-			// This direction was quiet for the idle timeout; the connection
-			// is idle only if the other one was quiet too.
-			if now := c.activity(); now != seen {
-				seen = now
+			// The idle timeout passed since the deadline was armed; the
+			// connection is idle only if neither socket received anything
+			// for that long, else the deadline waits for the rest.
+			if quiet := c.quiet(); quiet < idle {
+				wait = idle - quiet
 				continue
 			}
 			c.Close()
@@ -363,23 +371,24 @@ func (c *l4Conn) count(fromClient bool, n int64) {
 	c.target.BytesOut.Add(uint64(n))
 }
 
-// activity is the number of bytes both sockets have received, from the
-// kernel (TCP_INFO): splice gives no progress report, and the kernel's count
-// tells whether anything flowed since the last look.
-func (c *l4Conn) activity() uint64 {
-	return bytesReceived(c.clientTCP) + bytesReceived(c.upstream)
+// quiet is how long neither socket received data, from the kernel
+// (TCP_INFO): splice gives no progress report, and reads re-arm no deadline.
+func (c *l4Conn) quiet() time.Duration {
+	return min(sinceReceived(c.clientTCP), sinceReceived(c.upstream))
 }
 
-func bytesReceived(c *net.TCPConn) uint64 {
+// sinceReceived is how long ago c last received data; for ever when the
+// kernel cannot say (the socket closed).
+func sinceReceived(c *net.TCPConn) time.Duration {
+	d := time.Duration(math.MaxInt64)
 	raw, err := c.SyscallConn()
 	if err != nil {
-		return 0
+		return d
 	}
-	var n uint64
 	raw.Control(func(fd uintptr) {
 		if info, err := unix.GetsockoptTCPInfo(int(fd), unix.IPPROTO_TCP, unix.TCP_INFO); err == nil {
-			n = info.Bytes_received
+			d = time.Duration(info.Last_data_recv) * time.Millisecond
 		}
 	})
-	return n
+	return d
 }
