@@ -759,20 +759,5 @@ func TestProxyHeaderV2Families(t *testing.T) {
 // instructions per op are the L4 path's cost of a request and its answer.
 func BenchmarkL4KeepAlive(b *testing.B) {
 	lb := start(b, l4Config(ProtocolTCP, serving("a", namedRawBackend(b, "ok\n"))))
-	conn, err := net.Dial("tcp", lb.Addr("l4"))
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer conn.Close()
-	req := []byte("GET / HTTP/1.1\r\nHost: bench\r\nUser-Agent: bench\r\n\r\n")
-	buf := make([]byte, len("HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nok\n"))
-	b.ReportAllocs()
-	for b.Loop() {
-		if _, err := conn.Write(req); err != nil {
-			b.Fatal(err)
-		}
-		if _, err := io.ReadFull(conn, buf); err != nil {
-			b.Fatal(err)
-		}
-	}
+	roundTrips(b, lb.Addr("l4"), "GET / HTTP/1.1\r\nHost: bench\r\nUser-Agent: bench\r\n\r\n")
 }
