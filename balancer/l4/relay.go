@@ -28,8 +28,8 @@ const ResetCheck = 200 * time.Millisecond
 // Whether the read emptied the queue comes from the kernel: with TCP_INQ,
 // recvmsg says how many bytes are left, and 1 when a FIN is (Linux 4.18).
 // A reset that arrived before the read, with the data, counts in neither
-// and raises no new edge; only a read tells it. So the first wait of that
-// kind re-arms the read deadline to ResetCheck, and when that passes, a new
+// and raises no new edge; only a read tells it. So the first wait after
+// such a read re-arms the read deadline to ResetCheck, and when that passes, a new
 // RawConn.Read begins with a read (EAGAIN: nothing was missed) and the idle
 // deadline is armed again. A busy direction makes that check once per
 // ResetCheck, and a quiet one once after its last message.
