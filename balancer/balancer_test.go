@@ -401,17 +401,22 @@ func benchmarkProxyKeepAlive(b *testing.B, accessLog string) {
 	cfg := webConfig(serving("a", namedRawBackend(b, "ok\n")))
 	cfg.AccessLog = accessLog
 	lb := start(b, cfg)
-	conn, err := net.Dial("tcp", lb.Addr("web"))
+	roundTrips(b, lb.Addr("web"), "GET / HTTP/1.1\r\nHost: bench\r\nUser-Agent: bench\r\nX-Forwarded-For: 203.0.113.1\r\n\r\n")
+}
+
+// roundTrips sends req on one connection to addr and reads a raw
+// backend's "ok\n" answer, once per op.
+func roundTrips(b *testing.B, addr, req string) {
+	conn, err := net.Dial("tcp", addr)
 	if err != nil {
 		b.Fatal(err)
 	}
 	defer conn.Close()
-	req := []byte("GET / HTTP/1.1\r\nHost: bench\r\nUser-Agent: bench\r\nX-Forwarded-For: 203.0.113.1\r\n\r\n")
-	want := len("HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nok\n")
-	buf := make([]byte, want)
+	head := []byte(req)
+	buf := make([]byte, len("HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nok\n"))
 	b.ReportAllocs()
 	for b.Loop() {
-		if _, err := conn.Write(req); err != nil {
+		if _, err := conn.Write(head); err != nil {
 			b.Fatal(err)
 		}
 		if _, err := io.ReadFull(conn, buf); err != nil {

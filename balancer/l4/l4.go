@@ -16,6 +16,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"math"
 	"net"
 	"os"
 	"sync"
@@ -109,7 +110,13 @@ type l4Conn struct {
 	stats     *stats.Route
 	// terminated is set when Terminate closed the connection.
 	terminated atomic.Bool
+	// closed is set when Close began.
+	closed atomic.Bool
 }
+
+// aLongTimeAgo is a deadline that has passed: setting it ends a blocked
+// read or write at once.
+var aLongTimeAgo = time.Unix(1, 0)
 
 // Terminate closes the connection because its target's deregistration delay ended.
 func (c *l4Conn) Terminate() {
@@ -121,6 +128,14 @@ func (c *l4Conn) Terminate() {
 // Terminate and shutdown end a connection, and is safe to call concurrently
 // and more than once.
 func (c *l4Conn) Close() error {
+	c.closed.Store(true)
+	// A relay writes to one socket while it holds the other's read, and
+	// Close waits for the socket's readers: past deadlines end every wait
+	// first, on both sockets, so that neither Close waits for the other.
+	c.clientTCP.SetDeadline(aLongTimeAgo)
+	if c.upstream != nil {
+		c.upstream.SetDeadline(aLongTimeAgo)
+	}
 	c.clientTCP.Close()
 	if c.upstream != nil {
 		c.upstream.Close()
@@ -283,12 +298,13 @@ func (c *l4Conn) pipe(idle time.Duration) (in, out int64, err error) {
 	return in, r.n, err
 }
 
-// copyHalf copies src to dst in chunks. Between two TCP sockets io.CopyN
-// reaches (*net.TCPConn).ReadFrom, which moves the bytes with splice(2)
-// inside the kernel: no wrapper may hide either connection's type here.
+// copyHalf copies src to dst in chunks. Small messages go by read and
+// write (a relay when src is a TCP socket); a read that fills the buffer
+// means a stream, and from then on io.CopyN between two TCP sockets reaches
+// (*net.TCPConn).ReadFrom, which moves the bytes with splice(2) inside the
+// kernel: no wrapper may hide either connection's type here.
 func (c *l4Conn) copyHalf(dst, src net.Conn, fromClient bool, idle time.Duration) (int64, error) {
 	var total int64
-	seen := c.activity()
 	bulk := false
 	buf := smallCopyBuffers.Get().(*[SmallCopyBuffer]byte)
 	defer func() {
@@ -296,16 +312,32 @@ func (c *l4Conn) copyHalf(dst, src net.Conn, fromClient bool, idle time.Duration
 			smallCopyBuffers.Put(buf)
 		}
 	}()
+	var rel *relay
+	if tcp, ok := src.(*net.TCPConn); ok {
+		rel = newRelay(c, tcp, dst, fromClient, buf[:])
+	}
+	// The idle deadline is armed when the direction starts and again only
+	// when it passes, not before every read: each arming is a timer
+	// operation, and a read per message made it one per request.
+	arm := func(wait time.Duration) {
+		if at := time.Now().Add(wait); rel != nil {
+			rel.arm(at)
+		} else {
+			src.SetReadDeadline(at)
+		}
+	}
+	arm(idle)
 	for {
-		src.SetReadDeadline(time.Now().Add(idle))
 		var n int64
 		var err error
-		if bulk {
+		switch {
+		case bulk:
 			n, err = io.CopyN(dst, src, l4Chunk)
-		} else {
-			// Small messages (a query, a request) go by read and write: one
-			// syscall each way, where splice takes two through its pipe. A read
-			// that fills the buffer means a stream: from then on, splice.
+			c.count(fromClient, n)
+		case rel != nil:
+			n, bulk, err = rel.run() // counted by the relay, write by write
+		default:
+			// One syscall each way, where splice takes two through its pipe.
 			var r int
 			r, err = src.Read(buf[:])
 			if r > 0 {
@@ -315,14 +347,14 @@ func (c *l4Conn) copyHalf(dst, src net.Conn, fromClient bool, idle time.Duration
 					err = werr
 				}
 			}
-			if r == len(buf) {
-				bulk = true
-				smallCopyBuffers.Put(buf)
-				buf = nil
-			}
+			bulk = r == len(buf)
+			c.count(fromClient, n)
 		}
 		total += n
-		c.count(fromClient, n)
+		if bulk && buf != nil {
+			smallCopyBuffers.Put(buf)
+			buf, rel = nil, nil
+		}
 		switch {
 		case err == nil:
 			continue
@@ -331,11 +363,17 @@ func (c *l4Conn) copyHalf(dst, src net.Conn, fromClient bool, idle time.Duration
 				hc.CloseWrite()
 			}
 			return total, nil
+		case c.closed.Load():
+			return total, net.ErrClosed
 		case errors.Is(err, os.ErrDeadlineExceeded):
-			// This direction was quiet for the idle timeout; the connection
-			// is idle only if the other one was quiet too.
-			if now := c.activity(); now != seen {
-				seen = now
+			if rel != nil && rel.checked() {
+				continue
+			}
+			// The idle timeout passed since the deadline was armed; the
+			// connection is idle only if neither socket received anything
+			// for that long, else the deadline waits for the rest.
+			if quiet := c.quiet(); quiet < idle {
+				arm(idle - quiet)
 				continue
 			}
 			c.Close()
@@ -363,23 +401,24 @@ func (c *l4Conn) count(fromClient bool, n int64) {
 	c.target.BytesOut.Add(uint64(n))
 }
 
-// activity is the number of bytes both sockets have received, from the
-// kernel (TCP_INFO): splice gives no progress report, and the kernel's count
-// tells whether anything flowed since the last look.
-func (c *l4Conn) activity() uint64 {
-	return bytesReceived(c.clientTCP) + bytesReceived(c.upstream)
+// quiet is how long neither socket received data, from the kernel
+// (TCP_INFO): splice gives no progress report, and reads re-arm no deadline.
+func (c *l4Conn) quiet() time.Duration {
+	return min(sinceReceived(c.clientTCP), sinceReceived(c.upstream))
 }
 
-func bytesReceived(c *net.TCPConn) uint64 {
+// sinceReceived is how long ago c last received data; for ever when the
+// kernel cannot say (the socket closed).
+func sinceReceived(c *net.TCPConn) time.Duration {
+	d := time.Duration(math.MaxInt64)
 	raw, err := c.SyscallConn()
 	if err != nil {
-		return 0
+		return d
 	}
-	var n uint64
 	raw.Control(func(fd uintptr) {
 		if info, err := unix.GetsockoptTCPInfo(int(fd), unix.IPPROTO_TCP, unix.TCP_INFO); err == nil {
-			n = info.Bytes_received
+			d = time.Duration(info.Last_data_recv) * time.Millisecond
 		}
 	})
-	return n
+	return d
 }
