@@ -9,6 +9,8 @@ listen=$1 backends=$2
 conf=/tmp/berth-bench-tcp-${listen##*:}.yaml
 cat > "$conf" <<CONF
 node: {name: bench, advertise: 127.0.0.1}
+# Its own agent, not an upgrade of another benchmark's (same node name): no hand-over.
+upgrade: {socket: ""}
 docker: {enabled: false}
 cluster: {enabled: false}
 admin: {listen: 127.0.0.1:0}
