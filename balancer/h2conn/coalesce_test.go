@@ -2,8 +2,10 @@ package h2conn
 
 import (
 	"bytes"
+	"errors"
 	"io"
 	"net"
+	"os"
 	"strconv"
 	"sync/atomic"
 	"testing"
@@ -34,7 +36,7 @@ func tcpPair(t *testing.T) (client, server net.Conn) {
 
 func TestCoalescingConnKeepsOrderAndSendsAllBeforeClose(t *testing.T) {
 	client, server := tcpPair(t)
-	c := NewCoalescingConn(server, nil, nil)
+	c := NewCoalescingConn(server, nil, 0, nil)
 	var want bytes.Buffer
 	for i := range 20000 {
 		line := []byte("frame " + strconv.Itoa(i) + "\n")
@@ -59,7 +61,7 @@ func TestCoalescingConnKeepsOrderAndSendsAllBeforeClose(t *testing.T) {
 func TestCoalescingConnHoldsBackWritersOfASlowClient(t *testing.T) {
 	client, server := net.Pipe() // a write blocks until the client reads it
 	defer client.Close()
-	c := NewCoalescingConn(server, nil, nil).(*coalescingConn)
+	c := NewCoalescingConn(server, nil, 0, nil).(*coalescingConn)
 	const chunk, total = 16 << 10, 2 << 20
 	var written atomic.Int64
 	done := make(chan error, 1)
@@ -108,7 +110,7 @@ func TestCoalescingConnHoldsBackWritersOfASlowClient(t *testing.T) {
 
 func TestCoalescingConnReportsAWriteErrorOnTheNextWrite(t *testing.T) {
 	client, server := net.Pipe()
-	c := NewCoalescingConn(server, nil, nil)
+	c := NewCoalescingConn(server, nil, 0, nil)
 	client.Close()
 	deadline := time.Now().Add(5 * time.Second)
 	for {
@@ -117,6 +119,25 @@ func TestCoalescingConnReportsAWriteErrorOnTheNextWrite(t *testing.T) {
 		}
 		if time.Now().After(deadline) {
 			t.Fatal("writes to a closed peer kept succeeding")
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+func TestCoalescingConnLetsGoOfAClientThatTakesNothing(t *testing.T) {
+	client, server := net.Pipe() // a write blocks until the client reads it
+	defer client.Close()
+	c := NewCoalescingConn(server, nil, 50*time.Millisecond, nil)
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		if _, err := c.Write([]byte("x")); err != nil {
+			if !errors.Is(err, os.ErrDeadlineExceeded) {
+				t.Fatalf("the write failed with %v, want the write timeout", err)
+			}
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("writes to a client that reads nothing kept succeeding past the write timeout")
 		}
 		time.Sleep(time.Millisecond)
 	}

@@ -128,13 +128,16 @@ func serveH2(l Listener, conn net.Conn) {
 	// Frames of at most 16 KiB, the size every peer may assume (RFC 9113
 	// 4.2) and what HAProxy and nginx take; x/net would announce 1 MiB, and
 	// h2spec 4.2 expects a larger HEADERS frame to be refused.
-	srv := &http2.Server{IdleTimeout: idle, WriteByteTimeout: idle, MaxReadFrameSize: 16 << 10}
+	// A client that takes no bytes for it is let go by the coalescing
+	// conn's write timeout (x/net's WriteByteTimeout would cost a timer per
+	// flush).
+	srv := &http2.Server{IdleTimeout: idle, MaxReadFrameSize: 16 << 10}
 	// One base per connection, with h2Limits, so that shutting it down (a
 	// draining balancer) sends this connection's GOAWAY.
 	hc.base = &http.Server{MaxHeaderBytes: h2Limits.MaxHeaderBytes}
 	http2.ConfigureServer(hc.base, srv) // fails only on a TLS config, and the base has none of its own
 	defer l.TrackH2(hc)()
-	srv.ServeConn(h2conn.NewCoalescingConn(conn, h2conn.NewInbound(conn), func(v any) { reportPanic(l, v) }), &http2.ServeConnOpts{
+	srv.ServeConn(h2conn.NewCoalescingConn(conn, h2conn.NewInbound(conn), idle, func(v any) { reportPanic(l, v) }), &http2.ServeConnOpts{
 		Context:    context.WithValue(context.Background(), h2ConnKey{}, hc),
 		Handler:    streamBackstop{l},
 		BaseConfig: hc.base,
