@@ -1,9 +1,11 @@
 package h2front
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"crypto/tls"
+	"io"
 	"net"
 	"net/http"
 	"net/netip"
@@ -137,12 +139,27 @@ func serveH2(l Listener, conn net.Conn) {
 	hc.base = &http.Server{MaxHeaderBytes: h2Limits.MaxHeaderBytes}
 	http2.ConfigureServer(hc.base, srv) // fails only on a TLS config, and the base has none of its own
 	defer l.TrackH2(hc)()
-	srv.ServeConn(h2conn.NewCoalescingConn(conn, h2conn.NewInbound(conn), idle, func(v any) { reportPanic(l, v) }), &http2.ServeConnOpts{
+	srv.ServeConn(h2conn.NewCoalescingConn(conn, h2conn.NewInbound(frameReader(conn)), idle, func(v any) { reportPanic(l, v) }), &http2.ServeConnOpts{
 		Context:    context.WithValue(context.Background(), h2ConnKey{}, hc),
 		Handler:    streamBackstop{l},
 		BaseConfig: hc.base,
 	})
 }
+
+// frameReader is what the frames of conn are read from. x/net's server reads
+// each frame header and payload with a read of its own, which on a plain
+// connection is a syscall each: there a buffer gathers what has arrived.
+// A TLS connection buffers its records already.
+func frameReader(conn net.Conn) io.Reader {
+	if _, ok := conn.(*tls.Conn); ok {
+		return conn
+	}
+	return bufio.NewReaderSize(conn, frameReadBuffer)
+}
+
+// frameReadBuffer holds a few HEADERS frames of requests, a window's
+// worth of small frames; a larger DATA payload is read past it.
+const frameReadBuffer = 4 << 10
 
 // ServeHTTPS terminates TLS and serves HTTP/2 or HTTP/1.1, as the client
 // chose by ALPN.
