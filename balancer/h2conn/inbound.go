@@ -1,9 +1,10 @@
 // Package h2conn is the plumbing of an HTTP/2 client connection around
 // x/net/http2's server, none of which knows routes or targets: Inbound filters
-// the frames the client sends and corrects two of x/net's answers that RFC
-// 9113 forbids; NewCoalescingConn batches the server's writes into fewer
-// syscalls and TLS records; Downgradable decides whether a request can be
-// forwarded as HTTP/1.1. The HTTP/2 front (balancer/h2.go) wires them up.
+// the frames the client sends, corrects two of x/net's answers that RFC 9113
+// forbids and cuts off a rapid reset; NewCoalescingConn batches the server's
+// writes into fewer syscalls and TLS records, and lets go of a client that
+// takes none; Downgradable decides whether a request can be forwarded as
+// HTTP/1.1. The HTTP/2 front (balancer/httpfront/h2front) wires them up.
 //
 // Everything here runs on every frame or write of a connection: it must not
 // allocate per frame, block other than on the connection itself, or import
