@@ -2,6 +2,8 @@ package balancer
 
 import (
 	"bytes"
+	"crypto/tls"
+	"crypto/x509"
 	"net"
 	"testing"
 	"time"
@@ -16,13 +18,33 @@ import (
 // in flight at a time (as h2load -m does), through the balancer to a raw
 // HTTP/1.1 backend: an op is one stream. The client is a bare framer, so
 // an instruction count (callgrind) is mostly the balancer's HTTP/2 path.
-func BenchmarkH2ProxyHTTP1(b *testing.B) {
-	lb := start(b, webConfig(serving("a", namedRawBackend(b, "ok\n"))))
+func BenchmarkH2ProxyHTTP1(b *testing.B) { benchmarkH2ProxyHTTP1(b, false) }
+
+// BenchmarkH2ProxyHTTP1TLS is BenchmarkH2ProxyHTTP1 over TLS (ALPN h2), as
+// scripts/bench-tls.sh measures it: the TLS records and their crypto too.
+func BenchmarkH2ProxyHTTP1TLS(b *testing.B) { benchmarkH2ProxyHTTP1(b, true) }
+
+func benchmarkH2ProxyHTTP1(b *testing.B, overTLS bool) {
+	backend := serving("a", namedRawBackend(b, "ok\n"))
+	cfg := webConfig(backend)
+	var roots *x509.CertPool
+	if overTLS {
+		pki := newTestPKI(b)
+		cfg, roots = httpsConfig([]Certificate{pki.leaf(b, "bench.example.com")}, backend), pki.pool
+	}
+	lb := start(b, cfg)
 	conn, err := net.Dial("tcp", lb.Addr("web"))
 	if err != nil {
 		b.Fatal(err)
 	}
 	defer conn.Close()
+	if overTLS {
+		tc := tls.Client(conn, &tls.Config{ServerName: "bench.example.com", RootCAs: roots, NextProtos: []string{"h2"}})
+		if err := tc.Handshake(); err != nil || tc.ConnectionState().NegotiatedProtocol != "h2" {
+			b.Fatalf("TLS handshake: %v, protocol %q", err, tc.ConnectionState().NegotiatedProtocol)
+		}
+		conn = tc
+	}
 	conn.SetDeadline(time.Now().Add(time.Hour))
 	fr := http2.NewFramer(conn, conn)
 	var block bytes.Buffer
@@ -35,7 +57,11 @@ func BenchmarkH2ProxyHTTP1(b *testing.B) {
 		b.Fatal(err)
 	}
 	fr.WriteWindowUpdate(0, 1<<31-1-65535)
-	fields := []hpack.HeaderField{{Name: ":method", Value: "GET"}, {Name: ":scheme", Value: "http"},
+	scheme := "http"
+	if overTLS {
+		scheme = "https"
+	}
+	fields := []hpack.HeaderField{{Name: ":method", Value: "GET"}, {Name: ":scheme", Value: scheme},
 		{Name: ":authority", Value: "bench"}, {Name: ":path", Value: "/"}, {Name: "user-agent", Value: "bench"}}
 	var batch bytes.Buffer
 	out := http2.NewFramer(&batch, nil)

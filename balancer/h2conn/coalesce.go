@@ -36,6 +36,8 @@ type coalescingConn struct {
 	// recovered reports a panic of the goroutine that writes out; nil: none.
 	recovered    func(v any)
 	writeTimeout time.Duration
+	// closeBy, once Close waits, is when the last batch must be out.
+	closeBy time.Time
 }
 
 // maxCoalesced bounds what waits for a slow client: writers block above it.
@@ -89,9 +91,14 @@ func (c *coalescingConn) writeOut() {
 		out := c.pending
 		c.pending, c.spare = c.spare[:0], nil
 		c.drained.Broadcast() // writers may fill pending again while out goes
+		closeBy := c.closeBy
 		c.mu.Unlock()
 		if c.writeTimeout > 0 {
-			c.Conn.SetWriteDeadline(time.Now().Add(c.writeTimeout))
+			deadline := time.Now().Add(c.writeTimeout)
+			if !closeBy.IsZero() && closeBy.Before(deadline) {
+				deadline = closeBy // Close's bound holds for every batch after it
+			}
+			c.Conn.SetWriteDeadline(deadline)
 		}
 		_, err := c.Conn.Write(out)
 		c.mu.Lock()
@@ -128,7 +135,8 @@ func (c *coalescingConn) recoverWriteOut() {
 func (c *coalescingConn) Close() error {
 	c.mu.Lock()
 	if c.writing && c.err == nil {
-		c.Conn.SetWriteDeadline(time.Now().Add(closeFlushTimeout))
+		c.closeBy = time.Now().Add(closeFlushTimeout)
+		c.Conn.SetWriteDeadline(c.closeBy)
 		for c.writing {
 			c.drained.Wait()
 		}

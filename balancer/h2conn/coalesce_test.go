@@ -142,3 +142,47 @@ func TestCoalescingConnLetsGoOfAClientThatTakesNothing(t *testing.T) {
 		time.Sleep(time.Millisecond)
 	}
 }
+
+// TestCoalescingConnCloseBoundsEveryBatch closes while a batch is pending
+// behind one in flight, to a client that reads the first and then nothing:
+// Close returns after closeFlushTimeout, the write timeout of the next batch
+// (an hour here) does not replace it.
+func TestCoalescingConnCloseBoundsEveryBatch(t *testing.T) {
+	client, server := net.Pipe()
+	defer client.Close()
+	c := NewCoalescingConn(server, nil, time.Hour, nil)
+	if _, err := c.Write([]byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Write(bytes.Repeat([]byte("y"), 64<<10)); err != nil {
+		t.Fatal(err)
+	}
+	closed := make(chan struct{})
+	go func() {
+		c.Close()
+		close(closed)
+	}()
+	// Close waits for the batch in flight, which goes once read.
+	eventually := time.Now().Add(5 * time.Second)
+	for {
+		cc := c.(*coalescingConn)
+		cc.mu.Lock()
+		waiting := !cc.closeBy.IsZero()
+		cc.mu.Unlock()
+		if waiting {
+			break
+		}
+		if time.Now().After(eventually) {
+			t.Fatal("Close never waited for the batches")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if _, err := io.ReadFull(client, make([]byte, 1)); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-closed:
+	case <-time.After(closeFlushTimeout + 2*time.Second):
+		t.Fatalf("Close still waits %v after it began, for a client that reads nothing more", closeFlushTimeout+2*time.Second)
+	}
+}
