@@ -93,34 +93,12 @@ func errTimeout(err error) error {
 	return nil
 }
 
-// countingBackend answers every request at once and counts them.
-func countingBackend(t *testing.T, seen *atomic.Int64) string {
-	resp := []byte("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
-	return tcpServer(t, func(conn net.Conn) {
-		br := bufio.NewReader(conn)
-		for {
-			line, err := br.ReadSlice('\n')
-			if err != nil {
-				return
-			}
-			if strings.HasPrefix(string(line), "GET ") {
-				seen.Add(1)
-			}
-			if len(line) <= 2 {
-				if _, err := conn.Write(resp); err != nil {
-					return
-				}
-			}
-		}
-	})
-}
-
 // TestH2RapidResetIsCutOff opens and at once resets streams in a loop
 // (CVE-2023-44487): the connection is closed, and the target sees a bounded
 // part of those requests, not one per stream.
 func TestH2RapidResetIsCutOff(t *testing.T) {
 	var seen atomic.Int64
-	lb := start(t, webConfig(serving("a", countingBackend(t, &seen))))
+	lb := start(t, webConfig(serving("a", rawBackend(t, "ok", &seen, nil))))
 	h := dialHostileH2(t, lb.Addr("web"))
 	const streams = 20000
 	sent := make(chan int, 1)
@@ -246,30 +224,7 @@ func heapInUse() int64 {
 // response, gives up on the stream after the idle timeout, and the target's
 // connection is closed.
 func TestH2ZeroWindowClientIsLetGo(t *testing.T) {
-	writeFailed := make(chan struct{})
-	be := tcpServer(t, func(conn net.Conn) {
-		br := bufio.NewReader(conn)
-		for {
-			line, err := br.ReadSlice('\n')
-			if err != nil {
-				return
-			}
-			if len(line) > 2 {
-				continue
-			}
-			io.WriteString(conn, "HTTP/1.1 200 OK\r\nContent-Length: 268435456\r\n\r\n")
-			chunk := make([]byte, 64<<10)
-			for range 4096 { // 256 MiB, far more than the buffers between
-				if _, err := conn.Write(chunk); err != nil {
-					close(writeFailed)
-					return
-				}
-			}
-		}
-	})
-	cfg := webConfig(serving("a", be))
-	cfg.Listeners[0].IdleTimeout = time.Second
-	lb := start(t, cfg)
+	lb, writeFailed := startWithBigResponses(t)
 	h := dialHostileH2(t, lb.Addr("web"), http2.Setting{ID: http2.SettingInitialWindowSize, Val: 0})
 	if err := h.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: h.headers("/big"), EndStream: true, EndHeaders: true}); err != nil {
 		t.Fatal(err)
@@ -297,22 +252,7 @@ func TestH2ZeroWindowClientIsLetGo(t *testing.T) {
 func TestH2StreamsBeyondTheLimitAreRefused(t *testing.T) {
 	var seen atomic.Int64
 	release := make(chan struct{})
-	be := tcpServer(t, func(conn net.Conn) {
-		br := bufio.NewReader(conn)
-		for {
-			line, err := br.ReadSlice('\n')
-			if err != nil {
-				return
-			}
-			if strings.HasPrefix(string(line), "GET ") {
-				seen.Add(1)
-			}
-			if len(line) <= 2 {
-				<-release
-				io.WriteString(conn, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
-			}
-		}
-	})
+	be := rawBackend(t, "ok", &seen, release)
 	lb := start(t, webConfig(serving("a", be)))
 	defer close(release)
 	h := dialHostileH2(t, lb.Addr("web"))
@@ -359,7 +299,7 @@ func TestH2StreamsBeyondTheLimitAreRefused(t *testing.T) {
 // sees neither.
 func TestH2OversizedHeaderListIsRefused(t *testing.T) {
 	var seen atomic.Int64
-	lb := start(t, webConfig(serving("a", countingBackend(t, &seen))))
+	lb := start(t, webConfig(serving("a", rawBackend(t, "ok", &seen, nil))))
 	for _, tc := range []struct {
 		name            string
 		fields, size    int
