@@ -17,6 +17,14 @@ scripts/ensure-tools.sh h2load=nghttp2-client haproxy=haproxy
 berth_bin=${BERTH_BIN:-bin/berth} berth_b=${BERTH_B:-}
 freeport() { python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }
 pin() { if command -v taskset >/dev/null && (($(nproc) > 1)); then taskset -c "$1" "${@:2}"; else "${@:2}"; fi; }
+# spawn CORE LOG COMMAND...: COMMAND pinned to CORE in the background, its PID in $pids. Not
+# `pin ... &`: that backgrounds a subshell running the function, whose PID the trap would
+# kill, leaving the proxy running after the script.
+spawn() {
+  if command -v taskset >/dev/null && (($(nproc) > 1)); then taskset -c "$1" "${@:3}" >"$2" 2>&1 &
+  else "${@:3}" >"$2" 2>&1 & fi
+  pids="$pids $!"
+}
 
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 -subj /CN=bench.local \
   -addext subjectAltName=DNS:bench.local -keyout "$out/key.pem" -out "$out/cert.pem" 2>/dev/null
@@ -46,8 +54,7 @@ listeners:
 static:
   bench: [127.0.0.1:$backend]
 CONF
-  pin 0 "$2" agent --config "$out/$1.yaml" --log-level warn >"$out/$1.log" 2>&1 &
-  pids="$pids $!"
+  spawn 0 "$out/$1.log" "$2" agent --config "$out/$1.yaml" --log-level warn
 }
 start_berth berth "$berth_bin"
 berth=$addr berth_b_addr=""
@@ -70,8 +77,7 @@ backend be
   http-reuse always
   server s1 127.0.0.1:$backend
 CONF
-pin 0 haproxy -f "$out/haproxy.cfg" >"$out/haproxy.log" 2>&1 &
-pids="$pids $!"
+spawn 0 "$out/haproxy.log" haproxy -f "$out/haproxy.cfg"
 
 for addr in "$berth" "$haproxy" $berth_b_addr; do
   for _ in $(seq 100); do curl -fsk -o /dev/null "https://$addr/" && break; sleep 0.1; done
