@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -41,7 +42,11 @@ func bothProtocols(t *testing.T, f func(t *testing.T, client *http.Client, proto
 // namedRawBackend answers every request on loopback with its name as the
 // body, without net/http and without allocating per request: thousands of
 // requests stay fast, and a benchmark's allocations are the balancer's.
-func namedRawBackend(t testing.TB, name string) string {
+func namedRawBackend(t testing.TB, name string) string { return rawBackend(t, name, nil, nil) }
+
+// rawBackend is namedRawBackend that counts the request heads it reads in
+// seen and, when hold is not nil, answers each only once hold is closed.
+func rawBackend(t testing.TB, name string, seen *atomic.Int64, hold <-chan struct{}) string {
 	t.Helper()
 	resp := []byte("HTTP/1.1 200 OK\r\nContent-Length: " + strconv.Itoa(len(name)) + "\r\n\r\n" + name)
 	return tcpServer(t, func(conn net.Conn) {
@@ -51,10 +56,17 @@ func namedRawBackend(t testing.TB, name string) string {
 			if err != nil {
 				return
 			}
-			if len(line) <= 2 {
-				if _, err := conn.Write(resp); err != nil {
-					return
-				}
+			if len(line) > 2 {
+				continue
+			}
+			if seen != nil {
+				seen.Add(1)
+			}
+			if hold != nil {
+				<-hold
+			}
+			if _, err := conn.Write(resp); err != nil {
+				return
 			}
 		}
 	})
@@ -566,25 +578,32 @@ func TestConnectionListedFieldsStayOnTheirHop(t *testing.T) {
 	}
 }
 
+// startWithBigResponses starts a balancer with an idle timeout of a second
+// in front of a target whose every answer is 256 MiB; writeFailed is closed
+// when a write of the target fails.
+func startWithBigResponses(t *testing.T) (lb *Balancer, writeFailed <-chan struct{}) {
+	failed := make(chan struct{})
+	be := backend(t, "", func(w http.ResponseWriter, r *http.Request) {
+		chunk := make([]byte, 64<<10)
+		for range 4096 { // 256 MiB, far more than the buffers between
+			if _, err := w.Write(chunk); err != nil {
+				close(failed)
+				return
+			}
+		}
+	})
+	cfg := webConfig(serving("a", addrOf(be)))
+	cfg.Listeners[0].IdleTimeout = time.Second
+	return start(t, cfg), failed
+}
+
 // TestClientThatStopsReadingIsLetGo asks for a large response and reads none
 // of it: after the listener's idle timeout without progress berth gives up
 // on the client, the target's connection is closed and nothing stays in
 // flight, over both protocols.
 func TestClientThatStopsReadingIsLetGo(t *testing.T) {
 	bothProtocols(t, func(t *testing.T, client *http.Client, proto string) {
-		writeFailed := make(chan struct{})
-		be := backend(t, "", func(w http.ResponseWriter, r *http.Request) {
-			chunk := make([]byte, 64<<10)
-			for range 4096 { // 256 MiB, far more than the buffers between
-				if _, err := w.Write(chunk); err != nil {
-					close(writeFailed)
-					return
-				}
-			}
-		})
-		cfg := webConfig(serving("a", addrOf(be)))
-		cfg.Listeners[0].IdleTimeout = time.Second
-		lb := start(t, cfg)
+		lb, writeFailed := startWithBigResponses(t)
 		resp, err := client.Get("http://" + lb.Addr("web") + "/big")
 		if err != nil {
 			t.Fatal(err)

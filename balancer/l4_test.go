@@ -447,7 +447,7 @@ type testPKI struct {
 	pool *x509.CertPool
 }
 
-func newTestPKI(t *testing.T) *testPKI {
+func newTestPKI(t testing.TB) *testPKI {
 	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -467,7 +467,7 @@ func newTestPKI(t *testing.T) *testPKI {
 }
 
 // leaf issues a certificate for name and returns its files.
-func (p *testPKI) leaf(t *testing.T, name string) Certificate {
+func (p *testPKI) leaf(t testing.TB, name string) Certificate {
 	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {

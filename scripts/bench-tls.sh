@@ -4,6 +4,8 @@
 # each proxy pinned to core 0 and h2load to core 1. Loopback only. Prints one table;
 # scripts/bench.sh writes it into docs/benchmarks.md.
 #   BENCH_SECONDS (default 6), BENCH_CLIENTS (default 50), BENCH_STREAMS (h2, default 10).
+#   BERTH_BIN (default bin/berth): the berth under test; BERTH_B: a second berth binary,
+#   measured interleaved with the first in the same run (an A/B: "berth" is A, "berth-B" is B).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds=${BENCH_SECONDS:-6} clients=${BENCH_CLIENTS:-50} streams=${BENCH_STREAMS:-10}
@@ -12,8 +14,17 @@ pids=""
 trap 'for p in $pids; do kill "$p" 2>/dev/null || true; done; rm -rf "$out"' EXIT
 scripts/ensure-tools.sh h2load=nghttp2-client haproxy=haproxy
 [[ -x bin/berth && -x bin/example-app ]] || make --no-print-directory build >/dev/null
+berth_bin=${BERTH_BIN:-bin/berth} berth_b=${BERTH_B:-}
 freeport() { python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }
 pin() { if command -v taskset >/dev/null && (($(nproc) > 1)); then taskset -c "$1" "${@:2}"; else "${@:2}"; fi; }
+# spawn CORE LOG COMMAND...: COMMAND pinned to CORE in the background, its PID in $pids. Not
+# `pin ... &`: that backgrounds a subshell running the function, whose PID the trap would
+# kill, leaving the proxy running after the script.
+spawn() {
+  if command -v taskset >/dev/null && (($(nproc) > 1)); then taskset -c "$1" "${@:3}" >"$2" 2>&1 &
+  else "${@:3}" >"$2" 2>&1 & fi
+  pids="$pids $!"
+}
 
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 -subj /CN=bench.local \
   -addext subjectAltName=DNS:bench.local -keyout "$out/key.pem" -out "$out/cert.pem" 2>/dev/null
@@ -23,8 +34,10 @@ backend=$(freeport)
 PORT=$backend bin/example-app >"$out/backend.log" 2>&1 &
 pids="$pids $!"
 
-berth=127.0.0.1:$(freeport)
-cat >"$out/berth.yaml" <<CONF
+# start_berth NAME BINARY: starts a berth from BINARY; its address is in $addr.
+start_berth() {
+  addr=127.0.0.1:$(freeport)
+  cat >"$out/$1.yaml" <<CONF
 node: {name: bench, advertise: 127.0.0.1}
 # Its own agent, not an upgrade of another benchmark's (same node name): no hand-over.
 upgrade: {socket: ""}
@@ -35,14 +48,17 @@ log: {access: "off"}
 listeners:
   - name: secure
     protocol: https
-    address: $berth
+    address: $addr
     certificates: [{cert: $out/cert.pem, key: $out/key.pem}]
     default: {forward: bench}
 static:
   bench: [127.0.0.1:$backend]
 CONF
-pin 0 bin/berth agent --config "$out/berth.yaml" --log-level warn >"$out/berth.log" 2>&1 &
-pids="$pids $!"
+  spawn 0 "$out/$1.log" "$2" agent --config "$out/$1.yaml" --log-level warn
+}
+start_berth berth "$berth_bin"
+berth=$addr berth_b_addr=""
+if [[ -n $berth_b ]]; then start_berth berth-b "$berth_b" && berth_b_addr=$addr; fi
 
 haproxy=127.0.0.1:$(freeport)
 cat >"$out/haproxy.cfg" <<CONF
@@ -61,10 +77,9 @@ backend be
   http-reuse always
   server s1 127.0.0.1:$backend
 CONF
-pin 0 haproxy -f "$out/haproxy.cfg" >"$out/haproxy.log" 2>&1 &
-pids="$pids $!"
+spawn 0 "$out/haproxy.log" haproxy -f "$out/haproxy.cfg"
 
-for addr in "$berth" "$haproxy"; do
+for addr in "$berth" "$haproxy" $berth_b_addr; do
   for _ in $(seq 100); do curl -fsk -o /dev/null "https://$addr/" && break; sleep 0.1; done
 done
 
@@ -78,8 +93,10 @@ run() {
 printf '%-8s %-22s %14s %10s\n' proxy protocol 'requests/s' 'vs HAProxy'
 for mode in h1 h2; do
   b=$(run berth "$berth" "$mode") h=$(run haproxy "$haproxy" "$mode")
+  [[ -z $berth_b ]] || bb=$(run berth-b "$berth_b_addr" "$mode")
   label=$([[ $mode == h1 ]] && echo "HTTPS (HTTP/1.1, TLS)" || echo "HTTP/2 (TLS, ALPN h2)")
   printf '%-8s %-22s %14.0f %10s\n' HAProxy "$label" "$h" 1.00x
   printf '%-8s %-22s %14.0f %9.2fx\n' berth "$label" "$b" "$(echo "$b / $h" | bc -l)"
+  [[ -z $berth_b ]] || printf '%-8s %-22s %14.0f %9.2fx\n' berth-B "$label" "$bb" "$(echo "$bb / $h" | bc -l)"
 done
 echo "h2load -c $clients -D ${seconds}s (HTTP/2: -m $streams streams per connection), one core per proxy"

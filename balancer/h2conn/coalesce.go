@@ -16,6 +16,12 @@ import (
 // the connection is returned by the next write. While one batch goes out the
 // next gathers, up to maxCoalesced: then writers wait, so a slow client holds
 // back the server as it would without this.
+//
+// Each batch must go out within writeTimeout: a client that takes no bytes
+// for that long fails the write, and with it the connection. The timeout is
+// kept here rather than in x/net's WriteByteTimeout, which costs a deadline
+// (a timer under the runtime's lock) on every flush, in the goroutine x/net
+// starts for that flush, whose small stack it outgrows.
 type coalescingConn struct {
 	net.Conn
 	// reads is what the server reads: the connection, or a filter of its
@@ -28,7 +34,10 @@ type coalescingConn struct {
 	writing bool
 	err     error
 	// recovered reports a panic of the goroutine that writes out; nil: none.
-	recovered func(v any)
+	recovered    func(v any)
+	writeTimeout time.Duration
+	// closeBy, once Close waits, is when the last batch must be out.
+	closeBy time.Time
 }
 
 // maxCoalesced bounds what waits for a slow client: writers block above it.
@@ -39,12 +48,13 @@ const maxCoalesced = 256 << 10
 const closeFlushTimeout = time.Second
 
 // NewCoalescingConn wraps c, reading from reads, or c when reads is nil;
-// recovered reports a panic of its write-out goroutine.
-func NewCoalescingConn(c net.Conn, reads io.Reader, recovered func(v any)) net.Conn {
+// writeTimeout bounds each batch's write (0: no bound); recovered reports a
+// panic of its write-out goroutine.
+func NewCoalescingConn(c net.Conn, reads io.Reader, writeTimeout time.Duration, recovered func(v any)) net.Conn {
 	if reads == nil {
 		reads = c
 	}
-	cc := &coalescingConn{Conn: c, reads: reads, recovered: recovered}
+	cc := &coalescingConn{Conn: c, reads: reads, recovered: recovered, writeTimeout: writeTimeout}
 	cc.drained = sync.NewCond(&cc.mu)
 	if tc, ok := c.(*tls.Conn); ok {
 		return &coalescingTLSConn{coalescingConn: cc, tls: tc}
@@ -81,7 +91,15 @@ func (c *coalescingConn) writeOut() {
 		out := c.pending
 		c.pending, c.spare = c.spare[:0], nil
 		c.drained.Broadcast() // writers may fill pending again while out goes
+		closeBy := c.closeBy
 		c.mu.Unlock()
+		if c.writeTimeout > 0 {
+			deadline := time.Now().Add(c.writeTimeout)
+			if !closeBy.IsZero() && closeBy.Before(deadline) {
+				deadline = closeBy // Close's bound holds for every batch after it
+			}
+			c.Conn.SetWriteDeadline(deadline)
+		}
 		_, err := c.Conn.Write(out)
 		c.mu.Lock()
 		c.spare = out[:0]
@@ -117,7 +135,8 @@ func (c *coalescingConn) recoverWriteOut() {
 func (c *coalescingConn) Close() error {
 	c.mu.Lock()
 	if c.writing && c.err == nil {
-		c.Conn.SetWriteDeadline(time.Now().Add(closeFlushTimeout))
+		c.closeBy = time.Now().Add(closeFlushTimeout)
+		c.Conn.SetWriteDeadline(c.closeBy)
 		for c.writing {
 			c.drained.Wait()
 		}

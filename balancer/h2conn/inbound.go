@@ -1,9 +1,10 @@
 // Package h2conn is the plumbing of an HTTP/2 client connection around
 // x/net/http2's server, none of which knows routes or targets: Inbound filters
-// the frames the client sends and corrects two of x/net's answers that RFC
-// 9113 forbids; NewCoalescingConn batches the server's writes into fewer
-// syscalls and TLS records; Downgradable decides whether a request can be
-// forwarded as HTTP/1.1. The HTTP/2 front (balancer/h2.go) wires them up.
+// the frames the client sends, corrects two of x/net's answers that RFC 9113
+// forbids and cuts off a rapid reset; NewCoalescingConn batches the server's
+// writes into fewer syscalls and TLS records, and lets go of a client that
+// takes none; Downgradable decides whether a request can be forwarded as
+// HTTP/1.1. The HTTP/2 front (balancer/httpfront/h2front) wires them up.
 //
 // Everything here runs on every frame or write of a connection: it must not
 // allocate per frame, block other than on the connection itself, or import
@@ -12,6 +13,7 @@ package h2conn
 
 import (
 	"encoding/binary"
+	"errors"
 	"io"
 
 	"golang.org/x/net/http2"
@@ -43,6 +45,11 @@ const Preface = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 // Header blocks are decoded beside x/net's decoder, so the dynamic tables
 // agree; a block it cannot follow (too large, undecodable: x/net closes the
 // connection for both) ends the inspection and every later byte passes.
+//
+// It also ends the connection of a client that resets most of the streams
+// it opens (rapid reset, CVE-2023-44487): x/net bounds how many handlers run
+// at once, but a stream reset as soon as it opened frees its slot at once,
+// so the targets would get a request per stream at the pace of the client.
 type Inbound struct {
 	src     io.Reader
 	preface int // preface bytes still to pass
@@ -54,7 +61,22 @@ type Inbound struct {
 	bad     bool // the block being decoded is malformed
 	passAll bool
 	err     error
+	// streams and resets count the client's HEADERS and RST_STREAM frames.
+	streams, resets int
 }
+
+// ErrRapidReset ends the connection of a client that resets most of the
+// streams it opens.
+var ErrRapidReset = errors.New("h2conn: the client reset too many of its streams")
+
+// freeResets is how many RST_STREAM frames a client may send before its
+// share of reset streams counts: a client cancels some requests (a page
+// left, a deadline passed), an attacker nearly all.
+const freeResets = 200
+
+// tooManyResets reports whether a client that sent streams HEADERS and
+// resets RST_STREAM frames resets most of its streams: more than 3 in 4.
+func tooManyResets(streams, resets int) bool { return resets > freeResets && 4*resets > 3*streams }
 
 // maxInboundBlock bounds a header block gathered before x/net gets it:
 // x/net closes the connection of a block twice the header list limit.
@@ -120,6 +142,14 @@ func (in *Inbound) next() error {
 	length := int(hdr[0])<<16 | int(hdr[1])<<8 | int(hdr[2])
 	typ, flags := http2.FrameType(hdr[3]), http2.Flags(hdr[4])
 	gathering := start > 0
+	switch typ {
+	case http2.FrameHeaders:
+		in.streams++
+	case http2.FrameRSTStream:
+		if in.resets++; tooManyResets(in.streams, in.resets) {
+			return ErrRapidReset
+		}
+	}
 	switch {
 	case (typ == http2.FrameHeaders && !gathering || typ == http2.FrameContinuation && gathering) &&
 		len(in.block)+length <= maxInboundBlock:

@@ -1,10 +1,12 @@
 package h2front
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
+	"io"
 	"net"
 	"net/http"
 	"net/netip"
@@ -130,18 +132,36 @@ func serveH2(l Listener, conn net.Conn) {
 	// Frames of at most 16 KiB, the size every peer may assume (RFC 9113
 	// 4.2) and what HAProxy and nginx take; x/net would announce 1 MiB, and
 	// h2spec 4.2 expects a larger HEADERS frame to be refused.
-	srv := &http2.Server{IdleTimeout: idle, WriteByteTimeout: idle, MaxReadFrameSize: 16 << 10}
+	// A client that takes no bytes for it is let go by the coalescing
+	// conn's write timeout (x/net's WriteByteTimeout would cost a timer per
+	// flush).
+	srv := &http2.Server{IdleTimeout: idle, MaxReadFrameSize: 16 << 10}
 	// One base per connection, with h2Limits, so that shutting it down (a
 	// draining balancer) sends this connection's GOAWAY.
 	hc.base = &http.Server{MaxHeaderBytes: h2Limits.MaxHeaderBytes}
 	http2.ConfigureServer(hc.base, srv) // fails only on a TLS config, and the base has none of its own
 	defer l.TrackH2(hc)()
-	srv.ServeConn(h2conn.NewCoalescingConn(conn, h2conn.NewInbound(conn), func(v any) { reportPanic(l, v) }), &http2.ServeConnOpts{
+	srv.ServeConn(h2conn.NewCoalescingConn(conn, h2conn.NewInbound(frameReader(conn)), idle, func(v any) { reportPanic(l, v) }), &http2.ServeConnOpts{
 		Context:    context.WithValue(context.Background(), h2ConnKey{}, hc),
 		Handler:    streamBackstop{l},
 		BaseConfig: hc.base,
 	})
 }
+
+// frameReader is what the frames of conn are read from. x/net's server reads
+// each frame header and payload with a read of its own, which on a plain
+// connection is a syscall each: there a buffer gathers what has arrived.
+// A TLS connection buffers its records already.
+func frameReader(conn net.Conn) io.Reader {
+	if _, ok := conn.(*tls.Conn); ok {
+		return conn
+	}
+	return bufio.NewReaderSize(conn, frameReadBuffer)
+}
+
+// frameReadBuffer holds a few HEADERS frames of requests, a window's
+// worth of small frames; a larger DATA payload is read past it.
+const frameReadBuffer = 4 << 10
 
 // ServeHTTPS terminates TLS and serves HTTP/2 or HTTP/1.1, as the client
 // chose by ALPN.

@@ -282,6 +282,14 @@ func (q *h2Request) writeHTTP1ResponseHeader(resp *http1.Head) {
 			h[name] = values[i : i+1 : i+1] // one backing array for every field's first value
 		}
 	}
+	// The response goes on as the target made it: x/net would add a
+	// Content-Type it sniffed from the body and a Date, which an HTTP/1.1
+	// client does not get either. A nil value says "none" to x/net.
+	for _, name := range [...]string{"Content-Type", "Date"} {
+		if _, ok := h[name]; !ok {
+			h[name] = nil
+		}
+	}
 	q.addStickyCookies(func(name string) bool {
 		for i := range resp.Fields {
 			if resp.Fields[i].Kind == http1.FieldSetCookie && httpfront.SetsCookie(resp.Fields[i].Value.Of(resp.Raw), name) {

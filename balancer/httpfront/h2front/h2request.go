@@ -72,8 +72,12 @@ func (q *h2Request) serve() {
 		return
 	}
 	host := r.Host
-	if h, _, err := net.SplitHostPort(host); err == nil {
-		host = h
+	// Without a colon there is no port, and SplitHostPort's error (an
+	// allocation) is not worth making.
+	if strings.IndexByte(host, ':') >= 0 {
+		if h, _, err := net.SplitHostPort(host); err == nil {
+			host = h
+		}
 	}
 	path := r.URL.EscapedPath()
 	if rt.RedirectPort != 0 {
