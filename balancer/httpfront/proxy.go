@@ -19,7 +19,6 @@ import (
 	"github.com/berth-lb/berth/balancer/deadline"
 	"github.com/berth-lb/berth/balancer/http1"
 	"github.com/berth-lb/berth/balancer/idlepark"
-	"github.com/berth-lb/berth/balancer/netwait"
 	"github.com/berth-lb/berth/balancer/pool"
 	"github.com/berth-lb/berth/balancer/stats"
 	"github.com/berth-lb/berth/internal/backstop"
@@ -49,16 +48,12 @@ type ClientConn struct {
 	src prefixReader
 	// deadlines are conn's, set only through it (deadline.Coarse).
 	deadlines deadline.Coarse
-	// wait writes the end of a response and waits for the next request in
-	// one (awaitRequest); flushPending says bw holds such an end. above is
-	// conn's when it holds bytes read ahead of the socket (a sniffed
-	// first line), which the wait would not see.
-	wait         netwait.FlushWaiter
-	flushPending bool
-	above        interface{ Buffered() int }
-	br           *bufio.Reader // nil while the connection idles without buffers
-	bw           *bufio.Writer
-	clientIP     []byte
+	// above is conn's when it holds bytes read ahead of the socket (a
+	// sniffed first line), which a parked socket would not announce.
+	above    interface{ Buffered() int }
+	br       *bufio.Reader // nil while the connection idles without buffers
+	bw       *bufio.Writer
+	clientIP []byte
 	// sourceHash is the hash of clientIP that the source_hash algorithm uses.
 	sourceHash uint64
 	// sourceAddr is clientIP parsed, for source-ip conditions.
@@ -215,7 +210,6 @@ func (c *ClientConn) serve() {
 
 // end closes the connection and lets the listener forget it.
 func (c *ClientConn) end() {
-	c.flushResponse() // before the buffers go
 	c.releaseBuffers()
 	c.untrack()
 	c.conn.Close()
@@ -232,11 +226,6 @@ func (c *ClientConn) awaitRequest(idleTimeout time.Duration) (parked bool, err e
 	c.src.headUntil, c.src.readTimeout = time.Time{}, 0
 	now := time.Now()
 	c.deadlines.ExtendRead(c.conn, now, min(idleTimeout, IdleBufferRelease))
-	if c.flushPending {
-		if err := c.flushAndAwait(); err != nil {
-			return false, err
-		}
-	}
 	_, err = c.br.Peek(1)
 	if err == nil || !errors.Is(err, os.ErrDeadlineExceeded) || idleTimeout <= IdleBufferRelease || c.draining.Load() {
 		return false, err // shutdown wakes idle connections with an expired deadline
@@ -317,25 +306,6 @@ func rawConnOf(conn net.Conn) syscall.RawConn {
 		default:
 			return nil
 		}
-	}
-}
-
-// flushAndAwait writes the end of the last response, then waits for the
-// next request without a read that would find nothing (netwait), unless a
-// request is read ahead already.
-func (c *ClientConn) flushAndAwait() error {
-	c.flushPending = false
-	if c.br.Buffered() > 0 || c.src.has || c.above != nil && c.above.Buffered() > 0 {
-		return c.bw.Flush()
-	}
-	return c.wait.FlushAndAwait(c.bw)
-}
-
-// flushResponse writes the end of the last response when it waits in bw.
-func (c *ClientConn) flushResponse() {
-	if c.flushPending {
-		c.flushPending = false
-		c.bw.Flush()
 	}
 }
 
@@ -643,14 +613,7 @@ func (c *ClientConn) roundTrip(uc *pool.Conn, g *pool.Group, rt *Route) (res att
 		}
 		return attemptFailed, StatusClientClosed, false, ReasonNone
 	}
-	// A request without a body waits for its answer as it goes out
-	// (FlushAndAwait), its response deadline set before.
-	awaited := err == nil && !hasBody
-	if awaited {
-		c.ex.SentToTarget = time.Now()
-		uc.Deadlines.ExtendRead(uc.Conn, c.ex.SentToTarget, g.ResponseTimeout)
-		err = uc.FlushAndAwait()
-	} else if err == nil {
+	if err == nil {
 		err = uc.Bw.Flush()
 	}
 	// bodyCut: the target stopped taking the body, and may have answered
@@ -664,10 +627,8 @@ func (c *ClientConn) roundTrip(uc *pool.Conn, g *pool.Group, rt *Route) (res att
 		}
 		return attemptFailed, 0, false, BrokenReason(err)
 	}
-	if !awaited {
-		c.ex.SentToTarget = time.Now()
-		uc.Deadlines.ExtendRead(uc.Conn, c.ex.SentToTarget, g.ResponseTimeout)
-	}
+	c.ex.SentToTarget = time.Now()
+	uc.Deadlines.ExtendRead(uc.Conn, c.ex.SentToTarget, g.ResponseTimeout)
 	for {
 		err = c.resp.ReadResponse(uc.Br)
 		if uc.Awaiting.Swap(pool.AwaitNone) == pool.AwaitAbandoned {
@@ -738,10 +699,7 @@ func (c *ClientConn) roundTrip(uc *pool.Conn, g *pool.Group, rt *Route) (res att
 		bodyOut, err = http1.CopyUntilEOF(c.bw, uc.Br, refresh)
 	}
 	c.ex.Sent = int64(len(c.resp.Raw)) + bodyOut
-	switch {
-	case err == nil && keepClient && c.wait.CanAwait():
-		c.flushPending = true // written as the next request is awaited
-	case err == nil:
+	if err == nil {
 		err = c.bw.Flush()
 	}
 	if err != nil || !framed || !c.resp.KeepsAlive() || c.req.HTTP10 || bodyCut || AmbiguousBody(&c.resp, method) {
@@ -1050,7 +1008,6 @@ func Serve(l Listener, conn net.Conn) {
 		st := tc.ConnectionState()
 		c.tlsProtocol, c.tlsCipher = tls.VersionName(st.Version), tls.CipherSuiteName(st.CipherSuite)
 	}
-	c.wait.Init(conn)
 	c.above, _ = conn.(interface{ Buffered() int })
 	// Not idle yet: a new connection's first request is on its way, and a
 	// draining balancer lets it arrive (awaitRequest) rather than close the

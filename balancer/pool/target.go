@@ -15,7 +15,6 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/berth-lb/berth/balancer/deadline"
-	"github.com/berth-lb/berth/balancer/netwait"
 	"github.com/berth-lb/berth/balancer/stats"
 )
 
@@ -102,8 +101,6 @@ type Conn struct {
 	busyAt int
 	// Deadlines are Conn's, set only through it.
 	Deadlines deadline.Coarse
-	// wait writes requests and waits for their answers (FlushAndAwait).
-	wait netwait.FlushWaiter
 	// Awaiting is AwaitHead while a request that may go to another target
 	// waits for the first byte of its answer: abandon may then close the
 	// connection and the request is retried (AwaitAbandoned).
@@ -351,20 +348,8 @@ func Dial(t *Target, timeout time.Duration, alternatives bool) (*Conn, error) {
 		Bw:     bufio.NewWriterSize(conn, ConnBufferSize),
 		Target: t,
 	}
-	uc.wait.Init(conn)
 	t.track(uc)
 	return uc, nil
-}
-
-// FlushAndAwait writes what Bw holds, then waits until Conn has something
-// to read (the answer, its end) or its read deadline passes, without a read
-// that would find nothing (package netwait), and returns the write's error.
-// Only while nothing else reads Conn: the request has no body still to send.
-func (c *Conn) FlushAndAwait() error {
-	if c.Br.Buffered() > 0 {
-		return c.Bw.Flush()
-	}
-	return c.wait.FlushAndAwait(c.Bw)
 }
 
 // The TLS configurations toward targets, by the protocol offered by ALPN.

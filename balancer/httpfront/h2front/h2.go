@@ -274,7 +274,7 @@ func (c *replayConn) CloseWrite() error {
 	return nil
 }
 
-// SyscallConn is the client socket's, for a wait on it (netwait), which
+// SyscallConn is the client socket's, for a wait on it (idlepark), which
 // Buffered tells the bytes it would not see.
 func (c *replayConn) SyscallConn() (syscall.RawConn, error) {
 	sc, ok := c.Conn.(syscall.Conn)

@@ -77,14 +77,7 @@ func (q *h2Request) exchangeHTTP1(g *pool.Group, t *pool.Target, uc *pool.Conn) 
 	}
 	q.writeHTTP1Head(uc.Bw, hasBody)
 	err := q.writeHTTP1Body(uc.Bw, hasBody)
-	// As on HTTP/1.1: a request without a body waits for its answer as it
-	// goes out (pool.Conn.FlushAndAwait), its response deadline set before.
-	awaited := err == nil && !hasBody
-	if awaited {
-		q.ex.SentToTarget = time.Now()
-		uc.Deadlines.ExtendRead(uc.Conn, q.ex.SentToTarget, g.ResponseTimeout)
-		err = uc.FlushAndAwait()
-	} else if err == nil {
+	if err == nil {
 		err = uc.Bw.Flush()
 	}
 	switch {
@@ -105,10 +98,8 @@ func (q *h2Request) exchangeHTTP1(g *pool.Group, t *pool.Target, uc *pool.Conn) 
 	// early: that answer goes to the client, and the connection is not reused.
 	bodyCut := err != nil
 
-	if !awaited {
-		q.ex.SentToTarget = time.Now()
-		uc.Deadlines.ExtendRead(uc.Conn, q.ex.SentToTarget, g.ResponseTimeout)
-	}
+	q.ex.SentToTarget = time.Now()
+	uc.Deadlines.ExtendRead(uc.Conn, q.ex.SentToTarget, g.ResponseTimeout)
 	for {
 		err := resp.ReadResponse(uc.Br)
 		if uc.Awaiting.Swap(pool.AwaitNone) == pool.AwaitAbandoned {
