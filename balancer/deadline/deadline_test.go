@@ -2,10 +2,11 @@ package deadline
 
 import (
 	"errors"
-	"net"
 	"os"
 	"testing"
 	"time"
+
+	"github.com/berth-lb/berth/internal/tcppair"
 )
 
 // recorder counts the deadlines set on it.
@@ -80,21 +81,7 @@ func TestExactSetsAreRemembered(t *testing.T) {
 // A coarse read deadline on a real connection times the read out within
 // the slack before its timeout, never after.
 func TestCoarseDeadlineFiresWithinTheSlack(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	client, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer client.Close()
-	server, err := ln.Accept()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer server.Close()
+	_, server := tcppair.Loopback(t)
 
 	const timeout = 640 * time.Millisecond // slack 10 ms
 	var c Coarse
@@ -104,7 +91,7 @@ func TestCoarseDeadlineFiresWithinTheSlack(t *testing.T) {
 	for i := range 5 {
 		c.ExtendRead(server, start.Add(time.Duration(i)*time.Millisecond), timeout)
 	}
-	_, err = server.Read(make([]byte, 1))
+	_, err := server.Read(make([]byte, 1))
 	took := time.Since(start)
 	if !errors.Is(err, os.ErrDeadlineExceeded) {
 		t.Fatalf("read: %v, want a timeout", err)
