@@ -19,7 +19,6 @@ type httpListener struct{ l *listener }
 func (x httpListener) Name() string                              { return x.l.name }
 func (x httpListener) Route() *httpfront.Route                   { return &x.l.route.Load().Route }
 func (x httpListener) ForwardedPort() []byte                     { return x.l.port }
-func (x httpListener) ForwardedProto() string                    { return x.l.forwardedProto }
 func (x httpListener) ForwardedFields() []byte                   { return x.l.forwardedFields }
 func (x httpListener) Log() *slog.Logger                         { return x.l.b.log }
 func (x httpListener) Panics() *atomic.Uint64                    { return &x.l.panics }

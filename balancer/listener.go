@@ -25,8 +25,6 @@ type listener struct {
 	ln       net.Listener // nil for UDP
 	udp      *l4.UDP      // UDP only
 	port     []byte       // for X-Forwarded-Port
-	// forwardedProto is X-Forwarded-Proto: http, or https on https listeners.
-	forwardedProto string
 	// forwardedFields are the X-Forwarded-Proto and -Port field lines.
 	forwardedFields []byte
 	route           atomic.Pointer[route]
@@ -58,7 +56,7 @@ func newListener(b *Balancer, name, address, protocol string, ln net.Listener) *
 		proto = "https"
 	}
 	port := portOf(ln.Addr())
-	return &listener{b: b, name: name, address: address, protocol: protocol, ln: ln, port: []byte(port), forwardedProto: proto,
+	return &listener{b: b, name: name, address: address, protocol: protocol, ln: ln, port: []byte(port),
 		forwardedFields: []byte("X-Forwarded-Proto: " + proto + "\r\nX-Forwarded-Port: " + port + "\r\n"),
 		conns:           map[*httpfront.ClientConn]struct{}{}, streams: map[io.Closer]struct{}{}, h2conns: map[*h2front.H2Conn]struct{}{}}
 }

@@ -67,13 +67,6 @@ func (c *Coarse) Set(conn Conn, t time.Time) {
 	c.SetWrite(conn, t)
 }
 
-// Forget drops what c remembers, for a connection whose deadlines were set
-// elsewhere (before it came under c, or by a library).
-func (c *Coarse) Forget() {
-	c.read.Store(0)
-	c.write.Store(0)
-}
-
 // extended returns the deadline to set, now+timeout, and whether it must be
 // set: the one in *last is later, unknown, or earlier by the slack or more.
 func extended(last *atomic.Int64, now time.Time, timeout time.Duration) (time.Time, bool) {

@@ -39,11 +39,10 @@ type Listener interface {
 	Name() string
 	// Route is the listener's current routing snapshot.
 	Route() *Route
-	// ForwardedPort and ForwardedProto are X-Forwarded-Port and
-	// X-Forwarded-Proto: the bound port, and http or https.
+	// ForwardedPort is X-Forwarded-Port, the bound port; ForwardedFields
+	// are the X-Forwarded-Proto (http or https) and X-Forwarded-Port field
+	// lines, rendered once.
 	ForwardedPort() []byte
-	ForwardedProto() string
-	// ForwardedFields are the two as field lines, rendered once.
 	ForwardedFields() []byte
 	Log() *slog.Logger
 	// Panics counts the panics recovered in the listener's connections.

@@ -43,8 +43,7 @@ func (f *fakeListener) Route() *Route {
 	}
 	return &f.route
 }
-func (f *fakeListener) ForwardedPort() []byte  { return []byte("80") }
-func (f *fakeListener) ForwardedProto() string { return "http" }
+func (f *fakeListener) ForwardedPort() []byte { return []byte("80") }
 func (f *fakeListener) ForwardedFields() []byte {
 	return []byte("X-Forwarded-Proto: http\r\nX-Forwarded-Port: 80\r\n")
 }
