@@ -390,6 +390,92 @@ func TestShutdownWaitsForInFlight(t *testing.T) {
 	}
 }
 
+// TestShutdownServesAnAcceptedConnection: a connection accepted but not yet
+// tracked (its goroutine has not begun) when the balancer drains is still
+// served: Shutdown waits for it. Before, Shutdown returned with it unserved,
+// and the agent's exit reset it (a fresh connection's request lost in a
+// hand-over).
+func TestShutdownServesAnAcceptedConnection(t *testing.T) {
+	lb := New(nil)
+	if err := lb.Apply(webConfig(serving("a", namedRawBackend(t, "ok")))); err != nil {
+		t.Fatal(err)
+	}
+	entered, release := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	hook := func(_ *listener, where string) {
+		if where == "conn" {
+			once.Do(func() { close(entered); <-release })
+		}
+	}
+	testHook.Store(&hook)
+	t.Cleanup(func() { testHook.Store(nil) })
+	client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+	result := make(chan error, 1)
+	go func() { result <- getOnce(client, "http://"+lb.Addr("web")+"/") }()
+	<-entered
+	shutdown := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		shutdown <- lb.Shutdown(ctx)
+	}()
+	for !lb.shuttingDown.Load() {
+		time.Sleep(time.Millisecond)
+	}
+	select {
+	case err := <-shutdown:
+		t.Fatalf("shutdown returned (%v) before the connection it had accepted was served", err)
+	case <-time.After(300 * time.Millisecond):
+	}
+	close(release)
+	if err := <-result; err != nil {
+		t.Fatalf("the accepted connection's request: %v", err)
+	}
+	if err := <-shutdown; err != nil {
+		t.Fatalf("shutdown: %v", err)
+	}
+}
+
+// TestShutdownEndsSilentNewConnections: a connection that has sent nothing
+// (a browser's preconnection; on https, no ClientHello) does not hold a
+// draining balancer up for its idle or handshake timeout: it ends within a
+// slice of httpfront.IdleBufferRelease.
+func TestShutdownEndsSilentNewConnections(t *testing.T) {
+	pki := newTestPKI(t)
+	for _, tc := range []struct {
+		name string
+		cfg  Config
+	}{
+		{"http", webConfig(serving("a", namedRawBackend(t, "ok")))},
+		{"https", httpsConfig([]Certificate{pki.leaf(t, "web.example.com")}, serving("a", namedRawBackend(t, "ok")))},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tc.cfg.Listeners[0].IdleTimeout = time.Minute
+			lb := New(nil)
+			if err := lb.Apply(tc.cfg); err != nil {
+				t.Fatal(err)
+			}
+			silent, err := net.Dial("tcp", lb.Addr("web"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer silent.Close()
+			for lb.Listeners()[0].ActiveConnections == 0 {
+				time.Sleep(time.Millisecond)
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			if err := lb.Shutdown(ctx); err != nil {
+				t.Fatalf("shutdown with a silent connection open: %v", err)
+			}
+			silent.SetReadDeadline(time.Now().Add(5 * time.Second))
+			if n, err := silent.Read(make([]byte, 1)); err != io.EOF {
+				t.Fatalf("the silent connection read %d bytes, %v; want it closed (EOF)", n, err)
+			}
+		})
+	}
+}
+
 // BenchmarkProxyKeepAlive sends one request at a time on one keep-alive
 // connection through the balancer to a raw backend: ns/op is a round trip's
 // latency, allocs/op the balancer's own allocations per request.

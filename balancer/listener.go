@@ -169,7 +169,11 @@ func (l *listener) close() {
 }
 
 // closeIdleConns wakes every idle connection so it closes, tells HTTP/2
-// clients to go away, and returns how many connections are still open.
+// clients to go away, and returns how many connections are still open:
+// all it has accepted and not ended, the sets' and those not in one yet
+// (a new connection waits for its first bytes, or for its TLS handshake,
+// before it is tracked; ended with the process instead, its request would
+// be lost). A UDP listener's flows ended with its socket.
 func (l *listener) closeIdleConns() int {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -179,7 +183,10 @@ func (l *listener) closeIdleConns() int {
 	for c := range l.h2conns {
 		c.GoAway()
 	}
-	return len(l.conns) + len(l.streams) + len(l.h2conns)
+	if l.udp != nil {
+		return 0
+	}
+	return int(l.active.Load())
 }
 
 func (l *listener) closeAllConns() {

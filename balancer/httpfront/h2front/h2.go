@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -171,7 +172,12 @@ func ServeHTTPS(l Listener, conn net.Conn) {
 		tc.SetNoDelay(true)
 	}
 	tc := tls.Server(conn, rt.TLS)
-	conn.SetDeadline(time.Now().Add(l4.HandshakeTimeout))
+	until := time.Now().Add(l4.HandshakeTimeout)
+	if _, err := awaitFirstBytes(l, conn, until, peeker(conn)); err != nil {
+		conn.Close()
+		return
+	}
+	conn.SetDeadline(until)
 	if err := tc.Handshake(); err != nil {
 		conn.Close()
 		return
@@ -190,15 +196,12 @@ func ServeHTTPS(l Listener, conn net.Conn) {
 // without an answer (h2spec 3.5 sends such an invalid preface), as an
 // HTTP/1.1 error page would be noise to it.
 func ServeHTTP(l Listener, conn net.Conn) {
-	conn.SetReadDeadline(time.Now().Add(l.Route().IdleTimeout))
 	var first [len(h2conn.Preface)]byte
-	n := 0
-	for n < len(first) {
-		m, err := conn.Read(first[n:])
+	n, err := awaitFirstBytes(l, conn, time.Now().Add(l.Route().IdleTimeout), func() (int, error) { return conn.Read(first[:]) })
+	for err == nil && n < len(first) && strings.HasPrefix(h2conn.Preface, string(first[:n])) {
+		var m int
+		m, err = conn.Read(first[n:])
 		n += m
-		if err != nil || !strings.HasPrefix(h2conn.Preface, string(first[:n])) {
-			break
-		}
 	}
 	replay := &replayConn{Conn: conn, pending: first[:n]}
 	if n == len(h2conn.Preface) && string(first[:]) == h2conn.Preface {
@@ -221,6 +224,62 @@ func ServeHTTP(l Listener, conn net.Conn) {
 		return
 	}
 	httpfront.Serve(l, replay)
+}
+
+// awaitFirstBytes waits for a new connection's first bytes with read (the
+// first read, or a peek), until until, in slices of IdleBufferRelease, and
+// leaves the read deadline at until. The connection is not a tracked
+// ClientConn yet, which a draining listener would wake; instead, at the end
+// of a slice, a connection of a draining listener (Shutdown, a successor
+// took the sockets over) that has sent nothing ends: a browser's
+// preconnection holds the shutdown up for one slice, not an idle timeout.
+func awaitFirstBytes(l Listener, conn net.Conn, until time.Time, read func() (int, error)) (int, error) {
+	for {
+		slice := time.Now().Add(httpfront.IdleBufferRelease)
+		if slice.After(until) {
+			slice = until
+		}
+		conn.SetReadDeadline(slice)
+		n, err := read()
+		if n > 0 || err == nil || !errors.Is(err, os.ErrDeadlineExceeded) || slice.Equal(until) || l.Draining().Load() {
+			if !slice.Equal(until) {
+				conn.SetReadDeadline(until)
+			}
+			return n, err
+		}
+	}
+}
+
+// peeker waits, in awaitFirstBytes, for a TLS connection's first bytes
+// without taking them from the handshake: a peek at the socket. A
+// connection that is no socket is not waited for.
+func peeker(conn net.Conn) func() (int, error) {
+	sc, ok := conn.(syscall.Conn)
+	if !ok {
+		return func() (int, error) { return 1, nil }
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return func() (int, error) { return 0, err }
+	}
+	return func() (int, error) {
+		var n int
+		var peekErr error
+		err := rc.Read(func(fd uintptr) bool {
+			var b [1]byte
+			n, _, peekErr = syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+			return peekErr != syscall.EAGAIN
+		})
+		switch {
+		case err != nil:
+			return 0, err
+		case peekErr != nil:
+			return 0, peekErr
+		case n == 0:
+			return 0, io.EOF
+		}
+		return n, nil
+	}
 }
 
 // sniffBytes is how much of a first line ServeHTTP reads: most whole.
