@@ -631,24 +631,11 @@ func (b *Balancer) Shutdown(ctx context.Context) error {
 	}
 	b.upstreams.CloseIdle()
 	b.mu.Unlock()
-	tick := time.NewTicker(10 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		open := 0
+	if err := drain(ctx, ls); err != nil {
 		for _, l := range ls {
-			open += l.closeIdleConns()
+			l.closeAllConns()
 		}
-		if open == 0 {
-			break
-		}
-		select {
-		case <-ctx.Done():
-			for _, l := range ls {
-				l.closeAllConns()
-			}
-			return fmt.Errorf("balancer: shutdown: %w", ctx.Err())
-		case <-tick.C:
-		}
+		return fmt.Errorf("balancer: shutdown: %w", err)
 	}
 	b.mu.Lock()
 	for _, t := range b.targets {
@@ -660,6 +647,40 @@ func (b *Balancer) Shutdown(ctx context.Context) error {
 		a.Close()
 	}
 	return nil
+}
+
+// drain waits until the closed listeners ls have no connection open,
+// closing idle ones, or ctx ends. Their accept loops end first: a
+// connection one had just accepted then counts as open.
+func drain(ctx context.Context, ls []*listener) error {
+	ended := make(chan struct{})
+	go func() {
+		for _, l := range ls {
+			l.accepting.Wait()
+		}
+		close(ended)
+	}()
+	select {
+	case <-ended:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		open := 0
+		for _, l := range ls {
+			open += l.closeIdleConns()
+		}
+		if open == 0 {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-tick.C:
+		}
+	}
 }
 
 // Terminate closes every open connection to a target: L4 connections and UDP

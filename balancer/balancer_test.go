@@ -390,49 +390,54 @@ func TestShutdownWaitsForInFlight(t *testing.T) {
 	}
 }
 
-// TestShutdownServesAnAcceptedConnection: a connection accepted but not yet
-// tracked (its goroutine has not begun) when the balancer drains is still
-// served: Shutdown waits for it. Before, Shutdown returned with it unserved,
-// and the agent's exit reset it (a fresh connection's request lost in a
-// hand-over).
+// TestShutdownServesAnAcceptedConnection: a connection accepted when the
+// balancer drains is served, wherever it is: just accepted and not yet
+// counted (where "accepted"), or counted and not yet tracked, its goroutine
+// not begun (where "conn"). Shutdown waits for it. Before, Shutdown returned
+// with it unserved, and the agent's exit reset it (a fresh connection's
+// request lost in a hand-over).
 func TestShutdownServesAnAcceptedConnection(t *testing.T) {
-	lb := New(nil)
-	if err := lb.Apply(webConfig(serving("a", namedRawBackend(t, "ok")))); err != nil {
-		t.Fatal(err)
-	}
-	entered, release := make(chan struct{}), make(chan struct{})
-	var once sync.Once
-	hook := func(_ *listener, where string) {
-		if where == "conn" {
-			once.Do(func() { close(entered); <-release })
-		}
-	}
-	testHook.Store(&hook)
-	t.Cleanup(func() { testHook.Store(nil) })
-	client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
-	result := make(chan error, 1)
-	go func() { result <- getOnce(client, "http://"+lb.Addr("web")+"/") }()
-	<-entered
-	shutdown := make(chan error, 1)
-	go func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		shutdown <- lb.Shutdown(ctx)
-	}()
-	for !lb.shuttingDown.Load() {
-		time.Sleep(time.Millisecond)
-	}
-	select {
-	case err := <-shutdown:
-		t.Fatalf("shutdown returned (%v) before the connection it had accepted was served", err)
-	case <-time.After(300 * time.Millisecond):
-	}
-	close(release)
-	if err := <-result; err != nil {
-		t.Fatalf("the accepted connection's request: %v", err)
-	}
-	if err := <-shutdown; err != nil {
-		t.Fatalf("shutdown: %v", err)
+	for _, where := range []string{"accepted", "conn"} {
+		t.Run(where, func(t *testing.T) {
+			lb := New(nil)
+			if err := lb.Apply(webConfig(serving("a", namedRawBackend(t, "ok")))); err != nil {
+				t.Fatal(err)
+			}
+			entered, release := make(chan struct{}), make(chan struct{})
+			var once sync.Once
+			hook := func(_ *listener, w string) {
+				if w == where {
+					once.Do(func() { close(entered); <-release })
+				}
+			}
+			testHook.Store(&hook)
+			t.Cleanup(func() { testHook.Store(nil) })
+			client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+			result := make(chan error, 1)
+			go func() { result <- getOnce(client, "http://"+lb.Addr("web")+"/") }()
+			<-entered
+			shutdown := make(chan error, 1)
+			go func() {
+				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+				defer cancel()
+				shutdown <- lb.Shutdown(ctx)
+			}()
+			for !lb.shuttingDown.Load() {
+				time.Sleep(time.Millisecond)
+			}
+			select {
+			case err := <-shutdown:
+				t.Fatalf("shutdown returned (%v) before the connection it had accepted was served", err)
+			case <-time.After(300 * time.Millisecond):
+			}
+			close(release)
+			if err := <-result; err != nil {
+				t.Fatalf("the accepted connection's request: %v", err)
+			}
+			if err := <-shutdown; err != nil {
+				t.Fatalf("shutdown: %v", err)
+			}
+		})
 	}
 }
 

@@ -39,7 +39,7 @@ func (in *inheritedSockets) start(opened []*listener) {
 		return
 	}
 	for _, l := range opened {
-		go l.acceptLoop()
+		l.startAccepting()
 	}
 }
 

@@ -28,6 +28,10 @@ type listener struct {
 	// forwardedFields are the X-Forwarded-Proto and -Port field lines.
 	forwardedFields []byte
 	route           atomic.Pointer[route]
+	// accepting counts its running accept loop (none while a hand-over
+	// holds it): Shutdown waits for it to end, so that a connection it had
+	// accepted is counted in active before Shutdown counts what is open.
+	accepting sync.WaitGroup
 
 	// active counts the client connections (UDP: flows) from their accept
 	// to their end; max-connections bounds it.
@@ -69,6 +73,15 @@ func (l *listener) addr() net.Addr {
 	return l.ln.Addr()
 }
 
+// startAccepting runs the accept loop on a goroutine of its own.
+func (l *listener) startAccepting() {
+	l.accepting.Add(1)
+	go func() {
+		defer l.accepting.Done()
+		l.acceptLoop()
+	}()
+}
+
 func (l *listener) acceptLoop() {
 	if l.udp != nil {
 		l.udp.Serve()
@@ -95,6 +108,7 @@ func (l *listener) acceptLoop() {
 			continue
 		}
 		backoff = 0
+		runTestHook(l, "accepted")
 		if !l.admit() {
 			l.refuse(conn)
 			continue
