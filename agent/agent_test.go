@@ -158,6 +158,7 @@ listeners:
 		`berth_listener_connections_refused_total{listener="web",reason="limit"}`: 1,
 		`berth_panics_total{component="listener",listener="web"}`:                 0,
 		`berth_panics_total{component="health_check",listener=""}`:                0,
+		`berth_panics_total{component="idle_park",listener=""}`:                   0,
 		`berth_access_log_dropped_total`:                                          0,
 	} {
 		if got := metric(t, admin, series); got != want {

@@ -46,7 +46,7 @@ var (
 	descRefused = prometheus.NewDesc("berth_listener_connections_refused_total",
 		"Client connections reset at accept, by listener and reason (limit: the listener had max-connections open).", []string{"listener", "reason"}, nil)
 	descPanics = prometheus.NewDesc("berth_panics_total",
-		"Panics recovered, by component (listener: a client connection's, UDP datagram's or HTTP/2 stream's goroutine, which ended that connection or stream only; health_check: a check, which failed) and listener. Each is a bug.",
+		"Panics recovered, by component (listener: a client connection's, UDP datagram's or HTTP/2 stream's goroutine, which ended that connection or stream only; health_check: a check, which failed; idle_park: the loop waiting for parked idle connections, which goes on) and listener. Each is a bug.",
 		[]string{"component", "listener"}, nil)
 	descAccessDropped = prometheus.NewDesc("berth_access_log_dropped_total",
 		"Access-log lines dropped because the log's queue was full: its destination took lines slower than they came.", nil, nil)
@@ -213,6 +213,7 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(descChecks, prometheus.CounterValue, float64(passed), "pass")
 	ch <- prometheus.MustNewConstMetric(descChecks, prometheus.CounterValue, float64(failed), "fail")
 	ch <- prometheus.MustNewConstMetric(descPanics, prometheus.CounterValue, float64(c.a.checker.Panics()), "health_check", "")
+	ch <- prometheus.MustNewConstMetric(descPanics, prometheus.CounterValue, float64(c.a.lb.IdleParkPanics()), "idle_park", "")
 	ch <- prometheus.MustNewConstMetric(descAccessDropped, prometheus.CounterValue, float64(c.a.lb.AccessLogDropped()))
 	if c.a.cluster != nil {
 		c.collectCluster(ch)

@@ -33,6 +33,7 @@ import (
 	"github.com/berth-lb/berth/balancer/certstore"
 	"github.com/berth-lb/berth/balancer/httpfront"
 	"github.com/berth-lb/berth/balancer/httpfront/h2front"
+	"github.com/berth-lb/berth/balancer/idlepark"
 	"github.com/berth-lb/berth/balancer/l4"
 	"github.com/berth-lb/berth/balancer/pool"
 	"github.com/berth-lb/berth/balancer/rules"
@@ -615,6 +616,10 @@ func (b *Balancer) accessLog(r *accesslog.Record) {
 // AccessLogDropped returns how many access-log lines were dropped because
 // the log's queue was full: its destination took them slower than they came.
 func (b *Balancer) AccessLogDropped() uint64 { return b.accessDropped.Load() }
+
+// IdleParkPanics is how many panics the loop that waits for parked idle
+// connections recovered (balancer/idlepark; one loop for the process).
+func (b *Balancer) IdleParkPanics() uint64 { return idlepark.Panics() }
 
 // Shutdown stops accepting, lets requests in flight finish and closes idle
 // client connections; when ctx ends first, it closes the rest and returns

@@ -180,10 +180,14 @@ func (p *parker) run() {
 // process and the other parked connections go on.
 var loopPanics atomic.Uint64
 
+// Panics is how many panics the parker's loop recovered (berth_panics_total
+// with component="idle_park").
+func Panics() uint64 { return loopPanics.Load() }
+
 // resumeReady waits once for readiness or the earliest deadline and resumes
 // what is due.
 func (p *parker) resumeReady(events []unix.EpollEvent) {
-	defer backstop.Recover(slog.Default(), &loopPanics, nil, "component", "idlepark")
+	defer backstop.Recover(slog.Default(), &loopPanics, nil, "component", "idle_park")
 	n := 0
 	err := p.wait.Read(func(fd uintptr) bool {
 		n, _ = unix.EpollWait(int(fd), events, 0)

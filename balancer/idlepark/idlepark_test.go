@@ -179,3 +179,14 @@ func TestConcurrentParksResumeOnceEach(t *testing.T) {
 		t.Fatalf("%d connections still due", len(the.due))
 	}
 }
+
+// TestLoopPanicIsRecoveredAndCounted: a panic in the parker's loop (here a
+// parker with no epoll set to wait on) is recovered, counted in Panics and
+// leaves the process running.
+func TestLoopPanicIsRecoveredAndCounted(t *testing.T) {
+	before := Panics()
+	(&parker{}).resumeReady(nil)
+	if got := Panics() - before; got != 1 {
+		t.Fatalf("Panics went up by %d, want 1", got)
+	}
+}
