@@ -161,7 +161,7 @@ func TestH2ContinuationFloodIsCutOff(t *testing.T) {
 }
 
 // TestH2ControlFloodsAreBounded sends SETTINGS or PING frames without ever
-// reading the answers. What the server keeps for them is bounded: x/net
+// reading the answers. What the server keeps for them is bounded: it
 // answers many SETTINGS with one ACK, and closes the connection of a client
 // whose PING answers it cannot send (more than 10,000 queued).
 func TestH2ControlFloodsAreBounded(t *testing.T) {
@@ -169,8 +169,8 @@ func TestH2ControlFloodsAreBounded(t *testing.T) {
 	for _, flood := range []struct {
 		name  string
 		frame func(fr *http2.Framer, i uint64) error
-		// frames is far more than socket buffers and the coalescing
-		// buffer hold, in bytes: 7.5 MiB of SETTINGS, 34 MiB of PING.
+		// frames is far more than socket buffers and the server's write
+		// queue hold, in bytes: 7.5 MiB of SETTINGS, 34 MiB of PING.
 		frames uint64
 		cut    bool
 	}{
@@ -203,7 +203,7 @@ func TestH2ControlFloodsAreBounded(t *testing.T) {
 				t.Fatalf("after %d %s frames from a client that reads none of the answers: write error %v, want the connection cut %v", i, flood.name, err, flood.cut)
 			}
 			// The answers never read: the server holds what the socket and
-			// the coalescing buffer take, not a queue that grows per frame.
+			// its write queue take, not a queue that grows per frame.
 			if grown := heapInUse() - before; grown > 8<<20 {
 				t.Fatalf("the heap grew by %d bytes during a %s flood", grown, flood.name)
 			}
@@ -292,7 +292,7 @@ func TestH2StreamsBeyondTheLimitAreRefused(t *testing.T) {
 }
 
 // TestH2OversizedHeaderListIsRefused sends header lists larger than the
-// announced SETTINGS_MAX_HEADER_LIST_SIZE (64 KiB and x/net's margin), over
+// announced SETTINGS_MAX_HEADER_LIST_SIZE (64 KiB and the Framer's margin), over
 // CONTINUATION frames. One that goes over the limit in its last frame is
 // answered 431; one with frames still to come after it went over ends the
 // connection (GOAWAY) rather than be read on (RFC 9113 10.5.1). The target

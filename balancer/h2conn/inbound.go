@@ -1,9 +1,8 @@
 // Package h2conn is the plumbing of an HTTP/2 client connection around
-// x/net/http2's server, none of which knows routes or targets: Inbound filters
-// the frames the client sends, corrects two of x/net's answers that RFC 9113
-// forbids and cuts off a rapid reset; NewCoalescingConn batches the server's
-// writes into fewer syscalls and TLS records, and lets go of a client that
-// takes none; Downgradable decides whether a request can be forwarded as
+// berth's HTTP/2 server (balancer/h2server), none of which knows routes or
+// targets: Inbound filters the frames the client sends (it merges repeated
+// settings, marks connection-specific fields malformed, and cuts off a
+// rapid reset); Downgradable decides whether a request can be forwarded as
 // HTTP/1.1. The HTTP/2 front (balancer/httpfront/h2front) wires them up.
 //
 // Everything here runs on every frame or write of a connection: it must not
@@ -25,31 +24,34 @@ import (
 // Preface is what an HTTP/2 client sends first (RFC 9113 3.4).
 const Preface = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 
-// Inbound sits between an HTTP/2 client and x/net/http2's server and
-// corrects two of x/net's answers that RFC 9113 does not allow (h2spec
-// 6.5.3 and 8.1.2.2); every other byte passes unchanged, DATA without a copy.
+// Inbound sits between an HTTP/2 client and berth's server (whose frames
+// x/net's Framer reads); every byte passes unchanged but two kinds of
+// header and settings block, DATA without a copy. It was written for
+// x/net's server, whose answers to these RFC 9113 forbids (h2spec 6.5.3 and
+// 8.1.2.2), and keeps the server's reading simple:
 //
-//   - x/net closes the connection on a SETTINGS frame that names a setting
-//     twice, where the values are to be processed in order (6.5.3). The frame
-//     reaches x/net with each setting once, with the value processing all in
-//     order leaves: the last, the smallest for SETTINGS_HEADER_TABLE_SIZE (the
-//     encoder then signals it, RFC 7541 4.2), or an invalid one if there is
-//     one, which x/net refuses as before.
+//   - A SETTINGS frame that names a setting twice is processed in order
+//     (6.5.3): the frame reaches the server with each setting once, with the
+//     value processing all in order leaves: the last, the smallest for
+//     SETTINGS_HEADER_TABLE_SIZE (the encoder then signals it, RFC 7541 4.2),
+//     or an invalid one if there is one, which the server refuses.
 //   - A request with a connection-specific field (Connection, Keep-Alive,
 //     Proxy-Connection, Transfer-Encoding, Upgrade) or a TE other than
-//     "trailers" is malformed, a stream error of type PROTOCOL_ERROR (8.2.2);
-//     x/net answers 400 instead. Its header block reaches x/net with one more
-//     field, a literal not indexed whose name is not lowercase: x/net resets
-//     the stream with PROTOCOL_ERROR, and its HPACK table stays the client's.
+//     "trailers" is malformed, a stream error of type PROTOCOL_ERROR (8.2.2).
+//     Its header block reaches the server with one more field, a literal not
+//     indexed whose name is not lowercase: the Framer resets the stream with
+//     PROTOCOL_ERROR, and its HPACK table stays the client's.
 //
-// Header blocks are decoded beside x/net's decoder, so the dynamic tables
-// agree; a block it cannot follow (too large, undecodable: x/net closes the
-// connection for both) ends the inspection and every later byte passes.
+// Header blocks are decoded beside the server's decoder, so the dynamic
+// tables agree; a block it cannot follow (too large, undecodable: the
+// server closes the connection for both) ends the inspection and every
+// later byte passes.
 //
 // It also ends the connection of a client that resets most of the streams
-// it opens (rapid reset, CVE-2023-44487): x/net bounds how many handlers run
-// at once, but a stream reset as soon as it opened frees its slot at once,
-// so the targets would get a request per stream at the pace of the client.
+// it opens (rapid reset, CVE-2023-44487): the server bounds how many
+// handlers run at once, but a stream reset as soon as it opened frees its
+// slot at once, so the targets would get a request per stream at the pace
+// of the client.
 type Inbound struct {
 	src     io.Reader
 	preface int // preface bytes still to pass

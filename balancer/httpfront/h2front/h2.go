@@ -20,6 +20,7 @@ import (
 	"golang.org/x/net/http2"
 
 	"github.com/berth-lb/berth/balancer/h2conn"
+	"github.com/berth-lb/berth/balancer/h2server"
 	"github.com/berth-lb/berth/balancer/http1"
 	"github.com/berth-lb/berth/balancer/httpfront"
 	"github.com/berth-lb/berth/balancer/l4"
@@ -101,52 +102,37 @@ type H2Conn struct {
 	clientIP   []byte
 	sourceHash uint64
 	source     netip.Addr
-	// base carries the header limit and, when it shuts down, makes the
-	// connection send GOAWAY and close once its streams are done.
-	base *http.Server
+	// served is the connection once its serving began, for GoAway.
+	served atomic.Pointer[h2server.Conn]
 }
 
 // GoAway sends GOAWAY; the connection closes a second after its last
 // stream. Asked at every drain tick: a connection whose serving has not
 // begun yet misses the first.
-func (c *H2Conn) GoAway() { c.base.Shutdown(context.Background()) }
+func (c *H2Conn) GoAway() {
+	if s := c.served.Load(); s != nil {
+		s.GoAway()
+	}
+}
 
 // Close closes the connection under its streams.
 func (c *H2Conn) Close() { c.conn.Close() }
 
 type h2ConnKey struct{}
 
-// h2Limits gives HTTP/2 connections the HTTP/1.1 engine's limit on a
-// request's header fields, 64 KiB: the server announces it
-// (SETTINGS_MAX_HEADER_LIST_SIZE) and answers 431 above it.
-var h2Limits = &http.Server{MaxHeaderBytes: http1.MaxHeadBytes}
-
 // serveH2 serves one HTTP/2 connection (TLS with ALPN h2, or h2c with prior
 // knowledge) until it ends.
 func serveH2(l Listener, conn net.Conn) {
 	hc := &H2Conn{conn: conn, requestIDPrefix: httpfront.NewRequestIDPrefix(), clientIP: pool.ClientIP(conn.RemoteAddr())}
 	hc.sourceHash, hc.source = pool.HashBytes(hc.clientIP), httpfront.PeerAddr(hc.clientIP)
-	defer conn.Close()
-	// A client that takes no bytes for the idle timeout is closed, as on
-	// HTTP/1.1.
-	idle := l.Route().IdleTimeout
-	// Frames of at most 16 KiB, the size every peer may assume (RFC 9113
-	// 4.2) and what HAProxy and nginx take; x/net would announce 1 MiB, and
-	// h2spec 4.2 expects a larger HEADERS frame to be refused.
-	// A client that takes no bytes for it is let go by the coalescing
-	// conn's write timeout (x/net's WriteByteTimeout would cost a timer per
-	// flush).
-	srv := &http2.Server{IdleTimeout: idle, MaxReadFrameSize: 16 << 10}
-	// One base per connection, with h2Limits, so that shutting it down (a
-	// draining balancer) sends this connection's GOAWAY.
-	hc.base = &http.Server{MaxHeaderBytes: h2Limits.MaxHeaderBytes}
-	http2.ConfigureServer(hc.base, srv) // fails only on a TLS config, and the base has none of its own
 	defer l.TrackH2(hc)()
-	srv.ServeConn(h2conn.NewCoalescingConn(conn, h2conn.NewInbound(frameReader(conn)), idle, func(v any) { reportPanic(l, v) }), &http2.ServeConnOpts{
-		Context:    context.WithValue(context.Background(), h2ConnKey{}, hc),
-		Handler:    streamBackstop{l},
-		BaseConfig: hc.base,
-	})
+	// The HTTP/1.1 engine's limits: a header list of 64 KiB (431 above it);
+	// a connection without streams for the idle timeout is closed, and so
+	// is a client that takes no bytes for it.
+	srv := &h2server.Server{Handler: streamBackstop{l}, MaxHeaderListSize: http1.MaxHeadBytes,
+		IdleTimeout: l.Route().IdleTimeout, Recovered: func(v any) { reportPanic(l, v) }}
+	srv.ServeConn(context.WithValue(context.Background(), h2ConnKey{}, hc), conn, h2conn.NewInbound(frameReader(conn)),
+		func(s *h2server.Conn) { hc.served.Store(s) })
 }
 
 // frameReader is what the frames of conn are read from. x/net's server reads

@@ -3,6 +3,7 @@ package h2front
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"fmt"
 	"net"
 	"net/http"
@@ -10,9 +11,8 @@ import (
 	"strings"
 	"testing"
 
-	"golang.org/x/net/http2"
-
 	"github.com/berth-lb/berth/balancer/h2conn"
+	"github.com/berth-lb/berth/balancer/h2server"
 	"github.com/berth-lb/berth/balancer/http1"
 	"github.com/berth-lb/berth/balancer/httpfront"
 	"github.com/berth-lb/berth/internal/h2raw"
@@ -45,9 +45,10 @@ type downgrade struct {
 }
 
 // FuzzH2Downgrade sends requests made of arbitrary :method, :path,
-// :authority, Host and two more fields through a real x/net/http2 server to
-// the handler's checks and HTTP/1.1 head writer (h2conn.Downgradable,
-// writeHTTP1Head). Each request is refused (by x/net's reset or 400, or by
+// :authority, Host and two more fields through berth's HTTP/2 server
+// (balancer/h2server) to the handler's checks and HTTP/1.1 head writer
+// (h2conn.Downgradable, writeHTTP1Head). Each request is refused (by the
+// server's reset or 431, or by
 // h2conn.Downgradable), or the head written parses back as one HTTP/1.1
 // request with the same method, target, host and fields, and holds no CR,
 // LF or NUL but its line ends.
@@ -75,13 +76,13 @@ func FuzzH2Downgrade(f *testing.F) {
 	}
 	f.Cleanup(func() { ln.Close() })
 	go func() {
-		srv := &http2.Server{}
+		srv := &h2server.Server{Handler: handler, MaxHeaderListSize: http1.MaxHeadBytes}
 		for {
 			conn, err := ln.Accept()
 			if err != nil {
 				return
 			}
-			go srv.ServeConn(conn, &http2.ServeConnOpts{Handler: handler, BaseConfig: h2Limits})
+			go srv.ServeConn(context.Background(), conn, conn, nil)
 		}
 	}()
 	var c *h2raw.Conn // one connection for many inputs, until one ends it
@@ -113,7 +114,7 @@ func FuzzH2Downgrade(f *testing.F) {
 		var d downgrade
 		select {
 		case d = <-results:
-		default: // x/net refused the request: berth's handler never ran
+		default: // the server refused the request: berth's handler never ran
 			if answer.Status != 0 && answer.Status < 400 {
 				t.Fatalf("answered %v without berth's handler", answer)
 			}
@@ -153,7 +154,7 @@ func checkDowngradedHead(t *testing.T, head []byte, method, path, authority, hos
 	}
 	for i := 0; i+1 < len(fields); i += 2 {
 		name := http.CanonicalHeaderKey(fields[i])
-		if droppedRequestFields[name] || name == "Cookie" { // rewritten, or joined by x/net
+		if droppedRequestFields[name] || name == "Cookie" { // rewritten, or joined by the server
 			continue
 		}
 		// A recipient trims the whitespace around a value (RFC 9110 5.5).
