@@ -65,6 +65,10 @@ type Server struct {
 // stream writers wait above it.
 const maxQueued = 256 << 10
 
+// keptWriteBuffer is the largest write buffer a connection keeps between
+// writes.
+const keptWriteBuffer = 64 << 10
+
 // maxQueuedPings is how many PING answers may wait for a client that does
 // not read them before its connection is cut.
 const maxQueuedPings = 10000
@@ -86,15 +90,17 @@ type conn struct {
 	tls *tls.ConnectionState
 	fr  *http2.Framer // reads; writes go through wfr
 
-	wmu         sync.Mutex
-	flow        *sync.Cond // waits for send windows
-	wfr         *http2.Framer
-	henc        *hpack.Encoder
-	hbuf        []byte
-	hw          *sliceWriter
-	sendConn    int64
-	peerWindow  int64
-	peerFrame   uint32
+	wmu        sync.Mutex
+	flow       *sync.Cond // waits for send windows
+	wfr        *http2.Framer
+	henc       *hpack.Encoder
+	hw         *sliceWriter
+	sendConn   int64
+	peerWindow int64
+	peerFrame  uint32
+	// recvConn is what the client may still send on the connection
+	// (guarded by wmu).
+	recvConn    int64
 	werr        error              // ends the streams' writes: the connection failed or ended
 	writeFailed bool               // a write to the client failed
 	streams     map[uint32]*stream // guarded by wmu
@@ -171,7 +177,7 @@ func (w *sliceWriter) Write(p []byte) (int, error) { w.b = append(w.b, p...); re
 // context; started, when not nil, gets the connection once it is served
 // (for GoAway).
 func (s *Server) ServeConn(ctx context.Context, nc net.Conn, r io.Reader, started func(*Conn)) {
-	c := &conn{srv: s, nc: nc, ctx: ctx, sendConn: initialWindow, peerWindow: initialWindow, peerFrame: maxFrame,
+	c := &conn{srv: s, nc: nc, ctx: ctx, sendConn: initialWindow, recvConn: connWindow, peerWindow: initialWindow, peerFrame: maxFrame,
 		streams: map[uint32]*stream{}, remote: nc.RemoteAddr().String(), idle: s.IdleTimeout, idleSince: time.Now()}
 	if tc, ok := nc.(interface{ ConnectionState() tls.ConnectionState }); ok {
 		st := tc.ConnectionState()
@@ -308,6 +314,9 @@ func (c *conn) writeLoop(done chan struct{}) {
 			}
 		}
 		spare = buf
+		if cap(spare) > keptWriteBuffer {
+			spare = nil // a burst's buffer is not kept by an idle connection
+		}
 	}
 }
 
@@ -478,7 +487,7 @@ func (c *conn) reset(id uint32, code http2.ErrCode) {
 func (c *conn) dropLocked(st *stream, err error) {
 	st.gone = true
 	st.cancel()
-	st.body.fail(err)
+	c.returnConnWindow(st.body.fail(err) + st.unreturned)
 	delete(c.streams, st.id)
 	c.flow.Broadcast()
 }
@@ -488,15 +497,31 @@ func (c *conn) onData(f *http2.DataFrame) error {
 	if id > c.maxSeen {
 		return protocolError() // RFC 9113 5.1: idle
 	}
-	n := f.Length
+	n := int64(f.Length)
 	c.wmu.Lock()
+	if n > c.recvConn {
+		c.wmu.Unlock()
+		return http2.ConnectionError(http2.ErrCodeFlowControl) // more than the connection's window
+	}
+	c.recvConn -= n
 	st := c.streams[id]
 	open := st != nil && !st.remoteEnded
-	if open && f.StreamEnded() {
-		st.remoteEnded = true
-	}
-	if !open && n > 0 {
-		c.wfr.WriteWindowUpdate(0, n) // the connection's window counts it all the same
+	switch {
+	case !open:
+		c.returnConnWindow(n) // the connection's window counts it all the same
+	case n > st.recv:
+		c.returnConnWindow(n)
+		c.unlock()
+		return http2.StreamError{StreamID: id, Code: http2.ErrCodeFlowControl}
+	default:
+		st.recv -= n
+		if f.StreamEnded() {
+			st.remoteEnded = true
+		}
+		// Padding is given back at once, the data once the handler reads it.
+		if pad := n - int64(len(f.Data())); pad > 0 {
+			c.returnWindow(st, pad)
+		}
 	}
 	c.unlock()
 	if !open {
@@ -506,8 +531,36 @@ func (c *conn) onData(f *http2.DataFrame) error {
 	if st.declared >= 0 && (st.received > st.declared || f.StreamEnded() && st.received != st.declared) {
 		return http2.StreamError{StreamID: id, Code: http2.ErrCodeProtocol} // RFC 9113 8.1.1
 	}
-	st.body.put(f.Data(), f.StreamEnded(), n)
+	st.body.put(f.Data(), f.StreamEnded())
 	return nil
+}
+
+// windowUpdateBytes is how much of a window is given back at once: not a
+// WINDOW_UPDATE per read.
+const windowUpdateBytes = 16 << 10
+
+// returnWindow gives back n bytes of st's window and the connection's, once
+// enough gathered; the caller holds wmu.
+func (c *conn) returnWindow(st *stream, n int64) {
+	st.unreturned += n
+	if st.unreturned < windowUpdateBytes && st.recv > 0 {
+		return
+	}
+	c.returnConnWindow(st.unreturned)
+	if !st.remoteEnded {
+		c.wfr.WriteWindowUpdate(st.id, uint32(st.unreturned))
+		st.recv += st.unreturned
+	}
+	st.unreturned = 0
+}
+
+// returnConnWindow gives back n bytes of the connection's window; the
+// caller holds wmu.
+func (c *conn) returnConnWindow(n int64) {
+	if n > 0 {
+		c.wfr.WriteWindowUpdate(0, uint32(n))
+		c.recvConn += n
+	}
 }
 
 func (c *conn) onHeaders(f *http2.MetaHeadersFrame) error {
@@ -626,7 +679,7 @@ func (c *conn) onHeaders(f *http2.MetaHeadersFrame) error {
 	st.body.trailer = req.Trailer
 	req = req.WithContext(ctx)
 	c.wmu.Lock()
-	st.send = c.peerWindow
+	st.send, st.recv = c.peerWindow, streamWindow
 	c.streams[id] = st
 	c.wmu.Unlock()
 	go st.serve(req)
@@ -674,6 +727,9 @@ type stream struct {
 	body   requestBody
 	// writeDeadline bounds a Write's waits (guarded by c.wmu).
 	writeDeadline time.Time
+	// recv is what the client may still send on the stream, unreturned
+	// what was read and not yet given back (both guarded by c.wmu).
+	recv, unreturned int64
 	// remoteEnded: the client ended its side (guarded by c.wmu).
 	remoteEnded bool
 	// declared is the request's Content-Length (-1: none), received what
@@ -902,23 +958,31 @@ var errBodyClosed = errors.New("h2server: request body closed")
 // Close ends the body for its readers: a request forwarded while the
 // client still sends must not keep a reader waiting once the answer is done.
 func (b *requestBody) Close() error {
-	b.fail(errBodyClosed)
+	if unread := b.fail(errBodyClosed); unread > 0 {
+		c := b.st.c
+		c.wmu.Lock()
+		c.returnConnWindow(unread)
+		c.unlock()
+	}
 	return nil
 }
 
-func (b *requestBody) put(p []byte, end bool, flow uint32) {
+// put adds what a DATA frame carried; its window comes back as it is read.
+func (b *requestBody) put(p []byte, end bool) {
 	b.mu.Lock()
-	b.buf = append(b.buf, p...)
+	var dropped int64
+	if b.err == nil {
+		b.buf = append(b.buf, p...)
+	} else {
+		dropped = int64(len(p)) // nobody reads it any more: given back below
+	}
 	b.done = b.done || end
 	b.cond.Broadcast()
 	b.mu.Unlock()
-	if flow > 0 {
+	if dropped > 0 {
 		c := b.st.c
 		c.wmu.Lock()
-		c.wfr.WriteWindowUpdate(0, flow)
-		if !end {
-			c.wfr.WriteWindowUpdate(b.st.id, flow)
-		}
+		c.returnConnWindow(dropped)
 		c.unlock()
 	}
 }
@@ -931,16 +995,34 @@ func (b *requestBody) endWithTrailers(fields []hpack.HeaderField) {
 	b.mu.Unlock()
 }
 
-func (b *requestBody) fail(err error) {
+// fail ends the body for its readers with err and returns how many bytes
+// were left unread, whose window the caller gives back.
+func (b *requestBody) fail(err error) int64 {
 	b.mu.Lock()
 	if b.err == nil {
 		b.err = err
 	}
+	unread := int64(len(b.buf))
+	b.buf = nil
 	b.cond.Broadcast()
 	b.mu.Unlock()
+	return unread
 }
 
 func (b *requestBody) Read(p []byte) (int, error) {
+	n, err := b.read(p)
+	if n > 0 {
+		c := b.st.c
+		c.wmu.Lock()
+		c.returnWindow(b.st, int64(n))
+		c.unlock()
+	}
+	return n, err
+}
+
+// read is Read under the body's lock, which is never held while wmu is
+// taken (wmu is taken first elsewhere: dropLocked).
+func (b *requestBody) read(p []byte) (int, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if len(b.buf) == 0 && !b.done && b.err == nil {
