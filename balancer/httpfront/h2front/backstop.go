@@ -6,7 +6,7 @@ import (
 	"github.com/berth-lb/berth/internal/backstop"
 )
 
-// streamBackstop is the handler of HTTP/2 streams. x/net's server recovers
+// streamBackstop is the handler of HTTP/2 streams. The HTTP/2 server recovers
 // a panic of a stream's handler itself and resets that stream; this logs and
 // counts it as the other backstops do. http.ErrAbortHandler is berth's own
 // way to reset a stream: it passes, uncounted.
@@ -36,12 +36,12 @@ func reportPanic(l Listener, v any) {
 }
 
 // streamStackBytes is about the stack a stream's handler goes down to when it
-// proxies over HTTP/1.1 (the frames of h2request.go and h2http1.go, x/net's
-// and the network poller's under them).
+// proxies over HTTP/1.1 (the frames of h2request.go and h2http1.go, the
+// server's and the network poller's under them).
 const streamStackBytes = 6 << 10
 
 // growStack makes the stack of a new stream goroutine big enough for the
-// whole handler at once. x/net starts every handler on a fresh goroutine,
+// whole handler at once. The server starts every handler on a fresh goroutine,
 // whose stack starts small (the runtime's average of mostly idle goroutines)
 // and otherwise doubles twice deep inside the handler, each time copying
 // a dozen frames: that was 30 % of a proxied stream's instructions. Grown

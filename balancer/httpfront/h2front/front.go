@@ -1,6 +1,6 @@
 // Package h2front is the HTTP/2 half of berth's HTTP front: it serves the
 // HTTP/2 connections of http (h2c, sniffed) and https (ALPN) listeners with
-// golang.org/x/net/http2 and proxies each stream to a target, over HTTP/2
+// berth's HTTP/2 server (balancer/h2server) and proxies each stream to a target, over HTTP/2
 // (gRPC) or downgraded to HTTP/1.1. A plain connection that turns out to be
 // HTTP/1.1 goes to balancer/httpfront.Serve.
 //

@@ -27,7 +27,7 @@ import (
 	"github.com/berth-lb/berth/balancer/pool"
 )
 
-// HTTP/2 is served with golang.org/x/net/http2, not berth's HTTP/1.1 engine:
+// HTTP/2 is served by berth's HTTP/2 server (balancer/h2server), not the HTTP/1.1 engine:
 // its frames, streams and flow control are a protocol of their own. The
 // handler routes with the listener's compiled route and forwards with the
 // same target picks, retries, passive health, in-flight counts and metrics
@@ -135,9 +135,9 @@ func serveH2(l Listener, conn net.Conn) {
 		func(s *h2server.Conn) { hc.served.Store(s) })
 }
 
-// frameReader is what the frames of conn are read from. x/net's server reads
-// each frame header and payload with a read of its own, which on a plain
-// connection is a syscall each: there a buffer gathers what has arrived.
+// frameReader is what the frames of conn are read from. The frame filter
+// (Inbound) reads a frame header and payload at a time, which on a plain
+// connection would be a syscall each: there a buffer gathers what has arrived.
 // A TLS connection buffers its records already.
 func frameReader(conn net.Conn) io.Reader {
 	if _, ok := conn.(*tls.Conn); ok {

@@ -66,8 +66,8 @@ func (q *h2Request) exchangeHTTP1(g *pool.Group, t *pool.Target, uc *pool.Conn) 
 	resp.Reset()
 
 	r := q.r
-	// x/net gives every request a Body, also one whose HEADERS ended the
-	// stream: its length 0 is what says there is none.
+	// A request whose HEADERS ended the stream has the Body http.NoBody:
+	// its length 0 is what says there is none.
 	hasBody := r.ContentLength != 0
 	retryable := !hasBody && httpfront.Idempotent(sbytes(r.Method))
 	if retryable {
@@ -280,14 +280,6 @@ func (q *h2Request) writeHTTP1ResponseHeader(resp *http1.Head) {
 			h[name] = append(prev, values[i])
 		} else {
 			h[name] = values[i : i+1 : i+1] // one backing array for every field's first value
-		}
-	}
-	// The response goes on as the target made it: x/net would add a
-	// Content-Type it sniffed from the body and a Date, which an HTTP/1.1
-	// client does not get either. A nil value says "none" to x/net.
-	for _, name := range [...]string{"Content-Type", "Date"} {
-		if _, ok := h[name]; !ok {
-			h[name] = nil
 		}
 	}
 	q.addStickyCookies(func(name string) bool {

@@ -368,8 +368,8 @@ type streamWriter struct {
 	rc    *http.ResponseController
 	flush bool
 	idle  time.Duration
-	// extendAt is when the next write moves the deadline on: setting it
-	// costs a message to the connection's serve loop, so not on every write.
+	// extendAt is when the next write moves the deadline on: not on every
+	// write, since a deadline takes the connection's write lock.
 	// With idle 0 there is no deadline.
 	extendAt time.Time
 }
