@@ -1,15 +1,17 @@
 // Package h2server is berth's HTTP/2 server: the connection engine under
 // the HTTP/2 front (balancer/httpfront/h2front), which knows nothing of
-// routes or targets. It serves the streams of one client connection to an
-// http.Handler, as golang.org/x/net/http2's server did, without that
-// server's serve loop: x/net sends every frame a handler writes to one
-// goroutine over a channel and waits for it (a channel round trip and a
-// select per frame, half of berth's CPU under many small streams). Here
+// routes or targets. It serves the streams of one client connection to a
+// Handler, which reads a Stream's Request and writes its answer on the
+// Stream. golang.org/x/net/http2's server did this job behind net/http's
+// Handler; it sends every frame a handler writes to one goroutine over a
+// channel and waits for it (a channel round trip and a select per frame,
+// half of berth's CPU under many small streams), and net/http's Request,
+// Header map, URL and context cost a dozen allocations per stream. Here
 //
 //   - the connection's own goroutine reads and decodes frames
 //     (http2.Framer, HPACK), keeps the stream states, flow-control windows
-//     and SETTINGS of RFC 9113, answers PING and SETTINGS, and starts a
-//     goroutine per request;
+//     and SETTINGS of RFC 9113, answers PING and SETTINGS, and hands each
+//     request to a goroutine of its own (a reused one: workers.go);
 //   - a handler writes its HEADERS and DATA itself, under the connection's
 //     write lock, into one queue, waiting only for flow-control windows;
 //   - one writer goroutine per connection lets every runnable goroutine
@@ -32,12 +34,9 @@ import (
 	"errors"
 	"io"
 	"net"
-	"net/http"
-	"net/url"
 	"os"
 	"runtime"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -45,9 +44,21 @@ import (
 	"golang.org/x/net/http2/hpack"
 )
 
+// Handler serves streams: it reads s.Request and answers on s. It runs
+// concurrently with the other streams of the connection. A panic resets the
+// stream (http.ErrAbortHandler is the way to reset it on purpose).
+type Handler interface {
+	ServeStream(s *Stream)
+}
+
+// HandlerFunc is a function as a Handler.
+type HandlerFunc func(s *Stream)
+
+func (f HandlerFunc) ServeStream(s *Stream) { f(s) }
+
 // Server serves HTTP/2 connections.
 type Server struct {
-	Handler http.Handler
+	Handler Handler
 	// MaxConcurrentStreams is announced and held to (0: 250).
 	MaxConcurrentStreams uint32
 	// MaxHeaderListSize is announced; a request over it is answered 431.
@@ -103,7 +114,7 @@ type conn struct {
 	recvConn    int64
 	werr        error              // ends the streams' writes: the connection failed or ended
 	writeFailed bool               // a write to the client failed
-	streams     map[uint32]*stream // guarded by wmu
+	streams     map[uint32]*Stream // guarded by wmu
 	out         *sliceWriter       // frames not yet written, guarded by wmu
 	wake        chan struct{}
 	woken       bool // guarded by wmu
@@ -178,7 +189,7 @@ func (w *sliceWriter) Write(p []byte) (int, error) { w.b = append(w.b, p...); re
 // (for GoAway).
 func (s *Server) ServeConn(ctx context.Context, nc net.Conn, r io.Reader, started func(*Conn)) {
 	c := &conn{srv: s, nc: nc, ctx: ctx, sendConn: initialWindow, recvConn: connWindow, peerWindow: initialWindow, peerFrame: maxFrame,
-		streams: map[uint32]*stream{}, remote: nc.RemoteAddr().String(), idle: s.IdleTimeout, idleSince: time.Now()}
+		streams: map[uint32]*Stream{}, remote: nc.RemoteAddr().String(), idle: s.IdleTimeout, idleSince: time.Now()}
 	if tc, ok := nc.(interface{ ConnectionState() tls.ConnectionState }); ok {
 		st := tc.ConnectionState()
 		c.tls = &st
@@ -237,7 +248,7 @@ func (s *Server) ServeConn(ctx context.Context, nc net.Conn, r io.Reader, starte
 		c.werr = errors.New("h2server: connection closed")
 	}
 	for _, st := range c.streams {
-		st.cancel()
+		st.endContext()
 		st.body.fail(c.werr)
 	}
 	c.flow.Broadcast()
@@ -484,9 +495,9 @@ func (c *conn) reset(id uint32, code http2.ErrCode) {
 
 // dropLocked ends st for its handler (its writes and body reads fail with
 // err) and forgets it; the caller holds wmu.
-func (c *conn) dropLocked(st *stream, err error) {
+func (c *conn) dropLocked(st *Stream, err error) {
 	st.gone = true
-	st.cancel()
+	st.endContext()
 	c.returnConnWindow(st.body.fail(err) + st.unreturned)
 	delete(c.streams, st.id)
 	c.flow.Broadcast()
@@ -541,7 +552,7 @@ const windowUpdateBytes = 16 << 10
 
 // returnWindow gives back n bytes of st's window and the connection's, once
 // enough gathered; the caller holds wmu.
-func (c *conn) returnWindow(st *stream, n int64) {
+func (c *conn) returnWindow(st *Stream, n int64) {
 	st.unreturned += n
 	if st.unreturned < windowUpdateBytes && st.recv > 0 {
 		return
@@ -590,9 +601,8 @@ func (c *conn) onHeaders(f *http2.MetaHeadersFrame) error {
 	if f.Truncated {
 		return c.refuse(id, 431)
 	}
-	header := make(http.Header, len(f.Fields))
 	var method, path, authority, scheme string
-	for _, hf := range f.Fields {
+	for _, hf := range f.PseudoFields() {
 		switch hf.Name {
 		case ":method":
 			method = hf.Value
@@ -602,36 +612,41 @@ func (c *conn) onHeaders(f *http2.MetaHeadersFrame) error {
 			authority = hf.Value
 		case ":scheme":
 			scheme = hf.Value
-		default:
-			k := http.CanonicalHeaderKey(hf.Name)
-			header[k] = append(header[k], hf.Value)
 		}
 	}
-	if cookies := header["Cookie"]; len(cookies) > 1 {
-		// One line toward an HTTP/1.1 target (RFC 9113 8.2.3).
-		header["Cookie"] = []string{strings.Join(cookies, "; ")}
+	fields := f.RegularFields()
+	var host string
+	hosts, cookies, cl := 0, 0, int64(-1)
+	for _, hf := range fields {
+		switch hf.Name {
+		case "host":
+			host = hf.Value
+			hosts++
+		case "cookie":
+			cookies++
+		case "content-length":
+			n, err := strconv.ParseInt(hf.Value, 10, 64)
+			if err != nil || n < 0 || cl >= 0 && n != cl {
+				return http2.StreamError{StreamID: id, Code: http2.ErrCodeProtocol}
+			}
+			cl = n
+		}
 	}
-	var u *url.URL
+	if cookies > 1 {
+		fields = joinCookies(fields) // one line toward an HTTP/1.1 target (RFC 9113 8.2.3)
+	}
 	if method == "CONNECT" { // RFC 9113 8.5: only :authority; the handler refuses it
 		if authority == "" || scheme != "" || path != "" {
 			return http2.StreamError{StreamID: id, Code: http2.ErrCodeProtocol}
 		}
-		u = &url.URL{Host: authority}
-	} else {
-		if method == "" || scheme == "" || path == "" {
-			return http2.StreamError{StreamID: id, Code: http2.ErrCodeProtocol} // RFC 9113 8.3.1
-		}
-		var err error
-		if u, err = url.ParseRequestURI(path); err != nil {
-			return http2.StreamError{StreamID: id, Code: http2.ErrCodeProtocol}
-		}
+	} else if method == "" || scheme == "" || path == "" {
+		return http2.StreamError{StreamID: id, Code: http2.ErrCodeProtocol} // RFC 9113 8.3.1
 	}
-	if hosts := header["Host"]; len(hosts) > 1 || len(hosts) == 1 && authority != "" && hosts[0] != authority {
+	if hosts > 1 || hosts == 1 && authority != "" && host != authority {
 		return http2.StreamError{StreamID: id, Code: http2.ErrCodeProtocol} // RFC 9113 8.3.1: they must agree
-	} else if authority == "" && len(hosts) == 1 {
-		authority = hosts[0]
+	} else if authority == "" {
+		authority = host
 	}
-	var err error
 	c.wmu.Lock()
 	active := len(c.streams)
 	c.wmu.Unlock()
@@ -642,53 +657,30 @@ func (c *conn) onHeaders(f *http2.MetaHeadersFrame) error {
 		}
 		return http2.StreamError{StreamID: id, Code: code}
 	}
-	ctx, cancel := context.WithCancel(c.ctx)
-	st = &stream{c: c, id: id, cancel: cancel, header: http.Header{}, declared: -1}
+	st = &Stream{c: c, id: id, declared: cl}
+	st.Request = Request{Method: method, Path: path, Authority: authority, Scheme: scheme, Fields: fields,
+		ContentLength: cl, Body: &st.body, TLS: c.tls, RemoteAddr: c.remote}
 	st.body.st = st
 	st.body.cond.L = &st.body.mu
-	cl := int64(-1)
-	var body io.ReadCloser = &st.body
-	if v := header.Get("Content-Length"); v != "" {
-		if cl, err = strconv.ParseInt(v, 10, 64); err != nil || cl < 0 {
-			cancel()
-			return http2.StreamError{StreamID: id, Code: http2.ErrCodeProtocol}
-		}
-		st.declared = cl
-	}
 	if f.StreamEnded() {
 		if cl > 0 {
-			cancel()
 			return http2.StreamError{StreamID: id, Code: http2.ErrCodeProtocol}
 		}
-		cl, body = 0, http.NoBody
+		st.Request.ContentLength = 0
 		st.body.done = true
 		st.remoteEnded = true
 	}
-	req := &http.Request{Method: method, URL: u, Proto: "HTTP/2.0", ProtoMajor: 2, Header: header, Host: authority,
-		RequestURI: path, RemoteAddr: c.remote, TLS: c.tls, Body: body, ContentLength: cl}
-	for _, v := range header["Trailer"] {
-		for _, k := range strings.Split(v, ",") {
-			if k = strings.TrimSpace(k); k != "" {
-				if req.Trailer == nil {
-					req.Trailer = http.Header{}
-				}
-				req.Trailer[http.CanonicalHeaderKey(k)] = nil
-			}
-		}
-	}
-	st.body.trailer = req.Trailer
-	req = req.WithContext(ctx)
 	c.wmu.Lock()
 	st.send, st.recv = c.peerWindow, streamWindow
 	c.streams[id] = st
 	c.wmu.Unlock()
-	go st.serve(req)
+	startStream(st)
 	return nil
 }
 
 // onTrailers takes a second header block on an open stream: the request's
 // trailers, which end it (RFC 9113 8.1).
-func (c *conn) onTrailers(st *stream, f *http2.MetaHeadersFrame) error {
+func (c *conn) onTrailers(st *Stream, f *http2.MetaHeadersFrame) error {
 	c.wmu.Lock()
 	ended := st.remoteEnded
 	c.wmu.Unlock()
@@ -707,24 +699,82 @@ func (c *conn) onTrailers(st *stream, f *http2.MetaHeadersFrame) error {
 	return nil
 }
 
+// joinCookies returns fields with its cookie fields joined into one, where
+// the first was.
+func joinCookies(fields []hpack.HeaderField) []hpack.HeaderField {
+	out := make([]hpack.HeaderField, 0, len(fields))
+	first := -1
+	for _, hf := range fields {
+		switch {
+		case hf.Name != "cookie":
+			out = append(out, hf)
+		case first < 0:
+			first = len(out)
+			out = append(out, hf)
+		default:
+			out[first].Value += "; " + hf.Value
+		}
+	}
+	return out
+}
+
 // refuse answers a request with status and no body, without a handler.
 func (c *conn) refuse(id uint32, status int) error {
 	c.wmu.Lock()
-	c.writeHeaderBlock(id, []hpack.HeaderField{{Name: ":status", Value: strconv.Itoa(status)}}, true)
+	c.writeHeaderBlock(id, statusValue(status), nil, true)
 	c.unlock()
 	return nil
 }
 
-type stream struct {
-	c      *conn
-	id     uint32
+// Request is what a client asked on a stream.
+type Request struct {
+	// Method, Path, Authority and Scheme are the pseudo-header fields as
+	// the client sent them; Authority is the Host field when there was no
+	// :authority (the two must agree when both came).
+	Method, Path, Authority, Scheme string
+	// Fields are the regular header fields in the order they came, their
+	// names in lower case (HTTP/2 has no others); several Cookie fields
+	// are one, joined with "; ".
+	Fields []hpack.HeaderField
+	// ContentLength is the body's declared length: -1 when none was
+	// declared, 0 when the HEADERS frame ended the stream.
+	ContentLength int64
+	// Body is the request body; it reads io.EOF at its end, after which
+	// Stream.Trailers has the request's trailers.
+	Body io.ReadCloser
+	// TLS is the connection's TLS state, nil on h2c.
+	TLS        *tls.ConnectionState
+	RemoteAddr string
+}
+
+// Field returns the value of the first field called name (lower case).
+func (r *Request) Field(name string) (string, bool) {
+	for i := range r.Fields {
+		if r.Fields[i].Name == name {
+			return r.Fields[i].Value, true
+		}
+	}
+	return "", false
+}
+
+// Stream is one request and its answer. The handler reads Request and
+// answers with AddField, WriteHeader, Write and AddTrailer; the answer ends
+// when the handler returns.
+type Stream struct {
+	Request Request
+	c       *conn
+	id      uint32
+	// ctx is the stream's context, made on first use (Context); cancel
+	// ends it (both guarded by c.wmu).
+	ctx    context.Context
 	cancel context.CancelFunc
 	send   int64 // guarded by c.wmu
 	gone   bool  // guarded by c.wmu
-	header http.Header
-	wrote  bool
-	ended  bool
-	body   requestBody
+	// fields and trailer are the answer's, the handler's alone.
+	fields, trailer []hpack.HeaderField
+	wrote           bool
+	ended           bool
+	body            requestBody
 	// writeDeadline bounds a Write's waits (guarded by c.wmu).
 	writeDeadline time.Time
 	// recv is what the client may still send on the stream, unreturned
@@ -737,7 +787,7 @@ type stream struct {
 	declared, received int64
 }
 
-func (st *stream) serve(req *http.Request) {
+func (st *Stream) serve() {
 	defer st.finish()
 	defer func() {
 		if v := recover(); v != nil {
@@ -745,20 +795,19 @@ func (st *stream) serve(req *http.Request) {
 			st.ended = true
 		}
 	}()
-	st.c.srv.Handler.ServeHTTP(st, req)
+	st.c.srv.Handler.ServeStream(st)
 }
 
-func (st *stream) finish() {
+func (st *Stream) finish() {
 	c := st.c
 	if !st.ended {
 		if !st.wrote {
 			st.writeHeader(200, true)
 		} else {
-			trailers := st.trailers()
 			c.wmu.Lock()
 			if !st.gone && c.werr == nil {
-				if len(trailers) > 0 {
-					c.writeHeaderBlock(st.id, trailers, true)
+				if len(st.trailer) > 0 {
+					c.writeHeaderBlock(st.id, "", st.trailer, true)
 				} else {
 					c.wfr.WriteData(st.id, true, nil)
 				}
@@ -766,9 +815,9 @@ func (st *stream) finish() {
 			c.unlock()
 		}
 	}
-	st.cancel()
 	st.body.Close()
 	c.wmu.Lock()
+	st.endContext()
 	if _, open := c.streams[st.id]; open && !st.remoteEnded && !st.gone {
 		c.wfr.WriteRSTStream(st.id, http2.ErrCodeNo) // the answer is complete: the rest of the body is not wanted (RFC 9113 8.1)
 	}
@@ -784,52 +833,118 @@ func (st *stream) finish() {
 	}
 }
 
-func (st *stream) trailers() []hpack.HeaderField {
-	var out []hpack.HeaderField
-	for k, vs := range st.header {
-		if len(k) > len(http.TrailerPrefix) && k[:len(http.TrailerPrefix)] == http.TrailerPrefix {
-			for _, v := range vs {
-				out = append(out, hpack.HeaderField{Name: lower(k[len(http.TrailerPrefix):]), Value: v})
-			}
+// Context is the stream's context: it ends when the stream is reset, its
+// connection fails, or its handler returns. Made on first use: most
+// handlers need none.
+func (st *Stream) Context() context.Context {
+	c := st.c
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	if st.ctx == nil {
+		st.ctx, st.cancel = context.WithCancel(c.ctx)
+		if st.gone || c.werr != nil {
+			st.cancel()
 		}
 	}
-	return out
+	return st.ctx
 }
 
-func (st *stream) Header() http.Header { return st.header }
+// endContext ends the stream's context, if it has one; the caller holds
+// c.wmu.
+func (st *Stream) endContext() {
+	if st.cancel != nil {
+		st.cancel()
+	}
+}
 
-func (st *stream) WriteHeader(code int) {
+// Gone reports whether the client can no longer get the answer: the stream
+// was reset or its connection failed.
+func (st *Stream) Gone() bool {
+	c := st.c
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	return st.gone || c.werr != nil
+}
+
+// ConnContext is the context the connection was served with (ServeConn's).
+func (st *Stream) ConnContext() context.Context { return st.c.ctx }
+
+// Trailers are the request's trailer fields, once Body read io.EOF.
+func (st *Stream) Trailers() []hpack.HeaderField {
+	st.body.mu.Lock()
+	defer st.body.mu.Unlock()
+	return st.body.trailers
+}
+
+// AddField adds a field to the answer's header, before WriteHeader. A name
+// in upper case is sent in lower case, as HTTP/2 requires.
+func (st *Stream) AddField(name, value string) {
+	st.fields = append(st.fields, hpack.HeaderField{Name: lower(name), Value: value})
+}
+
+// AddTrailer adds a field to the answer's trailers, sent when the handler
+// returns.
+func (st *Stream) AddTrailer(name, value string) {
+	st.trailer = append(st.trailer, hpack.HeaderField{Name: lower(name), Value: value})
+}
+
+// WriteHeader sends the answer's header with status code; only the first
+// call does.
+func (st *Stream) WriteHeader(code int) {
 	if !st.wrote {
 		st.writeHeader(code, false)
 	}
 }
 
-func (st *stream) writeHeader(code int, end bool) {
+func (st *Stream) writeHeader(code int, end bool) {
 	st.wrote = true
 	st.ended = end
-	fields := make([]hpack.HeaderField, 0, len(st.header)+1)
-	fields = append(fields, hpack.HeaderField{Name: ":status", Value: strconv.Itoa(code)})
-	for k, vs := range st.header {
-		if len(k) > len(http.TrailerPrefix) && k[:len(http.TrailerPrefix)] == http.TrailerPrefix {
-			continue
-		}
-		lk := lower(k)
-		for _, v := range vs {
-			fields = append(fields, hpack.HeaderField{Name: lk, Value: v})
-		}
-	}
 	c := st.c
 	c.wmu.Lock()
 	if !st.gone && c.werr == nil {
-		c.writeHeaderBlock(st.id, fields, end)
+		c.writeHeaderBlock(st.id, statusValue(code), st.fields, end)
 	}
 	c.unlock()
 }
 
-// writeHeaderBlock encodes fields and writes them as HEADERS (and
-// CONTINUATION) frames; the caller holds wmu.
-func (c *conn) writeHeaderBlock(id uint32, fields []hpack.HeaderField, end bool) {
+// statusValue is code as the :status field's value; the common ones without
+// an allocation.
+func statusValue(code int) string {
+	switch code {
+	case 200:
+		return "200"
+	case 204:
+		return "204"
+	case 301:
+		return "301"
+	case 302:
+		return "302"
+	case 304:
+		return "304"
+	case 400:
+		return "400"
+	case 404:
+		return "404"
+	case 500:
+		return "500"
+	case 502:
+		return "502"
+	case 503:
+		return "503"
+	case 504:
+		return "504"
+	}
+	return strconv.Itoa(code)
+}
+
+// writeHeaderBlock encodes a :status of status (none for trailers: "") and
+// fields, and writes them as HEADERS (and CONTINUATION) frames; the caller
+// holds wmu.
+func (c *conn) writeHeaderBlock(id uint32, status string, fields []hpack.HeaderField, end bool) {
 	c.hw.b = c.hw.b[:0]
+	if status != "" {
+		c.henc.WriteField(hpack.HeaderField{Name: ":status", Value: status})
+	}
 	for _, f := range fields {
 		c.henc.WriteField(f)
 	}
@@ -848,7 +963,10 @@ func (c *conn) writeHeaderBlock(id uint32, fields []hpack.HeaderField, end bool)
 	}
 }
 
-func (st *stream) Write(p []byte) (int, error) {
+// Write sends p as the answer's body (after a 200 header when none was
+// written), as the client's windows let it: it waits for them, up to the
+// write deadline.
+func (st *Stream) Write(p []byte) (int, error) {
 	if !st.wrote {
 		st.WriteHeader(200)
 	}
@@ -891,15 +1009,9 @@ func (st *stream) Write(p []byte) (int, error) {
 	return written, nil
 }
 
-// Flush is a no-op: written frames are on their way already.
-func (st *stream) Flush() {}
-
-// FlushError lets http.ResponseController flush.
-func (st *stream) FlushError() error { return nil }
-
 // SetWriteDeadline bounds how long a Write may wait for the client's
 // window or a slow client's queue: past it the stream is reset.
-func (st *stream) SetWriteDeadline(t time.Time) error {
+func (st *Stream) SetWriteDeadline(t time.Time) error {
 	st.c.wmu.Lock()
 	st.writeDeadline = t
 	st.c.wmu.Unlock()
@@ -907,7 +1019,7 @@ func (st *stream) SetWriteDeadline(t time.Time) error {
 }
 
 // SetReadDeadline bounds how long a read of the request body waits.
-func (st *stream) SetReadDeadline(t time.Time) error {
+func (st *Stream) SetReadDeadline(t time.Time) error {
 	st.body.mu.Lock()
 	st.body.deadline = t
 	st.body.cond.Broadcast()
@@ -941,11 +1053,10 @@ func lower(s string) string {
 
 // requestBody is a stream's request body, filled by the reading goroutine.
 type requestBody struct {
-	st *stream
-	// trailer is the request's, filled before Read returns io.EOF.
-	trailer        http.Header
-	pendingTrailer []hpack.HeaderField
-	mu             sync.Mutex
+	st *Stream
+	// trailers are the request's, set when its trailers end it.
+	trailers []hpack.HeaderField
+	mu       sync.Mutex
 	cond           sync.Cond
 	buf            []byte
 	done           bool
@@ -989,7 +1100,7 @@ func (b *requestBody) put(p []byte, end bool) {
 
 func (b *requestBody) endWithTrailers(fields []hpack.HeaderField) {
 	b.mu.Lock()
-	b.pendingTrailer = fields
+	b.trailers = fields
 	b.done = true
 	b.cond.Broadcast()
 	b.mu.Unlock()
@@ -1042,15 +1153,6 @@ func (b *requestBody) read(p []byte) (int, error) {
 		return n, nil
 	}
 	if b.done {
-		for _, f := range b.pendingTrailer {
-			if b.trailer != nil {
-				k := http.CanonicalHeaderKey(f.Name)
-				if _, declared := b.trailer[k]; declared {
-					b.trailer[k] = append(b.trailer[k], f.Value)
-				}
-			}
-		}
-		b.pendingTrailer = nil
 		return 0, io.EOF
 	}
 	return 0, b.err

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"io"
-	"net/http"
 	"testing"
 	"time"
 
@@ -65,11 +64,10 @@ func FuzzServeConn(f *testing.F) {
 	}))
 	f.Fuzz(func(t *testing.T, frames []byte) {
 		client, server := tcppair.Loopback(t)
-		srv := &Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			io.Copy(io.Discard, r.Body)
-			w.Header().Set("Trailer", "X-Done")
-			w.Write([]byte("answer"))
-			w.Header().Set("X-Done", "yes")
+		srv := &Server{Handler: HandlerFunc(func(s *Stream) {
+			io.Copy(io.Discard, s.Request.Body)
+			s.Write([]byte("answer"))
+			s.AddTrailer("x-done", "yes")
 		}), MaxConcurrentStreams: 4, MaxHeaderListSize: 4 << 10, IdleTimeout: time.Second}
 		served := make(chan struct{})
 		go func() {

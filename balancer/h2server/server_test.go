@@ -16,7 +16,7 @@ import (
 )
 
 // serve serves h on a loopback listener and returns its address.
-func serve(t *testing.T, h http.Handler) string {
+func serve(t *testing.T, h Handler) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -48,13 +48,13 @@ func h2cClient() *http.Client {
 // the stream's windows: the upload completes only if the server gives the
 // windows back as its handler reads.
 func TestBodyWindowComesBackAsItIsRead(t *testing.T) {
-	addr := serve(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		n, err := io.Copy(io.Discard, r.Body)
+	addr := serve(t, HandlerFunc(func(s *Stream) {
+		n, err := io.Copy(io.Discard, s.Request.Body)
 		if err != nil {
-			w.WriteHeader(500)
+			s.WriteHeader(500)
 			return
 		}
-		io.WriteString(w, strconv.FormatInt(n, 10))
+		io.WriteString(s, strconv.FormatInt(n, 10))
 	}))
 	const size = 3*connWindow + 12345
 	resp, err := h2cClient().Post("http://"+addr+"/", "application/octet-stream", bytes.NewReader(make([]byte, size)))
@@ -72,7 +72,7 @@ func TestBodyWindowComesBackAsItIsRead(t *testing.T) {
 // announced, to a handler that reads none of it: the server refuses it
 // (FLOW_CONTROL_ERROR) instead of holding it.
 func TestBodyBeyondTheWindowIsRefused(t *testing.T) {
-	addr := serve(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { <-r.Context().Done() }))
+	addr := serve(t, HandlerFunc(func(s *Stream) { <-s.Context().Done() }))
 	conn, err := net.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)

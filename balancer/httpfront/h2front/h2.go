@@ -118,8 +118,6 @@ func (c *H2Conn) GoAway() {
 // Close closes the connection under its streams.
 func (c *H2Conn) Close() { c.conn.Close() }
 
-type h2ConnKey struct{}
-
 // serveH2 serves one HTTP/2 connection (TLS with ALPN h2, or h2c with prior
 // knowledge) until it ends.
 func serveH2(l Listener, conn net.Conn) {
@@ -129,10 +127,9 @@ func serveH2(l Listener, conn net.Conn) {
 	// The HTTP/1.1 engine's limits: a header list of 64 KiB (431 above it);
 	// a connection without streams for the idle timeout is closed, and so
 	// is a client that takes no bytes for it.
-	srv := &h2server.Server{Handler: streamBackstop{l}, MaxHeaderListSize: http1.MaxHeadBytes,
+	srv := &h2server.Server{Handler: streamBackstop{l, hc}, MaxHeaderListSize: http1.MaxHeadBytes,
 		IdleTimeout: l.Route().IdleTimeout, Recovered: func(v any) { reportPanic(l, v) }}
-	srv.ServeConn(context.WithValue(context.Background(), h2ConnKey{}, hc), conn, h2conn.NewInbound(frameReader(conn)),
-		func(s *h2server.Conn) { hc.served.Store(s) })
+	srv.ServeConn(context.Background(), conn, h2conn.NewInbound(frameReader(conn)), func(s *h2server.Conn) { hc.served.Store(s) })
 }
 
 // frameReader is what the frames of conn are read from. The frame filter

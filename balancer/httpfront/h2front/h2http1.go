@@ -22,11 +22,12 @@ import (
 // net/http's transport goroutines and channels per request.
 
 // droppedRequestFields are the client's header fields a target does not get:
-// hop-by-hop fields, the framing (written anew) and those berth sets.
+// hop-by-hop fields, the framing (written anew) and those berth sets. HTTP/2
+// field names are in lower case.
 var droppedRequestFields = map[string]bool{
-	"Connection": true, "Keep-Alive": true, "Proxy-Connection": true, "Upgrade": true, "Te": true,
-	"Transfer-Encoding": true, "Content-Length": true, "Expect": true, "Host": true,
-	"X-Forwarded-For": true, "X-Forwarded-Proto": true, "X-Forwarded-Port": true, "X-Request-Id": true,
+	"connection": true, "keep-alive": true, "proxy-connection": true, "upgrade": true, "te": true,
+	"transfer-encoding": true, "content-length": true, "expect": true, "host": true,
+	"x-forwarded-for": true, "x-forwarded-proto": true, "x-forwarded-port": true, "x-request-id": true,
 }
 
 // upstreamHeads are what an HTTP/2 request reads from an HTTP/1.1 target:
@@ -66,8 +67,7 @@ func (q *h2Request) exchangeHTTP1(g *pool.Group, t *pool.Target, uc *pool.Conn) 
 	resp.Reset()
 
 	r := q.r
-	// A request whose HEADERS ended the stream has the Body http.NoBody:
-	// its length 0 is what says there is none.
+	// A request whose HEADERS ended the stream has the length 0.
 	hasBody := r.ContentLength != 0
 	retryable := !hasBody && httpfront.Idempotent(sbytes(r.Method))
 	if retryable {
@@ -81,7 +81,7 @@ func (q *h2Request) exchangeHTTP1(g *pool.Group, t *pool.Target, uc *pool.Conn) 
 		err = uc.Bw.Flush()
 	}
 	switch {
-	case errors.Is(err, errClientBody) && q.r.Context().Err() != nil:
+	case errors.Is(err, errClientBody) && q.s.Gone():
 		uc.Discard()
 		return httpfront.StatusClientClosed, httpfront.ReasonNone, false // the client went away mid-body: nobody to answer
 	case errors.Is(err, errClientBody) && errors.Is(err, os.ErrDeadlineExceeded):
@@ -132,10 +132,10 @@ func (q *h2Request) exchangeHTTP1(g *pool.Group, t *pool.Target, uc *pool.Conn) 
 	noBody := http1.ResponseHasNoBody(method, resp.Status)
 	framed := noBody || resp.Chunked || resp.ContentLength >= 0
 	q.writeHTTP1ResponseHeader(resp)
-	q.w.WriteHeader(resp.Status)
+	q.s.WriteHeader(resp.Status)
 
-	body := h2BodyCopier{body: newStreamWriter(q.w, !noBody && resp.ContentLength < 0, q.rt.IdleTimeout),
-		src: uc.Br, conn: uc, idleTimeout: q.rt.IdleTimeout, heads: heads}
+	body := h2BodyCopier{body: streamWriter{s: q.s, idle: q.rt.IdleTimeout}, src: uc.Br, conn: uc,
+		idleTimeout: q.rt.IdleTimeout, heads: heads}
 	switch {
 	case noBody:
 	case resp.Chunked:
@@ -171,20 +171,20 @@ func (q *h2Request) writeHTTP1Head(w *bufio.Writer, hasBody bool) {
 	r := q.r
 	w.WriteString(r.Method)
 	w.WriteByte(' ')
-	w.WriteString(r.RequestURI) // the :path as the client sent it
+	w.WriteString(r.Path) // as the client sent it
 	w.WriteString(" HTTP/1.1\r\nHost: ")
-	w.WriteString(r.Host)
+	w.WriteString(r.Authority)
 	w.WriteString("\r\n")
-	for k, vs := range r.Header {
-		if droppedRequestFields[k] {
+	declaredLength := false
+	for _, f := range r.Fields {
+		if droppedRequestFields[f.Name] {
+			declaredLength = declaredLength || f.Name == "content-length"
 			continue
 		}
-		for _, v := range vs {
-			w.WriteString(k)
-			w.WriteString(": ")
-			w.WriteString(v)
-			w.WriteString("\r\n")
-		}
+		w.WriteString(f.Name)
+		w.WriteString(": ")
+		w.WriteString(f.Value)
+		w.WriteString("\r\n")
 	}
 	if xff := q.forwardedForValue(); xff != "" {
 		w.WriteString("X-Forwarded-For: ")
@@ -203,7 +203,7 @@ func (q *h2Request) writeHTTP1Head(w *bufio.Writer, hasBody bool) {
 		w.WriteString(strconv.FormatInt(r.ContentLength, 10))
 	case hasBody:
 		w.WriteString("\r\nTransfer-Encoding: chunked")
-	case r.Header["Content-Length"] != nil: // an empty body the client declared
+	case declaredLength: // an empty body the client declared
 		w.WriteString("\r\nContent-Length: 0")
 	}
 	w.WriteString("\r\n\r\n")
@@ -220,14 +220,13 @@ func (q *h2Request) writeHTTP1Body(w *bufio.Writer, hasBody bool) error {
 	buf := h2CopyBuffers.Get().(*[]byte)
 	defer h2CopyBuffers.Put(buf)
 	// A client that sends nothing of its body for the idle timeout is
-	// answered 408. Each deadline costs a message to the connection's serve
-	// loop, so it moves on at most every half idle timeout.
-	rc := http.NewResponseController(q.w)
+	// answered 408. A deadline takes the body's lock, so it moves on at
+	// most every half idle timeout.
 	var extendAt time.Time
 	var sent int64
 	for {
 		if now := time.Now(); now.After(extendAt) {
-			rc.SetReadDeadline(now.Add(q.rt.IdleTimeout))
+			q.s.SetReadDeadline(now.Add(q.rt.IdleTimeout))
 			extendAt = now.Add(q.rt.IdleTimeout / 2)
 		}
 		n, rerr := q.r.Body.Read(*buf)
@@ -262,9 +261,14 @@ func (q *h2Request) writeHTTP1Body(w *bufio.Writer, hasBody bool) error {
 // writeHTTP1ResponseHeader copies the target's response header fields to the
 // client's, without hop-by-hop fields, with the stickiness cookies.
 func (q *h2Request) writeHTTP1ResponseHeader(resp *http1.Head) {
-	h := q.w.Header()
-	fields := string(resp.Raw) // one allocation for every name and value
-	values := make([]string, len(resp.Fields))
+	// One allocation for every name and value, the names in lower case, as
+	// HTTP/2 has them. The bytes never change after: the HPACK encoder
+	// keeps some of these strings in its table.
+	raw := []byte(string(resp.Raw))
+	for i := range resp.Fields {
+		lowerASCII(resp.Fields[i].Name.Of(raw))
+	}
+	fields := bstr(raw)
 	for i := range resp.Fields {
 		f := &resp.Fields[i]
 		if f.Hop {
@@ -274,13 +278,7 @@ func (q *h2Request) writeHTTP1ResponseHeader(resp *http1.Head) {
 		case http1.FieldConnection, http1.FieldKeepAlive, http1.FieldProxyConnection, http1.FieldTransferEncoding, http1.FieldUpgrade:
 			continue
 		}
-		name := http.CanonicalHeaderKey(fields[f.Name.Start:f.Name.End])
-		values[i] = fields[f.Value.Start:f.Value.End]
-		if prev, ok := h[name]; ok {
-			h[name] = append(prev, values[i])
-		} else {
-			h[name] = values[i : i+1 : i+1] // one backing array for every field's first value
-		}
+		q.s.AddField(fields[f.Name.Start:f.Name.End], fields[f.Value.Start:f.Value.End])
 	}
 	q.addStickyCookies(func(name string) bool {
 		for i := range resp.Fields {
@@ -298,10 +296,19 @@ var errClientBody = errors.New("balancer: the client's request body broke off")
 // errClientGone is a failed write to the HTTP/2 client: its stream is gone.
 var errClientGone = errors.New("balancer: the client's stream is gone")
 
+// lowerASCII puts the letters of b in lower case, in place.
+func lowerASCII(b []byte) {
+	for i, c := range b {
+		if 'A' <= c && c <= 'Z' {
+			b[i] = c + 'a' - 'A'
+		}
+	}
+}
+
 // h2BodyCopier copies a response body from a target's HTTP/1.1 connection to
 // an HTTP/2 client, unframed.
 type h2BodyCopier struct {
-	body        *streamWriter
+	body        streamWriter
 	src         *bufio.Reader
 	conn        *pool.Conn
 	idleTimeout time.Duration
@@ -364,13 +371,12 @@ func (b *h2BodyCopier) copyTrailers() error {
 	if err := t.ReadTrailers(b.src); err != nil {
 		return err
 	}
-	header := b.body.w.Header()
 	for i := range t.Fields {
 		f := &t.Fields[i]
 		if f.Kind != http1.FieldOther {
 			continue // framing, routing and hop-by-hop fields have no place in HTTP/2 trailers
 		}
-		header[http.TrailerPrefix+http.CanonicalHeaderKey(string(f.Name.Of(t.Raw)))] = []string{string(f.Value.Of(t.Raw))}
+		b.body.s.AddTrailer(string(f.Name.Of(t.Raw)), string(f.Value.Of(t.Raw)))
 	}
 	return nil
 }

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"slices"
 	"strings"
@@ -15,7 +16,10 @@ import (
 	"time"
 	"unsafe"
 
+	"golang.org/x/net/http2/hpack"
+
 	"github.com/berth-lb/berth/balancer/h2conn"
+	"github.com/berth-lb/berth/balancer/h2server"
 	"github.com/berth-lb/berth/balancer/http1"
 	"github.com/berth-lb/berth/balancer/httpfront"
 	"github.com/berth-lb/berth/balancer/pool"
@@ -26,36 +30,42 @@ import (
 // One HTTP/2 request (a stream), from routing to its access-log line. The
 // decisions are the HTTP/1.1 engine's (rules and actions, 463, stickiness,
 // request IDs, X-Forwarded-For modes, error pages, the log line); what
-// differs is that request and response are net/http values and that the
+// differs is that request and answer are an h2server.Stream's and that the
 // streams of one connection run concurrently, so nothing per request lives
-// on the connection.
+// on the connection. Field names are in lower case, as HTTP/2 has them.
 
 // h2Request is one stream being served.
 type h2Request struct {
-	l         Listener
-	hc        *H2Conn
-	rt        *httpfront.Route
-	w         http.ResponseWriter
-	r         *http.Request
-	ex        httpfront.Exchange
+	l  Listener
+	hc *H2Conn
+	rt *httpfront.Route
+	s  *h2server.Stream
+	r  *h2server.Request
+	ex httpfront.Exchange
+	// lines shows the request's fields to the rules' header conditions.
+	lines     fieldLines
 	requestID string
 	// wantsJSON is true when Accept names application/json: error pages in JSON.
 	wantsJSON bool
+	// idBuf holds a request ID berth made, without an allocation of its own.
+	idBuf [48]byte
 }
 
 // serveStream routes and answers one HTTP/2 request.
-func serveStream(l Listener, w http.ResponseWriter, r *http.Request) {
-	hc := r.Context().Value(h2ConnKey{}).(*H2Conn)
+func serveStream(l Listener, hc *H2Conn, s *h2server.Stream) {
 	hc.active.Add(1)
 	defer hc.active.Add(-1)
-	q := &h2Request{l: l, hc: hc, rt: l.Route(), w: w, r: r}
+	q := &h2Request{l: l, hc: hc, rt: l.Route(), s: s, r: &s.Request}
+	q.lines.fields = s.Request.Fields
 	q.ex.Reset(time.Now())
-	q.requestID = r.Header.Get("X-Request-Id")
+	q.requestID, _ = q.r.Field("x-request-id")
 	if !httpfront.ValidRequestID(sbytes(q.requestID)) {
-		q.requestID = string(httpfront.AppendRequestID(nil, hc.requestIDPrefix, hc.requestIDs.Add(1)))
+		q.requestID = bstr(httpfront.AppendRequestID(q.idBuf[:0], hc.requestIDPrefix, hc.requestIDs.Add(1)))
 	}
-	for _, v := range r.Header.Values("Accept") {
-		q.wantsJSON = q.wantsJSON || httpfront.ContainsFold(sbytes(v), "application/json")
+	for _, f := range q.r.Fields {
+		if f.Name == "accept" {
+			q.wantsJSON = q.wantsJSON || httpfront.ContainsFold(sbytes(f.Value), "application/json")
+		}
 	}
 	// Deferred: a response that breaks mid-body ends the stream by panic.
 	defer q.log()
@@ -65,13 +75,16 @@ func serveStream(l Listener, w http.ResponseWriter, r *http.Request) {
 // sbytes views s as bytes without copying, for reading only.
 func sbytes(s string) []byte { return unsafe.Slice(unsafe.StringData(s), len(s)) }
 
+// bstr views b as a string without copying: b must never change after.
+func bstr(b []byte) string { return unsafe.String(unsafe.SliceData(b), len(b)) }
+
 func (q *h2Request) serve() {
 	r, rt, start := q.r, q.rt, q.ex.Start
-	if !h2conn.Downgradable(r.Method, r.RequestURI, r.Host) {
+	if !h2conn.Downgradable(r.Method, r.Path, r.Authority) {
 		q.fail(400, stats.ReasonBadRequest)
 		return
 	}
-	host := r.Host
+	host := r.Authority
 	// Without a colon there is no port, and SplitHostPort's error (an
 	// allocation) is not worth making.
 	if strings.IndexByte(host, ':') >= 0 {
@@ -79,9 +92,9 @@ func (q *h2Request) serve() {
 			host = h
 		}
 	}
-	path := r.URL.EscapedPath()
+	path, query, _ := strings.Cut(r.Path, "?")
 	if rt.RedirectPort != 0 {
-		q.ex.RedirectURL = httpfront.AppendHTTPSLocation(nil, sbytes(host), sbytes(path), sbytes(r.URL.RawQuery), rt.RedirectPort)
+		q.ex.RedirectURL = httpfront.AppendHTTPSLocation(nil, sbytes(host), sbytes(path), sbytes(query), rt.RedirectPort)
 		q.redirect(http.StatusMovedPermanently)
 		rt.Fallback.Stats.Observe(http.StatusMovedPermanently, time.Since(start))
 		return
@@ -98,8 +111,8 @@ func (q *h2Request) serve() {
 	if normal, changed := rules.NormalizePath(nil, path); changed {
 		matchPath = string(normal)
 	}
-	req := rules.Request{Host: rules.NormalizeHost(host), Path: matchPath, Method: r.Method, Query: r.URL.RawQuery,
-		Headers: &h2Headers{header: r.Header}, Source: q.hc.source}
+	req := rules.Request{Host: rules.NormalizeHost(host), Path: matchPath, Method: r.Method, Query: query,
+		Headers: &q.lines, Source: q.hc.source}
 	act := &rt.Fallback
 	if i := rt.Table.MatchRequest(&req); i >= 0 {
 		act = &rt.Actions[i]
@@ -108,12 +121,12 @@ func (q *h2Request) serve() {
 	switch {
 	case act.Redirect != nil:
 		parts := httpfront.RedirectParts{Protocol: []byte(rt.Scheme), Host: sbytes(host), Port: q.l.ForwardedPort(),
-			Path: sbytes(strings.TrimPrefix(path, "/")), Query: sbytes(r.URL.RawQuery)}
+			Path: sbytes(strings.TrimPrefix(path, "/")), Query: sbytes(query)}
 		q.ex.RedirectURL = act.Redirect.AppendLocation(nil, &parts)
 		q.redirect(act.Redirect.Status)
 		act.Stats.Observe(act.Redirect.Status, time.Since(start))
 	case act.Group == nil:
-		q.ex.Status, q.ex.Sent = act.Code, writePage(q.w, act.Code, act.FixedPage)
+		q.ex.Status, q.ex.Sent = act.Code, writePage(q.s, act.Code, act.FixedPage)
 		act.Stats.Observe(act.Code, time.Since(start))
 	default:
 		var groupToken []byte
@@ -130,14 +143,12 @@ func (q *h2Request) serve() {
 // longer than the HTTP/1.1 engine lets a line be (16 KiB), which its
 // request line and header lines would be.
 func (q *h2Request) fieldTooLong() bool {
-	if len(q.r.RequestURI) > http1.MaxLineBytes { // the :path as the client sent it
+	if len(q.r.Path) > http1.MaxLineBytes { // the :path as the client sent it
 		return true
 	}
-	for k, vs := range q.r.Header {
-		for _, v := range vs {
-			if len(k)+2+len(v) > http1.MaxLineBytes {
-				return true
-			}
+	for _, f := range q.r.Fields {
+		if len(f.Name)+2+len(f.Value) > http1.MaxLineBytes {
+			return true
 		}
 	}
 	return false
@@ -146,26 +157,27 @@ func (q *h2Request) fieldTooLong() bool {
 // forwardedFor counts the addresses of the request's X-Forwarded-For lines.
 func (q *h2Request) forwardedFor() int {
 	n := 0
-	for _, v := range q.r.Header.Values("X-Forwarded-For") {
-		n += 1 + strings.Count(v, ",")
+	for _, f := range q.r.Fields {
+		if f.Name == "x-forwarded-for" {
+			n += 1 + strings.Count(f.Value, ",")
+		}
 	}
 	return n
 }
 
-// cookie returns the value of the request's cookie name, or nil.
+// cookie returns the value of the request's cookie name, or nil. The
+// server joined the request's cookie fields into one.
 func (q *h2Request) cookie(name string) []byte {
-	for _, v := range q.r.Header.Values("Cookie") {
-		if c := httpfront.CookieValue(sbytes(v), name); c != nil {
-			return c
-		}
+	if v, ok := q.r.Field("cookie"); ok {
+		return httpfront.CookieValue(sbytes(v), name)
 	}
 	return nil
 }
 
 // redirect answers with ex.RedirectURL as the location.
 func (q *h2Request) redirect(status int) {
-	q.w.Header().Set("Location", string(q.ex.RedirectURL))
-	q.w.WriteHeader(status)
+	q.s.AddField("location", bstr(q.ex.RedirectURL))
+	q.s.WriteHeader(status)
 	q.ex.Status = status
 }
 
@@ -177,40 +189,27 @@ func (q *h2Request) fail(code int, reason stats.ErrorReason) int {
 	if q.wantsJSON {
 		page = httpfront.ErrorBodies[code][1]
 	}
-	q.ex.Status, q.ex.Reason, q.ex.Sent = code, reason, writePage(q.w, code, page)
+	q.ex.Status, q.ex.Reason, q.ex.Sent = code, reason, writePage(q.s, code, page)
 	return code
 }
 
-// h2Headers shows an HTTP/2 request's header lines to the rule conditions,
-// listed on first use: most rules have no header condition.
-type h2Headers struct {
-	header http.Header
-	lines  [][2]string
-	listed bool
-}
+// fieldLines shows an HTTP/2 request's fields to the rule conditions.
+type fieldLines struct{ fields []hpack.HeaderField }
 
-func (h *h2Headers) NumHeaders() int {
-	if !h.listed {
-		for k, vs := range h.header {
-			for _, v := range vs {
-				h.lines = append(h.lines, [2]string{k, v})
-			}
-		}
-		h.listed = true
-	}
-	return len(h.lines)
-}
+func (h *fieldLines) NumHeaders() int { return len(h.fields) }
 
-func (h *h2Headers) HeaderAt(i int) (name, value []byte) {
-	return sbytes(h.lines[i][0]), sbytes(h.lines[i][1])
+func (h *fieldLines) HeaderAt(i int) (name, value []byte) {
+	return sbytes(h.fields[i].Name), sbytes(h.fields[i].Value)
 }
 
 // writePage answers with one of the balancer's own pages and returns the
 // length of its body.
-func writePage(w http.ResponseWriter, status int, p httpfront.Page) int64 {
-	w.Header()["Content-Type"] = p.ContentType
-	w.WriteHeader(status)
-	n, _ := w.Write(p.Body)
+func writePage(s *h2server.Stream, status int, p httpfront.Page) int64 {
+	for _, v := range p.ContentType {
+		s.AddField("content-type", v)
+	}
+	s.WriteHeader(status)
+	n, _ := s.Write(p.Body)
 	return int64(n)
 }
 
@@ -219,7 +218,8 @@ func writePage(w http.ResponseWriter, status int, p httpfront.Page) int64 {
 // since then nothing of it was sent. It returns the status the client got.
 func (q *h2Request) forward(g *pool.Group) int {
 	// gRPC needs HTTP/2 end to end for its trailers and full-duplex streams.
-	grpc := strings.HasPrefix(q.r.Header.Get("Content-Type"), "application/grpc")
+	contentType, _ := q.r.Field("content-type")
+	grpc := strings.HasPrefix(contentType, "application/grpc")
 	var stickyToken []byte
 	if g.Sticky != nil {
 		stickyToken = q.cookie(g.Sticky.Cookie)
@@ -270,41 +270,91 @@ func (q *h2Request) attempt(g *pool.Group, t *pool.Target, grpc, alternatives bo
 
 // countedBody is the client's request body as sent to a target: it counts
 // what was read, and a failed try does not close it, since the next try may
-// still send it.
+// still send it. At its end it gives the request's trailers to trailer,
+// where the HTTP/2 client toward the target reads them.
 type countedBody struct {
-	body io.Reader
-	n    *int64
+	s       *h2server.Stream
+	n       *int64
+	trailer http.Header
 }
 
 func (b countedBody) Read(p []byte) (int, error) {
-	n, err := b.body.Read(p)
+	n, err := b.s.Request.Body.Read(p)
 	*b.n += int64(n)
+	if err == io.EOF && b.trailer != nil {
+		for _, f := range b.s.Trailers() {
+			k := http.CanonicalHeaderKey(f.Name)
+			if _, declared := b.trailer[k]; declared {
+				b.trailer[k] = append(b.trailer[k], f.Value)
+			}
+		}
+	}
 	return n, err
 }
 
 func (countedBody) Close() error { return nil }
 
+// targetRequest is the request toward a gRPC target t, for net/http's
+// HTTP/2 client: the client's fields without hop-by-hop ones (but TE:
+// trailers, which gRPC needs), with X-Forwarded-For (by the listener's
+// mode), -Proto, -Port and X-Request-Id.
+func (q *h2Request) targetRequest(ctx context.Context, t *pool.Target) (*http.Request, error) {
+	r := q.r
+	u, err := url.ParseRequestURI(r.Path)
+	if err != nil {
+		return nil, err
+	}
+	u.Scheme, u.Host = "http", t.Address
+	h := make(http.Header, len(r.Fields)+4)
+	var trailer http.Header
+	for _, f := range r.Fields {
+		switch {
+		case f.Name == "te" && f.Value == "trailers":
+			h["Te"] = []string{f.Value}
+		case f.Name == "trailer":
+			for _, k := range strings.Split(f.Value, ",") {
+				if k = strings.TrimSpace(k); k != "" {
+					if trailer == nil {
+						trailer = http.Header{}
+					}
+					trailer[http.CanonicalHeaderKey(k)] = nil
+				}
+			}
+		case !droppedRequestFields[f.Name]:
+			k := http.CanonicalHeaderKey(f.Name)
+			h[k] = append(h[k], f.Value)
+		}
+	}
+	if xff := q.forwardedForValue(); xff != "" {
+		h.Set("X-Forwarded-For", xff)
+	}
+	h.Set("X-Request-Id", q.requestID)
+	h.Set("X-Forwarded-Proto", q.rt.Scheme)
+	h.Set("X-Forwarded-Port", string(q.l.ForwardedPort()))
+	out := &http.Request{Method: r.Method, URL: u, Proto: "HTTP/2.0", ProtoMajor: 2, Header: h, Host: r.Authority,
+		ContentLength: r.ContentLength, Body: http.NoBody, Trailer: trailer}
+	if r.ContentLength != 0 {
+		out.Body = countedBody{s: q.s, n: &q.ex.Received, trailer: trailer}
+	}
+	return out.WithContext(ctx), nil
+}
+
 // tryHTTP2 is one try on target t over HTTP/2. It reports the status sent
 // to the client, or a failure reason and whether the request may go to
 // another target.
 func (q *h2Request) tryHTTP2(g *pool.Group, t *pool.Target, transport http.RoundTripper) (int, stats.ErrorReason, bool) {
-	r, w := q.r, q.w
-	ctx, cancel := context.WithCancel(context.WithValue(r.Context(), connectTimeoutKey{}, g.ConnectTimeout))
+	s := q.s
+	ctx, cancel := context.WithCancel(context.WithValue(s.Context(), connectTimeoutKey{}, g.ConnectTimeout))
 	defer cancel()
+	out, err := q.targetRequest(ctx, t)
+	if err != nil {
+		return q.fail(400, stats.ReasonBadRequest), httpfront.ReasonNone, false
+	}
 	ex := &h2Exchange{cancel: cancel}
 	t.AddStream(ex)
 	defer t.RemoveStream(ex)
 	timedOut := atomic.Bool{}
 	timer := time.AfterFunc(g.ConnectTimeout+g.ResponseTimeout, func() { timedOut.Store(true); cancel() })
-	out := r.Clone(ctx)
-	out.RequestURI = ""
-	out.URL.Scheme = "http"
-	out.URL.Host = t.Address
-	out.Close = false
-	if r.Body != nil && r.Body != http.NoBody {
-		out.Body = countedBody{r.Body, &q.ex.Received}
-	}
-	q.writeRequestHeader(out.Header)
 
 	q.ex.SentToTarget = time.Now()
 	resp, err := transport.RoundTrip(out)
@@ -317,7 +367,7 @@ func (q *h2Request) tryHTTP2(g *pool.Group, t *pool.Target, transport http.Round
 		if timedOut.Load() || errors.Is(err, os.ErrDeadlineExceeded) {
 			return 0, stats.ReasonResponseTimeout, false
 		}
-		if r.Context().Err() != nil {
+		if s.Gone() {
 			return httpfront.StatusClientClosed, httpfront.ReasonNone, false // the client went away
 		}
 		return 0, httpfront.BrokenReason(err), false
@@ -327,13 +377,13 @@ func (q *h2Request) tryHTTP2(g *pool.Group, t *pool.Target, transport http.Round
 	// The answer ended the exchange: a client still sending (a gRPC stream
 	// that failed early) must not keep the upstream request body open,
 	// which would keep resp.Body.Close waiting for it.
-	defer r.Body.Close()
+	defer s.Request.Body.Close()
 	q.writeResponseHeader(resp)
-	w.WriteHeader(resp.StatusCode)
+	s.WriteHeader(resp.StatusCode)
 	// No idle deadline for gRPC: its streams may rightly stay quiet for
 	// long (watches kept alive by pings); a socket that takes nothing is
-	// still closed by the server's WriteByteTimeout.
-	body := newStreamWriter(w, resp.ContentLength < 0, 0)
+	// still closed by the server's write bound.
+	body := streamWriter{s: s}
 	buf := h2CopyBuffers.Get().(*[]byte)
 	defer h2CopyBuffers.Put(buf)
 	for {
@@ -353,77 +403,57 @@ func (q *h2Request) tryHTTP2(g *pool.Group, t *pool.Target, transport http.Round
 		}
 	}
 	for k, vs := range resp.Trailer {
-		w.Header()[http.TrailerPrefix+k] = vs
+		for _, v := range vs {
+			s.AddTrailer(k, v)
+		}
 	}
 	return resp.StatusCode, httpfront.ReasonNone, false
 }
 
-// streamWriter writes a response body to an HTTP/2 client. A response
-// without a length (Server-Sent Events, gRPC, long polls) is streamed: every
-// piece goes out at once. A client that takes nothing for the listener's
-// idle timeout gets its stream reset and the write fails: a client that
-// stops reading must not hold a handler and a target connection for ever.
+// streamWriter writes a response body to an HTTP/2 client; every piece
+// goes out at once (the server sends what a write gives it). A client that
+// takes nothing for the listener's idle timeout gets its stream reset and
+// the write fails: a client that stops reading must not hold a handler and
+// a target connection for ever.
 type streamWriter struct {
-	w     http.ResponseWriter
-	rc    *http.ResponseController
-	flush bool
-	idle  time.Duration
+	s    *h2server.Stream
+	idle time.Duration
 	// extendAt is when the next write moves the deadline on: not on every
 	// write, since a deadline takes the connection's write lock.
 	// With idle 0 there is no deadline.
 	extendAt time.Time
 }
 
-func newStreamWriter(w http.ResponseWriter, flush bool, idle time.Duration) *streamWriter {
-	return &streamWriter{w: w, rc: http.NewResponseController(w), flush: flush, idle: idle}
-}
-
-func (s *streamWriter) Write(p []byte) (int, error) {
-	if now := time.Now(); s.idle > 0 && now.After(s.extendAt) {
-		s.rc.SetWriteDeadline(now.Add(s.idle))
-		s.extendAt = now.Add(s.idle / 2)
-	}
-	n, err := s.w.Write(p)
-	if err == nil && s.flush {
-		err = s.rc.Flush()
-	}
-	return n, err
-}
-
-// writeRequestHeader turns the client's header into the one sent to the
-// target over HTTP/2: without hop-by-hop fields (but TE: trailers, which
-// gRPC needs), with X-Forwarded-For (by the listener's mode), -Proto, -Port
-// and X-Request-Id.
-func (q *h2Request) writeRequestHeader(h http.Header) {
-	te := h.Get("Te")
-	xff := q.forwardedForValue()
-	for k := range h {
-		if droppedRequestFields[k] {
-			delete(h, k)
+func (w *streamWriter) Write(p []byte) (int, error) {
+	if w.idle > 0 {
+		if now := time.Now(); now.After(w.extendAt) {
+			w.s.SetWriteDeadline(now.Add(w.idle))
+			w.extendAt = now.Add(w.idle / 2)
 		}
 	}
-	if te == "trailers" {
-		h.Set("Te", te)
-	}
-	if xff != "" {
-		h.Set("X-Forwarded-For", xff)
-	}
-	h.Set("X-Request-Id", q.requestID)
-	h.Set("X-Forwarded-Proto", q.rt.Scheme)
-	h.Set("X-Forwarded-Port", string(q.l.ForwardedPort()))
+	return w.s.Write(p)
 }
 
 // forwardedForValue is the X-Forwarded-For a target gets by the listener's
 // mode: the client's list with the client's address appended, the list as
 // it came, or none (""). Several lines are one list (RFC 9110 5.3).
 func (q *h2Request) forwardedForValue() string {
-	xff := strings.Join(q.r.Header.Values("X-Forwarded-For"), ", ")
+	var xff string
+	for _, f := range q.r.Fields {
+		if f.Name == "x-forwarded-for" {
+			if xff == "" {
+				xff = f.Value
+			} else {
+				xff += ", " + f.Value
+			}
+		}
+	}
 	switch q.rt.XFF {
 	case httpfront.XFFAppend:
 		if xff == "" {
-			return string(q.hc.clientIP)
+			return httpfront.Bstr(q.hc.clientIP)
 		}
-		return xff + ", " + string(q.hc.clientIP)
+		return xff + ", " + httpfront.Bstr(q.hc.clientIP)
 	case httpfront.XFFPreserve:
 		return xff
 	}
@@ -433,13 +463,14 @@ func (q *h2Request) forwardedForValue() string {
 // writeResponseHeader copies the target's response header to the client's,
 // without hop-by-hop fields, with the stickiness cookies the exchange sets.
 func (q *h2Request) writeResponseHeader(resp *http.Response) {
-	h := q.w.Header()
 	for k, vs := range resp.Header {
 		switch k {
 		case "Connection", "Keep-Alive", "Proxy-Connection", "Transfer-Encoding", "Upgrade":
 			continue
 		}
-		h[k] = vs
+		for _, v := range vs {
+			q.s.AddField(k, v)
+		}
 	}
 	q.addStickyCookies(func(name string) bool {
 		return slices.ContainsFunc(resp.Header.Values("Set-Cookie"), func(v string) bool { return httpfront.SetsCookie(sbytes(v), name) })
@@ -450,15 +481,14 @@ func (q *h2Request) writeResponseHeader(resp *http.Response) {
 // response: the group's, and the target's (for app_cookie only when the
 // response sets the application's cookie, which setsCookie tells).
 func (q *h2Request) addStickyCookies(setsCookie func(name string) bool) {
-	h := q.w.Header()
 	if q.ex.GroupToken != "" {
-		h.Add("Set-Cookie", string(httpfront.AppendCookie(nil, httpfront.StickyCookieGroup, q.ex.GroupToken, q.ex.GroupStickiness)))
+		q.s.AddField("set-cookie", bstr(httpfront.AppendCookie(nil, httpfront.StickyCookieGroup, q.ex.GroupToken, q.ex.GroupStickiness)))
 	}
 	s := q.ex.Sticky
 	if s == nil || q.ex.StickyToken == "" || s.AppCookie != "" && !setsCookie(s.AppCookie) {
 		return
 	}
-	h.Add("Set-Cookie", string(httpfront.AppendCookie(nil, s.Cookie, q.ex.StickyToken, s.Duration)))
+	q.s.AddField("set-cookie", bstr(httpfront.AppendCookie(nil, s.Cookie, q.ex.StickyToken, s.Duration)))
 }
 
 // log writes the access-log line of the request, when an access log is open.
@@ -468,13 +498,12 @@ func (q *h2Request) log() {
 		return
 	}
 	r := q.r
-	for k, vs := range r.Header {
-		for _, v := range vs {
-			q.ex.Received += int64(len(k) + len(v) + 4) // as the header lines of HTTP/1.1
-		}
+	for _, f := range r.Fields {
+		q.ex.Received += int64(len(f.Name) + len(f.Value) + 4) // as the header lines of HTTP/1.1
 	}
+	userAgent, _ := r.Field("user-agent")
 	line := httpfront.AccessLine{Scheme: q.rt.Scheme, Listener: q.l.Name(), Client: httpfront.Bstr(q.hc.clientIP),
-		Request: r.Method + " " + r.URL.RequestURI() + " " + r.Proto, UserAgent: r.UserAgent(), RequestID: q.requestID}
+		Request: r.Method + " " + r.Path + " HTTP/2.0", UserAgent: userAgent, RequestID: q.requestID}
 	if r.TLS != nil {
 		line.TLSProtocol, line.TLSCipher = tls.VersionName(r.TLS.Version), tls.CipherSuiteName(r.TLS.CipherSuite)
 	}
