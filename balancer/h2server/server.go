@@ -204,6 +204,7 @@ func (s *Server) ServeConn(ctx context.Context, nc net.Conn, r io.Reader, starte
 		return
 	}
 	c.fr = http2.NewFramer(nil, br)
+	c.fr.SetReuseFrames() // a DATA frame's payload is copied (requestBody.put) before the next is read
 	c.fr.ReadMetaHeaders = hpack.NewDecoder(4096, nil)
 	c.fr.MaxHeaderListSize = s.MaxHeaderListSize
 	c.out = &sliceWriter{}
@@ -658,6 +659,7 @@ func (c *conn) onHeaders(f *http2.MetaHeadersFrame) error {
 		return http2.StreamError{StreamID: id, Code: code}
 	}
 	st = &Stream{c: c, id: id, declared: cl}
+	st.fields = st.fieldSpace[:0]
 	st.Request = Request{Method: method, Path: path, Authority: authority, Scheme: scheme, Fields: fields,
 		ContentLength: cl, Body: &st.body, TLS: c.tls, RemoteAddr: c.remote}
 	st.body.st = st
@@ -770,8 +772,10 @@ type Stream struct {
 	cancel context.CancelFunc
 	send   int64 // guarded by c.wmu
 	gone   bool  // guarded by c.wmu
-	// fields and trailer are the answer's, the handler's alone.
+	// fields and trailer are the answer's, the handler's alone; fields
+	// starts in fieldSpace, which holds a usual answer's.
 	fields, trailer []hpack.HeaderField
+	fieldSpace      [8]hpack.HeaderField
 	wrote           bool
 	ended           bool
 	body            requestBody

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -114,5 +115,71 @@ func TestBodyBeyondTheWindowIsRefused(t *testing.T) {
 	}
 	if code, ok := <-refused; !ok || code != http2.ErrCodeFlowControl {
 		t.Fatalf("a body past the windows got %v (answered %v), want FLOW_CONTROL_ERROR", code, ok)
+	}
+}
+
+// TestWorkersAreReusedThenEnd serves a burst of concurrent streams: their
+// workers are kept and serve the next streams, and end once they stay idle
+// from one sweep to the next (the sweeps are called here, not waited for).
+func TestWorkersAreReusedThenEnd(t *testing.T) {
+	const burst = 20
+	started, release := make(chan struct{}, burst), make(chan struct{})
+	addr := serve(t, HandlerFunc(func(s *Stream) {
+		if s.Request.Path == "/burst" {
+			started <- struct{}{}
+			<-release
+		}
+		io.WriteString(s, "done")
+	}))
+	client := h2cClient()
+	get := func(path string) error {
+		resp, err := client.Get("http://" + addr + path)
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		if b, _ := io.ReadAll(resp.Body); resp.StatusCode != 200 || string(b) != "done" {
+			return fmt.Errorf("answer %d %q", resp.StatusCode, b)
+		}
+		return nil
+	}
+	errs := make(chan error, burst)
+	for range burst {
+		go func() { errs <- get("/burst") }()
+	}
+	for range burst {
+		<-started
+	}
+	close(release)
+	for range burst {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, func() bool { idle, _ := workerCounts(); return idle >= burst }, "the burst's workers parked")
+	// Streams one after another take a parked worker each time.
+	_, before := workerCounts()
+	for range 10 {
+		if err := get("/"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, after := workerCounts(); after != before {
+		t.Errorf("%d workers started for 10 streams while %d were parked, want none", after-before, burst)
+	}
+	sweepWorkers() // ends those idle since the last sweep: some or none
+	sweepWorkers() // ends every worker idle since the one above
+	if idle, _ := workerCounts(); idle != 0 {
+		t.Fatalf("%d workers still parked after two sweeps without a stream, want none", idle)
+	}
+}
+
+// waitFor polls cond until it holds, for up to 10 s.
+func waitFor(t *testing.T, cond func() bool, what string) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); !cond(); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("not within 10 s: %s", what)
+		}
 	}
 }

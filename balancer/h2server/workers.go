@@ -35,6 +35,8 @@ var workers struct {
 	lowWater int
 	// sweeping: a sweep is due (its timer runs).
 	sweeping bool
+	// started counts the workers started, for the tests.
+	started int
 }
 
 // startStream serves st on an idle worker, or on a new one.
@@ -50,6 +52,7 @@ func startStream(st *Stream) {
 		return
 	}
 	workers.lowWater = 0
+	workers.started++
 	workers.mu.Unlock()
 	go work(st)
 }
@@ -99,9 +102,10 @@ func sweepWorkers() {
 	}
 }
 
-// idleWorkers is how many workers are parked, for tests.
-func idleWorkers() int {
+// workerCounts are how many workers are parked and how many were started,
+// for the tests.
+func workerCounts() (idle, started int) {
 	workers.mu.Lock()
 	defer workers.mu.Unlock()
-	return len(workers.idle)
+	return len(workers.idle), workers.started
 }

@@ -155,7 +155,7 @@ func checkDowngradedHead(t *testing.T, head []byte, method, path, authority, hos
 	}
 	for i := 0; i+1 < len(fields); i += 2 {
 		name := http.CanonicalHeaderKey(fields[i])
-		if droppedRequestFields[strings.ToLower(name)] || name == "Cookie" { // rewritten, or joined by the server
+		if droppedRequestField(strings.ToLower(name)) || name == "Cookie" { // rewritten, or joined by the server
 			continue
 		}
 		// A recipient trims the whitespace around a value (RFC 9110 5.5).

@@ -21,13 +21,16 @@ import (
 // liveness check, Terminate and TLS toward https targets, and none of
 // net/http's transport goroutines and channels per request.
 
-// droppedRequestFields are the client's header fields a target does not get:
-// hop-by-hop fields, the framing (written anew) and those berth sets. HTTP/2
-// field names are in lower case.
-var droppedRequestFields = map[string]bool{
-	"connection": true, "keep-alive": true, "proxy-connection": true, "upgrade": true, "te": true,
-	"transfer-encoding": true, "content-length": true, "expect": true, "host": true,
-	"x-forwarded-for": true, "x-forwarded-proto": true, "x-forwarded-port": true, "x-request-id": true,
+// droppedRequestField reports whether a target does not get the client's
+// field name: hop-by-hop fields, the framing (written anew) and those berth
+// sets. HTTP/2 field names are in lower case.
+func droppedRequestField(name string) bool {
+	switch name {
+	case "connection", "keep-alive", "proxy-connection", "upgrade", "te", "transfer-encoding", "content-length",
+		"expect", "host", "x-forwarded-for", "x-forwarded-proto", "x-forwarded-port", "x-request-id":
+		return true
+	}
+	return false
 }
 
 // upstreamHeads are what an HTTP/2 request reads from an HTTP/1.1 target:
@@ -177,7 +180,7 @@ func (q *h2Request) writeHTTP1Head(w *bufio.Writer, hasBody bool) {
 	w.WriteString("\r\n")
 	declaredLength := false
 	for _, f := range r.Fields {
-		if droppedRequestFields[f.Name] {
+		if droppedRequestField(f.Name) {
 			declaredLength = declaredLength || f.Name == "content-length"
 			continue
 		}
@@ -264,7 +267,8 @@ func (q *h2Request) writeHTTP1ResponseHeader(resp *http1.Head) {
 	// One allocation for every name and value, the names in lower case, as
 	// HTTP/2 has them. The bytes never change after: the HPACK encoder
 	// keeps some of these strings in its table.
-	raw := []byte(string(resp.Raw))
+	raw := make([]byte, len(resp.Raw))
+	copy(raw, resp.Raw)
 	for i := range resp.Fields {
 		lowerASCII(resp.Fields[i].Name.Of(raw))
 	}

@@ -55,7 +55,9 @@ type h2Request struct {
 func serveStream(l Listener, hc *H2Conn, s *h2server.Stream) {
 	hc.active.Add(1)
 	defer hc.active.Add(-1)
-	q := &h2Request{l: l, hc: hc, rt: l.Route(), s: s, r: &s.Request}
+	q := h2Requests.Get().(*h2Request)
+	defer h2Requests.Put(q)
+	*q = h2Request{l: l, hc: hc, rt: l.Route(), s: s, r: &s.Request}
 	q.lines.fields = s.Request.Fields
 	q.ex.Reset(time.Now())
 	q.requestID, _ = q.r.Field("x-request-id")
@@ -71,6 +73,10 @@ func serveStream(l Listener, hc *H2Conn, s *h2server.Stream) {
 	defer q.log()
 	q.serve()
 }
+
+// h2Requests are reused: nothing holds one once its stream is served (the
+// request ID in its idBuf is copied wherever it goes on).
+var h2Requests = sync.Pool{New: func() any { return new(h2Request) }}
 
 // sbytes views s as bytes without copying, for reading only.
 func sbytes(s string) []byte { return unsafe.Slice(unsafe.StringData(s), len(s)) }
@@ -320,7 +326,7 @@ func (q *h2Request) targetRequest(ctx context.Context, t *pool.Target) (*http.Re
 					trailer[http.CanonicalHeaderKey(k)] = nil
 				}
 			}
-		case !droppedRequestFields[f.Name]:
+		case !droppedRequestField(f.Name):
 			k := http.CanonicalHeaderKey(f.Name)
 			h[k] = append(h[k], f.Value)
 		}
@@ -328,7 +334,7 @@ func (q *h2Request) targetRequest(ctx context.Context, t *pool.Target) (*http.Re
 	if xff := q.forwardedForValue(); xff != "" {
 		h.Set("X-Forwarded-For", xff)
 	}
-	h.Set("X-Request-Id", q.requestID)
+	h.Set("X-Request-Id", strings.Clone(q.requestID)) // the HTTP/2 client may hold it past the stream
 	h.Set("X-Forwarded-Proto", q.rt.Scheme)
 	h.Set("X-Forwarded-Port", string(q.l.ForwardedPort()))
 	out := &http.Request{Method: r.Method, URL: u, Proto: "HTTP/2.0", ProtoMajor: 2, Header: h, Host: r.Authority,
