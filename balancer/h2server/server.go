@@ -1061,11 +1061,11 @@ type requestBody struct {
 	// trailers are the request's, set when its trailers end it.
 	trailers []hpack.HeaderField
 	mu       sync.Mutex
-	cond           sync.Cond
-	buf            []byte
-	done           bool
-	err            error
-	deadline       time.Time
+	cond     sync.Cond
+	buf      []byte
+	done     bool
+	err      error
+	deadline time.Time
 }
 
 var errBodyClosed = errors.New("h2server: request body closed")
