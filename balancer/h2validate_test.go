@@ -60,7 +60,7 @@ func TestH2DowngradeRefusesWhatHTTP1CannotCarry(t *testing.T) {
 		{name: "NUL in a value", fields: h2raw.Fields("GET", "/raw/public", host, "x-a", "1\x002"), want: refused(0)},
 		{name: "a space in a name", fields: h2raw.Fields("GET", "/raw/public", host, "x a", "1"), want: refused(0)},
 		{name: "a colon in a name", fields: h2raw.Fields("GET", "/raw/public", host, "x:a", "1"), want: refused(0)},
-		// Refused by Inbound (x/net would answer 400: RFC 9113 8.2.2 wants a reset).
+		// Malformed by RFC 9113 8.2.2: a reset, not a 400.
 		{name: "a connection-specific field", fields: h2raw.Fields("GET", "/raw/public", host, "connection", "content-length"), want: refused(0)},
 		{name: "Transfer-Encoding", fields: h2raw.Fields("POST", "/raw/public", host, "transfer-encoding", "chunked"), want: refused(0)},
 		{name: "TE other than trailers", fields: h2raw.Fields("GET", "/raw/public", host, "te", "gzip"), want: refused(0)},

@@ -1,21 +1,30 @@
+// Package h2conn holds what berth's HTTP/2 server (balancer/h2server) and
+// the HTTP/2 front (balancer/httpfront/h2front) share about a client
+// connection without knowing routes or targets: the client preface, and
+// Downgradable, which decides whether a request can be forwarded as
+// HTTP/1.1. It imports no other balancer package but the codec's limits
+// (balancer/http1).
 package h2conn
 
 import "github.com/berth-lb/berth/balancer/http1"
 
+// Preface is what an HTTP/2 client sends first (RFC 9113 3.4).
+const Preface = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+
 // An HTTP/2 request forwarded over HTTP/1.1 has its :method, :path and
 // :authority written into a request line and a Host line, where a space or
 // a line end would make a second request or another target than the one the
-// rules matched. x/net/http2 refuses, with a stream reset (PROTOCOL_ERROR)
+// rules matched. The server refuses, with a stream reset (PROTOCOL_ERROR)
 // before the handler runs, a field value with a control byte (NUL, CR, LF,
 // DEL, ...; the pseudo-headers' values too), a field name that is not a
-// lowercase token, a pseudo-header after a regular field, several Host
-// fields or one that differs from :authority, an :authority with userinfo
-// or bytes a host cannot have, and a :path that starts with neither "/" nor
-// "*". What it lets through and an HTTP/1.1 head cannot carry is checked
-// here, before anything is sent: its answer is 400.
+// lowercase token, a pseudo-header after a regular field, a connection-
+// specific field, several Host fields or one that differs from :authority
+// (h2server's headers.go and onHeaders). What it lets through and an HTTP/1.1
+// head cannot carry is checked here, before anything is sent: its answer is
+// 400.
 
-// Downgradable reports whether a request with this :method, :path (x/net's
-// RequestURI) and :authority (or Host) can be forwarded as an HTTP/1.1
+// Downgradable reports whether a request with this :method, :path (as sent)
+// and :authority (or Host) can be forwarded as an HTTP/1.1
 // request.
 func Downgradable(method, path, authority string) bool {
 	switch {

@@ -23,8 +23,9 @@
 // or GOAWAY beyond it: the Framer's), PING answers that a client does not
 // read (cut at maxQueuedPings), SETTINGS answered with one ACK while one
 // waits, write and read deadlines per stream, and a write bound per batch.
-// Rapid resets and connection-specific fields are filtered before the
-// frames get here (balancer/h2conn's Inbound).
+// A client that resets most of the streams it opens (rapid reset,
+// CVE-2023-44487) is cut off; header blocks are decoded as they come, so
+// one that never ends is cut at the limit (headers.go).
 package h2server
 
 import (
@@ -125,6 +126,10 @@ type conn struct {
 	maxSeen       uint32 // guarded by wmu too: GoAway reads it
 	settingsAcked bool
 	maxStreams    uint32
+	// hb is the header block being decoded; opened and resets count the
+	// client's HEADERS and RST_STREAM frames (all the reading goroutine's).
+	hb             headerBlock
+	opened, resets int
 	// pingsQueued and settingsAckQueued count the answers in out
 	// (guarded by wmu).
 	pingsQueued       int
@@ -183,11 +188,10 @@ type sliceWriter struct{ b []byte }
 
 func (w *sliceWriter) Write(p []byte) (int, error) { w.b = append(w.b, p...); return len(p), nil }
 
-// ServeConn serves nc, whose bytes are read from r (nc, or a filter of
-// it), until it ends, and closes it. ctx is every request's parent
-// context; started, when not nil, gets the connection once it is served
-// (for GoAway).
-func (s *Server) ServeConn(ctx context.Context, nc net.Conn, r io.Reader, started func(*Conn)) {
+// ServeConn serves nc until it ends, and closes it. ctx is every stream's
+// parent context; started, when not nil, gets the connection once it is
+// served (for GoAway).
+func (s *Server) ServeConn(ctx context.Context, nc net.Conn, started func(*Conn)) {
 	c := &conn{srv: s, nc: nc, ctx: ctx, sendConn: initialWindow, recvConn: connWindow, peerWindow: initialWindow, peerFrame: maxFrame,
 		streams: map[uint32]*Stream{}, remote: nc.RemoteAddr().String(), idle: s.IdleTimeout, idleSince: time.Now()}
 	if tc, ok := nc.(interface{ ConnectionState() tls.ConnectionState }); ok {
@@ -198,15 +202,14 @@ func (s *Server) ServeConn(ctx context.Context, nc net.Conn, r io.Reader, starte
 	c.hw = &sliceWriter{}
 	c.henc = hpack.NewEncoder(c.hw)
 	defer nc.Close()
-	br := bufio.NewReaderSize(r, 4<<10)
+	br := bufio.NewReaderSize(nc, 4<<10)
 	var p [len(preface)]byte
 	if _, err := io.ReadFull(br, p[:]); err != nil || string(p[:]) != preface {
 		return
 	}
 	c.fr = http2.NewFramer(nil, br)
 	c.fr.SetReuseFrames() // a DATA frame's payload is copied (requestBody.put) before the next is read
-	c.fr.ReadMetaHeaders = hpack.NewDecoder(4096, nil)
-	c.fr.MaxHeaderListSize = s.MaxHeaderListSize
+	c.initHeaderBlocks()
 	c.out = &sliceWriter{}
 	c.wake = make(chan struct{}, 1)
 	c.wfr = http2.NewFramer(c.out, nil)
@@ -375,13 +378,28 @@ func (c *conn) readLoop() error {
 
 func protocolError() error { return http2.ConnectionError(http2.ErrCodeProtocol) }
 
+// freeResets is how many RST_STREAM frames a client may send before its
+// share of reset streams counts: a client cancels some requests (a page
+// left, a deadline passed), an attacker nearly all. The stream limit bounds
+// how many handlers run at once, but a stream reset as soon as it opened
+// frees its slot at once: targets would get a request per stream at the
+// client's pace.
+const freeResets = 200
+
+// tooManyResets reports whether a client that opened streams and sent
+// resets RST_STREAM frames resets most of its streams: more than 3 in 4.
+func tooManyResets(streams, resets int) bool { return resets > freeResets && 4*resets > 3*streams }
+
 // process handles one frame; a StreamError resets its stream, any other
 // error ends the connection (a ConnectionError with GOAWAY).
 func (c *conn) process(f http2.Frame) error {
 	id := f.Header().StreamID
 	switch f := f.(type) {
-	case *http2.MetaHeadersFrame:
-		return c.onHeaders(f)
+	case *http2.HeadersFrame:
+		c.opened++
+		return c.onHeadersFrame(f)
+	case *http2.ContinuationFrame:
+		return c.onBlockFragment(f.HeaderBlockFragment(), f.HeadersEnded())
 	case *http2.DataFrame:
 		return c.onData(f)
 	case *http2.SettingsFrame:
@@ -401,6 +419,9 @@ func (c *conn) process(f http2.Frame) error {
 	case *http2.RSTStreamFrame:
 		if id > c.maxSeen {
 			return protocolError() // RFC 9113 5.1: idle
+		}
+		if c.resets++; tooManyResets(c.opened, c.resets) {
+			return http2.ConnectionError(http2.ErrCodeEnhanceYourCalm)
 		}
 		c.wmu.Lock()
 		if st := c.streams[id]; st != nil {

@@ -72,7 +72,7 @@ func FuzzServeConn(f *testing.F) {
 		served := make(chan struct{})
 		go func() {
 			defer close(served)
-			srv.ServeConn(context.Background(), server, server, nil)
+			srv.ServeConn(context.Background(), server, nil)
 		}()
 		go io.Copy(io.Discard, client)
 		client.Write([]byte(http2.ClientPreface))

@@ -14,6 +14,8 @@ import (
 
 	"golang.org/x/net/http2"
 	"golang.org/x/net/http2/hpack"
+
+	"github.com/berth-lb/berth/internal/tcppair"
 )
 
 // serve serves h on a loopback listener and returns its address.
@@ -31,7 +33,7 @@ func serve(t *testing.T, h Handler) string {
 			if err != nil {
 				return
 			}
-			go srv.ServeConn(context.Background(), conn, conn, nil)
+			go srv.ServeConn(context.Background(), conn, nil)
 		}
 	}()
 	return ln.Addr().String()
@@ -181,5 +183,69 @@ func waitFor(t *testing.T, cond func() bool, what string) {
 		if time.Now().After(deadline) {
 			t.Fatalf("not within 10 s: %s", what)
 		}
+	}
+}
+
+// TestRapidResetCutsOff sends a client's streams, some reset at once, and
+// checks which connections the server cuts off (GOAWAY ENHANCE_YOUR_CALM):
+// only those of a client that resets most of many streams.
+func TestRapidResetCutsOff(t *testing.T) {
+	for _, tc := range []struct {
+		name           string
+		streams, reset int // reset: every reset-th stream is reset (1: all, 0: none)
+		cut            bool
+	}{
+		{"no resets", 1000, 0, false},
+		{"a few resets", 1000, 10, false},
+		{"half reset", 2000, 2, false},
+		{"every stream reset, a few", freeResets, 1, false},
+		{"every stream reset, many", 1000, 1, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			client, server := tcppair.Loopback(t)
+			srv := &Server{Handler: HandlerFunc(func(s *Stream) {}), MaxConcurrentStreams: 100000}
+			go srv.ServeConn(context.Background(), server, nil)
+			var wire bytes.Buffer
+			wire.WriteString(http2.ClientPreface)
+			fr := http2.NewFramer(&wire, nil)
+			fr.WriteSettings()
+			var block bytes.Buffer
+			enc := hpack.NewEncoder(&block)
+			for i := range tc.streams {
+				id := uint32(2*i + 1)
+				block.Reset()
+				for _, f := range [][2]string{{":method", "GET"}, {":scheme", "http"}, {":path", "/"}, {":authority", "a.example"}} {
+					enc.WriteField(hpack.HeaderField{Name: f[0], Value: f[1]})
+				}
+				fr.WriteHeaders(http2.HeadersFrameParam{StreamID: id, BlockFragment: block.Bytes(), EndStream: true, EndHeaders: true})
+				if tc.reset > 0 && i%tc.reset == 0 {
+					fr.WriteRSTStream(id, http2.ErrCodeCancel)
+				}
+			}
+			fr.WritePing(false, [8]byte{'e', 'n', 'd'}) // answered once every frame before it was read
+			go client.Write(wire.Bytes())
+			client.SetReadDeadline(time.Now().Add(20 * time.Second))
+			in := http2.NewFramer(nil, client)
+			for {
+				f, err := in.ReadFrame()
+				if err != nil {
+					t.Fatalf("no GOAWAY nor the PING's answer: %v", err)
+				}
+				switch f := f.(type) {
+				case *http2.GoAwayFrame:
+					if !tc.cut || f.ErrCode != http2.ErrCodeEnhanceYourCalm {
+						t.Fatalf("GOAWAY %v, want %v", f.ErrCode, map[bool]string{true: "ENHANCE_YOUR_CALM", false: "none"}[tc.cut])
+					}
+					return
+				case *http2.PingFrame:
+					if f.IsAck() && f.Data == [8]byte{'e', 'n', 'd'} {
+						if tc.cut {
+							t.Fatal("the connection stood after every frame was read, want it cut off")
+						}
+						return
+					}
+				}
+			}
+		})
 	}
 }

@@ -1,7 +1,6 @@
 package h2front
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"crypto/tls"
@@ -129,23 +128,8 @@ func serveH2(l Listener, conn net.Conn) {
 	// is a client that takes no bytes for it.
 	srv := &h2server.Server{Handler: streamBackstop{l, hc}, MaxHeaderListSize: http1.MaxHeadBytes,
 		IdleTimeout: l.Route().IdleTimeout, Recovered: func(v any) { reportPanic(l, v) }}
-	srv.ServeConn(context.Background(), conn, h2conn.NewInbound(frameReader(conn)), func(s *h2server.Conn) { hc.served.Store(s) })
+	srv.ServeConn(context.Background(), conn, func(s *h2server.Conn) { hc.served.Store(s) })
 }
-
-// frameReader is what the frames of conn are read from. The frame filter
-// (Inbound) reads a frame header and payload at a time, which on a plain
-// connection would be a syscall each: there a buffer gathers what has arrived.
-// A TLS connection buffers its records already.
-func frameReader(conn net.Conn) io.Reader {
-	if _, ok := conn.(*tls.Conn); ok {
-		return conn
-	}
-	return bufio.NewReaderSize(conn, frameReadBuffer)
-}
-
-// frameReadBuffer holds a few HEADERS frames of requests, a window's
-// worth of small frames; a larger DATA payload is read past it.
-const frameReadBuffer = 4 << 10
 
 // ServeHTTPS terminates TLS and serves HTTP/2 or HTTP/1.1, as the client
 // chose by ALPN.

@@ -83,7 +83,7 @@ func FuzzH2Downgrade(f *testing.F) {
 			if err != nil {
 				return
 			}
-			go srv.ServeConn(context.Background(), conn, conn, nil)
+			go srv.ServeConn(context.Background(), conn, nil)
 		}
 	}()
 	var c *h2raw.Conn // one connection for many inputs, until one ends it
