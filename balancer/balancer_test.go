@@ -220,43 +220,6 @@ func TestStalePooledConnectionIsRetried(t *testing.T) {
 	}
 }
 
-// A target that closes idle connections after 50 ms: the request that takes
-// the pooled connection it closed (within pool.LivenessCheckAfter, so not
-// checked before use) draws a reset, which ends its wait for an answer
-// (pool.Conn.FlushAwait), and it is retried on a new connection at once,
-// not after the response timeout.
-func TestTargetClosedIdleConnectionIsRetriedAtOnce(t *testing.T) {
-	var open atomic.Int32 // the target's connections
-	be := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") }))
-	be.Config.IdleTimeout = 50 * time.Millisecond
-	be.Config.ConnState = func(_ net.Conn, s http.ConnState) {
-		switch s {
-		case http.StateNew:
-			open.Add(1)
-		case http.StateClosed:
-			open.Add(-1)
-		}
-	}
-	be.Start()
-	t.Cleanup(be.Close)
-	cfg := webConfig(serving("a", addrOf(be)))
-	cfg.Groups[0].ResponseTimeout = time.Minute
-	lb := start(t, cfg)
-	client := &http.Client{Timeout: 10 * time.Second} // far below the response timeout
-	url := "http://" + lb.Addr("web") + "/"
-	for i := range 4 {
-		if code, body, _ := get(t, client, url); code != 200 || body != "ok" {
-			t.Fatalf("request %d: %d %q", i, code, body)
-		}
-		// The target closes what berth pooled; the next request takes it.
-		for until := time.Now().Add(5 * time.Second); open.Load() > 0; time.Sleep(time.Millisecond) {
-			if time.Now().After(until) {
-				t.Fatal("the target kept its idle connection open")
-			}
-		}
-	}
-}
-
 func TestResponseTimeout(t *testing.T) {
 	be := backend(t, "", func(w http.ResponseWriter, r *http.Request) { time.Sleep(300 * time.Millisecond) })
 	cfg := webConfig(serving("a", addrOf(be)))

@@ -614,11 +614,7 @@ func (c *ClientConn) roundTrip(uc *pool.Conn, g *pool.Group, rt *Route) (res att
 		return attemptFailed, StatusClientClosed, false, ReasonNone
 	}
 	if err == nil {
-		// The response timeout runs from the request's end and bounds
-		// FlushAwait's wait for the answer: set before it.
-		c.ex.SentToTarget = time.Now()
-		uc.Deadlines.ExtendRead(uc.Conn, c.ex.SentToTarget, g.ResponseTimeout)
-		err = uc.FlushAwait()
+		err = uc.Bw.Flush()
 	}
 	// bodyCut: the target stopped taking the body, and may have answered
 	// already (an early 405 or 413, then a close). That answer goes to the
@@ -631,11 +627,8 @@ func (c *ClientConn) roundTrip(uc *pool.Conn, g *pool.Group, rt *Route) (res att
 		}
 		return attemptFailed, 0, false, BrokenReason(err)
 	}
-	if bodyCut {
-		// The response timeout replaces TargetAnswered's short deadline.
-		c.ex.SentToTarget = time.Now()
-		uc.Deadlines.ExtendRead(uc.Conn, c.ex.SentToTarget, g.ResponseTimeout)
-	}
+	c.ex.SentToTarget = time.Now()
+	uc.Deadlines.ExtendRead(uc.Conn, c.ex.SentToTarget, g.ResponseTimeout)
 	for {
 		err = c.resp.ReadResponse(uc.Br)
 		if uc.Awaiting.Swap(pool.AwaitNone) == pool.AwaitAbandoned {

@@ -105,14 +105,6 @@ type Conn struct {
 	// waits for the first byte of its answer: abandon may then close the
 	// connection and the request is retried (AwaitAbandoned).
 	Awaiting atomic.Int32
-
-	// out is Bw's writer; raw, awaitAnswer (c.awaitStep), flushed and
-	// flushErr are FlushAwait's (await.go).
-	out         connWriter
-	raw         syscall.RawConn
-	awaitAnswer func(uintptr) bool
-	flushed     bool
-	flushErr    error
 }
 
 // The states of Conn.awaiting.
@@ -159,9 +151,13 @@ func StillOpen(conn net.Conn) bool {
 	if tc, ok := conn.(*tls.Conn); ok {
 		conn = tc.NetConn()
 	}
-	raw := rawConnOf(conn)
-	if raw == nil {
-		return true // not TCP (a test's pipe): nothing to peek at
+	tc, ok := conn.(*net.TCPConn)
+	if !ok {
+		return true
+	}
+	raw, err := tc.SyscallConn()
+	if err != nil {
+		return false
 	}
 	open := false
 	var buf [1]byte
@@ -183,7 +179,6 @@ func (t *Target) Put(c *Conn) {
 		return
 	}
 	c.idleFrom = time.Now()
-	c.out.wrote = false
 	t.Mu.Lock()
 	t.unmarkBusy(c)
 	if len(t.idle) < maxIdlePerTarget {
@@ -347,24 +342,14 @@ func Dial(t *Target, timeout time.Duration, alternatives bool) (*Conn, error) {
 		return nil, err
 	}
 	t.Host.connect.observe(took)
-	uc := newConn(t, conn)
-	t.track(uc)
-	return uc, nil
-}
-
-// newConn wraps a connection to t with its buffers, and with what
-// FlushAwait needs made once, so that a request allocates nothing.
-func newConn(t *Target, conn net.Conn) *Conn {
 	uc := &Conn{
 		Conn:   conn,
 		Br:     bufio.NewReaderSize(conn, ConnBufferSize),
+		Bw:     bufio.NewWriterSize(conn, ConnBufferSize),
 		Target: t,
-		out:    connWriter{conn: conn},
-		raw:    rawConnOf(conn),
 	}
-	uc.Bw = bufio.NewWriterSize(&uc.out, ConnBufferSize)
-	uc.awaitAnswer = uc.awaitStep
-	return uc
+	t.track(uc)
+	return uc, nil
 }
 
 // The TLS configurations toward targets, by the protocol offered by ALPN.
