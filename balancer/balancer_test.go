@@ -240,15 +240,8 @@ func TestTargetEndedIdleConnectionIsRetriedAtOnce(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			var ended atomic.Int32
 			target := tcpServer(t, func(conn net.Conn) {
-				br := bufio.NewReader(conn)
-				for {
-					line, err := br.ReadSlice('\n')
-					if err != nil {
-						return
-					}
-					if len(line) <= 2 {
-						break // the end of the first request's head
-					}
+				if readHead(bufio.NewReader(conn)) != nil {
+					return
 				}
 				io.WriteString(conn, answer)
 				time.Sleep(50 * time.Millisecond) // then it ends the idle connection

@@ -52,12 +52,8 @@ func rawBackend(t testing.TB, name string, seen *atomic.Int64, hold <-chan struc
 	return tcpServer(t, func(conn net.Conn) {
 		br := bufio.NewReader(conn)
 		for {
-			line, err := br.ReadSlice('\n')
-			if err != nil {
+			if readHead(br) != nil {
 				return
-			}
-			if len(line) > 2 {
-				continue
 			}
 			if seen != nil {
 				seen.Add(1)
@@ -70,6 +66,16 @@ func rawBackend(t testing.TB, name string, seen *atomic.Int64, hold <-chan struc
 			}
 		}
 	})
+}
+
+// readHead reads a request head up to its blank line.
+func readHead(br *bufio.Reader) error {
+	for {
+		line, err := br.ReadSlice('\n')
+		if err != nil || len(line) <= 2 {
+			return err
+		}
+	}
 }
 
 func TestRuleConditionsThroughTheProxy(t *testing.T) {
@@ -702,15 +708,8 @@ func TestSlowAndStalledUploads(t *testing.T) {
 func TestEarlyAnswerToAnUpload(t *testing.T) {
 	bothProtocols(t, func(t *testing.T, client *http.Client, proto string) {
 		target := tcpServer(t, func(c net.Conn) {
-			br := bufio.NewReader(c)
-			for {
-				line, err := br.ReadString('\n')
-				if err != nil {
-					return
-				}
-				if line == "\r\n" {
-					break
-				}
+			if readHead(bufio.NewReader(c)) != nil {
+				return
 			}
 			io.WriteString(c, "HTTP/1.1 413 Request Entity Too Large\r\nContent-Length: 9\r\nConnection: close\r\n\r\ntoo large")
 		})
