@@ -223,11 +223,13 @@ func TestStalePooledConnectionIsRetried(t *testing.T) {
 // A target that ends an idle keep-alive connection 50 ms after answering on
 // it: the next request takes that pooled connection (within
 // pool.LivenessCheckAfter, so it is not checked before use), fails at once
-// and is retried on a new connection, not after the response timeout. Both
-// ways of ending it: a close (the request draws a reset) and a half-close
-// after which the target reads on and never answers, as Docker's port proxy
-// does when the container behind it ends (the request draws nothing: only
-// the FIN that came while the connection was idle tells).
+// and is retried on a new connection, not after the response timeout; over
+// both protocols (an HTTP/2 request goes to the target over the same pooled
+// HTTP/1.1 connections). Both ways of ending it: a close (the request draws a
+// reset) and a half-close after which the target reads on and never answers,
+// as Docker's port proxy does when the container behind it ends (the request
+// draws nothing: only the FIN that came while the connection idled tells, so
+// a wait for the answer that forgets it waits for the response timeout).
 func TestTargetEndedIdleConnectionIsRetriedAtOnce(t *testing.T) {
 	const answer = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
 	for _, tc := range []struct {
@@ -238,33 +240,34 @@ func TestTargetEndedIdleConnectionIsRetriedAtOnce(t *testing.T) {
 		{"half-closed, reading on", func(c *net.TCPConn) { c.CloseWrite(); io.Copy(io.Discard, c) }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			var ended atomic.Int32
-			target := tcpServer(t, func(conn net.Conn) {
-				if readHead(bufio.NewReader(conn)) != nil {
-					return
-				}
-				io.WriteString(conn, answer)
-				time.Sleep(50 * time.Millisecond) // then it ends the idle connection
-				ended.Add(1)
-				tc.end(conn.(*net.TCPConn))
-			})
-			cfg := webConfig(serving("a", target))
-			cfg.Groups[0].ResponseTimeout = time.Minute
-			lb := start(t, cfg)
-			client := &http.Client{Timeout: 10 * time.Second} // far below the response timeout
-			url := "http://" + lb.Addr("web") + "/"
-			for i := range 4 {
-				if code, body, _ := get(t, client, url); code != 200 || body != "ok" {
-					t.Fatalf("request %d: %d %q", i, code, body)
-				}
-				// The connection the answer came on, pooled now, ends; the
-				// next request takes it.
-				for until := time.Now().Add(5 * time.Second); ended.Load() < int32(i+1); time.Sleep(time.Millisecond) {
-					if time.Now().After(until) {
-						t.Fatal("the target did not end its idle connection")
+			bothProtocols(t, func(t *testing.T, client *http.Client, _ string) {
+				var ended atomic.Int32
+				target := tcpServer(t, func(conn net.Conn) {
+					if readHead(bufio.NewReader(conn)) != nil {
+						return
+					}
+					io.WriteString(conn, answer)
+					time.Sleep(50 * time.Millisecond) // then it ends the idle connection
+					ended.Add(1)
+					tc.end(conn.(*net.TCPConn))
+				})
+				cfg := webConfig(serving("a", target))
+				cfg.Groups[0].ResponseTimeout = time.Minute // the clients give up after 10 s
+				lb := start(t, cfg)
+				url := "http://" + lb.Addr("web") + "/"
+				for i := range 4 {
+					if code, body, _ := get(t, client, url); code != 200 || body != "ok" {
+						t.Fatalf("request %d: %d %q", i, code, body)
+					}
+					// The connection the answer came on, pooled now, ends;
+					// the next request takes it.
+					for until := time.Now().Add(5 * time.Second); ended.Load() < int32(i+1); time.Sleep(time.Millisecond) {
+						if time.Now().After(until) {
+							t.Fatal("the target did not end its idle connection")
+						}
 					}
 				}
-			}
+			})
 		})
 	}
 }
