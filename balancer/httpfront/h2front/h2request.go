@@ -277,16 +277,18 @@ func (q *h2Request) attempt(g *pool.Group, t *pool.Target, grpc, alternatives bo
 // countedBody is the client's request body as sent to a target: it counts
 // what was read, and a failed try does not close it, since the next try may
 // still send it. At its end it gives the request's trailers to trailer,
-// where the HTTP/2 client toward the target reads them.
+// where the HTTP/2 client toward the target reads them. The HTTP/2 client
+// reads it on a goroutine of its own, which may outlast the try: the count
+// is its own, not the reused h2Request's.
 type countedBody struct {
 	s       *h2server.Stream
-	n       *int64
+	n       *atomic.Int64
 	trailer http.Header
 }
 
 func (b countedBody) Read(p []byte) (int, error) {
 	n, err := b.s.Request.Body.Read(p)
-	*b.n += int64(n)
+	b.n.Add(int64(n))
 	if err == io.EOF && b.trailer != nil {
 		for _, f := range b.s.Trailers() {
 			k := http.CanonicalHeaderKey(f.Name)
@@ -304,7 +306,7 @@ func (countedBody) Close() error { return nil }
 // HTTP/2 client: the client's fields without hop-by-hop ones (but TE:
 // trailers, which gRPC needs), with X-Forwarded-For (by the listener's
 // mode), -Proto, -Port and X-Request-Id.
-func (q *h2Request) targetRequest(ctx context.Context, t *pool.Target) (*http.Request, error) {
+func (q *h2Request) targetRequest(ctx context.Context, t *pool.Target, received *atomic.Int64) (*http.Request, error) {
 	r := q.r
 	u, err := url.ParseRequestURI(r.Path)
 	if err != nil {
@@ -340,7 +342,7 @@ func (q *h2Request) targetRequest(ctx context.Context, t *pool.Target) (*http.Re
 	out := &http.Request{Method: r.Method, URL: u, Proto: "HTTP/2.0", ProtoMajor: 2, Header: h, Host: r.Authority,
 		ContentLength: r.ContentLength, Body: http.NoBody, Trailer: trailer}
 	if r.ContentLength != 0 {
-		out.Body = countedBody{s: q.s, n: &q.ex.Received, trailer: trailer}
+		out.Body = countedBody{s: q.s, n: received, trailer: trailer}
 	}
 	return out.WithContext(ctx), nil
 }
@@ -352,7 +354,10 @@ func (q *h2Request) tryHTTP2(g *pool.Group, t *pool.Target, transport http.Round
 	s := q.s
 	ctx, cancel := context.WithCancel(context.WithValue(s.Context(), connectTimeoutKey{}, g.ConnectTimeout))
 	defer cancel()
-	out, err := q.targetRequest(ctx, t)
+	received := new(atomic.Int64)
+	// Counted once the try ends (after the body's Close below, as defers go).
+	defer func() { q.ex.Received += received.Load() }()
+	out, err := q.targetRequest(ctx, t, received)
 	if err != nil {
 		return q.fail(400, stats.ReasonBadRequest), httpfront.ReasonNone, false
 	}
