@@ -38,8 +38,27 @@ func Downgradable(method, path, authority string) bool {
 	// The HTTP/1.1 codec's own grammar: a space would end the request
 	// target, bytes outside ASCII are read differently by different targets
 	// (RFC 3986 wants them percent-encoded), and a "#" would end the path
-	// for a target while berth matched the part after it. HTTP/1.1 requires
-	// Host, and the host rules need one: x/net lets ":" through as an
-	// authority, which no HTTP/1.1 parser should take as a Host.
-	return http1.ValidOriginForm(path) && http1.ValidAuthority(authority)
+	// for a target while berth matched the part after it. A "%" must start a
+	// percent-encoded byte (RFC 3986 2.1), as HTTP/2 servers have refused
+	// (x/net's, berth's before 2026-12-03): targets read a stray one
+	// differently (Go's net/http refuses the request). HTTP/1.1 requires
+	// Host, and the host rules need one: ":" alone is no authority, which no
+	// HTTP/1.1 parser should take as a Host.
+	return http1.ValidOriginForm(path) && validPercentEncoding(path) && http1.ValidAuthority(authority)
 }
+
+// validPercentEncoding reports whether every "%" of s starts "%" HEXDIG
+// HEXDIG.
+func validPercentEncoding(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] == '%' {
+			if i+2 >= len(s) || !isHex(s[i+1]) || !isHex(s[i+2]) {
+				return false
+			}
+			i += 2
+		}
+	}
+	return true
+}
+
+func isHex(c byte) bool { return '0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F' }

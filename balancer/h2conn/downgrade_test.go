@@ -27,6 +27,11 @@ func TestH2Downgradable(t *testing.T) {
 		{"GET", "/a\x7f", "a.example", false},
 		{"GET", "/\xc3\xa9", "a.example", false},
 		{"GET", "/a#b", "a.example", false},
+		{"GET", "/%", "a.example", false},
+		{"GET", "/a%2", "a.example", false},
+		{"GET", "/a%zz", "a.example", false},
+		{"GET", "/a?q=%2", "a.example", false},
+		{"GET", "/a%2Fb%2f?q=%41", "a.example", true},
 	} {
 		if got := Downgradable(tc.method, tc.path, tc.authority); got != tc.want {
 			t.Errorf("h2Downgradable(%q, %q, %q) = %v, want %v", tc.method, tc.path, tc.authority, got, tc.want)
