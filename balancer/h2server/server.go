@@ -355,9 +355,19 @@ func (c *conn) recoverWriter() {
 func (c *conn) readLoop() error {
 	var se http2.StreamError
 	for {
-		f, err := c.fr.ReadFrame()
+		fh, err := c.fr.ReadFrameHeader()
+		var f http2.Frame
+		if err == nil {
+			f, err = c.fr.ReadFrameForHeader(fh)
+		}
 		if err != nil {
 			switch {
+			case errors.As(err, &se) && fh.Type == http2.FrameHeaders:
+				// A header block that cannot be decoded leaves the HPACK
+				// table behind the client's (RFC 9113 4.3), and a bad
+				// padding is a connection error anyway (6.2); its
+				// CONTINUATION frames would have no block to go to.
+				return protocolError()
 			case errors.As(err, &se):
 				c.reset(se.StreamID, se.Code)
 				continue
@@ -399,6 +409,9 @@ func (c *conn) process(f http2.Frame) error {
 		c.opened++
 		return c.onHeadersFrame(f)
 	case *http2.ContinuationFrame:
+		if c.hb.meta.HeadersFrame == nil {
+			return protocolError() // no header block to continue
+		}
 		return c.onBlockFragment(f.HeaderBlockFragment(), f.HeadersEnded())
 	case *http2.DataFrame:
 		return c.onData(f)

@@ -64,6 +64,11 @@ func FuzzServeConn(f *testing.F) {
 	}))
 	f.Fuzz(func(t *testing.T, frames []byte) {
 		client, server := tcppair.Loopback(t)
+		// Both ends close with a reset, not into TIME_WAIT: thousands of
+		// inputs a second would fill the loopback's port space in a minute,
+		// and each connect would then crawl through it.
+		client.SetLinger(0)
+		server.SetLinger(0)
 		srv := &Server{Handler: HandlerFunc(func(s *Stream) {
 			io.Copy(io.Discard, s.Request.Body)
 			s.Write([]byte("answer"))
