@@ -249,3 +249,37 @@ func TestRapidResetCutsOff(t *testing.T) {
 		})
 	}
 }
+
+// TestUnreadableHeaderBlockEndsTheConnection sends a HEADERS frame without
+// END_HEADERS whose padding is longer than its payload, then the
+// CONTINUATION (empty) that ends its block: the block cannot be decoded (the HPACK
+// table would fall behind the client's), so the connection ends with
+// GOAWAY PROTOCOL_ERROR, and nothing panics (FuzzServeConn found the
+// CONTINUATION reaching a block never begun).
+func TestUnreadableHeaderBlockEndsTheConnection(t *testing.T) {
+	client, server := tcppair.Loopback(t)
+	srv := &Server{Handler: HandlerFunc(func(s *Stream) {})}
+	go srv.ServeConn(context.Background(), server, nil)
+	var wire bytes.Buffer
+	wire.WriteString(http2.ClientPreface)
+	fr := http2.NewFramer(&wire, nil)
+	fr.WriteSettings()
+	// A HEADERS frame of stream 3: flags PADDED, pad length 48 in a 2-byte payload.
+	wire.Write([]byte{0, 0, 2, byte(http2.FrameHeaders), byte(http2.FlagHeadersPadded), 0, 0, 0, 3, 48, 0x82})
+	fr.WriteContinuation(3, true, nil) // empty: no fragment size check stops it
+	go client.Write(wire.Bytes())
+	client.SetReadDeadline(time.Now().Add(10 * time.Second))
+	in := http2.NewFramer(nil, client)
+	for {
+		f, err := in.ReadFrame()
+		if err != nil {
+			t.Fatalf("no GOAWAY before the connection ended: %v", err)
+		}
+		if g, ok := f.(*http2.GoAwayFrame); ok {
+			if g.ErrCode != http2.ErrCodeProtocol {
+				t.Fatalf("GOAWAY %v, want PROTOCOL_ERROR", g.ErrCode)
+			}
+			return
+		}
+	}
+}
