@@ -18,10 +18,10 @@ type headerBlock struct {
 	dec *hpack.Decoder
 	// meta is the block, handed to onHeaders when it ends.
 	meta http2.MetaHeadersFrame
-	// remain is how many bytes of header list the block may still hold
-	// (RFC 9113 6.5.2's size: name, value and 32 per field).
-	remain     uint32
-	sawRegular bool
+	// limit is the header list a block may hold (RFC 9113 6.5.2's size:
+	// name, value and 32 per field), remain what the block may still hold.
+	limit, remain uint32
+	sawRegular    bool
 	// malformed: a field broke the rules; the block is decoded on, for the
 	// HPACK table, and its stream is reset.
 	malformed bool
@@ -36,12 +36,12 @@ const maxFieldsHint = 32
 const defaultHeaderList = 16 << 20
 
 func (c *conn) initHeaderBlocks() {
-	limit := c.srv.MaxHeaderListSize
-	if limit == 0 {
-		limit = defaultHeaderList
+	c.hb.limit = c.srv.MaxHeaderListSize
+	if c.hb.limit == 0 {
+		c.hb.limit = defaultHeaderList
 	}
 	c.hb.dec = hpack.NewDecoder(4096, c.emitField)
-	c.hb.dec.SetMaxStringLength(int(limit))
+	c.hb.dec.SetMaxStringLength(int(c.hb.limit))
 	c.hb.fieldsHint = 8
 }
 
@@ -49,10 +49,7 @@ func (c *conn) initHeaderBlocks() {
 func (c *conn) onHeadersFrame(f *http2.HeadersFrame) error {
 	b := &c.hb
 	b.meta = http2.MetaHeadersFrame{HeadersFrame: f, Fields: make([]hpack.HeaderField, 0, b.fieldsHint)}
-	b.remain = c.srv.MaxHeaderListSize
-	if b.remain == 0 {
-		b.remain = defaultHeaderList
-	}
+	b.remain = b.limit
 	b.sawRegular, b.malformed = false, false
 	b.dec.SetEmitEnabled(true)
 	return c.onBlockFragment(f.HeaderBlockFragment(), f.HeadersEnded())

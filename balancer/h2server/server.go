@@ -119,7 +119,6 @@ type conn struct {
 	out         *sliceWriter       // frames not yet written, guarded by wmu
 	wake        chan struct{}
 	woken       bool // guarded by wmu
-	remote      string
 	// maxSeen is the highest stream the client opened, settingsAcked
 	// whether it acknowledged the server's SETTINGS; both the reading
 	// goroutine's.
@@ -193,7 +192,7 @@ func (w *sliceWriter) Write(p []byte) (int, error) { w.b = append(w.b, p...); re
 // served (for GoAway).
 func (s *Server) ServeConn(ctx context.Context, nc net.Conn, started func(*Conn)) {
 	c := &conn{srv: s, nc: nc, ctx: ctx, sendConn: initialWindow, recvConn: connWindow, peerWindow: initialWindow, peerFrame: maxFrame,
-		streams: map[uint32]*Stream{}, remote: nc.RemoteAddr().String(), idle: s.IdleTimeout, idleSince: time.Now()}
+		streams: map[uint32]*Stream{}, idle: s.IdleTimeout, idleSince: time.Now()}
 	if tc, ok := nc.(interface{ ConnectionState() tls.ConnectionState }); ok {
 		st := tc.ConnectionState()
 		c.tls = &st
@@ -695,7 +694,7 @@ func (c *conn) onHeaders(f *http2.MetaHeadersFrame) error {
 	st = &Stream{c: c, id: id, declared: cl}
 	st.fields = st.fieldSpace[:0]
 	st.Request = Request{Method: method, Path: path, Authority: authority, Scheme: scheme, Fields: fields,
-		ContentLength: cl, Body: &st.body, TLS: c.tls, RemoteAddr: c.remote}
+		ContentLength: cl, Body: &st.body, TLS: c.tls}
 	st.body.st = st
 	st.body.cond.L = &st.body.mu
 	if f.StreamEnded() {
@@ -779,8 +778,7 @@ type Request struct {
 	// Stream.Trailers has the request's trailers.
 	Body io.ReadCloser
 	// TLS is the connection's TLS state, nil on h2c.
-	TLS        *tls.ConnectionState
-	RemoteAddr string
+	TLS *tls.ConnectionState
 }
 
 // Field returns the value of the first field called name (lower case).
@@ -903,9 +901,6 @@ func (st *Stream) Gone() bool {
 	defer c.wmu.Unlock()
 	return st.gone || c.werr != nil
 }
-
-// ConnContext is the context the connection was served with (ServeConn's).
-func (st *Stream) ConnContext() context.Context { return st.c.ctx }
 
 // Trailers are the request's trailer fields, once Body read io.EOF.
 func (st *Stream) Trailers() []hpack.HeaderField {

@@ -202,9 +202,6 @@ func TestRapidResetCutsOff(t *testing.T) {
 		{"every stream reset, many", 1000, 1, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			client, server := tcppair.Loopback(t)
-			srv := &Server{Handler: HandlerFunc(func(s *Stream) {}), MaxConcurrentStreams: 100000}
-			go srv.ServeConn(context.Background(), server, nil)
 			var wire bytes.Buffer
 			wire.WriteString(http2.ClientPreface)
 			fr := http2.NewFramer(&wire, nil)
@@ -223,9 +220,7 @@ func TestRapidResetCutsOff(t *testing.T) {
 				}
 			}
 			fr.WritePing(false, [8]byte{'e', 'n', 'd'}) // answered once every frame before it was read
-			go client.Write(wire.Bytes())
-			client.SetReadDeadline(time.Now().Add(20 * time.Second))
-			in := http2.NewFramer(nil, client)
+			in := sendRaw(t, &Server{Handler: HandlerFunc(func(s *Stream) {}), MaxConcurrentStreams: 100000}, wire.Bytes())
 			for {
 				f, err := in.ReadFrame()
 				if err != nil {
@@ -257,9 +252,6 @@ func TestRapidResetCutsOff(t *testing.T) {
 // GOAWAY PROTOCOL_ERROR, and nothing panics (FuzzServeConn found the
 // CONTINUATION reaching a block never begun).
 func TestUnreadableHeaderBlockEndsTheConnection(t *testing.T) {
-	client, server := tcppair.Loopback(t)
-	srv := &Server{Handler: HandlerFunc(func(s *Stream) {})}
-	go srv.ServeConn(context.Background(), server, nil)
 	var wire bytes.Buffer
 	wire.WriteString(http2.ClientPreface)
 	fr := http2.NewFramer(&wire, nil)
@@ -267,9 +259,7 @@ func TestUnreadableHeaderBlockEndsTheConnection(t *testing.T) {
 	// A HEADERS frame of stream 3: flags PADDED, pad length 48 in a 2-byte payload.
 	wire.Write([]byte{0, 0, 2, byte(http2.FrameHeaders), byte(http2.FlagHeadersPadded), 0, 0, 0, 3, 48, 0x82})
 	fr.WriteContinuation(3, true, nil) // empty: no fragment size check stops it
-	go client.Write(wire.Bytes())
-	client.SetReadDeadline(time.Now().Add(10 * time.Second))
-	in := http2.NewFramer(nil, client)
+	in := sendRaw(t, &Server{Handler: HandlerFunc(func(s *Stream) {})}, wire.Bytes())
 	for {
 		f, err := in.ReadFrame()
 		if err != nil {
@@ -282,4 +272,16 @@ func TestUnreadableHeaderBlockEndsTheConnection(t *testing.T) {
 			return
 		}
 	}
+}
+
+// sendRaw serves a loopback connection with srv, sends it wire (a client's
+// bytes, the preface first) and returns a reader of the server's frames,
+// which fails 20 s on.
+func sendRaw(t *testing.T, srv *Server, wire []byte) *http2.Framer {
+	t.Helper()
+	client, server := tcppair.Loopback(t)
+	go srv.ServeConn(context.Background(), server, nil)
+	go client.Write(wire)
+	client.SetReadDeadline(time.Now().Add(20 * time.Second))
+	return http2.NewFramer(nil, client)
 }

@@ -367,8 +367,9 @@ func (c *ClientConn) answerError(code int, reason stats.ErrorReason, keep bool) 
 	c.bw.Flush()
 }
 
-// Bstr views bytes of a head as a string without copying, for matching only:
-// the string must not outlive the head's next read.
+// Bstr views b as a string without copying. The string holds only while b's
+// bytes do not change: for a head's bytes, until the head's next read (for
+// matching only); for bytes never written again, for good.
 func Bstr(b []byte) string {
 	if len(b) == 0 {
 		return ""

@@ -272,7 +272,7 @@ func (q *h2Request) writeHTTP1ResponseHeader(resp *http1.Head) {
 	for i := range resp.Fields {
 		lowerASCII(resp.Fields[i].Name.Of(raw))
 	}
-	fields := bstr(raw)
+	fields := httpfront.Bstr(raw)
 	for i := range resp.Fields {
 		f := &resp.Fields[i]
 		if f.Hop {

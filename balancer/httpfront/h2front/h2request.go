@@ -62,7 +62,7 @@ func serveStream(l Listener, hc *H2Conn, s *h2server.Stream) {
 	q.ex.Reset(time.Now())
 	q.requestID, _ = q.r.Field("x-request-id")
 	if !httpfront.ValidRequestID(sbytes(q.requestID)) {
-		q.requestID = bstr(httpfront.AppendRequestID(q.idBuf[:0], hc.requestIDPrefix, hc.requestIDs.Add(1)))
+		q.requestID = httpfront.Bstr(httpfront.AppendRequestID(q.idBuf[:0], hc.requestIDPrefix, hc.requestIDs.Add(1)))
 	}
 	for _, f := range q.r.Fields {
 		if f.Name == "accept" {
@@ -80,9 +80,6 @@ var h2Requests = sync.Pool{New: func() any { return new(h2Request) }}
 
 // sbytes views s as bytes without copying, for reading only.
 func sbytes(s string) []byte { return unsafe.Slice(unsafe.StringData(s), len(s)) }
-
-// bstr views b as a string without copying: b must never change after.
-func bstr(b []byte) string { return unsafe.String(unsafe.SliceData(b), len(b)) }
 
 func (q *h2Request) serve() {
 	r, rt, start := q.r, q.rt, q.ex.Start
@@ -182,7 +179,7 @@ func (q *h2Request) cookie(name string) []byte {
 
 // redirect answers with ex.RedirectURL as the location.
 func (q *h2Request) redirect(status int) {
-	q.s.AddField("location", bstr(q.ex.RedirectURL))
+	q.s.AddField("location", httpfront.Bstr(q.ex.RedirectURL))
 	q.s.WriteHeader(status)
 	q.ex.Status = status
 }
@@ -493,13 +490,13 @@ func (q *h2Request) writeResponseHeader(resp *http.Response) {
 // response sets the application's cookie, which setsCookie tells).
 func (q *h2Request) addStickyCookies(setsCookie func(name string) bool) {
 	if q.ex.GroupToken != "" {
-		q.s.AddField("set-cookie", bstr(httpfront.AppendCookie(nil, httpfront.StickyCookieGroup, q.ex.GroupToken, q.ex.GroupStickiness)))
+		q.s.AddField("set-cookie", httpfront.Bstr(httpfront.AppendCookie(nil, httpfront.StickyCookieGroup, q.ex.GroupToken, q.ex.GroupStickiness)))
 	}
 	s := q.ex.Sticky
 	if s == nil || q.ex.StickyToken == "" || s.AppCookie != "" && !setsCookie(s.AppCookie) {
 		return
 	}
-	q.s.AddField("set-cookie", bstr(httpfront.AppendCookie(nil, s.Cookie, q.ex.StickyToken, s.Duration)))
+	q.s.AddField("set-cookie", httpfront.Bstr(httpfront.AppendCookie(nil, s.Cookie, q.ex.StickyToken, s.Duration)))
 }
 
 // log writes the access-log line of the request, when an access log is open.
