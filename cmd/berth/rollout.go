@@ -178,7 +178,7 @@ func (r *rollout) run(ctx context.Context) error {
 		}
 		if err := r.waitHealthy(ctx, fresh); err != nil {
 			r.progress.say("rolling back: removing the %d new container(s); the old ones keep serving", len(fresh))
-			r.remove(ctx, fresh)
+			r.withdraw(ctx, fresh)
 			return fmt.Errorf("rolled back: %w", err)
 		}
 		// The old containers leave in step with the batches, the last ones
@@ -381,7 +381,7 @@ func (r *rollout) startNew(ctx context.Context, n int, hash string) ([]container
 	}
 	if len(wrong) > 0 {
 		r.progress.say("rolling back: removing what compose started; the old containers keep serving")
-		r.remove(ctx, append(fresh, restarted...))
+		r.withdraw(ctx, append(fresh, restarted...))
 		return nil, fmt.Errorf("rolled back: %s; is something else (another compose up, a restart policy) changing %s/%s? run berth rollout again when it is done", strings.Join(wrong, "; "), r.project, r.service)
 	}
 	return fresh, nil
@@ -466,12 +466,8 @@ func (r *rollout) health(ctx context.Context, fresh []containerRef) (status stri
 			return "", false, fmt.Errorf("new container %s is %s (exit code %d); see docker logs %s", c.name, info.State.Status, info.State.ExitCode, c.name)
 		}
 	}
-	body, err := r.admin.get("/api/v1/targets", nil)
+	targets, err := r.targets()
 	if err != nil {
-		return "", false, err
-	}
-	var targets []api.Target
-	if err := r.admin.decode("/api/v1/targets", body, &targets); err != nil {
 		return "", false, err
 	}
 	var waiting []string
@@ -497,7 +493,7 @@ func (r *rollout) health(ctx context.Context, fresh []containerRef) (status stri
 	if len(waiting) > 0 {
 		return strings.Join(waiting, "; "), unhealthy == len(fresh), nil
 	}
-	body, err = r.admin.get("/api/v1/nodes", nil)
+	body, err := r.admin.get("/api/v1/nodes", nil)
 	if err != nil {
 		return "", false, err
 	}
@@ -557,9 +553,70 @@ func (r *rollout) drain(old []containerRef) error {
 	return nil
 }
 
+// withdraw takes back containers a roll back removes: those of them that
+// serve or are about to (a container of another definition, one compose
+// started again, a new one healthy before its batch failed) are drained
+// fleet-wide first, then all are removed. The drain at each kill event is not
+// enough here: an app that stops accepting at SIGTERM does so at the moment
+// the agents learn of the kill, and a request picked in between may find
+// every one of its tries on a container of this batch.
+func (r *rollout) withdraw(ctx context.Context, cs []containerRef) {
+	known, err := r.registered(cs)
+	if err == nil && len(known) > 0 {
+		err = r.drain(known)
+	}
+	if err != nil {
+		r.progress.say("removing them undrained (each drains at its kill event): %v", err)
+	}
+	r.remove(ctx, cs)
+}
+
+// registerWait bounds how long withdraw waits for the agent to discover a
+// container compose just started: discovery follows Docker's start event
+// within milliseconds, and a container without a berth.group label never
+// registers.
+const registerWait = 2 * time.Second
+
+// registered returns those of cs that have a target on this node, once every
+// running one has or registerWait has passed.
+func (r *rollout) registered(cs []containerRef) ([]containerRef, error) {
+	deadline := time.Now().Add(registerWait)
+	for {
+		targets, err := r.targets()
+		if err != nil {
+			return nil, err
+		}
+		var known []containerRef
+		missing := false
+		for _, c := range cs {
+			if slices.ContainsFunc(targets, func(t api.Target) bool { return t.Container == c.name }) {
+				known = append(known, c)
+			} else if c.running() {
+				missing = true
+			}
+		}
+		if !missing || time.Now().After(deadline) {
+			return known, nil
+		}
+		time.Sleep(drainPoll)
+	}
+}
+
+// targets returns this node's targets as its admin API lists them.
+func (r *rollout) targets() ([]api.Target, error) {
+	body, err := r.admin.get("/api/v1/targets", nil)
+	if err != nil {
+		return nil, err
+	}
+	var targets []api.Target
+	if err := r.admin.decode("/api/v1/targets", body, &targets); err != nil {
+		return nil, err
+	}
+	return targets, nil
+}
+
 // remove stops (with each container's own stop timeout) and removes
-// containers, all at once: each drains at its kill event, so none loses a
-// request, and one slow to stop does not hold up the others.
+// containers, all at once: one slow to stop does not hold up the others.
 func (r *rollout) remove(ctx context.Context, cs []containerRef) {
 	r.progress.say("stopping and removing %s", strings.Join(names(cs), ", "))
 	errs := make([]error, len(cs))

@@ -38,6 +38,8 @@ func TestRolloutFromAnyState(t *testing.T) {
 				// wantErr, when set, is in the error of a rolled back rollout.
 				want    string
 				wantErr []string
+				// wantOut is in the rollout's output.
+				wantOut string
 			}{
 				{name: "from three running replicas", env: []string{"VERSION=v2"}, want: "v2"},
 				{name: "with one replica stopped", prepare: func(t *testing.T) {
@@ -67,7 +69,9 @@ func TestRolloutFromAnyState(t *testing.T) {
 				{name: "to a version that never turns healthy", env: []string{"VERSION=v6", "HEALTH_STATUS=503"},
 					want: "v5", wantErr: []string{"rolled back", "failed its health checks"}},
 				{name: "while something else changes the service", env: []string{"VERSION=v7", "BERTH_COMPOSE=sh " + drift + " " + strings.Join(flavor.command, " ")},
-					want: "v5", wantErr: []string{"rolled back", "runs another definition than the compose file's"}},
+					// The containers of another definition served: they are
+					// drained before they stop, not at their kill events.
+					want: "v5", wantErr: []string{"rolled back", "runs another definition than the compose file's"}, wantOut: "\ndraining " + p.name},
 			}
 			for _, step := range steps {
 				t.Run(step.name, func(t *testing.T) {
@@ -87,6 +91,9 @@ func TestRolloutFromAnyState(t *testing.T) {
 						if err == nil || !strings.Contains(err.Error(), want) {
 							t.Fatalf("rollout err = %v, want one saying %q", err, want)
 						}
+					}
+					if !strings.Contains(out, step.wantOut) {
+						t.Fatalf("the rollout's output does not say %q", step.wantOut)
 					}
 					var exit *exitError
 					if errors.As(err, &exit) {
