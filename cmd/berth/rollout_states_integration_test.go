@@ -38,7 +38,7 @@ func TestRolloutFromAnyState(t *testing.T) {
 				// wantErr, when set, is in the error of a rolled back rollout.
 				want    string
 				wantErr []string
-				// wantOut is in the rollout's output.
+				// wantOut, when set, is in the rollout's output.
 				wantOut string
 			}{
 				{name: "from three running replicas", env: []string{"VERSION=v2"}, want: "v2"},
@@ -92,7 +92,7 @@ func TestRolloutFromAnyState(t *testing.T) {
 							t.Fatalf("rollout err = %v, want one saying %q", err, want)
 						}
 					}
-					if !strings.Contains(out, step.wantOut) {
+					if step.wantOut != "" && !strings.Contains(out, step.wantOut) {
 						t.Fatalf("the rollout's output does not say %q", step.wantOut)
 					}
 					var exit *exitError
