@@ -5,7 +5,7 @@
 #   2. ../shared/bench/vs-peers in http mode: berth beside HAProxy and nginx, one pinned core each;
 #      again with 10,000 rules loaded (scripts/bench-sut.sh ... 10000; the peers have none);
 #      then in tcp mode (scripts/bench-tcp.sh, its own block of docs/benchmarks.md).
-#      then HTTPS and HTTP/2 beside HAProxy with h2load (scripts/bench-tls.sh).
+#      then HTTPS and HTTP/2 beside HAProxy with h2load, rotating rounds (scripts/bench-tls.sh).
 #   3. Resident memory of berth with 10,000 idle keep-alive client connections.
 # The figures are written between the bench markers of docs/benchmarks.md.
 set -euo pipefail
@@ -97,7 +97,7 @@ for _ in $(seq 50); do curl -fs -o /dev/null "http://$hap_listen/" && break; sle
   echo '```'
   cat "$out/vs-peers-rules.txt"
   echo '```'
-  echo "HTTPS and HTTP/2 beside HAProxy, same certificate and backend (scripts/bench-tls.sh):"
+  echo "HTTPS and HTTP/2 beside HAProxy, same certificate, nginx backend, $rounds rotating rounds, medians (scripts/bench-tls.sh):"
   echo '```'
   cat "$out/tls.txt"
   echo '```'
