@@ -109,6 +109,9 @@ func (q *h2Request) exchangeHTTP1(g *pool.Group, t *pool.Target, uc *pool.Conn) 
 	// parking. After their turn it usually is: one system call less per
 	// request under h2load (3.4 to 2.4; HAProxy makes 2.8), see
 	// docs/benchmarks.md. With nothing else ready it costs a scheduler call.
+	// (Sending the request from inside RawConn.Read, so that the wait comes
+	// first, is not safe: that read forgets what arrived before, such as a
+	// pooled connection's half-close.)
 	runtime.Gosched()
 	for {
 		err := resp.ReadResponse(uc.Br)
