@@ -1,0 +1,114 @@
+package l4
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"net"
+	"os"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// tcpPair returns the two ends of a loopback TCP connection.
+func tcpPair(t *testing.T) (near, far *net.TCPConn) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	accepted := make(chan net.Conn, 1)
+	go func() {
+		c, _ := ln.Accept()
+		accepted <- c
+	}()
+	c, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := <-accepted
+	if a == nil {
+		t.Fatal("accept failed")
+	}
+	t.Cleanup(func() { c.Close(); a.Close() })
+	return c.(*net.TCPConn), a.(*net.TCPConn)
+}
+
+// relayTo is a relay from an unused socket to dst, for its writes alone.
+func relayTo(t *testing.T, dst *net.TCPConn) *relay {
+	t.Helper()
+	src, _ := tcpPair(t)
+	r := newRelay(nil, src, dst, true, make([]byte, SmallCopyBuffer))
+	if r == nil || r.dstRaw == nil {
+		t.Fatal("no relay with raw writes on this kernel")
+	}
+	return r
+}
+
+// A write larger than the socket takes goes out in full and in order: the
+// raw write's EAGAIN waits in the poller until the peer reads.
+func TestRelayWriteWaitsForAFullSocket(t *testing.T) {
+	dst, peer := tcpPair(t)
+	r := relayTo(t, dst)
+	data := make([]byte, 16<<20) // far more than the buffers take unread
+	for i := range data {
+		data[i] = byte(i * 13)
+	}
+	received := make(chan []byte, 1)
+	go func() {
+		time.Sleep(20 * time.Millisecond) // not reading yet: the writes fill the buffers
+		got, _ := io.ReadAll(io.LimitReader(peer, int64(len(data))))
+		received <- got
+	}()
+	n, err := r.writeOut(data)
+	if err != nil || n != len(data) {
+		t.Fatalf("wrote %d, %v; want %d, nil", n, err, len(data))
+	}
+	if got := <-received; !bytes.Equal(got, data) {
+		t.Fatalf("the peer got %d bytes, not the %d written in order", len(got), len(data))
+	}
+}
+
+// A write to a socket its peer reset fails as net.Conn's write does: a
+// *net.OpError around the errno, which copyHalf passes on as a reset.
+func TestRelayWriteToAResetSocketFails(t *testing.T) {
+	dst, peer := tcpPair(t)
+	r := relayTo(t, dst)
+	peer.SetLinger(0)
+	peer.Close()
+	raw, err := dst.SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(5 * time.Second); ; {
+		var info *unix.TCPInfo
+		raw.Control(func(fd uintptr) { info, _ = unix.GetsockoptTCPInfo(int(fd), unix.IPPROTO_TCP, unix.TCP_INFO) })
+		if info != nil && info.State == unix.BPF_TCP_CLOSE {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the peer's reset never arrived")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	_, err = r.writeOut([]byte("hello"))
+	var opErr *net.OpError
+	var sysErr *os.SyscallError
+	if !errors.As(err, &opErr) || !errors.As(err, &sysErr) || !errors.Is(err, syscall.ECONNRESET) && !errors.Is(err, syscall.EPIPE) {
+		t.Fatalf("got %v, want a *net.OpError of the reset", err)
+	}
+}
+
+// A write to a closed socket reports net.ErrClosed, as net.Conn's does.
+func TestRelayWriteToAClosedSocketFails(t *testing.T) {
+	dst, _ := tcpPair(t)
+	r := relayTo(t, dst)
+	dst.Close()
+	if _, err := r.writeOut([]byte("hello")); !errors.Is(err, net.ErrClosed) {
+		t.Fatalf("got %v, want net.ErrClosed", err)
+	}
+}
