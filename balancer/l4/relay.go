@@ -3,12 +3,13 @@ package l4
 import (
 	"io"
 	"net"
-	"os"
 	"syscall"
 	"time"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/berth-lb/berth/balancer/rawwrite"
 )
 
 // ResetCheck bounds how long a reset that came in with the last data read
@@ -45,13 +46,9 @@ type relay struct {
 	iov        unix.Iovec
 	oob        [24]byte // one cmsg of an int32: CmsgSpace(4)
 	read       func(fd uintptr) bool
-	// dstRaw is dst's socket when dst is TCP: the relay writes to it by a
-	// raw system call (rawWrite) as it reads by one.
-	dstRaw  syscall.RawConn
-	write   func(fd uintptr) bool
-	pending []byte
-	written int
-	werr    error
+	// out is dst, or a raw writer on it (rawwrite: no hand-off of the core
+	// mid-write, as recv makes none mid-read).
+	out io.Writer
 	// idleAt is the idle deadline; checking is set while the read
 	// deadline is ResetCheck's instead.
 	idleAt   time.Time
@@ -83,11 +80,7 @@ func newRelay(c *l4Conn, src *net.TCPConn, dst net.Conn, fromClient bool, buf []
 	r.msg.SetIovlen(1)
 	r.msg.Control = &r.oob[0]
 	r.read = r.readWrite
-	if tcp, ok := dst.(*net.TCPConn); ok {
-		if r.dstRaw, err = tcp.SyscallConn(); err == nil {
-			r.write = r.writeSome
-		}
-	}
+	r.out = rawwrite.To(dst)
 	return r
 }
 
@@ -137,7 +130,7 @@ func (r *relay) readWrite(fd uintptr) bool {
 			r.err = io.EOF
 			return true
 		}
-		w, err := r.writeOut(r.buf[:n])
+		w, err := r.out.Write(r.buf[:n])
 		r.n += int64(w)
 		r.c.count(r.fromClient, int64(w))
 		switch {
@@ -161,52 +154,10 @@ func (r *relay) readWrite(fd uintptr) bool {
 	}
 }
 
-// writeOut writes p to dst. To a TCP socket it writes by RawSyscall, as
-// recv reads: a system call the runtime is told of (syscall.Syscall) lets its
-// monitor hand the core to another thread when it lasts past a tick (a
-// loopback write delivers to the peer inside the call), and the goroutine
-// then waits in the global run queue: a tail in the latency, and threads
-// that take turns on one core. These calls never block (the sockets are
-// non-blocking; RawConn.Write waits in the poller when the socket is full).
-func (r *relay) writeOut(p []byte) (int, error) {
-	if r.dstRaw == nil {
-		return r.dst.Write(p)
-	}
-	r.pending, r.written, r.werr = p, 0, nil
-	err := r.dstRaw.Write(r.write)
-	written, werr := r.written, r.werr
-	r.pending, r.werr = nil, nil
-	if werr == nil {
-		werr = err
-	}
-	if werr != nil {
-		return written, &net.OpError{Op: "write", Net: "tcp", Source: r.dst.LocalAddr(), Addr: r.dst.RemoteAddr(), Err: werr}
-	}
-	return written, nil
-}
-
-// writeSome is the RawConn.Write callback: true stops, false waits for the
-// socket to be writable.
-func (r *relay) writeSome(fd uintptr) bool {
-	for r.written < len(r.pending) {
-		rest := r.pending[r.written:]
-		n, _, errno := syscall.RawSyscall(syscall.SYS_WRITE, fd, uintptr(unsafe.Pointer(&rest[0])), uintptr(len(rest)))
-		switch errno {
-		case 0:
-			r.written += int(n)
-		case syscall.EINTR:
-		case syscall.EAGAIN:
-			return false
-		default:
-			r.werr = os.NewSyscallError("write", errno)
-			return true
-		}
-	}
-	return true
-}
-
 // recv reads into buf with recvmsg and returns how many bytes the kernel
-// has left to read after it (TCP_CM_INQ; 1 when it does not say).
+// has left to read after it (TCP_CM_INQ; 1 when it does not say). By
+// RawSyscall, for the reason rawwrite writes by one; the socket is
+// non-blocking.
 func (r *relay) recv(fd int) (n int, inq int32, err error) {
 	r.msg.SetControllen(len(r.oob))
 	got, _, errno := syscall.RawSyscall(unix.SYS_RECVMSG, uintptr(fd), uintptr(unsafe.Pointer(&r.msg)), 0)

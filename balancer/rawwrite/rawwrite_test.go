@@ -1,4 +1,4 @@
-package l4
+package rawwrite
 
 import (
 	"bytes"
@@ -38,22 +38,21 @@ func tcpPair(t *testing.T) (near, far *net.TCPConn) {
 	return c.(*net.TCPConn), a.(*net.TCPConn)
 }
 
-// relayTo is a relay from an unused socket to dst, for its writes alone.
-func relayTo(t *testing.T, dst *net.TCPConn) *relay {
+// writerTo is a raw Writer on dst.
+func writerTo(t *testing.T, dst *net.TCPConn) *Writer {
 	t.Helper()
-	src, _ := tcpPair(t)
-	r := newRelay(nil, src, dst, true, make([]byte, SmallCopyBuffer))
-	if r == nil || r.dstRaw == nil {
-		t.Fatal("no relay with raw writes on this kernel")
+	w, ok := To(dst).(*Writer)
+	if !ok {
+		t.Fatal("no raw Writer on a TCP socket")
 	}
-	return r
+	return w
 }
 
 // A write larger than the socket takes goes out in full and in order: the
 // raw write's EAGAIN waits in the poller until the peer reads.
-func TestRelayWriteWaitsForAFullSocket(t *testing.T) {
+func TestWriteWaitsForAFullSocket(t *testing.T) {
 	dst, peer := tcpPair(t)
-	r := relayTo(t, dst)
+	w := writerTo(t, dst)
 	data := make([]byte, 16<<20) // far more than the buffers take unread
 	for i := range data {
 		data[i] = byte(i * 13)
@@ -64,7 +63,7 @@ func TestRelayWriteWaitsForAFullSocket(t *testing.T) {
 		got, _ := io.ReadAll(io.LimitReader(peer, int64(len(data))))
 		received <- got
 	}()
-	n, err := r.writeOut(data)
+	n, err := w.Write(data)
 	if err != nil || n != len(data) {
 		t.Fatalf("wrote %d, %v; want %d, nil", n, err, len(data))
 	}
@@ -74,10 +73,10 @@ func TestRelayWriteWaitsForAFullSocket(t *testing.T) {
 }
 
 // A write to a socket its peer reset fails as net.Conn's write does: a
-// *net.OpError around the errno, which copyHalf passes on as a reset.
-func TestRelayWriteToAResetSocketFails(t *testing.T) {
+// *net.OpError around the errno, so callers classify it alike.
+func TestWriteToAResetSocketFails(t *testing.T) {
 	dst, peer := tcpPair(t)
-	r := relayTo(t, dst)
+	w := writerTo(t, dst)
 	peer.SetLinger(0)
 	peer.Close()
 	raw, err := dst.SyscallConn()
@@ -95,7 +94,7 @@ func TestRelayWriteToAResetSocketFails(t *testing.T) {
 		}
 		time.Sleep(time.Millisecond)
 	}
-	_, err = r.writeOut([]byte("hello"))
+	_, err = w.Write([]byte("hello"))
 	var opErr *net.OpError
 	var sysErr *os.SyscallError
 	if !errors.As(err, &opErr) || !errors.As(err, &sysErr) || !errors.Is(err, syscall.ECONNRESET) && !errors.Is(err, syscall.EPIPE) {
@@ -104,11 +103,23 @@ func TestRelayWriteToAResetSocketFails(t *testing.T) {
 }
 
 // A write to a closed socket reports net.ErrClosed, as net.Conn's does.
-func TestRelayWriteToAClosedSocketFails(t *testing.T) {
+func TestWriteToAClosedSocketFails(t *testing.T) {
 	dst, _ := tcpPair(t)
-	r := relayTo(t, dst)
+	w := writerTo(t, dst)
 	dst.Close()
-	if _, err := r.writeOut([]byte("hello")); !errors.Is(err, net.ErrClosed) {
-		t.Fatalf("got %v, want net.ErrClosed", err)
+	_, err := w.Write([]byte("hello"))
+	var opErr *net.OpError
+	if !errors.Is(err, net.ErrClosed) || !errors.As(err, &opErr) || errors.As(opErr.Err, new(*net.OpError)) {
+		t.Fatalf("got %v, want net.ErrClosed in one *net.OpError", err)
+	}
+}
+
+// What is not a TCP socket is written to as it is.
+func TestToKeepsOtherConns(t *testing.T) {
+	a, b := net.Pipe()
+	defer a.Close()
+	defer b.Close()
+	if w := To(a); w != a {
+		t.Fatalf("To(net.Pipe()) = %T, want the conn itself", w)
 	}
 }
