@@ -5,6 +5,7 @@
 # scripts/bench.sh writes it into docs/benchmarks.md.
 #   BENCH_SECONDS (default 6), BENCH_CLIENTS (default 50), BENCH_STREAMS (h2, default 10),
 #   BENCH_ROUNDS (default 3): rounds in a rotating order, of which the medians are shown.
+#   BENCH_PERF=1: also each proxy's syscalls and context switches per request (perf stat).
 #   BERTH_BIN (default bin/berth): the berth under test; BERTH_B: a second berth binary,
 #   measured interleaved with the first in the same run (an A/B: "berth" is A, "berth-B" is B).
 set -euo pipefail
@@ -15,7 +16,8 @@ pids=""
 trap 'for p in $pids; do kill "$p" 2>/dev/null || true; done; rm -rf "$out"' EXIT
 scripts/ensure-tools.sh h2load=nghttp2-client haproxy=haproxy nginx=nginx
 [[ -x bin/berth ]] || make --no-print-directory build >/dev/null
-berth_bin=${BERTH_BIN:-bin/berth} berth_b=${BERTH_B:-}
+berth_bin=${BERTH_BIN:-bin/berth} berth_b=${BERTH_B:-} perf=${BENCH_PERF:-}
+if [[ -n $perf ]]; then scripts/ensure-tools.sh perf=linux-perf; fi
 freeport() { python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }
 pin() { if command -v taskset >/dev/null && (($(nproc) > 1)); then taskset -c "$1" "${@:2}"; else "${@:2}"; fi; }
 # spawn CORE LOG COMMAND...: COMMAND pinned to CORE in the background, its PID in $pids and
@@ -97,31 +99,44 @@ done
 
 # cpu_ticks PID: the user and system CPU time PID has used, in clock ticks.
 cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
-# run NAME ADDR PID MODE: "requests/s CPU-µs-per-request" by h2load (MODE h1: HTTP/1.1 over
-# TLS; h2: HTTP/2); the CPU is the proxy's (PID) over the whole run, warm-up included.
+# run NAME ADDR PID MODE: "requests/s CPU-µs-per-request syscalls-per-request
+# switches-per-request" by h2load (MODE h1: HTTP/1.1 over TLS; h2: HTTP/2); the CPU is the
+# proxy's (PID) over the whole run, warm-up included; the syscalls and context switches
+# (BENCH_PERF only, else nan) are counted by perf stat from the end of the warm-up.
 run() {
-  local flags=(-c "$clients" -D "$seconds" --warm-up-time 1) before
+  local flags=(-c "$clients" -D "$seconds" --warm-up-time 1) before counter=""
   if [[ $4 == h1 ]]; then flags+=(--h1); else flags+=(-m "$streams"); fi
   before=$(cpu_ticks "$3")
+  rm -f "$out/$1-$4.perf"
+  if [[ -n $perf ]]; then
+    (sleep 1 && exec perf stat -x, -e raw_syscalls:sys_enter,context-switches -o "$out/$1-$4.perf" -p "$3") &
+    counter=$!
+  fi
   pin 1 h2load "${flags[@]}" "https://$2/" >"$out/$1-$4.txt" 2>&1
-  awk -v ticks=$(($(cpu_ticks "$3") - before)) -v hz="$(getconf CLK_TCK)" '
+  if [[ -n $counter ]]; then kill -INT "$counter" 2>/dev/null; wait "$counter" || true; fi
+  awk -v ticks=$(($(cpu_ticks "$3") - before)) -v hz="$(getconf CLK_TCK)" -v counts="$out/$1-$4.perf" '
+    BEGIN { while ((getline line < counts) > 0) { split(line, f, ","); if (f[3] != "") n[f[3]] = f[1] } }
     /^finished in/ { gsub(",", "", $4); rps = $4 }
     /^requests:/ { done = $2 }
-    END { printf "%s %.1f", rps, (done > 0 ? ticks * 1e6 / hz / done : 0) }' "$out/$1-$4.txt"
+    END {
+      per = done > 0 && ("raw_syscalls:sys_enter" in n)
+      printf "%s %.1f %s %s", rps, (done > 0 ? ticks * 1e6 / hz / done : 0),
+        (per ? sprintf("%.2f", n["raw_syscalls:sys_enter"] / done) : "nan"),
+        (per ? sprintf("%.3f", n["context-switches"] / done) : "nan") }' "$out/$1-$4.txt"
 }
 median() { sort -g | awk '{ a[NR] = $1 } END { print NR % 2 ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
 names=(berth haproxy) addrs=("$berth" "$haproxy") procs=("$berth_pid" "$haproxy_pid")
 if [[ -n $berth_b ]]; then names+=(berth-B) addrs+=("$berth_b_addr") procs+=("$berth_b_pid"); fi
 printf '%-8s %-22s %11s %10s %12s %10s   %s\n' proxy protocol 'requests/s' 'vs HAProxy' 'CPU µs/req' 'vs HAProxy' 'rounds (requests/s)'
 for mode in h1 h2; do
-  declare -A rps=() cpu=()
+  declare -A rps=() cpu=() calls=() switches=()
   # Rotating rounds: each proxy takes every place in the order, so a drift of the
   # shared machine falls on all of them.
   for ((r = 0; r < rounds; r++)); do
     for ((i = 0; i < ${#names[@]}; i++)); do
       k=$(((i + r) % ${#names[@]}))
-      read -r x c <<<"$(run "${names[$k]}" "${addrs[$k]}" "${procs[$k]}" "$mode")"
-      rps[${names[$k]}]+="$x " cpu[${names[$k]}]+="$c "
+      read -r x c y z <<<"$(run "${names[$k]}" "${addrs[$k]}" "${procs[$k]}" "$mode")"
+      rps[${names[$k]}]+="$x " cpu[${names[$k]}]+="$c " calls[${names[$k]}]+="$y " switches[${names[$k]}]+="$z "
     done
   done
   label=$([[ $mode == h1 ]] && echo "HTTPS (HTTP/1.1, TLS)" || echo "HTTP/2 (TLS, ALPN h2)")
@@ -132,8 +147,9 @@ for mode in h1 h2; do
     m=$(of "${rps[$name]}") mc=$(of "${cpu[$name]}")
     shown=$([[ $name == haproxy ]] && echo HAProxy || echo "$name")
     printf '%-8s %-22s %11.0f %9.2fx %12.1f %9.2fx   %s\n' "$shown" "$label" "$m" "$(echo "$m / $h" | bc -l)" "$mc" "$(echo "$mc / $hc" | bc -l)" "$(printf '%.0f ' ${rps[$name]})"
+    [[ -z $perf ]] || printf '%-8s %-22s %11s syscalls/req %s, context switches/req %s (medians)\n' "" "" "" "$(of "${calls[$name]}")" "$(of "${switches[$name]}")"
   done
-  unset rps cpu
+  unset rps cpu calls switches
 done
 echo "h2load -c $clients -D ${seconds}s (HTTP/2: -m $streams streams per connection), one core per proxy; medians of $rounds rotating rounds"
 echo "CPU µs/req: the proxy's user and system time per request (lower is better; vs HAProxy below 1.00x is less)"
