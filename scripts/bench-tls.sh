@@ -21,9 +21,8 @@ if [[ -n $perf ]]; then scripts/ensure-tools.sh perf=linux-perf; fi
 freeport() { python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }
 pin() { if command -v taskset >/dev/null && (($(nproc) > 1)); then taskset -c "$1" "${@:2}"; else "${@:2}"; fi; }
 # spawn CORE LOG COMMAND...: COMMAND pinned to CORE in the background, its PID in $pids and
-# $spawned. Not
-# `pin ... &`: that backgrounds a subshell running the function, whose PID the trap would
-# kill, leaving the proxy running after the script.
+# $spawned. Not `pin ... &`: that backgrounds a subshell running the function, whose PID
+# the trap would kill, leaving the proxy running after the script.
 spawn() {
   if command -v taskset >/dev/null && (($(nproc) > 1)); then taskset -c "$1" "${@:3}" >"$2" 2>&1 &
   else "${@:3}" >"$2" 2>&1 & fi
@@ -125,6 +124,8 @@ run() {
         (per ? sprintf("%.3f", n["context-switches"] / done) : "nan") }' "$out/$1-$4.txt"
 }
 median() { sort -g | awk '{ a[NR] = $1 } END { print NR % 2 ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
+# of SAMPLES: the median of a space-separated list.
+of() { tr ' ' '\n' <<<"$1" | sed '/^$/d' | median; }
 names=(berth haproxy) addrs=("$berth" "$haproxy") procs=("$berth_pid" "$haproxy_pid")
 if [[ -n $berth_b ]]; then names+=(berth-B) addrs+=("$berth_b_addr") procs+=("$berth_b_pid"); fi
 printf '%-8s %-22s %11s %10s %12s %10s   %s\n' proxy protocol 'requests/s' 'vs HAProxy' 'CPU µs/req' 'vs HAProxy' 'rounds (requests/s)'
@@ -140,10 +141,8 @@ for mode in h1 h2; do
     done
   done
   label=$([[ $mode == h1 ]] && echo "HTTPS (HTTP/1.1, TLS)" || echo "HTTP/2 (TLS, ALPN h2)")
-  of() { tr ' ' '\n' <<<"$1" | sed '/^$/d' | median; }
   h=$(of "${rps[haproxy]}") hc=$(of "${cpu[haproxy]}")
-  for name in haproxy "${names[@]/haproxy/}"; do
-    [[ -n $name ]] || continue
+  for name in haproxy berth ${berth_b:+berth-B}; do
     m=$(of "${rps[$name]}") mc=$(of "${cpu[$name]}")
     shown=$([[ $name == haproxy ]] && echo HAProxy || echo "$name")
     printf '%-8s %-22s %11.0f %9.2fx %12.1f %9.2fx   %s\n' "$shown" "$label" "$m" "$(echo "$m / $h" | bc -l)" "$mc" "$(echo "$mc / $hc" | bc -l)" "$(printf '%.0f ' ${rps[$name]})"

@@ -39,7 +39,6 @@ type relay struct {
 	c          *l4Conn
 	conn       *net.TCPConn
 	raw        syscall.RawConn
-	dst        net.Conn
 	fromClient bool
 	buf        []byte
 	msg        unix.Msghdr
@@ -73,14 +72,13 @@ func newRelay(c *l4Conn, src *net.TCPConn, dst net.Conn, fromClient bool, buf []
 	}); err != nil || serr != nil {
 		return nil
 	}
-	r := &relay{c: c, conn: src, raw: raw, dst: dst, fromClient: fromClient, buf: buf}
+	r := &relay{c: c, conn: src, raw: raw, out: rawwrite.To(dst), fromClient: fromClient, buf: buf}
 	r.iov.Base = &buf[0]
 	r.iov.SetLen(len(buf))
 	r.msg.Iov = &r.iov
 	r.msg.SetIovlen(1)
 	r.msg.Control = &r.oob[0]
 	r.read = r.readWrite
-	r.out = rawwrite.To(dst)
 	return r
 }
 

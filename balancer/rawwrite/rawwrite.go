@@ -12,8 +12,8 @@
 //
 // The L4 relay uses it, with its reads made raw too: under `wrk -c64` through
 // a TCP listener, berth's involuntary context switches fell by four fifths.
-// The HTTP/1.1 path's writes showed no such gain with its reads through
-// net.Conn (docs/benchmarks.md), and write as before.
+// On the HTTP/1.1 path raw writes, and raw reads with them, bought nothing
+// measurable (docs/benchmarks.md): it writes through net.Conn.
 package rawwrite
 
 import (
@@ -25,14 +25,14 @@ import (
 	"unsafe"
 )
 
-// Writer writes to one TCP socket. Its zero value is not usable: Init it.
-// Not safe for concurrent use (a connection's writes are serialised by its
-// owner, as bufio.Writer's are).
+// Writer writes to one TCP socket; To makes it. Not safe for concurrent
+// use (a connection's writes are serialised by its owner, as bufio.Writer's
+// are).
 type Writer struct {
 	conn net.Conn
 	raw  syscall.RawConn
 	// The write in progress, here rather than in a closure so that a write
-	// allocates nothing: step is writeSome, made once by Init.
+	// allocates nothing: step is writeSome, made once by To.
 	step    func(fd uintptr) bool
 	pending []byte
 	written int
@@ -41,27 +41,17 @@ type Writer struct {
 
 // To returns a Writer for conn when conn is a TCP socket, else conn itself.
 func To(conn net.Conn) io.Writer {
-	w := new(Writer)
-	if !w.Init(conn) {
-		return conn
-	}
-	return w
-}
-
-// Init makes w write to conn and reports whether conn is a TCP socket that
-// it can write to raw; when it is not, w must not be used.
-func (w *Writer) Init(conn net.Conn) bool {
 	tcp, ok := conn.(*net.TCPConn)
 	if !ok {
-		return false
+		return conn
 	}
 	raw, err := tcp.SyscallConn()
 	if err != nil {
-		return false
+		return conn
 	}
-	*w = Writer{conn: conn, raw: raw}
+	w := &Writer{conn: conn, raw: raw}
 	w.step = w.writeSome
-	return true
+	return w
 }
 
 // Write writes all of p, or returns why not as net.Conn's Write does: a

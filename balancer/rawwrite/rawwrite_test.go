@@ -11,32 +11,9 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
-)
 
-// tcpPair returns the two ends of a loopback TCP connection.
-func tcpPair(t *testing.T) (near, far *net.TCPConn) {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	accepted := make(chan net.Conn, 1)
-	go func() {
-		c, _ := ln.Accept()
-		accepted <- c
-	}()
-	c, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	a := <-accepted
-	if a == nil {
-		t.Fatal("accept failed")
-	}
-	t.Cleanup(func() { c.Close(); a.Close() })
-	return c.(*net.TCPConn), a.(*net.TCPConn)
-}
+	"github.com/berth-lb/berth/internal/tcppair"
+)
 
 // writerTo is a raw Writer on dst.
 func writerTo(t *testing.T, dst *net.TCPConn) *Writer {
@@ -51,7 +28,7 @@ func writerTo(t *testing.T, dst *net.TCPConn) *Writer {
 // A write larger than the socket takes goes out in full and in order: the
 // raw write's EAGAIN waits in the poller until the peer reads.
 func TestWriteWaitsForAFullSocket(t *testing.T) {
-	dst, peer := tcpPair(t)
+	dst, peer := tcppair.Loopback(t)
 	w := writerTo(t, dst)
 	data := make([]byte, 16<<20) // far more than the buffers take unread
 	for i := range data {
@@ -75,7 +52,7 @@ func TestWriteWaitsForAFullSocket(t *testing.T) {
 // A write to a socket its peer reset fails as net.Conn's write does: a
 // *net.OpError around the errno, so callers classify it alike.
 func TestWriteToAResetSocketFails(t *testing.T) {
-	dst, peer := tcpPair(t)
+	dst, peer := tcppair.Loopback(t)
 	w := writerTo(t, dst)
 	peer.SetLinger(0)
 	peer.Close()
@@ -104,7 +81,7 @@ func TestWriteToAResetSocketFails(t *testing.T) {
 
 // A write to a closed socket reports net.ErrClosed, as net.Conn's does.
 func TestWriteToAClosedSocketFails(t *testing.T) {
-	dst, _ := tcpPair(t)
+	dst, _ := tcppair.Loopback(t)
 	w := writerTo(t, dst)
 	dst.Close()
 	_, err := w.Write([]byte("hello"))
