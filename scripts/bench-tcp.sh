@@ -13,7 +13,7 @@ vs_peers=${VS_PEERS:-../shared/bench/vs-peers}
 
 make --no-print-directory build >/dev/null
 echo "== vs-peers tcp ($rounds rounds of ${seconds}s)" >&2
-"$vs_peers" --mode tcp --rounds "$rounds" --seconds "$seconds" -- scripts/bench-sut-tcp.sh {LISTEN} {BACKENDS} | tee "$out/vs-peers.txt" >&2
+scripts/core-busy.sh "$vs_peers" --mode tcp --rounds "$rounds" --seconds "$seconds" -- scripts/bench-sut-tcp.sh {LISTEN} {BACKENDS} | tee "$out/vs-peers.txt" >&2
 
 {
   echo "<!-- bench-tcp:begin (written by scripts/bench-tcp.sh; do not edit by hand) -->"

@@ -4,7 +4,8 @@
 #      at 1 to 100,000 rules, 3 short runs each.
 #   2. ../shared/bench/vs-peers in http mode: berth beside HAProxy and nginx, one pinned core each;
 #      again with 10,000 rules loaded (scripts/bench-sut.sh ... 10000; the peers have none);
-#      then in tcp mode (scripts/bench-tcp.sh, its own block of docs/benchmarks.md).
+#      then in tcp mode (scripts/bench-tcp.sh, its own block of docs/benchmarks.md); each
+#      run says how busy the client's and the proxy's cores were (scripts/core-busy.sh);
 #      then HTTPS and HTTP/2 beside HAProxy with h2load, rotating rounds (scripts/bench-tls.sh).
 #   3. Resident memory of berth with 10,000 idle keep-alive client connections.
 # The figures are written between the bench markers of docs/benchmarks.md.
@@ -39,10 +40,10 @@ echo "== rule index, 1 to 100,000 rules" >&2
 go test -run '^$' -bench "$rule_benchmarks" -benchmem -benchtime 200ms -count 3 ./balancer/rules | tee "$out/rules.txt" >&2
 
 echo "== vs-peers http ($rounds rounds of ${seconds}s)" >&2
-"$vs_peers" --mode http --rounds "$rounds" --seconds "$seconds" -- scripts/bench-sut.sh {LISTEN} {BACKENDS} | tee "$out/vs-peers.txt" >&2
+scripts/core-busy.sh "$vs_peers" --mode http --rounds "$rounds" --seconds "$seconds" -- scripts/bench-sut.sh {LISTEN} {BACKENDS} | tee "$out/vs-peers.txt" >&2
 
 echo "== vs-peers http with 10,000 rules loaded" >&2
-"$vs_peers" --mode http --rounds "$rounds" --seconds "$seconds" -- scripts/bench-sut.sh {LISTEN} {BACKENDS} 10000 | tee "$out/vs-peers-rules.txt" >&2
+scripts/core-busy.sh "$vs_peers" --mode http --rounds "$rounds" --seconds "$seconds" -- scripts/bench-sut.sh {LISTEN} {BACKENDS} 10000 | tee "$out/vs-peers-rules.txt" >&2
 
 echo "== vs-peers tcp" >&2
 scripts/bench-tcp.sh
