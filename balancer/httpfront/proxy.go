@@ -16,6 +16,7 @@ import (
 	"time"
 	"unsafe"
 
+	"github.com/berth-lb/berth/balancer/clock"
 	"github.com/berth-lb/berth/balancer/deadline"
 	"github.com/berth-lb/berth/balancer/http1"
 	"github.com/berth-lb/berth/balancer/idlepark"
@@ -117,6 +118,9 @@ type prefixReader struct {
 	// with its first byte costs none.
 	headUntil   time.Time
 	readTimeout time.Duration
+	// headRead is set when reading a head took a read of conn, that is
+	// when time may have passed since the head began.
+	headRead bool
 }
 
 func (p *prefixReader) Read(b []byte) (int, error) {
@@ -127,6 +131,7 @@ func (p *prefixReader) Read(b []byte) (int, error) {
 	switch {
 	case !p.headUntil.IsZero():
 		p.deadlines.SetRead(p.conn, p.headUntil)
+		p.headRead = true
 	case p.readTimeout > 0:
 		p.deadlines.ExtendRead(p.conn, time.Now(), p.readTimeout)
 	}
@@ -184,7 +189,7 @@ func (c *ClientConn) serve() {
 		// the connection longer), then each read of its body may wait that
 		// long.
 		start := time.Now()
-		c.src.headUntil = start.Add(idleTimeout)
+		c.src.headUntil, c.src.headRead = start.Add(idleTimeout), false
 		c.idle.Store(false)
 		err = c.req.ReadRequest(c.br)
 		c.req.inspect()
@@ -192,7 +197,13 @@ func (c *ClientConn) serve() {
 		// A client that stops reading its answer holds a goroutine and a
 		// target connection: writes to it fail after the idle timeout
 		// without progress (roundTrip extends the deadline as the body flows).
-		c.deadlines.ExtendWrite(c.conn, time.Now(), idleTimeout)
+		// A head that came whole with its first byte took no time worth a
+		// reading of the clock.
+		now := start
+		if c.src.headRead {
+			now = time.Now()
+		}
+		c.deadlines.ExtendWrite(c.conn, now, idleTimeout)
 		if err != nil {
 			c.rejectHead(err)
 			return
@@ -512,8 +523,9 @@ func (c *ClientConn) forward(g *pool.Group, rt *Route) (int, bool) {
 func (c *ClientConn) attempt(t *pool.Target, g *pool.Group, rt *Route, alternatives bool) (res attemptResult, code int, keep bool, why stats.ErrorReason) {
 	t.InFlight.Add(1)
 	defer t.InFlight.Add(-1)
-	defer t.Latency.Since(time.Now())
-	uc := t.Get()
+	start := clock.Mono()
+	defer func() { t.Latency.Observe(clock.Mono() - start) }()
+	uc := t.Get(start)
 	if uc == nil {
 		var err error
 		if uc, err = pool.Dial(t, g.ConnectTimeout, alternatives); err != nil {

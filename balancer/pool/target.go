@@ -14,6 +14,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/berth-lb/berth/balancer/clock"
 	"github.com/berth-lb/berth/balancer/deadline"
 	"github.com/berth-lb/berth/balancer/stats"
 )
@@ -85,12 +86,14 @@ type Stream interface {
 
 // Conn is a connection to a target with its buffers.
 type Conn struct {
-	Conn     net.Conn
-	Br       *bufio.Reader
-	Bw       *bufio.Writer
-	Target   *Target
-	reused   bool
-	idleFrom time.Time
+	Conn   net.Conn
+	Br     *bufio.Reader
+	Bw     *bufio.Writer
+	Target *Target
+	reused bool
+	// idleFrom is when the connection went back to the pool, a clock.Mono
+	// reading.
+	idleFrom time.Duration
 	// VerifyBeforeReuse is set after a response that has no body by rule
 	// (to HEAD, 204, 304): a target that sends a body anyway sends it
 	// after the head, so the connection is checked for stray bytes before
@@ -114,15 +117,14 @@ const (
 	AwaitAbandoned
 )
 
-// Get returns a pooled connection or nil.
-func (t *Target) Get() *Conn {
-	now := time.Now()
+// Get returns a pooled connection or nil; now is a clock.Mono reading.
+func (t *Target) Get(now time.Duration) *Conn {
 	t.Mu.Lock()
 	for n := len(t.idle); n > 0; n = len(t.idle) {
 		c := t.idle[n-1]
 		t.idle[n-1] = nil
 		t.idle = t.idle[:n-1]
-		idle := now.Sub(c.idleFrom)
+		idle := now - c.idleFrom
 		if idle < IdleTimeout && (idle < LivenessCheckAfter && !c.VerifyBeforeReuse || StillOpen(c.Conn)) {
 			t.markBusy(c)
 			t.Mu.Unlock()
@@ -178,7 +180,7 @@ func (t *Target) Put(c *Conn) {
 		c.Discard()
 		return
 	}
-	c.idleFrom = time.Now()
+	c.idleFrom = clock.Mono()
 	t.Mu.Lock()
 	t.unmarkBusy(c)
 	if len(t.idle) < maxIdlePerTarget {

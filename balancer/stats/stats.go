@@ -26,10 +26,8 @@ type Latency struct {
 	count    atomic.Uint64
 }
 
-// Since observes the time from start to now; deferred, it times a function.
-func (h *Latency) Since(start time.Time) { h.observe(time.Since(start)) }
-
-func (h *Latency) observe(d time.Duration) {
+// Observe counts one duration.
+func (h *Latency) Observe(d time.Duration) {
 	sec := d.Seconds()
 	i := 0
 	for i < len(latencyBounds) && sec > latencyBounds[i] {
@@ -111,7 +109,7 @@ func (s *Route) Observe(code int, d time.Duration) {
 	if code >= 0 && code < len(s.codes) {
 		s.codes[code].Add(1)
 	}
-	s.latency.observe(d)
+	s.latency.Observe(d)
 }
 
 // RouteStats is a copy of the counters of one listener and group pair; Group is

@@ -44,11 +44,11 @@ type upstreamHeads struct {
 
 var upstreamHeadPool = sync.Pool{New: func() any { return new(upstreamHeads) }}
 
-// tryHTTP1 is one try on target t over an HTTP/1.1 connection. It reports
-// the status sent to the client, or a failure reason and whether the
-// request may go to another target.
-func (q *h2Request) tryHTTP1(g *pool.Group, t *pool.Target, alternatives bool) (int, stats.ErrorReason, bool) {
-	uc := t.Get()
+// tryHTTP1 is one try on target t over an HTTP/1.1 connection, begun at
+// start (a clock.Mono reading). It reports the status sent to the client, or
+// a failure reason and whether the request may go to another target.
+func (q *h2Request) tryHTTP1(g *pool.Group, t *pool.Target, alternatives bool, start time.Duration) (int, stats.ErrorReason, bool) {
+	uc := t.Get(start)
 	if uc == nil {
 		var err error
 		if uc, err = pool.Dial(t, g.ConnectTimeout, alternatives); err != nil {

@@ -18,6 +18,7 @@ import (
 
 	"golang.org/x/net/http2/hpack"
 
+	"github.com/berth-lb/berth/balancer/clock"
 	"github.com/berth-lb/berth/balancer/h2conn"
 	"github.com/berth-lb/berth/balancer/h2server"
 	"github.com/berth-lb/berth/balancer/http1"
@@ -263,12 +264,13 @@ func (q *h2Request) forward(g *pool.Group) int {
 func (q *h2Request) attempt(g *pool.Group, t *pool.Target, grpc, alternatives bool) (int, stats.ErrorReason, bool) {
 	t.InFlight.Add(1)
 	defer t.InFlight.Add(-1)
-	defer t.Latency.Since(time.Now())
+	start := clock.Mono()
+	defer func() { t.Latency.Observe(clock.Mono() - start) }()
 	t.Requests.Add(1)
 	if grpc {
 		return q.tryHTTP2(g, t, q.l.Transport(g))
 	}
-	return q.tryHTTP1(g, t, alternatives)
+	return q.tryHTTP1(g, t, alternatives, start)
 }
 
 // countedBody is the client's request body as sent to a target: it counts
